@@ -1,0 +1,5 @@
+"""``python -m celeriac``."""
+
+from celeriac.cli.main import main
+
+main()

@@ -1,0 +1,329 @@
+"""The application object: settings, the task registry, and publishing.
+
+``Celery`` (alias ``Celeriac``) holds configuration and tasks and sends messages.
+It owns no worker or beat code. Transports and backends are created per event
+loop, lazily, from the configured URLs; sync callers reach them through the
+private portal loop (``celeriac._portal``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import difflib
+import importlib
+import logging
+import threading
+import uuid
+import weakref
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from celeriac import _state, signals
+from celeriac._portal import get_portal
+from celeriac.backends import ResultBackend, backend_from_url, can_hold_results
+from celeriac.conf import Settings
+from celeriac.exceptions import ImproperlyConfigured, NotRegistered
+from celeriac.protocol.message import encode_task
+from celeriac.protocol.serializers import get_serializer
+from celeriac.result import AsyncResult, GroupResult
+from celeriac.routing import Router
+from celeriac.task import PublishRequest, Task, build_message, make_task_decorator
+from celeriac.transport import Outgoing, Transport, transport_from_url
+
+__all__ = ["Celery", "Celeriac", "current_app"]
+
+logger = logging.getLogger("celeriac.app")
+
+DEFAULT_BROKER = "sqlite://"
+
+
+def current_app() -> Celery:
+    """The most recently created app, or a default one (as Celery's ``current_app``)."""
+    app: Celery = _state.get_current_app()
+    return app
+
+
+@dataclass
+class _LoopResources:
+    """Connections owned by one event loop."""
+
+    transport: Transport | None = None
+    backend: ResultBackend | None = None
+    declared: set[str] = field(default_factory=set)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class Celery:
+    """A celeriac application: ``app = Celery('tasks', broker=..., backend=...)``."""
+
+    def __init__(
+        self,
+        main: str | None = None,
+        *,
+        broker: str | None = None,
+        backend: str | None = None,
+        include: Sequence[str] | None = None,
+        namespace: str | None = None,
+        config_source: Any = None,
+        set_as_current: bool = True,
+        task_cls: type[Task] | str | None = None,
+        **settings: Any,
+    ) -> None:
+        self.main = main
+        self.conf = Settings()
+        self.namespace = namespace
+        if broker:
+            self.conf["broker_url"] = broker
+        if backend:
+            self.conf["result_backend"] = backend
+        if include:
+            self.conf["include"] = tuple(include)
+        unknown = {k: v for k, v in settings.items() if k not in self.conf}
+        if unknown:
+            raise ImproperlyConfigured(f"unknown settings: {', '.join(sorted(unknown))}")
+        self.conf.update(settings)
+        if config_source is not None:
+            self.conf.from_object(config_source, namespace)
+        self.tasks: dict[str, Task] = {}
+        self.task_cls = task_cls
+        self.on_after_configure = signals.Signal("on_after_configure")
+        self.on_after_finalize = signals.Signal("on_after_finalize")
+        self.on_configure = signals.Signal("on_configure")
+        self.periodic_tasks: list[Any] = []
+        self._configured = False
+        self._finalized = False
+        self._resources: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopResources] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._router: Router | None = None
+        self._lock = threading.Lock()
+        for make in list(_state.shared_task_constructors()):
+            make(self)
+        if set_as_current:
+            _state.set_current_app(self)
+
+    def __repr__(self) -> str:
+        return f"<Celery {self.main or '__main__'} at {id(self):#x}>"
+
+    # configuration -----------------------------------------------------------------
+    def config_from_object(self, obj: Any, silent: bool = False, force: bool = False, namespace: str | None = None) -> None:
+        """Load settings from a module, class, dict or import path."""
+        self.conf.from_object(obj, namespace or self.namespace, silent=silent)
+        self._router = None
+
+    def config_from_envvar(self, variable_name: str, silent: bool = False, force: bool = False, namespace: str | None = None) -> None:
+        """Load settings from the module named by an environment variable."""
+        self.conf.from_envvar(variable_name, namespace or self.namespace, silent=silent)
+        self._router = None
+
+    def finalize(self) -> None:
+        """Fire ``on_after_configure`` and ``on_after_finalize`` once (beat and workers call this)."""
+        with self._lock:
+            if self._finalized:
+                return
+            self._finalized = True
+        self.on_configure.send(sender=self)
+        self.on_after_configure.send(sender=self, source=self.conf)
+        self.on_after_finalize.send(sender=self)
+
+    def import_default_modules(self) -> None:
+        """Import the modules listed in ``imports`` and ``include``."""
+        for module in (*self.conf["imports"], *self.conf["include"]):
+            importlib.import_module(module)
+
+    def autodiscover_tasks(self, packages: Iterable[str] | Callable[[], Iterable[str]], related_name: str = "tasks", force: bool = False) -> None:
+        """Import ``<package>.<related_name>`` for each package that has one."""
+        names = packages() if callable(packages) else packages
+        for package in names:
+            try:
+                importlib.import_module(f"{package}.{related_name}")
+            except ModuleNotFoundError as exc:
+                if exc.name != f"{package}.{related_name}":
+                    raise
+
+    @property
+    def router(self) -> Router:
+        """The router built from the current routing settings."""
+        if self._router is None:
+            self._router = Router(self.conf)
+        return self._router
+
+    @property
+    def broker_url(self) -> str:
+        """The configured broker, or the embedded SQLite file."""
+        return str(self.conf["broker_url"] or DEFAULT_BROKER)
+
+    @property
+    def result_backend_url(self) -> str | None:
+        """The configured result backend, or the broker's store when it can hold results."""
+        url = self.conf["result_backend"]
+        if url:
+            return str(url)
+        broker = self.broker_url
+        return broker if can_hold_results(broker) else None
+
+    # tasks ---------------------------------------------------------------------------
+    def task(self, *args: Any, **options: Any) -> Any:
+        """Decorator turning a function into a task: ``@app.task`` or ``@app.task(bind=True, ...)``."""
+        return make_task_decorator(self, args, options)
+
+    def register_task(self, task: Task) -> Task:
+        """Add a task (instance) to the registry under its name."""
+        self.tasks[task.name] = task
+        return task
+
+    def get_task(self, name: str) -> Task:
+        """The registered task ``name``; NotRegistered with close matches otherwise."""
+        try:
+            return self.tasks[name]
+        except KeyError:
+            raise NotRegistered(_not_registered_message(name, self.tasks)) from None
+
+    def add_periodic_task(self, schedule: Any, sig: Any, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, name: str | None = None, **opts: Any) -> str:
+        """Register a periodic task for beat; both schedules of the same signature are kept."""
+        entry = {"schedule": schedule, "sig": sig, "args": tuple(args), "kwargs": dict(kwargs or {}), "name": name, "options": opts}
+        self.periodic_tasks.append(entry)
+        return name or f"{getattr(sig, 'name', sig)}@{schedule!r}"
+
+    # resources per event loop ------------------------------------------------------------
+    def _loop_resources(self) -> _LoopResources:
+        loop = asyncio.get_running_loop()
+        res = self._resources.get(loop)
+        if res is None:
+            res = self._resources[loop] = _LoopResources()
+        return res
+
+    async def aget_transport(self) -> Transport:
+        """The connected transport for the running loop."""
+        res = self._loop_resources()
+        if res.transport is None:
+            async with res.lock:
+                if res.transport is None:
+                    transport = transport_from_url(self.broker_url, self.conf["broker_transport_options"])
+                    await transport.connect()
+                    res.transport = transport
+        return res.transport
+
+    async def aget_backend(self) -> ResultBackend:
+        """The connected result backend for the running loop; error when results are disabled."""
+        res = self._loop_resources()
+        if res.backend is None:
+            url = self.result_backend_url
+            if url is None:
+                raise ImproperlyConfigured(
+                    "no result backend configured: set result_backend (e.g. backend='redis://...')"
+                )
+            async with res.lock:
+                if res.backend is None:
+                    backend = backend_from_url(
+                        url,
+                        serializer=get_serializer(self.conf["result_serializer"]),
+                        expires=_seconds(self.conf["result_expires"]),
+                        options=self.conf["result_backend_transport_options"],
+                    )
+                    await backend.connect()
+                    res.backend = backend
+        return res.backend
+
+    async def aclose(self) -> None:
+        """Close the running loop's connections."""
+        res = self._resources.pop(asyncio.get_running_loop(), None)
+        if res is None:
+            return
+        if res.transport is not None:
+            await res.transport.close()
+        if res.backend is not None:
+            await res.backend.close()
+
+    def close(self) -> None:
+        """Close the connections the sync API opened."""
+        get_portal().run(self.aclose())
+
+    def run_sync(self, coro: Any, timeout: float | None = None) -> Any:
+        """Run a coroutine of this app from sync code, on the portal loop."""
+        return get_portal().run(coro, timeout)
+
+    # publishing ------------------------------------------------------------------------
+    async def apublish(self, requests: Sequence[PublishRequest]) -> None:
+        """Encode and publish task messages in one batch, declaring their queues once."""
+        transport = await self.aget_transport()
+        res = self._loop_resources()
+        to_declare = [r.route.queue for r in requests if r.route.queue and r.route.queue.name not in res.declared]
+        if to_declare:
+            await transport.declare([q for q in to_declare if q is not None])
+            res.declared.update(q.name for q in to_declare if q is not None)
+        outgoing = []
+        for req in requests:
+            signals.before_task_publish.send(sender=req.message.task, body=None, headers=req.message.headers, routing_key=req.route.routing_key, exchange=req.route.exchange)
+            envelope = encode_task(req.message, req.serializer, req.compression)
+            eta = req.message.eta
+            not_before = eta.timestamp() if eta is not None and eta > _utcnow() else None
+            outgoing.append(Outgoing(envelope, req.route.exchange, req.route.routing_key, not_before))
+        await transport.publish(outgoing)
+        for req in requests:
+            signals.after_task_publish.send(sender=req.message.task, headers=req.message.headers, routing_key=req.route.routing_key, exchange=req.route.exchange)
+
+    def build_request(self, name: str, args: Sequence[Any] | None, kwargs: Mapping[str, Any] | None, options: Mapping[str, Any], task: Task | None = None) -> PublishRequest:
+        """Turn ``apply_async`` arguments into a message and a route."""
+        return build_message(self, name, args, kwargs, options, task)
+
+    async def asend_task(self, name: str, args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None, **options: Any) -> AsyncResult:
+        """Send a task by name (the worker must know it); returns its AsyncResult."""
+        task = self.tasks.get(name)
+        request = self.build_request(name, args, kwargs, options, task)
+        await self.apublish([request])
+        return self.AsyncResult(request.message.id, task_name=name)
+
+    def send_task(self, name: str, args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None, **options: Any) -> AsyncResult:
+        """Sync twin of ``asend_task``."""
+        task = self.tasks.get(name)
+        request = self.build_request(name, args, kwargs, options, task)
+        self.run_sync(self.apublish([request]))
+        return self.AsyncResult(request.message.id, task_name=name)
+
+    def AsyncResult(self, task_id: str, **kwargs: Any) -> AsyncResult:  # noqa: N802 - Celery's name
+        """A handle on the result of task ``task_id``."""
+        return AsyncResult(task_id, app=self, **kwargs)
+
+    def GroupResult(self, group_id: str, results: Sequence[AsyncResult] | None = None) -> GroupResult:  # noqa: N802
+        """A handle on the results of a group."""
+        return GroupResult(group_id, list(results or []), app=self)
+
+    # control -------------------------------------------------------------------------------
+    async def arevoke(self, task_ids: str | Sequence[str], *, expires: float = 86400 * 7) -> None:
+        """Persist a revoke: workers skip these tasks, now or when they start later."""
+        ids = [task_ids] if isinstance(task_ids, str) else list(task_ids)
+        transport = await self.aget_transport()
+        await transport.revoke(ids, expires=_utcnow().timestamp() + expires)
+
+    def revoke(self, task_ids: str | Sequence[str], **kwargs: Any) -> None:
+        """Sync twin of ``arevoke`` (``terminate=`` is accepted; running tasks finish)."""
+        self.run_sync(self.arevoke(task_ids))
+
+    def uuid(self) -> str:
+        """A new task id."""
+        return str(uuid.uuid4())
+
+
+Celeriac = Celery
+_state.set_default_app_factory(lambda: Celery("default"))
+
+
+def _seconds(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    return float(value)
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _not_registered_message(name: str, tasks: Mapping[str, Any]) -> str:
+    close = difflib.get_close_matches(name, list(tasks), n=3)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    return f"task {name!r} is not registered{hint}"

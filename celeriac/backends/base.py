@@ -1,0 +1,69 @@
+"""The ResultBackend interface: where task states and results are kept.
+
+A backend stores Celery's result document (a dict: ``status``, ``result``,
+``traceback``, ``children``, ``date_done``, ``task_id`` and optional extended fields)
+under a task id, and lets clients wait for a ready state without spinning a core.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+__all__ = ["ChordPart", "Meta", "ResultBackend"]
+
+Meta = dict[str, Any]
+"""A result document, shaped as Celery writes ``celery-task-meta-<id>``."""
+
+ChordPart = tuple[str, str, Any]
+"""(task id, state, result) of one finished chord header task."""
+
+
+@runtime_checkable
+class ResultBackend(Protocol):
+    """Stores result documents; one instance per event loop. All methods are coroutines."""
+
+    url: str
+
+    async def connect(self) -> None:
+        """Open connections; idempotent."""
+
+    async def close(self) -> None:
+        """Release connections."""
+
+    async def store(self, items: Sequence[tuple[str, Meta]]) -> None:
+        """Write result documents (task id, meta), pipelined, with ``result_expires``."""
+
+    async def get(self, task_ids: Sequence[str]) -> list[Meta | None]:
+        """Read documents; None where nothing is stored (PENDING)."""
+
+    async def wait(self, task_id: str, timeout: float | None) -> Meta | None:
+        """Return the document once it is in a ready state, or the latest one at timeout.
+
+        Must not busy-wait: use notifications where the engine has them, otherwise
+        poll with a growing interval.
+        """
+
+    async def forget(self, task_ids: Sequence[str]) -> None:
+        """Delete documents."""
+
+    async def save_group(self, group_id: str, task_ids: Sequence[str]) -> None:
+        """Remember the member ids of a group (``GroupResult.save``)."""
+
+    async def restore_group(self, group_id: str) -> list[str] | None:
+        """Member ids of a saved group, or None."""
+
+    async def forget_group(self, group_id: str) -> None:
+        """Delete a saved group."""
+
+    async def chord_part_done(
+        self, group_id: str, index: int, part: ChordPart, size: int
+    ) -> list[ChordPart] | None:
+        """Record one finished chord header task, atomically.
+
+        Returns all parts in ``group_index`` order exactly once (to the caller that
+        completed the chord), otherwise None.
+        """
+
+    async def cleanup(self) -> int:
+        """Delete expired documents; return how many."""

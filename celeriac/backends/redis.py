@@ -1,0 +1,302 @@
+"""The Redis result backend, in Celery's key layout (SPEC §5.2, §5.3).
+
+* ``celery-task-meta-<id>``: the result document, encoded with the configured serializer,
+  written with ``SETEX result_expires`` (``SET`` when ``expires`` is None) and ``PUBLISH``ed
+  on the channel of the same name, a whole :meth:`~RedisBackend.store` batch in one MULTI.
+* :meth:`~RedisBackend.wait` subscribes through one shared pub/sub connection per instance
+  (:mod:`celeriac.backends._redis_pubsub`), then reads the key, so no write is missed;
+  no polling.
+* ``celery-taskset-meta-<gid>``: a saved group, ``{"result": [[gid, null], [[[tid, null],
+  null], ...]]}``.
+* Chord counters ``celery-taskset-meta-<gid>.j/.s/.t/.d/.c`` updated by one Lua script, as
+  Celery 5.7 does: ``.j`` holds ``[1, tid, state, result]`` scored by group index, ``.d``
+  dedupes ``<tid>:<index>``, ``.s`` is the size (set from the caller when absent), ``.t``
+  Celery's size adjustment; the completing call gets the parts, the keys are deleted and
+  ``.c`` becomes ``done`` so any later report (a redelivered task) is ignored.
+
+Documents written by Celery read back as they are (``date_done`` stays the ISO string
+Celery wrote, naive in Celery 5.3). A key holding bytes that do not decode to a document
+makes :meth:`~RedisBackend.get` (and ``wait``) raise :class:`SerializationError` naming the
+key; the shared listener is not affected.
+
+Options: those of :mod:`celeriac._redis_url` (``global_keyprefix`` prefixes keys and
+channels), plus ``max_retries`` and ``retry_backoff_max`` for transient connection errors,
+after which calls raise :class:`ConnectionError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+from celeriac._redis_url import connect_redis, parse_redis_url
+from celeriac.backends._redis_pubsub import RECHECK, ResultListener
+from celeriac.backends.base import ChordPart, Meta
+from celeriac.exceptions import MissingDependency, SerializationError
+from celeriac.protocol.serializers import Serializer
+from celeriac.states import READY_STATES
+
+try:
+    from redis import exceptions as redis_errors
+    from redis.asyncio import Redis
+    from redis.commands.core import AsyncScript
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise MissingDependency("Redis result backend: pip install 'celeriac[redis]'") from exc
+
+__all__ = ["RedisBackend"]
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_TRANSIENT = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
+_DONE_TTL = 86400
+
+CHORD_PART = """
+-- KEYS: .j .t .s .d .c   ARGV: member, index, dedupe id, size, ttl ('' = none), done ttl
+if redis.call('EXISTS', KEYS[5]) == 1 then return false end
+if redis.call('SADD', KEYS[4], ARGV[3]) == 1 then
+  redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+end
+redis.call('SET', KEYS[3], ARGV[4], 'NX')
+if ARGV[5] ~= '' then
+  for i = 1, 4 do redis.call('EXPIRE', KEYS[i], ARGV[5]) end
+end
+local total = tonumber(redis.call('GET', KEYS[3])) + tonumber(redis.call('GET', KEYS[2]) or '0')
+if redis.call('ZCARD', KEYS[1]) < total then return false end
+local parts = redis.call('ZRANGE', KEYS[1], 0, -1)
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+redis.call('SET', KEYS[5], 'done', 'EX', ARGV[6])
+return parts
+"""
+
+
+class RedisBackend:
+    """A ResultBackend on Redis, readable and writable by Celery peers."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        serializer: Serializer,
+        expires: float | None,
+        options: Mapping[str, Any] | None = None,
+    ) -> None:
+        opts = dict(options or {})
+        self.url = url
+        self.serializer = serializer
+        self.expires = expires
+        self._settings = parse_redis_url(url, opts)
+        prefix = self._settings.key_prefix
+        self._task_prefix = prefix + "celery-task-meta-"
+        self._group_prefix = prefix + "celery-taskset-meta-"
+        self._max_retries = int(opts.get("max_retries", 6))
+        self._backoff_max = float(opts.get("retry_backoff_max", 2.0))
+        self._client: Redis[bytes] | None = None
+        self._listener: ResultListener | None = None
+        self._chord_script: AsyncScript | None = None
+
+    @property
+    def client(self) -> Redis[bytes]:
+        """The connected client; raises if :meth:`connect` was not awaited."""
+        if self._client is None:
+            raise RuntimeError("RedisBackend used before connect()")
+        return self._client
+
+    async def connect(self) -> None:
+        """Create the connection pool and check that Redis answers (retrying)."""
+        if self._client is not None:
+            return
+        client = connect_redis(self._settings)
+        try:
+            await self._retry("connect", client.ping)
+        except BaseException:
+            await client.connection_pool.disconnect()
+            raise
+        self._client = client
+        self._chord_script = client.register_script(CHORD_PART)
+        self._listener = ResultListener(client, backoff_max=self._backoff_max)
+
+    async def close(self) -> None:
+        """Stop the listener and release connections."""
+        client, listener = self._client, self._listener
+        self._client = self._listener = None
+        if listener is not None:
+            await listener.close()
+        if client is not None:
+            await client.connection_pool.disconnect()
+
+    async def _retry(self, what: str, op: Callable[[], Awaitable[T]]) -> T:
+        """Run ``op``, retrying transient errors with backoff; then raise ConnectionError."""
+        delay = 0.05
+        for attempt in range(self._max_retries + 1):
+            try:
+                return await op()
+            except _TRANSIENT as exc:
+                if attempt >= self._max_retries:
+                    raise ConnectionError(
+                        f"redis result backend: {what} failed after {attempt + 1} attempts: {exc}"
+                    ) from exc
+                logger.warning("redis result backend: %s failed (%s); retrying", what, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._backoff_max)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _key(self, task_id: str) -> str:
+        return self._task_prefix + task_id
+
+    def _set(self, pipe: Any, key: str, data: bytes) -> None:
+        """SET with expiry (Celery's SETEX) then PUBLISH on the key's channel, as Celery does."""
+        if self.expires is None:
+            pipe.set(key, data)
+        elif float(self.expires).is_integer():
+            pipe.set(key, data, ex=int(self.expires))
+        else:
+            pipe.set(key, data, px=max(int(self.expires * 1000), 1))
+        pipe.publish(key, data)
+
+    # -- documents --------------------------------------------------------------------------
+
+    async def store(self, items: Sequence[tuple[str, Meta]]) -> None:
+        """Write and publish documents, the whole batch in one MULTI."""
+        if not items:
+            return
+        encoded = [(self._key(tid), self.serializer.dumps(meta)) for tid, meta in items]
+
+        async def op() -> None:
+            pipe = self.client.pipeline(transaction=True)
+            for key, data in encoded:
+                self._set(pipe, key, data)
+            await pipe.execute()
+
+        await self._retry("store", op)
+
+    async def get(self, task_ids: Sequence[str]) -> list[Meta | None]:
+        """MGET the documents; None where nothing is stored."""
+        if not task_ids:
+            return []
+        keys = [self._key(tid) for tid in task_ids]
+        values = await self._retry("get", lambda: self.client.mget(keys))
+        return [
+            None if v is None else self._decode(k, v) for k, v in zip(keys, values, strict=True)
+        ]
+
+    def _decode(self, key: str, data: bytes) -> Meta:
+        """A stored or published document; SerializationError naming ``key`` if it is bad."""
+        try:
+            meta = self.serializer.loads(data)
+        except SerializationError as exc:
+            raise SerializationError(f"result key {key!r} holds undecodable data: {exc}") from exc
+        if not isinstance(meta, dict):
+            raise SerializationError(
+                f"result key {key!r} holds a {type(meta).__name__}, not a dict"
+            )
+        return meta
+
+    async def wait(self, task_id: str, timeout: float | None) -> Meta | None:
+        """Return the document once ready, or the latest one at ``timeout``.
+
+        Subscribes first, then reads the key once the subscription is confirmed, then
+        follows published writes; a reconnection makes it read the key again.
+        """
+        if timeout is not None and timeout <= 0:
+            return (await self.get([task_id]))[0]
+        listener = self._listener
+        if listener is None:
+            raise RuntimeError("RedisBackend used before connect()")
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        key = self._key(task_id)
+        waiter = await listener.add(key)
+        try:
+            try:
+                await asyncio.wait_for(waiter.subscribed(), _left(deadline, loop))
+            except TimeoutError:
+                return (await self.get([task_id]))[0]
+            latest = (await self.get([task_id]))[0]
+            while latest is None or latest.get("status") not in READY_STATES:
+                try:
+                    item = await asyncio.wait_for(waiter.queue.get(), _left(deadline, loop))
+                except TimeoutError:
+                    return latest
+                doc = (await self.get([task_id]))[0] if item is RECHECK else self._decode(key, item)
+                latest = doc if doc is not None else latest
+            return latest
+        finally:
+            listener.remove(waiter)
+
+    async def forget(self, task_ids: Sequence[str]) -> None:
+        """Delete documents."""
+        if task_ids:
+            keys = [self._key(tid) for tid in task_ids]
+            await self._retry("forget", lambda: self.client.delete(*keys))
+
+    # -- groups and chords ------------------------------------------------------------------
+
+    async def save_group(self, group_id: str, task_ids: Sequence[str]) -> None:
+        """Store ``celery-taskset-meta-<gid>`` as Celery's ``GroupResult.save()`` does."""
+        doc = {"result": [[group_id, None], [[[tid, None], None] for tid in task_ids]]}
+        data = self.serializer.dumps(doc)
+        key = self._group_prefix + group_id
+
+        async def op() -> None:
+            pipe = self.client.pipeline(transaction=True)
+            self._set(pipe, key, data)
+            await pipe.execute()
+
+        await self._retry("save_group", op)
+
+    async def restore_group(self, group_id: str) -> list[str] | None:
+        """Member ids of a saved group, or None."""
+        key = self._group_prefix + group_id
+        data = await self._retry("restore_group", lambda: self.client.get(key))
+        if data is None:
+            return None
+        doc = self._decode(key, data)
+        try:
+            members = doc["result"][1]
+            return [str(member[0][0]) for member in members]
+        except (KeyError, IndexError, TypeError) as exc:
+            raise SerializationError(f"group key {key!r} is not a saved group: {exc}") from exc
+
+    async def forget_group(self, group_id: str) -> None:
+        """Delete a saved group."""
+        key = self._group_prefix + group_id
+        await self._retry("forget_group", lambda: self.client.delete(key))
+
+    async def chord_part_done(
+        self, group_id: str, index: int, part: ChordPart, size: int
+    ) -> list[ChordPart] | None:
+        """Record one header result atomically; the completing call gets all parts, once."""
+        script = self._chord_script
+        if script is None:
+            raise RuntimeError("RedisBackend used before connect()")
+        task_id, state, result = part
+        base = self._group_prefix + group_id
+        keys = [f"{base}.j", f"{base}.t", f"{base}.s", f"{base}.d", f"{base}.c"]
+        ttl = "" if self.expires is None else str(max(int(self.expires), 1))
+        done_ttl = max(int(self.expires or _DONE_TTL), 300)
+        member = self.serializer.dumps([1, task_id, state, result])
+        args: list[Any] = [member, index, f"{task_id}:{index}", size, ttl, done_ttl]
+        reply = await self._retry("chord_part_done", lambda: script(keys=keys, args=args))
+        if reply is None:
+            return None
+        return [self._chord_part(keys[0], raw) for raw in reply]
+
+    def _chord_part(self, key: str, raw: bytes) -> ChordPart:
+        """Decode one ``[1, tid, state, result]`` member of ``.j``."""
+        try:
+            _, task_id, state, result = self.serializer.loads(raw)
+        except (SerializationError, ValueError, TypeError) as exc:
+            raise SerializationError(f"chord key {key!r} holds a bad part: {exc}") from exc
+        return (str(task_id), str(state), result)
+
+    async def cleanup(self) -> int:
+        """Nothing to do: Redis expires keys itself."""
+        return 0
+
+
+def _left(deadline: float | None, loop: asyncio.AbstractEventLoop) -> float | None:
+    """Seconds until ``deadline`` (None = forever), never negative."""
+    return None if deadline is None else max(deadline - loop.time(), 0.0)

@@ -1,0 +1,199 @@
+"""The ``celeriac`` command: Celery's command line, for celeriac apps."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import Any
+
+import click
+
+from celeriac.app import Celery
+from celeriac.cli.demo import demo
+from celeriac.cli.loading import find_app
+from celeriac.worker.worker import Worker, WorkerOptions
+
+__all__ = ["cli", "main"]
+
+_LOG_FORMAT = "[%(asctime)s: %(levelname)s/%(processName)s] %(message)s"
+
+
+class AppContext:
+    """What the group options give every subcommand."""
+
+    def __init__(self, app_spec: str | None, broker: str | None, backend: str | None) -> None:
+        self.app_spec = app_spec
+        self.broker = broker
+        self.backend = backend
+        self._app: Celery | None = None
+
+    @property
+    def app(self) -> Celery:
+        """The loaded app, with -b/--result-backend applied."""
+        if self._app is None:
+            self._app = find_app(self.app_spec)
+            if self.broker:
+                self._app.conf["broker_url"] = self.broker
+            if self.backend:
+                self._app.conf["result_backend"] = self.backend
+        return self._app
+
+
+def setup_logging(level: str) -> None:
+    """Log like Celery's worker does."""
+    logging.basicConfig(level=level.upper(), format=_LOG_FORMAT, stream=sys.stderr, force=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-A", "--app", "app_spec", help="The app: module, module:attr or package.module.")
+@click.option("-b", "--broker", help="Broker URL (overrides broker_url).")
+@click.option("--result-backend", help="Result backend URL (overrides result_backend).")
+@click.version_option(package_name="celeriac")
+@click.pass_context
+def cli(ctx: click.Context, app_spec: str | None, broker: str | None, result_backend: str | None) -> None:
+    """celeriac: a Celery-compatible task queue."""
+    ctx.obj = AppContext(app_spec, broker, result_backend)
+
+
+@cli.command()
+@click.option("-l", "--loglevel", default="WARNING", show_default=True, help="DEBUG, INFO, WARNING, ERROR.")
+@click.option("-c", "--concurrency", type=int, help="Pool size (default: number of CPUs).")
+@click.option("-Q", "--queues", default="", help="Comma-separated queues to consume.")
+@click.option("-n", "--hostname", help="Node name, e.g. worker1@%h.")
+@click.option("-P", "--pool", type=click.Choice(["prefork", "processes", "threads", "solo"]), help="Pool for sync tasks.")
+@click.option("--max-tasks-per-child", type=int, help="Replace a pool process after this many tasks.")
+@click.option("--time-limit", type=float, help="Hard time limit per task, seconds.")
+@click.option("--soft-time-limit", type=float, help="Soft time limit per task, seconds.")
+@click.option("--prefetch-multiplier", type=int, help="Messages held per pool slot.")
+@click.option("--async-concurrency", type=int, default=100, show_default=True, help="async def tasks in flight at once.")
+@click.option("--without-heartbeat", is_flag=True, help="Accepted for Celery compatibility.")
+@click.option("--without-gossip", is_flag=True, help="Accepted for Celery compatibility.")
+@click.option("--without-mingle", is_flag=True, help="Accepted for Celery compatibility.")
+@click.option("-E", "--task-events", is_flag=True, help="Accepted for Celery compatibility.")
+@click.option("-O", "optimization", help="Accepted for Celery compatibility.")
+@click.pass_obj
+def worker(obj: AppContext, loglevel: str, concurrency: int | None, queues: str, hostname: str | None, pool: str | None, max_tasks_per_child: int | None, time_limit: float | None, soft_time_limit: float | None, prefetch_multiplier: int | None, async_concurrency: int, **_: Any) -> None:
+    """Start a worker."""
+    setup_logging(loglevel)
+    options = WorkerOptions(
+        hostname=hostname,
+        queues=[q.strip() for q in queues.split(",") if q.strip()],
+        concurrency=concurrency,
+        pool=pool,
+        prefetch_multiplier=prefetch_multiplier,
+        max_tasks_per_child=max_tasks_per_child,
+        time_limit=time_limit,
+        soft_time_limit=soft_time_limit,
+        async_concurrency=async_concurrency,
+    )
+    sys.exit(Worker(obj.app, options).start())
+
+
+@cli.command()
+@click.argument("name")
+@click.option("-a", "--args", default="[]", help='JSON list, e.g. \'[2, 2]\'.')
+@click.option("-k", "--kwargs", default="{}", help="JSON object.")
+@click.option("--countdown", type=float, help="Seconds to wait before running.")
+@click.option("--eta", help="ISO-8601 time to run at.")
+@click.option("--expires", type=float, help="Seconds after which the task is discarded.")
+@click.option("--queue", help="Queue to send to.")
+@click.option("--priority", type=int)
+@click.pass_obj
+def call(obj: AppContext, name: str, args: str, kwargs: str, countdown: float | None, eta: str | None, expires: float | None, queue: str | None, priority: int | None) -> None:
+    """Send task NAME and print its id."""
+    try:
+        parsed_args = json.loads(args)
+        parsed_kwargs = json.loads(kwargs)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"--args/--kwargs must be JSON: {exc}") from exc
+    if not isinstance(parsed_args, list) or not isinstance(parsed_kwargs, dict):
+        raise click.BadParameter("--args must be a JSON list and --kwargs a JSON object")
+    options = {"countdown": countdown, "eta": eta, "expires": expires, "queue": queue, "priority": priority}
+    result = obj.app.send_task(name, parsed_args, parsed_kwargs, **{k: v for k, v in options.items() if v is not None})
+    click.echo(result.id)
+
+
+@cli.command()
+@click.argument("task_id")
+@click.option("--wait", is_flag=True, help="Wait for the result.")
+@click.option("--timeout", type=float, help="With --wait: give up after this many seconds.")
+@click.option("--traceback", "show_traceback", is_flag=True, help="Print the traceback of a failure.")
+@click.pass_obj
+def result(obj: AppContext, task_id: str, wait: bool, timeout: float | None, show_traceback: bool) -> None:
+    """Print the state and result of TASK_ID."""
+    res = obj.app.AsyncResult(task_id)
+    if wait:
+        res.get(timeout=timeout, propagate=False)
+    state = res.state
+    value = res.result
+    if show_traceback and res.traceback:
+        click.echo(res.traceback)
+    click.echo(f"{state}: {value!r}" if state != "SUCCESS" else repr(value))
+
+
+@cli.command()
+@click.option("-Q", "--queues", default="", help="Queues to purge (default: the consumed queues).")
+@click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_obj
+def purge(obj: AppContext, queues: str, force: bool) -> None:
+    """Delete all waiting messages from the queues."""
+    app = obj.app
+    names = [q.strip() for q in queues.split(",") if q.strip()] or [q.name for q in app.router.consume_specs(None)]
+    if not force:
+        click.confirm(f"Purge all waiting messages from {', '.join(names)}?", abort=True)
+
+    async def run() -> int:
+        transport = await app.aget_transport()
+        return await transport.purge(names)
+
+    count = app.run_sync(run())
+    click.echo(f"Purged {count} message{'s' if count != 1 else ''} from {len(names)} known task queue{'s' if len(names) != 1 else ''}.")
+
+
+@cli.group()
+def dead() -> None:
+    """List and requeue dead-lettered messages."""
+
+
+@dead.command("list")
+@click.option("--limit", type=int, default=100, show_default=True)
+@click.pass_obj
+def dead_list(obj: AppContext, limit: int) -> None:
+    """Show dead-lettered messages with the reason."""
+    app = obj.app
+
+    async def run() -> list[Any]:
+        transport = await app.aget_transport()
+        return await transport.list_dead(limit)
+
+    letters = app.run_sync(run())
+    for letter in letters:
+        task = letter.envelope.headers.get("task", "?")
+        click.echo(f"{letter.id}  queue={letter.queue}  task={task}  reason={letter.reason}")
+    click.echo(f"{len(letters)} dead letter(s)")
+
+
+@dead.command("requeue")
+@click.argument("ids", nargs=-1)
+@click.option("--all", "requeue_all", is_flag=True, help="Requeue every dead letter.")
+@click.pass_obj
+def dead_requeue(obj: AppContext, ids: tuple[str, ...], requeue_all: bool) -> None:
+    """Put dead letters (IDS, or --all) back on their queues."""
+    if not ids and not requeue_all:
+        raise click.UsageError("give dead-letter ids or --all")
+    app = obj.app
+
+    async def run() -> int:
+        transport = await app.aget_transport()
+        return await transport.requeue_dead(list(ids) if ids else None)
+
+    click.echo(f"Requeued {app.run_sync(run())} message(s).")
+
+
+cli.add_command(demo)
+
+
+def main() -> None:
+    """Entry point of the ``celeriac`` script."""
+    cli(prog_name="celeriac")

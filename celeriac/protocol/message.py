@@ -1,0 +1,277 @@
+"""Celery's task message, protocol version 2 (SPEC §2), and its encoding.
+
+A task message is headers (who/what/when) plus a body ``[args, kwargs, embed]``
+where ``embed`` carries the canvas: callbacks, errbacks, the rest of a chain and a
+chord body. Protocol 1 bodies (a dict with ``task``/``id``/``args``) are read too.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from typing import Any
+
+from celeriac.exceptions import MessageError, SerializationError
+from celeriac.protocol import compression
+from celeriac.protocol.envelope import Envelope
+from celeriac.protocol.serializers import check_accept, get_serializer, serializer_for_content_type
+
+__all__ = [
+    "RESERVED_HEADERS",
+    "TaskMessage",
+    "decode_task",
+    "encode_task",
+    "format_time",
+    "parse_time",
+    "safe_repr",
+]
+
+RESERVED_HEADERS = frozenset(
+    {
+        "lang", "task", "id", "shadow", "eta", "expires", "group", "group_index", "retries",
+        "timelimit", "root_id", "parent_id", "argsrepr", "kwargsrepr", "origin",
+        "ignore_result", "replaced_task_nesting", "stamped_headers", "stamps", "compression",
+        "redelivered",
+    }
+)  # fmt: skip
+
+_REPR_LIMIT = 1024
+_ORIGIN = f"gen{os.getpid()}@{socket.gethostname()}"
+
+
+@dataclass(slots=True)
+class TaskMessage:
+    """One task invocation, as it travels between client and worker."""
+
+    id: str
+    task: str
+    args: list[Any] = field(default_factory=list)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    eta: dt.datetime | None = None
+    expires: dt.datetime | None = None
+    retries: int = 0
+    root_id: str | None = None
+    parent_id: str | None = None
+    group: str | None = None
+    group_index: int | None = None
+    time_limit: float | None = None
+    soft_time_limit: float | None = None
+    ignore_result: bool = False
+    origin: str | None = None
+    shadow: str | None = None
+    callbacks: list[dict[str, Any]] | None = None
+    errbacks: list[dict[str, Any]] | None = None
+    chain: list[dict[str, Any]] | None = None
+    chord: dict[str, Any] | None = None
+    headers: dict[str, Any] = field(default_factory=dict)
+    """Custom headers given to ``apply_async(headers=...)`` (top level on the wire)."""
+    reply_to: str | None = None
+    priority: int | None = None
+    replaced_task_nesting: int = 0
+    stamps: dict[str, Any] = field(default_factory=dict)
+    argsrepr: str | None = None
+    kwargsrepr: str | None = None
+
+
+def format_time(value: dt.datetime | None) -> str | None:
+    """ISO-8601 for a header; naive datetimes are taken as UTC."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value.isoformat()
+
+
+def parse_time(value: Any, name: str) -> dt.datetime | None:
+    """Parse an ISO-8601 header value; naive values are UTC (Celery 5.3 wrote naive)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, dt.datetime):
+        parsed = value
+    elif isinstance(value, str):
+        try:
+            parsed = dt.datetime.fromisoformat(value)
+        except ValueError as exc:
+            raise MessageError(f"header {name!r} is not an ISO-8601 time: {value!r}") from exc
+    else:
+        raise MessageError(f"header {name!r} must be an ISO-8601 string, got {type(value).__name__}")
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def safe_repr(value: Any) -> str:
+    """``repr`` truncated like Celery's argsrepr, never raising."""
+    try:
+        text = repr(value)
+    except Exception as exc:  # a broken __repr__ must not stop a publish
+        text = f"<unrepresentable {type(value).__name__}: {exc}>"
+    return text if len(text) <= _REPR_LIMIT else text[: _REPR_LIMIT - 3] + "..."
+
+
+def _headers_of(msg: TaskMessage) -> dict[str, Any]:
+    headers: dict[str, Any] = {
+        "lang": "py",
+        "task": msg.task,
+        "id": msg.id,
+        "shadow": msg.shadow,
+        "eta": format_time(msg.eta),
+        "expires": format_time(msg.expires),
+        "group": msg.group,
+        "group_index": msg.group_index,
+        "retries": msg.retries,
+        "timelimit": [msg.time_limit, msg.soft_time_limit],
+        "root_id": msg.root_id or msg.id,
+        "parent_id": msg.parent_id,
+        "argsrepr": msg.argsrepr if msg.argsrepr is not None else safe_repr(msg.args),
+        "kwargsrepr": msg.kwargsrepr if msg.kwargsrepr is not None else safe_repr(msg.kwargs),
+        "origin": msg.origin or _ORIGIN,
+        "ignore_result": msg.ignore_result,
+        "replaced_task_nesting": msg.replaced_task_nesting,
+        "stamped_headers": None,
+        "stamps": msg.stamps,
+    }
+    for key, value in msg.headers.items():
+        if key not in RESERVED_HEADERS:
+            headers[key] = value
+    return headers
+
+
+def encode_task(
+    msg: TaskMessage, serializer: str = "json", compress_with: str | None = None
+) -> Envelope:
+    """Build the envelope Celery would publish for ``msg``.
+
+    Raises SerializationError naming the argument that cannot be serialized.
+    """
+    codec = get_serializer(serializer)
+    embed = {
+        "callbacks": msg.callbacks,
+        "errbacks": msg.errbacks,
+        "chain": msg.chain,
+        "chord": msg.chord,
+    }
+    try:
+        body = codec.dumps([msg.args, msg.kwargs, embed])
+    except SerializationError as exc:
+        raise SerializationError(_explain_unserializable(msg, codec.dumps, exc)) from exc
+    headers = _headers_of(msg)
+    if compress_with:
+        headers["compression"], body = compression.compress(compress_with, body)
+    properties: dict[str, Any] = {
+        "correlation_id": msg.id,
+        "reply_to": msg.reply_to or "",
+        "delivery_mode": 2,
+        "priority": msg.priority if msg.priority is not None else 0,
+    }
+    return Envelope(
+        body=body,
+        headers=headers,
+        content_type=codec.content_type,
+        content_encoding="utf-8" if codec.name == "json" else "binary",
+        properties=properties,
+    )
+
+
+def _explain_unserializable(msg: TaskMessage, dumps: Any, exc: Exception) -> str:
+    """Name the first argument of ``msg`` that the serializer rejects."""
+    for index, value in enumerate(msg.args):
+        try:
+            dumps(value)
+        except SerializationError as inner:
+            return f"task {msg.task}: positional argument {index} ({safe_repr(value)}): {inner}"
+    for key, value in msg.kwargs.items():
+        try:
+            dumps(value)
+        except SerializationError as inner:
+            return f"task {msg.task}: keyword argument {key!r} ({safe_repr(value)}): {inner}"
+    return f"task {msg.task}: {exc}"
+
+
+def decode_task(envelope: Envelope, accept: Collection[str]) -> TaskMessage:
+    """Decode an envelope into a TaskMessage; MessageError explains any problem."""
+    headers = envelope.headers
+    check_accept(envelope.content_type, accept)
+    raw = envelope.body
+    if headers.get("compression"):
+        raw = compression.decompress(str(headers["compression"]), raw)
+    try:
+        body = serializer_for_content_type(envelope.content_type).loads(raw)
+    except SerializationError as exc:
+        raise MessageError(f"undecodable body ({envelope.content_type}): {exc}") from exc
+    if "task" in headers:
+        return _decode_v2(headers, body, envelope)
+    if isinstance(body, dict) and "task" in body:
+        return _decode_v1(body, envelope)
+    raise MessageError("not a task message: no 'task' header (protocol 2) nor body field (1)")
+
+
+def _decode_v2(headers: dict[str, Any], body: Any, envelope: Envelope) -> TaskMessage:
+    if not (isinstance(body, list | tuple) and len(body) == 3):
+        raise MessageError("protocol 2 body must be [args, kwargs, embed]")
+    args, kwargs, embed = body
+    if not isinstance(args, list | tuple) or not isinstance(kwargs, dict):
+        raise MessageError("protocol 2 body: args must be a list and kwargs an object")
+    embed = embed if isinstance(embed, dict) else {}
+    task_id = headers.get("id")
+    if not isinstance(task_id, str) or not task_id:
+        raise MessageError("task message has no 'id' header")
+    limits = headers.get("timelimit") or [None, None]
+    if not isinstance(limits, list | tuple) or len(limits) != 2:
+        limits = [None, None]
+    extra = {k: v for k, v in headers.items() if k not in RESERVED_HEADERS}
+    return TaskMessage(
+        id=task_id,
+        task=str(headers["task"]),
+        args=list(args),
+        kwargs=kwargs,
+        eta=parse_time(headers.get("eta"), "eta"),
+        expires=parse_time(headers.get("expires"), "expires"),
+        retries=int(headers.get("retries") or 0),
+        root_id=headers.get("root_id") or task_id,
+        parent_id=headers.get("parent_id"),
+        group=headers.get("group"),
+        group_index=headers.get("group_index"),
+        time_limit=limits[0],
+        soft_time_limit=limits[1],
+        ignore_result=bool(headers.get("ignore_result", False)),
+        origin=headers.get("origin"),
+        shadow=headers.get("shadow"),
+        callbacks=embed.get("callbacks"),
+        errbacks=embed.get("errbacks"),
+        chain=embed.get("chain"),
+        chord=embed.get("chord"),
+        headers=extra,
+        reply_to=envelope.properties.get("reply_to") or None,
+        priority=envelope.properties.get("priority"),
+        replaced_task_nesting=int(headers.get("replaced_task_nesting") or 0),
+        stamps=headers.get("stamps") or {},
+        argsrepr=headers.get("argsrepr"),
+        kwargsrepr=headers.get("kwargsrepr"),
+    )
+
+
+def _decode_v1(body: dict[str, Any], envelope: Envelope) -> TaskMessage:
+    task_id = body.get("id")
+    if not isinstance(task_id, str):
+        raise MessageError("protocol 1 message has no 'id'")
+    limits = body.get("timelimit") or [None, None]
+    return TaskMessage(
+        id=task_id,
+        task=str(body["task"]),
+        args=list(body.get("args") or []),
+        kwargs=dict(body.get("kwargs") or {}),
+        eta=parse_time(body.get("eta"), "eta"),
+        expires=parse_time(body.get("expires"), "expires"),
+        retries=int(body.get("retries") or 0),
+        root_id=task_id,
+        group=body.get("taskset"),
+        time_limit=limits[0],
+        soft_time_limit=limits[1],
+        callbacks=body.get("callbacks"),
+        errbacks=body.get("errbacks"),
+        chord=body.get("chord"),
+        reply_to=envelope.properties.get("reply_to") or None,
+        priority=envelope.properties.get("priority"),
+    )

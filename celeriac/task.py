@@ -1,0 +1,402 @@
+"""Tasks: the ``@app.task`` decorator, ``Task`` and publishing options.
+
+A task is a function plus Celery's options. Calling it runs the function here;
+``delay``/``apply_async`` publish a message for a worker; ``apply`` runs it in
+this process through the same serialization and execution path a worker uses.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import inspect
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from celeriac import _state
+from celeriac.canvas.signature import Signature
+from celeriac.context import Context, current_request
+from celeriac.exceptions import ImproperlyConfigured, MaxRetriesExceededError, Retry
+from celeriac.protocol.message import TaskMessage
+from celeriac.protocol.results import make_meta
+from celeriac.routing import Route
+from celeriac.trace import apply_eagerly
+
+if TYPE_CHECKING:
+    from celeriac.app import Celery
+    from celeriac.result import AsyncResult, EagerResult
+
+__all__ = [
+    "TASK_OPTIONS",
+    "PublishRequest",
+    "Task",
+    "build_message",
+    "make_task_decorator",
+    "shared_task",
+]
+
+# The decorator options Celery users pass; anything else is an error, not silently ignored.
+TASK_OPTIONS = frozenset(
+    {
+        "name", "bind", "base", "max_retries", "default_retry_delay", "autoretry_for",
+        "dont_autoretry_for", "retry_kwargs", "retry_backoff", "retry_backoff_max",
+        "retry_jitter", "acks_late", "acks_on_failure_or_timeout", "reject_on_worker_lost",
+        "ignore_result", "store_errors_even_if_ignored", "time_limit", "soft_time_limit",
+        "rate_limit", "queue", "exchange", "routing_key", "priority", "serializer",
+        "compression", "track_started", "expires", "typing", "throws", "shared", "trail",
+        "send_events", "lazy", "pydantic",
+    }
+)  # fmt: skip
+
+_PUBLISH_OPTIONS = frozenset(
+    {
+        "task_id", "countdown", "eta", "expires", "queue", "exchange", "routing_key",
+        "priority", "headers", "ignore_result", "serializer", "compression", "link",
+        "link_error", "time_limit", "soft_time_limit", "shadow", "parent_id", "root_id",
+        "group_id", "group_index", "chord", "chain", "reply_to", "retries", "retry",
+        "retry_policy", "add_to_parent", "connection", "producer", "exchange_type",
+        "delivery_mode", "mandatory", "immediate", "stamped_headers", "stamps",
+        "replaced_task_nesting", "publisher", "declare", "argsrepr", "kwargsrepr",
+    }
+)  # fmt: skip
+
+
+@dataclass
+class PublishRequest:
+    """Everything needed to publish one task message (``apply_async`` after option parsing)."""
+
+    message: TaskMessage
+    route: Route
+    serializer: str
+    compression: str | None = None
+
+
+class Task:
+    """A task type. ``@app.task`` creates one instance per decorated function."""
+
+    name: str = ""
+    typing: bool = True
+    max_retries: int | None = 3
+    default_retry_delay: float = 180
+    autoretry_for: tuple[type[BaseException], ...] = ()
+    dont_autoretry_for: tuple[type[BaseException], ...] = ()
+    retry_kwargs: Mapping[str, Any] = {}  # noqa: RUF012 - Celery's class attribute
+    retry_backoff: bool | float = False
+    retry_backoff_max: float = 600
+    retry_jitter: bool = True
+    acks_late: bool | None = None
+    acks_on_failure_or_timeout: bool | None = None
+    reject_on_worker_lost: bool | None = None
+    ignore_result: bool | None = None
+    store_errors_even_if_ignored: bool | None = None
+    time_limit: float | None = None
+    soft_time_limit: float | None = None
+    rate_limit: str | float | None = None
+    queue: str | None = None
+    exchange: str | None = None
+    routing_key: str | None = None
+    priority: int | None = None
+    serializer: str | None = None
+    compression: str | None = None
+    track_started: bool | None = None
+    expires: float | dt.datetime | None = None
+    throws: tuple[type[BaseException], ...] = ()
+    send_events: bool = True
+    bind: bool = False
+
+    _app: Celery | None = None
+    _fun: Callable[..., Any] | None = None
+
+    # identity -------------------------------------------------------------------------
+    @property
+    def app(self) -> Celery:
+        """The app this task belongs to (the current app for shared tasks)."""
+        app: Celery = self._app if self._app is not None else _state.get_current_app()
+        return app
+
+    @property
+    def is_async(self) -> bool:
+        """Whether the body is an ``async def`` function."""
+        return inspect.iscoroutinefunction(self._fun or self.run)
+
+    @property
+    def request(self) -> Context:
+        """The context of the invocation running now (empty when called directly)."""
+        return current_request() or Context()
+
+    def __repr__(self) -> str:
+        return f"<@task: {self.name}>"
+
+    # running ----------------------------------------------------------------------------
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        """The task body: the decorated function (receiving ``self`` first when bound)."""
+        if self._fun is None:
+            raise NotImplementedError(f"task {self.name} has no body")
+        if self.bind:
+            return self._fun(self, *args, **kwargs)
+        return self._fun(*args, **kwargs)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the body here and now, like calling the function."""
+        return self.run(*args, **kwargs)
+
+    # publishing ----------------------------------------------------------------------------
+    def delay(self, *args: Any, **kwargs: Any) -> AsyncResult:
+        """Publish with positional and keyword arguments (``apply_async`` shortcut)."""
+        return self.apply_async(args, kwargs)
+
+    async def adelay(self, *args: Any, **kwargs: Any) -> AsyncResult:
+        """Async twin of ``delay``."""
+        return await self.aapply_async(args, kwargs)
+
+    def apply_async(self, args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None, **options: Any) -> AsyncResult:
+        """Publish a message for a worker; returns an AsyncResult (EagerResult when eager)."""
+        if self.app.conf["task_always_eager"]:
+            return self.apply(args, kwargs, **options)
+        request = self.app.build_request(self.name, args, kwargs, options, self)
+        self.app.run_sync(self.app.apublish([request]))
+        return self.app.AsyncResult(request.message.id, task_name=self.name)
+
+    async def aapply_async(self, args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None, **options: Any) -> AsyncResult:
+        """Async twin of ``apply_async``."""
+        if self.app.conf["task_always_eager"]:
+            return self.apply(args, kwargs, **options)
+        request = self.app.build_request(self.name, args, kwargs, options, self)
+        await self.app.apublish([request])
+        return self.app.AsyncResult(request.message.id, task_name=self.name)
+
+    def apply(self, args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None, **options: Any) -> EagerResult:
+        """Run the task in this process, through real serialization, and return its result."""
+        return apply_eagerly(self, args, kwargs, options)
+
+    # signatures (canvas) --------------------------------------------------------------------
+    def s(self, *args: Any, **kwargs: Any) -> Any:
+        """A signature with partial arguments: ``add.s(2)``."""
+        return Signature(self.name, args, kwargs, app=self.app)
+
+    def si(self, *args: Any, **kwargs: Any) -> Any:
+        """An immutable signature: the parent's result is not prepended."""
+        return Signature(self.name, args, kwargs, immutable=True, app=self.app)
+
+    def signature(self, args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None, **options: Any) -> Any:
+        """A signature with options (Celery's ``Task.signature``)."""
+        return Signature(self.name, tuple(args or ()), dict(kwargs or {}), options=options, app=self.app)
+
+    subtask = signature
+
+    # inside a running task ---------------------------------------------------------------------
+    def retry(
+        self,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        exc: BaseException | None = None,
+        throw: bool = True,
+        eta: dt.datetime | None = None,
+        countdown: float | None = None,
+        max_retries: int | None = None,
+        **options: Any,
+    ) -> Retry:
+        """Ask for this invocation to run again later; raises Retry (the worker re-sends it).
+
+        When retries are used up, re-raises ``exc`` or MaxRetriesExceededError.
+        """
+        req = self.request
+        limit = self.max_retries if max_retries is None else max_retries
+        if limit is not None and req.retries >= limit:
+            if exc is not None:
+                raise exc
+            raise MaxRetriesExceededError(f"Can't retry {self.name}[{req.id}] args:{req.args} kwargs:{req.kwargs}")
+        if eta is None and countdown is None:
+            countdown = self.default_retry_delay
+        when = eta.timestamp() - dt.datetime.now(dt.UTC).timestamp() if eta is not None else countdown
+        retry = Retry(exc=exc, when=when)
+        retry.retry_args = list(args) if args is not None else None  # type: ignore[attr-defined]
+        retry.retry_kwargs = dict(kwargs) if kwargs is not None else None  # type: ignore[attr-defined]
+        retry.eta = eta  # type: ignore[attr-defined]
+        if not throw:
+            return retry
+        raise retry
+
+    def update_state(self, task_id: str | None = None, state: str | None = None, meta: Any = None, **kwargs: Any) -> None:
+        """Record a custom state (e.g. progress) for this task."""
+        task_id = task_id or self.request.id
+        if task_id is None:
+            raise RuntimeError("update_state needs a task_id outside a running task")
+        document = make_meta(task_id, state or "PENDING", meta, extra=kwargs or None)
+
+        async def store() -> None:
+            backend = await self.app.aget_backend()
+            await backend.store([(task_id, document)])
+
+        self.app.run_sync(store())
+
+    def AsyncResult(self, task_id: str, **kwargs: Any) -> AsyncResult:  # noqa: N802 - Celery's name
+        """A handle on a result of this task."""
+        return self.app.AsyncResult(task_id, task_name=self.name, **kwargs)
+
+    # handlers a base class may override (Celery's names) -------------------------------------
+    def before_start(self, task_id: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+        """Called before the body runs."""
+
+    def on_success(self, retval: Any, task_id: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+        """Called after the body returned."""
+
+    def on_failure(self, exc: BaseException, task_id: str, args: Sequence[Any], kwargs: Mapping[str, Any], einfo: Any) -> None:
+        """Called after the body raised (and will not be retried)."""
+
+    def on_retry(self, exc: BaseException, task_id: str, args: Sequence[Any], kwargs: Mapping[str, Any], einfo: Any) -> None:
+        """Called when the task is retried."""
+
+    def after_return(self, status: str, retval: Any, task_id: str, args: Sequence[Any], kwargs: Mapping[str, Any], einfo: Any) -> None:
+        """Called after the task returned, whatever the state."""
+
+
+# --- the decorator ----------------------------------------------------------------------------
+def _task_name(app: Celery | None, fun: Callable[..., Any]) -> str:
+    module = fun.__module__
+    if module == "__main__" and app is not None and app.main:
+        module = app.main
+    return f"{module}.{fun.__name__}"
+
+
+def _create_task(app: Celery | None, fun: Callable[..., Any], options: Mapping[str, Any]) -> Task:
+    unknown = set(options) - TASK_OPTIONS
+    if unknown:
+        raise ImproperlyConfigured(
+            f"unknown task option(s) {', '.join(sorted(unknown))} for {fun.__module__}.{fun.__name__}"
+        )
+    base = options.get("base") or (app.task_cls if app is not None and isinstance(app.task_cls, type) else None) or Task
+    task: Task = base()
+    task._app = app
+    task._fun = fun
+    task.name = options.get("name") or _task_name(app, fun)
+    for key, value in options.items():
+        if key in {"name", "base", "shared", "lazy", "pydantic", "trail"}:
+            continue
+        if key in {"autoretry_for", "dont_autoretry_for", "throws"}:
+            value = tuple(value)
+        setattr(task, key, value)
+    task.__doc__ = fun.__doc__
+    task.__wrapped__ = fun  # type: ignore[attr-defined]
+    return task
+
+
+def make_task_decorator(app: Celery | None, args: tuple[Any, ...], options: dict[str, Any]) -> Any:
+    """Implement ``@app.task`` / ``@app.task(...)`` / ``@shared_task``."""
+
+    def register(fun: Callable[..., Any]) -> Task:
+        task = _create_task(app, fun, options)
+        if app is not None:
+            app.register_task(task)
+        else:
+            _register_shared(task)
+        return task
+
+    if len(args) == 1 and callable(args[0]) and not options:
+        return register(args[0])
+    if args:
+        raise TypeError("@task takes options only as keyword arguments")
+    return register
+
+
+def _register_shared(task: Task) -> None:
+    def add_to(app: Celery) -> None:
+        app.tasks.setdefault(task.name, task)
+
+    _state.shared_task_constructors().append(add_to)
+    current = _state._current
+    if current is not None:
+        add_to(current)
+
+
+def shared_task(*args: Any, **options: Any) -> Any:
+    """Like ``@app.task`` but not tied to one app: it is registered on every app."""
+    return make_task_decorator(None, args, options)
+
+
+# --- options -> message ------------------------------------------------------------------------
+def _as_datetime(value: Any, name: str) -> dt.datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    if isinstance(value, int | float):
+        return dt.datetime.now(dt.UTC) + dt.timedelta(seconds=value)
+    if isinstance(value, dt.timedelta):
+        return dt.datetime.now(dt.UTC) + value
+    if isinstance(value, str):
+        parsed = dt.datetime.fromisoformat(value)
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+    raise TypeError(f"{name} must be a datetime, seconds or ISO-8601 string, not {type(value).__name__}")
+
+
+def _signature_dicts(value: Any) -> list[dict[str, Any]] | None:
+    if value is None:
+        return None
+    items = value if isinstance(value, list | tuple) else [value]
+    return [dict(item) for item in items]
+
+
+def _pick(options: Mapping[str, Any], task: Task | None, key: str, default: Any = None) -> Any:
+    value = options.get(key)
+    if value is None and task is not None:
+        value = getattr(task, key, None)
+    return default if value is None else value
+
+
+def build_message(
+    app: Celery,
+    name: str,
+    args: Sequence[Any] | None,
+    kwargs: Mapping[str, Any] | None,
+    options: Mapping[str, Any],
+    task: Task | None = None,
+) -> PublishRequest:
+    """Turn ``apply_async`` arguments into a TaskMessage and its route."""
+    unknown = set(options) - _PUBLISH_OPTIONS
+    if unknown:
+        raise TypeError(f"apply_async() got unknown option(s): {', '.join(sorted(unknown))}")
+    if args is not None and not isinstance(args, list | tuple):
+        raise TypeError(f"args must be a list or tuple, not {type(args).__name__}")
+    conf = app.conf
+    countdown = options.get("countdown")
+    eta = _as_datetime(options.get("eta"), "eta") or _as_datetime(countdown, "countdown")
+    expires = _as_datetime(_pick(options, task, "expires"), "expires")
+    parent = current_request()
+    in_task = parent is not None and not parent.is_eager and parent.id is not None
+    task_id = options.get("task_id") or str(uuid.uuid4())
+    message = TaskMessage(
+        id=task_id,
+        task=name,
+        args=list(args or ()),
+        kwargs=dict(kwargs or {}),
+        eta=eta,
+        expires=expires,
+        retries=int(options.get("retries") or 0),
+        root_id=options.get("root_id") or (parent.root_id if in_task and parent else None) or task_id,
+        parent_id=options.get("parent_id") or (parent.id if in_task and parent else None),
+        group=options.get("group_id"),
+        group_index=options.get("group_index"),
+        time_limit=_pick(options, task, "time_limit", conf["task_time_limit"]),
+        soft_time_limit=_pick(options, task, "soft_time_limit", conf["task_soft_time_limit"]),
+        ignore_result=bool(_pick(options, task, "ignore_result", conf["task_ignore_result"])),
+        shadow=options.get("shadow"),
+        callbacks=_signature_dicts(options.get("link")),
+        errbacks=_signature_dicts(options.get("link_error")),
+        chain=options.get("chain"),
+        chord=options.get("chord"),
+        headers=dict(options.get("headers") or {}),
+        reply_to=options.get("reply_to"),
+        priority=_pick(options, task, "priority", conf["task_default_priority"]),
+        argsrepr=options.get("argsrepr"),
+        kwargsrepr=options.get("kwargsrepr"),
+    )
+    route_options = {key: _pick(options, task, key) for key in ("queue", "exchange", "routing_key")}
+    route = app.router.route(name, message.args, message.kwargs, route_options)
+    return PublishRequest(
+        message=message,
+        route=route,
+        serializer=_pick(options, task, "serializer", conf["task_serializer"]),
+        compression=_pick(options, task, "compression", conf["task_compression"]),
+    )

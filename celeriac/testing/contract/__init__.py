@@ -1,0 +1,1 @@
+"""Reusable contract suites for transports and result backends."""

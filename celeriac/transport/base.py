@@ -1,0 +1,135 @@
+"""The Transport interface: how messages move between clients and workers.
+
+A transport only moves envelopes. It knows queues, exchanges and routing keys,
+holds not-yet-due messages until they are due (so workers never hold them), leases
+deliveries to live consumers, and keeps a dead-letter place and a persisted revoke
+list. It knows nothing about tasks.
+
+Delivery guarantee: at least once. A fetched delivery is leased to this transport
+instance (the consumer) until it is acked or rejected. While the consumer is alive
+its lease is renewed by the transport itself; when the consumer dies (its heartbeat
+stops for ``lease_timeout`` seconds), its unacked deliveries become visible again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from celeriac.protocol.envelope import Envelope
+
+__all__ = [
+    "DeadLetter",
+    "Delivery",
+    "Outgoing",
+    "QueueSpec",
+    "Transport",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSpec:
+    """A queue and its binding to an exchange, as Celery's ``Queue`` declares it.
+
+    An empty ``exchange`` means the default exchange, where the routing key is the
+    queue name. ``exchange_type`` is ``direct``, ``topic``, ``fanout`` or ``headers``.
+    """
+
+    name: str
+    exchange: str = ""
+    exchange_type: str = "direct"
+    routing_key: str = ""
+    max_priority: int | None = None
+    durable: bool = True
+    queue_arguments: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Outgoing:
+    """One message to publish: where to, and not before when (epoch seconds)."""
+
+    envelope: Envelope
+    exchange: str = ""
+    routing_key: str = "celery"
+    not_before: float | None = None
+
+
+@dataclass(slots=True)
+class Delivery:
+    """A message handed to a consumer; ack or reject it through its transport."""
+
+    envelope: Envelope
+    queue: str
+    tag: str
+    exchange: str = ""
+    routing_key: str = ""
+    redelivered: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A message that could not be processed, with the reason it was set aside."""
+
+    id: str
+    queue: str
+    reason: str
+    dead_at: float
+    envelope: Envelope
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """Moves envelopes; one instance per event loop. All methods are coroutines."""
+
+    url: str
+
+    async def connect(self) -> None:
+        """Open connections; idempotent."""
+
+    async def close(self) -> None:
+        """Release connections; unacked deliveries of this consumer become visible again."""
+
+    async def declare(self, queues: Sequence[QueueSpec]) -> None:
+        """Create queues, exchanges and bindings (idempotent)."""
+
+    async def publish(self, messages: Sequence[Outgoing]) -> None:
+        """Route and store messages, in one batch where the engine allows it.
+
+        Raises if the broker did not take them; never drops silently. A message routed
+        to no queue is dropped, as AMQP does with an unroutable message.
+        """
+
+    async def fetch(self, queues: Sequence[str], *, limit: int, timeout: float) -> list[Delivery]:
+        """Return up to ``limit`` due deliveries from ``queues``, waiting up to ``timeout`` s.
+
+        Higher priority first within a queue (AMQP numbering: 9 before 0), then FIFO.
+        Returns an empty list on timeout.
+        """
+
+    async def ack(self, deliveries: Sequence[Delivery]) -> None:
+        """Remove finished deliveries for good."""
+
+    async def reject(self, deliveries: Sequence[Delivery], *, requeue: bool) -> None:
+        """Give deliveries back (requeue) or drop them."""
+
+    async def dead_letter(self, delivery: Delivery, reason: str) -> None:
+        """Move a delivery to the dead-letter place, with the reason; acks it."""
+
+    async def list_dead(self, limit: int = 100) -> list[DeadLetter]:
+        """The dead letters, oldest first."""
+
+    async def requeue_dead(self, ids: Sequence[str] | None = None) -> int:
+        """Put dead letters (all when ``ids`` is None) back on their queues."""
+
+    async def purge(self, queues: Sequence[str]) -> int:
+        """Delete waiting (not leased) messages in ``queues``; return how many."""
+
+    async def queue_sizes(self, queues: Sequence[str]) -> dict[str, int]:
+        """Number of waiting messages (due or not) per queue."""
+
+    async def revoke(self, task_ids: Sequence[str], *, expires: float) -> None:
+        """Persist revoked task ids until ``expires`` (epoch seconds)."""
+
+    async def revoked(self) -> set[str]:
+        """All currently revoked task ids (workers poll this cheaply)."""

@@ -1,0 +1,72 @@
+"""Coalesce many small writes (acks, result documents) into one round trip.
+
+Items put during one turn of the event loop are flushed together in the next:
+under load each flush carries many items; when idle, an item waits for at most
+one loop turn, so latency does not suffer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+__all__ = ["Batcher"]
+
+T = TypeVar("T")
+logger = logging.getLogger("celeriac.worker")
+
+
+class Batcher(Generic[T]):
+    """Collects items and calls ``flush(items)`` once per batch, in order."""
+
+    def __init__(self, flush: Callable[[Sequence[T]], Awaitable[None]], *, max_size: int = 1000) -> None:
+        self._flush = flush
+        self._max_size = max_size
+        self._items: list[T] = []
+        self._waiters: list[asyncio.Future[None]] = []
+        self._task: asyncio.Task[None] | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def put_nowait(self, item: T) -> asyncio.Future[None]:
+        """Queue ``item``; the returned future resolves when its batch is written."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._items.append(item)
+        self._waiters.append(future)
+        self._idle.clear()
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        return future
+
+    async def put(self, item: T) -> None:
+        """Queue ``item`` and wait until it is written (raises what the flush raised)."""
+        await self.put_nowait(item)
+
+    async def _run(self) -> None:
+        try:
+            while self._items:
+                await asyncio.sleep(0)  # let the rest of this loop turn add to the batch
+                items, waiters = self._items[: self._max_size], self._waiters[: self._max_size]
+                del self._items[: len(items)], self._waiters[: len(waiters)]
+                try:
+                    await self._flush(items)
+                except Exception as exc:
+                    for waiter in waiters:
+                        if not waiter.done():
+                            waiter.set_exception(exc)
+                    continue
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_result(None)
+        finally:
+            self._task = None
+            if self._items:  # put during the last flush's await
+                self._task = asyncio.get_running_loop().create_task(self._run())
+            else:
+                self._idle.set()
+
+    async def drain(self) -> None:
+        """Wait until everything queued so far is flushed."""
+        await self._idle.wait()

@@ -1,0 +1,46 @@
+"""What runs inside a pool process (or thread): look up the task, run it, report an Outcome."""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+from celeriac import signals, states
+from celeriac.context import Context
+from celeriac.trace import Outcome, run_task
+
+__all__ = ["bind_app", "child_initializer", "run_in_child"]
+
+_app: Any = None
+
+
+def bind_app(app: Any) -> None:
+    """Remember the worker's app; forked children inherit it."""
+    global _app
+    _app = app
+
+
+def child_initializer() -> None:
+    """Run once in each new pool process (Celery's ``worker_process_init``)."""
+    signals.worker_process_init.send(sender=None)
+
+
+def run_in_child(payload: tuple[str, dict[str, Any]]) -> Outcome:
+    """Run task ``name`` with the request fields in ``payload``; always returns an Outcome."""
+    name, fields = payload
+    task = _app.tasks[name]
+    outcome = run_task(task, Context(**fields)).portable()
+    try:
+        pickle.dumps(outcome.value)
+    except Exception as exc:  # the parent could not receive it: report why instead
+        return Outcome(
+            state=states.FAILURE,
+            value={
+                "exc_type": "EncodeError",
+                "exc_message": [f"task result cannot be sent back from the pool: {exc!r}"],
+                "exc_module": "celeriac.exceptions",
+            },
+            runtime=outcome.runtime,
+            exc_repr=f"EncodeError({exc!r})",
+        )
+    return outcome

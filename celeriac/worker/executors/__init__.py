@@ -1,0 +1,68 @@
+"""Executors: where task bodies run (forked processes, threads, or the event loop itself).
+
+``create_executor`` maps Celery's ``-P``/``--pool`` names to an executor for
+synchronous task functions; ``async def`` tasks run in an :class:`InLoopExecutor`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from celeriac.exceptions import ImproperlyConfigured
+from celeriac.worker.executors.base import Executor, ExecutorStopped, Job
+from celeriac.worker.executors.inloop import AsyncSoftTimeLimitExceeded, InLoopExecutor
+from celeriac.worker.executors.processes import ProcessExecutor
+from celeriac.worker.executors.threads import ThreadExecutor
+
+__all__ = [
+    "POOL_NAMES",
+    "AsyncSoftTimeLimitExceeded",
+    "Executor",
+    "ExecutorStopped",
+    "InLoopExecutor",
+    "Job",
+    "ProcessExecutor",
+    "ThreadExecutor",
+    "create_executor",
+]
+
+#: Celery's pool names we accept, and the executor each one means.
+POOL_NAMES = {
+    "prefork": "processes",
+    "processes": "processes",
+    "threads": "threads",
+    "solo": "threads with one thread",
+}
+
+
+def create_executor(
+    name: str,
+    fn: Callable[[Any], Any],
+    *,
+    concurrency: int,
+    max_tasks_per_child: int | None = None,
+    initializer: Callable[[], None] | None = None,
+) -> Executor:
+    """Build the executor for Celery pool ``name`` running ``fn``.
+
+    ``prefork``/``processes``: :class:`ProcessExecutor`; ``threads``:
+    :class:`ThreadExecutor`; ``solo``: a ThreadExecutor with one thread (whatever
+    ``concurrency`` says). ``max_tasks_per_child`` only applies to processes.
+    """
+    kind = name.strip().lower()
+    if kind in ("prefork", "processes"):
+        return ProcessExecutor(
+            fn,
+            concurrency=concurrency,
+            max_tasks_per_child=max_tasks_per_child,
+            initializer=initializer,
+        )
+    if kind == "threads":
+        return ThreadExecutor(fn, concurrency=concurrency, initializer=initializer)
+    if kind == "solo":
+        return ThreadExecutor(fn, concurrency=1, initializer=initializer)
+    hint = " (use async def tasks instead)" if kind in ("eventlet", "gevent") else ""
+    raise ImproperlyConfigured(
+        f"unknown pool {name!r}{hint}; choose one of: {', '.join(sorted(POOL_NAMES))}"
+    )

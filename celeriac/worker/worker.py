@@ -1,0 +1,277 @@
+"""The worker: consume task messages and run them, until told to stop.
+
+``Worker.run`` reads top to bottom: load the app, connect, start the pools, print
+the banner, consume until a signal arrives, shut down. The first SIGTERM/SIGINT
+is a warm shutdown (stop fetching, finish running tasks); a second one is cold
+(kill running tasks; their messages go back to the queue).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from celeriac import signals
+from celeriac._version import __version__
+from celeriac.backends import ResultBackend
+from celeriac.conf.defaults import default_concurrency
+from celeriac.context import Context
+from celeriac.protocol.serializers import get_serializer
+from celeriac.trace import arun_task
+from celeriac.transport import Delivery, QueueSpec, Transport
+from celeriac.worker import child
+from celeriac.worker.executors import create_executor
+from celeriac.worker.executors.base import Executor
+from celeriac.worker.executors.inloop import InLoopExecutor
+from celeriac.worker.handler import HandlerConfig, TaskHandler
+
+__all__ = ["Worker", "WorkerOptions"]
+
+logger = logging.getLogger("celeriac.worker")
+
+
+@dataclass
+class WorkerOptions:
+    """Command-line options of ``celeriac worker`` (Celery's names)."""
+
+    hostname: str | None = None
+    queues: list[str] = field(default_factory=list)
+    concurrency: int | None = None
+    pool: str | None = None
+    prefetch_multiplier: int | None = None
+    max_tasks_per_child: int | None = None
+    time_limit: float | None = None
+    soft_time_limit: float | None = None
+    async_concurrency: int = 100
+    banner: bool = True
+
+
+def expand_hostname(name: str | None) -> str:
+    """Celery's node name: ``celery@<host>`` by default; ``%h``, ``%n``, ``%d`` expanded."""
+    host = socket.gethostname()
+    name = name or "celery@%h"
+    short, _, domain = host.partition(".")
+    name = name.replace("%h", host).replace("%n", short).replace("%d", domain).replace("%%", "%")
+    return name if "@" in name else f"{name}@{host}"
+
+
+class Worker:
+    """Consumes the configured queues and executes tasks."""
+
+    def __init__(self, app: Any, options: WorkerOptions | None = None) -> None:
+        self.app = app
+        self.options = options or WorkerOptions()
+        conf = app.conf
+        self.hostname = expand_hostname(self.options.hostname)
+        self.concurrency = self.options.concurrency or conf["worker_concurrency"] or default_concurrency()
+        self.pool_name = self.options.pool or conf["worker_pool"]
+        self.prefetch_multiplier = max(1, self.options.prefetch_multiplier or conf["worker_prefetch_multiplier"])
+        self.queues: list[QueueSpec] = app.router.consume_specs(self.options.queues)
+        self._stopping = asyncio.Event()
+        self._cold_requested = asyncio.Event()
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._room = asyncio.Event()
+        self.transport: Transport | None = None
+        self.backend: ResultBackend | None = None
+        self.handler: TaskHandler | None = None
+        self.exit_code = 0
+
+    # top level -------------------------------------------------------------------------------------
+    def start(self) -> int:
+        """Run the worker until it is stopped; return the process exit code."""
+        asyncio.run(self.run())
+        return self.exit_code
+
+    async def run(self) -> None:
+        """The worker's whole life, in order."""
+        self._load_app()
+        self._install_signal_handlers()
+        await self._connect()
+        sync_pool, async_pool = await self._start_pools()
+        self._create_handler(sync_pool, async_pool)
+        self._print_banner()
+        signals.worker_ready.send(sender=self)
+        revoke_sync = asyncio.create_task(self._sync_revoked())
+        try:
+            await self._consume()
+        finally:
+            revoke_sync.cancel()
+            await self._shutdown(sync_pool, async_pool)
+
+    def stop(self, *, cold: bool = False) -> None:
+        """Ask for a warm (or cold) shutdown."""
+        if self._stopping.is_set() or cold:
+            self._cold_requested.set()
+        self._stopping.set()
+        self._room.set()
+
+    # steps --------------------------------------------------------------------------------------------
+    def _load_app(self) -> None:
+        self.app.import_default_modules()
+        self.app.finalize()
+        signals.worker_init.send(sender=self)
+
+    def _install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+            try:
+                loop.add_signal_handler(signum, self._on_signal, signum)
+            except (NotImplementedError, RuntimeError):  # not the main thread (tests)
+                return
+
+    def _on_signal(self, signum: int) -> None:
+        cold = self._stopping.is_set() or signum == signal.SIGQUIT
+        name = signal.Signals(signum).name
+        logger.warning("%s received: %s shutdown%s", name, "cold" if cold else "warm", "" if cold else " (press again for cold)")
+        signals.worker_shutting_down.send(sender=self.hostname, sig=name, how="Cold" if cold else "Warm", exitcode=0)
+        self.stop(cold=cold)
+
+    async def _connect(self) -> None:
+        self.transport = await self.app.aget_transport()
+        await self.transport.declare(self.queues)
+        if self.app.result_backend_url is not None:
+            self.backend = await self.app.aget_backend()
+
+    async def _start_pools(self) -> tuple[Executor, Executor]:
+        child.bind_app(self.app)
+        conf = self.app.conf
+        sync_pool = create_executor(
+            self.pool_name,
+            child.run_in_child,
+            concurrency=self.concurrency,
+            max_tasks_per_child=self.options.max_tasks_per_child or conf["worker_max_tasks_per_child"],
+            initializer=child.child_initializer,
+        )
+        async_pool = InLoopExecutor(_run_async_payload(self.app), concurrency=self.options.async_concurrency)
+        await sync_pool.start()
+        await async_pool.start()
+        return sync_pool, async_pool
+
+    def _create_handler(self, sync_pool: Executor, async_pool: Executor) -> None:
+        conf = self.app.conf
+        assert self.transport is not None
+        config = HandlerConfig(
+            hostname=self.hostname,
+            accept=set(conf["accept_content"]),
+            acks_late=bool(conf["task_acks_late"]),
+            track_started=bool(conf["task_track_started"]),
+            time_limit=self.options.time_limit or conf["task_time_limit"],
+            soft_time_limit=self.options.soft_time_limit or conf["task_soft_time_limit"],
+            eta_hold_seconds=float(conf["worker_eta_hold_seconds"]),
+            result_extended=bool(conf["result_extended"]),
+            reject_on_worker_lost=bool(conf["task_reject_on_worker_lost"]),
+        )
+        serializer = get_serializer(conf["result_serializer"])
+        self.handler = TaskHandler(self.app, self.transport, self.backend, sync_pool, async_pool, config, serializer)
+
+    def _print_banner(self) -> None:
+        if not self.options.banner:
+            return
+        tasks = "\n".join(f"  . {name}" for name in sorted(self.app.tasks) if not name.startswith("celery."))
+        queues = "\n".join(f"                .> {q.name:<16} exchange={q.exchange or q.name}({q.exchange_type}) key={q.routing_key}" for q in self.queues)
+        backend = self.app.result_backend_url or "disabled"
+        banner = (
+            f"\n -------------- {self.hostname} v{__version__} (celeriac)\n"
+            f"--- ***** ----- \n-- ******* ---- {sys.platform} python {sys.version.split()[0]}\n"
+            f"- *** --- * --- \n- ** ---------- [config]\n"
+            f"- ** ---------- .> app:         {self.app.main or '__main__'}:{id(self.app):#x}\n"
+            f"- ** ---------- .> transport:   {_redact(self.app.broker_url)}\n"
+            f"- ** ---------- .> results:     {_redact(backend)}\n"
+            f"- *** --- * --- .> concurrency: {self.concurrency} ({self.pool_name})\n"
+            f"-- ******* ---- .> task events: OFF\n--- ***** ----- \n"
+            f" -------------- [queues]\n{queues}\n\n[tasks]\n{tasks}\n"
+        )
+        print(banner, flush=True)
+        logger.info("%s ready.", self.hostname)
+
+    # consuming ------------------------------------------------------------------------------------------
+    @property
+    def prefetch_limit(self) -> int:
+        """How many deliveries may be held at once (running + waiting for a slot)."""
+        async_room = self.options.async_concurrency if any(t.is_async for t in self.app.tasks.values()) else 0
+        return self.concurrency * self.prefetch_multiplier + async_room
+
+    async def _consume(self) -> None:
+        assert self.transport is not None and self.handler is not None
+        names = [q.name for q in self.queues]
+        while not self._stopping.is_set():
+            room = self.prefetch_limit - len(self._inflight)
+            if room <= 0:
+                self._room.clear()
+                await self._room.wait()
+                continue
+            try:
+                deliveries = await self.transport.fetch(names, limit=room, timeout=1.0)
+            except Exception:
+                logger.exception("fetch failed; retrying in 1 s")
+                await asyncio.sleep(1.0)
+                continue
+            if self._stopping.is_set():
+                await self.transport.reject(deliveries, requeue=True)
+                break
+            for delivery in deliveries:
+                self._spawn(delivery)
+
+    def _spawn(self, delivery: Delivery) -> None:
+        assert self.handler is not None
+        task = asyncio.get_running_loop().create_task(self.handler.handle(delivery))
+        self._inflight.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        self._room.set()
+
+    async def _sync_revoked(self) -> None:
+        assert self.transport is not None and self.handler is not None
+        while True:
+            try:
+                self.handler.config.revoked = await self.transport.revoked()
+            except Exception as exc:
+                logger.warning("could not read revoked ids: %s", exc)
+            await asyncio.sleep(1.0)
+
+    # shutdown --------------------------------------------------------------------------------------------
+    async def _wait_for_inflight_or_cold(self) -> None:
+        cold = asyncio.ensure_future(self._cold_requested.wait())
+        try:
+            while self._inflight and not cold.done():
+                await asyncio.wait({*self._inflight, cold}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            cold.cancel()
+
+    async def _shutdown(self, sync_pool: Executor, async_pool: Executor) -> None:
+        if not self._cold_requested.is_set() and self._inflight:
+            logger.info("%s: warm shutdown, waiting for %d task(s)", self.hostname, len(self._inflight))
+            await self._wait_for_inflight_or_cold()
+        is_cold = self._cold_requested.is_set()
+        await sync_pool.stop(wait=not is_cold)
+        await async_pool.stop(wait=not is_cold)
+        if self._inflight:
+            await asyncio.wait(set(self._inflight), timeout=10)
+        if self.handler is not None:
+            await self.handler.results.drain()
+            await self.handler.acks.drain()
+        signals.worker_shutdown.send(sender=self)
+        await self.app.aclose()
+
+def _run_async_payload(app: Any) -> Any:
+    async def run(payload: tuple[str, dict[str, Any]]) -> Any:
+        name, fields = payload
+        return await arun_task(app.tasks[name], Context(**fields))
+
+    return run
+
+
+def _redact(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest and ":" in rest.split("@", 1)[0]:
+        user = rest.split(":", 1)[0]
+        rest = f"{user}:**@{rest.split('@', 1)[1]}"
+    return f"{scheme}{sep}{rest}"
+

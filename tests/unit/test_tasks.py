@@ -1,0 +1,122 @@
+"""The task decorator, options, eager execution and results."""
+
+from __future__ import annotations
+
+import pytest
+
+from celeriac import Celery, shared_task, states
+from celeriac.exceptions import ImproperlyConfigured, MaxRetriesExceededError, NotRegistered, RemoteError, SerializationError
+from celeriac.protocol.results import exception_from_dict, exception_to_dict
+
+
+@pytest.fixture
+def app() -> Celery:
+    return Celery("tasks", broker="memory://unit", task_always_eager=True)
+
+
+def test_decorator_forms_and_names(app: Celery) -> None:
+    @app.task
+    def plain(x: int) -> int:
+        return x
+
+    @app.task(name="custom.name", bind=True)
+    def bound(self: object, x: int) -> object:
+        return self
+
+    assert plain.name == f"{__name__}.plain"
+    assert bound.name == "custom.name"
+    assert app.tasks["custom.name"] is bound
+    assert plain(3) == 3  # calling runs the body here
+    assert bound(1) is bound
+
+
+def test_unknown_option_is_rejected_at_decoration(app: Celery) -> None:
+    with pytest.raises(ImproperlyConfigured, match="max_retry"):
+
+        @app.task(max_retry=3)
+        def oops() -> None: ...
+
+
+def test_eager_goes_through_serialization(app: Celery) -> None:
+    @app.task
+    def echo(value: object) -> object:
+        return value
+
+    assert echo.delay((1, 2)).get() == [1, 2]  # a tuple comes back as a list, as JSON does
+    with pytest.raises(SerializationError, match="positional argument 0"):
+        echo.delay(object())
+
+
+def test_eager_retry_then_success(app: Celery) -> None:
+    calls = []
+
+    @app.task(bind=True, max_retries=5)
+    def flaky(self: object) -> int:
+        calls.append(self.request.retries)  # type: ignore[attr-defined]
+        if len(calls) < 3:
+            raise self.retry(countdown=10)  # type: ignore[attr-defined]
+        return len(calls)
+
+    assert flaky.delay().get() == 3
+    assert calls == [0, 1, 2]
+
+
+def test_eager_retries_exhausted(app: Celery) -> None:
+    @app.task(bind=True, max_retries=1)
+    def always(self: object) -> None:
+        raise self.retry(countdown=0)  # type: ignore[attr-defined]
+
+    result = always.apply()
+    assert result.state == states.FAILURE
+    assert isinstance(result.result, MaxRetriesExceededError)
+
+
+def test_autoretry_for(app: Celery) -> None:
+    attempts = []
+
+    @app.task(autoretry_for=(ConnectionError,), max_retries=2, retry_backoff=True)
+    def connect() -> None:
+        attempts.append(1)
+        raise ConnectionError("down")
+
+    result = connect.apply()
+    assert len(attempts) == 3
+    assert result.state == states.FAILURE
+    with pytest.raises(ConnectionError, match="down"):
+        result.get()
+
+
+def test_request_context(app: Celery) -> None:
+    @app.task(bind=True)
+    def whoami(self: object) -> dict[str, object]:
+        req = self.request  # type: ignore[attr-defined]
+        return {"id": req.id, "args": req.args, "retries": req.retries, "eager": req.is_eager}
+
+    result = whoami.apply(task_id="fixed-id")
+    assert result.get() == {"id": "fixed-id", "args": [], "retries": 0, "eager": True}
+
+
+def test_shared_task_joins_every_app() -> None:
+    @shared_task
+    def shared_add(x: int, y: int) -> int:
+        return x + y
+
+    first = Celery("one", broker="memory://", task_always_eager=True)
+    assert shared_add.name in first.tasks
+    assert shared_add.delay(1, 2).get() == 3
+
+
+def test_exception_round_trip() -> None:
+    exc = exception_from_dict(exception_to_dict(ValueError("boom")))
+    assert isinstance(exc, ValueError) and exc.args == ("boom",)
+    remote = exception_from_dict({"exc_type": "Nope", "exc_module": "no.such.module", "exc_message": ["x"]})
+    assert isinstance(remote, RemoteError)
+    assert "no.such.module.Nope: x" in str(remote)
+
+
+def test_unregistered_name_suggests(app: Celery) -> None:
+    @app.task(name="tasks.add")
+    def add() -> None: ...
+
+    with pytest.raises(NotRegistered, match="did you mean tasks.add"):
+        app.get_task("tasks.ad")

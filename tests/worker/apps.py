@@ -1,0 +1,79 @@
+"""Task modules used by worker tests (importable by worker subprocesses too)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+from celeriac import Celery
+from celeriac.exceptions import SoftTimeLimitExceeded
+
+app = Celery("wt")
+
+
+@app.task
+def add(x: int, y: int) -> int:
+    return x + y
+
+
+@app.task
+def fail(message: str) -> None:
+    raise ValueError(message)
+
+
+@app.task
+def sleep(seconds: float, marker: str | None = None) -> float:
+    if marker:
+        Path(marker).open("a").write(f"start {os.getpid()}\n")
+    time.sleep(seconds)
+    if marker:
+        Path(marker).open("a").write(f"done {os.getpid()}\n")
+    return seconds
+
+
+@app.task
+async def async_sleep(seconds: float) -> str:
+    await asyncio.sleep(seconds)
+    return f"slept {seconds}"
+
+
+@app.task(bind=True, max_retries=3, default_retry_delay=0.1)
+def retry_twice(self: object) -> int:
+    retries: int = self.request.retries  # type: ignore[attr-defined]
+    if retries < 2:
+        raise self.retry(exc=KeyError("again"))  # type: ignore[attr-defined]
+    return retries
+
+
+@app.task(soft_time_limit=0.3)
+def soft_limited() -> str:
+    try:
+        time.sleep(5)
+    except SoftTimeLimitExceeded:
+        return "cleaned up"
+    return "not interrupted"
+
+
+@app.task(time_limit=0.5)
+def hard_limited() -> str:
+    time.sleep(10)
+    return "never"
+
+
+@app.task
+def unserializable_result() -> object:
+    return {1, 2, 3}
+
+
+@app.task(bind=True)
+def progress(self: object) -> str:
+    self.update_state(state="PROGRESS", meta={"done": 50})  # type: ignore[attr-defined]
+    time.sleep(0.5)
+    return "finished"
+
+
+@app.task
+def pid() -> int:
+    return os.getpid()

@@ -1,0 +1,176 @@
+"""The executor contract shared by all executors, create_executor, and the shared helpers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from celeriac.exceptions import ImproperlyConfigured, WorkerLostError
+from celeriac.worker.executors import (
+    POOL_NAMES,
+    Executor,
+    ExecutorStopped,
+    InLoopExecutor,
+    Job,
+    ProcessExecutor,
+    ThreadExecutor,
+    create_executor,
+)
+from celeriac.worker.executors.base import JobQueue, PendingJob, Slots, job_error
+
+
+def double(payload: Any) -> Any:
+    if payload == "boom":
+        raise KeyError("boom")
+    return payload * 2
+
+
+async def double_async(payload: Any) -> Any:
+    await asyncio.sleep(0)
+    return double(payload)
+
+
+def make_processes() -> Executor:
+    return ProcessExecutor(double, concurrency=2)
+
+
+def make_threads() -> Executor:
+    return ThreadExecutor(double, concurrency=2)
+
+
+def make_inloop() -> Executor:
+    return InLoopExecutor(double_async, concurrency=2)
+
+
+FACTORIES: dict[str, Callable[[], Executor]] = {
+    "processes": make_processes,
+    "threads": make_threads,
+    "inloop": make_inloop,
+}
+
+
+@pytest.mark.parametrize("kind", sorted(FACTORIES))
+async def test_every_executor_honours_the_contract(kind: str) -> None:
+    executor = FACTORIES[kind]()
+    assert executor.capacity == 2
+    with pytest.raises(ExecutorStopped):  # not started yet
+        await executor.submit(Job(1))
+    await executor.start()
+    started: list[int] = []
+    try:
+        results = await asyncio.gather(
+            *(executor.submit(Job(i, on_start=started.append)) for i in range(10))
+        )
+        assert results == [i * 2 for i in range(10)]
+        assert len(started) == 10 and all(isinstance(ident, int) for ident in started)
+        with pytest.raises(KeyError, match="boom"):
+            await executor.submit(Job("boom"))
+        assert await executor.submit(Job(21, time_limit=5, soft_time_limit=4)) == 42
+    finally:
+        await executor.stop(wait=True)
+    await executor.stop(wait=False)  # stopping twice is harmless
+    with pytest.raises(ExecutorStopped) as info:
+        await executor.submit(Job(1))
+    assert isinstance(info.value, WorkerLostError)
+
+
+@pytest.mark.parametrize(
+    ("name", "cls", "capacity"),
+    [
+        ("prefork", ProcessExecutor, 3),
+        ("processes", ProcessExecutor, 3),
+        ("threads", ThreadExecutor, 3),
+        ("solo", ThreadExecutor, 1),
+        (" Prefork ", ProcessExecutor, 3),
+    ],
+)
+def test_create_executor_maps_celery_pool_names(name: str, cls: type, capacity: int) -> None:
+    executor = create_executor(name, double, concurrency=3, max_tasks_per_child=5)
+    assert isinstance(executor, cls)
+    assert executor.capacity == capacity
+    assert name.strip().lower() in POOL_NAMES
+
+
+@pytest.mark.parametrize("name", ["gevent", "eventlet", "nope"])
+def test_create_executor_rejects_unknown_pools(name: str) -> None:
+    with pytest.raises(ImproperlyConfigured, match=name) as info:
+        create_executor(name, double, concurrency=1)
+    assert "prefork" in str(info.value)
+    if name != "nope":
+        assert "async def" in str(info.value)
+
+
+@pytest.mark.parametrize("factory", [ProcessExecutor, ThreadExecutor])
+def test_concurrency_must_be_positive(factory: Callable[..., Executor]) -> None:
+    with pytest.raises(ValueError, match="concurrency"):
+        factory(double, concurrency=0)
+
+
+def entry(loop: asyncio.AbstractEventLoop, payload: Any) -> PendingJob:
+    return PendingJob(Job(payload), loop.create_future())
+
+
+async def test_job_queue_skips_cancelled_and_fails_the_rest() -> None:
+    loop = asyncio.get_running_loop()
+    queue = JobQueue()
+    first, second, third = (entry(loop, i) for i in range(3))
+    for item in (first, second, third):
+        queue.push(item)
+    second.future.cancel()
+    assert queue.pop() is first
+    queue.push_front(first)
+    assert queue.pop() is first
+    assert queue.pop() is third
+    assert queue.pop() is None
+    queue.push(first)
+    queue.fail_all()
+    assert isinstance(first.future.exception(), ExecutorStopped)
+    assert len(queue) == 0
+
+
+async def test_slots_dispatch_in_order_and_bound_running_jobs() -> None:
+    loop = asyncio.get_running_loop()
+    started: list[Any] = []
+    refuse = {"refused"}
+
+    def dispatch(item: PendingJob) -> bool:
+        if item.job.payload in refuse:
+            return False
+        started.append(item.job.payload)
+        return True
+
+    slots = Slots(2, dispatch)
+    items = [entry(loop, name) for name in ("a", "refused", "b", "c", "d")]
+    for item in items:
+        slots.submit(item)
+    assert started == ["a", "b"] and slots.free == 0  # a refused dispatch keeps its slot free
+    slots.release()
+    assert started == ["a", "b", "c"]
+    slots.close()
+    assert isinstance(items[4].future.exception(), ExecutorStopped)
+    slots.release()
+    assert started == ["a", "b", "c"] and slots.free == 1
+
+
+def test_job_error_keeps_ordinary_exceptions_and_wraps_the_rest() -> None:
+    error = ValueError("x")
+    assert job_error(error) is error
+    for special in (SystemExit(3), asyncio.CancelledError(), StopIteration(), KeyboardInterrupt()):
+        wrapped = job_error(special)
+        assert isinstance(wrapped, RuntimeError)
+        assert type(special).__name__ in str(wrapped)
+
+
+async def test_executor_protocol_is_satisfied_statically() -> None:
+    # mypy checks these assignments; at run time make sure the methods are coroutines.
+    executors: list[Executor] = [make_processes(), make_threads(), make_inloop()]
+    for executor in executors:
+        methods: list[Callable[..., Awaitable[Any]]] = [
+            executor.start,
+            executor.submit,
+            executor.stop,
+        ]
+        assert all(asyncio.iscoroutinefunction(method) for method in methods)
