@@ -9,7 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["get_current_app", "set_current_app", "set_default_app_factory", "shared_task_constructors"]
+__all__ = [
+    "get_current_app",
+    "set_current_app",
+    "set_default_app_factory",
+    "shared_task_constructors",
+]
 
 _current: Any = None
 _default_factory: Callable[[], Any] | None = None

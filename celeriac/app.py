@@ -18,7 +18,7 @@ import uuid
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 from celeriac import _state, signals
 from celeriac._portal import get_portal
@@ -27,7 +27,7 @@ from celeriac.conf import Settings
 from celeriac.exceptions import ImproperlyConfigured, NotRegistered
 from celeriac.protocol.message import encode_task
 from celeriac.protocol.serializers import get_serializer
-from celeriac.result import AsyncResult, GroupResult
+from celeriac import result as _result
 from celeriac.routing import Router
 from celeriac.task import PublishRequest, Task, build_message, make_task_decorator
 from celeriac.transport import Outgoing, Transport, transport_from_url
@@ -49,6 +49,7 @@ def current_app() -> Celery:
 class _LoopResources:
     """Connections owned by one event loop."""
 
+    urls: tuple[str, str | None]
     transport: Transport | None = None
     backend: ResultBackend | None = None
     declared: set[str] = field(default_factory=set)
@@ -107,19 +108,27 @@ class Celery:
     def __repr__(self) -> str:
         return f"<Celery {self.main or '__main__'} at {id(self):#x}>"
 
-    # configuration -----------------------------------------------------------------
-    def config_from_object(self, obj: Any, silent: bool = False, force: bool = False, namespace: str | None = None) -> None:
+    # configuration ----------------------------------------------------------------------
+    def config_from_object(
+        self, obj: Any, silent: bool = False, force: bool = False, namespace: str | None = None
+    ) -> None:
         """Load settings from a module, class, dict or import path."""
         self.conf.from_object(obj, namespace or self.namespace, silent=silent)
         self._router = None
 
-    def config_from_envvar(self, variable_name: str, silent: bool = False, force: bool = False, namespace: str | None = None) -> None:
+    def config_from_envvar(
+        self,
+        variable_name: str,
+        silent: bool = False,
+        force: bool = False,
+        namespace: str | None = None,
+    ) -> None:
         """Load settings from the module named by an environment variable."""
         self.conf.from_envvar(variable_name, namespace or self.namespace, silent=silent)
         self._router = None
 
     def finalize(self) -> None:
-        """Fire ``on_after_configure`` and ``on_after_finalize`` once (beat and workers call this)."""
+        """Fire ``on_after_configure`` and ``on_after_finalize`` once (workers and beat do)."""
         with self._lock:
             if self._finalized:
                 return
@@ -133,7 +142,12 @@ class Celery:
         for module in (*self.conf["imports"], *self.conf["include"]):
             importlib.import_module(module)
 
-    def autodiscover_tasks(self, packages: Iterable[str] | Callable[[], Iterable[str]], related_name: str = "tasks", force: bool = False) -> None:
+    def autodiscover_tasks(
+        self,
+        packages: Iterable[str] | Callable[[], Iterable[str]],
+        related_name: str = "tasks",
+        force: bool = False,
+    ) -> None:
         """Import ``<package>.<related_name>`` for each package that has one."""
         names = packages() if callable(packages) else packages
         for package in names:
@@ -164,9 +178,15 @@ class Celery:
         broker = self.broker_url
         return broker if can_hold_results(broker) else None
 
-    # tasks ---------------------------------------------------------------------------
+    # tasks ------------------------------------------------------------------------------
+    @overload
+    def task(self, fun: Callable[..., Any], /) -> Task: ...
+
+    @overload
+    def task(self, **options: Any) -> Callable[[Callable[..., Any]], Task]: ...
+
     def task(self, *args: Any, **options: Any) -> Any:
-        """Decorator turning a function into a task: ``@app.task`` or ``@app.task(bind=True, ...)``."""
+        """Turn a function into a task: ``@app.task`` or ``@app.task(bind=True, ...)``."""
         return make_task_decorator(self, args, options)
 
     def register_task(self, task: Task) -> Task:
@@ -181,18 +201,35 @@ class Celery:
         except KeyError:
             raise NotRegistered(_not_registered_message(name, self.tasks)) from None
 
-    def add_periodic_task(self, schedule: Any, sig: Any, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, name: str | None = None, **opts: Any) -> str:
+    def add_periodic_task(
+        self,
+        schedule: Any,
+        sig: Any,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        **opts: Any,
+    ) -> str:
         """Register a periodic task for beat; both schedules of the same signature are kept."""
-        entry = {"schedule": schedule, "sig": sig, "args": tuple(args), "kwargs": dict(kwargs or {}), "name": name, "options": opts}
+        entry = {
+            "schedule": schedule,
+            "sig": sig,
+            "args": tuple(args),
+            "kwargs": dict(kwargs or {}),
+            "name": name,
+            "options": opts,
+        }
         self.periodic_tasks.append(entry)
         return name or f"{getattr(sig, 'name', sig)}@{schedule!r}"
 
-    # resources per event loop ------------------------------------------------------------
+    # resources per event loop -----------------------------------------------------------
     def _loop_resources(self) -> _LoopResources:
         loop = asyncio.get_running_loop()
         res = self._resources.get(loop)
-        if res is None:
-            res = self._resources[loop] = _LoopResources()
+        urls = (self.broker_url, self.result_backend_url)
+        if res is None or res.urls != urls:
+            # New loop, or the URLs were reconfigured since: connect afresh.
+            res = self._resources[loop] = _LoopResources(urls=urls)
         return res
 
     async def aget_transport(self) -> Transport:
@@ -201,7 +238,9 @@ class Celery:
         if res.transport is None:
             async with res.lock:
                 if res.transport is None:
-                    transport = transport_from_url(self.broker_url, self.conf["broker_transport_options"])
+                    transport = transport_from_url(
+                        self.broker_url, self.conf["broker_transport_options"]
+                    )
                     await transport.connect()
                     res.transport = transport
         return res.transport
@@ -245,53 +284,91 @@ class Celery:
         """Run a coroutine of this app from sync code, on the portal loop."""
         return get_portal().run(coro, timeout)
 
-    # publishing ------------------------------------------------------------------------
+    # publishing -------------------------------------------------------------------------
     async def apublish(self, requests: Sequence[PublishRequest]) -> None:
         """Encode and publish task messages in one batch, declaring their queues once."""
         transport = await self.aget_transport()
         res = self._loop_resources()
-        to_declare = [r.route.queue for r in requests if r.route.queue and r.route.queue.name not in res.declared]
+        to_declare = [
+            r.route.queue
+            for r in requests
+            if r.route.queue and r.route.queue.name not in res.declared
+        ]
         if to_declare:
             await transport.declare([q for q in to_declare if q is not None])
             res.declared.update(q.name for q in to_declare if q is not None)
         outgoing = []
         for req in requests:
-            signals.before_task_publish.send(sender=req.message.task, body=None, headers=req.message.headers, routing_key=req.route.routing_key, exchange=req.route.exchange)
+            signals.before_task_publish.send(
+                sender=req.message.task,
+                body=None,
+                headers=req.message.headers,
+                routing_key=req.route.routing_key,
+                exchange=req.route.exchange,
+            )
             envelope = encode_task(req.message, req.serializer, req.compression)
             eta = req.message.eta
             not_before = eta.timestamp() if eta is not None and eta > _utcnow() else None
-            outgoing.append(Outgoing(envelope, req.route.exchange, req.route.routing_key, not_before))
+            outgoing.append(
+                Outgoing(envelope, req.route.exchange, req.route.routing_key, not_before)
+            )
         await transport.publish(outgoing)
         for req in requests:
-            signals.after_task_publish.send(sender=req.message.task, headers=req.message.headers, routing_key=req.route.routing_key, exchange=req.route.exchange)
+            signals.after_task_publish.send(
+                sender=req.message.task,
+                headers=req.message.headers,
+                routing_key=req.route.routing_key,
+                exchange=req.route.exchange,
+            )
 
-    def build_request(self, name: str, args: Sequence[Any] | None, kwargs: Mapping[str, Any] | None, options: Mapping[str, Any], task: Task | None = None) -> PublishRequest:
+    def build_request(
+        self,
+        name: str,
+        args: Sequence[Any] | None,
+        kwargs: Mapping[str, Any] | None,
+        options: Mapping[str, Any],
+        task: Task | None = None,
+    ) -> PublishRequest:
         """Turn ``apply_async`` arguments into a message and a route."""
         return build_message(self, name, args, kwargs, options, task)
 
-    async def asend_task(self, name: str, args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None, **options: Any) -> AsyncResult:
+    async def asend_task(
+        self,
+        name: str,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> _result.AsyncResult:
         """Send a task by name (the worker must know it); returns its AsyncResult."""
         task = self.tasks.get(name)
         request = self.build_request(name, args, kwargs, options, task)
         await self.apublish([request])
         return self.AsyncResult(request.message.id, task_name=name)
 
-    def send_task(self, name: str, args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None, **options: Any) -> AsyncResult:
+    def send_task(
+        self,
+        name: str,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> _result.AsyncResult:
         """Sync twin of ``asend_task``."""
         task = self.tasks.get(name)
         request = self.build_request(name, args, kwargs, options, task)
         self.run_sync(self.apublish([request]))
         return self.AsyncResult(request.message.id, task_name=name)
 
-    def AsyncResult(self, task_id: str, **kwargs: Any) -> AsyncResult:  # noqa: N802 - Celery's name
+    def AsyncResult(self, task_id: str, **kwargs: Any) -> _result.AsyncResult:
         """A handle on the result of task ``task_id``."""
-        return AsyncResult(task_id, app=self, **kwargs)
+        return _result.AsyncResult(task_id, app=self, **kwargs)
 
-    def GroupResult(self, group_id: str, results: Sequence[AsyncResult] | None = None) -> GroupResult:  # noqa: N802
+    def GroupResult(
+        self, group_id: str, results: Sequence[_result.AsyncResult] | None = None
+    ) -> _result.GroupResult:
         """A handle on the results of a group."""
-        return GroupResult(group_id, list(results or []), app=self)
+        return _result.GroupResult(group_id, list(results or []), app=self)
 
-    # control -------------------------------------------------------------------------------
+    # control ----------------------------------------------------------------------------
     async def arevoke(self, task_ids: str | Sequence[str], *, expires: float = 86400 * 7) -> None:
         """Persist a revoke: workers skip these tasks, now or when they start later."""
         ids = [task_ids] if isinstance(task_ids, str) else list(task_ids)

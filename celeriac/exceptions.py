@@ -84,7 +84,7 @@ class SerializationError(CeleriacError):
     """A value could not be serialized or deserialized."""
 
 
-class TimeoutError(CeleriacError, builtins.TimeoutError):  # noqa: A001 - Celery's name
+class TimeoutError(CeleriacError, builtins.TimeoutError):
     """Waiting for a result took longer than the timeout."""
 
 
@@ -145,7 +145,7 @@ class ChordError(TaskError):
     """A task in a chord's header failed, so the body cannot run."""
 
 
-class SoftTimeLimitExceeded(Exception):  # noqa: N818 - Celery's name
+class SoftTimeLimitExceeded(Exception):
     """The soft time limit was reached; raised inside the task so it can clean up."""
 
 

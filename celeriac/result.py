@@ -34,7 +34,14 @@ def _assert_not_in_task() -> None:
 class AsyncResult:
     """The state and result of one task, read from the result backend."""
 
-    def __init__(self, id: str, backend: Any = None, task_name: str | None = None, app: Celery | None = None, parent: AsyncResult | None = None) -> None:  # noqa: A002
+    def __init__(
+        self,
+        id: str,
+        backend: Any = None,
+        task_name: str | None = None,
+        app: Celery | None = None,
+        parent: AsyncResult | None = None,
+    ) -> None:
         self.id = id
         self.task_name = task_name
         self.app: Celery = app if app is not None else _state.get_current_app()
@@ -62,13 +69,17 @@ class AsyncResult:
     def __hash__(self) -> int:
         return hash(self.id)
 
-    # reading state ---------------------------------------------------------------------
+    # reading state ----------------------------------------------------------------------
     async def ameta(self) -> dict[str, Any]:
         """The stored document ({'status': 'PENDING'} when nothing is stored)."""
         if self._meta is not None:
             return self._meta
         backend = await self.app.aget_backend()
-        meta = (await backend.get([self.id]))[0] or {"status": states.PENDING, "result": None, "task_id": self.id}
+        meta = (await backend.get([self.id]))[0] or {
+            "status": states.PENDING,
+            "result": None,
+            "task_id": self.id,
+        }
         if meta.get("status") in states.READY_STATES:
             self._meta = meta  # final: never changes again
         return meta
@@ -125,26 +136,45 @@ class AsyncResult:
         """True if the task failed."""
         return self.state == states.FAILURE
 
-    # waiting -------------------------------------------------------------------------------
-    async def aget(self, timeout: float | None = None, propagate: bool = True, interval: float = 0.5, disable_sync_subtasks: bool = True, **_: Any) -> Any:
+    # waiting ----------------------------------------------------------------------------
+    async def aget(
+        self,
+        timeout: float | None = None,
+        propagate: bool = True,
+        interval: float = 0.5,
+        disable_sync_subtasks: bool = True,
+        **_: Any,
+    ) -> Any:
         """Wait for the result; re-raise the task's exception when ``propagate``."""
         if self._meta is None:
             backend = await self.app.aget_backend()
             meta = await backend.wait(self.id, timeout)
             if meta is None or meta.get("status") not in states.READY_STATES:
-                raise TimeoutError(f"task {self.id} not ready after {timeout} s (state {(meta or {}).get('status', 'PENDING')})")
+                raise TimeoutError(
+                    f"task {self.id} not ready after {timeout} s "
+                    f"(state {(meta or {}).get('status', 'PENDING')})"
+                )
             self._meta = meta
         return _outcome(self._meta, propagate)
 
-    def get(self, timeout: float | None = None, propagate: bool = True, interval: float = 0.5, disable_sync_subtasks: bool = True, **kwargs: Any) -> Any:
+    def get(
+        self,
+        timeout: float | None = None,
+        propagate: bool = True,
+        interval: float = 0.5,
+        disable_sync_subtasks: bool = True,
+        **kwargs: Any,
+    ) -> Any:
         """Block until the result is ready (or ``timeout`` s) and return it."""
         if disable_sync_subtasks:
             _assert_not_in_task()
-        return self.app.run_sync(self.aget(timeout, propagate, interval, disable_sync_subtasks=False))
+        return self.app.run_sync(
+            self.aget(timeout, propagate, interval, disable_sync_subtasks=False)
+        )
 
     wait = get
 
-    # changing state --------------------------------------------------------------------------
+    # changing state ---------------------------------------------------------------------
     async def aforget(self) -> None:
         """Delete the stored result."""
         backend = await self.app.aget_backend()
@@ -155,7 +185,14 @@ class AsyncResult:
         """Delete the stored result."""
         self.app.run_sync(self.aforget())
 
-    def revoke(self, connection: Any = None, terminate: bool = False, signal: Any = None, wait: bool = False, timeout: float | None = None) -> None:
+    def revoke(
+        self,
+        connection: Any = None,
+        terminate: bool = False,
+        signal: Any = None,
+        wait: bool = False,
+        timeout: float | None = None,
+    ) -> None:
         """Revoke the task: workers skip it (the revoke is persisted)."""
         self.app.revoke(self.id, terminate=terminate, signal=signal)
 
@@ -191,7 +228,9 @@ def _outcome(meta: dict[str, Any], propagate: bool) -> Any:
 class EagerResult(AsyncResult):
     """The result of ``Task.apply``: already known, nothing stored."""
 
-    def __init__(self, id: str, outcome: Outcome, app: Celery | None = None, propagate: bool = False) -> None:  # noqa: A002
+    def __init__(
+        self, id: str, outcome: Outcome, app: Celery | None = None, propagate: bool = False
+    ) -> None:
         super().__init__(id, app=app)
         self.outcome = outcome
         if outcome.state == states.FAILURE and propagate and outcome.exception is not None:
@@ -213,15 +252,37 @@ class EagerResult(AsyncResult):
 
     info = result
 
-    async def aget(self, timeout: float | None = None, propagate: bool = True, interval: float = 0.5, disable_sync_subtasks: bool = True, **_: Any) -> Any:
+    async def aget(
+        self,
+        timeout: float | None = None,
+        propagate: bool = True,
+        interval: float = 0.5,
+        disable_sync_subtasks: bool = True,
+        **_: Any,
+    ) -> Any:
         """The value, or raise the original exception."""
-        if propagate and self.outcome.state == states.FAILURE and self.outcome.exception is not None:
+        if (
+            propagate
+            and self.outcome.state == states.FAILURE
+            and self.outcome.exception is not None
+        ):
             raise self.outcome.exception
         return _outcome(self._meta or {}, propagate)
 
-    def get(self, timeout: float | None = None, propagate: bool = True, interval: float = 0.5, disable_sync_subtasks: bool = True, **kwargs: Any) -> Any:
+    def get(
+        self,
+        timeout: float | None = None,
+        propagate: bool = True,
+        interval: float = 0.5,
+        disable_sync_subtasks: bool = True,
+        **kwargs: Any,
+    ) -> Any:
         """The value, or raise the original exception."""
-        if propagate and self.outcome.state == states.FAILURE and self.outcome.exception is not None:
+        if (
+            propagate
+            and self.outcome.state == states.FAILURE
+            and self.outcome.exception is not None
+        ):
             raise self.outcome.exception
         return _outcome(self._meta or {}, propagate)
 
@@ -271,11 +332,19 @@ class ResultSet:
         """How many tasks succeeded."""
         return sum(1 for s in self._states() if s == states.SUCCESS)
 
-    async def ajoin(self, timeout: float | None = None, propagate: bool = True, **_: Any) -> list[Any]:
+    async def ajoin(
+        self, timeout: float | None = None, propagate: bool = True, **_: Any
+    ) -> list[Any]:
         """Wait for all results, in order."""
         return [await r.aget(timeout=timeout, propagate=propagate) for r in self.results]
 
-    def join(self, timeout: float | None = None, propagate: bool = True, disable_sync_subtasks: bool = True, **kwargs: Any) -> list[Any]:
+    def join(
+        self,
+        timeout: float | None = None,
+        propagate: bool = True,
+        disable_sync_subtasks: bool = True,
+        **kwargs: Any,
+    ) -> list[Any]:
         """Wait for all results, in order."""
         if disable_sync_subtasks:
             _assert_not_in_task()
@@ -284,7 +353,9 @@ class ResultSet:
 
     get = join
 
-    async def aget(self, timeout: float | None = None, propagate: bool = True, **kwargs: Any) -> list[Any]:
+    async def aget(
+        self, timeout: float | None = None, propagate: bool = True, **kwargs: Any
+    ) -> list[Any]:
         """Async twin of ``get``."""
         return await self.ajoin(timeout, propagate)
 
@@ -301,7 +372,13 @@ class ResultSet:
 class GroupResult(ResultSet):
     """The results of a group, addressable by the group id."""
 
-    def __init__(self, id: str | None = None, results: Sequence[AsyncResult] | None = None, app: Celery | None = None, parent: AsyncResult | None = None) -> None:  # noqa: A002
+    def __init__(
+        self,
+        id: str | None = None,
+        results: Sequence[AsyncResult] | None = None,
+        app: Celery | None = None,
+        parent: AsyncResult | None = None,
+    ) -> None:
         super().__init__(results or [], app=app)
         self.id = id
         self.parent = parent
@@ -321,7 +398,7 @@ class GroupResult(ResultSet):
         return self
 
     @classmethod
-    def restore(cls, id: str, backend: Any = None, app: Celery | None = None) -> GroupResult | None:  # noqa: A002
+    def restore(cls, id: str, backend: Any = None, app: Celery | None = None) -> GroupResult | None:
         """Load a saved group, or None."""
         the_app: Celery = app if app is not None else _state.get_current_app()
 

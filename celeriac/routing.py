@@ -23,7 +23,9 @@ __all__ = ["Exchange", "Queue", "Route", "Router", "queue_spec"]
 class Exchange:
     """An AMQP exchange: a name and a type (``direct``, ``topic``, ``fanout``, ``headers``)."""
 
-    def __init__(self, name: str = "", type: str = "direct", durable: bool = True, **_: Any) -> None:  # noqa: A002
+    def __init__(
+        self, name: str = "", type: str = "direct", durable: bool = True, **_: Any
+    ) -> None:
         self.name = name
         self.type = type
         self.durable = durable
@@ -86,7 +88,7 @@ RouterFn = Callable[..., Any]
 
 
 def _compile_routes(routes: Any) -> list[RouterFn]:
-    """Normalise ``task_routes`` into a list of functions ``(name, args, kwargs, options) -> dict|None``."""
+    """Normalise ``task_routes`` into functions ``(name, args, kwargs, options) -> dict|None``."""
     if routes is None:
         return []
     items: Iterable[Any] = routes if isinstance(routes, list | tuple) else [routes]
@@ -109,15 +111,17 @@ def _import_router(path: str) -> RouterFn:
     return obj() if isinstance(obj, type) else obj  # type: ignore[no-any-return]
 
 
+def _matcher(key: Any) -> Callable[[str], bool]:
+    """A name test for one ``task_routes`` key: a regex, a glob or an exact name."""
+    if isinstance(key, re.Pattern):
+        return lambda name: key.match(name) is not None
+    if any(ch in str(key) for ch in "*?["):
+        return lambda name: fnmatch.fnmatchcase(name, str(key))
+    return lambda name: name == key
+
+
 def _mapping_router(mapping: Mapping[Any, Any]) -> RouterFn:
-    patterns: list[tuple[Callable[[str], bool], Any]] = []
-    for key, value in mapping.items():
-        if isinstance(key, re.Pattern):
-            patterns.append((lambda name, rx=key: rx.match(name) is not None, value))
-        elif any(ch in str(key) for ch in "*?["):
-            patterns.append((lambda name, glob=key: fnmatch.fnmatchcase(name, glob), value))
-        else:
-            patterns.append((lambda name, exact=key: name == exact, value))
+    patterns = [(_matcher(key), value) for key, value in mapping.items()]
 
     def route(name: str, *_: Any, **__: Any) -> Any:
         for matches, value in patterns:
@@ -178,8 +182,8 @@ class Router:
         routing_key = merged.get("routing_key")
         if queue is not None and not isinstance(queue, str):
             queue = queue_spec(queue).name
-        if isinstance(exchange, Exchange) or hasattr(exchange, "type"):
-            exchange = exchange.name
+        if exchange is not None and not isinstance(exchange, str):
+            exchange = getattr(exchange, "name", "")
         if exchange is not None and routing_key is not None:
             spec = self.queues.get(queue) if queue else None
             return Route(exchange=str(exchange), routing_key=str(routing_key), queue=spec)
@@ -187,9 +191,13 @@ class Router:
         if spec.exchange_type == "direct" or not spec.exchange:
             # Celery publishes direct-routed tasks to the default exchange, keyed by queue name.
             return Route(exchange="", routing_key=spec.name, queue=spec)
-        return Route(exchange=spec.exchange, routing_key=routing_key or spec.routing_key, queue=spec)
+        return Route(
+            exchange=spec.exchange, routing_key=routing_key or spec.routing_key, queue=spec
+        )
 
-    def _from_routes(self, name: str, args: Any, kwargs: Any, options: Mapping[str, Any]) -> Mapping[str, Any]:
+    def _from_routes(
+        self, name: str, args: Any, kwargs: Any, options: Mapping[str, Any]
+    ) -> Mapping[str, Any]:
         for router in self._routes:
             try:
                 found = router(name, args, kwargs, options, task=None)

@@ -31,7 +31,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class Signal:
-    """A named hook. Receivers are called in connection order; one failing does not stop the rest."""
+    """A named hook; receivers run in connection order, and one failing does not stop the rest."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -57,7 +57,11 @@ class Signal:
         """Call receivers (those filtering on another sender are skipped); return their results."""
         responses: list[tuple[Callable[..., Any], Any]] = []
         for receiver, wanted in list(self._receivers):
-            if wanted is not None and wanted is not sender and wanted != getattr(sender, "name", None):
+            if (
+                wanted is not None
+                and wanted is not sender
+                and wanted != getattr(sender, "name", None)
+            ):
                 continue
             try:
                 responses.append((receiver, receiver(sender=sender, signal=self, **kwargs)))

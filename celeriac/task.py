@@ -81,7 +81,7 @@ class Task:
     default_retry_delay: float = 180
     autoretry_for: tuple[type[BaseException], ...] = ()
     dont_autoretry_for: tuple[type[BaseException], ...] = ()
-    retry_kwargs: Mapping[str, Any] = {}  # noqa: RUF012 - Celery's class attribute
+    retry_kwargs: Mapping[str, Any] = {}
     retry_backoff: bool | float = False
     retry_backoff_max: float = 600
     retry_jitter: bool = True
@@ -108,7 +108,7 @@ class Task:
     _app: Celery | None = None
     _fun: Callable[..., Any] | None = None
 
-    # identity -------------------------------------------------------------------------
+    # identity ---------------------------------------------------------------------------
     @property
     def app(self) -> Celery:
         """The app this task belongs to (the current app for shared tasks)."""
@@ -141,7 +141,7 @@ class Task:
         """Run the body here and now, like calling the function."""
         return self.run(*args, **kwargs)
 
-    # publishing ----------------------------------------------------------------------------
+    # publishing -------------------------------------------------------------------------
     def delay(self, *args: Any, **kwargs: Any) -> AsyncResult:
         """Publish with positional and keyword arguments (``apply_async`` shortcut)."""
         return self.apply_async(args, kwargs)
@@ -150,7 +150,12 @@ class Task:
         """Async twin of ``delay``."""
         return await self.aapply_async(args, kwargs)
 
-    def apply_async(self, args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None, **options: Any) -> AsyncResult:
+    def apply_async(
+        self,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> AsyncResult:
         """Publish a message for a worker; returns an AsyncResult (EagerResult when eager)."""
         if self.app.conf["task_always_eager"]:
             return self.apply(args, kwargs, **options)
@@ -158,7 +163,12 @@ class Task:
         self.app.run_sync(self.app.apublish([request]))
         return self.app.AsyncResult(request.message.id, task_name=self.name)
 
-    async def aapply_async(self, args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None, **options: Any) -> AsyncResult:
+    async def aapply_async(
+        self,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> AsyncResult:
         """Async twin of ``apply_async``."""
         if self.app.conf["task_always_eager"]:
             return self.apply(args, kwargs, **options)
@@ -166,11 +176,16 @@ class Task:
         await self.app.apublish([request])
         return self.app.AsyncResult(request.message.id, task_name=self.name)
 
-    def apply(self, args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None, **options: Any) -> EagerResult:
+    def apply(
+        self,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> EagerResult:
         """Run the task in this process, through real serialization, and return its result."""
         return apply_eagerly(self, args, kwargs, options)
 
-    # signatures (canvas) --------------------------------------------------------------------
+    # signatures (canvas) ----------------------------------------------------------------
     def s(self, *args: Any, **kwargs: Any) -> Any:
         """A signature with partial arguments: ``add.s(2)``."""
         return Signature(self.name, args, kwargs, app=self.app)
@@ -179,13 +194,20 @@ class Task:
         """An immutable signature: the parent's result is not prepended."""
         return Signature(self.name, args, kwargs, immutable=True, app=self.app)
 
-    def signature(self, args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None, **options: Any) -> Any:
+    def signature(
+        self,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> Any:
         """A signature with options (Celery's ``Task.signature``)."""
-        return Signature(self.name, tuple(args or ()), dict(kwargs or {}), options=options, app=self.app)
+        return Signature(
+            self.name, tuple(args or ()), dict(kwargs or {}), options=options, app=self.app
+        )
 
     subtask = signature
 
-    # inside a running task ---------------------------------------------------------------------
+    # inside a running task --------------------------------------------------------------
     def retry(
         self,
         args: Sequence[Any] | None = None,
@@ -206,10 +228,14 @@ class Task:
         if limit is not None and req.retries >= limit:
             if exc is not None:
                 raise exc
-            raise MaxRetriesExceededError(f"Can't retry {self.name}[{req.id}] args:{req.args} kwargs:{req.kwargs}")
+            raise MaxRetriesExceededError(
+                f"Can't retry {self.name}[{req.id}] args:{req.args} kwargs:{req.kwargs}"
+            )
         if eta is None and countdown is None:
             countdown = self.default_retry_delay
-        when = eta.timestamp() - dt.datetime.now(dt.UTC).timestamp() if eta is not None else countdown
+        when = (
+            eta.timestamp() - dt.datetime.now(dt.UTC).timestamp() if eta is not None else countdown
+        )
         retry = Retry(exc=exc, when=when)
         retry.retry_args = list(args) if args is not None else None  # type: ignore[attr-defined]
         retry.retry_kwargs = dict(kwargs) if kwargs is not None else None  # type: ignore[attr-defined]
@@ -218,7 +244,9 @@ class Task:
             return retry
         raise retry
 
-    def update_state(self, task_id: str | None = None, state: str | None = None, meta: Any = None, **kwargs: Any) -> None:
+    def update_state(
+        self, task_id: str | None = None, state: str | None = None, meta: Any = None, **kwargs: Any
+    ) -> None:
         """Record a custom state (e.g. progress) for this task."""
         task_id = task_id or self.request.id
         if task_id is None:
@@ -231,24 +259,48 @@ class Task:
 
         self.app.run_sync(store())
 
-    def AsyncResult(self, task_id: str, **kwargs: Any) -> AsyncResult:  # noqa: N802 - Celery's name
+    def AsyncResult(self, task_id: str, **kwargs: Any) -> AsyncResult:
         """A handle on a result of this task."""
         return self.app.AsyncResult(task_id, task_name=self.name, **kwargs)
 
-    # handlers a base class may override (Celery's names) -------------------------------------
+    # handlers a base class may override (Celery's names) --------------------------------
     def before_start(self, task_id: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
         """Called before the body runs."""
 
-    def on_success(self, retval: Any, task_id: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+    def on_success(
+        self, retval: Any, task_id: str, args: Sequence[Any], kwargs: Mapping[str, Any]
+    ) -> None:
         """Called after the body returned."""
 
-    def on_failure(self, exc: BaseException, task_id: str, args: Sequence[Any], kwargs: Mapping[str, Any], einfo: Any) -> None:
+    def on_failure(
+        self,
+        exc: BaseException,
+        task_id: str,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        einfo: Any,
+    ) -> None:
         """Called after the body raised (and will not be retried)."""
 
-    def on_retry(self, exc: BaseException, task_id: str, args: Sequence[Any], kwargs: Mapping[str, Any], einfo: Any) -> None:
+    def on_retry(
+        self,
+        exc: BaseException,
+        task_id: str,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        einfo: Any,
+    ) -> None:
         """Called when the task is retried."""
 
-    def after_return(self, status: str, retval: Any, task_id: str, args: Sequence[Any], kwargs: Mapping[str, Any], einfo: Any) -> None:
+    def after_return(
+        self,
+        status: str,
+        retval: Any,
+        task_id: str,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        einfo: Any,
+    ) -> None:
         """Called after the task returned, whatever the state."""
 
 
@@ -264,9 +316,14 @@ def _create_task(app: Celery | None, fun: Callable[..., Any], options: Mapping[s
     unknown = set(options) - TASK_OPTIONS
     if unknown:
         raise ImproperlyConfigured(
-            f"unknown task option(s) {', '.join(sorted(unknown))} for {fun.__module__}.{fun.__name__}"
+            f"unknown task option(s) {', '.join(sorted(unknown))} "
+            f"for {fun.__module__}.{fun.__name__}"
         )
-    base = options.get("base") or (app.task_cls if app is not None and isinstance(app.task_cls, type) else None) or Task
+    base = (
+        options.get("base")
+        or (app.task_cls if app is not None and isinstance(app.task_cls, type) else None)
+        or Task
+    )
     task: Task = base()
     task._app = app
     task._fun = fun
@@ -328,7 +385,9 @@ def _as_datetime(value: Any, name: str) -> dt.datetime | None:
     if isinstance(value, str):
         parsed = dt.datetime.fromisoformat(value)
         return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
-    raise TypeError(f"{name} must be a datetime, seconds or ISO-8601 string, not {type(value).__name__}")
+    raise TypeError(
+        f"{name} must be a datetime, seconds or ISO-8601 string, not {type(value).__name__}"
+    )
 
 
 def _signature_dicts(value: Any) -> list[dict[str, Any]] | None:
@@ -374,7 +433,9 @@ def build_message(
         eta=eta,
         expires=expires,
         retries=int(options.get("retries") or 0),
-        root_id=options.get("root_id") or (parent.root_id if in_task and parent else None) or task_id,
+        root_id=options.get("root_id")
+        or (parent.root_id if in_task and parent else None)
+        or task_id,
         parent_id=options.get("parent_id") or (parent.id if in_task and parent else None),
         group=options.get("group_id"),
         group_index=options.get("group_index"),

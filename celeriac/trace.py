@@ -59,13 +59,19 @@ def retry_countdown(task: Task, retries: int) -> float:
     if not backoff:
         return float(task.retry_kwargs.get("countdown", task.default_retry_delay))
     factor = 1.0 if backoff is True else float(backoff)
-    countdown = min(task.retry_backoff_max, factor * (2**retries))
+    countdown = float(min(task.retry_backoff_max, factor * (2**retries)))
     if task.retry_jitter:
-        countdown = random.uniform(0, countdown)  # noqa: S311 - jitter, not security
+        countdown = random.uniform(0, countdown)
     return countdown
 
 
-def context_for(msg: TaskMessage, *, hostname: str | None, delivery_info: Mapping[str, Any] | None, is_eager: bool = False) -> Context:
+def context_for(
+    msg: TaskMessage,
+    *,
+    hostname: str | None,
+    delivery_info: Mapping[str, Any] | None,
+    is_eager: bool = False,
+) -> Context:
     """Build ``self.request`` for one invocation."""
     return Context(
         id=msg.id,
@@ -99,7 +105,7 @@ def context_for(msg: TaskMessage, *, hostname: str | None, delivery_info: Mappin
 
 
 def _autoretry(task: Task, exc: BaseException, ctx: Context) -> Retry | None:
-    """If ``exc`` is in ``autoretry_for``, ask for a retry (or re-raise when retries are used up)."""
+    """If ``exc`` is in ``autoretry_for``, ask for a retry (re-raise when retries are used up)."""
     if not task.autoretry_for or not isinstance(exc, task.autoretry_for):
         return None
     if task.dont_autoretry_for and isinstance(exc, task.dont_autoretry_for):
@@ -136,7 +142,15 @@ def _retry_outcome(task: Task, retry: Retry, ctx: Context, started: float) -> Ou
 def _failure_outcome(task: Task, exc: BaseException, ctx: Context, started: float) -> Outcome:
     text = "".join(tb.format_exception(exc))
     task.on_failure(exc, ctx.id or "", ctx.args, ctx.kwargs, text)
-    signals.task_failure.send(sender=task, task_id=ctx.id, exception=exc, args=ctx.args, kwargs=ctx.kwargs, traceback=text, einfo=text)
+    signals.task_failure.send(
+        sender=task,
+        task_id=ctx.id,
+        exception=exc,
+        args=ctx.args,
+        kwargs=ctx.kwargs,
+        traceback=text,
+        einfo=text,
+    )
     return Outcome(
         state=states.FAILURE,
         value=exception_to_dict(exc),
@@ -153,7 +167,12 @@ def _handle_exception(task: Task, exc: BaseException, ctx: Context, started: flo
     if isinstance(exc, Ignore):
         return Outcome(state=states.IGNORED, runtime=time.perf_counter() - started)
     if isinstance(exc, Reject):
-        return Outcome(state=states.REJECTED, requeue=exc.requeue, exc_repr=repr(exc.reason), runtime=time.perf_counter() - started)
+        return Outcome(
+            state=states.REJECTED,
+            requeue=exc.requeue,
+            exc_repr=repr(exc.reason),
+            runtime=time.perf_counter() - started,
+        )
     try:
         retry = _autoretry(task, exc, ctx)
     except BaseException as final:  # retries used up: the task fails with this
@@ -171,9 +190,19 @@ def _success(task: Task, value: Any, ctx: Context, started: float) -> Outcome:
 
 def _finish(task: Task, outcome: Outcome, ctx: Context) -> Outcome:
     try:
-        task.after_return(outcome.state, outcome.value, ctx.id or "", ctx.args, ctx.kwargs, outcome.traceback)
+        task.after_return(
+            outcome.state, outcome.value, ctx.id or "", ctx.args, ctx.kwargs, outcome.traceback
+        )
     finally:
-        signals.task_postrun.send(sender=task, task_id=ctx.id, task=task, args=ctx.args, kwargs=ctx.kwargs, retval=outcome.value, state=outcome.state)
+        signals.task_postrun.send(
+            sender=task,
+            task_id=ctx.id,
+            task=task,
+            args=ctx.args,
+            kwargs=ctx.kwargs,
+            retval=outcome.value,
+            state=outcome.state,
+        )
     return outcome
 
 
@@ -182,7 +211,9 @@ def run_task(task: Task, ctx: Context) -> Outcome:
     token = request_var.set(ctx)
     started = time.perf_counter()
     try:
-        signals.task_prerun.send(sender=task, task_id=ctx.id, task=task, args=ctx.args, kwargs=ctx.kwargs)
+        signals.task_prerun.send(
+            sender=task, task_id=ctx.id, task=task, args=ctx.args, kwargs=ctx.kwargs
+        )
         task.before_start(ctx.id or "", ctx.args, ctx.kwargs)
         value = task.run(*ctx.args, **ctx.kwargs)
         outcome = _success(task, value, ctx, started)
@@ -198,7 +229,9 @@ async def arun_task(task: Task, ctx: Context) -> Outcome:
     token = request_var.set(ctx)
     started = time.perf_counter()
     try:
-        signals.task_prerun.send(sender=task, task_id=ctx.id, task=task, args=ctx.args, kwargs=ctx.kwargs)
+        signals.task_prerun.send(
+            sender=task, task_id=ctx.id, task=task, args=ctx.args, kwargs=ctx.kwargs
+        )
         task.before_start(ctx.id or "", ctx.args, ctx.kwargs)
         value = await task.run(*ctx.args, **ctx.kwargs)
         outcome = _success(task, value, ctx, started)
@@ -215,7 +248,12 @@ def _run_anywhere(task: Task, ctx: Context) -> Outcome:
     return task.app.run_sync(arun_task(task, ctx))  # type: ignore[no-any-return]
 
 
-def apply_eagerly(task: Task, args: Sequence[Any] | None, kwargs: Mapping[str, Any] | None, options: Mapping[str, Any]) -> EagerResult:
+def apply_eagerly(
+    task: Task,
+    args: Sequence[Any] | None,
+    kwargs: Mapping[str, Any] | None,
+    options: Mapping[str, Any],
+) -> EagerResult:
     """``Task.apply``: serialize like a publish, decode like a worker, run here."""
     app = task.app
     options = {k: v for k, v in options.items() if k not in {"countdown", "eta"}}

@@ -43,7 +43,9 @@ def backend_from_url(
     path = _BY_SCHEME.get(scheme)
     if path is None:
         known = ", ".join(sorted(_BY_SCHEME))
-        raise ImproperlyConfigured(f"unknown result backend scheme {scheme!r} in {url!r} (known: {known})")
+        raise ImproperlyConfigured(
+            f"unknown result backend scheme {scheme!r} in {url!r} (known: {known})"
+        )
     for prefix in ("db+", "cache+"):
         if scheme.startswith(prefix):
             url = url[len(prefix) :]

@@ -47,7 +47,7 @@ class Signature(dict[str, Any]):
         )
         self._app = app
 
-    # attribute views ------------------------------------------------------------------------
+    # attribute views --------------------------------------------------------------------
     @property
     def app(self) -> Celery:
         """The app used to publish this signature."""
@@ -88,7 +88,7 @@ class Signature(dict[str, Any]):
         value = self.options.get("task_id")
         return str(value) if value is not None else None
 
-    # building -----------------------------------------------------------------------------------
+    # building ---------------------------------------------------------------------------
     def clone(self, args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None, **options: Any) -> Signature:
         """A copy with extra arguments (prepended unless immutable) and options."""
         sig = Signature(dict(self), app=self._app)
@@ -124,7 +124,7 @@ class Signature(dict[str, Any]):
         self.link_error(errback)
         return self
 
-    # running --------------------------------------------------------------------------------------
+    # running ----------------------------------------------------------------------------
     def apply_async(self, args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None, **options: Any) -> AsyncResult:
         """Publish this signature (extra args prepended, options merged)."""
         sig = self.clone(args, kwargs, **options)

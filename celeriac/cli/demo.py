@@ -24,7 +24,20 @@ __all__ = ["demo"]
 
 def _start_worker(broker: str, workdir: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "CELERIAC_BROKER_URL": broker}
-    command = [sys.executable, "-m", "celeriac", "-A", "celeriac.demo.tasks", "worker", "-c", "2", "-l", "info", "-n", "demo@%h"]
+    command = [
+        sys.executable,
+        "-m",
+        "celeriac",
+        "-A",
+        "celeriac.demo.tasks",
+        "worker",
+        "-c",
+        "2",
+        "-l",
+        "info",
+        "-n",
+        "demo@%h",
+    ]
     log = (workdir / "worker.log").open("wb")
     return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
 
@@ -45,19 +58,53 @@ def _scenarios() -> list[tuple[str, Callable[[], Any], Callable[[Any], bool]]]:
         return result.get()
 
     return [
-        ("seed 000: add(2, 2), worker answers after a delay", lambda: tasks.add.delay(2, 2).get(timeout=30), lambda v: v == 4),
-        ("seed 001: add.delay(4, 5).get()", lambda: tasks.add.delay(4, 5).get(timeout=30), lambda v: v == 9),
-        ("seed 001: e-mail sent in the background", lambda: tasks.send_confirmation_email.delay("user@example.com").get(timeout=30), lambda v: "user@example.com" in v),
-        ("seed 003: get_factorial(50)", lambda: wait_ready(50), lambda v: v == 608281864034267560872252163321295376887552831379210240000000000),
-        ("seed 003: get_factorial('Сейчас будет ошибка')", factorial_error, lambda v: "cannot be interpreted as an integer" in v),
-        ("countdown=1: runs a second later", lambda: tasks.add.apply_async((1, 1), countdown=1).get(timeout=30), lambda v: v == 2),
-        ("retries: fails twice, then succeeds", lambda: tasks.flaky.delay(2).get(timeout=30), lambda v: v == "succeeded after 2 retries"),
-        ("async def task on the worker's event loop", lambda: tasks.fetch_page.delay("https://example.com").get(timeout=30), lambda v: v["status"] == 200),
+        (
+            "seed 000: add(2, 2), worker answers after a delay",
+            lambda: tasks.add.delay(2, 2).get(timeout=30),
+            lambda v: v == 4,
+        ),
+        (
+            "seed 001: add.delay(4, 5).get()",
+            lambda: tasks.add.delay(4, 5).get(timeout=30),
+            lambda v: v == 9,
+        ),
+        (
+            "seed 001: e-mail sent in the background",
+            lambda: tasks.send_confirmation_email.delay("user@example.com").get(timeout=30),
+            lambda v: "user@example.com" in v,
+        ),
+        (
+            "seed 003: get_factorial(50)",
+            lambda: wait_ready(50),
+            lambda v: v == 608281864034267560872252163321295376887552831379210240000000000,
+        ),
+        (
+            "seed 003: get_factorial('Сейчас будет ошибка')",
+            factorial_error,
+            lambda v: "cannot be interpreted as an integer" in v,
+        ),
+        (
+            "countdown=1: runs a second later",
+            lambda: tasks.add.apply_async((1, 1), countdown=1).get(timeout=30),
+            lambda v: v == 2,
+        ),
+        (
+            "retries: fails twice, then succeeds",
+            lambda: tasks.flaky.delay(2).get(timeout=30),
+            lambda v: v == "succeeded after 2 retries",
+        ),
+        (
+            "async def task on the worker's event loop",
+            lambda: tasks.fetch_page.delay("https://example.com").get(timeout=30),
+            lambda v: v["status"] == 200,
+        ),
     ]
 
 
 @click.command()
-@click.option("--keep", is_flag=True, help="Keep the temporary directory (broker file and worker log).")
+@click.option(
+    "--keep", is_flag=True, help="Keep the temporary directory (broker file and worker log)."
+)
 def demo(keep: bool) -> None:
     """Run the seed tutorials' scenarios on the embedded SQLite store and print the results."""
     workdir = Path(tempfile.mkdtemp(prefix="celeriac-demo-"))
@@ -80,7 +127,9 @@ def demo(keep: bool) -> None:
     finally:
         worker.send_signal(signal.SIGTERM)
         code = worker.wait(timeout=30)
-        click.echo(f"worker stopped with a warm shutdown (exit {code}); log: {workdir / 'worker.log'}")
+        click.echo(
+            f"worker stopped with a warm shutdown (exit {code}); log: {workdir / 'worker.log'}"
+        )
         if failures or code:
             click.echo((workdir / "worker.log").read_text(errors="replace")[-4000:])
     if failures:

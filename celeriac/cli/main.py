@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from celeriac.app import Celery
+from celeriac.cli.beat import beat
 from celeriac.cli.demo import demo
 from celeriac.cli.loading import find_app
 from celeriac.worker.worker import Worker, WorkerOptions
@@ -51,29 +52,60 @@ def setup_logging(level: str) -> None:
 @click.option("--result-backend", help="Result backend URL (overrides result_backend).")
 @click.version_option(package_name="celeriac")
 @click.pass_context
-def cli(ctx: click.Context, app_spec: str | None, broker: str | None, result_backend: str | None) -> None:
+def cli(
+    ctx: click.Context, app_spec: str | None, broker: str | None, result_backend: str | None
+) -> None:
     """celeriac: a Celery-compatible task queue."""
     ctx.obj = AppContext(app_spec, broker, result_backend)
 
 
 @cli.command()
-@click.option("-l", "--loglevel", default="WARNING", show_default=True, help="DEBUG, INFO, WARNING, ERROR.")
+@click.option(
+    "-l", "--loglevel", default="WARNING", show_default=True, help="DEBUG, INFO, WARNING, ERROR."
+)
 @click.option("-c", "--concurrency", type=int, help="Pool size (default: number of CPUs).")
 @click.option("-Q", "--queues", default="", help="Comma-separated queues to consume.")
 @click.option("-n", "--hostname", help="Node name, e.g. worker1@%h.")
-@click.option("-P", "--pool", type=click.Choice(["prefork", "processes", "threads", "solo"]), help="Pool for sync tasks.")
-@click.option("--max-tasks-per-child", type=int, help="Replace a pool process after this many tasks.")
+@click.option(
+    "-P",
+    "--pool",
+    type=click.Choice(["prefork", "processes", "threads", "solo"]),
+    help="Pool for sync tasks.",
+)
+@click.option(
+    "--max-tasks-per-child", type=int, help="Replace a pool process after this many tasks."
+)
 @click.option("--time-limit", type=float, help="Hard time limit per task, seconds.")
 @click.option("--soft-time-limit", type=float, help="Soft time limit per task, seconds.")
 @click.option("--prefetch-multiplier", type=int, help="Messages held per pool slot.")
-@click.option("--async-concurrency", type=int, default=100, show_default=True, help="async def tasks in flight at once.")
+@click.option(
+    "--async-concurrency",
+    type=int,
+    default=100,
+    show_default=True,
+    help="async def tasks in flight at once.",
+)
 @click.option("--without-heartbeat", is_flag=True, help="Accepted for Celery compatibility.")
 @click.option("--without-gossip", is_flag=True, help="Accepted for Celery compatibility.")
 @click.option("--without-mingle", is_flag=True, help="Accepted for Celery compatibility.")
 @click.option("-E", "--task-events", is_flag=True, help="Accepted for Celery compatibility.")
 @click.option("-O", "optimization", help="Accepted for Celery compatibility.")
 @click.pass_obj
-def worker(obj: AppContext, loglevel: str, concurrency: int | None, queues: str, hostname: str | None, pool: str | None, max_tasks_per_child: int | None, time_limit: float | None, soft_time_limit: float | None, prefetch_multiplier: int | None, async_concurrency: int, **_: Any) -> None:
+def worker(
+    obj: AppContext,
+    /,
+    loglevel: str,
+    concurrency: int | None,
+    queues: str,
+    hostname: str | None,
+    pool: str | None,
+    max_tasks_per_child: int | None,
+    time_limit: float | None,
+    soft_time_limit: float | None,
+    prefetch_multiplier: int | None,
+    async_concurrency: int,
+    **_: Any,
+) -> None:
     """Start a worker."""
     setup_logging(loglevel)
     options = WorkerOptions(
@@ -92,7 +124,7 @@ def worker(obj: AppContext, loglevel: str, concurrency: int | None, queues: str,
 
 @cli.command()
 @click.argument("name")
-@click.option("-a", "--args", default="[]", help='JSON list, e.g. \'[2, 2]\'.')
+@click.option("-a", "--args", default="[]", help="JSON list, e.g. '[2, 2]'.")
 @click.option("-k", "--kwargs", default="{}", help="JSON object.")
 @click.option("--countdown", type=float, help="Seconds to wait before running.")
 @click.option("--eta", help="ISO-8601 time to run at.")
@@ -100,7 +132,17 @@ def worker(obj: AppContext, loglevel: str, concurrency: int | None, queues: str,
 @click.option("--queue", help="Queue to send to.")
 @click.option("--priority", type=int)
 @click.pass_obj
-def call(obj: AppContext, name: str, args: str, kwargs: str, countdown: float | None, eta: str | None, expires: float | None, queue: str | None, priority: int | None) -> None:
+def call(
+    obj: AppContext,
+    name: str,
+    args: str,
+    kwargs: str,
+    countdown: float | None,
+    eta: str | None,
+    expires: float | None,
+    queue: str | None,
+    priority: int | None,
+) -> None:
     """Send task NAME and print its id."""
     try:
         parsed_args = json.loads(args)
@@ -109,8 +151,16 @@ def call(obj: AppContext, name: str, args: str, kwargs: str, countdown: float | 
         raise click.BadParameter(f"--args/--kwargs must be JSON: {exc}") from exc
     if not isinstance(parsed_args, list) or not isinstance(parsed_kwargs, dict):
         raise click.BadParameter("--args must be a JSON list and --kwargs a JSON object")
-    options = {"countdown": countdown, "eta": eta, "expires": expires, "queue": queue, "priority": priority}
-    result = obj.app.send_task(name, parsed_args, parsed_kwargs, **{k: v for k, v in options.items() if v is not None})
+    options = {
+        "countdown": countdown,
+        "eta": eta,
+        "expires": expires,
+        "queue": queue,
+        "priority": priority,
+    }
+    result = obj.app.send_task(
+        name, parsed_args, parsed_kwargs, **{k: v for k, v in options.items() if v is not None}
+    )
     click.echo(result.id)
 
 
@@ -118,9 +168,13 @@ def call(obj: AppContext, name: str, args: str, kwargs: str, countdown: float | 
 @click.argument("task_id")
 @click.option("--wait", is_flag=True, help="Wait for the result.")
 @click.option("--timeout", type=float, help="With --wait: give up after this many seconds.")
-@click.option("--traceback", "show_traceback", is_flag=True, help="Print the traceback of a failure.")
+@click.option(
+    "--traceback", "show_traceback", is_flag=True, help="Print the traceback of a failure."
+)
 @click.pass_obj
-def result(obj: AppContext, task_id: str, wait: bool, timeout: float | None, show_traceback: bool) -> None:
+def result(
+    obj: AppContext, task_id: str, wait: bool, timeout: float | None, show_traceback: bool
+) -> None:
     """Print the state and result of TASK_ID."""
     res = obj.app.AsyncResult(task_id)
     if wait:
@@ -139,7 +193,9 @@ def result(obj: AppContext, task_id: str, wait: bool, timeout: float | None, sho
 def purge(obj: AppContext, queues: str, force: bool) -> None:
     """Delete all waiting messages from the queues."""
     app = obj.app
-    names = [q.strip() for q in queues.split(",") if q.strip()] or [q.name for q in app.router.consume_specs(None)]
+    names = [q.strip() for q in queues.split(",") if q.strip()] or [
+        q.name for q in app.router.consume_specs(None)
+    ]
     if not force:
         click.confirm(f"Purge all waiting messages from {', '.join(names)}?", abort=True)
 
@@ -148,7 +204,10 @@ def purge(obj: AppContext, queues: str, force: bool) -> None:
         return await transport.purge(names)
 
     count = app.run_sync(run())
-    click.echo(f"Purged {count} message{'s' if count != 1 else ''} from {len(names)} known task queue{'s' if len(names) != 1 else ''}.")
+    click.echo(
+        f"Purged {count} message{'s' if count != 1 else ''} from "
+        f"{len(names)} known task queue{'s' if len(names) != 1 else ''}."
+    )
 
 
 @cli.group()
@@ -191,6 +250,7 @@ def dead_requeue(obj: AppContext, ids: tuple[str, ...], requeue_all: bool) -> No
     click.echo(f"Requeued {app.run_sync(run())} message(s).")
 
 
+cli.add_command(beat)
 cli.add_command(demo)
 
 

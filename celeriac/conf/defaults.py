@@ -17,7 +17,7 @@ DEFAULTS: dict[str, Any] = {
     "broker_transport_options": {},
     "broker_connection_retry_on_startup": True,
     "broker_connection_max_retries": 100,
-    "result_backend": None,  # Celery: disabled; celeriac: the broker's store when it can hold results
+    "result_backend": None,  # Celery: disabled; celeriac: the broker's store if it can hold them
     "result_backend_transport_options": {},
     "result_expires": 86400,
     "result_extended": False,

@@ -95,7 +95,7 @@ class Settings(MutableMapping[str, Any]):
         return key in self._explicit
 
     def from_object(self, obj: Any, namespace: str | None = None, *, silent: bool = False) -> None:
-        """Load settings from a module, a class, a dict or an import path (``'pkg.celeryconfig'``)."""
+        """Load settings from a module, class, dict or import path (``'pkg.celeryconfig'``)."""
         if isinstance(obj, str):
             try:
                 obj = importlib.import_module(obj)
@@ -109,7 +109,9 @@ class Settings(MutableMapping[str, Any]):
             if name is not None:
                 self[name] = value
 
-    def from_envvar(self, variable: str, namespace: str | None = None, *, silent: bool = False) -> None:
+    def from_envvar(
+        self, variable: str, namespace: str | None = None, *, silent: bool = False
+    ) -> None:
         """Load settings from the module named in an environment variable."""
         module = os.environ.get(variable)
         if not module:

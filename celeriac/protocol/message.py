@@ -97,7 +97,9 @@ def parse_time(value: Any, name: str) -> dt.datetime | None:
         except ValueError as exc:
             raise MessageError(f"header {name!r} is not an ISO-8601 time: {value!r}") from exc
     else:
-        raise MessageError(f"header {name!r} must be an ISO-8601 string, got {type(value).__name__}")
+        raise MessageError(
+            f"header {name!r} must be an ISO-8601 string, got {type(value).__name__}"
+        )
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 

@@ -15,7 +15,6 @@ import logging
 import os
 import socket
 import sqlite3
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -27,9 +26,8 @@ from celeriac.exceptions import ImproperlyConfigured, SerializationError
 from celeriac.protocol.envelope import Envelope
 from celeriac.transport._routing import Binding, binding_for, route
 from celeriac.transport.base import DeadLetter, Outgoing, QueueSpec
-from celeriac.transport.memory import Doorbell
 
-__all__ = ["Engine", "FileWatcher", "MessageRow", "watcher_for"]
+__all__ = ["Engine", "MessageRow"]
 
 log = logging.getLogger("celeriac.transport.sqlite")
 
@@ -194,13 +192,20 @@ class Engine:
             conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
         except sqlite3.OperationalError as exc:
             raise ImproperlyConfigured(f"cannot open SQLite broker {self.path}: {exc}") from exc
-        conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")
-        self._conn = conn
-        with self._write():
-            for statement in _SCHEMA:
-                conn.execute(statement)
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                log.warning("%s: journal_mode is %s, not WAL; workers may block", self.path, mode)
+            conn.execute("PRAGMA synchronous = NORMAL")
+            self._conn = conn
+            with self._write():
+                for statement in _SCHEMA:
+                    conn.execute(statement)
+        except BaseException:
+            self._conn = None
+            conn.close()
+            raise
 
     def close(self) -> None:
         """Close the connection."""
@@ -497,111 +502,3 @@ class Engine:
         """Ids whose revoke has not expired."""
         rows = self.conn.execute("SELECT task_id FROM celeriac_revoked WHERE expires > ?", (now,))
         return {row[0] for row in rows}
-
-
-class FileWatcher:
-    """Notices commits other processes make to one database file; rings :attr:`bell`.
-
-    One per file per process. While at least one fetch waits, a daemon thread with its
-    own connection polls ``PRAGMA data_version`` (which changes when another connection
-    commits): after 1 ms at first, backing off to ``poll_interval``. With no fetch
-    waiting the thread sleeps on a condition and costs nothing. Publishers in this
-    process ring the bell themselves, so they wake fetchers without any polling.
-    """
-
-    def __init__(self, path: Path, poll_interval: float) -> None:
-        self.path = path
-        self.poll_interval = poll_interval
-        self.bell = Doorbell()
-        self._cond = threading.Condition()
-        self._waiting = 0
-        self._restart = False
-        self._thread: threading.Thread | None = None
-        # Used only by the watcher thread:
-        self._conn: sqlite3.Connection | None = None
-        self._version: int | None = None
-        self._signature: tuple[int, ...] = ()
-        self._checked = float("-inf")
-
-    @contextmanager
-    def waiting(self) -> Iterator[None]:
-        """Poll for outside commits while the block runs (a fetch is waiting)."""
-        with self._cond:
-            if self._waiting == 0:
-                self._restart = True  # after an idle spell, check again quickly
-            self._waiting += 1
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name=f"celeriac-sqlite-watch {self.path.name}", daemon=True
-                )
-                self._thread.start()
-            self._cond.notify()
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._waiting -= 1
-
-    def _run(self) -> None:
-        delay = _FIRST_POLL
-        while True:
-            with self._cond:
-                while not self._waiting:
-                    self._cond.wait()
-                if self._restart:
-                    delay, self._restart = _FIRST_POLL, False
-            time.sleep(delay)
-            if self._changed():
-                delay = _FIRST_POLL
-                self.bell.ring()
-            else:
-                delay = min(delay * 2, self.poll_interval)
-
-    def _changed(self) -> bool:
-        """True when the file changed since the last call (and on the first call)."""
-        # A stat of the WAL and main file is far cheaper than a query; the query runs when
-        # they look different and every _RECHECK seconds anyway, because a commit within
-        # one coarse mtime tick that does not grow the WAL leaves the stat unchanged.
-        signature = _stat_signature(self.path)
-        now = time.monotonic()
-        if signature == self._signature and now - self._checked < _RECHECK:
-            return False
-        self._signature, self._checked = signature, now
-        try:
-            self._conn = self._conn or sqlite3.connect(self.path, isolation_level=None)
-            version = int(self._conn.execute("PRAGMA data_version").fetchone()[0])
-        except sqlite3.Error as exc:  # e.g. busy during WAL recovery: try again later
-            log.debug("watching %s: %s", self.path, exc)
-            return False
-        # The first read (version None) counts as a change: a commit may predate it.
-        changed, self._version = version != self._version, version
-        return changed
-
-
-def _stat_signature(path: Path) -> tuple[int, ...]:
-    signature: list[int] = []
-    for name in (f"{path}-wal", str(path)):
-        try:
-            st = os.stat(name)
-        except OSError:
-            signature += (0, 0, 0)
-        else:
-            signature += (st.st_ino, st.st_size, st.st_mtime_ns)
-    return tuple(signature)
-
-
-_RECHECK = 0.1
-_FIRST_POLL = 0.001
-_WATCHERS: dict[tuple[int, str], FileWatcher] = {}
-_WATCHERS_LOCK = threading.Lock()
-
-
-def watcher_for(path: Path, poll_interval: float) -> FileWatcher:
-    """The watcher of ``path`` in this process (a forked child gets its own)."""
-    key = (os.getpid(), str(path))
-    with _WATCHERS_LOCK:
-        watcher = _WATCHERS.get(key)
-        if watcher is None:
-            watcher = _WATCHERS[key] = FileWatcher(path, poll_interval)
-        watcher.poll_interval = min(watcher.poll_interval, poll_interval)
-        return watcher

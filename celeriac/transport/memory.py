@@ -63,7 +63,11 @@ class Doorbell:
 
 @dataclass(frozen=True, slots=True)
 class LeaseOptions:
-    """Lease and polling settings read from ``broker_transport_options``."""
+    """Lease and polling settings read from ``broker_transport_options``.
+
+    ``heartbeat_interval`` defaults to a third of ``lease_timeout`` and is capped at half
+    of it, so one late heartbeat never lets a live consumer's lease expire.
+    """
 
     lease_timeout: float = 30.0
     heartbeat_interval: float = 10.0
@@ -216,7 +220,11 @@ class _Store:
     def list_dead(self, limit: int) -> list[DeadLetter]:
         """Dead letters, oldest first (dicts keep insertion order)."""
         with self.lock:
-            return [dead for dead, _, _ in itertools.islice(self._dead.values(), limit)]
+            entries = list(itertools.islice(self._dead.values(), limit))
+        return [
+            DeadLetter(d.id, d.queue, d.reason, d.dead_at, _copy_envelope(d.envelope))
+            for d, _, _ in entries
+        ]
 
     def requeue_dead(self, ids: Sequence[str] | None) -> int:
         """Put dead letters back on their queues as fresh messages."""
@@ -344,12 +352,14 @@ class MemoryTransport:
         self._heartbeat: asyncio.Task[None] | None = None
         self._rotation = 0
         self._last_sweep = float("-inf")
+        self._closed = False
 
     def __repr__(self) -> str:
         return f"<MemoryTransport {self.url} consumer={self._consumer_id[:8]}>"
 
     async def connect(self) -> None:
         """Attach to the store of this URL (created on first use); idempotent."""
+        self._closed = False
         if self._store is not None:
             return
         self._loop = asyncio.get_running_loop()
@@ -361,6 +371,8 @@ class MemoryTransport:
         store, self._store = self._store, None
         if store is None:
             return
+        self._closed = True
+        self._wake.set()  # a fetch waiting right now returns empty
         if self._heartbeat is not None:
             self._heartbeat.cancel()
             await asyncio.gather(self._heartbeat, return_exceptions=True)
@@ -371,6 +383,8 @@ class MemoryTransport:
 
     async def _connected(self) -> _Store:
         if self._store is None:
+            if self._closed:
+                raise RuntimeError(f"{self!r} is closed")
             await self.connect()
         assert self._store is not None
         return self._store
@@ -396,7 +410,7 @@ class MemoryTransport:
             raise ValueError("limit must be at least 1")
         names = list(dict.fromkeys(queues))
         deadline = time.monotonic() + max(timeout, 0.0)
-        while True:
+        while not self._closed:
             self._wake.clear()
             self._maybe_sweep(store)
             expires = time.monotonic() + self._opts.lease_timeout
@@ -408,6 +422,7 @@ class MemoryTransport:
             if remaining <= 0:
                 return []
             await self._sleep(remaining, store.next_due())
+        return []
 
     def _rotated(self, names: list[str]) -> list[str]:
         # Start each fetch at the next queue so no listed queue is starved.

@@ -10,8 +10,8 @@ in the future; promoted when due, so no consumer ever holds it) or leased to a c
 Claiming happens inside ``BEGIN IMMEDIATE``, so two processes never get the same row.
 Consumers heartbeat into ``celeriac_consumers``; the leases of one whose heartbeat
 expired are handed out again, marked redelivered. A waiting fetch is woken at once by a
-publish in the same process and, across processes, by polling ``PRAGMA data_version``
-(which changes when another connection commits) with a short capped backoff.
+publish in the same process and, across processes, by one watcher thread per file that
+polls for commits (``PRAGMA data_version``) with a short capped backoff.
 """
 
 from __future__ import annotations
@@ -19,19 +19,23 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
+import sqlite3
+import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 from celeriac.exceptions import ImproperlyConfigured
-from celeriac.transport._sqlite_engine import Engine, MessageRow, watcher_for
+from celeriac.transport._sqlite_engine import Engine, MessageRow
 from celeriac.transport.base import DeadLetter, Delivery, Outgoing, QueueSpec
-from celeriac.transport.memory import LeaseOptions
+from celeriac.transport.memory import Doorbell, LeaseOptions
 
-__all__ = ["SQLiteTransport", "sqlite_path"]
+__all__ = ["FileWatcher", "SQLiteTransport", "sqlite_path", "watcher_for"]
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +64,119 @@ def sqlite_path(url: str) -> Path:
     return Path(path) if Path(path).is_absolute() else Path.cwd() / path
 
 
+class FileWatcher:
+    """Notices commits other processes make to one database file; rings :attr:`bell`.
+
+    One per file per process. While at least one fetch waits, a daemon thread checks the
+    file for commits: a ``stat`` of the WAL, then ``PRAGMA data_version`` on its own
+    connection (it changes when another connection commits), after 1 ms at first, backing
+    off to ``poll_interval``. With no fetch waiting the thread sleeps on a condition and
+    costs nothing. Publishers in this process ring the bell themselves, without polling.
+    """
+
+    def __init__(self, path: Path, poll_interval: float) -> None:
+        self.path = path
+        self.poll_interval = poll_interval
+        self.bell = Doorbell()
+        self._cond = threading.Condition()
+        self._waiting = 0
+        self._restart = False
+        self._thread: threading.Thread | None = None
+        # Used only by the watcher thread:
+        self._conn: sqlite3.Connection | None = None
+        self._version: int | None = None
+        self._signature: tuple[int, ...] = ()
+        self._checked = float("-inf")
+
+    @contextmanager
+    def waiting(self) -> Iterator[None]:
+        """Poll for outside commits while the block runs (a fetch is waiting)."""
+        with self._cond:
+            if self._waiting == 0:
+                self._restart = True  # after an idle spell, check again quickly
+            self._waiting += 1
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name=f"celeriac-sqlite-watch {self.path.name}", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._waiting -= 1
+
+    def _run(self) -> None:
+        delay = _FIRST_POLL
+        while True:
+            with self._cond:
+                while not self._waiting:
+                    self._cond.wait()
+                if self._restart:
+                    delay, self._restart = _FIRST_POLL, False
+            time.sleep(delay)
+            try:
+                changed = self._changed()
+            except Exception:  # never let the thread die: fetchers would only wake on timeouts
+                log.exception("watching %s failed", self.path)
+                changed = False
+            if changed:
+                delay = _FIRST_POLL
+                self.bell.ring()
+            else:
+                delay = min(delay * 2, self.poll_interval)
+
+    def _changed(self) -> bool:
+        """True when the file changed since the last call (and on the first call)."""
+        # A stat of the WAL and main file is far cheaper than a query; the query runs when
+        # they look different and every _RECHECK seconds anyway, because a commit within
+        # one coarse mtime tick that does not grow the WAL leaves the stat unchanged.
+        signature = _stat_signature(self.path)
+        now = time.monotonic()
+        if signature == self._signature and now - self._checked < _RECHECK:
+            return False
+        self._signature, self._checked = signature, now
+        try:
+            self._conn = self._conn or sqlite3.connect(self.path, isolation_level=None)
+            version = int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+        except sqlite3.Error as exc:  # e.g. busy during WAL recovery: try again later
+            log.debug("watching %s: %s", self.path, exc)
+            return False
+        # The first read (version None) counts as a change: a commit may predate it.
+        changed, self._version = version != self._version, version
+        return changed
+
+
+def _stat_signature(path: Path) -> tuple[int, ...]:
+    signature: list[int] = []
+    for name in (f"{path}-wal", str(path)):
+        try:
+            st = os.stat(name)
+        except OSError:
+            signature += (0, 0, 0)
+        else:
+            signature += (st.st_ino, st.st_size, st.st_mtime_ns)
+    return tuple(signature)
+
+
+_RECHECK = 0.1
+_FIRST_POLL = 0.001
+_WATCHERS: dict[tuple[int, str], FileWatcher] = {}
+_WATCHERS_LOCK = threading.Lock()
+
+
+def watcher_for(path: Path, poll_interval: float) -> FileWatcher:
+    """The watcher of ``path`` in this process (a forked child gets its own)."""
+    key = (os.getpid(), str(path))
+    with _WATCHERS_LOCK:
+        watcher = _WATCHERS.get(key)
+        if watcher is None:
+            watcher = _WATCHERS[key] = FileWatcher(path, poll_interval)
+        watcher.poll_interval = min(watcher.poll_interval, poll_interval)
+        return watcher
+
+
 class SQLiteTransport:
     """A :class:`~celeriac.transport.base.Transport` over an SQLite file.
 
@@ -82,6 +199,7 @@ class SQLiteTransport:
         self._rotation = 0
         self._last_sweep = float("-inf")
         self._connect_lock = asyncio.Lock()
+        self._closed = False
         self._watcher = watcher_for(self.path, self._opts.poll_interval)
 
     def __repr__(self) -> str:
@@ -90,6 +208,7 @@ class SQLiteTransport:
     async def connect(self) -> None:
         """Open the file in this instance's thread and create the schema; idempotent."""
         async with self._connect_lock:
+            self._closed = False
             if self._engine is not None:
                 return
             loop = asyncio.get_running_loop()
@@ -108,6 +227,8 @@ class SQLiteTransport:
         engine, executor, loop = self._engine, self._executor, self._loop
         if engine is None or executor is None or loop is None:
             return
+        self._closed = True
+        self._wake.set()  # a fetch waiting right now returns empty
         if self._heartbeat is not None:
             self._heartbeat.cancel()
             await asyncio.gather(self._heartbeat, return_exceptions=True)
@@ -122,12 +243,18 @@ class SQLiteTransport:
             await loop.run_in_executor(executor, engine.close)
             executor.shutdown(wait=False)
 
-    async def _call(self, fn: Callable[[Engine], T]) -> T:
-        """Run ``fn(engine)`` in this instance's database thread."""
+    async def _ready(self) -> tuple[asyncio.AbstractEventLoop, ThreadPoolExecutor, Engine]:
         if self._engine is None:
+            if self._closed:
+                raise RuntimeError(f"{self!r} is closed")
             await self.connect()
         engine, executor, loop = self._engine, self._executor, self._loop
         assert engine is not None and executor is not None and loop is not None
+        return loop, executor, engine
+
+    async def _call(self, fn: Callable[[Engine], T]) -> T:
+        """Run ``fn(engine)`` in this instance's database thread (connecting on first use)."""
+        loop, executor, engine = await self._ready()
         return await loop.run_in_executor(executor, fn, engine)
 
     async def declare(self, queues: Sequence[QueueSpec]) -> None:
@@ -149,7 +276,7 @@ class SQLiteTransport:
             raise ValueError("limit must be at least 1")
         names = list(dict.fromkeys(queues))
         deadline = time.monotonic() + max(timeout, 0.0)
-        while True:
+        while not self._closed:
             self._wake.clear()
             rows, next_due = await self._fetch_once(names, limit)
             if rows:
@@ -159,6 +286,7 @@ class SQLiteTransport:
             if remaining <= 0:
                 return []
             await self._wait(remaining, next_due)
+        return []
 
     async def _fetch_once(
         self, names: list[str], limit: int
@@ -175,11 +303,8 @@ class SQLiteTransport:
             expires=expires,
             sweep=sweep,
         )
-        if self._engine is None:
-            await self.connect()
-        loop, executor = self._loop, self._executor
-        assert loop is not None and executor is not None
-        future = loop.run_in_executor(executor, claim, self._engine)
+        loop, executor, engine = await self._ready()
+        future = loop.run_in_executor(executor, claim, engine)
         try:
             # Shielded: a claim that completes after our caller gave up is handed back.
             result = await asyncio.shield(future)

@@ -21,7 +21,9 @@ logger = logging.getLogger("celeriac.worker")
 class Batcher(Generic[T]):
     """Collects items and calls ``flush(items)`` once per batch, in order."""
 
-    def __init__(self, flush: Callable[[Sequence[T]], Awaitable[None]], *, max_size: int = 1000) -> None:
+    def __init__(
+        self, flush: Callable[[Sequence[T]], Awaitable[None]], *, max_size: int = 1000
+    ) -> None:
         self._flush = flush
         self._max_size = max_size
         self._items: list[T] = []

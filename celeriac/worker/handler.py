@@ -71,14 +71,17 @@ class TaskHandler:
         self.acks: Batcher[Delivery] = Batcher(self._flush_acks)
         self.results: Batcher[tuple[str, Meta]] = Batcher(self._flush_results)
         self.processed = 0
+        self.cold_shutdown = False
         self.workflow = Workflow(app, backend)
 
-    # batched I/O ---------------------------------------------------------------------------------
+    # batched I/O ------------------------------------------------------------------------
     async def _flush_acks(self, deliveries: Sequence[Delivery]) -> None:
         try:
             await self.transport.ack(deliveries)
         except Exception:
-            logger.exception("ack of %d deliveries failed; they will be redelivered", len(deliveries))
+            logger.exception(
+                "ack of %d deliveries failed; they will be redelivered", len(deliveries)
+            )
 
     async def _flush_results(self, items: Sequence[tuple[str, Meta]]) -> None:
         if self.backend is None:
@@ -99,7 +102,11 @@ class TaskHandler:
                 failure = make_meta(
                     task_id,
                     states.FAILURE,
-                    {"exc_type": "EncodeError", "exc_message": [f"result cannot be serialized: {exc}"], "exc_module": "celeriac.exceptions"},
+                    {
+                        "exc_type": "EncodeError",
+                        "exc_message": [f"result cannot be serialized: {exc}"],
+                        "exc_module": "celeriac.exceptions",
+                    },
                 )
                 await self.backend.store([(task_id, failure)])
 
@@ -114,7 +121,7 @@ class TaskHandler:
         keep_errors = bool(getattr(task, "store_errors_even_if_ignored", False))
         return not (keep_errors and status == states.FAILURE)
 
-    # entry point ---------------------------------------------------------------------------------
+    # entry point ------------------------------------------------------------------------
     async def handle(self, delivery: Delivery) -> None:
         """Process one delivery completely; never raises."""
         try:
@@ -144,7 +151,9 @@ class TaskHandler:
         logger.error("Rejecting message %s to the dead-letter store: %s", delivery.tag, reason)
         await self.transport.dead_letter(delivery, reason)
 
-    async def _skip_if_revoked_or_expired(self, delivery: Delivery, msg: TaskMessage, task: Task) -> bool:
+    async def _skip_if_revoked_or_expired(
+        self, delivery: Delivery, msg: TaskMessage, task: Task
+    ) -> bool:
         reason = None
         if msg.id in self.config.revoked:
             reason = "revoked"
@@ -153,7 +162,11 @@ class TaskHandler:
         if reason is None:
             return False
         logger.info("Discarding %s task %s[%s]", reason, msg.task, msg.id)
-        error = {"exc_type": "TaskRevokedError", "exc_message": [reason], "exc_module": "celery.exceptions"}
+        error = {
+            "exc_type": "TaskRevokedError",
+            "exc_message": [reason],
+            "exc_module": "celery.exceptions",
+        }
         await self._record(msg, task, make_meta(msg.id, states.REVOKED, error))
         self.acks.put_nowait(delivery)
         return True
@@ -166,14 +179,16 @@ class TaskHandler:
             return True
         if delay > self.config.eta_hold_seconds:
             # Far ETAs (e.g. from a Celery client) wait in the broker, not in worker memory.
-            outgoing = Outgoing(delivery.envelope, delivery.exchange, delivery.routing_key, msg.eta.timestamp())
+            outgoing = Outgoing(
+                delivery.envelope, delivery.exchange, delivery.routing_key, msg.eta.timestamp()
+            )
             await self.transport.publish([outgoing])
             self.acks.put_nowait(delivery)
             return False
         await asyncio.sleep(delay)
         return not await self._skip_if_revoked_or_expired(delivery, msg, task)
 
-    # execution -------------------------------------------------------------------------------------
+    # execution --------------------------------------------------------------------------
     def _job_for(self, delivery: Delivery, msg: TaskMessage, task: Task) -> Job:
         ctx = context_for(
             msg,
@@ -188,7 +203,12 @@ class TaskHandler:
         hard = msg.time_limit or task.time_limit or self.config.time_limit
         soft = msg.soft_time_limit or task.soft_time_limit or self.config.soft_time_limit
         started = self._on_started(msg, task) if self._tracks_started(task) else None
-        return Job(payload=(task.name, ctx.as_dict()), time_limit=hard, soft_time_limit=soft, on_start=started)
+        return Job(
+            payload=(task.name, ctx.as_dict()),
+            time_limit=hard,
+            soft_time_limit=soft,
+            on_start=started,
+        )
 
     def _tracks_started(self, task: Task) -> bool:
         return task.track_started if task.track_started is not None else self.config.track_started
@@ -213,15 +233,24 @@ class TaskHandler:
             await self.transport.reject([delivery], requeue=True)
             return
         except (TimeLimitExceeded, WorkerLostError) as exc:
-            outcome = _infrastructure_failure(exc)
-            if isinstance(exc, WorkerLostError) and self.config.reject_on_worker_lost and acks_late:
-                logger.error("Task %s[%s] lost its process; requeueing: %s", msg.task, msg.id, exc)
+            if self._requeue_lost(exc, acks_late):
+                logger.warning("Task %s[%s] lost its process (%s); requeued", msg.task, msg.id, exc)
                 await self.transport.reject([delivery], requeue=True)
                 return
+            outcome = _infrastructure_failure(exc)
         self.processed += 1
         await self._conclude(delivery, msg, task, outcome, acks_late)
 
-    async def _conclude(self, delivery: Delivery, msg: TaskMessage, task: Task, outcome: Outcome, acks_late: bool) -> None:
+    def _requeue_lost(self, exc: BaseException, acks_late: bool) -> bool:
+        """A task killed by our cold shutdown is unfinished, not failed; so is one whose
+        process died when ``task_reject_on_worker_lost`` asks for that."""
+        if not isinstance(exc, WorkerLostError):
+            return False
+        return self.cold_shutdown or (self.config.reject_on_worker_lost and acks_late)
+
+    async def _conclude(
+        self, delivery: Delivery, msg: TaskMessage, task: Task, outcome: Outcome, acks_late: bool
+    ) -> None:
         if outcome.state == states.SUCCESS:
             await self._succeeded(msg, task, outcome)
         elif outcome.state == states.RETRY:
@@ -239,18 +268,40 @@ class TaskHandler:
 
     async def _succeeded(self, msg: TaskMessage, task: Task, outcome: Outcome) -> None:
         children = await self.workflow.on_success(msg, outcome.value)
-        logger.info("Task %s[%s] succeeded in %.6fs: %s", msg.task, msg.id, outcome.runtime, safe_repr(outcome.value))
-        meta = make_meta(msg.id, states.SUCCESS, outcome.value, children=children, extra=self._extended(msg))
+        logger.info(
+            "Task %s[%s] succeeded in %.6fs: %s",
+            msg.task,
+            msg.id,
+            outcome.runtime,
+            safe_repr(outcome.value),
+        )
+        meta = make_meta(
+            msg.id, states.SUCCESS, outcome.value, children=children, extra=self._extended(msg)
+        )
         await self._record(msg, task, meta)
         await self.workflow.after_success(msg, outcome.value)
 
     async def _failed(self, msg: TaskMessage, task: Task, outcome: Outcome) -> None:
-        logger.error("Task %s[%s] raised unexpected: %s\n%s", msg.task, msg.id, outcome.exc_repr, outcome.traceback or "")
-        meta = make_meta(msg.id, states.FAILURE, outcome.value, traceback=outcome.traceback, extra=self._extended(msg))
+        logger.error(
+            "Task %s[%s] raised unexpected: %s\n%s",
+            msg.task,
+            msg.id,
+            outcome.exc_repr,
+            outcome.traceback or "",
+        )
+        meta = make_meta(
+            msg.id,
+            states.FAILURE,
+            outcome.value,
+            traceback=outcome.traceback,
+            extra=self._extended(msg),
+        )
         await self._record(msg, task, meta)
         await self.workflow.after_failure(msg, outcome)
 
-    async def _retry(self, delivery: Delivery, msg: TaskMessage, task: Task, outcome: Outcome) -> None:
+    async def _retry(
+        self, delivery: Delivery, msg: TaskMessage, task: Task, outcome: Outcome
+    ) -> None:
         msg.retries += 1
         msg.parent_id = msg.id  # as Celery does: a retry's parent is the task itself
         if outcome.retry_args is not None:
@@ -260,19 +311,42 @@ class TaskHandler:
         eta = outcome.retry_eta or time.time()
         msg.eta = _from_epoch(eta)
         envelope = encode_task(msg, _serializer_name(delivery), None)
-        await self.transport.publish([Outgoing(envelope, delivery.exchange, delivery.routing_key, eta)])
-        logger.info("Task %s[%s] retry: Retry in %.1fs: %s", msg.task, msg.id, max(0.0, eta - time.time()), outcome.exc_repr)
-        await self._record(msg, task, make_meta(msg.id, states.RETRY, outcome.value, traceback=outcome.traceback))
+        await self.transport.publish(
+            [Outgoing(envelope, delivery.exchange, delivery.routing_key, eta)]
+        )
+        logger.info(
+            "Task %s[%s] retry: Retry in %.1fs: %s",
+            msg.task,
+            msg.id,
+            max(0.0, eta - time.time()),
+            outcome.exc_repr,
+        )
+        await self._record(
+            msg, task, make_meta(msg.id, states.RETRY, outcome.value, traceback=outcome.traceback)
+        )
 
     def _extended(self, msg: TaskMessage) -> dict[str, Any] | None:
         extra: dict[str, Any] = {"parent_id": msg.parent_id, "group_id": msg.group}
         if self.config.result_extended:
-            extra.update(name=msg.task, args=msg.args, kwargs=msg.kwargs, worker=self.config.hostname, retries=msg.retries, queue=None)
+            extra.update(
+                name=msg.task,
+                args=msg.args,
+                kwargs=msg.kwargs,
+                worker=self.config.hostname,
+                retries=msg.retries,
+                queue=None,
+            )
         return extra
 
 
 def _infrastructure_failure(exc: BaseException) -> Outcome:
-    return Outcome(state=states.FAILURE, value=exception_to_dict(exc), traceback=None, exc_repr=repr(exc), exception=exc)
+    return Outcome(
+        state=states.FAILURE,
+        value=exception_to_dict(exc),
+        traceback=None,
+        exc_repr=repr(exc),
+        exception=exc,
+    )
 
 
 def _from_epoch(epoch: float) -> dt.datetime:
@@ -281,5 +355,6 @@ def _from_epoch(epoch: float) -> dt.datetime:
 
 def _serializer_name(delivery: Delivery) -> str:
     content_type = delivery.envelope.content_type
-    return {"application/x-python-serialize": "pickle", "application/x-msgpack": "msgpack"}.get(content_type, "json")
-
+    return {"application/x-python-serialize": "pickle", "application/x-msgpack": "msgpack"}.get(
+        content_type, "json"
+    )

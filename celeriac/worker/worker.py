@@ -68,9 +68,13 @@ class Worker:
         self.options = options or WorkerOptions()
         conf = app.conf
         self.hostname = expand_hostname(self.options.hostname)
-        self.concurrency = self.options.concurrency or conf["worker_concurrency"] or default_concurrency()
+        self.concurrency = (
+            self.options.concurrency or conf["worker_concurrency"] or default_concurrency()
+        )
         self.pool_name = self.options.pool or conf["worker_pool"]
-        self.prefetch_multiplier = max(1, self.options.prefetch_multiplier or conf["worker_prefetch_multiplier"])
+        self.prefetch_multiplier = max(
+            1, self.options.prefetch_multiplier or conf["worker_prefetch_multiplier"]
+        )
         self.queues: list[QueueSpec] = app.router.consume_specs(self.options.queues)
         self._stopping = asyncio.Event()
         self._cold_requested = asyncio.Event()
@@ -81,7 +85,7 @@ class Worker:
         self.handler: TaskHandler | None = None
         self.exit_code = 0
 
-    # top level -------------------------------------------------------------------------------------
+    # top level --------------------------------------------------------------------------
     def start(self) -> int:
         """Run the worker until it is stopped; return the process exit code."""
         asyncio.run(self.run())
@@ -95,6 +99,7 @@ class Worker:
         sync_pool, async_pool = await self._start_pools()
         self._create_handler(sync_pool, async_pool)
         self._print_banner()
+        await self._load_revoked()
         signals.worker_ready.send(sender=self)
         revoke_sync = asyncio.create_task(self._sync_revoked())
         try:
@@ -110,7 +115,7 @@ class Worker:
         self._stopping.set()
         self._room.set()
 
-    # steps --------------------------------------------------------------------------------------------
+    # steps ------------------------------------------------------------------------------
     def _load_app(self) -> None:
         self.app.import_default_modules()
         self.app.finalize()
@@ -127,8 +132,15 @@ class Worker:
     def _on_signal(self, signum: int) -> None:
         cold = self._stopping.is_set() or signum == signal.SIGQUIT
         name = signal.Signals(signum).name
-        logger.warning("%s received: %s shutdown%s", name, "cold" if cold else "warm", "" if cold else " (press again for cold)")
-        signals.worker_shutting_down.send(sender=self.hostname, sig=name, how="Cold" if cold else "Warm", exitcode=0)
+        logger.warning(
+            "%s received: %s shutdown%s",
+            name,
+            "cold" if cold else "warm",
+            "" if cold else " (press again for cold)",
+        )
+        signals.worker_shutting_down.send(
+            sender=self.hostname, sig=name, how="Cold" if cold else "Warm", exitcode=0
+        )
         self.stop(cold=cold)
 
     async def _connect(self) -> None:
@@ -144,10 +156,13 @@ class Worker:
             self.pool_name,
             child.run_in_child,
             concurrency=self.concurrency,
-            max_tasks_per_child=self.options.max_tasks_per_child or conf["worker_max_tasks_per_child"],
+            max_tasks_per_child=self.options.max_tasks_per_child
+            or conf["worker_max_tasks_per_child"],
             initializer=child.child_initializer,
         )
-        async_pool = InLoopExecutor(_run_async_payload(self.app), concurrency=self.options.async_concurrency)
+        async_pool = InLoopExecutor(
+            _run_async_payload(self.app), concurrency=self.options.async_concurrency
+        )
         await sync_pool.start()
         await async_pool.start()
         return sync_pool, async_pool
@@ -167,13 +182,21 @@ class Worker:
             reject_on_worker_lost=bool(conf["task_reject_on_worker_lost"]),
         )
         serializer = get_serializer(conf["result_serializer"])
-        self.handler = TaskHandler(self.app, self.transport, self.backend, sync_pool, async_pool, config, serializer)
+        self.handler = TaskHandler(
+            self.app, self.transport, self.backend, sync_pool, async_pool, config, serializer
+        )
 
     def _print_banner(self) -> None:
         if not self.options.banner:
             return
-        tasks = "\n".join(f"  . {name}" for name in sorted(self.app.tasks) if not name.startswith("celery."))
-        queues = "\n".join(f"                .> {q.name:<16} exchange={q.exchange or q.name}({q.exchange_type}) key={q.routing_key}" for q in self.queues)
+        tasks = "\n".join(
+            f"  . {name}" for name in sorted(self.app.tasks) if not name.startswith("celery.")
+        )
+        queues = "\n".join(
+            f"                .> {q.name:<16} exchange={q.exchange or q.name}({q.exchange_type}) "
+            f"key={q.routing_key}"
+            for q in self.queues
+        )
         backend = self.app.result_backend_url or "disabled"
         banner = (
             f"\n -------------- {self.hostname} v{__version__} (celeriac)\n"
@@ -189,11 +212,15 @@ class Worker:
         print(banner, flush=True)
         logger.info("%s ready.", self.hostname)
 
-    # consuming ------------------------------------------------------------------------------------------
+    # consuming --------------------------------------------------------------------------
     @property
     def prefetch_limit(self) -> int:
         """How many deliveries may be held at once (running + waiting for a slot)."""
-        async_room = self.options.async_concurrency if any(t.is_async for t in self.app.tasks.values()) else 0
+        async_room = (
+            self.options.async_concurrency
+            if any(t.is_async for t in self.app.tasks.values())
+            else 0
+        )
         return self.concurrency * self.prefetch_multiplier + async_room
 
     async def _consume(self) -> None:
@@ -227,16 +254,20 @@ class Worker:
         self._inflight.discard(task)
         self._room.set()
 
-    async def _sync_revoked(self) -> None:
+    async def _load_revoked(self) -> None:
+        """Read the persisted revokes, so tasks revoked while no worker ran are skipped."""
         assert self.transport is not None and self.handler is not None
-        while True:
-            try:
-                self.handler.config.revoked = await self.transport.revoked()
-            except Exception as exc:
-                logger.warning("could not read revoked ids: %s", exc)
-            await asyncio.sleep(1.0)
+        try:
+            self.handler.config.revoked = await self.transport.revoked()
+        except Exception as exc:
+            logger.warning("could not read revoked ids: %s", exc)
 
-    # shutdown --------------------------------------------------------------------------------------------
+    async def _sync_revoked(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            await self._load_revoked()
+
+    # shutdown ---------------------------------------------------------------------------
     async def _wait_for_inflight_or_cold(self) -> None:
         cold = asyncio.ensure_future(self._cold_requested.wait())
         try:
@@ -247,9 +278,13 @@ class Worker:
 
     async def _shutdown(self, sync_pool: Executor, async_pool: Executor) -> None:
         if not self._cold_requested.is_set() and self._inflight:
-            logger.info("%s: warm shutdown, waiting for %d task(s)", self.hostname, len(self._inflight))
+            logger.info(
+                "%s: warm shutdown, waiting for %d task(s)", self.hostname, len(self._inflight)
+            )
             await self._wait_for_inflight_or_cold()
         is_cold = self._cold_requested.is_set()
+        if self.handler is not None:
+            self.handler.cold_shutdown = is_cold
         await sync_pool.stop(wait=not is_cold)
         await async_pool.stop(wait=not is_cold)
         if self._inflight:
@@ -259,6 +294,7 @@ class Worker:
             await self.handler.acks.drain()
         signals.worker_shutdown.send(sender=self)
         await self.app.aclose()
+
 
 def _run_async_payload(app: Any) -> Any:
     async def run(payload: tuple[str, dict[str, Any]]) -> Any:
@@ -274,4 +310,3 @@ def _redact(url: str) -> str:
         user = rest.split(":", 1)[0]
         rest = f"{user}:**@{rest.split('@', 1)[1]}"
     return f"{scheme}{sep}{rest}"
-

@@ -149,3 +149,13 @@ async def test_localhost_is_the_default_store() -> None:
     finally:
         await a.close()
         await b.close()
+
+
+async def test_close_ends_a_waiting_fetch(make_memory: MakeTransport) -> None:
+    transport = await make_memory()
+    waiter = asyncio.create_task(transport.fetch([qname("closing")], limit=1, timeout=60))
+    await asyncio.sleep(0.1)
+    await transport.close()
+    assert await asyncio.wait_for(waiter, 10) == []
+    with pytest.raises(RuntimeError, match="closed"):
+        await transport.queue_sizes(["x"])

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import closing
@@ -140,3 +142,33 @@ async def test_non_json_headers_are_refused(make_sqlite: MakeTransport) -> None:
     with pytest.raises(SerializationError):
         await transport.publish([Outgoing(Envelope(b"x", {"when": object()}), routing_key=q)])
     assert await transport.queue_sizes([q]) == {q: 0}
+
+
+async def test_close_ends_a_waiting_fetch(make_sqlite: MakeTransport) -> None:
+    transport = await make_sqlite()
+    waiter = asyncio.create_task(transport.fetch([qname("closing")], limit=1, timeout=60))
+    await asyncio.sleep(0.1)
+    await transport.close()
+    assert await asyncio.wait_for(waiter, 10) == []
+    with pytest.raises(RuntimeError, match="closed"):
+        await transport.queue_sizes(["x"])
+
+
+async def test_claim_finishing_after_cancel_is_given_back(make_sqlite: MakeTransport) -> None:
+    transport = await make_sqlite()
+    assert isinstance(transport, SQLiteTransport)
+    q = qname("cancelled")
+    await transport.publish([out(q, b"not lost")])
+    gate = threading.Event()
+    assert transport._executor is not None
+    transport._executor.submit(gate.wait, 10)  # hold the database thread
+    fetch = asyncio.create_task(transport.fetch([q], limit=1, timeout=10))
+    await asyncio.sleep(0.1)  # the claim is queued behind the gate
+    fetch.cancel()
+    gate.set()  # the claim now runs and leases the message to nobody who will see it
+    with pytest.raises(asyncio.CancelledError):
+        await fetch
+    other = await make_sqlite()
+    got = await other.fetch([q], limit=1, timeout=10)
+    assert [d.envelope.body for d in got] == [b"not lost"]
+    assert got[0].redelivered is True

@@ -35,7 +35,9 @@ def test_unknown_constructor_setting_is_an_error() -> None:
 
 
 def test_django_style_namespace() -> None:
-    settings = types.SimpleNamespace(CELERY_BROKER_URL="memory://d", CELERY_TASK_ACKS_LATE=False, DEBUG=True)
+    settings = types.SimpleNamespace(
+        CELERY_BROKER_URL="memory://d", CELERY_TASK_ACKS_LATE=False, DEBUG=True
+    )
     app = Celery("t", set_as_current=False)
     app.config_from_object(settings, namespace="CELERY")
     assert app.broker_url == "memory://d"
@@ -45,7 +47,9 @@ def test_django_style_namespace() -> None:
 
 def test_old_uppercase_names() -> None:
     app = Celery("t", set_as_current=False)
-    app.config_from_object({"BROKER_URL": "memory://old", "CELERY_ALWAYS_EAGER": True, "CELERYD_CONCURRENCY": 3})
+    app.config_from_object(
+        {"BROKER_URL": "memory://old", "CELERY_ALWAYS_EAGER": True, "CELERYD_CONCURRENCY": 3}
+    )
     assert app.broker_url == "memory://old"
     assert app.conf.task_always_eager is True
     assert app.conf.worker_concurrency == 3

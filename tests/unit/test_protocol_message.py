@@ -55,7 +55,11 @@ def test_our_headers_have_celerys_key_set() -> None:
     ours = encode_task(TaskMessage(id=str(uuid.uuid4()), task="capapp.add", args=[2, 3]))
     assert set(ours.headers) == set(raw["headers"])
     assert ours.properties["correlation_id"] == ours.headers["id"]
-    assert json.loads(ours.body) == [[2, 3], {}, {"callbacks": None, "errbacks": None, "chain": None, "chord": None}]
+    assert json.loads(ours.body) == [
+        [2, 3],
+        {},
+        {"callbacks": None, "errbacks": None, "chain": None, "chord": None},
+    ]
 
 
 def test_round_trip_keeps_every_field() -> None:
@@ -68,12 +72,19 @@ def test_round_trip_keeps_every_field() -> None:
     env = encode_task(msg)
     assert env.headers["timelimit"] == [30, 20]  # Celery sends [hard, soft]
     back = decode_task(env, {"json"})
-    expected = dataclasses.replace(msg, argsrepr="[1, 'a']", kwargsrepr="{'k': [1, 2]}", origin=back.origin)
+    expected = dataclasses.replace(
+        msg, argsrepr="[1, 'a']", kwargsrepr="{'k': [1, 2]}", origin=back.origin
+    )
     assert back == expected
 
 
 def test_tagged_json_types_round_trip() -> None:
-    value = [dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.UTC), dt.date(2024, 1, 2), uuid.UUID(int=1), Decimal("1.5")]
+    value = [
+        dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.UTC),
+        dt.date(2024, 1, 2),
+        uuid.UUID(int=1),
+        Decimal("1.5"),
+    ]
     back = decode_task(encode_task(TaskMessage(id="t", task="x", args=value)), {"json"})
     assert back.args == value
 
@@ -91,7 +102,9 @@ def test_pickle_refused_unless_accepted() -> None:
 
 
 def test_msgpack_and_compression() -> None:
-    env = encode_task(TaskMessage(id="t", task="x", args=[1, "two"]), serializer="msgpack", compress_with="gzip")
+    env = encode_task(
+        TaskMessage(id="t", task="x", args=[1, "two"]), serializer="msgpack", compress_with="gzip"
+    )
     assert env.headers["compression"] == "application/x-gzip"
     assert env.body[:1] == b"\x78"  # a zlib stream, as kombu's "gzip" is
     assert decode_task(env, {"msgpack"}).args == [1, "two"]
@@ -101,19 +114,32 @@ def test_msgpack_and_compression() -> None:
     ("envelope", "reason"),
     [
         (Envelope(body=b"{not json", headers={"task": "x", "id": "1"}), "undecodable body"),
-        (Envelope(body=b"[1, 2]", headers={"task": "x", "id": "1"}), "must be \\[args, kwargs, embed\\]"),
+        (
+            Envelope(body=b"[1, 2]", headers={"task": "x", "id": "1"}),
+            "must be \\[args, kwargs, embed\\]",
+        ),
         (Envelope(body=b"[[], {}, {}]", headers={}), "not a task message"),
         (Envelope(body=b"[[], {}, {}]", headers={"task": "x"}), "no 'id' header"),
-        (Envelope(body=b"[[], {}, {}]", headers={"task": "x", "id": "1", "eta": "soon"}), "not an ISO-8601"),
-        (Envelope(body=b"x", headers={"task": "x", "id": "1"}, content_type="text/weird"), "not in accept_content"),
+        (
+            Envelope(body=b"[[], {}, {}]", headers={"task": "x", "id": "1", "eta": "soon"}),
+            "not an ISO-8601",
+        ),
+        (
+            Envelope(body=b"x", headers={"task": "x", "id": "1"}, content_type="text/weird"),
+            "not in accept_content",
+        ),
     ],
 )
 def test_bad_messages_explain_themselves(envelope: Envelope, reason: str) -> None:
     with pytest.raises(MessageError, match=reason):
-        decode_task(envelope, {"json", "text/weird"} if "weird" not in envelope.content_type else {"json"})
+        decode_task(
+            envelope, {"json", "text/weird"} if "weird" not in envelope.content_type else {"json"}
+        )
 
 
 def test_protocol_1_body_is_read() -> None:
-    body = json.dumps({"task": "x.y", "id": "abc", "args": [1], "kwargs": {"a": 2}, "retries": 1}).encode()
+    body = json.dumps(
+        {"task": "x.y", "id": "abc", "args": [1], "kwargs": {"a": 2}, "retries": 1}
+    ).encode()
     msg = decode_task(Envelope(body=body, headers={}), {"json"})
     assert (msg.task, msg.id, msg.args, msg.kwargs, msg.retries) == ("x.y", "abc", [1], {"a": 2}, 1)

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from celeriac import Celery, shared_task, states
-from celeriac.exceptions import ImproperlyConfigured, MaxRetriesExceededError, NotRegistered, RemoteError, SerializationError
+from celeriac.exceptions import (
+    ImproperlyConfigured,
+    MaxRetriesExceededError,
+    NotRegistered,
+    RemoteError,
+    SerializationError,
+)
 from celeriac.protocol.results import exception_from_dict, exception_to_dict
 
 
@@ -109,7 +115,9 @@ def test_shared_task_joins_every_app() -> None:
 def test_exception_round_trip() -> None:
     exc = exception_from_dict(exception_to_dict(ValueError("boom")))
     assert isinstance(exc, ValueError) and exc.args == ("boom",)
-    remote = exception_from_dict({"exc_type": "Nope", "exc_module": "no.such.module", "exc_message": ["x"]})
+    remote = exception_from_dict(
+        {"exc_type": "Nope", "exc_module": "no.such.module", "exc_message": ["x"]}
+    )
     assert isinstance(remote, RemoteError)
     assert "no.such.module.Nope: x" in str(remote)
 
@@ -118,5 +126,5 @@ def test_unregistered_name_suggests(app: Celery) -> None:
     @app.task(name="tasks.add")
     def add() -> None: ...
 
-    with pytest.raises(NotRegistered, match="did you mean tasks.add"):
+    with pytest.raises(NotRegistered, match=r"did you mean tasks\.add"):
         app.get_task("tasks.ad")

@@ -11,6 +11,8 @@ from celeriac import Celery
 from celeriac.exceptions import SoftTimeLimitExceeded
 
 app = Celery("wt")
+if os.environ.get("TEST_LEASE_TIMEOUT"):  # worker subprocesses of the tests use short leases
+    app.conf.broker_transport_options = {"lease_timeout": float(os.environ["TEST_LEASE_TIMEOUT"])}
 
 
 @app.task
@@ -64,7 +66,7 @@ def hard_limited() -> str:
 
 @app.task
 def unserializable_result() -> object:
-    return {1, 2, 3}
+    return object()
 
 
 @app.task(bind=True)

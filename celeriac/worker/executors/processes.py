@@ -22,6 +22,7 @@ and learns of deaths from a pidfd (Linux; elsewhere pipe EOF + ``waitpid`` polli
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import enum
 import logging
 import os
@@ -69,6 +70,9 @@ _REAP_POLL = 0.01  # waitpid polling interval, only where pidfds are unavailable
 # Signals whose parent handlers make no sense in a child; SIGINT is ignored instead
 # (the parent handles Ctrl-C and decides how children stop).
 _RESET_SIGNALS = ("SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGCHLD")
+
+
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 def _dumps(obj: Any) -> bytes:
@@ -179,6 +183,21 @@ def _child_main(
     child_loop = _ChildLoop(conn, fn, max_tasks)
     signal.signal(signal.SIGALRM, child_loop.on_alarm)
     return child_loop.run()
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Ask Linux to SIGKILL this child when the worker dies.
+
+    A worker killed with SIGKILL gets its tasks redelivered to another worker; an
+    orphaned child finishing the same task meanwhile would run it twice.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: children outlive a killed parent
+        return
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
 
 
 def _flush_stdio() -> None:
@@ -421,8 +440,10 @@ class ProcessExecutor:
             if other.pidfd is not None:
                 inherited.append(other.pidfd)
         _flush_stdio()  # or buffered output would be written twice
+        parent_pid = os.getpid()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the child (covered by the tests' children)
+            _die_with_parent(parent_pid)
             self._become_child(child_conn, inherited)
         child_conn.close()
         try:

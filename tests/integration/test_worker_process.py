@@ -1,0 +1,148 @@
+"""Real worker processes on the embedded SQLite store: signals, crashes and the CLI."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from celeriac import Celery, states
+from tests.worker import apps
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[str]:
+    url = f"sqlite:///{tmp_path / 'broker.sqlite'}"
+    apps.app.conf.broker_url = url
+    apps.app.conf.result_backend = url
+    apps.app.conf.broker_transport_options = {"lease_timeout": 3}
+    apps.app._router = None
+    yield url
+    apps.app.close()
+
+
+def _env(broker: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "CELERIAC_BROKER_URL": broker,
+        "PYTHONPATH": str(ROOT),
+        "TEST_LEASE_TIMEOUT": "3",
+    }
+
+
+def start_worker(broker: str, *args: str, log: Path) -> subprocess.Popen[bytes]:
+    command = [
+        sys.executable,
+        "-m",
+        "celeriac",
+        "-A",
+        "tests.worker.apps",
+        "worker",
+        "-l",
+        "info",
+        "-c",
+        "2",
+        *args,
+    ]
+    return subprocess.Popen(
+        command, env=_env(broker), stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=ROOT
+    )
+
+
+def cli(broker: str, *args: str) -> str:
+    command = [sys.executable, "-m", "celeriac", "-A", "tests.worker.apps", *args]
+    done = subprocess.run(
+        command, env=_env(broker), capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def wait_for_line(path: Path, text: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and text in path.read_text(errors="replace"):
+            return
+        time.sleep(0.05)
+    raise AssertionError(
+        f"{text!r} not in {path}:\n{path.read_text(errors='replace') if path.exists() else ''}"
+    )
+
+
+def test_call_and_result_commands(broker: str, tmp_path: Path) -> None:
+    worker = start_worker(broker, log=tmp_path / "w.log")
+    try:
+        task_id = cli(broker, "call", "tests.worker.apps.add", "--args", "[2, 2]").strip()
+        assert cli(broker, "result", task_id, "--wait", "--timeout", "20").strip() == "4"
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(30) == 0
+    log = (tmp_path / "w.log").read_text()
+    assert f"Task tests.worker.apps.add[{task_id}] succeeded in" in log
+    assert "[queues]" in log and "tests.worker.apps.add" in log  # the banner
+
+
+def test_sigkill_mid_task_is_redelivered_to_another_worker(broker: str, tmp_path: Path) -> None:
+    marker = tmp_path / "marker.txt"
+    first = start_worker(broker, log=tmp_path / "first.log")
+    result = apps.sleep.delay(2.0, str(marker))
+    wait_for_line(marker, "start")
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+    second = start_worker(broker, log=tmp_path / "second.log")
+    try:
+        assert result.get(timeout=30) == 2.0  # lease_timeout is 3 s here
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(30)
+    assert marker.read_text().count("start") == 2 and marker.read_text().count("done") == 1
+
+
+def test_long_task_of_a_live_worker_is_not_redelivered(broker: str, tmp_path: Path) -> None:
+    marker = tmp_path / "marker.txt"
+    first = start_worker(broker, log=tmp_path / "first.log")
+    second = start_worker(broker, log=tmp_path / "second.log")
+    try:
+        result = apps.sleep.delay(8.0, str(marker))  # far longer than the 3 s lease timeout
+        assert result.get(timeout=30) == 8.0
+    finally:
+        for worker in (first, second):
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(30)
+    assert marker.read_text().count("start") == 1
+
+
+def test_cold_shutdown_puts_unfinished_tasks_back(broker: str, tmp_path: Path) -> None:
+    marker = tmp_path / "marker.txt"
+    worker = start_worker(broker, log=tmp_path / "w.log")
+    result = apps.sleep.delay(30.0, str(marker))
+    wait_for_line(marker, "start")
+    worker.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    worker.send_signal(signal.SIGTERM)  # second signal: cold
+    worker.wait(20)
+    assert "cold" in (tmp_path / "w.log").read_text()
+    async_result = Celery.AsyncResult(apps.app, result.id)
+    assert async_result.state in {states.STARTED, states.PENDING}
+    sizes = apps.app.run_sync(_queue_sizes())
+    assert sizes["celery"] == 1  # back on the queue, not lost
+
+
+async def _queue_sizes() -> dict[str, int]:
+    transport = await apps.app.aget_transport()
+    return await transport.queue_sizes(["celery"])
+
+
+def test_purge_and_dead_letter_commands(broker: str) -> None:
+    for _ in range(3):
+        apps.add.delay(1, 1)
+    assert "Purged 3 messages" in cli(broker, "purge", "-f")
+    assert "0 dead letter(s)" in cli(broker, "dead", "list")

@@ -1,0 +1,221 @@
+"""The worker end to end on the embedded transports: results, failures, limits, bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import time
+import uuid
+
+import pytest
+
+from celeriac import Celery, states
+from celeriac.exceptions import TimeLimitExceeded
+from celeriac.protocol.envelope import Envelope
+from celeriac.protocol.message import encode_task
+from celeriac.transport import Outgoing
+from tests.worker import apps
+from tests.worker.conftest import StartWorker
+
+
+async def test_success_and_failure(app: Celery, start_worker: StartWorker) -> None:
+    await start_worker()
+    ok = await apps.add.adelay(2, 2)
+    bad = await apps.fail.adelay("boom")
+    assert await ok.aget(timeout=10) == 4
+    with pytest.raises(ValueError, match="boom"):
+        await bad.aget(timeout=10)
+    meta = await bad.ameta()
+    assert meta["status"] == states.FAILURE
+    assert "ValueError: boom" in meta["traceback"]
+
+
+async def test_process_pool_runs_tasks_in_children(app: Celery, start_worker: StartWorker) -> None:
+    await start_worker(pool="prefork")
+    pids = {await (await apps.pid.adelay()).aget(timeout=10) for _ in range(4)}
+    assert pids and all(p != __import__("os").getpid() for p in pids)
+
+
+async def test_async_tasks_run_concurrently(app: Celery, start_worker: StartWorker) -> None:
+    await start_worker(concurrency=1)
+    started = time.perf_counter()
+    results = [await apps.async_sleep.adelay(0.5) for _ in range(20)]
+    values = [await r.aget(timeout=10) for r in results]
+    assert values == ["slept 0.5"] * 20
+    assert time.perf_counter() - started < 5  # 20 x 0.5 s in series would be 10 s
+
+
+async def test_retry_republishes_with_the_same_id(app: Celery, start_worker: StartWorker) -> None:
+    await start_worker()
+    result = await apps.retry_twice.adelay()
+    assert await result.aget(timeout=10) == 2
+
+
+async def test_soft_time_limit_raises_inside_the_task(
+    app: Celery, start_worker: StartWorker
+) -> None:
+    await start_worker(pool="prefork")
+    assert await (await apps.soft_limited.adelay()).aget(timeout=10) == "cleaned up"
+
+
+async def test_hard_time_limit_kills_only_that_task(app: Celery, start_worker: StartWorker) -> None:
+    await start_worker(pool="prefork")
+    doomed = await apps.hard_limited.adelay()
+    fine = await apps.sleep.adelay(1.0)
+    with pytest.raises(TimeLimitExceeded):
+        await doomed.aget(timeout=10)
+    assert await fine.aget(timeout=10) == 1.0
+    assert await (await apps.add.adelay(1, 1)).aget(timeout=10) == 2  # the pool replaced the child
+
+
+async def test_unserializable_result_is_a_clear_failure(
+    app: Celery, start_worker: StartWorker
+) -> None:
+    await start_worker()
+    result = await apps.unserializable_result.adelay()
+    meta = await result.app.AsyncResult(result.id).aget(timeout=10, propagate=False)
+    assert "cannot be serialized" in str(meta)
+
+
+async def test_progress_state_is_visible(app: Celery, start_worker: StartWorker) -> None:
+    # memory:// lives in one process, so a pool child could not write to it
+    await start_worker(pool="threads" if app.broker_url.startswith("memory") else "prefork")
+    result = await apps.progress.adelay()
+    deadline = time.monotonic() + 5
+    seen = None
+    while time.monotonic() < deadline:
+        meta = await app.AsyncResult(result.id).ameta()
+        if meta["status"] == "PROGRESS":
+            seen = meta["result"]
+            break
+        await asyncio.sleep(0.02)
+    assert seen == {"done": 50}
+    assert await result.aget(timeout=10) == "finished"
+
+
+async def test_started_state_is_tracked(app: Celery, start_worker: StartWorker) -> None:
+    await start_worker()
+    result = await apps.sleep.adelay(1.0)
+    deadline = time.monotonic() + 5
+    while (await app.AsyncResult(result.id).ameta())["status"] != states.STARTED:
+        assert time.monotonic() < deadline, "never saw STARTED"
+        await asyncio.sleep(0.02)
+    meta = await app.AsyncResult(result.id).ameta()
+    assert meta["result"]["hostname"].startswith("celery@")
+    await result.aget(timeout=10)
+
+
+async def test_expired_task_is_revoked_without_running(
+    app: Celery, start_worker: StartWorker, tmp_path: object
+) -> None:
+    result = await apps.add.aapply_async(
+        (1, 2), expires=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+    )
+    await start_worker()
+    meta = await app.AsyncResult(result.id).aget(timeout=10, propagate=False)
+    assert (await app.AsyncResult(result.id).ameta())["status"] == states.REVOKED
+    assert meta is not None
+
+
+async def test_revoke_is_honoured_by_a_worker_started_later(
+    app: Celery, start_worker: StartWorker
+) -> None:
+    result = await apps.add.adelay(5, 5)
+    await result.arevoke()
+    await start_worker()
+    await app.AsyncResult(result.id).aget(timeout=10, propagate=False)
+    assert (await app.AsyncResult(result.id).ameta())["status"] == states.REVOKED
+
+
+async def test_countdown_waits_in_the_broker(app: Celery, start_worker: StartWorker) -> None:
+    worker = await start_worker()
+    sent = time.time()
+    result = await apps.add.aapply_async((3, 4), countdown=1.5)
+    assert await result.aget(timeout=10) == 7
+    done = (await app.AsyncResult(result.id).ameta())["date_done"]
+    assert dt.datetime.fromisoformat(done).timestamp() >= sent + 1.4
+    assert worker.handler is not None
+
+
+async def test_far_eta_from_a_celery_client_goes_back_to_the_broker(
+    app: Celery, start_worker: StartWorker
+) -> None:
+    # A Celery client puts ETA tasks straight on the queue; the worker must not hold them.
+    worker = await start_worker()
+    request = app.build_request(
+        apps.add.name, (1, 1), {}, {"eta": dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)}
+    )
+    transport = await app.aget_transport()
+    await transport.publish([Outgoing(encode_task(request.message), "", "celery")])
+    await asyncio.sleep(1.0)
+    assert len(worker._inflight) == 0  # nothing held in memory
+    sizes = await transport.queue_sizes(["celery"])
+    assert sizes["celery"] == 1  # waiting broker-side for its ETA
+
+
+@pytest.mark.parametrize(
+    ("envelope", "reason"),
+    [
+        (Envelope(body=b"\xff\xfe garbage", headers={"task": "x", "id": "1"}), "undecodable"),
+        (
+            Envelope(
+                body=json.dumps([[], {}, {}]).encode(), headers={"task": "no.such.task", "id": "2"}
+            ),
+            "unregistered task",
+        ),
+        (
+            Envelope(
+                body=b"<xml/>", headers={"task": "x", "id": "3"}, content_type="application/xml"
+            ),
+            "accept_content",
+        ),
+    ],
+)
+async def test_bad_messages_are_dead_lettered_and_the_worker_keeps_going(
+    app: Celery, start_worker: StartWorker, envelope: Envelope, reason: str
+) -> None:
+    await start_worker()
+    transport = await app.aget_transport()
+    await transport.publish([Outgoing(envelope, "", "celery")])
+    assert await (await apps.add.adelay(1, 2)).aget(timeout=10) == 3
+    deadline = time.monotonic() + 5
+    while not (dead := await transport.list_dead()):
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+    assert reason in dead[0].reason
+    assert await transport.requeue_dead([dead[0].id]) == 1
+
+
+async def test_queues_option_consumes_only_those(app: Celery, start_worker: StartWorker) -> None:
+    await start_worker(queues=["high_priority"])
+    ignored = await apps.add.aapply_async((1, 1), queue="default")
+    served = await apps.add.aapply_async((2, 2), queue="high_priority")
+    assert await served.aget(timeout=10) == 4
+    assert (await app.AsyncResult(ignored.id).ameta())["status"] == states.PENDING
+
+
+async def test_max_tasks_per_child_recycles_processes(
+    app: Celery, start_worker: StartWorker
+) -> None:
+    await start_worker(pool="prefork", concurrency=1, max_tasks_per_child=2)
+    pids = [await (await apps.pid.adelay()).aget(timeout=10) for _ in range(6)]
+    assert len(set(pids)) == 3
+
+
+async def test_warm_shutdown_finishes_running_tasks(app: Celery, start_worker: StartWorker) -> None:
+    worker = await start_worker()
+    result = await apps.sleep.adelay(1.0)
+    await asyncio.sleep(0.4)
+    worker.stop()
+    assert await result.aget(timeout=10) == 1.0
+
+
+async def test_task_id_and_headers_reach_the_request(
+    app: Celery, start_worker: StartWorker
+) -> None:
+    await start_worker()
+    task_id = str(uuid.uuid4())
+    result = await apps.add.aapply_async((1, 2), task_id=task_id, headers={"x-trace": "abc"})
+    assert result.id == task_id
+    assert await result.aget(timeout=10) == 3
