@@ -7,6 +7,7 @@ both run tasks through here, so eager mode is not a separate code path.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import random
 import time
 import traceback as tb
@@ -24,7 +25,15 @@ from celeriac.result import EagerResult
 if TYPE_CHECKING:
     from celeriac.task import Task
 
-__all__ = ["Outcome", "apply_eagerly", "arun_task", "context_for", "retry_countdown", "run_task"]
+__all__ = [
+    "Outcome",
+    "apply_eagerly",
+    "arun_task",
+    "context_for",
+    "format_task_traceback",
+    "retry_countdown",
+    "run_task",
+]
 
 
 @dataclass
@@ -129,7 +138,7 @@ def _retry_outcome(task: Task, retry: Retry, ctx: Context, started: float) -> Ou
     return Outcome(
         state=states.RETRY,
         value=exception_to_dict(cause),
-        traceback="".join(tb.format_exception(cause)),
+        traceback=format_task_traceback(cause),
         runtime=time.perf_counter() - started,
         exc_repr=repr(cause),
         retry_eta=retry_eta,
@@ -139,8 +148,19 @@ def _retry_outcome(task: Task, retry: Retry, ctx: Context, started: float) -> Ou
     )
 
 
+_INTERNAL_FILES = {__file__, os.path.join(os.path.dirname(__file__), "task.py")}
+
+
+def format_task_traceback(exc: BaseException) -> str:
+    """The traceback from the task body down, without celeriac's own calling frames."""
+    frames = exc.__traceback__
+    while frames is not None and frames.tb_frame.f_code.co_filename in _INTERNAL_FILES:
+        frames = frames.tb_next
+    return "".join(tb.format_exception(type(exc), exc, frames or exc.__traceback__))
+
+
 def _failure_outcome(task: Task, exc: BaseException, ctx: Context, started: float) -> Outcome:
-    text = "".join(tb.format_exception(exc))
+    text = format_task_traceback(exc)
     task.on_failure(exc, ctx.id or "", ctx.args, ctx.kwargs, text)
     signals.task_failure.send(
         sender=task,

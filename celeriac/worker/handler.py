@@ -25,6 +25,7 @@ from celeriac.trace import Outcome, context_for
 from celeriac.transport import Delivery, Outgoing, Transport
 from celeriac.worker.batcher import Batcher
 from celeriac.worker.executors.base import Executor, ExecutorStopped, Job
+from celeriac.worker.rate_limit import RateLimiter
 from celeriac.worker.workflow import Workflow
 
 __all__ = ["HandlerConfig", "TaskHandler"]
@@ -45,6 +46,8 @@ class HandlerConfig:
     eta_hold_seconds: float = 2.0
     result_extended: bool = False
     reject_on_worker_lost: bool = False
+    rate_limits: bool = True
+    default_rate_limit: str | float | None = None
     revoked: set[str] = field(default_factory=set)
 
 
@@ -72,6 +75,7 @@ class TaskHandler:
         self.results: Batcher[tuple[str, Meta]] = Batcher(self._flush_results)
         self.processed = 0
         self.cold_shutdown = False
+        self.rate_limiter = RateLimiter()
         self.workflow = Workflow(app, backend)
 
     # batched I/O ------------------------------------------------------------------------
@@ -226,6 +230,8 @@ class TaskHandler:
         if not acks_late:
             self.acks.put_nowait(delivery)
         executor = self.async_executor if task.is_async else self.sync_executor
+        if self.config.rate_limits:
+            await self.rate_limiter.acquire(task.name, task.rate_limit or self.config.default_rate_limit)
         try:
             outcome: Outcome = await executor.submit(self._job_for(delivery, msg, task))
         except ExecutorStopped:

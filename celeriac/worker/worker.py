@@ -19,6 +19,7 @@ from typing import Any
 from celeriac import signals
 from celeriac._version import __version__
 from celeriac.backends import ResultBackend
+from celeriac.beat.scheduler import run_embedded_beat, stop_embedded_beat
 from celeriac.conf.defaults import default_concurrency
 from celeriac.context import Context
 from celeriac.protocol.serializers import get_serializer
@@ -49,6 +50,7 @@ class WorkerOptions:
     soft_time_limit: float | None = None
     async_concurrency: int = 100
     banner: bool = True
+    beat: bool = False  # -B: run beat in this process
 
 
 def expand_hostname(name: str | None) -> str:
@@ -102,11 +104,20 @@ class Worker:
         await self._load_revoked()
         signals.worker_ready.send(sender=self)
         revoke_sync = asyncio.create_task(self._sync_revoked())
+        beat = self._start_beat()
         try:
             await self._consume()
         finally:
             revoke_sync.cancel()
+            if beat is not None:
+                await stop_embedded_beat(beat)
             await self._shutdown(sync_pool, async_pool)
+
+    def _start_beat(self) -> asyncio.Task[None] | None:
+        # Ends by itself when _stopping is set, giving its lease up.
+        if not self.options.beat:
+            return None
+        return asyncio.create_task(run_embedded_beat(self.app, self._stopping))
 
     def stop(self, *, cold: bool = False) -> None:
         """Ask for a warm (or cold) shutdown."""
@@ -180,6 +191,8 @@ class Worker:
             eta_hold_seconds=float(conf["worker_eta_hold_seconds"]),
             result_extended=bool(conf["result_extended"]),
             reject_on_worker_lost=bool(conf["task_reject_on_worker_lost"]),
+            rate_limits=not conf["worker_disable_rate_limits"],
+            default_rate_limit=conf["task_default_rate_limit"],
         )
         serializer = get_serializer(conf["result_serializer"])
         self.handler = TaskHandler(

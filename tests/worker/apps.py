@@ -79,3 +79,8 @@ def progress(self: object) -> str:
 @app.task
 def pid() -> int:
     return os.getpid()
+
+
+@app.task(rate_limit="5/s")
+def limited(i: int) -> float:
+    return time.time()

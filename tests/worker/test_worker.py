@@ -15,6 +15,7 @@ from celeriac.exceptions import TimeLimitExceeded
 from celeriac.protocol.envelope import Envelope
 from celeriac.protocol.message import encode_task
 from celeriac.transport import Outgoing
+from celeriac.worker.rate_limit import parse_rate
 from tests.worker import apps
 from tests.worker.conftest import StartWorker
 
@@ -219,3 +220,18 @@ async def test_task_id_and_headers_reach_the_request(
     result = await apps.add.aapply_async((1, 2), task_id=task_id, headers={"x-trace": "abc"})
     assert result.id == task_id
     assert await result.aget(timeout=10) == 3
+
+
+async def test_rate_limit_spaces_tasks_out(app: Celery, start_worker: StartWorker) -> None:
+    await start_worker(concurrency=4)
+    results = [await apps.limited.adelay(i) for i in range(6)]
+    times = sorted([await r.aget(timeout=20) for r in results])
+    assert times[-1] - times[0] >= 0.9  # 6 tasks at 5/s span at least a second
+
+
+def test_parse_rate() -> None:
+    assert parse_rate("10/s") == 10
+    assert parse_rate("120/m") == 2
+    assert parse_rate(None) is None
+    with pytest.raises(Exception, match="invalid rate limit"):
+        parse_rate("ten per second")
