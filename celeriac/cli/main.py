@@ -90,6 +90,7 @@ def cli(
 @click.option("--without-mingle", is_flag=True, help="Accepted for Celery compatibility.")
 @click.option("-E", "--task-events", is_flag=True, help="Accepted for Celery compatibility.")
 @click.option("-O", "optimization", help="Accepted for Celery compatibility.")
+@click.option("-B", "--beat", "embed_beat", is_flag=True, help="Also run beat in this worker.")
 @click.pass_obj
 def worker(
     obj: AppContext,
@@ -104,6 +105,7 @@ def worker(
     soft_time_limit: float | None,
     prefetch_multiplier: int | None,
     async_concurrency: int,
+    embed_beat: bool,
     **_: Any,
 ) -> None:
     """Start a worker."""
@@ -118,6 +120,7 @@ def worker(
         time_limit=time_limit,
         soft_time_limit=soft_time_limit,
         async_concurrency=async_concurrency,
+        beat=embed_beat,
     )
     sys.exit(Worker(obj.app, options).start())
 

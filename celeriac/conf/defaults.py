@@ -77,6 +77,8 @@ DEFAULTS: dict[str, Any] = {
     "beat_schedule": {},
     "beat_max_loop_interval": 5,
     "beat_schedule_store": None,
+    "beat_lease_seconds": 4.0,  # celeriac: leader lease, so several beats send each tick once
+    "beat_lease_renew_interval": None,  # None: a quarter of the lease
     # app
     "imports": (),
     "include": (),

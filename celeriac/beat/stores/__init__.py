@@ -1,0 +1,158 @@
+"""Where beat keeps its state: the ScheduleStore protocol and the store for a URL.
+
+A store holds two things per *namespace* (one per app, ``app.main``):
+
+* the **leader lease**: which beat process may send, until when. ``acquire_lease``
+  takes a free or expired lease, or extends the caller's own one; it is one atomic
+  step in the store, so two processes never both hold it.
+* the **last run** of each entry, as epoch seconds (a float), with the holder that
+  claimed it. ``claim`` moves it from
+  the value the caller read to the tick it is about to send, atomically and only
+  while the caller still holds the lease: a tick is claimed by exactly one caller,
+  however many beats race for it. ``revert`` undoes a claim whose message could not
+  be published, so the tick is tried again.
+
+Implementations: :mod:`~celeriac.beat.stores.memory` (one process, tests),
+:mod:`~celeriac.beat.stores.sqlite` (a file, the embedded broker's by default) and
+:mod:`~celeriac.beat.stores.redis`. :func:`store_from_url` picks one by URL scheme;
+:func:`store_for_app` applies the ``beat_schedule_store`` setting or derives the store
+from the broker (then the result backend) so that every beat of an app meets in the
+same place without extra configuration.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Mapping
+from typing import Any, Protocol, runtime_checkable
+
+from celeriac.exceptions import ImproperlyConfigured
+
+__all__ = ["ScheduleStore", "store_for_app", "store_from_url", "store_url_for_app"]
+
+logger = logging.getLogger("celeriac.beat")
+
+# Imported by name on first use so that `import celeriac.beat` needs no optional client.
+_BY_SCHEME = {
+    "memory": "celeriac.beat.stores.memory:MemoryStore",
+    "sqlite": "celeriac.beat.stores.sqlite:SQLiteStore",
+    "sqla+sqlite": "celeriac.beat.stores.sqlite:SQLiteStore",
+    "redis": "celeriac.beat.stores.redis:RedisStore",
+    "rediss": "celeriac.beat.stores.redis:RedisStore",
+    "redis+socket": "celeriac.beat.stores.redis:RedisStore",
+    "unix": "celeriac.beat.stores.redis:RedisStore",
+    "sentinel": "celeriac.beat.stores.redis:RedisStore",
+}
+DEFAULT_URL = "sqlite://"
+
+
+@runtime_checkable
+class ScheduleStore(Protocol):
+    """Lease and last-run state shared by every beat of one namespace."""
+
+    url: str
+    namespace: str
+
+    async def connect(self) -> None:
+        """Open the connection and create what the store needs; idempotent."""
+        ...
+
+    async def close(self) -> None:
+        """Close the connection."""
+        ...
+
+    async def acquire_lease(self, holder: str, ttl: float) -> bool:
+        """Take the lease (free, expired or already ``holder``'s) for ``ttl`` s; True if held."""
+        ...
+
+    async def release_lease(self, holder: str) -> None:
+        """Give the lease up if ``holder`` has it, so another beat takes over at once."""
+        ...
+
+    async def lease_holder(self) -> str | None:
+        """The holder of the unexpired lease, or None."""
+        ...
+
+    async def load(self) -> dict[str, float]:
+        """Every entry's last run (epoch seconds), by entry name."""
+        ...
+
+    async def claim(self, holder: str, entry: str, expected: float | None, new: float) -> bool:
+        """Set ``entry``'s last run from ``expected`` (None: no record) to ``new``, atomically.
+
+        Only while ``holder`` holds an unexpired lease; False (nothing written) otherwise
+        or when the stored value is not ``expected``.
+        """
+        ...
+
+    async def revert(self, holder: str, entry: str, claimed: float, previous: float | None) -> bool:
+        """Put ``previous`` back if the last run is still ``claimed`` *by* ``holder``.
+
+        True if it was. (Another beat may have claimed the same tick value since; its
+        claim is not undone.)
+        """
+        ...
+
+
+def _scheme(url: str) -> str:
+    scheme, sep, _ = url.partition("://")
+    return scheme.lower() if sep else ""
+
+
+def store_from_url(
+    url: str, *, namespace: str = "default", options: Mapping[str, Any] | None = None
+) -> ScheduleStore:
+    """Create (not connect) the store for ``url``; a bare path is an SQLite file."""
+    scheme = _scheme(url)
+    if not scheme:
+        url = f"sqlite:///{url}"  # Celery's `-s celerybeat-schedule`: a file name
+        scheme = "sqlite"
+    path = _BY_SCHEME.get(scheme)
+    if path is None:
+        known = ", ".join(sorted(_BY_SCHEME))
+        raise ImproperlyConfigured(
+            f"no beat schedule store for {url!r} (known schemes: {known}, or a file path)"
+        )
+    if scheme == "sqla+sqlite":
+        url = url[len("sqla+") :]
+    module, _, name = path.partition(":")
+    cls = getattr(importlib.import_module(module), name)
+    store: ScheduleStore = cls(url, namespace=namespace, options=dict(options or {}))
+    return store
+
+
+def _can_hold(url: str | None) -> bool:
+    return bool(url) and _scheme(str(url)) in _BY_SCHEME
+
+
+def store_url_for_app(app: Any, override: str | None = None) -> tuple[str, dict[str, Any]]:
+    """The store URL and its options: ``override``, ``beat_schedule_store``, else derived.
+
+    Derived: the broker when it can hold state (SQLite, Redis, memory), else the
+    result backend when it can, else the default SQLite file in the current directory
+    (beats on other machines would not see it: configure ``beat_schedule_store``).
+    """
+    conf = app.conf
+    broker = app.broker_url
+    explicit = override or conf.get("beat_schedule_store")
+    if explicit:
+        url = str(explicit)
+        return url, dict(conf["broker_transport_options"] or {}) if url == broker else {}
+    if _can_hold(broker):
+        return broker, dict(conf["broker_transport_options"] or {})
+    backend = app.result_backend_url
+    if backend and _can_hold(backend):
+        return str(backend), dict(conf.get("result_backend_transport_options") or {})
+    logger.warning(
+        "beat: neither the broker nor the result backend can hold the schedule; using %s"
+        " (set beat_schedule_store so that beats on other hosts share it)",
+        DEFAULT_URL,
+    )
+    return DEFAULT_URL, {}
+
+
+def store_for_app(app: Any, override: str | None = None) -> ScheduleStore:
+    """The (unconnected) store every beat of ``app`` shares, namespaced by ``app.main``."""
+    url, options = store_url_for_app(app, override)
+    return store_from_url(url, namespace=app.main or "default", options=options)

@@ -1,0 +1,112 @@
+"""``celeriac beat``: run the periodic-task scheduler (Celery's ``celery beat``).
+
+Any number of these may run against the same schedule store; a lease makes exactly one
+of them send each tick (see :mod:`celeriac.beat.scheduler`). SIGTERM or SIGINT stops it
+warmly: it gives the lease up so another beat takes over at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import click
+
+from celeriac._version import __version__
+from celeriac.beat.scheduler import Beat, BeatOptions
+from celeriac.beat.stores import store_for_app
+from celeriac.exceptions import ImproperlyConfigured
+
+__all__ = ["beat"]
+
+logger = logging.getLogger("celeriac.beat")
+
+_LOG_FORMAT = "[%(asctime)s: %(levelname)s/%(processName)s] %(message)s"
+
+
+def _redact(url: str) -> str:
+    """``url`` with its password replaced by ``**``."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return url
+    return url.replace(f":{password}@", ":**@", 1) if password else url
+
+
+def banner(beat: Beat, loglevel: str) -> str:
+    """The start-up text, laid out like Celery's beat banner."""
+    opts = beat.options
+    return (
+        f"celeriac beat v{__version__} is starting.\n"
+        "__    -    ... __   -        _\n"
+        f"LocalTime -> {datetime.now().astimezone():%Y-%m-%d %H:%M:%S}\n"
+        "Configuration ->\n"
+        f"    . broker -> {_redact(beat.app.broker_url)}\n"
+        f"    . scheduler -> celeriac.beat.scheduler.Beat"
+        f" (lease {opts.lease_seconds:g}s, renewed every {opts.renew_interval:g}s)\n"
+        f"    . store -> {_redact(beat.store.url)} [namespace {beat.store.namespace}]\n"
+        f"    . holder -> {beat.holder}\n"
+        f"    . logfile -> [stderr]@%{loglevel.upper()}\n"
+        f"    . maxinterval -> {opts.max_interval:g} seconds\n"
+        f"    . entries -> {len(beat.entries)}"
+    )
+
+
+async def _serve(beat: Beat, loglevel: str) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await beat.start()
+        click.echo(banner(beat, loglevel))
+        for entry in beat.entries:
+            logger.debug("beat: entry %s -> %s %r", entry.name, entry.task, entry.schedule)
+        logger.info("beat: Starting...")
+        await beat.run(stop)
+    finally:
+        await beat.app.aclose()
+
+
+@click.command()
+@click.option(
+    "-l", "--loglevel", default="WARNING", show_default=True, help="DEBUG, INFO, WARNING, ERROR."
+)
+@click.option(
+    "-s",
+    "--schedule",
+    "store_url",
+    help="Schedule store: sqlite:///file, redis://..., memory:// or a file path"
+    " (default: beat_schedule_store, else the broker).",
+)
+@click.option(
+    "--max-interval", type=float, help="Longest sleep between checks, seconds (default 5)."
+)
+@click.option("-S", "--scheduler", help="Accepted for Celery compatibility (one scheduler).")
+@click.option("--pidfile", help="Accepted for Celery compatibility (no pid file is written).")
+@click.pass_obj
+def beat(
+    obj: Any,
+    /,
+    loglevel: str,
+    store_url: str | None,
+    max_interval: float | None,
+    **_: Any,
+) -> None:
+    """Start the periodic task scheduler (safe to run several: one sends each tick)."""
+    logging.basicConfig(level=loglevel.upper(), format=_LOG_FORMAT, stream=sys.stderr, force=True)
+    app = obj.app
+    try:
+        scheduler = Beat(
+            app,
+            store_for_app(app, store_url),
+            options=BeatOptions.from_conf(app.conf, max_interval),
+        )
+        asyncio.run(_serve(scheduler, loglevel))
+    except ImproperlyConfigured as exc:
+        raise click.ClickException(str(exc)) from exc
