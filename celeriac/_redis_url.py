@@ -175,7 +175,7 @@ def parse_redis_url(url: str, options: Mapping[str, Any] | None = None) -> Redis
         connection["password"] = unquote(split.password)
     if scheme in _SOCKET_SCHEMES:
         connection["path"] = unquote(split.path)
-        db = int(query.get("db", "0"))
+        db = _db_from("", query)
     elif scheme in ("redis", "rediss"):
         connection["host"] = split.hostname or "localhost"
         connection["port"] = split.port or 6379
@@ -185,6 +185,8 @@ def parse_redis_url(url: str, options: Mapping[str, Any] | None = None) -> Redis
     else:
         raise ImproperlyConfigured(f"not a Redis URL: {url!r}")
     connection.update(_common_options(opts))
+    if "path" in connection:
+        connection.pop("socket_keepalive")  # a TCP option; Unix sockets refuse it
     connection["db"] = db
     return RedisSettings(
         db=db,

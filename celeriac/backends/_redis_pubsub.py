@@ -88,9 +88,12 @@ class ResultListener:
         waiter = Waiter(channel, state)
         state.waiters.add(waiter)
         if first:
-            async with self._lock:
-                if self._conn is not None and self._channels.get(channel) is state:
-                    await self._subscribe(channel, state)
+            try:
+                async with self._lock:
+                    if self._conn is not None and self._channels.get(channel) is state:
+                        await self._subscribe(channel, state)
+            except _ERRORS as exc:  # the reader reconnects and subscribes every channel
+                logger.debug("redis result listener: subscribe failed: %s", exc)
         return waiter
 
     def remove(self, waiter: Waiter) -> None:
@@ -138,8 +141,11 @@ class ResultListener:
                     logger.warning("redis result listener: reconnected")
                 delay = 0.05
                 await self._read_forever()
-            except _ERRORS as exc:
-                logger.warning("redis result listener: %s; reconnecting in %.2fs", exc, delay)
+            except Exception as exc:  # any failure: a listener must never stay down
+                if isinstance(exc, _ERRORS):
+                    logger.warning("redis result listener: %s; reconnecting in %.2fs", exc, delay)
+                else:
+                    logger.exception("redis result listener: unexpected error; reconnecting")
                 await self._drop_connection()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._backoff_max)

@@ -10,7 +10,8 @@
   null], ...]]}``.
 * Chord counters ``celery-taskset-meta-<gid>.j/.s/.t/.d/.c`` updated by one Lua script, as
   Celery 5.7 does: ``.j`` holds ``[1, tid, state, result]`` scored by group index, ``.d``
-  dedupes ``<tid>:<index>``, ``.s`` is the size (set from the caller when absent), ``.t``
+  dedupes ``<tid>:<index>``, ``.s`` is the size (:meth:`~RedisBackend.set_chord_size`, as
+  Celery's client writes it, or the caller's ``size`` when absent), ``.t``
   Celery's size adjustment; the completing call gets the parts, the keys are deleted and
   ``.c`` becomes ``done`` so any later report (a redelivered task) is ignored.
 
@@ -54,16 +55,19 @@ _TRANSIENT = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
 _DONE_TTL = 86400
 
 CHORD_PART = """
--- KEYS: .j .t .s .d .c   ARGV: member, index, dedupe id, size, ttl ('' = none), done ttl
+-- KEYS: .j .t .s .d .c
+-- ARGV: member, index, dedupe id, size ('' = only a stored one), ttl ('' = none), done ttl
 if redis.call('EXISTS', KEYS[5]) == 1 then return false end
 if redis.call('SADD', KEYS[4], ARGV[3]) == 1 then
   redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 end
-redis.call('SET', KEYS[3], ARGV[4], 'NX')
+if ARGV[4] ~= '' then redis.call('SET', KEYS[3], ARGV[4], 'NX') end
 if ARGV[5] ~= '' then
   for i = 1, 4 do redis.call('EXPIRE', KEYS[i], ARGV[5]) end
 end
-local total = tonumber(redis.call('GET', KEYS[3])) + tonumber(redis.call('GET', KEYS[2]) or '0')
+local size = redis.call('GET', KEYS[3])
+if not size then return false end
+local total = tonumber(size) + tonumber(redis.call('GET', KEYS[2]) or '0')
 if redis.call('ZCARD', KEYS[1]) < total then return false end
 local parts = redis.call('ZRANGE', KEYS[1], 0, -1)
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
@@ -265,10 +269,28 @@ class RedisBackend:
         key = self._group_prefix + group_id
         await self._retry("forget_group", lambda: self.client.delete(key))
 
+    async def set_chord_size(self, group_id: str, size: int) -> None:
+        """Store ``.s`` (and clear an old ``.c`` done mark) as Celery 5.7's client does."""
+        base = self._group_prefix + group_id
+
+        async def op() -> None:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.delete(f"{base}.c")
+            if self.expires is None:
+                pipe.set(f"{base}.s", size)
+            else:
+                pipe.set(f"{base}.s", size, ex=max(int(self.expires), 1))
+            await pipe.execute()
+
+        await self._retry("set_chord_size", op)
+
     async def chord_part_done(
-        self, group_id: str, index: int, part: ChordPart, size: int
+        self, group_id: str, index: int, part: ChordPart, size: int | None
     ) -> list[ChordPart] | None:
-        """Record one header result atomically; the completing call gets all parts, once."""
+        """Record one header result atomically; the completing call gets all parts, once.
+
+        The size stored in ``.s`` wins; ``size`` is stored there only when none is.
+        """
         script = self._chord_script
         if script is None:
             raise RuntimeError("RedisBackend used before connect()")
@@ -278,7 +300,8 @@ class RedisBackend:
         ttl = "" if self.expires is None else str(max(int(self.expires), 1))
         done_ttl = max(int(self.expires or _DONE_TTL), 300)
         member = self.serializer.dumps([1, task_id, state, result])
-        args: list[Any] = [member, index, f"{task_id}:{index}", size, ttl, done_ttl]
+        wanted = "" if size is None else size
+        args: list[Any] = [member, index, f"{task_id}:{index}", wanted, ttl, done_ttl]
         reply = await self._retry("chord_part_done", lambda: script(keys=keys, args=args))
         if reply is None:
             return None

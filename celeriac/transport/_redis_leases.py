@@ -111,10 +111,16 @@ class Leases:
         return bool(added)
 
     async def _run(self) -> None:
-        """Background task: heartbeat, sweep dead consumers, reconcile lost fetch replies."""
+        """Background task: heartbeat, sweep dead consumers, reconcile lost fetch replies.
+
+        After it could not reach Redis, a consumer waits ``lease_timeout`` before sweeping
+        again: the others were probably cut off too, and their liveness keys may have
+        expired meanwhile; they get that long to heartbeat before being declared dead.
+        """
         loop = asyncio.get_running_loop()
         next_sweep = loop.time()
         delay = self.heartbeat_interval
+        failed = False
         while True:
             await asyncio.sleep(delay)
             try:
@@ -125,6 +131,8 @@ class Leases:
                         self.consumer_id,
                         self.lease_timeout,
                     )
+                if failed:
+                    failed, next_sweep = False, loop.time() + self.lease_timeout
                 if loop.time() >= next_sweep:
                     next_sweep = loop.time() + self.sweep_interval
                     await self.sweep()
@@ -132,8 +140,13 @@ class Leases:
                     await self.reconcile()
                 delay = self.heartbeat_interval
             except TRANSIENT_ERRORS as exc:
+                failed = True
                 delay = min(self.heartbeat_interval, 1.0)
                 logger.warning("redis heartbeat failed (%s); retrying in %.1fs", exc, delay)
+            except Exception:  # the heartbeat must outlive any bug: its death loses leases
+                failed = True
+                delay = min(self.heartbeat_interval, 1.0)
+                logger.exception("redis heartbeat: unexpected error; retrying in %.1fs", delay)
 
     async def stop_heartbeat(self) -> None:
         """Stop the heartbeat task only (the lease then lapses after ``lease_timeout``)."""

@@ -1,5 +1,8 @@
 """Lua scripts of the Redis transport: each one is a step that must not be split.
 
+Wake-up token lists get a 60 s expiry wherever a token is pushed: a token nobody took within
+a poll interval is useless, and queues nobody consumes must not leave keys behind.
+
 Every script runs atomically inside Redis, so a message is always in exactly one place:
 a queue list, the delayed sorted set of its queue, or the ``unacked`` hash with a lease
 record. The key layout is described in :mod:`celeriac.transport.redis`.
@@ -8,14 +11,47 @@ record. The key layout is described in :mod:`celeriac.transport.redis`.
 from __future__ import annotations
 
 __all__ = [
+    "ACK",
     "DEAD_LETTER",
     "FETCH",
     "HEARTBEAT",
     "MOVE_DUE",
+    "PUSH",
     "REQUEUE_DEAD",
     "RESTORE",
     "SCHEDULE",
 ]
+
+PUSH = """
+-- Publish: LPUSH each message onto its list, then wake-up tokens for waiting consumers.
+-- KEYS: one list key per message, then notify keys.
+-- ARGV: number of messages, notify cap, the messages, then a token count per notify key.
+local n, cap = tonumber(ARGV[1]), tonumber(ARGV[2])
+for i = 1, n do
+  redis.call('LPUSH', KEYS[i], ARGV[2 + i])
+end
+for j = n + 1, #KEYS do
+  local tokens = {}
+  for t = 1, math.min(tonumber(ARGV[2 + j]), cap) do tokens[t] = '1' end
+  redis.call('LPUSH', KEYS[j], unpack(tokens))
+  redis.call('LTRIM', KEYS[j], 0, cap - 1)
+  redis.call('EXPIRE', KEYS[j], 60)
+end
+return n
+"""
+
+ACK = """
+-- Forget finished deliveries: unacked entry, unacked_index score and lease record.
+-- KEYS: unacked, unacked_index, then the lease hashes involved.
+-- ARGV: (index of the tag's lease hash among those, tag) pairs.
+for i = 1, #ARGV, 2 do
+  local tag = ARGV[i + 1]
+  redis.call('HDEL', KEYS[1], tag)
+  redis.call('ZREM', KEYS[2], tag)
+  redis.call('HDEL', KEYS[2 + tonumber(ARGV[i])], tag)
+end
+return #ARGV / 2
+"""
 
 FETCH = """
 -- Pop up to ARGV[2] messages, highest priority bucket first, round-robin over the
@@ -67,6 +103,7 @@ if n >= limit then
         local notify = KEYS[4 + nlevels * nq + qi]
         redis.call('LPUSH', notify, '1')
         redis.call('LTRIM', notify, 0, cap - 1)
+        redis.call('EXPIRE', notify, 60)
         break
       end
     end
@@ -118,6 +155,7 @@ for _, q in ipairs(queues) do
     local notify = prefix .. 'celeriac:notify:' .. q
     redis.call('LPUSH', notify, '1')
     redis.call('LTRIM', notify, 0, cap - 1)
+    redis.call('EXPIRE', notify, 60)
   end
   local first = redis.call('ZRANGE', zkey, 0, 0, 'WITHSCORES')
   if first[1] then
@@ -167,6 +205,7 @@ for i = 0, (#ARGV - 3) / 3 - 1 do
     redis.call('ZREM', KEYS[2], tag)
     redis.call('LPUSH', KEYS[7 + 2 * i], '1')
     redis.call('LTRIM', KEYS[7 + 2 * i], 0, cap - 1)
+    redis.call('EXPIRE', KEYS[7 + 2 * i], 60)
     restored = restored + 1
   end
   redis.call('HDEL', KEYS[3], tag)
@@ -207,6 +246,7 @@ for i = 0, (#ARGV - 1) / 2 - 1 do
     redis.call('LPUSH', KEYS[3 + 2 * i], ARGV[3 + 2 * i])
     redis.call('LPUSH', KEYS[4 + 2 * i], '1')
     redis.call('LTRIM', KEYS[4 + 2 * i], 0, cap - 1)
+    redis.call('EXPIRE', KEYS[4 + 2 * i], 60)
     moved = moved + 1
   end
   redis.call('ZREM', KEYS[1], id)

@@ -3,8 +3,8 @@
 Wire compatibility (SPEC §3). Messages are kombu JSON envelopes (:mod:`celeriac.protocol.kombu`)
 ``LPUSH``ed onto ``<queue>`` or its priority buckets ``<queue>\\x06\\x16{3,6,9}`` and taken
 from the right end (FIFO). The default exchange ``""`` routes to the list named by the routing
-key; named exchanges are resolved through ``_kombu.binding.<exchange>`` (direct and topic),
-fanout exchanges declared here are ``PUBLISH``ed on ``/<db>.<exchange>[/<routing key>]``.
+key; named exchanges are resolved through kombu's binding sets, fanout ones are also
+``PUBLISH``ed on kombu's channel (:mod:`celeriac.transport._redis_routing`).
 Fetched messages are recorded in kombu's ``unacked`` hash (tag -> ``[envelope, "", queue]``,
 which makes a kombu restore route it back to the queue it came from) and ``unacked_index``
 zset, so a Celery worker sharing the database could restore them. Every key, channel included,
@@ -28,12 +28,15 @@ back the leased messages of consumers whose liveness key expired, with kombu's r
 flags, at the consuming end; a live consumer's leases are never taken. ``close()`` puts back
 this instance's unacked messages at once. A fetch whose reply was lost (connection drop,
 cancellation) is remembered and its leases are put back on the next successful round trip.
+A consumer that lost Redis waits ``lease_timeout`` after reconnecting before it sweeps, so
+consumers cut off by the same outage can heartbeat again before anyone is declared dead.
 
 Waiting. celeriac producers push a token to ``celeriac:notify:<queue>`` in the same round
-trip as the message; an idle consumer waits with ``BLPOP`` on those keys, so a message is
-fetched as soon as it is published. Celery producers push no token, so the wait is capped at
-``poll_interval`` (default 1 s). A consumer that fills its ``limit`` while messages remain
-pushes a token on, waking the next waiting consumer.
+trip as the message. An idle consumer sends ``BLPOP`` on those keys pipelined with the fetch
+script, so Redis runs the fetch the moment a token arrives and the message comes back in that
+same round trip. Celery producers push no token, so the wait is capped at ``poll_interval``
+(default 1 s). A consumer that fills its ``limit`` while messages remain pushes a token on,
+waking the next waiting consumer.
 
 Not-yet-due messages (``Outgoing.not_before``) go to ``celeriac:delayed:<queue>`` (score = due
 time, member = priority step digit + envelope) and the index ``celeriac:delayed`` holds each
@@ -41,9 +44,8 @@ queue's earliest due time. Any consumer moves due messages to their lists with a
 when the earliest due time (returned by every fetch) has passed; workers never hold them.
 Set ``delayed_delivery=False`` when Celery workers consume the queue and must see ETA tasks.
 
-Dead letters: zset ``celeriac:dead`` (id by time) and hash ``celeriac:dead:messages``
-(id -> metadata JSON, newline, stored envelope). Revokes: zset ``celeriac:revoked`` scored by
-expiry.
+Dead letters: see :mod:`celeriac.transport._redis_dead`. Revokes: zset ``celeriac:revoked``
+scored by expiry, pruned on read.
 
 Bad input. Stored bytes that are not a kombu envelope are fetched like any message, as an
 envelope with content type ``application/x-celeriac-invalid``, the bytes as body and a header
@@ -56,30 +58,38 @@ it logs, backs off and keeps trying, returning an empty list at its timeout.
 
 Other options: ``lease_timeout`` (30 s), ``heartbeat_interval`` (lease_timeout / 3),
 ``sweep_interval`` (heartbeat_interval), ``poll_interval`` (1 s), ``delayed_delivery`` (True),
-``priority_order`` (``higher_first``).
+``priority_order`` (``higher_first``), ``fanout_exchanges``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
 from celeriac._redis_url import connect_redis, parse_redis_url
 from celeriac.exceptions import ImproperlyConfigured, MissingDependency
 from celeriac.protocol import kombu
 from celeriac.transport import _redis_lua as lua
+from celeriac.transport._redis_dead import DeadLetters
 from celeriac.transport._redis_keys import RedisKeys
-from celeriac.transport._redis_leases import NOTIFY_CAP, TRANSIENT_ERRORS, Leases, owner_of
-from celeriac.transport._routing import topic_matches
+from celeriac.transport._redis_leases import (
+    NOTIFY_CAP,
+    TRANSIENT_ERRORS,
+    Leases,
+    owner_of,
+)
+from celeriac.transport._redis_routing import Router
 from celeriac.transport.base import DeadLetter, Delivery, Outgoing, QueueSpec
 
 try:
+    from redis import exceptions as redis_errors
     from redis.asyncio import Redis
     from redis.commands.core import AsyncScript
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
@@ -93,16 +103,29 @@ T = TypeVar("T")
 MAX_FETCH = 1000
 MOVE_BATCH = 1000
 CHUNK = 200
-_SCRIPTS = ("FETCH", "SCHEDULE", "MOVE_DUE", "HEARTBEAT", "RESTORE", "DEAD_LETTER", "REQUEUE_DEAD")
+BLPOP_RESOLUTION = 0.1
+_FETCH_SHA = hashlib.sha1(lua.FETCH.encode()).hexdigest()
+_SCRIPTS = (
+    "PUSH",
+    "ACK",
+    "FETCH",
+    "SCHEDULE",
+    "MOVE_DUE",
+    "HEARTBEAT",
+    "RESTORE",
+    "DEAD_LETTER",
+    "REQUEUE_DEAD",
+)
 
 
-@dataclass(frozen=True, slots=True)
-class _Route:
-    """What a named exchange routes to: its type, kombu bindings and celeriac fanout queues."""
+@dataclass(slots=True)
+class _Batch:
+    """A publish batch sorted by what has to happen to each message."""
 
-    kind: str
-    table: list[kombu.Binding]
-    fanout: list[str]
+    pushes: list[tuple[str, bytes]] = field(default_factory=list)
+    delayed: dict[str, list[tuple[str, bytes]]] = field(default_factory=dict)
+    broadcasts: list[tuple[str, bytes]] = field(default_factory=list)
+    wake: dict[str, int] = field(default_factory=dict)
 
 
 class RedisTransport:
@@ -127,11 +150,11 @@ class RedisTransport:
         self.consumer_id = uuid.uuid4().hex
         self._client: Redis[bytes] | None = None
         self._leases: Leases | None = None
+        self._dead: DeadLetters | None = None
         self._scripts: dict[str, AsyncScript] = {}
         # Celery's broadcast exchanges are fanout on Redis even when nobody declared them here.
-        self._exchange_types: dict[str, str] = dict.fromkeys(
-            opts.get("fanout_exchanges", ("celery.pidbox", "celeryev")), "fanout"
-        )
+        fanout = opts.get("fanout_exchanges", ("celery.pidbox", "celeryev"))
+        self.router = Router(self.keys, self._settings.db, fanout)
         self._seq = 0
         self._rotation = 0
         self._next_due: float | None = None
@@ -152,6 +175,13 @@ class RedisTransport:
         if self._leases is None:
             raise RuntimeError("RedisTransport used before connect()")
         return self._leases
+
+    @property
+    def dead(self) -> DeadLetters:
+        """The dead-letter store (exists once connected)."""
+        if self._dead is None:
+            raise RuntimeError("RedisTransport used before connect()")
+        return self._dead
 
     async def connect(self) -> None:
         """Create the connection pool and check that Redis answers (retrying)."""
@@ -174,6 +204,7 @@ class RedisTransport:
             heartbeat_interval=self.heartbeat_interval,
             sweep_interval=self.sweep_interval,
         )
+        self._dead = DeadLetters(client, self.keys, self._scripts)
 
     async def close(self) -> None:
         """Stop heartbeats, put this consumer's unacked messages back, release connections."""
@@ -189,7 +220,7 @@ class RedisTransport:
                 exc,
                 self.lease_timeout,
             )
-        self._client = self._leases = None
+        self._client, self._leases, self._dead = None, None, None
         await client.connection_pool.disconnect()
 
     async def _retry(self, what: str, op: Callable[[], Awaitable[T]]) -> T:
@@ -211,68 +242,64 @@ class RedisTransport:
     # -- declare and publish --------------------------------------------------------------
 
     async def declare(self, queues: Sequence[QueueSpec]) -> None:
-        """Record bindings as kombu does (``_kombu.binding[_permanent].<exchange>``).
-
-        The exchange type goes to ``celeriac:exchanges`` so every instance routes alike;
-        queues bound to a fanout exchange also join ``celeriac:fanout:<exchange>``.
-        """
-        for spec in queues:
-            if spec.exchange_type not in ("direct", "topic", "fanout"):
-                raise NotImplementedError(
-                    f"{spec.exchange_type} exchanges are not supported on Redis (nor by kombu)"
-                )
+        """Record bindings as kombu does (see :mod:`celeriac.transport._redis_routing`)."""
 
         async def op() -> None:
             pipe = self.client.pipeline(transaction=False)
-            for spec in queues:
-                exchange = spec.exchange or spec.name
-                kind = spec.exchange_type
-                self._exchange_types[exchange] = kind
-                rk = spec.routing_key or ("" if kind == "fanout" else spec.name)
-                member = kombu.binding_member(rk, spec.name, topic=kind == "topic")
-                pipe.sadd(self.keys.binding(exchange), member)
-                pipe.sadd(self.keys.binding_permanent(exchange), member)
-                pipe.hset(self.keys.exchanges, exchange, kind)
-                if kind == "fanout":
-                    pipe.sadd(self.keys.fanout(exchange), spec.name)
+            self.router.declare(pipe, queues)
             await pipe.execute()
 
         if queues:
             await self._retry("declare", op)
 
     async def publish(self, messages: Sequence[Outgoing]) -> None:
-        """Route and store ``messages`` in one MULTI round trip (plus one for bindings)."""
+        """Route and store ``messages``: usually one PUSH script call (plus one for bindings)."""
         if messages:
             await self._retry("publish", lambda: self._publish_once(messages))
 
     async def _publish_once(self, messages: Sequence[Outgoing]) -> None:
-        routes = await self._load_routes(messages)
+        routes = await self.router.load(self.client, messages)
+        batch = _Batch()
         now = time.time()
-        pipe = self.client.pipeline(transaction=True)
-        wake: dict[str, int] = {}
-        delayed: dict[str, list[tuple[str, bytes]]] = {}
         for msg in messages:
             route = routes.get(msg.exchange)
             if route is not None and route.kind == "fanout":
                 # kombu peers (Celery workers, Flower) listen on the pub/sub channel.
-                pipe.publish(self._fanout_channel(msg), self._encode(msg))
-            for queue in self._route(msg, route):
+                batch.broadcasts.append((self.router.fanout_channel(msg), self._encode(msg)))
+            for queue in self.router.queues(msg, route):
                 payload = self._encode(msg)
                 due = msg.not_before
                 if self._delayed and due is not None and due > now:
                     step = kombu.bucket_of(msg.envelope.priority)
-                    delayed.setdefault(queue, []).append((repr(due), b"%d" % step + payload))
+                    batch.delayed.setdefault(queue, []).append((repr(due), b"%d" % step + payload))
                     if due - now >= self.poll_interval:
                         continue  # waiting consumers look at the due time in time anyway
                 else:
-                    pipe.lpush(self.keys.bucket(queue, msg.envelope.priority), payload)
-                wake[queue] = wake.get(queue, 0) + 1
-        for queue, items in delayed.items():
+                    batch.pushes.append((self.keys.bucket(queue, msg.envelope.priority), payload))
+                batch.wake[queue] = batch.wake.get(queue, 0) + 1
+        if not batch.delayed and not batch.broadcasts and len(batch.pushes) <= CHUNK:
+            await self._push(self.client, batch.pushes, batch.wake)  # atomic on its own
+            return
+        pipe = self.client.pipeline(transaction=True)  # all or nothing, for retries
+        for start in range(0, len(batch.pushes), CHUNK):
+            await self._push(pipe, batch.pushes[start : start + CHUNK], {})
+        for queue, items in batch.delayed.items():
             await self._schedule(pipe, queue, items)
-        for queue, count in wake.items():
-            pipe.lpush(self.keys.notify(queue), *(["1"] * min(count, NOTIFY_CAP)))
-            pipe.ltrim(self.keys.notify(queue), 0, NOTIFY_CAP - 1)
+        for channel, payload in batch.broadcasts:
+            pipe.publish(channel, payload)
+        await self._push(pipe, [], batch.wake)
         await pipe.execute()
+
+    async def _push(
+        self, client: Any, pushes: list[tuple[str, bytes]], wake: dict[str, int]
+    ) -> None:
+        """Call (or queue on a pipeline) the PUSH script: messages, then wake-up tokens."""
+        if not pushes and not wake:
+            return
+        keys = [key for key, _ in pushes] + [self.keys.notify(q) for q in wake]
+        args: list[Any] = [len(pushes), NOTIFY_CAP, *(payload for _, payload in pushes)]
+        args += list(wake.values())
+        await self._scripts["PUSH"](keys=keys, args=args, client=client)
 
     async def _schedule(self, pipe: Any, queue: str, items: list[tuple[str, bytes]]) -> None:
         """Queue SCHEDULE calls (in chunks) storing not-yet-due messages of ``queue``."""
@@ -290,51 +317,6 @@ class RedisTransport:
             msg.envelope, exchange=msg.exchange, routing_key=msg.routing_key, delivery_tag=tag
         )
 
-    def _fanout_channel(self, msg: Outgoing) -> str:
-        """kombu's fanout channel ``/<db>.<exchange>[/<routing key>]`` (SPEC §3.6)."""
-        suffix = f"/{msg.routing_key}" if msg.routing_key else ""
-        return f"{self.keys.prefix}/{self._settings.db}.{msg.exchange}{suffix}"
-
-    async def _load_routes(self, messages: Sequence[Outgoing]) -> dict[str, _Route]:
-        """Type and bindings of each named exchange in ``messages`` (one round trip)."""
-        names = sorted({m.exchange for m in messages if m.exchange})
-        if not names:
-            return {}
-        pipe = self.client.pipeline(transaction=False)
-        for name in names:
-            pipe.hget(self.keys.exchanges, name)
-            pipe.smembers(self.keys.binding(name))
-            pipe.smembers(self.keys.fanout(name))
-        replies = await pipe.execute()
-        routes: dict[str, _Route] = {}
-        for i, name in enumerate(names):
-            kind_raw, members, fanout = replies[3 * i : 3 * i + 3]
-            parsed = [kombu.parse_binding(member) for member in members]
-            table = [b for b in parsed if b is not None and b.queue]
-            kind = kind_raw.decode() if kind_raw else self._exchange_types.get(name)
-            if kind is None:
-                kind = "topic" if any(b.pattern for b in table) else "direct"
-            routes[name] = _Route(kind, table, sorted(q.decode() for q in fanout))
-        return routes
-
-    def _route(self, msg: Outgoing, route: _Route | None) -> list[str]:
-        """Queues a message goes to; empty (and a warning) when unroutable."""
-        if route is None:  # the default exchange
-            found = [msg.routing_key] if msg.routing_key else []
-        elif route.kind == "fanout":
-            return route.fanout  # may be none: a broadcast can reach only pub/sub listeners
-        elif route.kind == "topic":
-            found = [b.queue for b in route.table if topic_matches(b.routing_key, msg.routing_key)]
-        else:
-            found = [b.queue for b in route.table if b.routing_key == msg.routing_key]
-        if not found:
-            logger.warning(
-                "redis: message to exchange %r with routing key %r matches no queue; dropped",
-                msg.exchange,
-                msg.routing_key,
-            )
-        return list(dict.fromkeys(found))
-
     # -- consume --------------------------------------------------------------------------
 
     async def fetch(self, queues: Sequence[str], *, limit: int, timeout: float) -> list[Delivery]:
@@ -346,31 +328,50 @@ class RedisTransport:
             return []
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(timeout, 0.0)
+        block = 0.0
         while True:
             try:
-                deliveries = await self._fetch_step(queues, min(limit, MAX_FETCH))
+                deliveries = await self._fetch_step(queues, min(limit, MAX_FETCH), block)
                 if deliveries:
                     return deliveries
-                if self._next_due is not None and self._next_due <= time.time():
-                    continue
-                remaining = deadline - loop.time()
-                if remaining <= 0:
+                block = await self._block_time(deadline - loop.time())
+                if block < 0:
                     return []
-                await self._wait_for_work(queues, remaining)
             except TRANSIENT_ERRORS as exc:
+                block = 0.0
                 self._fetch_delay = min(max(self._fetch_delay * 2, 0.05), self._backoff_max)
                 logger.warning("redis fetch failed (%s); retrying in %.2fs", exc, self._fetch_delay)
                 await asyncio.sleep(min(self._fetch_delay, max(deadline - loop.time(), 0.05)))
                 if loop.time() >= deadline:
                     return []
 
-    async def _fetch_step(self, queues: Sequence[str], limit: int) -> list[Delivery]:
+    async def _block_time(self, remaining: float) -> float:
+        """How long the next fetch may block in Redis: 0 = fetch now, < 0 = give up."""
+        if self._next_due is not None and self._next_due <= time.time():
+            return 0.0
+        if remaining <= 0:
+            return -1.0
+        wait = min(remaining, self.poll_interval)
+        if self._next_due is not None:
+            wait = min(wait, self._next_due - time.time())
+        if wait < BLPOP_RESOLUTION:
+            # Redis times out blocked clients on its ``hz`` tick (100 ms by default): a short
+            # BLPOP would overshoot, so a due time or deadline this close is slept here.
+            await asyncio.sleep(max(wait, 0.0))
+            return 0.0
+        return wait
+
+    async def _fetch_step(self, queues: Sequence[str], limit: int, block: float) -> list[Delivery]:
         """Register, move due delayed messages, lease what is there, reconcile lost replies."""
         leases = self.leases
         await leases.ensure_registered()
         if self._next_due is not None and self._next_due <= time.time():
             await self._move_due()
-        deliveries = await self._fetch_once(queues, limit)
+        try:
+            deliveries = await self._fetch_once(queues, limit, block)
+        except redis_errors.NoScriptError:  # the server restarted empty: load and go on
+            await self._load_scripts()
+            deliveries = await self._fetch_once(queues, limit, 0.0)
         if self._fetch_delay:
             logger.warning("redis fetch: connection restored")
             self._fetch_delay = 0.0
@@ -383,8 +384,12 @@ class RedisTransport:
         self._rotation = (self._rotation + 1) % len(queues)
         return list(queues[self._rotation :]) + list(queues[: self._rotation])
 
-    async def _fetch_once(self, queues: Sequence[str], limit: int) -> list[Delivery]:
-        """One FETCH script call: pop and lease up to ``limit`` messages atomically."""
+    async def _fetch_once(self, queues: Sequence[str], limit: int, block: float) -> list[Delivery]:
+        """Pop and lease up to ``limit`` messages atomically (the FETCH script).
+
+        With ``block`` > 0 the script is pipelined after a ``BLPOP`` on the wake-up tokens:
+        Redis runs it the moment a token arrives (or at the timeout), saving a round trip.
+        """
         order = self._ordered(queues)
         self._seq += 1
         seq = self._seq
@@ -399,7 +404,17 @@ class RedisTransport:
         args: list[Any] = [repr(time.time()), limit, f"{self.consumer_id}:{seq}:"]
         args += [len(order), NOTIFY_CAP, *order, *(json.dumps(q) for q in order)]
         try:
-            reply = await self._scripts["FETCH"](keys=keys, args=args)
+            if block > 0:
+                pipe = cast(Any, self.client.pipeline(transaction=False))
+                pipe.execute_command(
+                    "BLPOP", *(self.keys.notify(q) for q in order), round(block, 3)
+                )
+                pipe.evalsha(_FETCH_SHA, len(keys), *keys, *args)
+                reply = (await pipe.execute())[1]
+            else:
+                reply = await self._scripts["FETCH"](keys=keys, args=args)
+        except redis_errors.NoScriptError:
+            raise  # the script did not run: nothing was leased
         except BaseException:
             # The script may have run although its reply was lost: reconcile later.
             self.leases.unsure.add(seq)
@@ -410,16 +425,10 @@ class RedisTransport:
             for i in range(1, len(reply), 3)
         ]
 
-    async def _wait_for_work(self, queues: Sequence[str], remaining: float) -> None:
-        """Block until a wake-up token, the next due time, or ``poll_interval``."""
-        wait = min(remaining, self.poll_interval)
-        if self._next_due is not None:
-            wait = min(wait, max(self._next_due - time.time(), 0.0))
-        if wait < 0.001:
-            return
-        keys = [self.keys.notify(q) for q in queues]
-        # Through execute_command: the stubs type BLPOP's timeout as int, Redis takes floats.
-        await cast(Any, self.client).execute_command("BLPOP", *keys, round(wait, 3))
+    async def _load_scripts(self) -> None:
+        """Load every script (after a server restart emptied its script cache)."""
+        for name in _SCRIPTS:
+            await cast(Any, self.client).script_load(getattr(lua, name))
 
     async def _move_due(self) -> None:
         """Move due delayed messages (of every queue) onto their lists."""
@@ -435,13 +444,15 @@ class RedisTransport:
             await self._retry("ack", lambda: self._drop(deliveries))
 
     async def _drop(self, deliveries: Sequence[Delivery]) -> None:
-        tags = [d.tag for d in deliveries]
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hdel(self.keys.unacked, *tags)
-        pipe.zrem(self.keys.unacked_index, *tags)
-        for owner, owned in _by_owner(tags).items():
-            pipe.hdel(self.keys.lease(owner), *owned)
-        await pipe.execute()
+        """One ACK script call: unacked entries, index scores and lease records go."""
+        owners = _by_owner([d.tag for d in deliveries])
+        keys = [self.keys.unacked, self.keys.unacked_index]
+        args: list[Any] = []
+        for number, (owner, tags) in enumerate(owners.items(), start=1):
+            keys.append(self.keys.lease(owner))
+            for tag in tags:
+                args += [number, tag]
+        await self._scripts["ACK"](keys=keys, args=args)
 
     async def reject(self, deliveries: Sequence[Delivery], *, requeue: bool) -> None:
         """Drop deliveries, or put them back first in line with kombu's redelivered flags."""
@@ -457,78 +468,20 @@ class RedisTransport:
 
     async def dead_letter(self, delivery: Delivery, reason: str) -> None:
         """Set the delivery aside (stored bytes kept exactly) with ``reason``; acks it."""
-        now = time.time()
-        dead_id = uuid.uuid4().hex
-        meta = {
-            "id": dead_id,
-            "queue": delivery.queue,
-            "reason": reason,
-            "time": now,
-            "exchange": delivery.exchange,
-            "routing_key": delivery.routing_key,
-        }
-        if delivery.envelope.content_type == kombu.INVALID_CONTENT_TYPE:
-            fallback = delivery.envelope.body
-        else:
-            fallback = kombu.encode(
-                delivery.envelope,
-                exchange=delivery.exchange,
-                routing_key=delivery.routing_key,
-                delivery_tag=delivery.tag,
-            )
-        keys = [
-            self.keys.unacked,
-            self.keys.unacked_index,
-            self.keys.lease(owner_of(delivery.tag)),
-            self.keys.dead,
-            self.keys.dead_messages,
-        ]
-        suffix = ',"",' + json.dumps(delivery.queue) + "]"
-        args: list[Any] = [delivery.tag, dead_id, repr(now), json.dumps(meta), suffix, fallback]
-        await self._retry("dead_letter", lambda: self._scripts["DEAD_LETTER"](keys=keys, args=args))
+        await self._retry("dead_letter", lambda: self.dead.add(delivery, reason))
 
     async def list_dead(self, limit: int = 100) -> list[DeadLetter]:
         """The dead letters, oldest first."""
-        if limit <= 0:
-            return []
-
-        async def op() -> list[DeadLetter]:
-            ids = [i.decode() for i in await self.client.zrange(self.keys.dead, 0, limit - 1)]
-            values = await self.client.hmget(self.keys.dead_messages, ids) if ids else []
-            return [_dead_letter(v) for v in values if v is not None]
-
-        return await self._retry("list_dead", op)
+        return await self._retry("list_dead", lambda: self.dead.oldest(limit)) if limit > 0 else []
 
     async def requeue_dead(self, ids: Sequence[str] | None = None) -> int:
         """Put dead letters (all when ``ids`` is None) back on their queues."""
-        if ids is None:
-            found = await self._retry(
-                "requeue_dead", lambda: self.client.zrange(self.keys.dead, 0, -1)
-            )
-            wanted = [i.decode() for i in found]
-        else:
-            wanted = list(ids)
+        wanted = list(ids) if ids is not None else await self._retry("dead", self.dead.all_ids)
         moved = 0
         for start in range(0, len(wanted), CHUNK):
             chunk = wanted[start : start + CHUNK]
-            moved += await self._retry("requeue_dead", _bind_chunk(self._requeue_chunk, chunk))
+            moved += await self._retry("requeue_dead", _bind_chunk(self.dead.requeue, chunk))
         return moved
-
-    async def _requeue_chunk(self, ids: list[str]) -> int:
-        values = await self.client.hmget(self.keys.dead_messages, ids)
-        keys = [self.keys.dead, self.keys.dead_messages]
-        args: list[Any] = [NOTIFY_CAP]
-        for dead_id, value in zip(ids, values, strict=True):
-            if value is None:
-                continue
-            meta_text, _, raw = value.partition(b"\n")
-            queue = str(json.loads(meta_text)["queue"])
-            priority = kombu.decode(raw).envelope.priority
-            keys += [self.keys.bucket(queue, priority), self.keys.notify(queue)]
-            args += [dead_id, raw]
-        if len(args) == 1:
-            return 0
-        return int(await self._scripts["REQUEUE_DEAD"](keys=keys, args=args))
 
     async def purge(self, queues: Sequence[str]) -> int:
         """Delete waiting messages (due or not) of ``queues``; return how many there were."""
@@ -596,19 +549,6 @@ def _delivery(queue: str, tag: str, raw: bytes) -> Delivery:
     )
 
 
-def _dead_letter(value: bytes) -> DeadLetter:
-    """Parse a ``celeriac:dead:messages`` value: metadata JSON, newline, stored bytes."""
-    meta_text, _, raw = value.partition(b"\n")
-    meta = json.loads(meta_text)
-    return DeadLetter(
-        id=str(meta["id"]),
-        queue=str(meta["queue"]),
-        reason=str(meta["reason"]),
-        dead_at=float(meta["time"]),
-        envelope=kombu.decode(raw).envelope,
-    )
-
-
 def _by_owner(tags: Sequence[str]) -> dict[str, list[str]]:
     """Group delivery tags by the consumer that leased them."""
     groups: dict[str, list[str]] = {}
@@ -623,7 +563,7 @@ def _restorer(leases: Leases, owner: str, tags: list[str]) -> Callable[[], Await
 
 
 def _bind_chunk(
-    func: Callable[[list[str]], Awaitable[int]], chunk: list[str]
+    func: Callable[[Sequence[str]], Awaitable[int]], chunk: list[str]
 ) -> Callable[[], Awaitable[int]]:
     """A retryable call of ``func(chunk)``."""
     return lambda: func(chunk)

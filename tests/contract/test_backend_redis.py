@@ -201,3 +201,23 @@ async def test_waiters_unsubscribe_when_done(
             break
         await asyncio.sleep(0.05)
     assert await raw.pubsub_channels(pattern) == []
+
+
+async def test_set_chord_size_like_celery_client(
+    make_backend: BackendFactory, raw: aioredis.Redis, prefix: str
+) -> None:
+    """``.s`` written as Celery 5.7's client does; workers pass no size; a reused id restarts."""
+    backend = await make_backend(expires=3600)
+    gid, lone = _tid(), _tid()
+    base = f"{prefix}celery-taskset-meta-{gid}"
+    assert await backend.chord_part_done(lone, 0, ("x", states.SUCCESS, 0), None) is None
+    assert await backend.chord_part_done(lone, 1, ("y", states.SUCCESS, 1), None) is None
+    await backend.set_chord_size(gid, 2)
+    assert await raw.get(f"{base}.s") == b"2" and 3590 < await raw.ttl(f"{base}.s") <= 3600
+    assert await backend.chord_part_done(gid, 1, ("b", states.SUCCESS, 2), None) is None
+    parts = await backend.chord_part_done(gid, 0, ("a", states.SUCCESS, 1), None)
+    assert parts == [("a", states.SUCCESS, 1), ("b", states.SUCCESS, 2)]
+    assert await backend.chord_part_done(gid, 0, ("a", states.SUCCESS, 1), None) is None
+    await backend.set_chord_size(gid, 1)  # clears the done mark of the finished chord
+    again = await backend.chord_part_done(gid, 0, ("c", states.SUCCESS, 3), None)
+    assert again == [("c", states.SUCCESS, 3)]

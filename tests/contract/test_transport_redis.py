@@ -111,6 +111,8 @@ async def test_publish_writes_kombu_envelope_and_binding(
     assert props["delivery_info"] == {"exchange": "", "routing_key": q}
     assert (props["priority"], props["body_encoding"]) == (7, "base64")
     uuid.UUID(props["delivery_tag"])
+    # The wake-up token list expires: queues nobody consumes leave nothing behind.
+    assert 0 < await raw.ttl(f"{prefix}celeriac:notify:{q}") <= 60
 
 
 async def test_fetch_records_unacked_entry_kombu_can_restore(
