@@ -8,6 +8,7 @@ warm shutdown. Exits 0 only if every scenario gave the expected answer.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -103,14 +104,18 @@ def _scenarios() -> list[tuple[str, Callable[[], Any], Callable[[Any], bool]]]:
 
 @click.command()
 @click.option(
-    "--keep", is_flag=True, help="Keep the temporary directory (broker file and worker log)."
+    "--broker", "demo_broker", help="Run on this broker instead, e.g. redis://localhost/5."
 )
-def demo(keep: bool) -> None:
-    """Run the seed tutorials' scenarios on the embedded SQLite store and print the results."""
+@click.option(
+    "--keep", is_flag=True, help="Keep the temporary directory (broker file, worker log)."
+)
+def demo(demo_broker: str | None, keep: bool) -> None:
+    """Run the seed tutorials' scenarios (on the embedded SQLite store) and print the results."""
     workdir = Path(tempfile.mkdtemp(prefix="celeriac-demo-"))
-    broker = f"sqlite:///{workdir / 'demo.sqlite'}"
+    broker = demo_broker or f"sqlite:///{workdir / 'demo.sqlite'}"
     os.environ["CELERIAC_BROKER_URL"] = broker
-    click.echo(f"broker: {broker}  (embedded SQLite, no server)")
+    where = "embedded SQLite, no server" if demo_broker is None else "as given"
+    click.echo(f"broker: {broker}  ({where})")
     worker = _start_worker(broker, workdir)
     failures = 0
     try:
@@ -132,6 +137,8 @@ def demo(keep: bool) -> None:
         )
         if failures or code:
             click.echo((workdir / "worker.log").read_text(errors="replace")[-4000:])
+    if not keep and not failures:
+        shutil.rmtree(workdir, ignore_errors=True)
     if failures:
         raise SystemExit(f"{failures} scenario(s) failed")
     click.echo("all scenarios passed")

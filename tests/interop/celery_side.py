@@ -1,0 +1,23 @@
+"""The interop tasks as a Celery project defines them (real ``celery`` package)."""
+
+import os
+
+from celery import Celery
+
+app = Celery("interop", broker=os.environ.get("INTEROP_URL"), backend=os.environ.get("INTEROP_URL"))
+app.conf.result_expires = 600
+
+
+@app.task(name="interop.add")
+def add(x: int, y: int) -> int:
+    return x + y
+
+
+@app.task(name="interop.fail")
+def fail(message: str) -> None:
+    raise ValueError(message)
+
+
+@app.task(name="interop.whoami")
+def whoami() -> str:
+    return "celery"
