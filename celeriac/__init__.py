@@ -6,7 +6,17 @@
 from celeriac import states
 from celeriac._version import __version__
 from celeriac.app import Celeriac, Celery, current_app
-from celeriac.canvas import Signature, maybe_signature, signature
+from celeriac.canvas import (
+    Signature,
+    chain,
+    chord,
+    chunks,
+    group,
+    maybe_signature,
+    signature,
+    xmap,
+    xstarmap,
+)
 from celeriac.result import AsyncResult, EagerResult, GroupResult, ResultSet
 from celeriac.routing import Exchange, Queue
 from celeriac.task import Task, shared_task
@@ -23,9 +33,15 @@ __all__ = [
     "Signature",
     "Task",
     "__version__",
+    "chain",
+    "chord",
+    "chunks",
     "current_app",
+    "group",
     "maybe_signature",
     "shared_task",
     "signature",
     "states",
+    "xmap",
+    "xstarmap",
 ]

@@ -6,6 +6,7 @@ uses the backend's notifications (or a backing-off poll), never a spinning loop.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     from celeriac.app import Celery
     from celeriac.trace import Outcome
 
-__all__ = ["AsyncResult", "EagerResult", "GroupResult", "ResultSet"]
+__all__ = ["AsyncResult", "EagerResult", "GroupResult", "ResultSet", "bound_group_result"]
 
 
 def _assert_not_in_task() -> None:
@@ -291,10 +292,12 @@ class EagerResult(AsyncResult):
 
 
 class ResultSet:
-    """A list of results handled together."""
+    """A list of results handled together (members may be GroupResults themselves)."""
 
-    def __init__(self, results: Sequence[AsyncResult], app: Celery | None = None) -> None:
-        self.results = list(results)
+    def __init__(
+        self, results: Sequence[AsyncResult | ResultSet], app: Celery | None = None
+    ) -> None:
+        self.results: list[Any] = list(results)
         self.app: Celery = app if app is not None else _state.get_current_app()
 
     def __len__(self) -> int:
@@ -303,21 +306,67 @@ class ResultSet:
     def __iter__(self) -> Any:
         return iter(self.results)
 
-    def __getitem__(self, index: int) -> AsyncResult:
+    def __getitem__(self, index: int) -> Any:
         return self.results[index]
 
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, ResultSet):
+            return other.results == self.results
+        return NotImplemented
+
+    def add(self, result: AsyncResult | ResultSet) -> None:
+        """Add a result unless it is already a member."""
+        if result not in self.results:
+            self.results.append(result)
+
+    def update(self, results: Sequence[AsyncResult | ResultSet]) -> None:
+        """Add several results."""
+        for result in results:
+            self.add(result)
+
+    def discard(self, result: AsyncResult | ResultSet) -> None:
+        """Remove a result if it is a member."""
+        if result in self.results:
+            self.results.remove(result)
+
+    def clear(self) -> None:
+        """Remove every member."""
+        self.results.clear()
+
+    def leaves(self) -> list[AsyncResult]:
+        """Every task result, nested group results flattened, in order."""
+        out: list[AsyncResult] = []
+        for result in self.results:
+            out += result.leaves() if isinstance(result, ResultSet) else [result]
+        return out
+
+    # state -----------------------------------------------------------------------------
     async def ametas(self) -> list[dict[str, Any]]:
-        """All documents in one backend round trip."""
-        backend = await self.app.aget_backend()
-        found = await backend.get([r.id for r in self.results])
-        return [meta or {"status": states.PENDING} for meta in found]
+        """The documents of all leaves, in one backend round trip (eager ones locally)."""
+        leaves = self.leaves()
+        # Final documents never change: use the cached ones (eager results have no other).
+        ids = [r.id for r in leaves if r._meta is None]
+        found: dict[str, dict[str, Any] | None] = {}
+        if ids:
+            backend = await self.app.aget_backend()
+            found = dict(zip(ids, await backend.get(ids), strict=True))
+        pending = {"status": states.PENDING}
+        return [r._meta or found.get(r.id) or {**pending, "task_id": r.id} for r in leaves]
+
+    async def astates(self) -> list[str]:
+        """The state of every leaf."""
+        return [str(m.get("status")) for m in await self.ametas()]
 
     def _states(self) -> list[str]:
-        metas: list[dict[str, Any]] = self.app.run_sync(self.ametas())
-        return [str(m.get("status")) for m in metas]
+        found: list[str] = self.app.run_sync(self.astates())
+        return found
+
+    async def aready(self) -> bool:
+        """Async twin of ``ready``."""
+        return all(s in states.READY_STATES for s in await self.astates())
 
     def ready(self) -> bool:
-        """True when every result is ready."""
+        """True when every task finished (succeeded, failed or was revoked)."""
         return all(s in states.READY_STATES for s in self._states())
 
     def successful(self) -> bool:
@@ -328,30 +377,55 @@ class ResultSet:
         """True when any task failed."""
         return any(s == states.FAILURE for s in self._states())
 
+    def waiting(self) -> bool:
+        """True while any task is not finished."""
+        return not self.ready()
+
+    async def acompleted_count(self) -> int:
+        """Async twin of ``completed_count``."""
+        return sum(1 for s in await self.astates() if s == states.SUCCESS)
+
     def completed_count(self) -> int:
         """How many tasks succeeded."""
         return sum(1 for s in self._states() if s == states.SUCCESS)
 
+    # waiting ---------------------------------------------------------------------------
     async def ajoin(
         self, timeout: float | None = None, propagate: bool = True, **_: Any
     ) -> list[Any]:
-        """Wait for all results, in order."""
-        return [await r.aget(timeout=timeout, propagate=propagate) for r in self.results]
+        """Wait for all results; values in member order. ``timeout`` bounds the whole wait."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        values = []
+        for result in self.results:
+            left = None if deadline is None else max(deadline - loop.time(), 0.0)
+            values.append(await result.aget(timeout=left, propagate=propagate))
+        return values
 
     def join(
         self,
         timeout: float | None = None,
         propagate: bool = True,
+        interval: float = 0.5,
+        callback: Any = None,
         disable_sync_subtasks: bool = True,
         **kwargs: Any,
     ) -> list[Any]:
-        """Wait for all results, in order."""
+        """Wait for all results; values in member order (the task's exception if one failed)."""
         if disable_sync_subtasks:
             _assert_not_in_task()
         values: list[Any] = self.app.run_sync(self.ajoin(timeout, propagate))
+        if callback is not None:
+            for result, value in zip(self.results, values, strict=True):
+                callback(result.id, value)
         return values
 
     get = join
+    join_native = join
+
+    def supports_native_join(self) -> bool:
+        """Celery API: joins are always efficient here."""
+        return True
 
     async def aget(
         self, timeout: float | None = None, propagate: bool = True, **kwargs: Any
@@ -359,67 +433,126 @@ class ResultSet:
         """Async twin of ``get``."""
         return await self.ajoin(timeout, propagate)
 
+    # changing state --------------------------------------------------------------------
+    async def aforget(self) -> None:
+        """Delete every stored result."""
+        stored = [r for r in self.leaves() if not isinstance(r, EagerResult)]
+        backend = await self.app.aget_backend()
+        await backend.forget([r.id for r in stored])
+        for result in stored:
+            result._meta = None
+
     def forget(self) -> None:
         """Delete every stored result."""
-        for result in self.results:
-            result.forget()
+        self.app.run_sync(self.aforget())
 
-    def revoke(self, **kwargs: Any) -> None:
-        """Revoke every task."""
-        self.app.revoke([r.id for r in self.results])
+    async def arevoke(self) -> None:
+        """Async twin of ``revoke``."""
+        await self.app.arevoke([r.id for r in self.leaves()])
+
+    def revoke(
+        self,
+        connection: Any = None,
+        terminate: bool = False,
+        signal: Any = None,
+        wait: bool = False,
+        timeout: float | None = None,
+    ) -> None:
+        """Revoke every task (persisted: workers skip them, now or later)."""
+        self.app.revoke([r.id for r in self.leaves()], terminate=terminate, signal=signal)
 
 
 class GroupResult(ResultSet):
-    """The results of a group, addressable by the group id."""
+    """The results of a group, in group order, addressable by the group id."""
+
+    bound_app: Celery | None = None
+    """The app of a class made by :func:`bound_group_result`."""
 
     def __init__(
         self,
         id: str | None = None,
-        results: Sequence[AsyncResult] | None = None,
+        results: Sequence[AsyncResult | ResultSet] | None = None,
         app: Celery | None = None,
-        parent: AsyncResult | None = None,
+        parent: Any = None,
     ) -> None:
-        super().__init__(results or [], app=app)
+        super().__init__(results or [], app=app or self.bound_app)
         self.id = id
         self.parent = parent
 
     def __repr__(self) -> str:
-        return f"<GroupResult: {self.id} [{', '.join(r.id for r in self.results)}]>"
+        return f"<GroupResult: {self.id} [{', '.join(str(r.id) for r in self.results)}]>"
+
+    def __str__(self) -> str:
+        return str(self.id)
+
+    def __bool__(self) -> bool:
+        return bool(self.id or self.results)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, GroupResult):
+            return other.id == self.id and other.results == self.results
+        if isinstance(other, str):
+            return other == self.id
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    @property
+    def children(self) -> list[Any]:
+        """The member results (Celery's name)."""
+        return self.results
 
     async def asave(self) -> GroupResult:
-        """Store the member ids so ``restore`` can find them by group id."""
+        """Store the member ids so ``restore`` finds them by group id (Celery's
+        ``celery-taskset-meta-<gid>`` on Redis, a group row on SQLite)."""
         backend = await self.app.aget_backend()
-        await backend.save_group(str(self.id), [r.id for r in self.results])
+        await backend.save_group(str(self.id), [str(r.id) for r in self.results])
         return self
 
     def save(self) -> GroupResult:
-        """Store the member ids so ``restore`` can find them by group id."""
+        """Sync twin of ``asave``."""
         self.app.run_sync(self.asave())
         return self
 
     @classmethod
-    def restore(cls, id: str, backend: Any = None, app: Celery | None = None) -> GroupResult | None:
+    async def arestore(
+        cls, id: str, backend: Any = None, app: Celery | None = None
+    ) -> GroupResult | None:
         """Load a saved group, or None."""
-        the_app: Celery = app if app is not None else _state.get_current_app()
-
-        async def load() -> list[str] | None:
-            store = await the_app.aget_backend()
-            return await store.restore_group(id)
-
-        ids: list[str] | None = the_app.run_sync(load())
+        the_app: Celery = app or cls.bound_app or _state.get_current_app()
+        ids = await (await the_app.aget_backend()).restore_group(id)
         if ids is None:
             return None
         return cls(id, [AsyncResult(i, app=the_app) for i in ids], app=the_app)
 
+    @classmethod
+    def restore(cls, id: str, backend: Any = None, app: Celery | None = None) -> GroupResult | None:
+        """Sync twin of ``arestore``."""
+        the_app: Celery = app or cls.bound_app or _state.get_current_app()
+        found: GroupResult | None = the_app.run_sync(cls.arestore(id, app=the_app))
+        return found
+
+    async def adelete(self) -> None:
+        """Delete the saved group (the results stay)."""
+        await (await self.app.aget_backend()).forget_group(str(self.id))
+
     def delete(self) -> None:
-        """Forget the saved group."""
+        """Sync twin of ``adelete``."""
+        self.app.run_sync(self.adelete())
 
-        async def drop() -> None:
-            store = await self.app.aget_backend()
-            await store.forget_group(str(self.id))
-
-        self.app.run_sync(drop())
+    async def aforget(self) -> None:
+        """Delete every member's result and the saved group."""
+        await super().aforget()
+        await self.adelete()
 
     def as_tuple(self) -> list[Any]:
-        """Celery's serialized form of a group result."""
-        return [[self.id, None], [r.as_tuple() for r in self.results]]
+        """Celery's serialized form: ``[[gid, parent], [member tuples]]``."""
+        parent = self.parent.as_tuple() if self.parent is not None else None
+        return [[self.id, parent], [r.as_tuple() for r in self.results]]
+
+
+def bound_group_result(app: Celery) -> type[GroupResult]:
+    """A GroupResult class bound to ``app``, for ``app.GroupResult(gid, results)`` and
+    ``app.GroupResult.restore(gid)`` (Celery's app-bound class)."""
+    return type("GroupResult", (GroupResult,), {"bound_app": app, "__module__": __name__})

@@ -134,6 +134,7 @@ class ResultListener:
     async def _run(self) -> None:
         """Reader task: (re)connect, (re)subscribe, dispatch messages; never gives up."""
         delay = 0.05
+        me = asyncio.current_task()
         while True:
             try:
                 await self._connect()
@@ -142,6 +143,9 @@ class ResultListener:
                 delay = 0.05
                 await self._read_forever()
             except Exception as exc:  # any failure: a listener must never stay down
+                if me is not None and me.cancelling():
+                    # redis-py can turn our cancellation into a connection error: stop anyway.
+                    raise asyncio.CancelledError from exc
                 if isinstance(exc, _ERRORS):
                     logger.warning("redis result listener: %s; reconnecting in %.2fs", exc, delay)
                 else:

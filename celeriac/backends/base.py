@@ -56,13 +56,25 @@ class ResultBackend(Protocol):
     async def forget_group(self, group_id: str) -> None:
         """Delete a saved group."""
 
+    async def set_chord_size(self, group_id: str, size: int) -> None:
+        """Record how many header results chord ``group_id`` waits for.
+
+        Called by the client before it publishes the last header task, as Celery
+        does (``celery-taskset-meta-<gid>.s`` on Redis). Parts already recorded are
+        kept; a "done" mark left by an earlier chord with this id is cleared.
+        """
+
     async def chord_part_done(
-        self, group_id: str, index: int, part: ChordPart, size: int
+        self, group_id: str, index: int, part: ChordPart, size: int | None
     ) -> list[ChordPart] | None:
         """Record one finished chord header task, atomically.
 
-        Returns all parts in ``group_index`` order exactly once (to the caller that
-        completed the chord), otherwise None.
+        The chord is complete when as many parts as its size are recorded: the size
+        stored by :meth:`set_chord_size` if any, else ``size``. ``size=None`` (what
+        a worker passes: it does not know the size) means "only the stored size";
+        without one the chord does not complete yet. Returns all parts in
+        ``group_index`` order exactly once (to the caller that completed the chord),
+        otherwise None.
         """
 
     async def cleanup(self) -> int:

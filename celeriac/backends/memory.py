@@ -51,6 +51,8 @@ class _Chord:
     deadline: float | None
     parts: dict[int, bytes] = field(default_factory=dict)
     done: bool = False
+    size: int | None = None
+    """Set by ``set_chord_size``; takes precedence over the size a caller passes."""
 
 
 @dataclass(slots=True)
@@ -239,21 +241,32 @@ class MemoryBackend:
         with self._store.lock:
             self._store.groups.pop(group_id, None)
 
+    def _live_chord(self, group_id: str) -> _Chord:
+        """The chord state of ``group_id``, new if missing or expired; caller holds the lock."""
+        chord = self._store.chords.get(group_id)
+        if chord is None or not _alive(chord.deadline, time.monotonic()):
+            chord = self._store.chords[group_id] = _Chord(self._deadline())
+        return chord
+
+    async def set_chord_size(self, group_id: str, size: int) -> None:
+        """Record the number of header parts chord ``group_id`` waits for."""
+        with self._store.lock:
+            chord = self._live_chord(group_id)
+            chord.size, chord.done, chord.deadline = size, False, self._deadline()
+
     async def chord_part_done(
-        self, group_id: str, index: int, part: ChordPart, size: int
+        self, group_id: str, index: int, part: ChordPart, size: int | None
     ) -> list[ChordPart] | None:
         """Record a header part; the caller that completes the chord gets all parts."""
         blob = self._serializer.dumps(list(part))
-        now = time.monotonic()
         with self._store.lock:
-            chord = self._store.chords.get(group_id)
-            if chord is None or not _alive(chord.deadline, now):
-                chord = self._store.chords[group_id] = _Chord(self._deadline())
+            chord = self._live_chord(group_id)
             if chord.done:
                 return None
             chord.deadline = self._deadline()
             chord.parts.setdefault(index, blob)
-            if len(chord.parts) < size:
+            expected = chord.size if chord.size is not None else size
+            if expected is None or len(chord.parts) < expected:
                 return None
             chord.done = True
             blobs = [chord.parts[key] for key in sorted(chord.parts)]

@@ -61,7 +61,8 @@ CREATE TABLE IF NOT EXISTS celeriac_group (
 CREATE TABLE IF NOT EXISTS celeriac_chord (
     group_id TEXT PRIMARY KEY,
     done INTEGER NOT NULL DEFAULT 0,
-    expires_at REAL
+    expires_at REAL,
+    size INTEGER
 );
 CREATE TABLE IF NOT EXISTS celeriac_chord_part (
     group_id TEXT NOT NULL,
@@ -235,6 +236,7 @@ class SQLiteBackend:
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         conn.execute(statement)
+                _add_chord_size_column(conn)
         except BaseException:
             conn.close()
             raise
@@ -488,8 +490,17 @@ class SQLiteBackend:
         row = self._db().execute(sql, params).fetchone()
         return None if row is None else row[0]
 
+    async def set_chord_size(self, group_id: str, size: int) -> None:
+        """Record the number of header parts chord ``group_id`` waits for."""
+        sql = (
+            "INSERT INTO celeriac_chord (group_id, done, expires_at, size) VALUES (?, 0, ?, ?)"
+            " ON CONFLICT (group_id) DO UPDATE SET"
+            " done = 0, expires_at = excluded.expires_at, size = excluded.size"
+        )
+        await self._call(self._write_one, sql, (group_id, self._expires_at(time.time()), size))
+
     async def chord_part_done(
-        self, group_id: str, index: int, part: ChordPart, size: int
+        self, group_id: str, index: int, part: ChordPart, size: int | None
     ) -> list[ChordPart] | None:
         """Record a header part; the caller that completes the chord gets all parts."""
         blob = self._serializer.dumps(list(part))
@@ -510,33 +521,36 @@ class SQLiteBackend:
         group_id: str,
         index: int,
         blob: bytes,
-        size: int,
+        size: int | None,
         now: float,
         expires_at: float | None,
     ) -> list[bytes] | None:
         """Add a part and claim completion, in one write transaction (executor thread)."""
         with _write(self._db()) as conn:
             row = conn.execute(
-                "SELECT done, expires_at FROM celeriac_chord WHERE group_id = ?", (group_id,)
+                "SELECT done, expires_at, size FROM celeriac_chord WHERE group_id = ?",
+                (group_id,),
             ).fetchone()
             if row is not None and row[1] is not None and row[1] <= now:
                 conn.execute("DELETE FROM celeriac_chord_part WHERE group_id = ?", (group_id,))
+                conn.execute("DELETE FROM celeriac_chord WHERE group_id = ?", (group_id,))
                 row = None
             if row is not None and row[0]:
                 return None  # already handed out to another caller
             conn.execute(
                 "INSERT INTO celeriac_chord (group_id, done, expires_at) VALUES (?, 0, ?)"
-                " ON CONFLICT (group_id) DO UPDATE SET done = 0, expires_at = excluded.expires_at",
+                " ON CONFLICT (group_id) DO UPDATE SET expires_at = excluded.expires_at",
                 (group_id, expires_at),
             )
             conn.execute(
                 "INSERT OR IGNORE INTO celeriac_chord_part VALUES (?, ?, ?)",
                 (group_id, index, blob),
             )
+            expected = row[2] if row is not None and row[2] is not None else size
             (count,) = conn.execute(
                 "SELECT COUNT(*) FROM celeriac_chord_part WHERE group_id = ?", (group_id,)
             ).fetchone()
-            if count < size:
+            if expected is None or count < expected:
                 return None
             parts = [
                 bytes(part)
@@ -548,6 +562,13 @@ class SQLiteBackend:
             conn.execute("DELETE FROM celeriac_chord_part WHERE group_id = ?", (group_id,))
             conn.execute("UPDATE celeriac_chord SET done = 1 WHERE group_id = ?", (group_id,))
             return parts
+
+
+def _add_chord_size_column(conn: sqlite3.Connection) -> None:
+    """Upgrade a database created before chord sizes were stored (inside a write)."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(celeriac_chord)")}
+    if "size" not in columns:
+        conn.execute("ALTER TABLE celeriac_chord ADD COLUMN size INTEGER")
 
 
 def _notify_local(key: str, task_ids: list[str]) -> None:

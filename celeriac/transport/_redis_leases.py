@@ -88,6 +88,7 @@ class Leases:
         """Sequence numbers of fetch calls whose reply was lost (their leases go back)."""
         self.registered = False
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     async def ensure_registered(self) -> None:
         """Register before the first lease and keep the heartbeat task running."""
@@ -118,11 +119,14 @@ class Leases:
         expired meanwhile; they get that long to heartbeat before being declared dead.
         """
         loop = asyncio.get_running_loop()
+        me = asyncio.current_task()
         next_sweep = loop.time()
         delay = self.heartbeat_interval
         failed = False
-        while True:
+        while not self._stopping:
             await asyncio.sleep(delay)
+            if self._stopping or (me is not None and me.cancelling()):
+                return  # a cancellation that redis-py swallowed still means stop
             try:
                 if await self.beat():
                     logger.warning(
@@ -140,10 +144,15 @@ class Leases:
                     await self.reconcile()
                 delay = self.heartbeat_interval
             except TRANSIENT_ERRORS as exc:
+                if me is not None and me.cancelling():
+                    # redis-py can turn our cancellation into a connection error: stop anyway.
+                    raise asyncio.CancelledError from exc
                 failed = True
                 delay = min(self.heartbeat_interval, 1.0)
                 logger.warning("redis heartbeat failed (%s); retrying in %.1fs", exc, delay)
             except Exception:  # the heartbeat must outlive any bug: its death loses leases
+                if me is not None and me.cancelling():
+                    raise asyncio.CancelledError from None
                 failed = True
                 delay = min(self.heartbeat_interval, 1.0)
                 logger.exception("redis heartbeat: unexpected error; retrying in %.1fs", delay)
@@ -151,9 +160,13 @@ class Leases:
     async def stop_heartbeat(self) -> None:
         """Stop the heartbeat task only (the lease then lapses after ``lease_timeout``)."""
         if self._task is not None:
+            self._stopping = True
             self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            done, _ = await asyncio.wait({self._task}, timeout=5.0)
+            if not done:
+                logger.warning("redis heartbeat task did not stop within 5 s; leaving it")
             self._task = None
+            self._stopping = False
 
     async def stop(self) -> None:
         """Stop the heartbeat task; put every message this consumer holds back; unregister."""

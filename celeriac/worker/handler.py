@@ -172,6 +172,7 @@ class TaskHandler:
             "exc_module": "celery.exceptions",
         }
         await self._record(msg, task, make_meta(msg.id, states.REVOKED, error))
+        await self.workflow.after_revoked(msg, error)
         self.acks.put_nowait(delivery)
         return True
 

@@ -134,11 +134,12 @@ class Worker:
 
     def _install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
-            try:
+        try:
+            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
                 loop.add_signal_handler(signum, self._on_signal, signum)
-            except (NotImplementedError, RuntimeError):  # not the main thread (tests)
-                return
+            loop.add_signal_handler(signal.SIGUSR1, _log_task_stacks)
+        except (NotImplementedError, RuntimeError):  # not the main thread (tests)
+            return
 
     def _on_signal(self, signum: int) -> None:
         cold = self._stopping.is_set() or signum == signal.SIGQUIT
@@ -290,6 +291,13 @@ class Worker:
             cold.cancel()
 
     async def _shutdown(self, sync_pool: Executor, async_pool: Executor) -> None:
+        watchdog = asyncio.get_running_loop().call_later(15.0, _log_slow_shutdown)
+        try:
+            await self._shutdown_steps(sync_pool, async_pool)
+        finally:
+            watchdog.cancel()
+
+    async def _shutdown_steps(self, sync_pool: Executor, async_pool: Executor) -> None:
         if not self._cold_requested.is_set() and self._inflight:
             logger.info(
                 "%s: warm shutdown, waiting for %d task(s)", self.hostname, len(self._inflight)
@@ -315,6 +323,24 @@ def _run_async_payload(app: Any) -> Any:
         return await arun_task(app.tasks[name], Context(**fields))
 
     return run
+
+
+def _log_slow_shutdown() -> None:
+    logger.warning("shutdown is taking long; still waiting on:")
+    _log_task_stacks()
+
+
+def _log_task_stacks() -> None:
+    """SIGUSR1: log what every asyncio task of the worker is waiting on (for debugging)."""
+    for task in asyncio.all_tasks():
+        lines = []
+        awaitable: Any = task.get_coro()
+        while awaitable is not None:
+            frame = getattr(awaitable, "cr_frame", None) or getattr(awaitable, "gi_frame", None)
+            if frame is not None:
+                lines.append(f"  {frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")
+            awaitable = getattr(awaitable, "cr_await", None) or getattr(awaitable, "gi_yieldfrom", None)
+        logger.warning("task %s awaits:\n%s", task.get_name(), "\n".join(lines))
 
 
 def _redact(url: str) -> str:

@@ -7,10 +7,12 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from celeriac import Celery, states
 from tests.worker import apps
@@ -18,15 +20,34 @@ from tests.worker import apps
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[str]:
-    url = f"sqlite:///{tmp_path / 'broker.sqlite'}"
+PREFIX = f"wp-{uuid.uuid4().hex[:10]}:"
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh SQLite file, or Redis db 0 under a key prefix of this test run."""
+    client = redis.Redis(host="127.0.0.1", port=6379)
+    if request.param == "redis":
+        try:
+            client.ping()
+        except redis.RedisError:
+            if os.environ.get("CI") == "true":
+                pytest.fail("Redis at 127.0.0.1:6379 is required when CI=true")
+            pytest.skip("Redis at 127.0.0.1:6379 is not reachable")
+        url = "redis://127.0.0.1:6379/0"
+    else:
+        url = f"sqlite:///{tmp_path / 'broker.sqlite'}"
     apps.app.conf.broker_url = url
     apps.app.conf.result_backend = url
-    apps.app.conf.broker_transport_options = {"lease_timeout": 3}
+    apps.app.conf.broker_transport_options = {"lease_timeout": 3, "global_keyprefix": PREFIX}
+    apps.app.conf.result_backend_transport_options = {"global_keyprefix": PREFIX}
     apps.app._router = None
     yield url
     apps.app.close()
+    if request.param == "redis":
+        keys = list(client.scan_iter(match=f"{PREFIX}*", count=1000))
+        if keys:
+            client.delete(*keys)
 
 
 def _env(broker: str) -> dict[str, str]:
@@ -35,6 +56,7 @@ def _env(broker: str) -> dict[str, str]:
         "CELERIAC_BROKER_URL": broker,
         "PYTHONPATH": str(ROOT),
         "TEST_LEASE_TIMEOUT": "3",
+        "TEST_KEYPREFIX": PREFIX,
     }
 
 
@@ -146,3 +168,36 @@ def test_purge_and_dead_letter_commands(broker: str) -> None:
         apps.add.delay(1, 1)
     assert "Purged 3 messages" in cli(broker, "purge", "-f")
     assert "0 dead letter(s)" in cli(broker, "dead", "list")
+
+
+def _rss_kib(pid: int) -> int:
+    total = 0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            total = int(line.split()[1])
+    return total
+
+
+async def _publish_delayed(count: int) -> None:
+    requests = [apps.app.build_request(apps.add.name, (i, i), {}, {"countdown": 3600}) for i in range(count)]
+    for start in range(0, count, 5000):
+        await apps.app.apublish(requests[start : start + 5000])
+
+
+@pytest.mark.slow
+def test_100k_countdown_tasks_leave_worker_memory_flat(broker: str, tmp_path: Path) -> None:
+    worker = start_worker(broker, log=tmp_path / "w.log")
+    try:
+        wait_for_line(tmp_path / "w.log", "ready.")
+        time.sleep(1.0)
+        before = _rss_kib(worker.pid)
+        apps.app.run_sync(_publish_delayed(100_000))
+        time.sleep(3.0)  # several fetch rounds with 100k not-yet-due tasks waiting
+        after = _rss_kib(worker.pid)
+        assert apps.add.delay(1, 1).get(timeout=20) == 2  # still consuming
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(30)
+    assert after - before < 20 * 1024, f"worker RSS grew by {(after - before) / 1024:.1f} MiB"
+    sizes = apps.app.run_sync(_queue_sizes())
+    assert sizes["celery"] == 100_000  # none ran early, none lost

@@ -12,7 +12,11 @@ from celeriac.exceptions import SoftTimeLimitExceeded
 
 app = Celery("wt")
 if os.environ.get("TEST_LEASE_TIMEOUT"):  # worker subprocesses of the tests use short leases
-    app.conf.broker_transport_options = {"lease_timeout": float(os.environ["TEST_LEASE_TIMEOUT"])}
+    app.conf.broker_transport_options = {
+        "lease_timeout": float(os.environ["TEST_LEASE_TIMEOUT"]),
+        "global_keyprefix": os.environ.get("TEST_KEYPREFIX", ""),
+    }
+    app.conf.result_backend_transport_options = {"global_keyprefix": os.environ.get("TEST_KEYPREFIX", "")}
 
 
 @app.task

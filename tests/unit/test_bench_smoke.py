@@ -1,0 +1,63 @@
+"""A smoke run of the benchmark harness: celeriac only, a tiny N, no peers installed.
+
+It checks that ``python -m benchmarks`` still runs end to end (producer, worker, counter,
+report, JSON files), not how fast anything is. Needs Redis at 127.0.0.1:6379: skipped when
+unreachable, failing when CI=true. Uses Redis database 14 (the full benchmark uses 9-13).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.redis]
+
+REPO = Path(__file__).resolve().parents[2]
+N = 200
+
+
+def _redis_or_skip() -> None:
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=1.0):
+            return
+    except OSError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Redis at 127.0.0.1:6379 is unreachable under CI: {exc}")
+        pytest.skip(f"Redis at 127.0.0.1:6379 is unreachable: {exc}")
+
+
+def test_harness_runs_celeriac_end_to_end(tmp_path: Path) -> None:
+    _redis_or_skip()
+    command = [
+        sys.executable, "-m", "benchmarks", "--quick", "--only", "celeriac",
+        "--workloads", "throughput,latency", "-n", str(N), "--first-cases", "1",
+        "--redis-db-base", "14", "--no-install", "--out", str(tmp_path),
+    ]  # fmt: skip
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=90)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    assert "No-op throughput on Redis" in done.stdout
+
+    latest = json.loads((tmp_path / "latest.json").read_text())
+    assert latest["meta"]["systems"] == ["celeriac"]
+    rows = {(r["workload"], r["case"]): r for r in latest["summary"]}
+
+    drain = rows[("throughput", "prefork/noop/results")]
+    assert drain["complete"] is True
+    assert drain["completed"] == N  # every task counted once through the /dev/shm file
+    assert drain["drain_rate"] > 0 and drain["enqueue_rate"] > 0
+    assert drain["pss_mb"] > 0  # the worker's memory was read from /proc
+    assert rows[("enqueue", "enqueue_bulk")]["enqueue_rate"] > 0
+
+    latency = rows[("latency", "round_trip")]
+    assert 0 < latency["p50_ms"] <= latency["p95_ms"] <= latency["p99_ms"]
+
+    full = [p for p in tmp_path.glob("*.json") if p.name != "latest.json"]
+    assert len(full) == 1
+    records = json.loads(full[0].read_text())["records"]
+    assert len(records[-1]["samples_ms"]) >= 20  # raw round trips kept in the full file
