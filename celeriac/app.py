@@ -21,13 +21,13 @@ from dataclasses import dataclass, field
 from typing import Any, overload
 
 from celeriac import _state, signals
+from celeriac import result as _result
 from celeriac._portal import get_portal
 from celeriac.backends import ResultBackend, backend_from_url, can_hold_results
 from celeriac.conf import Settings
 from celeriac.exceptions import ImproperlyConfigured, NotRegistered
 from celeriac.protocol.message import encode_task
 from celeriac.protocol.serializers import get_serializer
-from celeriac import result as _result
 from celeriac.routing import Router
 from celeriac.task import PublishRequest, Task, build_message, make_task_decorator
 from celeriac.transport import Outgoing, Transport, transport_from_url
@@ -99,6 +99,8 @@ class Celery:
             weakref.WeakKeyDictionary()
         )
         self._router: Router | None = None
+        self.GroupResult = _result.bound_group_result(self)
+        """``app.GroupResult(gid, results)`` and ``app.GroupResult.restore(gid)``."""
         self._lock = threading.Lock()
         for make in list(_state.shared_task_constructors()):
             make(self)
@@ -260,11 +262,29 @@ class Celery:
                         url,
                         serializer=get_serializer(self.conf["result_serializer"]),
                         expires=_seconds(self.conf["result_expires"]),
-                        options=self.conf["result_backend_transport_options"],
+                        options=self._backend_options(url),
                     )
                     await backend.connect()
                     res.backend = backend
         return res.backend
+
+    def _backend_options(self, url: str) -> dict[str, Any]:
+        options = dict(self.conf["result_backend_transport_options"] or {})
+        if url.startswith("rpc:"):
+            # rpc:// results travel over the broker connection.
+            options.setdefault("broker_url", self.broker_url)
+            options.setdefault("broker_transport_options", self.conf["broker_transport_options"])
+        return options
+
+    async def _set_reply_to(self, requests: Sequence[PublishRequest]) -> None:
+        """With rpc:// results, replies go to this client's queue, declared before publishing."""
+        url = self.result_backend_url
+        if url is None or not url.startswith("rpc:"):
+            return
+        oid = getattr(await self.aget_backend(), "oid", None)
+        for req in requests:
+            if oid and not req.message.reply_to:
+                req.message.reply_to = oid
 
     async def aclose(self) -> None:
         """Close the running loop's connections."""
@@ -288,6 +308,7 @@ class Celery:
     async def apublish(self, requests: Sequence[PublishRequest]) -> None:
         """Encode and publish task messages in one batch, declaring their queues once."""
         transport = await self.aget_transport()
+        await self._set_reply_to(requests)
         res = self._loop_resources()
         to_declare = [
             r.route.queue
@@ -361,12 +382,6 @@ class Celery:
     def AsyncResult(self, task_id: str, **kwargs: Any) -> _result.AsyncResult:
         """A handle on the result of task ``task_id``."""
         return _result.AsyncResult(task_id, app=self, **kwargs)
-
-    def GroupResult(
-        self, group_id: str, results: Sequence[_result.AsyncResult] | None = None
-    ) -> _result.GroupResult:
-        """A handle on the results of a group."""
-        return _result.GroupResult(group_id, list(results or []), app=self)
 
     # control ----------------------------------------------------------------------------
     async def arevoke(self, task_ids: str | Sequence[str], *, expires: float = 86400 * 7) -> None:

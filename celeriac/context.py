@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import contextvars
+from collections.abc import Callable
 from typing import Any
 
-__all__ = ["Context", "current_request", "request_var"]
+__all__ = ["Context", "StateSink", "current_request", "request_var", "set_state_sink", "state_sink"]
 
 
 class Context:
@@ -63,3 +64,22 @@ request_var: contextvars.ContextVar[Context | None] = contextvars.ContextVar(
 def current_request() -> Context | None:
     """The context of the task running in this thread/coroutine, if any."""
     return request_var.get()
+
+
+StateSink = Callable[[str, dict[str, Any]], None]
+_state_sink: StateSink | None = None
+
+
+def set_state_sink(sink: StateSink | None) -> None:
+    """Let a worker receive ``update_state`` documents of tasks running in its own process.
+
+    Going through the worker keeps them ordered after its STARTED write; pool processes
+    (which are other processes) clear this and write to the backend themselves.
+    """
+    global _state_sink
+    _state_sink = sink
+
+
+def state_sink() -> StateSink | None:
+    """The worker's sink for this process, if any."""
+    return _state_sink

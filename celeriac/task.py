@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from celeriac import _state
+from celeriac.canvas.mapping import chunks, xmap, xstarmap
 from celeriac.canvas.signature import Signature
-from celeriac.context import Context, current_request
+from celeriac.context import Context, current_request, state_sink
 from celeriac.exceptions import ImproperlyConfigured, MaxRetriesExceededError, Retry
 from celeriac.protocol.message import TaskMessage
 from celeriac.protocol.results import make_meta
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from celeriac.result import AsyncResult, EagerResult
 
 __all__ = [
+    "PUBLISH_OPTIONS",
     "TASK_OPTIONS",
     "PublishRequest",
     "Task",
@@ -49,7 +51,7 @@ TASK_OPTIONS = frozenset(
     }
 )  # fmt: skip
 
-_PUBLISH_OPTIONS = frozenset(
+PUBLISH_OPTIONS = frozenset(
     {
         "task_id", "countdown", "eta", "expires", "queue", "exchange", "routing_key",
         "priority", "headers", "ignore_result", "serializer", "compression", "link",
@@ -183,6 +185,10 @@ class Task:
         **options: Any,
     ) -> EagerResult:
         """Run the task in this process, through real serialization, and return its result."""
+        if options.get("link") or options.get("link_error"):
+            # The signature runs the task, then its callbacks or errbacks, all eagerly.
+            result: EagerResult = self.signature(args, kwargs, **options).apply()
+            return result
         return apply_eagerly(self, args, kwargs, options)
 
     # signatures (canvas) ----------------------------------------------------------------
@@ -206,6 +212,18 @@ class Task:
         )
 
     subtask = signature
+
+    def chunks(self, it: Any, n: int) -> chunks:
+        """Split ``it`` (argument tuples) into ``n``-sized chunks, each run as one task."""
+        return chunks(self.s(), it, n)
+
+    def map(self, it: Any) -> xmap:
+        """Run the task once per item of ``it``, inside one task (``celery.map``)."""
+        return xmap(self.s(), it)
+
+    def starmap(self, it: Any) -> xstarmap:
+        """Like ``map`` with each item unpacked as arguments (``celery.starmap``)."""
+        return xstarmap(self.s(), it)
 
     # inside a running task --------------------------------------------------------------
     def retry(
@@ -252,6 +270,10 @@ class Task:
         if task_id is None:
             raise RuntimeError("update_state needs a task_id outside a running task")
         document = make_meta(task_id, state or "PENDING", meta, extra=kwargs or None)
+        sink = state_sink()
+        if sink is not None and current_request() is not None:
+            sink(task_id, document)  # ordered with the worker's own writes (STARTED)
+            return
 
         async def store() -> None:
             backend = await self.app.aget_backend()
@@ -413,7 +435,7 @@ def build_message(
     task: Task | None = None,
 ) -> PublishRequest:
     """Turn ``apply_async`` arguments into a TaskMessage and its route."""
-    unknown = set(options) - _PUBLISH_OPTIONS
+    unknown = set(options) - PUBLISH_OPTIONS
     if unknown:
         raise TypeError(f"apply_async() got unknown option(s): {', '.join(sorted(unknown))}")
     if args is not None and not isinstance(args, list | tuple):

@@ -104,6 +104,11 @@ class Dispatch:
         """Write the chord sizes, then publish all messages in one batch."""
         if self.chord_sizes:
             backend = await self.app.aget_backend()
+            if getattr(backend, "supports_chords", True) is False:
+                raise NotImplementedError(
+                    f"chords are not supported by the {self.app.result_backend_url} result "
+                    "backend; use Redis or SQLite results for chords"
+                )
             for group_id, size in self.chord_sizes:
                 await backend.set_chord_size(group_id, size)
         if self.requests:

@@ -20,6 +20,8 @@ from typing import Any
 
 import click
 
+from celeriac.canvas import chain, group
+
 __all__ = ["demo"]
 
 
@@ -58,7 +60,21 @@ def _scenarios() -> list[tuple[str, Callable[[], Any], Callable[[Any], bool]]]:
             time.sleep(0.05)
         return result.get()
 
+    def seed_group() -> Any:
+        task_group = group(tasks.buy_milk.s(7), tasks.buy_bread.s(5))
+        return task_group.apply_async().get(timeout=30)
+
+    def seed_chain() -> Any:
+        task_chain = chain(tasks.fetch_user_name.s(1) | tasks.greeting_user.s())
+        return task_chain.apply_async().get(timeout=30)
+
     return [
+        ("seed 003: group(buy_milk.s(7), buy_bread.s(5))", seed_group, lambda v: v == [7, 5]),
+        (
+            "seed 003: chain(fetch_user_name.s(1) | greeting_user.s())",
+            seed_chain,
+            lambda v: v == "Здравствуй, Пётр 1Первый!",
+        ),
         (
             "seed 000: add(2, 2), worker answers after a delay",
             lambda: tasks.add.delay(2, 2).get(timeout=30),

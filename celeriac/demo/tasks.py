@@ -11,7 +11,18 @@ import time
 
 from celeriac import Celery
 
-__all__ = ["add", "app", "fetch_page", "flaky", "heavy_task", "send_confirmation_email"]
+__all__ = [
+    "add",
+    "app",
+    "buy_bread",
+    "buy_milk",
+    "fetch_page",
+    "fetch_user_name",
+    "flaky",
+    "greeting_user",
+    "heavy_task",
+    "send_confirmation_email",
+]
 
 app = Celery("tasks")
 
@@ -54,3 +65,29 @@ async def fetch_page(url: str) -> dict[str, object]:
     """An ``async def`` task: runs natively on the worker's event loop."""
     await asyncio.sleep(0.3)
     return {"url": url, "status": 200}
+
+
+@app.task
+def buy_milk(volume: int) -> int:
+    """Seed 003: a group member."""
+    print(f"Покупаем {volume} литров молока")
+    return volume
+
+
+@app.task
+def buy_bread(count: int) -> int:
+    """Seed 003: the other group member."""
+    print(f"Покупаем {count} буханок хлеба")
+    return count
+
+
+@app.task
+def fetch_user_name(id: int) -> str:  # noqa: A002 - the seed's parameter name
+    """Seed 003: the first link of a chain."""
+    return f"Пётр {id}Первый"
+
+
+@app.task
+def greeting_user(name: str) -> str:
+    """Seed 003: the second link, given the first one's result."""
+    return f"Здравствуй, {name}!"

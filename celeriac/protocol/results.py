@@ -7,6 +7,7 @@ import datetime as dt
 import importlib
 from typing import Any
 
+from celeriac import exceptions as celeriac_exceptions
 from celeriac import states
 from celeriac.exceptions import RemoteError
 
@@ -47,6 +48,11 @@ def exception_to_dict(exc: BaseException) -> dict[str, Any]:
 def _resolve_exception_class(module: str | None, qualname: str) -> type[BaseException] | None:
     if not module:
         return None
+    if module == "celery.exceptions":
+        # Celery's names (ChordError, TaskRevokedError, ...) become celeriac's own classes.
+        ours = getattr(celeriac_exceptions, qualname, None)
+        if isinstance(ours, type) and issubclass(ours, BaseException):
+            return ours
     try:
         obj: Any = builtins if module == "builtins" else importlib.import_module(module)
         for part in qualname.split("."):

@@ -6,7 +6,7 @@ import pickle
 from typing import Any
 
 from celeriac import signals, states
-from celeriac.context import Context
+from celeriac.context import Context, set_state_sink
 from celeriac.trace import Outcome, run_task
 
 __all__ = ["bind_app", "child_initializer", "run_in_child"]
@@ -22,6 +22,7 @@ def bind_app(app: Any) -> None:
 
 def child_initializer() -> None:
     """Run once in each new pool process (Celery's ``worker_process_init``)."""
+    set_state_sink(None)  # the parent's sink lives in another process
     signals.worker_process_init.send(sender=None)
 
 

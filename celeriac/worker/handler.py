@@ -10,7 +10,7 @@ import asyncio
 import datetime as dt
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,6 +75,9 @@ class TaskHandler:
         self.results: Batcher[tuple[str, Meta]] = Batcher(self._flush_results)
         self.processed = 0
         self.cold_shutdown = False
+        self.reply_to: dict[str, str] = {}
+        """reply_to of tasks in flight, for rpc:// results."""
+        self.tracks_reply_to = hasattr(backend, "store_for")
         self.rate_limiter = RateLimiter()
         self.workflow = Workflow(app, backend)
 
@@ -91,6 +94,15 @@ class TaskHandler:
         if self.backend is None:
             return
         latest = dict(items)  # a later state of the same task replaces an earlier one in the batch
+        store_for = getattr(self.backend, "store_for", None)
+        if store_for is not None:
+            # rpc:// results go to each task's own reply queue.
+            by_reply: dict[str, list[tuple[str, Meta]]] = {}
+            for task_id, meta in latest.items():
+                by_reply.setdefault(self.reply_to.get(task_id, ""), []).append((task_id, meta))
+            for reply_to, part in by_reply.items():
+                await store_for(reply_to, part)
+            return
         try:
             await self.backend.store(list(latest.items()))
         except SerializationError:
@@ -125,6 +137,15 @@ class TaskHandler:
         keep_errors = bool(getattr(task, "store_errors_even_if_ignored", False))
         return not (keep_errors and status == states.FAILURE)
 
+    def sink_from_any_thread(self) -> Callable[[str, Meta], None]:
+        """A callable for ``update_state`` in pool threads and async tasks of this process."""
+        loop = asyncio.get_running_loop()
+
+        def sink(task_id: str, meta: Meta) -> None:
+            loop.call_soon_threadsafe(self.results.put_nowait, (task_id, meta))
+
+        return sink
+
     # entry point ------------------------------------------------------------------------
     async def handle(self, delivery: Delivery) -> None:
         """Process one delivery completely; never raises."""
@@ -145,6 +166,14 @@ class TaskHandler:
             await self._dead_letter(delivery, f"unregistered task {msg.task!r} (id {msg.id})")
             return
         logger.info("Task %s[%s] received", msg.task, msg.id)
+        if self.tracks_reply_to and msg.reply_to:
+            self.reply_to[msg.id] = msg.reply_to
+        try:
+            await self._run_checked(delivery, msg, task)
+        finally:
+            self.reply_to.pop(msg.id, None)
+
+    async def _run_checked(self, delivery: Delivery, msg: TaskMessage, task: Task) -> None:
         if await self._skip_if_revoked_or_expired(delivery, msg, task):
             return
         if msg.eta is not None and not await self._wait_for_eta(delivery, msg, task):
@@ -232,7 +261,9 @@ class TaskHandler:
             self.acks.put_nowait(delivery)
         executor = self.async_executor if task.is_async else self.sync_executor
         if self.config.rate_limits:
-            await self.rate_limiter.acquire(task.name, task.rate_limit or self.config.default_rate_limit)
+            await self.rate_limiter.acquire(
+                task.name, task.rate_limit or self.config.default_rate_limit
+            )
         try:
             outcome: Outcome = await executor.submit(self._job_for(delivery, msg, task))
         except ExecutorStopped:

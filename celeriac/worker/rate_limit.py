@@ -17,7 +17,7 @@ _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 def parse_rate(rate: str | float | int | None) -> float | None:
-    """Tasks per second from Celery's notation (``'100/m'``, ``'5/s'``, ``10``); None = unlimited."""
+    """Tasks per second from Celery's notation (``'100/m'``, ``10``); None = unlimited."""
     if rate is None or rate == "" or rate == 0:
         return None
     if isinstance(rate, int | float):
@@ -26,7 +26,9 @@ def parse_rate(rate: str | float | int | None) -> float | None:
     try:
         per_second = float(count) / _UNITS[unit.strip() or "s"]
     except (ValueError, KeyError):
-        raise ImproperlyConfigured(f"invalid rate limit {rate!r}: use e.g. '10/s', '100/m', '1000/h'") from None
+        raise ImproperlyConfigured(
+            f"invalid rate limit {rate!r}: use e.g. '10/s', '100/m', '1000/h'"
+        ) from None
     return per_second or None
 
 

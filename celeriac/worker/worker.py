@@ -21,7 +21,7 @@ from celeriac._version import __version__
 from celeriac.backends import ResultBackend
 from celeriac.beat.scheduler import run_embedded_beat, stop_embedded_beat
 from celeriac.conf.defaults import default_concurrency
-from celeriac.context import Context
+from celeriac.context import Context, set_state_sink
 from celeriac.protocol.serializers import get_serializer
 from celeriac.trace import arun_task
 from celeriac.transport import Delivery, QueueSpec, Transport
@@ -199,6 +199,7 @@ class Worker:
         self.handler = TaskHandler(
             self.app, self.transport, self.backend, sync_pool, async_pool, config, serializer
         )
+        set_state_sink(self.handler.sink_from_any_thread())
 
     def _print_banner(self) -> None:
         if not self.options.banner:
@@ -313,6 +314,7 @@ class Worker:
         if self.handler is not None:
             await self.handler.results.drain()
             await self.handler.acks.drain()
+        set_state_sink(None)
         signals.worker_shutdown.send(sender=self)
         await self.app.aclose()
 
@@ -338,8 +340,12 @@ def _log_task_stacks() -> None:
         while awaitable is not None:
             frame = getattr(awaitable, "cr_frame", None) or getattr(awaitable, "gi_frame", None)
             if frame is not None:
-                lines.append(f"  {frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")
-            awaitable = getattr(awaitable, "cr_await", None) or getattr(awaitable, "gi_yieldfrom", None)
+                lines.append(
+                    f"  {frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}"
+                )
+            awaitable = getattr(awaitable, "cr_await", None) or getattr(
+                awaitable, "gi_yieldfrom", None
+            )
         logger.warning("task %s awaits:\n%s", task.get_name(), "\n".join(lines))
 
 

@@ -38,7 +38,7 @@ from celeriac.canvas.signature import Dispatch, Signature, as_signature
 from celeriac.exceptions import ChordError
 from celeriac.protocol.message import TaskMessage
 from celeriac.protocol.results import exception_from_dict, make_meta
-from celeriac.task import _PUBLISH_OPTIONS
+from celeriac.task import PUBLISH_OPTIONS
 from celeriac.trace import Outcome, context_for
 
 __all__ = ["Workflow"]
@@ -58,7 +58,7 @@ class Workflow:
 
     def _dispatch(self) -> Dispatch:
         # Signatures from other clients may carry option keys apply_async does not take.
-        return Dispatch(self.app, allowed=_PUBLISH_OPTIONS)
+        return Dispatch(self.app, allowed=PUBLISH_OPTIONS)
 
     def _sig(self, value: Any) -> Signature:
         return as_signature(value, self.app)

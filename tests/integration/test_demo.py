@@ -26,7 +26,7 @@ def run_demo(*args: str) -> str:
 def test_demo_on_the_embedded_store() -> None:
     out = run_demo()
     assert "embedded SQLite, no server" in out
-    assert out.count("[ok ]") == 8 and "all scenarios passed" in out
+    assert out.count("[ok ]") == 10 and "all scenarios passed" in out
     assert "608281864034267560872252163321295376887552831379210240000000000" in out
 
 
@@ -43,4 +43,4 @@ def test_demo_on_redis() -> None:
         out = run_demo("--broker", f"redis://127.0.0.1:6379/{DEMO_DB}")
     finally:
         client.flushdb()
-    assert out.count("[ok ]") == 8 and "all scenarios passed" in out
+    assert out.count("[ok ]") == 10 and "all scenarios passed" in out

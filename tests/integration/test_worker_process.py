@@ -179,7 +179,9 @@ def _rss_kib(pid: int) -> int:
 
 
 async def _publish_delayed(count: int) -> None:
-    requests = [apps.app.build_request(apps.add.name, (i, i), {}, {"countdown": 3600}) for i in range(count)]
+    requests = [
+        apps.app.build_request(apps.add.name, (i, i), {}, {"countdown": 3600}) for i in range(count)
+    ]
     for start in range(0, count, 5000):
         await apps.app.apublish(requests[start : start + 5000])
 

@@ -16,7 +16,9 @@ if os.environ.get("TEST_LEASE_TIMEOUT"):  # worker subprocesses of the tests use
         "lease_timeout": float(os.environ["TEST_LEASE_TIMEOUT"]),
         "global_keyprefix": os.environ.get("TEST_KEYPREFIX", ""),
     }
-    app.conf.result_backend_transport_options = {"global_keyprefix": os.environ.get("TEST_KEYPREFIX", "")}
+    app.conf.result_backend_transport_options = {
+        "global_keyprefix": os.environ.get("TEST_KEYPREFIX", "")
+    }
 
 
 @app.task
