@@ -82,7 +82,7 @@ def buy_bread(count: int) -> int:
 
 
 @app.task
-def fetch_user_name(id: int) -> str:  # noqa: A002 - the seed's parameter name
+def fetch_user_name(id: int) -> str:
     """Seed 003: the first link of a chain."""
     return f"Пётр {id}Первый"
 

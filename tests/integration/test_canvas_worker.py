@@ -109,8 +109,8 @@ async def test_seed_003_group_and_chain(app: Celery, start_worker: StartWorker) 
     await start_worker()
     assert await _in_thread(seed_group) == [7, 5]
     final, result = await _in_thread(seed_chain)
-    assert final == "Здравствуй, Пётр 1Первый!"  # noqa: RUF001 - the seed's Russian text
-    assert await result.parent.aget(timeout=WAIT) == "Пётр 1Первый"  # noqa: RUF001
+    assert final == "Здравствуй, Пётр 1Первый!"
+    assert await result.parent.aget(timeout=WAIT) == "Пётр 1Первый"
     assert [[[result.id, None], None]] == (await result.parent.ameta())["children"]
 
 
