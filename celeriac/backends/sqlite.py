@@ -146,7 +146,8 @@ class SQLiteBackend:
     ``expires`` is Celery's ``result_expires`` in seconds; None or 0 keeps documents
     until forgotten. Options: ``busy_timeout`` (s, default 30), ``sweep_interval``
     (s between opportunistic deletions of expired rows on store, default 30) and
-    ``poll_interval_max`` (s, the cap of the cross-process poll backoff, default 0.05).
+    ``poll_interval_max`` (s, the cap of the cross-process poll backoff, default 0.01: a waiting
+    client checks ``PRAGMA data_version`` that often, which costs next to nothing).
     Unknown options are ignored, so shared transport options can be passed through.
     """
 
@@ -168,7 +169,7 @@ class SQLiteBackend:
         self._busy_timeout = float(opts.get("busy_timeout", 30.0))
         self._sweep_interval = float(opts.get("sweep_interval", 30.0))
         self._poll_min = 0.001
-        self._poll_max = max(self._poll_min, float(opts.get("poll_interval_max", 0.05)))
+        self._poll_max = max(self._poll_min, float(opts.get("poll_interval_max", 0.01)))
         self._key = os.path.realpath(self.path)
         self._executor: ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -266,10 +266,13 @@ class TransportContract:
 
     async def test_not_before_hides_message_until_due(self, transport: Transport) -> None:
         q = qname("eta")
-        due = time.time() + 0.5
+        due = time.time() + 1.0
         await transport.publish([out(q, b"later", not_before=due)])
-        assert await transport.fetch([q], limit=1, timeout=0) == []
-        got = await transport.fetch([q], limit=1, timeout=WAIT)
+        asked_at = time.time()
+        early = await transport.fetch([q], limit=1, timeout=0)
+        if asked_at < due - 0.1:  # a slow publish on a loaded machine may already be past due
+            assert early == []
+        got = early or await transport.fetch([q], limit=1, timeout=WAIT)
         assert bodies(got) == [b"later"]
         assert time.time() >= due - 0.05  # never handed out early
 
