@@ -69,7 +69,7 @@ class Workflow:
 
         Returns the ``children`` of the task's result document."""
         dispatch = self._dispatch()
-        follow = {"parent_id": msg.id, "root_id": msg.root_id or msg.id}
+        follow = _follow_options(msg)
         results = []
         if msg.chain:
             rest = list(msg.chain)
@@ -183,7 +183,7 @@ class Workflow:
             await self._fail_body(sig, chord_error_message(*failed), msg)
             return
         dispatch = self._dispatch()
-        options = {"parent_id": msg.id, "root_id": msg.root_id or msg.id}
+        options = _follow_options(msg)
         try:
             sig._emit(dispatch, ([p[2] for p in parts],), {}, options)
             await dispatch.send()
@@ -219,6 +219,18 @@ class Workflow:
 def _index(index: int | None) -> int:
     """A part's position; Celery scores a missing group_index as +inf (last)."""
     return index if index is not None else 2**31
+
+
+def _follow_options(msg: TaskMessage) -> dict[str, Any]:
+    """Options of messages a finished task publishes: lineage, and where replies go.
+
+    The caller's ``reply_to`` is passed on so that, with rpc:// results, the end of a
+    chain reports to the client that started it, not to this worker.
+    """
+    options: dict[str, Any] = {"parent_id": msg.id, "root_id": msg.root_id or msg.id}
+    if msg.reply_to:
+        options["reply_to"] = msg.reply_to
+    return options
 
 
 def _body_message(body: Signature, parent: TaskMessage) -> TaskMessage:

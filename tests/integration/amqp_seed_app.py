@@ -34,3 +34,23 @@ def slow_add(x, y):  # type: ignore[no-untyped-def]
 @app.task
 def where(tag):  # type: ignore[no-untyped-def]
     return f"{tag} ran on {os.environ.get('SEED_WORKER', '?')}"
+
+
+@app.task
+def buy_milk(volume):  # type: ignore[no-untyped-def]
+    return volume
+
+
+@app.task
+def buy_bread(count):  # type: ignore[no-untyped-def]
+    return count
+
+
+@app.task
+def fetch_user_name(id):  # type: ignore[no-untyped-def]
+    return f"Пётр {id}Первый"
+
+
+@app.task
+def greeting_user(name):  # type: ignore[no-untyped-def]
+    return f"Здравствуй, {name}!"

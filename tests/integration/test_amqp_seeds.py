@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from celeriac.canvas import chain, group
 from celeriac.protocol.envelope import Envelope
 from celeriac.transport import Outgoing
 from celeriac.transport.amqp import AMQPTransport
@@ -27,13 +28,19 @@ ROOT = Path(__file__).resolve().parents[2]
 StartWorker = Callable[..., subprocess.Popen[bytes]]
 
 
-@pytest.fixture(params=["rpc://", "redis://127.0.0.1:6379/13"])
+@pytest.fixture(params=["amqp+rpc", "amqp+redis", "sqlite"])
 def seed_env(
-    request: pytest.FixtureRequest, amqp_url: str, monkeypatch: pytest.MonkeyPatch
+    request: pytest.FixtureRequest, amqp_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> dict[str, str]:
-    monkeypatch.setenv("SEED_BROKER", amqp_url)
-    monkeypatch.setenv("SEED_BACKEND", request.param)
-    return {"SEED_BROKER": amqp_url, "SEED_BACKEND": request.param}
+    """RabbitMQ with rpc:// or Redis results, or the embedded store (routing works there too)."""
+    if request.param == "sqlite":
+        broker = backend = f"sqlite:///{tmp_path / 'seed.sqlite'}"
+    else:
+        broker = amqp_url
+        backend = "rpc://" if request.param == "amqp+rpc" else "redis://127.0.0.1:6379/13"
+    monkeypatch.setenv("SEED_BROKER", broker)
+    monkeypatch.setenv("SEED_BACKEND", backend)
+    return {"SEED_BROKER": broker, "SEED_BACKEND": backend}
 
 
 @pytest.fixture
@@ -110,9 +117,20 @@ def test_seed_002_routing_two_queues_one_worker_each(
     )  # type: ignore[attr-defined]
 
 
+def test_seed_003_group_and_chain(seed_app: object, start_worker: StartWorker) -> None:
+    start_worker("w1", "-Q", "default")
+    app = seed_app
+    result = group(app.buy_milk.s(7), app.buy_bread.s(5)).apply_async()  # type: ignore[attr-defined]
+    assert result.get(timeout=30) == [7, 5]
+    task_chain = chain(app.fetch_user_name.s(1) | app.greeting_user.s())  # type: ignore[attr-defined]
+    assert task_chain.apply_async().get(timeout=30) == "Здравствуй, Пётр 1Первый!"
+
+
 async def test_bad_messages_are_dead_lettered(
     amqp_url: str, seed_app: object, start_worker: StartWorker, tmp_path: Path
 ) -> None:
+    if not seed_app.app.broker_url.startswith("amqp"):  # type: ignore[attr-defined]
+        pytest.skip("RabbitMQ-specific: the worker suite covers bad input on the other brokers")
     start_worker("w1", "-Q", "default")
     transport = AMQPTransport(amqp_url)
     await transport.connect()

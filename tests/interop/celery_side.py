@@ -4,7 +4,11 @@ import os
 
 from celery import Celery
 
-app = Celery("interop", broker=os.environ.get("INTEROP_URL"), backend=os.environ.get("INTEROP_URL"))
+app = Celery(
+    "interop",
+    broker=os.environ.get("INTEROP_URL"),
+    backend=os.environ.get("INTEROP_BACKEND") or os.environ.get("INTEROP_URL"),
+)
 app.conf.result_expires = 600
 
 
