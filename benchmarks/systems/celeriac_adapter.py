@@ -1,0 +1,46 @@
+"""celeriac: prefork (the default), threads and ``async def`` tasks; plain, async and bulk
+enqueue; the sync and async result APIs."""
+
+from __future__ import annotations
+
+from benchmarks.systems.base import Case, System, Variant
+
+__all__ = ["SYSTEM"]
+
+# Only the headline case times the plain delay(); the others fill the queue fast.
+_BULK = "enqueue_bulk"
+_WORKER = ("{bin}/celeriac", "-A", "celeriac_app", "worker", "-l", "WARNING")
+
+SYSTEM = System(
+    name="celeriac",
+    app_module="celeriac_app",
+    venv="main",
+    db_offset=0,
+    variants={
+        "prefork": Variant("-P prefork -c 2", (*_WORKER, "-P", "prefork", "-c", "2")),
+        "threads": Variant("-P threads -c 2", (*_WORKER, "-P", "threads", "-c", "2")),
+        "async": Variant("async def tasks, -c 2", (*_WORKER, "-P", "prefork", "-c", "2")),
+        "io-async": Variant(
+            "async def, --async-concurrency 20",
+            (*_WORKER, "-P", "threads", "-c", "2", "--async-concurrency", "20"),
+        ),
+        "io-threads": Variant("-P threads -c 20", (*_WORKER, "-P", "threads", "-c", "20")),
+    },
+    throughput=(
+        Case("prefork", "noop", True),
+        Case("prefork", "noop", False, enqueue_fn=_BULK),
+        Case("async", "anoop", True, enqueue_fn=_BULK),
+        Case("threads", "noop", True, enqueue_fn=_BULK, once=True),
+        Case("threads", "noop", False, enqueue_fn=_BULK, once=True),
+        Case("async", "anoop", False, enqueue_fn=_BULK, once=True),
+    ),
+    io=(Case("io-async", "asleep"), Case("io-threads", "sleep")),
+    cpu=Case("prefork", "fib"),
+    latency_fns=("round_trip", "around_trip"),
+    enqueue_fns=("enqueue", "aenqueue", "enqueue_bulk"),
+    brokers=frozenset({"redis", "amqp", "sqlite"}),
+    extra_cases={
+        "amqp": (Case("prefork", "noop", True), Case("prefork", "noop", False)),
+        "sqlite": (Case("prefork", "noop", True), Case("prefork", "noop", False)),
+    },
+)
