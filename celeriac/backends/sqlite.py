@@ -23,10 +23,10 @@ import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
+from celeriac._sqlite import write_transaction
 from celeriac.backends.base import ChordPart, Meta
 from celeriac.exceptions import ImproperlyConfigured
 from celeriac.protocol.serializers import Serializer
@@ -110,16 +110,7 @@ def _marks(count: int) -> str:
     return ",".join("?" * count)
 
 
-@contextmanager
-def _write(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """One write transaction; IMMEDIATE takes the write lock up front (no upgrade deadlock)."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield conn
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
+_write = write_transaction
 
 
 def _delete_expired(conn: sqlite3.Connection, now: float, limit: int) -> int:

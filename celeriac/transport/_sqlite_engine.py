@@ -17,11 +17,12 @@ import socket
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from celeriac._sqlite import write_transaction
 from celeriac.exceptions import ImproperlyConfigured, SerializationError
 from celeriac.protocol.envelope import Envelope
 from celeriac.transport._routing import Binding, binding_for, route
@@ -213,18 +214,8 @@ class Engine:
             self._conn.close()
             self._conn = None
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        # IMMEDIATE takes the write lock up front (waiting up to busy_timeout), so a
-        # transaction never fails half-way trying to upgrade a stale read snapshot.
-        conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+    def _write(self) -> AbstractContextManager[sqlite3.Connection]:
+        return write_transaction(self.conn)
 
     def declare(self, specs: Sequence[QueueSpec]) -> None:
         """Persist exchanges and bindings."""

@@ -14,12 +14,13 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, TypeVar
 
+from celeriac._sqlite import write_transaction
 from celeriac.exceptions import ImproperlyConfigured
 from celeriac.transport.sqlite import sqlite_path
 
@@ -86,18 +87,8 @@ class _Database:
             self._conn.close()
             self._conn = None
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        # IMMEDIATE takes the write lock up front: the read-check-write below cannot
-        # interleave with another process doing the same.
-        conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+    def _write(self) -> AbstractContextManager[sqlite3.Connection]:
+        return write_transaction(self.conn)
 
     def acquire(self, holder: str, ttl: float, now: float) -> bool:
         """Take or extend the lease; True if ``holder`` has it now."""
