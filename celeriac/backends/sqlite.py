@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
-from celeriac._sqlite import write_transaction
+from celeriac._sqlite import enable_wal, write_transaction
 from celeriac.backends.base import ChordPart, Meta
 from celeriac.exceptions import ImproperlyConfigured
 from celeriac.protocol.serializers import Serializer
@@ -235,16 +235,7 @@ class SQLiteBackend:
         self._conn = conn
 
     def _enable_wal(self, conn: sqlite3.Connection) -> None:
-        """Switch to WAL; retried because the switch can see SQLITE_BUSY without waiting."""
-        deadline = time.monotonic() + self._busy_timeout
-        while True:
-            try:
-                conn.execute("PRAGMA journal_mode = WAL")
-                return
-            except sqlite3.OperationalError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.01)
+        enable_wal(conn, self._busy_timeout)
 
     async def close(self) -> None:
         """Stop polling, fail pending waits with ConnectionError, close the connection."""

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from celeriac._sqlite import write_transaction
+from celeriac._sqlite import enable_wal, write_transaction
 from celeriac.exceptions import ImproperlyConfigured, SerializationError
 from celeriac.protocol.envelope import Envelope
 from celeriac.transport._routing import Binding, binding_for, route
@@ -195,7 +195,7 @@ class Engine:
             raise ImproperlyConfigured(f"cannot open SQLite broker {self.path}: {exc}") from exc
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            mode = enable_wal(conn, self.busy_timeout)
             if str(mode).lower() != "wal":
                 log.warning("%s: journal_mode is %s, not WAL; workers may block", self.path, mode)
             conn.execute("PRAGMA synchronous = NORMAL")

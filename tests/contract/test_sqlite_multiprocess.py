@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import subprocess
 import sys
 import textwrap
 import time
@@ -126,3 +127,37 @@ async def test_competing_processes_never_share_a_message(parent: SQLiteTransport
     everything = [body for seen in outputs for body in seen]
     assert sorted(everything, key=int) == expected  # each exactly once
     assert await parent.queue_sizes([q]) == {q: 0}
+
+
+_OPEN_AT_ONCE = """
+import asyncio, sys, time
+from celeriac.transport.sqlite import SQLiteTransport
+from celeriac.backends.sqlite import SQLiteBackend
+from celeriac.protocol.serializers import JSON
+
+async def main(url, start):
+    time.sleep(max(0.0, start - time.time()))  # every process opens the new file together
+    transport = SQLiteTransport(url)
+    backend = SQLiteBackend(url, serializer=JSON, expires=60)
+    await transport.connect()
+    await backend.connect()
+    await transport.close()
+    await backend.close()
+
+asyncio.run(main(sys.argv[1], float(sys.argv[2])))
+"""
+
+
+def test_many_processes_can_create_the_same_new_file_at_once(tmp_path: Path) -> None:
+    # A client and a worker started side by side both create ./celeriac.sqlite: switching
+    # a brand-new file to WAL can fail with "database is locked" unless it is retried.
+    url = f"sqlite:///{tmp_path / 'fresh.sqlite'}"
+    start = time.time() + 1.5
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _OPEN_AT_ONCE, url, str(start)], stderr=subprocess.PIPE
+        )
+        for _ in range(10)
+    ]
+    errors = [p.communicate(timeout=60)[1].decode() for p in procs]
+    assert [p.returncode for p in procs] == [0] * 10, "\n".join(errors)

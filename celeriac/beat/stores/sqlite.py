@@ -20,7 +20,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from celeriac._sqlite import write_transaction
+from celeriac._sqlite import enable_wal, write_transaction
 from celeriac.exceptions import ImproperlyConfigured
 from celeriac.transport.sqlite import sqlite_path
 
@@ -74,7 +74,7 @@ class _Database:
         except sqlite3.OperationalError as exc:
             raise ImproperlyConfigured(f"cannot open beat store {self.path}: {exc}") from exc
         conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-        conn.execute("PRAGMA journal_mode = WAL")
+        enable_wal(conn, self.busy_timeout)
         conn.execute("PRAGMA synchronous = NORMAL")
         self._conn = conn
         with self._write():
