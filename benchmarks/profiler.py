@@ -78,6 +78,7 @@ def cpu_per_task(runner: Runner, system: System, case: Case, n: int) -> None:
     runner.client(system, env, "enqueue", "enqueue_bulk", case.kind, str(n))
     worker = runner.worker(system, case.variant, env)
     worker.start()
+    main_pid = worker.pid
     try:
         first = counter.wait(1, stall=30.0)
         pids = descendants(worker.pid)
@@ -97,7 +98,7 @@ def cpu_per_task(runner: Runner, system: System, case: Case, n: int) -> None:
     for pid in watched:
         role = (
             "worker parent"
-            if pid == worker.pid
+            if pid == main_pid
             else "redis-server"
             if pid == redis_pid
             else "pool child"
