@@ -54,6 +54,22 @@ T = TypeVar("T")
 _TRANSIENT = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
 _DONE_TTL = 86400
 
+STORE_BATCH = """
+-- SET (with Celery's expiry) and PUBLISH every document of a batch, in one call.
+-- ARGV: expiry mode ('' / 'EX' / 'PX'), expiry, then one document per key.
+local mode, ttl = ARGV[1], ARGV[2]
+for i = 1, #KEYS do
+  local doc = ARGV[2 + i]
+  if mode == '' then
+    redis.call('SET', KEYS[i], doc)
+  else
+    redis.call('SET', KEYS[i], doc, mode, ttl)
+  end
+  redis.call('PUBLISH', KEYS[i], doc)
+end
+return #KEYS
+"""
+
 CHORD_PART = """
 -- KEYS: .j .t .s .d .c
 -- ARGV: member, index, dedupe id, size ('' = only a stored one), ttl ('' = none), done ttl
@@ -100,6 +116,7 @@ class RedisBackend:
         self._client: Redis[bytes] | None = None
         self._listener: ResultListener | None = None
         self._chord_script: AsyncScript | None = None
+        self._store_script: AsyncScript | None = None
 
     @property
     def client(self) -> Redis[bytes]:
@@ -120,6 +137,7 @@ class RedisBackend:
             raise
         self._client = client
         self._chord_script = client.register_script(CHORD_PART)
+        self._store_script = client.register_script(STORE_BATCH)
         self._listener = ResultListener(client, backoff_max=self._backoff_max)
 
     async def close(self) -> None:
@@ -162,19 +180,28 @@ class RedisBackend:
 
     # -- documents --------------------------------------------------------------------------
 
+    def _expiry_args(self) -> list[str | int]:
+        """Expiry as SET arguments: Celery's whole seconds (EX), milliseconds if fractional."""
+        if self.expires is None:
+            return ["", 0]
+        if float(self.expires).is_integer():
+            return ["EX", int(self.expires)]
+        return ["PX", max(int(self.expires * 1000), 1)]
+
     async def store(self, items: Sequence[tuple[str, Meta]]) -> None:
-        """Write and publish documents, the whole batch in one MULTI."""
+        """Write and publish documents (SET with expiry + PUBLISH each, as Celery does).
+
+        The whole batch is one script call: one round trip, atomic like a MULTI, and far
+        less client-side work per document than a pipeline of two commands each.
+        """
         if not items:
             return
-        encoded = [(self._key(tid), self.serializer.dumps(meta)) for tid, meta in items]
-
-        async def op() -> None:
-            pipe = self.client.pipeline(transaction=True)
-            for key, data in encoded:
-                self._set(pipe, key, data)
-            await pipe.execute()
-
-        await self._retry("store", op)
+        keys = [self._key(tid) for tid, _ in items]
+        args: list[Any] = [*self._expiry_args(), *(self.serializer.dumps(m) for _, m in items)]
+        script = self._store_script
+        if script is None:
+            raise RuntimeError("RedisBackend is not connected; call connect() first")
+        await self._retry("store", lambda: script(keys=keys, args=args))
 
     async def get(self, task_ids: Sequence[str]) -> list[Meta | None]:
         """MGET the documents; None where nothing is stored."""
