@@ -73,8 +73,9 @@ _state_sink: StateSink | None = None
 def set_state_sink(sink: StateSink | None) -> None:
     """Let a worker receive ``update_state`` documents of tasks running in its own process.
 
-    Going through the worker keeps them ordered after its STARTED write; pool processes
-    (which are other processes) clear this and write to the backend themselves.
+    Going through the worker keeps them ordered after its STARTED write: pool threads
+    and ``async def`` tasks call the worker's sink; pool processes install one that
+    sends the document to the worker over their pipe.
     """
     global _state_sink
     _state_sink = sink

@@ -1,8 +1,10 @@
 """Coalesce many small writes (acks, result documents) into one round trip.
 
 Items put during one turn of the event loop are flushed together in the next:
-under load each flush carries many items; when idle, an item waits for at most
-one loop turn, so latency does not suffer.
+when idle, an item waits for at most one loop turn, so latency does not suffer.
+Under load a ``linger`` hint may hold a flush a little longer: a prefork worker
+finishes its tasks one loop turn apart, and without lingering would send one
+round trip per task instead of one per many.
 """
 
 from __future__ import annotations
@@ -19,13 +21,22 @@ logger = logging.getLogger("celeriac.worker")
 
 
 class Batcher(Generic[T]):
-    """Collects items and calls ``flush(items)`` once per batch, in order."""
+    """Collects items and calls ``flush(items)`` once per batch, in order.
+
+    ``linger(items)``, if given, is asked before each flush how many seconds to wait
+    for more items (0: flush at the next loop turn).
+    """
 
     def __init__(
-        self, flush: Callable[[Sequence[T]], Awaitable[None]], *, max_size: int = 1000
+        self,
+        flush: Callable[[Sequence[T]], Awaitable[None]],
+        *,
+        max_size: int = 1000,
+        linger: Callable[[Sequence[T]], float] | None = None,
     ) -> None:
         self._flush = flush
         self._max_size = max_size
+        self._linger = linger
         self._items: list[T] = []
         self._waiters: list[asyncio.Future[None]] = []
         self._task: asyncio.Task[None] | None = None
@@ -50,6 +61,9 @@ class Batcher(Generic[T]):
         try:
             while self._items:
                 await asyncio.sleep(0)  # let the rest of this loop turn add to the batch
+                pause = self._linger(self._items) if self._linger is not None else 0.0
+                if pause > 0 and len(self._items) < self._max_size:
+                    await asyncio.sleep(pause)  # more items are on their way: wait for them
                 items, waiters = self._items[: self._max_size], self._waiters[: self._max_size]
                 del self._items[: len(items)], self._waiters[: len(waiters)]
                 try:

@@ -8,8 +8,9 @@ from typing import Any
 from celeriac import signals, states
 from celeriac.context import Context, set_state_sink
 from celeriac.trace import Outcome, run_task
+from celeriac.worker.executors.processes import send_note
 
-__all__ = ["bind_app", "child_initializer", "run_in_child"]
+__all__ = ["bind_app", "child_initializer", "run_in_child", "thread_initializer"]
 
 _app: Any = None
 
@@ -21,9 +22,22 @@ def bind_app(app: Any) -> None:
 
 
 def child_initializer() -> None:
-    """Run once in each new pool process (Celery's ``worker_process_init``)."""
-    set_state_sink(None)  # the parent's sink lives in another process
+    """Run once in each new pool process (Celery's ``worker_process_init``).
+
+    ``update_state`` documents then go to the worker through the pipe
+    (:func:`send_note`), so the worker writes them after its own STARTED.
+    """
+    set_state_sink(_note_state)
     signals.worker_process_init.send(sender=None)
+
+
+def thread_initializer() -> None:
+    """Run once in each new pool thread; the worker's own state sink stays in place."""
+    signals.worker_process_init.send(sender=None)
+
+
+def _note_state(task_id: str, meta: dict[str, Any]) -> None:
+    send_note((task_id, meta))
 
 
 def run_in_child(payload: tuple[str, dict[str, Any]]) -> Outcome:

@@ -32,6 +32,9 @@ __all__ = ["HandlerConfig", "TaskHandler"]
 
 logger = logging.getLogger("celeriac.worker")
 
+LINGER = 0.0005
+"""Seconds a result or ack flush waits for more items while other tasks are still running."""
+
 
 @dataclass
 class HandlerConfig:
@@ -71,8 +74,14 @@ class TaskHandler:
         self.async_executor = async_executor
         self.config = config
         self.serializer = result_serializer
-        self.acks: Batcher[Delivery] = Batcher(self._flush_acks)
-        self.results: Batcher[tuple[str, Meta]] = Batcher(self._flush_results)
+        self.acks: Batcher[Delivery] = Batcher(self._flush_acks, linger=self._linger)
+        self.results: Batcher[tuple[str, Meta]] = Batcher(self._flush_results, linger=self._linger)
+        self.executing = 0
+        """Jobs submitted to an executor and not finished."""
+        self.settling = 0
+        """Tasks that have run and wait for their result and ack to be queued."""
+        self.wake_consumer: Callable[[], None] = lambda: None
+        """Called when a task moves to settling: the consumer may fetch more."""
         self.processed = 0
         self.cold_shutdown = False
         self.reply_to: dict[str, str] = {}
@@ -82,6 +91,12 @@ class TaskHandler:
         self.workflow = Workflow(app, backend)
 
     # batched I/O ------------------------------------------------------------------------
+    def _linger(self, items: Sequence[Any]) -> float:
+        # Only while other jobs run: an idle worker's single result goes out at once.
+        # (Holding STARTED back is safe: every update_state of a running task, pool
+        # processes included, is written through this same batch, after it.)
+        return LINGER if self.executing > 0 else 0.0
+
     async def _flush_acks(self, deliveries: Sequence[Delivery]) -> None:
         try:
             await self.transport.ack(deliveries)
@@ -264,6 +279,7 @@ class TaskHandler:
             await self.rate_limiter.acquire(
                 task.name, task.rate_limit or self.config.default_rate_limit
             )
+        self.executing += 1
         try:
             outcome: Outcome = await executor.submit(self._job_for(delivery, msg, task))
         except ExecutorStopped:
@@ -276,8 +292,15 @@ class TaskHandler:
                 await self.transport.reject([delivery], requeue=True)
                 return
             outcome = _infrastructure_failure(exc)
+        finally:
+            self.executing -= 1
         self.processed += 1
-        await self._conclude(delivery, msg, task, outcome, acks_late)
+        self.settling += 1
+        self.wake_consumer()
+        try:
+            await self._conclude(delivery, msg, task, outcome, acks_late)
+        finally:
+            self.settling -= 1
 
     def _requeue_lost(self, exc: BaseException, acks_late: bool) -> bool:
         """A task killed by our cold shutdown is unfinished, not failed; so is one whose

@@ -26,7 +26,7 @@ from celeriac.protocol.serializers import get_serializer
 from celeriac.trace import arun_task
 from celeriac.transport import Delivery, QueueSpec, Transport
 from celeriac.worker import child
-from celeriac.worker.executors import create_executor
+from celeriac.worker.executors import POOL_NAMES, create_executor
 from celeriac.worker.executors.base import Executor
 from celeriac.worker.executors.inloop import InLoopExecutor
 from celeriac.worker.handler import HandlerConfig, TaskHandler
@@ -170,7 +170,12 @@ class Worker:
             concurrency=self.concurrency,
             max_tasks_per_child=self.options.max_tasks_per_child
             or conf["worker_max_tasks_per_child"],
-            initializer=child.child_initializer,
+            initializer=(
+                child.child_initializer
+                if POOL_NAMES.get(self.pool_name) == "processes"
+                else child.thread_initializer
+            ),
+            on_note=self._on_pool_note,
         )
         async_pool = InLoopExecutor(
             _run_async_payload(self.app), concurrency=self.options.async_concurrency
@@ -178,6 +183,12 @@ class Worker:
         await sync_pool.start()
         await async_pool.start()
         return sync_pool, async_pool
+
+    def _on_pool_note(self, note: Any) -> None:
+        """A pool process's ``update_state``: written in order after the worker's STARTED."""
+        if self.handler is not None:
+            task_id, meta = note
+            self.handler.results.put_nowait((task_id, meta))
 
     def _create_handler(self, sync_pool: Executor, async_pool: Executor) -> None:
         conf = self.app.conf
@@ -199,6 +210,7 @@ class Worker:
         self.handler = TaskHandler(
             self.app, self.transport, self.backend, sync_pool, async_pool, config, serializer
         )
+        self.handler.wake_consumer = self._room.set
         set_state_sink(self.handler.sink_from_any_thread())
 
     def _print_banner(self) -> None:
@@ -242,7 +254,7 @@ class Worker:
         assert self.transport is not None and self.handler is not None
         names = [q.name for q in self.queues]
         while not self._stopping.is_set():
-            room = self.prefetch_limit - len(self._inflight)
+            room = self._room_for_more()
             if room <= 0:
                 self._room.clear()
                 await self._room.wait()
@@ -258,6 +270,18 @@ class Worker:
                 break
             for delivery in deliveries:
                 self._spawn(delivery)
+
+    def _room_for_more(self) -> int:
+        """Free places in the prefetch window.
+
+        A task that has run and only waits for its result and ack to be written no
+        longer counts (up to a second window's worth), so the next messages arrive
+        while those writes are in flight.
+        """
+        assert self.handler is not None
+        limit = self.prefetch_limit
+        held = len(self._inflight) - min(self.handler.settling, limit)
+        return limit - held
 
     def _spawn(self, delivery: Delivery) -> None:
         assert self.handler is not None

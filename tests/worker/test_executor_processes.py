@@ -19,6 +19,7 @@ from celeriac.exceptions import (
     WorkerLostError,
 )
 from celeriac.worker.executors import ExecutorStopped, Job, ProcessExecutor
+from celeriac.worker.executors.processes import send_note
 
 _init_mark: int | None = None  # set by the initializer, in the child
 
@@ -67,6 +68,12 @@ def _sys_exit(code: int) -> None:
     sys.exit(code)
 
 
+def _notes(count: int) -> str:
+    for i in range(count):
+        send_note(("note", i, os.getpid()))
+    return "noted"
+
+
 COMMANDS: dict[str, Callable[[Any], Any]] = {
     "echo": lambda arg: arg,
     "pid": lambda _: os.getpid(),
@@ -81,6 +88,7 @@ COMMANDS: dict[str, Callable[[Any], Any]] = {
     "sys_exit": _sys_exit,
     "asyncio": lambda arg: asyncio.run(asyncio.sleep(0, result=arg)),
     "init_mark": lambda _: (_init_mark, os.getpid()),
+    "notes": _notes,
 }
 
 
@@ -336,3 +344,28 @@ async def test_failing_initializer_fails_start_without_leftovers() -> None:
     assert_no_zombie_children()
     with pytest.raises(ExecutorStopped):
         await executor.submit(Job(("echo", 1)))
+
+
+async def test_notes_reach_the_parent_in_order_before_the_outcome() -> None:
+    received: list[Any] = []
+    outcomes: list[Any] = []
+
+    def on_note(note: Any) -> None:
+        received.append((note, len(outcomes)))
+
+    executor = ProcessExecutor(work, concurrency=1, on_note=on_note)
+    await executor.start()
+    try:
+        outcomes.append(await executor.submit(Job(("notes", 3))))
+    finally:
+        await executor.stop(wait=True)
+    pid = received[0][0][2]
+    assert pid != os.getpid()
+    # all three, in order, each delivered while the job's outcome was still outstanding
+    assert received == [(("note", i, pid), 0) for i in range(3)]
+    assert outcomes == ["noted"]
+
+
+def test_send_note_outside_a_pool_child_is_an_error() -> None:
+    with pytest.raises(RuntimeError, match="process-pool job"):
+        send_note("x")

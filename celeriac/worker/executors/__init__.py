@@ -43,12 +43,14 @@ def create_executor(
     concurrency: int,
     max_tasks_per_child: int | None = None,
     initializer: Callable[[], None] | None = None,
+    on_note: Callable[[Any], None] | None = None,
 ) -> Executor:
     """Build the executor for Celery pool ``name`` running ``fn``.
 
     ``prefork``/``processes``: :class:`ProcessExecutor`; ``threads``:
     :class:`ThreadExecutor`; ``solo``: a ThreadExecutor with one thread (whatever
-    ``concurrency`` says). ``max_tasks_per_child`` only applies to processes.
+    ``concurrency`` says). ``max_tasks_per_child`` and ``on_note`` (see
+    :func:`~celeriac.worker.executors.processes.send_note`) only apply to processes.
     """
     kind = name.strip().lower()
     if kind in ("prefork", "processes"):
@@ -57,6 +59,7 @@ def create_executor(
             concurrency=concurrency,
             max_tasks_per_child=max_tasks_per_child,
             initializer=initializer,
+            on_note=on_note,
         )
     if kind == "threads":
         return ThreadExecutor(fn, concurrency=concurrency, initializer=initializer)

@@ -17,6 +17,9 @@ and learns of deaths from a pidfd (Linux; elsewhere pipe EOF + ``waitpid`` polli
   is dropped). To terminate a job, signal the pid given to ``Job.on_start``.
 * A result is read in one go once its first bytes arrive, so a multi-megabyte
   result briefly blocks the loop while the child writes it.
+* ``send_note(obj)``, called inside a job, sends ``obj`` to the parent's ``on_note``
+  callback ahead of the job's outcome, in order (the worker routes a task's
+  ``update_state`` through it, so it is written after the worker's STARTED).
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ from celeriac.worker.executors.base import (
     job_error,
 )
 
-__all__ = ["ProcessExecutor"]
+__all__ = ["ProcessExecutor", "send_note"]
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +64,7 @@ _READY = "ready"
 _INIT_FAILED = "init-failed"
 _OK = "ok"
 _ERROR = "error"
+_NOTE = "note"
 
 _EXIT_MESSAGE = pickle.dumps(None)
 _EXIT_GRACE = 10.0  # seconds children get to exit after stop(wait=True) asks them to
@@ -97,6 +101,19 @@ def _describe_exit(code: int | None) -> str:
     if code < 0 and -code in signal.valid_signals():
         return f"signal {-code} ({signal.Signals(-code).name})"
     return f"exitcode {code}" if code >= 0 else f"signal {-code}"
+
+
+_note_conn: Connection | None = None  # set in a child: its pipe to the parent
+
+
+def send_note(obj: Any) -> None:
+    """In a pool child, send ``obj`` to the parent's ``on_note`` (before the outcome).
+
+    Raises RuntimeError outside a pool child.
+    """
+    if _note_conn is None:
+        raise RuntimeError("send_note() is only available inside a process-pool job")
+    _note_conn.send_bytes(_dumps((_NOTE, obj)))
 
 
 class _ChildLoop:
@@ -163,6 +180,8 @@ def _child_main(
     max_tasks: int | None,
 ) -> int:
     """Body of a freshly forked child; returns its exit code."""
+    global _note_conn
+    _note_conn = conn
     # The parent's loop may have set a wakeup fd: our signals must not wake it.
     signal.set_wakeup_fd(-1)
     for name in _RESET_SIGNALS:
@@ -251,12 +270,14 @@ class ProcessExecutor:
         concurrency: int,
         max_tasks_per_child: int | None = None,
         initializer: Callable[[], None] | None = None,
+        on_note: Callable[[Any], None] | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         if max_tasks_per_child is not None and max_tasks_per_child < 1:
             raise ValueError("max_tasks_per_child must be at least 1 (or None)")
         self._fn = fn
+        self._on_note = on_note
         self._concurrency = concurrency
         self._max_tasks = max_tasks_per_child
         self._initializer = initializer
@@ -506,8 +527,18 @@ class ProcessExecutor:
                 self._child_free(child)
         elif kind == _INIT_FAILED:
             child.init_error = value
+        elif kind == _NOTE:
+            self._note(value)
         else:
             self._finish_job(child, kind == _OK, value)
+
+    def _note(self, value: Any) -> None:
+        if self._on_note is None:
+            return
+        try:
+            self._on_note(value)
+        except Exception:
+            logger.exception("on_note callback failed")
 
     def _stop_reading(self, child: _Child) -> None:
         if child.reading:
