@@ -13,6 +13,7 @@ import datetime as dt
 import difflib
 import importlib
 import logging
+import os
 import threading
 import uuid
 import weakref
@@ -30,7 +31,13 @@ from celeriac.protocol.message import encode_task
 from celeriac.protocol.serializers import get_serializer
 from celeriac.routing import Router
 from celeriac.task import PublishRequest, Task, build_message, make_task_decorator
-from celeriac.transport import Outgoing, Transport, transport_from_url
+from celeriac.transport import (
+    Outgoing,
+    QueueSpec,
+    Transport,
+    blocking_publisher_from_url,
+    transport_from_url,
+)
 
 __all__ = ["Celery", "Celeriac", "current_app"]
 
@@ -54,6 +61,36 @@ class _LoopResources:
     backend: ResultBackend | None = None
     declared: set[str] = field(default_factory=set)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class _SyncPublishing:
+    """The sync API's calling-thread publisher for the current broker, one per process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._key: tuple[Any, ...] | None = None
+        self._publisher: Any = None
+        self.declared: set[str] = set()
+        """Queues declared for this publisher (through the portal, once each)."""
+
+    def publisher(self, app: Celery) -> Any:
+        """The publisher for ``app``'s broker, or None where the broker has none."""
+        options = app.conf["broker_transport_options"] or {}
+        key = (app.broker_url, repr(options), os.getpid())
+        if key != self._key:
+            with self._lock:
+                if key != self._key:
+                    self._publisher = blocking_publisher_from_url(app.broker_url, options)
+                    self.declared = set()
+                    self._key = key
+        return self._publisher
+
+    def close(self) -> None:
+        """Drop the publisher and its connections."""
+        with self._lock:
+            if self._publisher is not None and self._key and self._key[-1] == os.getpid():
+                self._publisher.close()
+            self._publisher, self._key = None, None
 
 
 class Celery:
@@ -102,6 +139,7 @@ class Celery:
         self.GroupResult = _result.bound_group_result(self)
         """``app.GroupResult(gid, results)`` and ``app.GroupResult.restore(gid)``."""
         self._lock = threading.Lock()
+        self._blocking = _SyncPublishing()
         for make in list(_state.shared_task_constructors()):
             make(self)
         if set_as_current:
@@ -298,6 +336,7 @@ class Celery:
 
     def close(self) -> None:
         """Close the connections the sync API opened."""
+        self._blocking.close()
         get_portal().run(self.aclose())
 
     def run_sync(self, coro: Any, timeout: float | None = None) -> Any:
@@ -310,14 +349,34 @@ class Celery:
         transport = await self.aget_transport()
         await self._set_reply_to(requests)
         res = self._loop_resources()
-        to_declare = [
-            r.route.queue
-            for r in requests
-            if r.route.queue and r.route.queue.name not in res.declared
-        ]
+        to_declare = _undeclared(requests, res.declared)
         if to_declare:
-            await transport.declare([q for q in to_declare if q is not None])
-            res.declared.update(q.name for q in to_declare if q is not None)
+            await transport.declare(to_declare)
+            res.declared.update(q.name for q in to_declare)
+        await transport.publish(self._outgoing(requests))
+        self._announce_published(requests)
+
+    def publish(self, requests: Sequence[PublishRequest]) -> None:
+        """Sync twin of :meth:`apublish`: from this thread when the transport can, else the portal.
+
+        A Redis broker publishes plain messages straight from the calling thread
+        (no hop to the portal's loop); everything else goes through :meth:`apublish`.
+        """
+        publisher = self._blocking.publisher(self)
+        if publisher is None or _undeclared(requests, self._blocking.declared):
+            self.run_sync(self.apublish(requests))
+            self._blocking.declared.update(r.route.queue.name for r in requests if r.route.queue)
+            return
+        outgoing = self._outgoing(requests)
+        if not publisher.publish(outgoing):
+            self.run_sync(self._apublish_outgoing(outgoing))
+        self._announce_published(requests)
+
+    async def _apublish_outgoing(self, outgoing: list[Outgoing]) -> None:
+        await (await self.aget_transport()).publish(outgoing)
+
+    def _outgoing(self, requests: Sequence[PublishRequest]) -> list[Outgoing]:
+        """Send ``before_task_publish`` and encode each request."""
         outgoing = []
         for req in requests:
             signals.before_task_publish.send(
@@ -333,7 +392,9 @@ class Celery:
             outgoing.append(
                 Outgoing(envelope, req.route.exchange, req.route.routing_key, not_before)
             )
-        await transport.publish(outgoing)
+        return outgoing
+
+    def _announce_published(self, requests: Sequence[PublishRequest]) -> None:
         for req in requests:
             signals.after_task_publish.send(
                 sender=req.message.task,
@@ -376,7 +437,7 @@ class Celery:
         """Sync twin of ``asend_task``."""
         task = self.tasks.get(name)
         request = self.build_request(name, args, kwargs, options, task)
-        self.run_sync(self.apublish([request]))
+        self.publish([request])
         return self.AsyncResult(request.message.id, task_name=name)
 
     def AsyncResult(self, task_id: str, **kwargs: Any) -> _result.AsyncResult:
@@ -401,6 +462,16 @@ class Celery:
 
 Celeriac = Celery
 _state.set_default_app_factory(lambda: Celery("default"))
+
+
+def _undeclared(requests: Sequence[PublishRequest], declared: set[str]) -> list[QueueSpec]:
+    """The queues of ``requests`` not yet declared, once each."""
+    found: dict[str, QueueSpec] = {}
+    for req in requests:
+        queue = req.route.queue
+        if queue is not None and queue.name not in declared:
+            found.setdefault(queue.name, queue)
+    return list(found.values())
 
 
 def _seconds(value: Any) -> float | None:

@@ -162,7 +162,7 @@ class Task:
         if self.app.conf["task_always_eager"]:
             return self.apply(args, kwargs, **options)
         request = self.app.build_request(self.name, args, kwargs, options, self)
-        self.app.run_sync(self.app.apublish([request]))
+        self.app.publish([request])
         return self.app.AsyncResult(request.message.id, task_name=self.name)
 
     async def aapply_async(

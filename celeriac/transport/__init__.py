@@ -15,6 +15,7 @@ __all__ = [
     "Outgoing",
     "QueueSpec",
     "Transport",
+    "blocking_publisher_from_url",
     "transport_from_url",
 ]
 
@@ -61,3 +62,22 @@ def transport_from_url(url: str, options: Mapping[str, Any] | None = None) -> Tr
         url = url[len("sqla+") :]
     transport: Transport = load_class(path)(url, options=dict(options or {}))
     return transport
+
+
+# Transports that can also publish from the caller's thread (see BlockingPublisher).
+_BLOCKING_BY_SCHEME = {
+    scheme: "celeriac.transport._redis_blocking:blocking_publisher"
+    for scheme in ("redis", "rediss", "redis+socket", "unix")
+}
+
+
+def blocking_publisher_from_url(url: str, options: Mapping[str, Any] | None = None) -> Any:
+    """A publisher whose ``publish(messages) -> bool`` runs in the calling thread, or None.
+
+    Only some transports have one; ``publish`` returns False (having sent nothing)
+    for messages it does not handle, which then go through the asyncio transport.
+    """
+    path = _BLOCKING_BY_SCHEME.get(scheme_of(url))
+    if path is None:
+        return None
+    return load_class(path)(url, dict(options or {}))
