@@ -308,6 +308,9 @@ class Celery:
 
     def _backend_options(self, url: str) -> dict[str, Any]:
         options = dict(self.conf["result_backend_transport_options"] or {})
+        for name in ("database_engine_options", "database_table_schemas"):
+            if self.conf[name]:  # Celery's settings of its database backend
+                options.setdefault(name, self.conf[name])
         if url.startswith("rpc:"):
             # rpc:// results travel over the broker connection.
             options.setdefault("broker_url", self.broker_url)

@@ -23,6 +23,11 @@ _BY_SCHEME = {
     "unix": "celeriac.backends.redis:RedisBackend",
     "sentinel": "celeriac.backends.redis:RedisBackend",
     "rpc": "celeriac.backends.rpc:RPCBackend",
+    **{
+        prefix + scheme: "celeriac.backends.sql:SQLBackend"
+        for scheme in ("postgresql", "postgres", "postgresql+psycopg")
+        for prefix in ("db+", "")
+    },
 }
 
 

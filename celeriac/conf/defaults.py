@@ -20,6 +20,8 @@ DEFAULTS: dict[str, Any] = {
     "result_backend": None,  # Celery: disabled; celeriac: the broker's store if it can hold them
     "result_backend_transport_options": {},
     "result_expires": 86400,
+    "database_engine_options": {},  # PostgreSQL backend and beat store (docs/sql.md)
+    "database_table_schemas": {},
     "result_extended": False,
     "result_serializer": "json",
     "result_accept_content": None,
@@ -90,6 +92,7 @@ OLD_NAMES: dict[str, str] = {
     "BROKER_TRANSPORT_OPTIONS": "broker_transport_options",
     "CELERY_RESULT_BACKEND": "result_backend",
     "CELERY_TASK_RESULT_EXPIRES": "result_expires",
+    "CELERY_RESULT_ENGINE_OPTIONS": "database_engine_options",
     "CELERY_RESULT_SERIALIZER": "result_serializer",
     "CELERY_TASK_SERIALIZER": "task_serializer",
     "CELERY_ACCEPT_CONTENT": "accept_content",

@@ -32,6 +32,7 @@ from celeriac.beat.scheduler import tick_task_id
 from celeriac.beat.stores import ScheduleStore, store_from_url
 from celeriac.transport import Transport, transport_from_url
 from tests.contract.test_transport_redis import REDIS_URL, delete_prefixed, redis_or_skip
+from tests.sql_fixtures import fresh_schema, schema_url
 
 pytestmark = pytest.mark.slow
 
@@ -47,6 +48,7 @@ from celeriac import Celery
 
 app = Celery("beatha", broker=os.environ["BEAT_BROKER"])
 app.conf.broker_transport_options = json.loads(os.environ["BEAT_OPTIONS"])
+app.conf.beat_schedule_store = os.environ.get("BEAT_STORE") or None
 app.conf.beat_lease_seconds = {LEASE}
 app.conf.beat_lease_renew_interval = {RENEW}
 app.conf.beat_schedule = {{"tick": {{"task": "beatha.tick", "schedule": {INTERVAL}}}}}
@@ -60,12 +62,15 @@ def tick():
 
 @dataclass
 class Site:
-    """Where the beats meet: the broker URL and its transport options."""
+    """Where the beats meet: the broker URL, its transport options, a separate store URL."""
 
     broker: str
     options: dict[str, Any]
+    store_url: str | None = None  # beat_schedule_store; None: the broker's store
 
     def store(self) -> ScheduleStore:
+        if self.store_url is not None:
+            return store_from_url(self.store_url, namespace="beatha")
         return store_from_url(self.broker, namespace="beatha", options=self.options)
 
     def transport(self) -> Transport:
@@ -86,6 +91,13 @@ async def redis_site() -> AsyncIterator[Site]:
     await raw.aclose()  # type: ignore[attr-defined]  # stubs predate redis 5
 
 
+@pytest.fixture
+async def postgresql_site(tmp_path: Path) -> AsyncIterator[Site]:
+    """An SQLite broker, and the schedule in a fresh PostgreSQL schema (beat_schedule_store)."""
+    async with fresh_schema() as schema:
+        yield Site(f"sqlite:///{tmp_path / 'broker.sqlite'}", {}, schema_url(schema))
+
+
 class Beats:
     """Three beat processes, their logs in files."""
 
@@ -95,6 +107,7 @@ class Beats:
             **os.environ,
             "BEAT_BROKER": site.broker,
             "BEAT_OPTIONS": json.dumps(site.options),
+            "BEAT_STORE": site.store_url or "",
         }
         self.logs = [workdir / f"beat{i}.log" for i in range(3)]
         self.procs = [
@@ -231,3 +244,7 @@ async def test_three_beats_on_sqlite(sqlite_site: Site, tmp_path: Path) -> None:
 @pytest.mark.redis
 async def test_three_beats_on_redis(redis_site: Site, tmp_path: Path) -> None:
     await _run_ha_scenario(redis_site, tmp_path)
+
+
+async def test_three_beats_on_postgresql(postgresql_site: Site, tmp_path: Path) -> None:
+    await _run_ha_scenario(postgresql_site, tmp_path)

@@ -1,9 +1,9 @@
-"""Schedule store contract, run against memory, SQLite and real Redis.
+"""Schedule store contract, run against memory, SQLite, real Redis and real PostgreSQL.
 
 Lease: acquire, renew, expiry, steal, release. Ticks: the compare-and-set claim only
 works for the lease holder and succeeds exactly once under concurrency; a revert only
-undoes the reverting beat's own claim. Memory and SQLite get a fake clock; Redis keeps
-time itself, so its expiries are real (short) waits.
+undoes the reverting beat's own claim. Memory and SQLite get a fake clock; Redis and
+PostgreSQL keep time themselves, so their expiries are real (short) waits.
 """
 
 from __future__ import annotations
@@ -22,9 +22,11 @@ from celeriac.beat.entry import Entry
 from celeriac.beat.scheduler import Beat, BeatOptions
 from celeriac.beat.stores import ScheduleStore, store_from_url
 from celeriac.beat.stores.memory import MemoryState, MemoryStore
+from celeriac.beat.stores.sql import SQLStore
 from celeriac.beat.stores.sqlite import SQLiteStore
 from celeriac.schedules import schedule
 from tests.contract.test_transport_redis import REDIS_URL, delete_prefixed, redis_or_skip
+from tests.sql_fixtures import PG_URL, fresh_schema
 
 TTL = 1.0
 
@@ -54,8 +56,20 @@ class Clock:
         self.value += seconds
 
 
-@pytest.fixture(params=["memory", "sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(
+    params=["memory", "sqlite", pytest.param("redis", marks=pytest.mark.redis), "postgresql"]
+)
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    if request.param == "postgresql":
+        async with fresh_schema() as schema:
+            options = {"schema": schema}
+            made = Backend(
+                lambda ns: store_from_url(PG_URL, namespace=ns, options=options), asyncio.sleep
+            )
+            yield made
+            for store in made.made:
+                await store.close()
+        return
     clock = Clock()
     if request.param == "memory":
         state = MemoryState()
@@ -84,6 +98,9 @@ async def test_store_for_url_schemes(tmp_path: Path) -> None:
     assert isinstance(store_from_url("memory://x"), MemoryStore)
     assert isinstance(store_from_url(str(tmp_path / "beat-file")), SQLiteStore)  # Celery's -s
     assert isinstance(store_from_url(f"sqla+sqlite:///{tmp_path}/f.db"), SQLiteStore)
+    for url in (PG_URL, "postgres://u@h/d", "sqla+postgresql://u@h/d", "db+postgresql://u@h/d"):
+        store = store_from_url(url)
+        assert isinstance(store, SQLStore) and store.url.startswith("postgres")
     with pytest.raises(Exception, match="no beat schedule store"):
         store_from_url("amqp://guest@localhost//")
 

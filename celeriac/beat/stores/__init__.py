@@ -14,7 +14,8 @@ A store holds two things per *namespace* (one per app, ``app.main``):
 
 Implementations: :mod:`~celeriac.beat.stores.memory` (one process, tests),
 :mod:`~celeriac.beat.stores.sqlite` (a file, the embedded broker's by default) and
-:mod:`~celeriac.beat.stores.redis`. :func:`store_from_url` picks one by URL scheme;
+:mod:`~celeriac.beat.stores.redis` and :mod:`~celeriac.beat.stores.sql` (PostgreSQL).
+:func:`store_from_url` picks one by URL scheme;
 :func:`store_for_app` applies the ``beat_schedule_store`` setting or derives the store
 from the broker (then the result backend) so that every beat of an app meets in the
 same place without extra configuration.
@@ -44,6 +45,17 @@ _BY_SCHEME = {
     "unix": "celeriac.beat.stores.redis:RedisStore",
     "sentinel": "celeriac.beat.stores.redis:RedisStore",
 }
+# PostgreSQL, also under Celery's prefixes: ``sqla+`` (beat) and ``db+`` (result backend).
+_SQL_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg")
+_BY_SCHEME.update(
+    {
+        prefix + scheme: "celeriac.beat.stores.sql:SQLStore"
+        for scheme in _SQL_SCHEMES
+        for prefix in ("", "sqla+", "db+")
+    }
+)
+# Celery settings of its database backend that the SQL store reads too.
+_SQL_SETTINGS = ("database_engine_options", "database_table_schemas")
 DEFAULT_URL = "sqlite://"
 
 
@@ -114,8 +126,8 @@ def store_from_url(
         raise ImproperlyConfigured(
             f"no beat schedule store for {url!r} (known schemes: {known}, or a file path)"
         )
-    if scheme == "sqla+sqlite":
-        url = url[len("sqla+") :]
+    if scheme == "sqla+sqlite" or _is_sql(scheme):
+        url = _unprefixed(url)
     module, _, name = path.partition(":")
     cls = getattr(importlib.import_module(module), name)
     store: ScheduleStore = cls(url, namespace=namespace, options=dict(options or {}))
@@ -126,24 +138,51 @@ def _can_hold(url: str | None) -> bool:
     return bool(url) and _scheme(str(url)) in _BY_SCHEME
 
 
+def _is_sql(scheme: str) -> bool:
+    return _BY_SCHEME.get(scheme, "").startswith("celeriac.beat.stores.sql:")
+
+
+def _unprefixed(url: str) -> str:
+    """``url`` without Celery's ``sqla+``/``db+`` prefix."""
+    for prefix in ("sqla+", "db+"):
+        if url.lower().startswith(prefix):
+            return url[len(prefix) :]
+    return url
+
+
+def _with_sql_settings(app: Any, url: str, options: dict[str, Any]) -> dict[str, Any]:
+    """For a PostgreSQL store, add Celery's ``database_*`` settings to ``options``."""
+    if _is_sql(_scheme(url)):
+        for name in _SQL_SETTINGS:
+            value = app.conf.get(name)
+            if value:
+                options.setdefault(name, value)
+    return options
+
+
 def store_url_for_app(app: Any, override: str | None = None) -> tuple[str, dict[str, Any]]:
     """The store URL and its options: ``override``, ``beat_schedule_store``, else derived.
 
     Derived: the broker when it can hold state (SQLite, Redis, memory), else the
-    result backend when it can, else the default SQLite file in the current directory
+    result backend when it can (Redis, or PostgreSQL: ``db+postgresql://...`` gives the
+    store ``postgresql://...``), else the default SQLite file in the current directory
     (beats on other machines would not see it: configure ``beat_schedule_store``).
+    A PostgreSQL store also gets Celery's ``database_engine_options`` and
+    ``database_table_schemas`` settings.
     """
     conf = app.conf
     broker = app.broker_url
     explicit = override or conf.get("beat_schedule_store")
     if explicit:
         url = str(explicit)
-        return url, dict(conf["broker_transport_options"] or {}) if url == broker else {}
+        options = dict(conf["broker_transport_options"] or {}) if url == broker else {}
+        return url, _with_sql_settings(app, url, options)
     if _can_hold(broker):
         return broker, dict(conf["broker_transport_options"] or {})
     backend = app.result_backend_url
     if backend and _can_hold(backend):
-        return str(backend), dict(conf.get("result_backend_transport_options") or {})
+        options = dict(conf.get("result_backend_transport_options") or {})
+        return _unprefixed(str(backend)), _with_sql_settings(app, str(backend), options)
     logger.warning(
         "beat: neither the broker nor the result backend can hold the schedule; using %s"
         " (set beat_schedule_store so that beats on other hosts share it)",
