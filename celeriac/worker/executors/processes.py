@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import enum
+import gc
 import logging
 import os
 import pickle
@@ -461,6 +462,9 @@ class ProcessExecutor:
             if other.pidfd is not None:
                 inherited.append(other.pidfd)
         _flush_stdio()  # or buffered output would be written twice
+        # Objects alive now are shared copy-on-write with the child; the collector
+        # writing to their headers would copy their pages into every child.
+        gc.freeze()
         parent_pid = os.getpid()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the child (covered by the tests' children)
