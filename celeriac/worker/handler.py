@@ -74,8 +74,10 @@ class TaskHandler:
         self.async_executor = async_executor
         self.config = config
         self.serializer = result_serializer
-        self.acks: Batcher[Delivery] = Batcher(self._flush_acks, linger=self._linger)
-        self.results: Batcher[tuple[str, Meta]] = Batcher(self._flush_results, linger=self._linger)
+        self.acks: Batcher[Delivery] = Batcher(self._flush_acks, linger=self._linger_acks)
+        self.results: Batcher[tuple[str, Meta]] = Batcher(
+            self._flush_results, linger=self._linger_results
+        )
         self.executing = 0
         """Jobs submitted to an executor and not finished."""
         self.settling = 0
@@ -91,11 +93,18 @@ class TaskHandler:
         self.workflow = Workflow(app, backend)
 
     # batched I/O ------------------------------------------------------------------------
-    def _linger(self, items: Sequence[Any]) -> float:
-        # Only while other jobs run: an idle worker's single result goes out at once.
-        # (Holding STARTED back is safe: every update_state of a running task, pool
-        # processes included, is written through this same batch, after it.)
+    def _linger_acks(self, items: Sequence[Delivery]) -> float:
+        # Only while other jobs run: an idle worker's single ack goes out at once.
         return LINGER if self.executing > 0 else 0.0
+
+    def _linger_results(self, items: Sequence[tuple[str, Meta]]) -> float:
+        # A batch of only STARTED/progress documents goes out at once: holding it would
+        # make the task's final result queue behind it. (Holding STARTED back is safe
+        # anyway: every update_state of a running task, pool processes included, is
+        # written through this same batch, after it.)
+        if self.executing == 0 or not any(m["status"] in states.READY_STATES for _, m in items):
+            return 0.0
+        return LINGER
 
     async def _flush_acks(self, deliveries: Sequence[Delivery]) -> None:
         try:
