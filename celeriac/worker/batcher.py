@@ -38,24 +38,33 @@ class Batcher(Generic[T]):
         self._max_size = max_size
         self._linger = linger
         self._items: list[T] = []
-        self._waiters: list[asyncio.Future[None]] = []
+        self._waiters: list[asyncio.Future[None] | None] = []
         self._task: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
         self._idle.set()
+
+    def add(self, item: T) -> None:
+        """Queue ``item`` without a way to learn when it is written (flush errors are logged)."""
+        self._items.append(item)
+        self._waiters.append(None)
+        self._start()
 
     def put_nowait(self, item: T) -> asyncio.Future[None]:
         """Queue ``item``; the returned future resolves when its batch is written."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._items.append(item)
         self._waiters.append(future)
-        self._idle.clear()
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run())
+        self._start()
         return future
 
     async def put(self, item: T) -> None:
         """Queue ``item`` and wait until it is written (raises what the flush raised)."""
         await self.put_nowait(item)
+
+    def _start(self) -> None:
+        if self._task is None:
+            self._idle.clear()
+            self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:
         try:
@@ -69,20 +78,30 @@ class Batcher(Generic[T]):
                 try:
                     await self._flush(items)
                 except Exception as exc:
-                    for waiter in waiters:
-                        if not waiter.done():
-                            waiter.set_exception(exc)
+                    _settle(waiters, exc)
                     continue
-                for waiter in waiters:
-                    if not waiter.done():
-                        waiter.set_result(None)
+                _settle(waiters, None)
         finally:
             self._task = None
             if self._items:  # put during the last flush's await
-                self._task = asyncio.get_running_loop().create_task(self._run())
+                self._start()
             else:
                 self._idle.set()
 
     async def drain(self) -> None:
         """Wait until everything queued so far is flushed."""
         await self._idle.wait()
+
+
+def _settle(waiters: list[asyncio.Future[None] | None], error: Exception | None) -> None:
+    unwatched = False
+    for waiter in waiters:
+        if waiter is None:
+            unwatched = True
+        elif not waiter.done():
+            if error is None:
+                waiter.set_result(None)
+            else:
+                waiter.set_exception(error)
+    if error is not None and unwatched:
+        logger.error("batched write failed: %r", error)

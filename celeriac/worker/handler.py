@@ -166,7 +166,7 @@ class TaskHandler:
         loop = asyncio.get_running_loop()
 
         def sink(task_id: str, meta: Meta) -> None:
-            loop.call_soon_threadsafe(self.results.put_nowait, (task_id, meta))
+            loop.call_soon_threadsafe(self.results.add, (task_id, meta))
 
         return sink
 
@@ -226,7 +226,7 @@ class TaskHandler:
         }
         await self._record(msg, task, make_meta(msg.id, states.REVOKED, error))
         await self.workflow.after_revoked(msg, error)
-        self.acks.put_nowait(delivery)
+        self.acks.add(delivery)
         return True
 
     async def _wait_for_eta(self, delivery: Delivery, msg: TaskMessage, task: Task) -> bool:
@@ -241,7 +241,7 @@ class TaskHandler:
                 delivery.envelope, delivery.exchange, delivery.routing_key, msg.eta.timestamp()
             )
             await self.transport.publish([outgoing])
-            self.acks.put_nowait(delivery)
+            self.acks.add(delivery)
             return False
         await asyncio.sleep(delay)
         return not await self._skip_if_revoked_or_expired(delivery, msg, task)
@@ -275,14 +275,14 @@ class TaskHandler:
         def started(pid: int) -> None:
             meta = make_meta(msg.id, states.STARTED, {"pid": pid, "hostname": self.config.hostname})
             if self.backend is not None and not msg.ignore_result:
-                self.results.put_nowait((msg.id, meta))
+                self.results.add((msg.id, meta))
 
         return started
 
     async def _execute(self, delivery: Delivery, msg: TaskMessage, task: Task) -> None:
         acks_late = task.acks_late if task.acks_late is not None else self.config.acks_late
         if not acks_late:
-            self.acks.put_nowait(delivery)
+            self.acks.add(delivery)
         executor = self.async_executor if task.is_async else self.sync_executor
         if self.config.rate_limits:
             await self.rate_limiter.acquire(
@@ -334,7 +334,7 @@ class TaskHandler:
         else:
             await self._failed(msg, task, outcome)
         if acks_late:
-            self.acks.put_nowait(delivery)
+            self.acks.add(delivery)
 
     async def _succeeded(self, msg: TaskMessage, task: Task, outcome: Outcome) -> None:
         children = await self.workflow.on_success(msg, outcome.value)

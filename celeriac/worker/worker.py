@@ -35,6 +35,9 @@ __all__ = ["Worker", "WorkerOptions"]
 
 logger = logging.getLogger("celeriac.worker")
 
+FETCH_LINGER = 0.001
+"""Seconds the consumer waits for room for a whole batch before fetching a smaller one."""
+
 
 @dataclass
 class WorkerOptions:
@@ -188,7 +191,7 @@ class Worker:
         """A pool process's ``update_state``: written in order after the worker's STARTED."""
         if self.handler is not None:
             task_id, meta = note
-            self.handler.results.put_nowait((task_id, meta))
+            self.handler.results.add((task_id, meta))
 
     def _create_handler(self, sync_pool: Executor, async_pool: Executor) -> None:
         conf = self.app.conf
@@ -254,11 +257,9 @@ class Worker:
         assert self.transport is not None and self.handler is not None
         names = [q.name for q in self.queues]
         while not self._stopping.is_set():
-            room = self._room_for_more()
+            room = await self._wait_for_room()
             if room <= 0:
-                self._room.clear()
-                await self._room.wait()
-                continue
+                continue  # stopping
             try:
                 deliveries = await self.transport.fetch(names, limit=room, timeout=1.0)
             except Exception:
@@ -270,6 +271,29 @@ class Worker:
                 break
             for delivery in deliveries:
                 self._spawn(delivery)
+
+    async def _wait_for_room(self) -> int:
+        """Wait until the window can take a batch, or some room has been free for a moment.
+
+        Fetching as soon as one place frees up would cost a broker round trip per
+        finished task under load; an idle worker still fetches at once.
+        """
+        loop = asyncio.get_running_loop()
+        batch = max(1, self.prefetch_limit // 2)
+        deadline: float | None = None
+        while not self._stopping.is_set():
+            room = self._room_for_more()
+            if room >= batch or (deadline is not None and room > 0 and loop.time() >= deadline):
+                return room
+            if room > 0 and deadline is None:
+                deadline = loop.time() + FETCH_LINGER
+            self._room.clear()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await self._room.wait()
+            except TimeoutError:
+                pass
+        return 0
 
     def _room_for_more(self) -> int:
         """Free places in the prefetch window.
