@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from celeriac.exceptions import SerializationError
+from celeriac.protocol import _fastjson
 from celeriac.protocol.envelope import Envelope
 from celeriac.protocol.serializers import JSON
 
@@ -197,7 +198,7 @@ def decode(raw: bytes | str) -> KombuMessage:
     """Decode stored bytes; never raises (see the module docstring for bad input)."""
     data = raw.encode("utf-8", errors="surrogateescape") if isinstance(raw, str) else bytes(raw)
     try:
-        payload = json.loads(data)
+        payload = _fastjson.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         return _invalid(data, f"not JSON: {exc}")
     if not isinstance(payload, dict):

@@ -18,6 +18,7 @@ from collections.abc import Callable, Collection
 from typing import Any, Protocol
 
 from celeriac.exceptions import ContentDisallowed, MissingDependency, SerializationError
+from celeriac.protocol import _fastjson
 
 __all__ = [
     "JSON",
@@ -83,6 +84,11 @@ def _untag_object(obj: dict[str, Any]) -> Any:
     return obj
 
 
+def _untagged(data: bytes) -> bool:
+    """True if ``data`` cannot hold a kombu tag (``"__type__"``, even spelt with escapes)."""
+    return b"__type__" not in data and b"\\u" not in data
+
+
 class JSONSerializer:
     """JSON with kombu's tagged types; compact separators to keep messages small."""
 
@@ -104,6 +110,11 @@ class JSONSerializer:
 
     def loads(self, data: bytes) -> Any:
         """Decode UTF-8 JSON."""
+        if _fastjson.HAVE_ORJSON and isinstance(data, bytes) and _untagged(data):
+            try:
+                return _fastjson.loads(data)  # no tagged values: no object hook needed
+            except (UnicodeDecodeError, ValueError):
+                pass  # the standard path below reports it
         try:
             text = (
                 data.decode("utf-8") if isinstance(data, bytes | bytearray | memoryview) else data
