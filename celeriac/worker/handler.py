@@ -35,6 +35,10 @@ logger = logging.getLogger("celeriac.worker")
 LINGER = 0.0005
 """Seconds a result or ack flush waits for more items while other tasks are still running."""
 
+STARTED_AFTER = 0.05
+"""Seconds a task runs before its STARTED state is written (shorter tasks go straight to
+their final state: the write would cost a round trip on the result's critical path)."""
+
 
 @dataclass
 class HandlerConfig:
@@ -82,6 +86,8 @@ class TaskHandler:
         """Jobs submitted to an executor and not finished."""
         self.settling = 0
         """Tasks that have run and wait for their result and ack to be queued."""
+        self._started: dict[str, asyncio.TimerHandle] = {}
+        """Pending STARTED writes, by task id."""
         self.wake_consumer: Callable[[], None] = lambda: None
         """Called when a task moves to settling: the consumer may fetch more."""
         self.processed = 0
@@ -166,9 +172,19 @@ class TaskHandler:
         loop = asyncio.get_running_loop()
 
         def sink(task_id: str, meta: Meta) -> None:
-            loop.call_soon_threadsafe(self.results.add, (task_id, meta))
+            loop.call_soon_threadsafe(self.task_state, task_id, meta)
 
         return sink
+
+    def task_state(self, task_id: str, meta: Meta) -> None:
+        """A running task's own ``update_state``: it supersedes a STARTED not yet written."""
+        self._forget_started(task_id)
+        self.results.add((task_id, meta))
+
+    def _forget_started(self, task_id: str) -> None:
+        timer = self._started.pop(task_id, None)
+        if timer is not None:
+            timer.cancel()
 
     # entry point ------------------------------------------------------------------------
     async def handle(self, delivery: Delivery) -> None:
@@ -272,10 +288,17 @@ class TaskHandler:
         return task.track_started if task.track_started is not None else self.config.track_started
 
     def _on_started(self, msg: TaskMessage, task: Task) -> Any:
-        def started(pid: int) -> None:
+        if self.backend is None or msg.ignore_result:
+            return None
+
+        def write(pid: int) -> None:
+            self._started.pop(msg.id, None)
             meta = make_meta(msg.id, states.STARTED, {"pid": pid, "hostname": self.config.hostname})
-            if self.backend is not None and not msg.ignore_result:
-                self.results.add((msg.id, meta))
+            self.results.add((msg.id, meta))
+
+        def started(pid: int) -> None:
+            loop = asyncio.get_running_loop()
+            self._started[msg.id] = loop.call_later(STARTED_AFTER, write, pid)
 
         return started
 
@@ -303,6 +326,7 @@ class TaskHandler:
             outcome = _infrastructure_failure(exc)
         finally:
             self.executing -= 1
+            self._forget_started(msg.id)
         self.processed += 1
         self.settling += 1
         self.wake_consumer()

@@ -191,7 +191,7 @@ class Worker:
         """A pool process's ``update_state``: written in order after the worker's STARTED."""
         if self.handler is not None:
             task_id, meta = note
-            self.handler.results.add((task_id, meta))
+            self.handler.task_state(task_id, meta)
 
     def _create_handler(self, sync_pool: Executor, async_pool: Executor) -> None:
         conf = self.app.conf
@@ -271,6 +271,8 @@ class Worker:
                 break
             for delivery in deliveries:
                 self._spawn(delivery)
+            # Let the new handlers start their tasks before the next fetch's round trip.
+            await asyncio.sleep(0)
 
     async def _wait_for_room(self) -> int:
         """Wait until the window can take a batch, or some room has been free for a moment.

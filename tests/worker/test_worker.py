@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import time
 import uuid
+from typing import Any
 
 import pytest
 
@@ -105,6 +106,43 @@ async def test_started_state_is_tracked(app: Celery, start_worker: StartWorker) 
     meta = await app.AsyncResult(result.id).ameta()
     assert meta["result"]["hostname"].startswith("celery@")
     await result.aget(timeout=10)
+
+
+async def test_started_is_written_only_for_tasks_still_running(
+    app: Celery, start_worker: StartWorker
+) -> None:
+    worker = await start_worker()
+    assert worker.handler is not None and worker.handler.backend is not None
+    written: dict[str, list[str]] = {}
+    store = worker.handler.backend.store
+
+    async def recording_store(items: Any) -> None:
+        for task_id, meta in items:
+            written.setdefault(task_id, []).append(meta["status"])
+        await store(items)
+
+    worker.handler.backend.store = recording_store  # type: ignore[method-assign]
+    quick = await apps.add.adelay(1, 1)
+    assert await quick.aget(timeout=10) == 2
+    slow = await apps.sleep.adelay(0.4)
+    assert await slow.aget(timeout=10) == 0.4
+    assert written[quick.id] == [states.SUCCESS]  # done before STARTED was due
+    assert written[slow.id] == [states.STARTED, states.SUCCESS]
+
+
+async def test_update_state_is_not_overwritten_by_a_late_started(
+    app: Celery, start_worker: StartWorker
+) -> None:
+    # memory:// lives in one process, so a pool child could not write to it
+    await start_worker(pool="threads" if app.broker_url.startswith("memory") else "prefork")
+    result = await apps.progress.adelay()  # update_state(PROGRESS) at once, then 0.5 s
+    deadline = time.monotonic() + 5
+    while (await app.AsyncResult(result.id).ameta())["status"] != "PROGRESS":
+        assert time.monotonic() < deadline, "never saw PROGRESS"
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.2)  # well past the moment STARTED would have been written
+    assert (await app.AsyncResult(result.id).ameta())["status"] == "PROGRESS"
+    assert await result.aget(timeout=10) == "finished"
 
 
 async def test_expired_task_is_revoked_without_running(
