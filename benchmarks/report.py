@@ -214,6 +214,15 @@ class Headlines:
         """The fastest drain over all of the system's cases."""
         return self.s.value(self.s.best(broker, "throughput", name, "drain_rate"), "drain_rate")
 
+    def best_with_results(self, name: str, kind: str) -> dict[str, Any] | None:
+        """The system's fastest Redis drain of ``kind`` tasks with results stored, any worker."""
+        rows = [
+            r
+            for r in self.s.of("redis", "throughput", name)
+            if r["case"].endswith(f"/{kind}/results") and r.get("drain_rate") is not None
+        ]
+        return max(rows, key=lambda r: float(r["drain_rate"]), default=None)
+
     def enqueue(self, broker: str, name: str) -> float | None:
         """Enqueue rate of the plain per-task call (headline case)."""
         return self.s.value(self.case(broker, name, 0), "enqueue_rate")
@@ -258,15 +267,17 @@ class Headlines:
 def targets(summary: Summary, systems: Sequence[System]) -> list[dict[str, Any]]:
     """The issue's targets: what was measured against what was asked."""
     h = Headlines(summary, {s.name: s for s in systems})
-    async_on = summary.find("redis", "throughput", "celeriac", "async/anoop/results")
+    # celeriac's best worker setting with results stored, two execution slots
+    sync_on = h.best_with_results("celeriac", "noop")
+    async_on = h.best_with_results("celeriac", "anoop")
     bulk = summary.find("redis", "enqueue", "celeriac", "enqueue_bulk")
     checks = [
-        ("no-op drain, results on >= 3x fastest peer's best",
-         h.drain_on("redis", "celeriac"), _times(h.fastest_peer_best(), 3), True),
-        ("no-op drain, results on >= 15x Celery default",
-         h.drain_on("redis", "celeriac"), _times(h.drain_on("redis", "celery"), 15), True),
-        ("async def no-op drain >= 20,000/s", summary.value(async_on, "drain_rate"), 20_000.0,
-         True),
+        (f"no-op drain, results on ({_case(sync_on)}) >= 3x fastest peer's best",
+         summary.value(sync_on, "drain_rate"), _times(h.fastest_peer_best(), 3), True),
+        (f"no-op drain, results on ({_case(sync_on)}) >= 15x Celery default",
+         summary.value(sync_on, "drain_rate"), _times(h.drain_on("redis", "celery"), 15), True),
+        (f"async def no-op drain ({_case(async_on)}) >= 20,000/s",
+         summary.value(async_on, "drain_rate"), 20_000.0, True),
         ("enqueue with delay() >= 2x Huey",
          h.enqueue("redis", "celeriac"), _times(h.enqueue("redis", "huey"), 2), True),
         ("bulk enqueue >= 50,000/s", summary.value(bulk, "enqueue_rate"), 50_000.0, True),
@@ -282,6 +293,10 @@ def targets(summary: Summary, systems: Sequence[System]) -> list[dict[str, Any]]
          h.drain_on("sqlite", "celeriac"), h.drain_on("sqlite", "huey"), True),
     ]  # fmt: skip
     return [_check(label, got, want, higher) for label, got, want, higher in checks]
+
+
+def _case(row: dict[str, Any] | None) -> str:
+    return str(row["case"]).split("/")[0] if row is not None else "-"
 
 
 def _times(value: float | None, factor: float) -> float | None:

@@ -25,6 +25,13 @@ SYSTEM = System(
             (*_WORKER, "-P", "threads", "-c", "2", "--async-concurrency", "20"),
         ),
         "io-threads": Variant("-P threads -c 20", (*_WORKER, "-P", "threads", "-c", "20")),
+        "loops": Variant(
+            "--loops 2 -P prefork -c 1", (*_WORKER, "--loops", "2", "-P", "prefork", "-c", "1")
+        ),
+        "loops-async": Variant(
+            "async def tasks, --loops 2 -P threads -c 1",
+            (*_WORKER, "--loops", "2", "-P", "threads", "-c", "1"),
+        ),
     },
     throughput=(
         Case("prefork", "noop", True),
@@ -33,6 +40,8 @@ SYSTEM = System(
         Case("threads", "noop", True, enqueue_fn=_BULK, once=True),
         Case("threads", "noop", False, enqueue_fn=_BULK, once=True),
         Case("async", "anoop", False, enqueue_fn=_BULK, once=True),
+        Case("loops", "noop", True, enqueue_fn=_BULK),
+        Case("loops-async", "anoop", True, enqueue_fn=_BULK),
     ),
     io=(Case("io-async", "asleep"), Case("io-threads", "sleep")),
     cpu=Case("prefork", "fib"),

@@ -13,6 +13,7 @@ from celeriac.app import Celery
 from celeriac.cli.beat import beat
 from celeriac.cli.demo import demo
 from celeriac.cli.loading import find_app
+from celeriac.worker.supervisor import run_loops
 from celeriac.worker.worker import Worker, WorkerOptions
 
 __all__ = ["cli", "main"]
@@ -91,6 +92,13 @@ def cli(
 @click.option("-E", "--task-events", is_flag=True, help="Accepted for Celery compatibility.")
 @click.option("-O", "optimization", help="Accepted for Celery compatibility.")
 @click.option("-B", "--beat", "embed_beat", is_flag=True, help="Also run beat in this worker.")
+@click.option(
+    "--loops",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Run this many complete workers (one event loop each) in their own processes.",
+)
 @click.pass_obj
 def worker(
     obj: AppContext,
@@ -106,6 +114,7 @@ def worker(
     prefetch_multiplier: int | None,
     async_concurrency: int,
     embed_beat: bool,
+    loops: int,
     **_: Any,
 ) -> None:
     """Start a worker."""
@@ -122,6 +131,8 @@ def worker(
         async_concurrency=async_concurrency,
         beat=embed_beat,
     )
+    if loops > 1:
+        sys.exit(run_loops(obj.app, options, loops))
     sys.exit(Worker(obj.app, options).start())
 
 

@@ -218,6 +218,7 @@ class Worker:
 
     def _print_banner(self) -> None:
         if not self.options.banner:
+            logger.info("%s ready.", self.hostname)
             return
         tasks = "\n".join(
             f"  . {name}" for name in sorted(self.app.tasks) if not name.startswith("celery.")

@@ -203,3 +203,44 @@ def test_100k_countdown_tasks_leave_worker_memory_flat(broker: str, tmp_path: Pa
     assert after - before < 20 * 1024, f"worker RSS grew by {(after - before) / 1024:.1f} MiB"
     sizes = apps.app.run_sync(_queue_sizes())
     assert sizes["celery"] == 100_000  # none ran early, none lost
+
+
+def _children_of(pid: int) -> set[int]:
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.add(int(entry))
+    return found
+
+
+def _pids_serving(count: int) -> set[int]:
+    results = [apps.pid.delay() for _ in range(count)]
+    return {result.get(timeout=30) for result in results}
+
+
+def test_loops_runs_supervised_workers_that_share_the_queue(broker: str, tmp_path: Path) -> None:
+    log = tmp_path / "loops.log"
+    supervisor = start_worker(broker, "--loops", "2", "-P", "threads", "-c", "1", log=log)
+    try:
+        wait_for_line(log, "-1@")
+        wait_for_line(log, "-2@")
+        workers = _children_of(supervisor.pid)
+        assert len(workers) == 2
+        assert _pids_serving(60) <= workers  # every task ran in one of the two workers
+        victim = min(workers)
+        os.kill(victim, signal.SIGKILL)  # a crashed worker is replaced
+        deadline = time.monotonic() + 20
+        while len(_children_of(supervisor.pid) - {victim}) < 2:
+            assert time.monotonic() < deadline, "the killed worker was not replaced"
+            time.sleep(0.1)
+        assert victim not in _pids_serving(10)
+    finally:
+        supervisor.send_signal(signal.SIGTERM)
+        assert supervisor.wait(30) == 0  # TERM reached every worker; all stopped warm
+    assert _children_of(supervisor.pid) == set()
+    assert "exited with code" in log.read_text()

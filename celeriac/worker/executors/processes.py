@@ -56,7 +56,7 @@ from celeriac.worker.executors.base import (
     job_error,
 )
 
-__all__ = ["ProcessExecutor", "send_note"]
+__all__ = ["ProcessExecutor", "die_with_parent", "send_note"]
 
 logger = logging.getLogger(__name__)
 
@@ -205,8 +205,8 @@ def _child_main(
     return child_loop.run()
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    """Ask Linux to SIGKILL this child when the worker dies.
+def die_with_parent(parent_pid: int) -> None:
+    """Ask Linux to SIGKILL this (forked) process when its parent dies.
 
     A worker killed with SIGKILL gets its tasks redelivered to another worker; an
     orphaned child finishing the same task meanwhile would run it twice.
@@ -468,7 +468,7 @@ class ProcessExecutor:
         parent_pid = os.getpid()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the child (covered by the tests' children)
-            _die_with_parent(parent_pid)
+            die_with_parent(parent_pid)
             self._become_child(child_conn, inherited)
         child_conn.close()
         try:
