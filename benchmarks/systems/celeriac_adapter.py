@@ -49,7 +49,11 @@ SYSTEM = System(
     enqueue_fns=("enqueue", "aenqueue", "enqueue_bulk"),
     brokers=frozenset({"redis", "amqp", "sqlite"}),
     extra_cases={
-        "amqp": (Case("prefork", "noop", True), Case("prefork", "noop", False)),
+        "amqp": (
+            Case("prefork", "noop", True),
+            Case("prefork", "noop", False),
+            Case("loops", "noop", True),
+        ),
         "sqlite": (Case("prefork", "noop", True), Case("prefork", "noop", False)),
     },
 )
