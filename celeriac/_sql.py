@@ -52,6 +52,7 @@ __all__ = [
     "channel_name",
     "create_tables",
     "fetch_rows",
+    "open_tables",
     "parse_sql_settings",
     "qualified_name",
     "release_engine",
@@ -202,6 +203,20 @@ async def create_tables(engine: AsyncEngine, metadata: MetaData, schema: str | N
         if schema is not None:
             await _create_schema(conn, schema)
         await conn.run_sync(metadata.create_all, checkfirst=True)
+
+
+async def open_tables(settings: SQLSettings, metadata: MetaData) -> AsyncEngine:
+    """The shared engine for ``settings`` with ``metadata``'s tables created in it.
+
+    The engine is released again if creating the tables fails.
+    """
+    engine = acquire_engine(settings)
+    try:
+        await create_tables(engine, metadata, settings.schema)
+    except BaseException:
+        await release_engine(settings)
+        raise
+    return engine
 
 
 async def _create_schema(conn: AsyncConnection, schema: str) -> None:

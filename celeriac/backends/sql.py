@@ -36,10 +36,9 @@ from typing import Any
 
 from celeriac._sql import (
     SQLSettings,
-    acquire_engine,
     channel_name,
-    create_tables,
     fetch_rows,
+    open_tables,
     parse_sql_settings,
     qualified_name,
     release_engine,
@@ -235,12 +234,7 @@ class SQLBackend:
         async with self._lock:
             if self._engine is not None:
                 return
-            engine = acquire_engine(self._settings)
-            try:
-                await create_tables(engine, self._metadata, self._settings.schema)
-            except BaseException:
-                await release_engine(self._settings)
-                raise
+            engine = await open_tables(self._settings, self._metadata)
             names = {
                 table.name.removeprefix("celeriac_"): qualified_name(table, engine)
                 for table in self._metadata.tables.values()

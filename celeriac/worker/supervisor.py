@@ -8,7 +8,9 @@ and ``--async-concurrency`` apply per process), and supervises them:
 
 * SIGTERM, SIGINT and SIGQUIT are passed on to every worker, which shuts down as it
   would alone (a second SIGINT/SIGTERM makes it cold); the supervisor exits when all
-  have, with the worst exit code.
+  have, with the worst exit code. Workers run in their own process groups, so a
+  terminal's Ctrl-C reaches them once, through the supervisor; under systemd use
+  ``KillMode=mixed`` for the same reason.
 * A worker that dies otherwise is replaced (after a pause if it died young, so a
   worker that cannot start does not spin). Its unacknowledged messages come back
   through the transport's own recovery, as for any lost worker.
@@ -84,6 +86,9 @@ class _Supervisor:
             try:
                 for sig in _FORWARDED:
                     signal.signal(sig, signal.SIG_DFL)
+                # Its own process group: a Ctrl-C in the terminal reaches the supervisor
+                # only, which passes it on once (twice would mean a cold shutdown).
+                os.setpgid(0, 0)
                 die_with_parent(parent)
                 code = self.make_worker(index).start()
             finally:

@@ -60,7 +60,9 @@ def _env(broker: str) -> dict[str, str]:
     }
 
 
-def start_worker(broker: str, *args: str, log: Path) -> subprocess.Popen[bytes]:
+def start_worker(
+    broker: str, *args: str, log: Path, new_session: bool = False
+) -> subprocess.Popen[bytes]:
     command = [
         sys.executable,
         "-m",
@@ -75,7 +77,12 @@ def start_worker(broker: str, *args: str, log: Path) -> subprocess.Popen[bytes]:
         *args,
     ]
     return subprocess.Popen(
-        command, env=_env(broker), stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=ROOT
+        command,
+        env=_env(broker),
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+        start_new_session=new_session,
     )
 
 
@@ -244,3 +251,21 @@ def test_loops_runs_supervised_workers_that_share_the_queue(broker: str, tmp_pat
         assert supervisor.wait(30) == 0  # TERM reached every worker; all stopped warm
     assert _children_of(supervisor.pid) == set()
     assert "exited with code" in log.read_text()
+
+
+def test_loops_ctrl_c_to_the_process_group_is_one_warm_shutdown(
+    broker: str, tmp_path: Path
+) -> None:
+    log = tmp_path / "loops.log"
+    marker = tmp_path / "marker.txt"
+    supervisor = start_worker(
+        broker, "--loops", "2", "-P", "threads", "-c", "1", log=log, new_session=True
+    )
+    wait_for_line(log, "-2@")
+    result = apps.sleep.delay(1.5, str(marker))
+    wait_for_line(marker, "start")
+    os.killpg(supervisor.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+    assert supervisor.wait(30) == 0
+    # One SIGINT per worker is a warm shutdown: the running task finished first.
+    assert marker.read_text().count("done") == 1
+    assert result.get(timeout=10) == 1.5

@@ -29,8 +29,7 @@ from typing import Any
 
 from celeriac._sql import (
     SQLSettings,
-    acquire_engine,
-    create_tables,
+    open_tables,
     parse_sql_settings,
     qualified_name,
     release_engine,
@@ -140,12 +139,7 @@ class SQLStore:
         async with self._lock:
             if self._engine is not None:
                 return
-            engine = acquire_engine(self._settings)
-            try:
-                await create_tables(engine, self._metadata, self._settings.schema)
-            except BaseException:
-                await release_engine(self._settings)
-                raise
+            engine = await open_tables(self._settings, self._metadata)
             lease, state = (qualified_name(t, engine) for t in (self._lease, self._state))
             self._sql = _statements(lease, state)
             self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
