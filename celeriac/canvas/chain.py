@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from celeriac.canvas.chord import chord
+from celeriac.canvas.compound import Compound
 from celeriac.canvas.group import group, listify, unpack_tasks
 from celeriac.canvas.signature import (
     Dispatch,
@@ -45,8 +46,11 @@ __all__ = ["chain"]
 _LAST_TASK = ("task_id", "group_id", "group_index", "chord")
 
 
-class chain(Signature):
-    """Signatures run in sequence; ``apply_async()`` returns the last task's result."""
+class chain(Compound):
+    """Signatures run in sequence; ``apply_async()`` returns the last task's result.
+
+    Partial ``args`` (``clone``, ``apply_async``) go to the first step.
+    """
 
     kind = "chain"
 
@@ -59,18 +63,6 @@ class chain(Signature):
         super().__init__(
             "celery.chain", (), {"tasks": steps}, options, subtask_type="chain", app=app
         )
-
-    @classmethod
-    def _from_items(cls, data: Mapping[str, Any], app: Celery | None) -> Signature:
-        sig = super()._from_items(data, app)
-        sig["kwargs"]["tasks"] = [as_signature(t, app) for t in sig["kwargs"].get("tasks") or ()]
-        return sig
-
-    @property
-    def tasks(self) -> list[Signature]:
-        """The steps, in order."""
-        tasks: list[Signature] = self["kwargs"].setdefault("tasks", [])
-        return tasks
 
     @property
     def id(self) -> str | None:
@@ -90,19 +82,6 @@ class chain(Signature):
             out.append(step)
         out.reverse()
         return out
-
-    def clone(
-        self,
-        args: Sequence[Any] | None = None,
-        kwargs: Mapping[str, Any] | None = None,
-        **options: Any,
-    ) -> Signature:
-        """A deep copy; ``args`` become partial args of the first task."""
-        sig = copy.deepcopy(self)
-        if args and not sig.immutable:
-            sig["args"] = [*args, *sig.args]
-        sig["options"] = {**sig.options, **options}
-        return sig
 
     def _prepare(
         self, options: Mapping[str, Any], attach: bool = True

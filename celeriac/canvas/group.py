@@ -17,6 +17,7 @@ import copy
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from celeriac.canvas.compound import Compound
 from celeriac.canvas.signature import Dispatch, Signature, as_signature, make, new_id, signatures
 from celeriac.result import GroupResult
 
@@ -42,8 +43,11 @@ def listify(value: Any) -> list[Any]:
     return list(value)
 
 
-class group(Signature):
-    """Signatures applied in parallel; ``apply_async()`` returns a GroupResult."""
+class group(Compound):
+    """Signatures applied in parallel; ``apply_async()`` returns a GroupResult.
+
+    Partial ``args`` (``clone``, ``apply_async``) are given to every member.
+    """
 
     kind = "group"
 
@@ -55,37 +59,12 @@ class group(Signature):
             "celery.group", (), {"tasks": members}, options, subtask_type="group", app=app
         )
 
-    @classmethod
-    def _from_items(cls, data: Mapping[str, Any], app: Celery | None) -> Signature:
-        sig = super()._from_items(data, app)
-        sig["kwargs"]["tasks"] = [as_signature(t, app) for t in sig["kwargs"].get("tasks") or ()]
-        return sig
-
-    @property
-    def tasks(self) -> list[Signature]:
-        """The member signatures."""
-        tasks: list[Signature] = self["kwargs"].setdefault("tasks", [])
-        return tasks
-
     def members(self) -> list[Signature]:
         """Copies of the members, nested groups flattened into this one."""
         out: list[Signature] = []
         for task in self.tasks:
             out += task.members() if isinstance(task, group) else [copy.deepcopy(task)]
         return out
-
-    def clone(
-        self,
-        args: Sequence[Any] | None = None,
-        kwargs: Mapping[str, Any] | None = None,
-        **options: Any,
-    ) -> Signature:
-        """A deep copy; ``args`` become partial args given to every member."""
-        sig = copy.deepcopy(self)
-        if args and not sig.immutable:
-            sig["args"] = [*args, *sig.args]
-        sig["options"] = {**sig.options, **options}
-        return sig
 
     def freeze(
         self,
