@@ -34,6 +34,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from celeriac.exceptions import ImproperlyConfigured, MissingDependency
 
 try:
+    import redis as blocking
     from redis.asyncio import BlockingConnectionPool, Redis
     from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
     from redis.asyncio.sentinel import Sentinel
@@ -212,16 +213,27 @@ def connect_redis(settings: RedisSettings) -> Redis[bytes]:
             max_connections=settings.max_connections,
         )
         return client
-    kwargs = dict(settings.connection)
-    connection_class: type[Connection] = Connection
-    if "path" in kwargs:
-        connection_class = UnixDomainSocketConnection
-    elif settings.tls:
-        connection_class = SSLConnection
-    pool = BlockingConnectionPool(
-        max_connections=settings.max_connections,
-        timeout=math.ceil(settings.pool_timeout),
-        connection_class=connection_class,
-        **kwargs,
-    )
+    classes = (Connection, UnixDomainSocketConnection, SSLConnection)
+    pool = BlockingConnectionPool(**_pool_options(settings, *classes))
     return Redis(connection_pool=pool)
+
+
+def connect_redis_blocking(settings: RedisSettings) -> blocking.Redis[bytes]:
+    """The same pool as :func:`connect_redis` for redis-py's blocking client (no Sentinel)."""
+    if settings.sentinels:
+        raise ImproperlyConfigured("the blocking client has no Sentinel support here")
+    classes = (blocking.Connection, blocking.UnixDomainSocketConnection, blocking.SSLConnection)
+    pool = blocking.BlockingConnectionPool(**_pool_options(settings, *classes))
+    return blocking.Redis(connection_pool=pool)
+
+
+def _pool_options(settings: RedisSettings, plain: type, unix: type, tls: type) -> dict[str, Any]:
+    """Connection-pool keyword arguments, with the connection class the location needs."""
+    kwargs = dict(settings.connection)
+    connection_class = unix if "path" in kwargs else tls if settings.tls else plain
+    return {
+        "max_connections": settings.max_connections,
+        "timeout": math.ceil(settings.pool_timeout),
+        "connection_class": connection_class,
+        **kwargs,
+    }

@@ -95,7 +95,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise MissingDependency("Redis transport: pip install 'celeriac[redis]'") from exc
 
-__all__ = ["RedisTransport"]
+__all__ = ["RedisTransport", "encode_copy", "push_call"]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -265,9 +265,9 @@ class RedisTransport:
             route = routes.get(msg.exchange)
             if route is not None and route.kind == "fanout":
                 # kombu peers (Celery workers, Flower) listen on the pub/sub channel.
-                batch.broadcasts.append((self.router.fanout_channel(msg), self._encode(msg)))
+                batch.broadcasts.append((self.router.fanout_channel(msg), encode_copy(msg)))
             for queue in self.router.queues(msg, route):
-                payload = self._encode(msg)
+                payload = encode_copy(msg)
                 due = msg.not_before
                 if self._delayed and due is not None and due > now:
                     step = kombu.bucket_of(msg.envelope.priority)
@@ -296,9 +296,7 @@ class RedisTransport:
         """Call (or queue on a pipeline) the PUSH script: messages, then wake-up tokens."""
         if not pushes and not wake:
             return
-        keys = [key for key, _ in pushes] + [self.keys.notify(q) for q in wake]
-        args: list[Any] = [len(pushes), NOTIFY_CAP, *(payload for _, payload in pushes)]
-        args += list(wake.values())
+        keys, args = push_call(self.keys, pushes, wake)
         await self._scripts["PUSH"](keys=keys, args=args, client=client)
 
     async def _schedule(self, pipe: Any, queue: str, items: list[tuple[str, bytes]]) -> None:
@@ -309,13 +307,6 @@ class RedisTransport:
             for score, member in items[start : start + CHUNK]:
                 args += [score, member]
             await self._scripts["SCHEDULE"](keys=keys, args=args, client=pipe)
-
-    def _encode(self, msg: Outgoing) -> bytes:
-        """The kombu envelope of ``msg`` with a fresh delivery tag (one per copy)."""
-        tag = str(uuid.uuid4())
-        return kombu.encode(
-            msg.envelope, exchange=msg.exchange, routing_key=msg.routing_key, delivery_tag=tag
-        )
 
     # -- consume --------------------------------------------------------------------------
 
@@ -534,6 +525,23 @@ class RedisTransport:
             return {i.decode() for i in ids}
 
         return await self._retry("revoked", op)
+
+
+def encode_copy(msg: Outgoing) -> bytes:
+    """The kombu envelope of ``msg`` with a fresh delivery tag (one per stored copy)."""
+    tag = str(uuid.uuid4())
+    return kombu.encode(
+        msg.envelope, exchange=msg.exchange, routing_key=msg.routing_key, delivery_tag=tag
+    )
+
+
+def push_call(
+    keys: RedisKeys, pushes: Sequence[tuple[str, bytes]], wake: Mapping[str, int]
+) -> tuple[list[str], list[Any]]:
+    """KEYS and ARGV of the PUSH script: (list key, message) pairs, then wake-up tokens."""
+    script_keys = [key for key, _ in pushes] + [keys.notify(q) for q in wake]
+    args: list[Any] = [len(pushes), NOTIFY_CAP, *(payload for _, payload in pushes)]
+    return script_keys, [*args, *wake.values()]
 
 
 def _delivery(queue: str, tag: str, raw: bytes) -> Delivery:
