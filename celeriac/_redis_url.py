@@ -31,12 +31,16 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from celeriac._redis_packing import (
+    PackingConnection,
+    PackingSSLConnection,
+    PackingUnixConnection,
+)
 from celeriac.exceptions import ImproperlyConfigured, MissingDependency
 
 try:
     import redis as blocking
     from redis.asyncio import BlockingConnectionPool, Redis
-    from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
     from redis.asyncio.sentinel import Sentinel
     from redis.backoff import NoBackoff
     from redis.retry import Retry
@@ -213,7 +217,7 @@ def connect_redis(settings: RedisSettings) -> Redis[bytes]:
             max_connections=settings.max_connections,
         )
         return client
-    classes = (Connection, UnixDomainSocketConnection, SSLConnection)
+    classes = (PackingConnection, PackingUnixConnection, PackingSSLConnection)
     pool = BlockingConnectionPool(**_pool_options(settings, *classes))
     return Redis(connection_pool=pool)
 

@@ -55,6 +55,8 @@ class Signal:
 
     def send(self, sender: Any = None, **kwargs: Any) -> list[tuple[Callable[..., Any], Any]]:
         """Call receivers (those filtering on another sender are skipped); return their results."""
+        if not self._receivers:  # the usual case, on every task's hot path
+            return []
         responses: list[tuple[Callable[..., Any], Any]] = []
         for receiver, wanted in list(self._receivers):
             if (

@@ -178,16 +178,14 @@ def _invalid(raw: bytes, reason: str) -> KombuMessage:
     return KombuMessage(envelope=envelope, valid=False)
 
 
-def _decode_body(payload: dict[str, Any], properties: dict[str, Any]) -> bytes:
+def _decode_body(body: Any, encoding: Any) -> bytes:
     """The raw body bytes; raise ValueError when the body is missing or not decodable."""
-    body = payload.get("body")
     if not isinstance(body, str):
         raise ValueError("envelope has no string 'body'")
-    encoding = properties.get("body_encoding")
     if encoding == "base64":
         try:
-            return base64.b64decode(body.encode("ascii"), validate=True)
-        except (binascii.Error, UnicodeEncodeError) as exc:
+            return binascii.a2b_base64(body, strict_mode=True)
+        except (binascii.Error, ValueError) as exc:
             raise ValueError(f"body is not valid base64: {exc}") from exc
     if encoding in (None, "", "utf-8"):
         return body.encode("utf-8", errors="surrogateescape")
@@ -201,30 +199,33 @@ def decode(raw: bytes | str) -> KombuMessage:
         payload = _fastjson.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         return _invalid(data, f"not JSON: {exc}")
-    if not isinstance(payload, dict):
+    if type(payload) is not dict:
         return _invalid(data, f"envelope is a JSON {type(payload).__name__}, not an object")
+    # The parsed objects are ours alone: take them apart in place instead of copying.
     properties = payload.get("properties")
-    properties = dict(properties) if isinstance(properties, dict) else {}
+    if type(properties) is not dict:
+        properties = {}
     try:
-        body = _decode_body(payload, properties)
+        body = _decode_body(payload.get("body"), properties.pop("body_encoding", None))
     except ValueError as exc:
         return _invalid(data, str(exc))
     headers = payload.get("headers")
-    headers = dict(headers) if isinstance(headers, dict) else {}
-    info = properties.get("delivery_info")
-    info = info if isinstance(info, dict) else {}
-    tag = properties.get("delivery_tag")
+    if type(headers) is not dict:
+        headers = {}
+    info = properties.pop("delivery_info", None)
+    if type(info) is not dict:
+        info = {}
+    tag = properties.pop("delivery_tag", None)
     # kombu's restore marks the headers too; it is framing, reported as ``redelivered``.
     redelivered = bool(info.get("redelivered")) | bool(headers.pop("redelivered", False))
-    amqp = {k: v for k, v in properties.items() if k not in KOMBU_PROPERTIES}
-    if amqp.get("priority") == 0:
-        del amqp["priority"]  # kombu always writes it; 0 is also what "unset" means
+    if properties.get("priority") == 0:
+        del properties["priority"]  # kombu always writes it; 0 is also what "unset" means
     envelope = Envelope(
         body=body,
         headers=headers,
         content_type=str(payload.get("content-type") or "application/json"),
         content_encoding=str(payload.get("content-encoding") or "utf-8"),
-        properties=amqp,
+        properties=properties,
     )
     return KombuMessage(
         envelope=envelope,

@@ -215,43 +215,53 @@ def _decode_v2(headers: dict[str, Any], body: Any, envelope: Envelope) -> TaskMe
     args, kwargs, embed = body
     if not isinstance(args, list | tuple) or not isinstance(kwargs, dict):
         raise MessageError("protocol 2 body: args must be a list and kwargs an object")
-    embed = embed if isinstance(embed, dict) else {}
-    task_id = headers.get("id")
+    if not isinstance(embed, dict):
+        embed = {}
+    get = headers.get
+    task_id = get("id")
     if not isinstance(task_id, str) or not task_id:
         raise MessageError("task message has no 'id' header")
-    limits = headers.get("timelimit") or [None, None]
+    limits = get("timelimit") or (None, None)
     if not isinstance(limits, list | tuple) or len(limits) != 2:
-        limits = [None, None]
-    extra = {k: v for k, v in headers.items() if k not in RESERVED_HEADERS}
+        limits = (None, None)
+    eta, expires = get("eta"), get("expires")
+    properties = envelope.properties
     return TaskMessage(
         id=task_id,
         task=str(headers["task"]),
-        args=list(args),
+        args=args if type(args) is list else list(args),
         kwargs=kwargs,
-        eta=parse_time(headers.get("eta"), "eta"),
-        expires=parse_time(headers.get("expires"), "expires"),
-        retries=int(headers.get("retries") or 0),
-        root_id=headers.get("root_id") or task_id,
-        parent_id=headers.get("parent_id"),
-        group=headers.get("group"),
-        group_index=headers.get("group_index"),
+        eta=None if eta is None else parse_time(eta, "eta"),
+        expires=None if expires is None else parse_time(expires, "expires"),
+        retries=int(get("retries") or 0),
+        root_id=get("root_id") or task_id,
+        parent_id=get("parent_id"),
+        group=get("group"),
+        group_index=get("group_index"),
         time_limit=limits[0],
         soft_time_limit=limits[1],
-        ignore_result=bool(headers.get("ignore_result", False)),
-        origin=headers.get("origin"),
-        shadow=headers.get("shadow"),
+        ignore_result=bool(get("ignore_result", False)),
+        origin=get("origin"),
+        shadow=get("shadow"),
         callbacks=embed.get("callbacks"),
         errbacks=embed.get("errbacks"),
         chain=embed.get("chain"),
         chord=embed.get("chord"),
-        headers=extra,
-        reply_to=envelope.properties.get("reply_to") or None,
-        priority=envelope.properties.get("priority"),
-        replaced_task_nesting=int(headers.get("replaced_task_nesting") or 0),
-        stamps=headers.get("stamps") or {},
-        argsrepr=headers.get("argsrepr"),
-        kwargsrepr=headers.get("kwargsrepr"),
+        headers=_extra_headers(headers),
+        reply_to=properties.get("reply_to") or None,
+        priority=properties.get("priority"),
+        replaced_task_nesting=int(get("replaced_task_nesting") or 0),
+        stamps=get("stamps") or {},
+        argsrepr=get("argsrepr"),
+        kwargsrepr=get("kwargsrepr"),
     )
+
+
+def _extra_headers(headers: dict[str, Any]) -> dict[str, Any]:
+    """The custom headers (those Celery does not reserve), in their order."""
+    if headers.keys() <= RESERVED_HEADERS:  # the usual case, decided in C
+        return {}
+    return {k: v for k, v in headers.items() if k not in RESERVED_HEADERS}
 
 
 def _decode_v1(body: dict[str, Any], envelope: Envelope) -> TaskMessage:

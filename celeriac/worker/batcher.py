@@ -43,6 +43,11 @@ class Batcher(Generic[T]):
         self._idle = asyncio.Event()
         self._idle.set()
 
+    @property
+    def queued(self) -> int:
+        """Items added and not yet handed to a flush."""
+        return len(self._items)
+
     def add(self, item: T) -> None:
         """Queue ``item`` without a way to learn when it is written (flush errors are logged)."""
         self._items.append(item)

@@ -10,7 +10,7 @@ from celeriac.context import Context, set_state_sink
 from celeriac.trace import Outcome, run_task
 from celeriac.worker.executors.processes import send_note
 
-__all__ = ["bind_app", "child_initializer", "run_in_child", "thread_initializer"]
+__all__ = ["bind_app", "child_initializer", "run_in_child", "run_in_thread", "thread_initializer"]
 
 _app: Any = None
 
@@ -40,11 +40,16 @@ def _note_state(task_id: str, meta: dict[str, Any]) -> None:
     send_note((task_id, meta))
 
 
-def run_in_child(payload: tuple[str, dict[str, Any]]) -> Outcome:
-    """Run task ``name`` with the request fields in ``payload``; always returns an Outcome."""
-    name, fields = payload
-    task = _app.tasks[name]
-    outcome = run_task(task, Context(**fields)).portable()
+def run_in_thread(payload: tuple[str, Context]) -> Outcome:
+    """Run task ``name`` with the request in ``payload``, in this process; always an Outcome."""
+    name, request = payload
+    return run_task(_app.tasks[name], request)
+
+
+def run_in_child(payload: tuple[str, Context]) -> Outcome:
+    """Like :func:`run_in_thread`, in a pool process: the Outcome must go back through a pipe."""
+    name, request = payload
+    outcome = run_task(_app.tasks[name], request).portable()
     try:
         pickle.dumps(outcome.value)
     except Exception as exc:  # the parent could not receive it: report why instead

@@ -1,7 +1,15 @@
-"""Handle one delivery: decode, check, execute, record, follow the canvas, ack.
+"""Handle deliveries: decode, check, execute, record, follow the canvas, ack.
 
 Order matters for at-least-once: the result is written before the message is
-acked, so a crash in between re-runs the task instead of losing its result.
+acked, so a crash in between re-runs the task instead of losing its result
+(:mod:`celeriac.worker.settle`).
+
+Two paths. The common case (a task due now, not revoked, no rate limit) is started
+straight from :meth:`TaskHandler.receive` with the executor's callback API, and a
+plain success with no canvas to follow is recorded from the executor's callback:
+no coroutine, task or future per message. Everything else (dead letters, revokes,
+ETAs, rate limits, retries, failures, chains, chords, rpc:// replies) runs as one
+background coroutine per delivery, in the same order of steps.
 """
 
 from __future__ import annotations
@@ -10,30 +18,28 @@ import asyncio
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
 from celeriac import states
 from celeriac.backends import Meta, ResultBackend
-from celeriac.exceptions import MessageError, SerializationError, TimeLimitExceeded, WorkerLostError
+from celeriac.exceptions import MessageError, TimeLimitExceeded, WorkerLostError
 from celeriac.protocol.message import TaskMessage, decode_task, encode_task, safe_repr
 from celeriac.protocol.results import exception_to_dict, make_meta
 from celeriac.protocol.serializers import Serializer
 from celeriac.task import Task
 from celeriac.trace import Outcome, context_for
 from celeriac.transport import Delivery, Outgoing, Transport
-from celeriac.worker.batcher import Batcher
 from celeriac.worker.executors.base import Executor, ExecutorStopped, Job
 from celeriac.worker.rate_limit import RateLimiter
+from celeriac.worker.settle import Settler
+from celeriac.worker.started import StartedNotes
 from celeriac.worker.workflow import Workflow
 
 __all__ = ["HandlerConfig", "TaskHandler"]
 
 logger = logging.getLogger("celeriac.worker")
-
-LINGER = 0.0005
-"""Seconds a result or ack flush waits for more items while other tasks are still running."""
 
 STARTED_AFTER = 0.05
 """Seconds a task runs before its STARTED state is written (shorter tasks go straight to
@@ -58,6 +64,34 @@ class HandlerConfig:
     revoked: set[str] = field(default_factory=set)
 
 
+class _Flight:
+    """A delivery on the fast path, from start to its executor's callback."""
+
+    __slots__ = ("acks_late", "delivery", "handler", "msg", "task")
+
+    def __init__(
+        self,
+        handler: TaskHandler,
+        delivery: Delivery,
+        msg: TaskMessage,
+        task: Task,
+        acks_late: bool,
+    ) -> None:
+        self.handler = handler
+        self.delivery = delivery
+        self.msg = msg
+        self.task = task
+        self.acks_late = acks_late
+
+    def began(self, pid: int) -> None:
+        """The executor started the job (``Job.on_start``)."""
+        self.handler.started.begin(self.msg.id, pid)
+
+    def done(self, ok: bool, value: Any) -> None:
+        """The executor's callback (``Executor.run``)."""
+        self.handler.finished(self, ok, value)
+
+
 class TaskHandler:
     """Runs deliveries through the executors; one per worker."""
 
@@ -78,94 +112,63 @@ class TaskHandler:
         self.async_executor = async_executor
         self.config = config
         self.serializer = result_serializer
-        self.acks: Batcher[Delivery] = Batcher(self._flush_acks, linger=self._linger_acks)
-        self.results: Batcher[tuple[str, Meta]] = Batcher(
-            self._flush_results, linger=self._linger_results
-        )
-        self.executing = 0
-        """Jobs submitted to an executor and not finished."""
-        self.settling = 0
-        """Tasks that have run and wait for their result and ack to be queued."""
-        self._started: dict[str, asyncio.TimerHandle] = {}
-        """Pending STARTED writes, by task id."""
-        self.wake_consumer: Callable[[], None] = lambda: None
-        """Called when a task moves to settling: the consumer may fetch more."""
-        self.processed = 0
-        self.cold_shutdown = False
         self.reply_to: dict[str, str] = {}
         """reply_to of tasks in flight, for rpc:// results."""
         self.tracks_reply_to = hasattr(backend, "store_for")
+        self.settler = Settler(
+            transport,
+            backend,
+            busy=lambda: self.executing > 0,
+            reply_to=self.reply_to,
+            written=lambda: self.wake_consumer(),
+        )
+        self.started = StartedNotes(self._write_started, after=STARTED_AFTER)
+        self.held = 0
+        """Deliveries received and not yet finished with (their result and ack queued)."""
+        self.executing = 0
+        """Jobs handed to an executor and not finished."""
+        self.settling = 0
+        """Tasks that have run and whose follow-ups (canvas, retries) are being written."""
+        self.idle = asyncio.Event()
+        self.idle.set()
+        self._background: set[asyncio.Task[None]] = set()
+        self.wake_consumer: Callable[[], None] = lambda: None
+        """Called when a delivery is finished with: the consumer may fetch more."""
+        self.processed = 0
+        self.cold_shutdown = False
         self.rate_limiter = RateLimiter()
         self.workflow = Workflow(app, backend)
 
-    # batched I/O ------------------------------------------------------------------------
-    def _linger_acks(self, items: Sequence[Delivery]) -> float:
-        # Only while other jobs run: an idle worker's single ack goes out at once.
-        return LINGER if self.executing > 0 else 0.0
+    # bookkeeping ------------------------------------------------------------------------
+    def _hold(self) -> None:
+        self.held += 1
+        self.idle.clear()
 
-    def _linger_results(self, items: Sequence[tuple[str, Meta]]) -> float:
-        # A batch of only STARTED/progress documents goes out at once: holding it would
-        # make the task's final result queue behind it. (Holding STARTED back is safe
-        # anyway: every update_state of a running task, pool processes included, is
-        # written through this same batch, after it.)
-        if self.executing == 0 or not any(m["status"] in states.READY_STATES for _, m in items):
-            return 0.0
-        return LINGER
+    def _release(self) -> None:
+        self.held -= 1
+        if self.held == 0 and not self._background:
+            self.idle.set()
+        self.wake_consumer()
 
-    async def _flush_acks(self, deliveries: Sequence[Delivery]) -> None:
+    def _in_background(self, delivery: Delivery, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` for ``delivery`` as a task; it releases the delivery when it ends."""
+        task = asyncio.get_running_loop().create_task(self._guarded(delivery, coro))
+        self._background.add(task)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Task[None]) -> None:
+        self._background.discard(task)
+        if self.held == 0 and not self._background:
+            self.idle.set()
+
+    async def _guarded(self, delivery: Delivery, coro: Coroutine[Any, Any, None]) -> None:
         try:
-            await self.transport.ack(deliveries)
+            await coro
         except Exception:
-            logger.exception(
-                "ack of %d deliveries failed; they will be redelivered", len(deliveries)
-            )
-
-    async def _flush_results(self, items: Sequence[tuple[str, Meta]]) -> None:
-        if self.backend is None:
-            return
-        latest = dict(items)  # a later state of the same task replaces an earlier one in the batch
-        store_for = getattr(self.backend, "store_for", None)
-        if store_for is not None:
-            # rpc:// results go to each task's own reply queue.
-            by_reply: dict[str, list[tuple[str, Meta]]] = {}
-            for task_id, meta in latest.items():
-                by_reply.setdefault(self.reply_to.get(task_id, ""), []).append((task_id, meta))
-            for reply_to, part in by_reply.items():
-                await store_for(reply_to, part)
-            return
-        try:
-            await self.backend.store(list(latest.items()))
-        except SerializationError:
-            await self._store_one_by_one(list(latest.items()))
-
-    async def _store_one_by_one(self, items: list[tuple[str, Meta]]) -> None:
-        assert self.backend is not None
-        for task_id, meta in items:
-            try:
-                await self.backend.store([(task_id, meta)])
-            except SerializationError as exc:
-                logger.error("Task %s: result cannot be serialized: %s", task_id, exc)
-                failure = make_meta(
-                    task_id,
-                    states.FAILURE,
-                    {
-                        "exc_type": "EncodeError",
-                        "exc_message": [f"result cannot be serialized: {exc}"],
-                        "exc_module": "celeriac.exceptions",
-                    },
-                )
-                await self.backend.store([(task_id, failure)])
-
-    async def _record(self, msg: TaskMessage, task: Task | None, meta: Meta) -> None:
-        if self.backend is None or self._ignores_result(msg, task, meta["status"]):
-            return
-        await self.results.put((msg.id, meta))
-
-    def _ignores_result(self, msg: TaskMessage, task: Task | None, status: str) -> bool:
-        if not msg.ignore_result:
-            return False
-        keep_errors = bool(getattr(task, "store_errors_even_if_ignored", False))
-        return not (keep_errors and status == states.FAILURE)
+            logger.exception("internal error handling delivery %s; requeueing it", delivery.tag)
+            await self.transport.reject([delivery], requeue=True)
+        finally:
+            self._release()
 
     def sink_from_any_thread(self) -> Callable[[str, Meta], None]:
         """A callable for ``update_state`` in pool threads and async tasks of this process."""
@@ -178,34 +181,59 @@ class TaskHandler:
 
     def task_state(self, task_id: str, meta: Meta) -> None:
         """A running task's own ``update_state``: it supersedes a STARTED not yet written."""
-        self._forget_started(task_id)
-        self.results.add((task_id, meta))
+        self.started.end(task_id)
+        self.settler.state(task_id, meta)
 
-    def _forget_started(self, task_id: str) -> None:
-        timer = self._started.pop(task_id, None)
-        if timer is not None:
-            timer.cancel()
+    def _write_started(self, task_id: str, pid: int) -> None:
+        meta = make_meta(task_id, states.STARTED, {"pid": pid, "hostname": self.config.hostname})
+        self.settler.state(task_id, meta)
+
+    async def drain(self) -> None:
+        """Wait until every queued result and ack is written."""
+        self.started.cancel()
+        await self.settler.drain()
 
     # entry point ------------------------------------------------------------------------
-    async def handle(self, delivery: Delivery) -> None:
-        """Process one delivery completely; never raises."""
+    def receive(self, delivery: Delivery) -> None:
+        """Take one fetched delivery and see it through; never raises."""
+        self._hold()
         try:
-            await self._handle(delivery)
+            self._receive(delivery)
         except Exception:
             logger.exception("internal error handling delivery %s; requeueing it", delivery.tag)
-            await self.transport.reject([delivery], requeue=True)
+            self._in_background(delivery, self.transport.reject([delivery], requeue=True))
 
-    async def _handle(self, delivery: Delivery) -> None:
+    def _receive(self, delivery: Delivery) -> None:
         try:
             msg = decode_task(delivery.envelope, self.config.accept)
         except MessageError as exc:
-            await self._dead_letter(delivery, f"undecodable message: {exc}")
+            reason = f"undecodable message: {exc}"
+            self._in_background(delivery, self._dead_letter(delivery, reason))
             return
         task = self.app.tasks.get(msg.task)
         if task is None:
-            await self._dead_letter(delivery, f"unregistered task {msg.task!r} (id {msg.id})")
+            reason = f"unregistered task {msg.task!r} (id {msg.id})"
+            self._in_background(delivery, self._dead_letter(delivery, reason))
             return
         logger.info("Task %s[%s] received", msg.task, msg.id)
+        if self.tracks_reply_to or self._needs_checks(msg, task):
+            self._in_background(delivery, self._handle(delivery, msg, task))
+        else:
+            self._start(delivery, msg, task)
+
+    def _needs_checks(self, msg: TaskMessage, task: Task) -> bool:
+        """Whether the message must wait or be skipped (revoked, expired, ETA, rate limit)."""
+        if msg.id in self.config.revoked:
+            return True
+        if msg.eta is not None or msg.expires is not None:
+            now = time.time()
+            if msg.eta is not None and msg.eta.timestamp() > now:
+                return True
+            if msg.expires is not None and msg.expires.timestamp() <= now:
+                return True
+        return self.config.rate_limits and bool(task.rate_limit or self.config.default_rate_limit)
+
+    async def _handle(self, delivery: Delivery, msg: TaskMessage, task: Task) -> None:
         if self.tracks_reply_to and msg.reply_to:
             self.reply_to[msg.id] = msg.reply_to
         try:
@@ -242,7 +270,7 @@ class TaskHandler:
         }
         await self._record(msg, task, make_meta(msg.id, states.REVOKED, error))
         await self.workflow.after_revoked(msg, error)
-        self.acks.add(delivery)
+        self.settler.ack(delivery)
         return True
 
     async def _wait_for_eta(self, delivery: Delivery, msg: TaskMessage, task: Task) -> bool:
@@ -257,13 +285,18 @@ class TaskHandler:
                 delivery.envelope, delivery.exchange, delivery.routing_key, msg.eta.timestamp()
             )
             await self.transport.publish([outgoing])
-            self.acks.add(delivery)
+            self.settler.ack(delivery)
             return False
         await asyncio.sleep(delay)
         return not await self._skip_if_revoked_or_expired(delivery, msg, task)
 
     # execution --------------------------------------------------------------------------
-    def _job_for(self, delivery: Delivery, msg: TaskMessage, task: Task) -> Job:
+    def _acks_late(self, task: Task) -> bool:
+        return task.acks_late if task.acks_late is not None else self.config.acks_late
+
+    def _job_for(
+        self, delivery: Delivery, msg: TaskMessage, task: Task, flight: _Flight | None = None
+    ) -> Job:
         ctx = context_for(
             msg,
             hostname=self.config.hostname,
@@ -276,36 +309,103 @@ class TaskHandler:
         )
         hard = msg.time_limit or task.time_limit or self.config.time_limit
         soft = msg.soft_time_limit or task.soft_time_limit or self.config.soft_time_limit
-        started = self._on_started(msg, task) if self._tracks_started(task) else None
+        on_start = None
+        if self._tracks_started(task) and self.backend is not None and not msg.ignore_result:
+            on_start = flight.began if flight is not None else _Begin(self, msg.id)
         return Job(
-            payload=(task.name, ctx.as_dict()),
+            payload=(task.name, ctx),
             time_limit=hard,
             soft_time_limit=soft,
-            on_start=started,
+            on_start=on_start,
         )
 
     def _tracks_started(self, task: Task) -> bool:
         return task.track_started if task.track_started is not None else self.config.track_started
 
-    def _on_started(self, msg: TaskMessage, task: Task) -> Any:
-        if self.backend is None or msg.ignore_result:
-            return None
+    def _start(self, delivery: Delivery, msg: TaskMessage, task: Task) -> None:
+        """The fast path: hand the job to its executor with a callback."""
+        acks_late = self._acks_late(task)
+        if not acks_late:
+            self.settler.ack(delivery)
+        flight = _Flight(self, delivery, msg, task, acks_late)
+        executor = self.async_executor if task.is_async else self.sync_executor
+        job = self._job_for(delivery, msg, task, flight)
+        self.executing += 1
+        executor.run(job, flight.done)
 
-        def write(pid: int) -> None:
-            self._started.pop(msg.id, None)
-            meta = make_meta(msg.id, states.STARTED, {"pid": pid, "hostname": self.config.hostname})
-            self.results.add((msg.id, meta))
+    def finished(self, flight: _Flight, ok: bool, value: Any) -> None:
+        """The executor's callback for a fast-path job (in the loop's thread)."""
+        self.executing -= 1
+        msg = flight.msg
+        self.started.end(msg.id)
+        if not ok:
+            coro = self._after_lost(flight.delivery, msg, flight.task, value, flight.acks_late)
+            self._in_background(flight.delivery, coro)
+            return
+        self.processed += 1
+        if value.state == states.SUCCESS and not (msg.chain or msg.callbacks or msg.chord):
+            try:
+                self._record_success(flight, value)
+            except Exception:
+                logger.exception("internal error recording task %s; requeueing it", msg.id)
+                coro = self.transport.reject([flight.delivery], requeue=True)
+                self._in_background(flight.delivery, coro)
+                return
+            self._release()
+            return
+        self.settling += 1
+        self._in_background(flight.delivery, self._conclude_settling(flight, value))
 
-        def started(pid: int) -> None:
-            loop = asyncio.get_running_loop()
-            self._started[msg.id] = loop.call_later(STARTED_AFTER, write, pid)
+    def _record_success(self, flight: _Flight, outcome: Outcome) -> None:
+        """A plain success: log it and queue its result and ack (written in that order)."""
+        msg, task = flight.msg, flight.task
+        if logger.isEnabledFor(logging.INFO):
+            logger.info(
+                "Task %s[%s] succeeded in %.6fs: %s",
+                msg.task,
+                msg.id,
+                outcome.runtime,
+                safe_repr(outcome.value),
+            )
+        document = None
+        if self.backend is not None and not self._ignores_result(msg, task, states.SUCCESS):
+            meta = make_meta(msg.id, states.SUCCESS, outcome.value, extra=self._extended(msg))
+            document = (msg.id, meta)
+        self.settler.settle(document, flight.delivery if flight.acks_late else None)
 
-        return started
+    async def _conclude_settling(self, flight: _Flight, outcome: Outcome) -> None:
+        try:
+            await self._conclude(
+                flight.delivery, flight.msg, flight.task, outcome, flight.acks_late
+            )
+        finally:
+            self.settling -= 1
+
+    async def _after_lost(
+        self, delivery: Delivery, msg: TaskMessage, task: Task, exc: Any, acks_late: bool
+    ) -> None:
+        """A fast-path job that ended without an outcome (stopped, killed, time limit)."""
+        if isinstance(exc, ExecutorStopped):
+            await self.transport.reject([delivery], requeue=True)
+            return
+        if not isinstance(exc, TimeLimitExceeded | WorkerLostError):
+            raise exc  # a bug in the executor's function: _guarded requeues the delivery
+        if self._requeue_lost(exc, acks_late):
+            logger.warning("Task %s[%s] lost its process (%s); requeued", msg.task, msg.id, exc)
+            await self.transport.reject([delivery], requeue=True)
+            return
+        self.processed += 1
+        self.settling += 1
+        try:
+            await self._conclude(delivery, msg, task, _infrastructure_failure(exc), acks_late)
+        finally:
+            self.settling -= 1
 
     async def _execute(self, delivery: Delivery, msg: TaskMessage, task: Task) -> None:
-        acks_late = task.acks_late if task.acks_late is not None else self.config.acks_late
+        """The slow path's execution: after the checks, wait for the rate limit, run, conclude."""
+        acks_late = self._acks_late(task)
         if not acks_late:
-            self.acks.add(delivery)
+            self.settler.ack(delivery)
         executor = self.async_executor if task.is_async else self.sync_executor
         if self.config.rate_limits:
             await self.rate_limiter.acquire(
@@ -326,7 +426,7 @@ class TaskHandler:
             outcome = _infrastructure_failure(exc)
         finally:
             self.executing -= 1
-            self._forget_started(msg.id)
+            self.started.end(msg.id)
         self.processed += 1
         self.settling += 1
         self.wake_consumer()
@@ -341,6 +441,18 @@ class TaskHandler:
         if not isinstance(exc, WorkerLostError):
             return False
         return self.cold_shutdown or (self.config.reject_on_worker_lost and acks_late)
+
+    # recording --------------------------------------------------------------------------
+    async def _record(self, msg: TaskMessage, task: Task | None, meta: Meta) -> None:
+        if self.backend is None or self._ignores_result(msg, task, meta["status"]):
+            return
+        await self.settler.store(msg.id, meta)
+
+    def _ignores_result(self, msg: TaskMessage, task: Task | None, status: str) -> bool:
+        if not msg.ignore_result:
+            return False
+        keep_errors = bool(getattr(task, "store_errors_even_if_ignored", False))
+        return not (keep_errors and status == states.FAILURE)
 
     async def _conclude(
         self, delivery: Delivery, msg: TaskMessage, task: Task, outcome: Outcome, acks_late: bool
@@ -358,17 +470,18 @@ class TaskHandler:
         else:
             await self._failed(msg, task, outcome)
         if acks_late:
-            self.acks.add(delivery)
+            self.settler.ack(delivery)
 
     async def _succeeded(self, msg: TaskMessage, task: Task, outcome: Outcome) -> None:
         children = await self.workflow.on_success(msg, outcome.value)
-        logger.info(
-            "Task %s[%s] succeeded in %.6fs: %s",
-            msg.task,
-            msg.id,
-            outcome.runtime,
-            safe_repr(outcome.value),
-        )
+        if logger.isEnabledFor(logging.INFO):
+            logger.info(
+                "Task %s[%s] succeeded in %.6fs: %s",
+                msg.task,
+                msg.id,
+                outcome.runtime,
+                safe_repr(outcome.value),
+            )
         meta = make_meta(
             msg.id, states.SUCCESS, outcome.value, children=children, extra=self._extended(msg)
         )
@@ -431,6 +544,19 @@ class TaskHandler:
                 queue=None,
             )
         return extra
+
+
+class _Begin:
+    """``Job.on_start`` of a slow-path job: note that task ``task_id`` began."""
+
+    __slots__ = ("handler", "task_id")
+
+    def __init__(self, handler: TaskHandler, task_id: str) -> None:
+        self.handler = handler
+        self.task_id = task_id
+
+    def __call__(self, pid: int) -> None:
+        self.handler.started.begin(self.task_id, pid)
 
 
 def _infrastructure_failure(exc: BaseException) -> Outcome:

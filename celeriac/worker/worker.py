@@ -24,7 +24,7 @@ from celeriac.conf.defaults import default_concurrency
 from celeriac.context import Context, set_state_sink
 from celeriac.protocol.serializers import get_serializer
 from celeriac.trace import arun_task
-from celeriac.transport import Delivery, QueueSpec, Transport
+from celeriac.transport import QueueSpec, Transport
 from celeriac.worker import child
 from celeriac.worker.executors import POOL_NAMES, create_executor
 from celeriac.worker.executors.base import Executor
@@ -83,7 +83,6 @@ class Worker:
         self.queues: list[QueueSpec] = app.router.consume_specs(self.options.queues)
         self._stopping = asyncio.Event()
         self._cold_requested = asyncio.Event()
-        self._inflight: set[asyncio.Task[None]] = set()
         self._room = asyncio.Event()
         self.transport: Transport | None = None
         self.backend: ResultBackend | None = None
@@ -140,9 +139,24 @@ class Worker:
         try:
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
                 loop.add_signal_handler(signum, self._on_signal, signum)
-            loop.add_signal_handler(signal.SIGUSR1, _log_task_stacks)
+            loop.add_signal_handler(signal.SIGUSR1, self._log_state)
         except (NotImplementedError, RuntimeError):  # not the main thread (tests)
             return
+
+    def _log_state(self) -> None:
+        """SIGUSR1: log the worker's counters and what each asyncio task waits on."""
+        handler = self.handler
+        if handler is not None:
+            logger.warning(
+                "%s: held %d, executing %d, settling %d, writes queued %d, room %d",
+                self.hostname,
+                handler.held,
+                handler.executing,
+                handler.settling,
+                handler.settler.queued,
+                self._room_for_more(),
+            )
+        _log_task_stacks()
 
     def _on_signal(self, signum: int) -> None:
         cold = self._stopping.is_set() or signum == signal.SIGQUIT
@@ -167,17 +181,14 @@ class Worker:
     async def _start_pools(self) -> tuple[Executor, Executor]:
         child.bind_app(self.app)
         conf = self.app.conf
+        in_processes = POOL_NAMES.get(self.pool_name) == "processes"
         sync_pool = create_executor(
             self.pool_name,
-            child.run_in_child,
+            child.run_in_child if in_processes else child.run_in_thread,
             concurrency=self.concurrency,
             max_tasks_per_child=self.options.max_tasks_per_child
             or conf["worker_max_tasks_per_child"],
-            initializer=(
-                child.child_initializer
-                if POOL_NAMES.get(self.pool_name) == "processes"
-                else child.thread_initializer
-            ),
+            initializer=child.child_initializer if in_processes else child.thread_initializer,
             on_note=self._on_pool_note,
         )
         async_pool = InLoopExecutor(
@@ -271,8 +282,8 @@ class Worker:
                 await self.transport.reject(deliveries, requeue=True)
                 break
             for delivery in deliveries:
-                self._spawn(delivery)
-            # Let the new handlers start their tasks before the next fetch's round trip.
+                self.handler.receive(delivery)
+            # Let the new jobs start before the next fetch's round trip.
             await asyncio.sleep(0)
 
     async def _wait_for_room(self) -> int:
@@ -301,24 +312,22 @@ class Worker:
     def _room_for_more(self) -> int:
         """Free places in the prefetch window.
 
-        A task that has run and only waits for its result and ack to be written no
-        longer counts (up to a second window's worth), so the next messages arrive
-        while those writes are in flight.
+        A task that has run and only waits for its follow-ups to be written no longer
+        counts (up to a second window's worth), so the next messages arrive while those
+        writes are in flight; nor does one whose result and ack are queued, unless the
+        queue of writes grows beyond a window.
         """
         assert self.handler is not None
         limit = self.prefetch_limit
-        held = len(self._inflight) - min(self.handler.settling, limit)
-        return limit - held
+        handler = self.handler
+        held = handler.held - min(handler.settling, limit)
+        backlog = max(0, handler.settler.queued - limit)
+        return limit - held - backlog
 
-    def _spawn(self, delivery: Delivery) -> None:
-        assert self.handler is not None
-        task = asyncio.get_running_loop().create_task(self.handler.handle(delivery))
-        self._inflight.add(task)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._inflight.discard(task)
-        self._room.set()
+    @property
+    def held(self) -> int:
+        """Deliveries this worker holds (received and not finished with)."""
+        return self.handler.held if self.handler is not None else 0
 
     async def _load_revoked(self) -> None:
         """Read the persisted revokes, so tasks revoked while no worker ran are skipped."""
@@ -335,11 +344,13 @@ class Worker:
 
     # shutdown ---------------------------------------------------------------------------
     async def _wait_for_inflight_or_cold(self) -> None:
+        assert self.handler is not None
+        idle = asyncio.ensure_future(self.handler.idle.wait())
         cold = asyncio.ensure_future(self._cold_requested.wait())
         try:
-            while self._inflight and not cold.done():
-                await asyncio.wait({*self._inflight, cold}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({idle, cold}, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            idle.cancel()
             cold.cancel()
 
     async def _shutdown(self, sync_pool: Executor, async_pool: Executor) -> None:
@@ -350,30 +361,29 @@ class Worker:
             watchdog.cancel()
 
     async def _shutdown_steps(self, sync_pool: Executor, async_pool: Executor) -> None:
-        if not self._cold_requested.is_set() and self._inflight:
-            logger.info(
-                "%s: warm shutdown, waiting for %d task(s)", self.hostname, len(self._inflight)
-            )
+        if not self._cold_requested.is_set() and self.held:
+            logger.info("%s: warm shutdown, waiting for %d task(s)", self.hostname, self.held)
             await self._wait_for_inflight_or_cold()
         is_cold = self._cold_requested.is_set()
         if self.handler is not None:
             self.handler.cold_shutdown = is_cold
         await sync_pool.stop(wait=not is_cold)
         await async_pool.stop(wait=not is_cold)
-        if self._inflight:
-            await asyncio.wait(set(self._inflight), timeout=10)
         if self.handler is not None:
-            await self.handler.results.drain()
-            await self.handler.acks.drain()
+            try:
+                await asyncio.wait_for(self.handler.idle.wait(), timeout=10)
+            except TimeoutError:
+                logger.warning("%d deliveries still unfinished after 10 s", self.handler.held)
+            await self.handler.drain()
         set_state_sink(None)
         signals.worker_shutdown.send(sender=self)
         await self.app.aclose()
 
 
 def _run_async_payload(app: Any) -> Any:
-    async def run(payload: tuple[str, dict[str, Any]]) -> Any:
-        name, fields = payload
-        return await arun_task(app.tasks[name], Context(**fields))
+    async def run(payload: tuple[str, Context]) -> Any:
+        name, request = payload
+        return await arun_task(app.tasks[name], request)
 
     return run
 

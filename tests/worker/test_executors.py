@@ -109,17 +109,27 @@ def test_concurrency_must_be_positive(factory: Callable[..., Executor]) -> None:
         factory(double, concurrency=0)
 
 
-def entry(loop: asyncio.AbstractEventLoop, payload: Any) -> PendingJob:
-    return PendingJob(Job(payload), loop.create_future())
+class Outcomes:
+    """Records what each entry's ``done`` callback was given."""
+
+    def __init__(self) -> None:
+        self.seen: dict[Any, tuple[bool, Any]] = {}
+
+    def entry(self, payload: Any) -> PendingJob:
+        def done(ok: bool, value: Any) -> None:
+            assert payload not in self.seen, "done called twice"
+            self.seen[payload] = (ok, value)
+
+        return PendingJob(Job(payload), done)
 
 
-async def test_job_queue_skips_cancelled_and_fails_the_rest() -> None:
-    loop = asyncio.get_running_loop()
+def test_job_queue_skips_cancelled_and_fails_the_rest() -> None:
+    outcomes = Outcomes()
     queue = JobQueue()
-    first, second, third = (entry(loop, i) for i in range(3))
+    first, second, third = (outcomes.entry(i) for i in range(3))
     for item in (first, second, third):
         queue.push(item)
-    second.future.cancel()
+    second.cancel()
     assert queue.pop() is first
     queue.push_front(first)
     assert queue.pop() is first
@@ -127,12 +137,47 @@ async def test_job_queue_skips_cancelled_and_fails_the_rest() -> None:
     assert queue.pop() is None
     queue.push(first)
     queue.fail_all()
-    assert isinstance(first.future.exception(), ExecutorStopped)
+    ok, error = outcomes.seen[0]
+    assert not ok and isinstance(error, ExecutorStopped)
+    assert 1 not in outcomes.seen  # a cancelled job is never reported
     assert len(queue) == 0
 
 
-async def test_slots_dispatch_in_order_and_bound_running_jobs() -> None:
-    loop = asyncio.get_running_loop()
+def test_pending_job_reports_once_and_never_after_cancel() -> None:
+    outcomes = Outcomes()
+    first, second = outcomes.entry("a"), outcomes.entry("b")
+    first.finish(True, 1)
+    first.finish(False, ValueError())  # ignored: already reported
+    assert outcomes.seen == {"a": (True, 1)}
+    cancelled: list[bool] = []
+    second.on_cancel = lambda: cancelled.append(True)
+    second.cancel()
+    second.finish(True, 2)
+    assert "b" not in outcomes.seen and cancelled == [True] and not second.waiting
+
+
+async def test_run_reports_through_the_callback_in_the_loop_thread() -> None:
+    for factory in FACTORIES.values():
+        executor = factory()
+        await executor.start()
+        try:
+            loop = asyncio.get_running_loop()
+            got: asyncio.Future[tuple[bool, Any]] = loop.create_future()
+            executor.run(Job(4), lambda ok, value, got=got: got.set_result((ok, value)))
+            assert await asyncio.wait_for(got, 10) == (True, 8)
+            failed: asyncio.Future[tuple[bool, Any]] = loop.create_future()
+            executor.run(Job("boom"), lambda ok, v, failed=failed: failed.set_result((ok, v)))
+            ok, error = await asyncio.wait_for(failed, 10)
+            assert not ok and isinstance(error, KeyError)
+        finally:
+            await executor.stop(wait=True)
+        refused: list[tuple[bool, Any]] = []
+        executor.run(Job(1), lambda ok, value, seen=refused: seen.append((ok, value)))
+        assert len(refused) == 1 and isinstance(refused[0][1], ExecutorStopped)
+
+
+def test_slots_dispatch_in_order_and_bound_running_jobs() -> None:
+    outcomes = Outcomes()
     started: list[Any] = []
     refuse = {"refused"}
 
@@ -143,14 +188,15 @@ async def test_slots_dispatch_in_order_and_bound_running_jobs() -> None:
         return True
 
     slots = Slots(2, dispatch)
-    items = [entry(loop, name) for name in ("a", "refused", "b", "c", "d")]
+    items = [outcomes.entry(name) for name in ("a", "refused", "b", "c", "d")]
     for item in items:
         slots.submit(item)
     assert started == ["a", "b"] and slots.free == 0  # a refused dispatch keeps its slot free
     slots.release()
     assert started == ["a", "b", "c"]
     slots.close()
-    assert isinstance(items[4].future.exception(), ExecutorStopped)
+    ok, error = outcomes.seen["d"]
+    assert not ok and isinstance(error, ExecutorStopped)
     slots.release()
     assert started == ["a", "b", "c"] and slots.free == 1
 
@@ -174,3 +220,4 @@ async def test_executor_protocol_is_satisfied_statically() -> None:
             executor.stop,
         ]
         assert all(asyncio.iscoroutinefunction(method) for method in methods)
+        assert not asyncio.iscoroutinefunction(executor.run)

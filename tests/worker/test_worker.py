@@ -188,7 +188,7 @@ async def test_far_eta_from_a_celery_client_goes_back_to_the_broker(
     transport = await app.aget_transport()
     await transport.publish([Outgoing(encode_task(request.message), "", "celery")])
     await asyncio.sleep(1.0)
-    assert len(worker._inflight) == 0  # nothing held in memory
+    assert worker.held == 0  # nothing held in memory
     sizes = await transport.queue_sizes(["celery"])
     assert sizes["celery"] == 1  # waiting broker-side for its ETA
 
@@ -273,3 +273,27 @@ def test_parse_rate() -> None:
     assert parse_rate(None) is None
     with pytest.raises(Exception, match="invalid rate limit"):
         parse_rate("ten per second")
+
+
+async def test_slow_result_writes_hold_fetching_back_and_then_let_it_go_on(
+    app: Celery, start_worker: StartWorker
+) -> None:
+    # Every result write is slow, so finished tasks' writes pile up beyond a prefetch
+    # window: the consumer must stop fetching meanwhile, and fetch again once they shrink.
+    worker = await start_worker(concurrency=1, prefetch_multiplier=1, async_concurrency=2)
+    assert worker.handler is not None and worker.handler.backend is not None
+    store = worker.handler.backend.store
+    most_queued = 0
+
+    async def slow_store(items: Any) -> None:
+        nonlocal most_queued
+        assert worker.handler is not None
+        await asyncio.sleep(0.05)
+        most_queued = max(most_queued, worker.handler.settler.queued)
+        await store(items)
+
+    worker.handler.backend.store = slow_store  # type: ignore[method-assign]
+    results = await asyncio.gather(*(apps.async_sleep.adelay(0) for _ in range(60)))
+    values = [await result.aget(timeout=20) for result in results]
+    assert values == ["slept 0"] * 60
+    assert most_queued > worker.prefetch_limit  # the backlog did build up

@@ -19,6 +19,9 @@ Contract common to every executor:
 * After ``stop()`` (and for submissions still waiting for a slot when it is
   called) ``submit`` raises :class:`ExecutorStopped`, a
   :class:`~celeriac.exceptions.WorkerLostError` meaning "this job never started".
+* ``run(job, done)`` is the same without a coroutine: the worker's hot path uses it,
+  so a job costs a callback instead of a task and a future. ``submit`` is ``run``
+  plus a future (:func:`submit_and_wait`).
 * Executors are one-shot: ``start()`` once, ``stop()`` once.
 """
 
@@ -34,6 +37,7 @@ from typing import Any, Protocol
 from celeriac.exceptions import WorkerLostError
 
 __all__ = [
+    "Done",
     "Executor",
     "ExecutorStopped",
     "Job",
@@ -42,7 +46,11 @@ __all__ = [
     "RunningCount",
     "Slots",
     "job_error",
+    "submit_and_wait",
 ]
+
+Done = Callable[[bool, Any], None]
+"""A job's completion callback: ``done(True, value)`` or ``done(False, exception)``."""
 
 
 @dataclass(slots=True)
@@ -67,6 +75,45 @@ class ExecutorStopped(WorkerLostError):
         super().__init__(message)
 
 
+@dataclass(slots=True, eq=False)
+class PendingJob:
+    """A job handed to an executor, and how its outcome is reported.
+
+    ``done`` is called exactly once, in the event loop's thread, unless the job was
+    cancelled first. ``context`` is the submitter's :mod:`contextvars` context, for
+    executors that run ``fn`` in it (threads); ``data`` is the pickled job (processes);
+    ``on_cancel`` is how an executor stops a running job that is cancelled (in-loop).
+    """
+
+    job: Job
+    done: Done
+    context: contextvars.Context | None = None
+    data: bytes = b""
+    cancelled: bool = False
+    finished: bool = False
+    on_cancel: Callable[[], None] | None = None
+
+    def finish(self, ok: bool, value: Any) -> None:
+        """Report the outcome (once; never after :meth:`cancel`)."""
+        if self.finished or self.cancelled:
+            return
+        self.finished = True
+        self.done(ok, value)
+
+    def cancel(self) -> None:
+        """Nobody wants the outcome any more: a queued job is skipped, a running one dropped."""
+        if self.finished or self.cancelled:
+            return
+        self.cancelled = True
+        if self.on_cancel is not None:
+            self.on_cancel()
+
+    @property
+    def waiting(self) -> bool:
+        """Whether the submitter still expects an outcome."""
+        return not (self.finished or self.cancelled)
+
+
 class Executor(Protocol):
     """Runs jobs on a bounded number of slots (processes, threads or asyncio tasks)."""
 
@@ -79,6 +126,14 @@ class Executor(Protocol):
         """Create the slots (fork children, ...); ready to accept jobs when it returns."""
         ...
 
+    def run(self, job: Job, done: Done) -> PendingJob:
+        """Run ``job`` as soon as a slot is free; ``done`` gets ``fn(job.payload)``'s outcome.
+
+        ``done`` is called in the event loop's thread. After ``stop()`` it is called at
+        once with :class:`ExecutorStopped`.
+        """
+        ...
+
     async def submit(self, job: Job) -> Any:
         """Run ``job`` as soon as a slot is free and return ``fn(job.payload)``."""
         ...
@@ -88,18 +143,24 @@ class Executor(Protocol):
         ...
 
 
-@dataclass(slots=True)
-class PendingJob:
-    """A submitted job and the future its submitter awaits.
+async def submit_and_wait(run: Callable[[Job, Done], PendingJob], job: Job) -> Any:
+    """``submit`` on top of ``run``: await the outcome; cancelling the wait cancels the job."""
+    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
-    ``context`` is the submitter's :mod:`contextvars` context, for executors that run
-    ``fn`` with it (threads, in-loop); ``data`` is the pickled job (processes).
-    """
+    def done(ok: bool, value: Any) -> None:
+        if future.done():
+            return
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
 
-    job: Job
-    future: asyncio.Future[Any]
-    context: contextvars.Context | None = None
-    data: bytes = b""
+    pending = run(job, done)
+    try:
+        return await future
+    except asyncio.CancelledError:
+        pending.cancel()
+        raise
 
 
 class JobQueue:
@@ -107,7 +168,7 @@ class JobQueue:
 
     Executors dispatch the next job straight from the callback that frees a slot,
     so a queued job starts without waiting for its submitter's coroutine to wake up.
-    Jobs whose submitter was cancelled meanwhile are skipped.
+    Cancelled jobs are skipped.
     """
 
     def __init__(self) -> None:
@@ -125,19 +186,17 @@ class JobQueue:
         self._entries.appendleft(entry)
 
     def pop(self) -> PendingJob | None:
-        """Take the oldest job whose submitter still waits, or None."""
+        """Take the oldest job still wanted, or None."""
         while self._entries:
             entry = self._entries.popleft()
-            if not entry.future.done():
+            if entry.waiting:
                 return entry
         return None
 
     def fail_all(self) -> None:
-        """Make every queued submitter raise ExecutorStopped (their jobs never started)."""
+        """Report ExecutorStopped for every queued job (they never started)."""
         while self._entries:
-            entry = self._entries.popleft()
-            if not entry.future.done():
-                entry.future.set_exception(ExecutorStopped())
+            self._entries.popleft().finish(False, ExecutorStopped())
 
 
 class Slots:

@@ -28,7 +28,6 @@ job; their ``submit`` raise :class:`~celeriac.exceptions.WorkerLostError`.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import os
 import types
@@ -37,12 +36,14 @@ from typing import Any
 
 from celeriac.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded, WorkerLostError
 from celeriac.worker.executors.base import (
+    Done,
     ExecutorStopped,
     Job,
     PendingJob,
     RunningCount,
     Slots,
     job_error,
+    submit_and_wait,
 )
 
 __all__ = ["AsyncSoftTimeLimitExceeded", "InLoopExecutor"]
@@ -59,12 +60,26 @@ class AsyncSoftTimeLimitExceeded(SoftTimeLimitExceeded, asyncio.CancelledError):
 class _Run:
     """One running job: its task and time-limit state."""
 
+    __slots__ = ("abandoned", "entry", "on_done", "soft_pending", "task", "timers")
+
     def __init__(self, entry: PendingJob) -> None:
         self.entry = entry
         self.task: asyncio.Task[Any] | None = None
         self.soft_pending = False  # a soft-limit cancellation is on its way to the coroutine
         self.abandoned = False
         self.timers: list[asyncio.TimerHandle] = []
+        self.on_done: Callable[[_Run, asyncio.Task[Any]], None] | None = None
+
+    def ended(self, task: asyncio.Task[Any]) -> None:
+        """The task's done callback (a bound method: no closure per job)."""
+        if self.on_done is not None:
+            self.on_done(self, task)
+
+    def cancel(self) -> None:
+        """The job was cancelled by its submitter: cancel the coroutine too."""
+        if self.task is not None and not self.task.done():
+            self.soft_pending = False
+            self.task.cancel()
 
 
 @types.coroutine
@@ -121,7 +136,7 @@ class InLoopExecutor:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._slots = Slots(concurrency, self._dispatch)
         self._running = RunningCount()
-        self._runs: dict[asyncio.Future[Any], _Run] = {}
+        self._runs: dict[PendingJob, _Run] = {}
         self._stopped = False
 
     @property
@@ -135,20 +150,21 @@ class InLoopExecutor:
             raise RuntimeError("InLoopExecutor.start() called twice")
         self._loop = asyncio.get_running_loop()
 
+    def run(self, job: Job, done: Done) -> PendingJob:
+        """Run ``job`` as an asyncio task when a slot is free; ``done`` gets its outcome.
+
+        Cancelling the returned entry cancels the job's task.
+        """
+        entry = PendingJob(job, done)
+        if self._loop is None or self._stopped:
+            entry.finish(False, ExecutorStopped())
+            return entry
+        self._slots.submit(entry)
+        return entry
+
     async def submit(self, job: Job) -> Any:
         """Run ``job`` as soon as a slot is free and return ``await fn_async(job.payload)``."""
-        if self._loop is None or self._stopped:
-            raise ExecutorStopped()
-        future: asyncio.Future[Any] = self._loop.create_future()
-        self._slots.submit(PendingJob(job, future, context=contextvars.copy_context()))
-        try:
-            return await future
-        except asyncio.CancelledError:
-            run = self._runs.get(future)
-            if run is not None and run.task is not None:
-                run.soft_pending = False
-                run.task.cancel()
-            raise
+        return await submit_and_wait(self.run, job)
 
     async def stop(self, *, wait: bool) -> None:
         """Stop; ``wait=True`` lets running jobs finish, else cancels them."""
@@ -169,9 +185,11 @@ class InLoopExecutor:
         if self._loop is None:
             return False
         run = _Run(entry)
-        run.task = self._loop.create_task(self._run(run), context=entry.context)
-        run.task.add_done_callback(lambda task: self._on_done(run, task))
-        self._runs[entry.future] = run
+        run.task = self._loop.create_task(self._run(run))
+        run.task.add_done_callback(run.ended)
+        run.on_done = self._on_done
+        entry.on_cancel = run.cancel
+        self._runs[entry] = run
         self._running.add(1)
         return True
 
@@ -190,7 +208,12 @@ class InLoopExecutor:
                 job.on_start(os.getpid())
             except Exception:
                 logger.exception("on_start callback failed")
-        return await _soft_limited(self._fn(job.payload), run)
+        if job.soft_time_limit is not None:
+            return await _soft_limited(self._fn(job.payload), run)
+        try:
+            return await self._fn(job.payload)
+        except SystemExit as exc:
+            raise job_error(exc) from exc  # a task calling sys.exit() must not stop the loop
 
     def _on_soft(self, run: _Run) -> None:
         if run.task is not None and not run.task.done() and not run.abandoned:
@@ -209,28 +232,23 @@ class InLoopExecutor:
         for timer in run.timers:
             timer.cancel()
         self._running.add(-1)
-        if not run.entry.future.done():
-            run.entry.future.set_exception(reason)
+        run.entry.finish(False, reason)
         run.task.cancel()
 
     def _on_done(self, run: _Run, task: asyncio.Task[Any]) -> None:
         for timer in run.timers:
             timer.cancel()
-        self._runs.pop(run.entry.future, None)
+        self._runs.pop(run.entry, None)
         self._slots.release()
         if run.abandoned:
             if not task.cancelled():
                 task.exception()  # retrieved: an abandoned job's outcome is dropped
             return
         self._running.add(-1)
-        future = run.entry.future
-        if future.done():
-            if not task.cancelled():
-                task.exception()
-            return  # the submitter was cancelled
+        entry = run.entry
         if task.cancelled():
-            future.set_exception(RuntimeError("the job's coroutine was cancelled"))
+            entry.finish(False, RuntimeError("the job's coroutine was cancelled"))
         elif (error := task.exception()) is not None:
-            future.set_exception(job_error(error))
+            entry.finish(False, job_error(error))
         else:
-            future.set_result(task.result())
+            entry.finish(True, task.result())

@@ -48,12 +48,14 @@ from celeriac.exceptions import (
     WorkerLostError,
 )
 from celeriac.worker.executors.base import (
+    Done,
     ExecutorStopped,
     Job,
     JobQueue,
     PendingJob,
     RunningCount,
     job_error,
+    submit_and_wait,
 )
 
 __all__ = ["ProcessExecutor", "die_with_parent", "send_note"]
@@ -249,7 +251,7 @@ class _Child:
         self.reading = True
         self.ready: asyncio.Future[None] = loop.create_future()
         self.exited: asyncio.Future[int | None] = loop.create_future()
-        self.future: asyncio.Future[Any] | None = None  # the running job's outcome
+        self.entry: PendingJob | None = None  # the running job
         self.timer: asyncio.TimerHandle | None = None  # the running job's hard limit
         self.job_no = 0
         self.jobs_done = 0
@@ -315,18 +317,24 @@ class ProcessExecutor:
         finally:
             self._starting = False
 
-    async def submit(self, job: Job) -> Any:
-        """Run ``job`` in the next free child and return ``fn(job.payload)``."""
+    def run(self, job: Job, done: Done) -> PendingJob:
+        """Run ``job`` in the next free child; ``done`` gets ``fn(job.payload)``'s outcome."""
+        entry = PendingJob(job, done)
         if not self._started or self._stopped:
-            raise ExecutorStopped()
+            entry.finish(False, ExecutorStopped())
+            return entry
         try:
-            data = _dumps((job.payload, job.soft_time_limit))
+            entry.data = _dumps((job.payload, job.soft_time_limit))
         except Exception as exc:
-            raise SerializationError(f"cannot pickle the job's payload: {exc!r}") from exc
-        entry = PendingJob(job, asyncio.get_running_loop().create_future(), data=data)
+            entry.finish(False, SerializationError(f"cannot pickle the job's payload: {exc!r}"))
+            return entry
         self._queue.push(entry)
         self._dispatch_queued()
-        return await entry.future
+        return entry
+
+    async def submit(self, job: Job) -> Any:
+        """Run ``job`` in the next free child and return ``fn(job.payload)``."""
+        return await submit_and_wait(self.run, job)
 
     async def stop(self, *, wait: bool) -> None:
         """Stop the pool; ``wait=True`` lets running jobs finish first, else SIGKILLs all."""
@@ -368,7 +376,7 @@ class ProcessExecutor:
             return
         job = entry.job
         child.state = _State.BUSY
-        child.future = entry.future
+        child.entry = entry
         child.job_no += 1
         self._running.add(1)
         if job.time_limit is not None:
@@ -387,8 +395,8 @@ class ProcessExecutor:
         self._dispatch_queued()
 
     def _finish_job(self, child: _Child, ok: bool, value: Any) -> None:
-        future = child.future
-        if future is None:
+        entry = child.entry
+        if entry is None:
             return  # killed at its hard limit; a late outcome is dropped
         self._end_job(child)
         child.jobs_done += 1
@@ -398,15 +406,10 @@ class ProcessExecutor:
             child.state = _State.RETIRING  # it exits by itself; replaced when reaped
         else:
             self._child_free(child)
-        if future.done():
-            return  # the submitter was cancelled
-        if ok:
-            future.set_result(value)
-        else:
-            future.set_exception(job_error(value))
+        entry.finish(ok, value if ok else job_error(value))
 
     def _end_job(self, child: _Child) -> None:
-        child.future = None
+        child.entry = None
         if child.timer is not None:
             child.timer.cancel()
             child.timer = None
@@ -414,14 +417,13 @@ class ProcessExecutor:
 
     def _fail_job(self, child: _Child, reason: BaseException) -> None:
         """End ``child``'s running job (if any) with ``reason``."""
-        future = child.future
-        if future is not None:
+        entry = child.entry
+        if entry is not None:
             self._end_job(child)
-            if not future.done():
-                future.set_exception(reason)
+            entry.finish(False, reason)
 
     def _on_hard_limit(self, child: _Child, job_no: int, limit: float) -> None:
-        if child.job_no == job_no and child.future is not None:
+        if child.job_no == job_no and child.entry is not None:
             self._kill(child, TimeLimitExceeded(f"Time limit ({limit}s) exceeded"))
 
     def _kill(self, child: _Child, reason: BaseException) -> None:

@@ -1,7 +1,11 @@
 """A thread pool executor (Celery's "threads" pool; "solo" is this with one thread).
 
-Jobs run in a :class:`concurrent.futures.ThreadPoolExecutor` of ``concurrency``
-threads, inside a copy of the submitter's :mod:`contextvars` context.
+Each of the ``concurrency`` threads waits on its own inbox; the event loop hands a job
+to an idle thread, so the job starts at once and ``on_start`` is called right there
+with that thread's ident. Threads put finished jobs on one shared list and wake the
+event loop only when it is not already due to look at that list: under load a batch
+of outcomes costs one wake-up, not one each. Jobs run inside a copy of the
+submitter's :mod:`contextvars` context.
 
 Time limits, and what threads cannot do:
 
@@ -13,9 +17,8 @@ Time limits, and what threads cannot do:
   and the thread is abandoned: a thread cannot be killed. As a best effort,
   TimeLimitExceeded is also raised asynchronously in it (same caveat as above). The
   slot is given back only when the thread really returns, so capacity is never
-  over-committed; a thread stuck for ever keeps its slot for ever, and, since
-  ThreadPoolExecutor joins its threads at interpreter exit, keeps the process from
-  exiting normally (the worker then has to ``os._exit``).
+  over-committed; a thread stuck for ever keeps its slot for ever (threads are
+  daemons, so it does not keep the process from exiting).
 
 ``stop(wait=False)`` cannot kill threads either: running jobs' ``submit`` raise
 :class:`~celeriac.exceptions.WorkerLostError` at once and their threads are abandoned.
@@ -25,22 +28,25 @@ Cancelling a ``submit`` leaves its job running; the slot comes back when it ends
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextvars
 import ctypes
 import logging
+import queue
 import threading
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from celeriac.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded, WorkerLostError
 from celeriac.worker.executors.base import (
+    Done,
     ExecutorStopped,
     Job,
     PendingJob,
     RunningCount,
     Slots,
     job_error,
+    submit_and_wait,
 )
 
 __all__ = ["ThreadExecutor"]
@@ -48,7 +54,6 @@ __all__ = ["ThreadExecutor"]
 logger = logging.getLogger(__name__)
 
 _INTERRUPTIONS = (SoftTimeLimitExceeded, TimeLimitExceeded)
-_Outcome = tuple[bool, Any]  # (True, result) or (False, exception)
 
 
 def _set_async_exc(ident: int, exc_type: type[BaseException] | None) -> None:
@@ -60,43 +65,66 @@ def _set_async_exc(ident: int, exc_type: type[BaseException] | None) -> None:
 class _ThreadRun:
     """One job's state, shared by the event loop's thread and the job's thread.
 
-    ``lock`` orders interruptions against the end of ``fn``: once :meth:`leave` has
-    run, no interruption is sent or left pending, so none can reach the pool's
-    own code or the thread's next job.
+    ``lock`` orders interruptions against the start and end of ``fn``: one that comes
+    before ``fn`` started is raised when it starts; once :meth:`leave` has run, none is
+    sent or left pending, so none can reach the pool's own code or the next job.
     """
 
-    def __init__(self, entry: PendingJob) -> None:
+    __slots__ = (
+        "abandoned",
+        "entry",
+        "hard_timer",
+        "ident",
+        "in_fn",
+        "interrupted",
+        "left",
+        "lock",
+        "ok",
+        "pending",
+        "soft_timer",
+        "value",
+        "worker",
+    )
+
+    def __init__(self, entry: PendingJob, worker: _Worker) -> None:
         self.entry = entry
+        self.worker = worker
+        self.ident = worker.ident
         self.lock = threading.Lock()
-        self.ident: int | None = None
         self.in_fn = False
+        self.left = False
         self.interrupted = False
+        self.pending: type[BaseException] | None = None
         self.abandoned = False
         self.soft_timer: asyncio.TimerHandle | None = None
         self.hard_timer: asyncio.TimerHandle | None = None
-        job = entry.job
-        # Each loop callback from the thread costs a wake-up; skip it when nothing needs it.
-        self.needs_start_callback = job.on_start is not None or job.soft_time_limit is not None
+        self.ok = False
+        self.value: Any = None
 
-    def enter(self) -> None:
-        """Called by the job's thread just before ``fn``."""
+    def enter(self) -> type[BaseException] | None:
+        """Called by the job's thread just before ``fn``; returns an interruption already due."""
         with self.lock:
-            self.ident = threading.get_ident()
             self.in_fn = True
+            return self.pending
 
     def leave(self) -> None:
         """Called by the job's thread after ``fn``: no interruption may land after this."""
         with self.lock:
             self.in_fn = False
-            if self.interrupted and self.ident is not None:
+            self.left = True
+            if self.interrupted:
                 _set_async_exc(self.ident, None)
 
     def interrupt(self, exc_type: type[BaseException]) -> None:
-        """Raise ``exc_type`` in the job's thread if it is still inside ``fn``."""
+        """Raise ``exc_type`` in the job's thread while it runs ``fn`` (or when it starts it)."""
         with self.lock:
-            if self.in_fn and self.ident is not None:
-                self.interrupted = True
-                _set_async_exc(self.ident, exc_type)
+            if self.left:
+                return
+            if not self.in_fn:
+                self.pending = self.pending or exc_type
+                return
+            self.interrupted = True
+            _set_async_exc(self.ident, exc_type)
 
     def cancel_timers(self) -> None:
         """Disarm both time-limit timers."""
@@ -105,10 +133,23 @@ class _ThreadRun:
                 timer.cancel()
 
 
+class _Worker:
+    """One pool thread and its inbox of jobs (``None`` tells it to exit)."""
+
+    def __init__(self, pool: ThreadExecutor, index: int) -> None:
+        self.inbox: queue.SimpleQueue[_ThreadRun | None] = queue.SimpleQueue()
+        self.thread = threading.Thread(
+            target=pool.thread_main, args=(self,), name=f"celeriac-worker-{index}", daemon=True
+        )
+        self.ident = 0
+        self.init_error: BaseException | None = None
+
+
 class ThreadExecutor:
     """Runs ``fn(payload)`` in a pool of ``concurrency`` threads.
 
-    ``initializer`` runs once in each new thread (ThreadPoolExecutor's initializer).
+    ``initializer`` runs once in each thread when :meth:`start` creates it; if it
+    raises, ``start`` raises.
     """
 
     def __init__(
@@ -124,10 +165,15 @@ class ThreadExecutor:
         self._concurrency = concurrency
         self._initializer = initializer
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._workers: list[_Worker] = []
+        self._idle: deque[_Worker] = deque()
         self._slots = Slots(concurrency, self._dispatch)
         self._running = RunningCount()
         self._runs: set[_ThreadRun] = set()
+        self._finished: deque[_ThreadRun] = deque()
+        self._wake_lock = threading.Lock()
+        self._wake_pending = False
+        self._starting: list[asyncio.Future[None]] = []
         self._stopped = False
 
     @property
@@ -136,23 +182,33 @@ class ThreadExecutor:
         return self._concurrency
 
     async def start(self) -> None:
-        """Create the thread pool (threads themselves start on demand)."""
+        """Start the threads and run the initializer in each."""
         if self._loop is not None:
             raise RuntimeError("ThreadExecutor.start() called twice")
         self._loop = asyncio.get_running_loop()
-        self._pool = concurrent.futures.ThreadPoolExecutor(
-            max_workers=self._concurrency,
-            thread_name_prefix="celeriac-worker",
-            initializer=self._initializer,
-        )
+        self._workers = [_Worker(self, index) for index in range(self._concurrency)]
+        self._starting = [self._loop.create_future() for _ in self._workers]
+        for worker in self._workers:
+            worker.thread.start()
+        await asyncio.gather(*self._starting)
+        failed = next((w.init_error for w in self._workers if w.init_error), None)
+        if failed is not None:
+            await self.stop(wait=False)
+            raise RuntimeError(f"executor thread failed to start: {failed!r}") from failed
+        self._idle.extend(self._workers)
+
+    def run(self, job: Job, done: Done) -> PendingJob:
+        """Run ``job`` in the next free thread; ``done`` gets its outcome in the loop."""
+        entry = PendingJob(job, done, context=contextvars.copy_context())
+        if self._loop is None or self._stopped:
+            entry.finish(False, ExecutorStopped())
+            return entry
+        self._slots.submit(entry)
+        return entry
 
     async def submit(self, job: Job) -> Any:
         """Run ``job`` in the next free thread and return ``fn(job.payload)``."""
-        if self._loop is None or self._stopped:
-            raise ExecutorStopped()
-        entry = PendingJob(job, self._loop.create_future(), context=contextvars.copy_context())
-        self._slots.submit(entry)
-        return await entry.future
+        return await submit_and_wait(self.run, job)
 
     async def stop(self, *, wait: bool) -> None:
         """Stop; ``wait=True`` lets running jobs finish, else abandons their threads."""
@@ -165,20 +221,17 @@ class ThreadExecutor:
         else:
             for run in list(self._runs):
                 self._abandon(run, WorkerLostError("executor stopped: thread abandoned"))
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+        for worker in self._workers:
+            worker.inbox.put(None)  # busy (abandoned) threads exit after their job
 
     # -- in the event loop's thread -------------------------------------------------------
 
     def _dispatch(self, entry: PendingJob) -> bool:
-        if self._pool is None or self._loop is None:
+        if self._loop is None or not self._idle:  # cannot happen: a free slot has a thread
+            entry.finish(False, RuntimeError("no idle executor thread for a free slot"))
             return False
-        run = _ThreadRun(entry)
-        try:
-            work = self._pool.submit(self._work, run)
-        except RuntimeError as exc:  # pool broken (failing initializer) or shut down
-            entry.future.set_exception(exc)
-            return False
+        worker = self._idle.popleft()
+        run = _ThreadRun(entry, worker)
         self._runs.add(run)
         self._running.add(1)
         job = entry.job
@@ -186,20 +239,17 @@ class ThreadExecutor:
             run.hard_timer = self._loop.call_later(
                 job.time_limit, self._on_hard_limit, run, job.time_limit
             )
-        work.add_done_callback(lambda done: self._call_soon(self._on_done, run, done))
-        return True
-
-    def _on_started(self, run: _ThreadRun) -> None:
-        job = run.entry.job
-        if job.soft_time_limit is not None and self._loop is not None and not run.abandoned:
+        if job.soft_time_limit is not None:
             run.soft_timer = self._loop.call_later(
                 job.soft_time_limit, run.interrupt, SoftTimeLimitExceeded
             )
-        if job.on_start is not None and run.ident is not None:
+        worker.inbox.put(run)
+        if job.on_start is not None:
             try:
-                job.on_start(run.ident)
+                job.on_start(worker.ident)
             except Exception:
                 logger.exception("on_start callback failed")
+        return True
 
     def _on_hard_limit(self, run: _ThreadRun, limit: float) -> None:
         if self._abandon(run, TimeLimitExceeded(f"Time limit ({limit}s) exceeded")):
@@ -212,62 +262,99 @@ class ThreadExecutor:
         run.abandoned = True
         run.cancel_timers()
         self._running.add(-1)
-        if not run.entry.future.done():
-            run.entry.future.set_exception(reason)
+        run.entry.finish(False, reason)
         return True
 
-    def _on_done(self, run: _ThreadRun, work: concurrent.futures.Future[_Outcome]) -> None:
+    def _drain_finished(self) -> None:
+        """Loop callback: settle every job the threads have finished so far."""
+        with self._wake_lock:
+            self._wake_pending = False
+        finished = self._finished
+        while finished:
+            self._on_done(finished.popleft())
+
+    def _on_done(self, run: _ThreadRun) -> None:
         run.cancel_timers()
         self._runs.discard(run)
+        if not self._stopped:
+            self._idle.append(run.worker)
         self._slots.release()
         if run.abandoned:
             return
         self._running.add(-1)
-        future = run.entry.future
-        if future.done():
-            return  # the submitter was cancelled
-        if work.cancelled():
-            future.set_exception(ExecutorStopped())
-            return
-        error = work.exception()
-        ok, value = (False, error) if error is not None else work.result()
-        if ok:
-            future.set_result(value)
-        else:
-            future.set_exception(job_error(value))
+        run.entry.finish(run.ok, run.value if run.ok else job_error(run.value))
 
-    def _call_soon(self, callback: Callable[..., None], *args: Any) -> None:
-        """Schedule ``callback`` in the loop from any thread (dropped if the loop is closed)."""
-        if self._loop is None:
+    # -- in the pool's threads ------------------------------------------------------------
+
+    def thread_main(self, worker: _Worker) -> None:
+        """A pool thread: run the initializer, then jobs from the inbox until told to exit."""
+        worker.ident = threading.get_ident()
+        try:
+            if self._initializer is not None:
+                self._initializer()
+        except BaseException as exc:  # reported by start()
+            worker.init_error = exc
+        self._started_one(self._workers.index(worker))
+        if worker.init_error is not None:
+            return
+        while (run := worker.inbox.get()) is not None:
+            self._work(run)
+            self._report(run)
+
+    def _started_one(self, index: int) -> None:
+        """Tell start() that thread ``index`` has run its initializer (or failed to)."""
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(_resolve, self._starting[index])
+
+    def _report(self, run: _ThreadRun) -> None:
+        """Hand a finished job to the loop, waking it only if it is not due to look anyway."""
+        self._finished.append(run)
+        with self._wake_lock:
+            if self._wake_pending:
+                return
+            self._wake_pending = True
+        loop = self._loop
+        if loop is None:
             return
         try:
-            self._loop.call_soon_threadsafe(callback, *args)
+            loop.call_soon_threadsafe(self._drain_finished)
         except RuntimeError:
             pass  # the loop is closed: an abandoned thread ended after the worker stopped
 
-    # -- in the job's thread --------------------------------------------------------------
-
-    def _work(self, run: _ThreadRun) -> _Outcome:
-        """Run ``fn`` and return its outcome; interruptions never escape (see _ThreadRun)."""
-        outcome: _Outcome | None = None
+    def _work(self, run: _ThreadRun) -> None:
+        """Run ``fn`` and record its outcome; interruptions never escape (see _ThreadRun)."""
+        done = False
         while True:
             try:
-                if outcome is None:
-                    run.enter()
-                    if run.needs_start_callback:
-                        self._call_soon(self._on_started, run)
-                    outcome = self._call(run)
+                if not done:
+                    done = True
+                    self._call(run)
                 run.leave()
-                return outcome
+                return
             except _INTERRUPTIONS as exc:
                 # Landed outside fn (just before or after it); at most one more can come.
-                if outcome is None:
-                    outcome = (False, exc)
+                if not run.ok and run.value is None:
+                    run.ok, run.value = False, exc
 
-    def _call(self, run: _ThreadRun) -> _Outcome:
+    def _call(self, run: _ThreadRun) -> None:
         entry = run.entry
         try:
+            early = run.enter()
+            if early is not None:
+                raise early(_interruption_message(early, entry.job))
             context = entry.context if entry.context is not None else contextvars.Context()
-            return (True, context.run(self._fn, entry.job.payload))
+            run.ok, run.value = True, context.run(self._fn, entry.job.payload)
         except BaseException as exc:
-            return (False, exc)
+            run.ok, run.value = False, exc
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _interruption_message(exc_type: type[BaseException], job: Job) -> str:
+    """The message of a time limit that passed before the job's thread could start it."""
+    if exc_type is SoftTimeLimitExceeded:
+        return f"Soft time limit ({job.soft_time_limit}s) exceeded"
+    return f"Time limit ({job.time_limit}s) exceeded"

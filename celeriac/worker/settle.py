@@ -1,0 +1,172 @@
+"""Write what tasks leave behind, in batches: result documents first, then acks.
+
+At least once: a delivery is acked only after the result of its task is stored, so a
+crash in between runs the task again instead of losing its result. Both travel in one
+batch: ``settle(result, delivery)`` queues the pair, and a flush stores every result of
+the batch (one backend call) before it acks every delivery (one transport call). A
+batch whose results could not be stored gives its deliveries back to the queue.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from celeriac import states
+from celeriac.backends import Meta, ResultBackend
+from celeriac.exceptions import SerializationError
+from celeriac.protocol.results import make_meta
+from celeriac.transport import Delivery, Transport
+from celeriac.worker.batcher import Batcher
+
+__all__ = ["LINGER", "Settler"]
+
+logger = logging.getLogger("celeriac.worker")
+
+LINGER = 0.0005
+"""Seconds a flush waits for more items while other tasks are still running."""
+
+Document = tuple[str, Meta]
+Item = tuple[Document | None, Delivery | None]
+
+
+class Settler:
+    """The worker's one batch of result documents and acks (see the module docstring).
+
+    ``busy()`` says whether tasks are running: only then does a flush linger, since
+    more items are on their way; an idle worker's result goes out at once. Results of
+    tasks with a ``reply_to`` in ``reply_to`` go to that queue when the backend is rpc://.
+    ``written()`` is called after every flush (the consumer may be waiting for the
+    queue of writes to shrink).
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        backend: ResultBackend | None,
+        *,
+        busy: Callable[[], bool],
+        reply_to: dict[str, str],
+        written: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.transport = transport
+        self.backend = backend
+        self._busy = busy
+        self._written = written
+        self._reply_to = reply_to
+        self._store_for = getattr(backend, "store_for", None)
+        self.batch: Batcher[Item] = Batcher(self._flush, linger=self._linger)
+
+    def settle(self, document: Document | None, delivery: Delivery | None) -> None:
+        """Queue a result and/or an ack (the ack is written after the result)."""
+        self.batch.add((document, delivery))
+
+    def state(self, task_id: str, meta: Meta) -> None:
+        """Queue a state document with no ack (STARTED, a task's own ``update_state``)."""
+        self.batch.add(((task_id, meta), None))
+
+    def ack(self, delivery: Delivery) -> None:
+        """Queue an ack with no result."""
+        self.batch.add((None, delivery))
+
+    async def store(self, task_id: str, meta: Meta) -> None:
+        """Queue a document and wait until it is written (raises what the write raised)."""
+        await self.batch.put(((task_id, meta), None))
+
+    @property
+    def queued(self) -> int:
+        """Items waiting to be written."""
+        return self.batch.queued
+
+    async def drain(self) -> None:
+        """Wait until everything queued so far is written."""
+        await self.batch.drain()
+
+    # flushing ---------------------------------------------------------------------------
+    def _linger(self, items: Sequence[Item]) -> float:
+        # A batch of only STARTED/progress documents goes out at once: holding it would
+        # make the task's final result queue behind it.
+        if not self._busy():
+            return 0.0
+        for document, delivery in items:
+            if delivery is not None or (
+                document is not None and document[1]["status"] in states.READY_STATES
+            ):
+                return LINGER
+        return 0.0
+
+    async def _flush(self, items: Sequence[Item]) -> None:
+        try:
+            await self._write(items)
+        finally:
+            self._written()
+
+    async def _write(self, items: Sequence[Item]) -> None:
+        documents = [document for document, _ in items if document is not None]
+        if documents:
+            try:
+                await self._store(documents)
+            except Exception:
+                await self._after_failed_store(items)
+                raise
+        deliveries = [delivery for _, delivery in items if delivery is not None]
+        if deliveries:
+            await self._ack(deliveries)
+
+    async def _after_failed_store(self, items: Sequence[Item]) -> None:
+        """Results not stored: their deliveries go back to the queue, the others are acked."""
+        stranded = [d for doc, d in items if doc is not None and d is not None]
+        plain = [d for doc, d in items if doc is None and d is not None]
+        if stranded:
+            logger.error("storing results failed; requeueing %d deliveries", len(stranded))
+            try:
+                await self.transport.reject(stranded, requeue=True)
+            except Exception:
+                logger.exception("requeueing %d deliveries failed", len(stranded))
+        if plain:
+            await self._ack(plain)
+
+    async def _ack(self, deliveries: Sequence[Delivery]) -> None:
+        try:
+            await self.transport.ack(deliveries)
+        except Exception:
+            logger.exception(
+                "ack of %d deliveries failed; they will be redelivered", len(deliveries)
+            )
+
+    async def _store(self, documents: Sequence[Document]) -> None:
+        backend = self.backend
+        if backend is None:
+            return
+        latest = dict(documents)  # a later state of the same task replaces an earlier one
+        if self._store_for is not None:
+            # rpc:// results go to each task's own reply queue.
+            by_reply: dict[str, list[Document]] = {}
+            for task_id, meta in latest.items():
+                by_reply.setdefault(self._reply_to.get(task_id, ""), []).append((task_id, meta))
+            for reply_to, part in by_reply.items():
+                await self._store_for(reply_to, part)
+            return
+        try:
+            await backend.store(list(latest.items()))
+        except SerializationError:
+            await self._store_one_by_one(backend, list(latest.items()))
+
+    async def _store_one_by_one(self, backend: ResultBackend, items: list[Document]) -> None:
+        """Store documents singly; one that cannot be serialized becomes a FAILURE."""
+        for task_id, meta in items:
+            try:
+                await backend.store([(task_id, meta)])
+            except SerializationError as exc:
+                logger.error("Task %s: result cannot be serialized: %s", task_id, exc)
+                await backend.store([(task_id, _encode_error(task_id, exc))])
+
+
+def _encode_error(task_id: str, exc: Exception) -> Meta:
+    error: dict[str, Any] = {
+        "exc_type": "EncodeError",
+        "exc_message": [f"result cannot be serialized: {exc}"],
+        "exc_module": "celeriac.exceptions",
+    }
+    return make_meta(task_id, states.FAILURE, error)
