@@ -15,7 +15,6 @@ import importlib
 import logging
 import os
 import threading
-import uuid
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from celeriac._portal import get_portal
 from celeriac.backends import ResultBackend, backend_from_url, can_hold_results
 from celeriac.conf import Settings
 from celeriac.exceptions import ImproperlyConfigured, NotRegistered
+from celeriac.protocol.ids import uuid4
 from celeriac.protocol.message import encode_task
 from celeriac.protocol.serializers import get_serializer
 from celeriac.routing import Router
@@ -460,7 +460,7 @@ class Celery:
 
     def uuid(self) -> str:
         """A new task id."""
-        return str(uuid.uuid4())
+        return uuid4()
 
 
 Celeriac = Celery

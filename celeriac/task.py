@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import inspect
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -19,6 +18,7 @@ from celeriac.canvas.mapping import chunks, xmap, xstarmap
 from celeriac.canvas.signature import Signature
 from celeriac.context import Context, current_request, state_sink
 from celeriac.exceptions import ImproperlyConfigured, MaxRetriesExceededError, Retry
+from celeriac.protocol.ids import uuid4
 from celeriac.protocol.message import TaskMessage
 from celeriac.protocol.results import make_meta
 from celeriac.routing import Route
@@ -446,7 +446,7 @@ def build_message(
     expires = _as_datetime(_pick(options, task, "expires"), "expires")
     parent = current_request()
     in_task = parent is not None and not parent.is_eager and parent.id is not None
-    task_id = options.get("task_id") or str(uuid.uuid4())
+    task_id = options.get("task_id") or uuid4()
     message = TaskMessage(
         id=task_id,
         task=name,

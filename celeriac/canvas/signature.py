@@ -18,13 +18,13 @@ call. Clients and workers (``celeriac.worker.workflow``) use the same code.
 from __future__ import annotations
 
 import copy
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from celeriac import _state
 from celeriac.canvas.errbacks import run_errbacks_eagerly
 from celeriac.context import Context
+from celeriac.protocol.ids import uuid4
 from celeriac.result import EagerResult
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ def to_dict(value: Any) -> Any:
 
 def new_id() -> str:
     """A fresh task or group id."""
-    return str(uuid.uuid4())
+    return uuid4()
 
 
 class Dispatch:

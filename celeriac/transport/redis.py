@@ -76,6 +76,7 @@ from typing import Any, TypeVar, cast
 from celeriac._redis_url import connect_redis, parse_redis_url
 from celeriac.exceptions import ImproperlyConfigured, MissingDependency
 from celeriac.protocol import kombu
+from celeriac.protocol.ids import uuid4
 from celeriac.transport import _redis_lua as lua
 from celeriac.transport._redis_dead import DeadLetters
 from celeriac.transport._redis_keys import RedisKeys
@@ -529,7 +530,7 @@ class RedisTransport:
 
 def encode_copy(msg: Outgoing) -> bytes:
     """The kombu envelope of ``msg`` with a fresh delivery tag (one per stored copy)."""
-    tag = str(uuid.uuid4())
+    tag = uuid4()
     return kombu.encode(
         msg.envelope, exchange=msg.exchange, routing_key=msg.routing_key, delivery_tag=tag
     )
