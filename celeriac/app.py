@@ -29,8 +29,9 @@ from celeriac.exceptions import ImproperlyConfigured, NotRegistered
 from celeriac.protocol.ids import uuid4
 from celeriac.protocol.message import encode_task
 from celeriac.protocol.serializers import get_serializer
+from celeriac.publishing import PublishRequest, TaskDefaults, build_message
 from celeriac.routing import Router
-from celeriac.task import PublishRequest, Task, build_message, make_task_decorator
+from celeriac.task import Task, make_task_decorator
 from celeriac.transport import (
     Outgoing,
     QueueSpec,
@@ -136,6 +137,8 @@ class Celery:
             weakref.WeakKeyDictionary()
         )
         self._router: Router | None = None
+        self._publish_defaults: dict[str, TaskDefaults] = {}
+        """Per task name, what its publishes fall back to (see celeriac.publishing)."""
         self.GroupResult = _result.bound_group_result(self)
         """``app.GroupResult(gid, results)`` and ``app.GroupResult.restore(gid)``."""
         self._lock = threading.Lock()
@@ -381,14 +384,16 @@ class Celery:
     def _outgoing(self, requests: Sequence[PublishRequest]) -> list[Outgoing]:
         """Send ``before_task_publish`` and encode each request."""
         outgoing = []
+        announce = signals.before_task_publish.has_listeners()
         for req in requests:
-            signals.before_task_publish.send(
-                sender=req.message.task,
-                body=None,
-                headers=req.message.headers,
-                routing_key=req.route.routing_key,
-                exchange=req.route.exchange,
-            )
+            if announce:  # receivers may still change the headers: send before encoding
+                signals.before_task_publish.send(
+                    sender=req.message.task,
+                    body=None,
+                    headers=req.message.headers,
+                    routing_key=req.route.routing_key,
+                    exchange=req.route.exchange,
+                )
             envelope = encode_task(req.message, req.serializer, req.compression)
             eta = req.message.eta
             not_before = eta.timestamp() if eta is not None and eta > _utcnow() else None
@@ -398,6 +403,8 @@ class Celery:
         return outgoing
 
     def _announce_published(self, requests: Sequence[PublishRequest]) -> None:
+        if not signals.after_task_publish.has_listeners():
+            return
         for req in requests:
             signals.after_task_publish.send(
                 sender=req.message.task,
