@@ -19,10 +19,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from celeriac._redis_url import RedisSettings, connect_redis_blocking, parse_redis_url
-from celeriac.transport import _redis_lua as lua
 from celeriac.transport._redis_keys import RedisKeys
+from celeriac.transport._redis_push import BlockingPusher, push_call
 from celeriac.transport.base import Outgoing
-from celeriac.transport.redis import CHUNK, encode_copy, push_call
+from celeriac.transport.redis import PUSH_LIMIT, encode_copy
 
 __all__ = ["BlockingPublisher", "blocking_publisher"]
 
@@ -33,11 +33,13 @@ class BlockingPublisher:
     def __init__(self, settings: RedisSettings) -> None:
         self.keys = RedisKeys(settings.key_prefix)
         self._client = connect_redis_blocking(settings)
-        self._push = self._client.register_script(lua.PUSH)
+        self._pusher = BlockingPusher(
+            self._client.connection_pool, settings.max_connections, settings.pool_timeout
+        )
 
     def publish(self, messages: Sequence[Outgoing]) -> bool:
         """Store ``messages`` and return True, or return False (nothing sent) if not ours."""
-        if not messages or len(messages) > CHUNK or not all(map(_is_plain, messages)):
+        if not messages or len(messages) > PUSH_LIMIT or not all(map(_is_plain, messages)):
             return False
         pushes: list[tuple[str, bytes]] = []
         wake: dict[str, int] = {}
@@ -45,12 +47,12 @@ class BlockingPublisher:
             key = self.keys.bucket(msg.routing_key, msg.envelope.priority)
             pushes.append((key, encode_copy(msg)))
             wake[msg.routing_key] = wake.get(msg.routing_key, 0) + 1
-        keys, args = push_call(self.keys, pushes, wake)
-        self._push(keys=keys, args=args)
+        self._pusher.push(*push_call(self.keys, pushes, wake))
         return True
 
     def close(self) -> None:
         """Release the connections."""
+        self._pusher.close()
         self._client.connection_pool.disconnect()
 
 

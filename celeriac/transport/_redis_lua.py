@@ -23,21 +23,29 @@ __all__ = [
 ]
 
 PUSH = """
--- Publish: LPUSH each message onto its list, then wake-up tokens for waiting consumers.
--- KEYS: one list key per message, then notify keys.
--- ARGV: number of messages, notify cap, the messages, then a token count per notify key.
-local n, cap = tonumber(ARGV[1]), tonumber(ARGV[2])
-for i = 1, n do
-  redis.call('LPUSH', KEYS[i], ARGV[2 + i])
+-- Publish: LPUSH the messages onto their lists, then wake-up tokens for waiting consumers.
+-- KEYS: the L list keys, then notify keys.
+-- ARGV: L, notify cap, the number of messages of each list, the messages list by list
+--       (each list's in publishing order), then a token count per notify key.
+-- One LPUSH of many values per list leaves it as one LPUSH per message would; unpack is
+-- limited by Lua's stack, hence at most 1000 values per LPUSH.
+local nl, cap = tonumber(ARGV[1]), tonumber(ARGV[2])
+local at = 3 + nl
+for i = 1, nl do
+  local last = at + tonumber(ARGV[2 + i]) - 1
+  for first = at, last, 1000 do
+    redis.call('LPUSH', KEYS[i], unpack(ARGV, first, math.min(first + 999, last)))
+  end
+  at = last + 1
 end
-for j = n + 1, #KEYS do
+for j = nl + 1, #KEYS do
   local tokens = {}
-  for t = 1, math.min(tonumber(ARGV[2 + j]), cap) do tokens[t] = '1' end
+  for t = 1, math.min(tonumber(ARGV[at + j - nl - 1]), cap) do tokens[t] = '1' end
   redis.call('LPUSH', KEYS[j], unpack(tokens))
   redis.call('LTRIM', KEYS[j], 0, cap - 1)
   redis.call('EXPIRE', KEYS[j], 60)
 end
-return n
+return at - 3 - nl
 """
 
 ACK = """

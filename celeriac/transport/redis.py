@@ -86,6 +86,7 @@ from celeriac.transport._redis_leases import (
     Leases,
     owner_of,
 )
+from celeriac.transport._redis_push import AsyncPusher, push_call
 from celeriac.transport._redis_routing import Router
 from celeriac.transport.base import DeadLetter, Delivery, Outgoing, QueueSpec
 
@@ -96,7 +97,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise MissingDependency("Redis transport: pip install 'celeriac[redis]'") from exc
 
-__all__ = ["RedisTransport", "encode_copy", "push_call"]
+__all__ = ["PUSH_LIMIT", "RedisTransport", "encode_copy"]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -104,6 +105,8 @@ T = TypeVar("T")
 MAX_FETCH = 1000
 MOVE_BATCH = 1000
 CHUNK = 200
+PUSH_LIMIT = 10_000
+"""Messages stored by one PUSH call (atomic on its own); larger batches take a MULTI."""
 BLPOP_RESOLUTION = 0.1
 _FETCH_SHA = hashlib.sha1(lua.FETCH.encode()).hexdigest()
 _SCRIPTS = (
@@ -153,6 +156,7 @@ class RedisTransport:
         self._leases: Leases | None = None
         self._dead: DeadLetters | None = None
         self._scripts: dict[str, AsyncScript] = {}
+        self._pusher: AsyncPusher | None = None
         # Celery's broadcast exchanges are fanout on Redis even when nobody declared them here.
         fanout = opts.get("fanout_exchanges", ("celery.pidbox", "celeryev"))
         self.router = Router(self.keys, self._settings.db, fanout)
@@ -178,6 +182,13 @@ class RedisTransport:
         return self._leases
 
     @property
+    def pusher(self) -> AsyncPusher:
+        """Stores published messages (exists once connected)."""
+        if self._pusher is None:
+            raise RuntimeError("RedisTransport used before connect()")
+        return self._pusher
+
+    @property
     def dead(self) -> DeadLetters:
         """The dead-letter store (exists once connected)."""
         if self._dead is None:
@@ -196,6 +207,12 @@ class RedisTransport:
             await client.connection_pool.disconnect()
             raise
         self._client = client
+        self._pusher = AsyncPusher(
+            client.connection_pool,
+            self._settings.max_connections,
+            self._settings.pool_timeout,
+            self._settings.connection.get("socket_timeout"),
+        )
         self._leases = Leases(
             client,
             self.keys,
@@ -221,7 +238,10 @@ class RedisTransport:
                 exc,
                 self.lease_timeout,
             )
-        self._client, self._leases, self._dead = None, None, None
+        pusher = self._pusher
+        self._client, self._leases, self._dead, self._pusher = None, None, None, None
+        if pusher is not None:
+            await pusher.close()
         await client.connection_pool.disconnect()
 
     async def _retry(self, what: str, op: Callable[[], Awaitable[T]]) -> T:
@@ -278,12 +298,12 @@ class RedisTransport:
                 else:
                     batch.pushes.append((self.keys.bucket(queue, msg.envelope.priority), payload))
                 batch.wake[queue] = batch.wake.get(queue, 0) + 1
-        if not batch.delayed and not batch.broadcasts and len(batch.pushes) <= CHUNK:
-            await self._push(self.client, batch.pushes, batch.wake)  # atomic on its own
+        if not batch.delayed and not batch.broadcasts and len(batch.pushes) <= PUSH_LIMIT:
+            await self.pusher.push(*push_call(self.keys, batch.pushes, batch.wake))  # atomic
             return
         pipe = self.client.pipeline(transaction=True)  # all or nothing, for retries
-        for start in range(0, len(batch.pushes), CHUNK):
-            await self._push(pipe, batch.pushes[start : start + CHUNK], {})
+        for start in range(0, len(batch.pushes), PUSH_LIMIT):
+            await self._push(pipe, batch.pushes[start : start + PUSH_LIMIT], {})
         for queue, items in batch.delayed.items():
             await self._schedule(pipe, queue, items)
         for channel, payload in batch.broadcasts:
@@ -294,7 +314,7 @@ class RedisTransport:
     async def _push(
         self, client: Any, pushes: list[tuple[str, bytes]], wake: dict[str, int]
     ) -> None:
-        """Call (or queue on a pipeline) the PUSH script: messages, then wake-up tokens."""
+        """Queue on a pipeline the PUSH script: messages, then wake-up tokens."""
         if not pushes and not wake:
             return
         keys, args = push_call(self.keys, pushes, wake)
@@ -534,15 +554,6 @@ def encode_copy(msg: Outgoing) -> bytes:
     return kombu.encode(
         msg.envelope, exchange=msg.exchange, routing_key=msg.routing_key, delivery_tag=tag
     )
-
-
-def push_call(
-    keys: RedisKeys, pushes: Sequence[tuple[str, bytes]], wake: Mapping[str, int]
-) -> tuple[list[str], list[Any]]:
-    """KEYS and ARGV of the PUSH script: (list key, message) pairs, then wake-up tokens."""
-    script_keys = [key for key, _ in pushes] + [keys.notify(q) for q in wake]
-    args: list[Any] = [len(pushes), NOTIFY_CAP, *(payload for _, payload in pushes)]
-    return script_keys, [*args, *wake.values()]
 
 
 def _delivery(queue: str, tag: str, raw: bytes) -> Delivery:
