@@ -320,9 +320,8 @@ class Celery:
             options.setdefault("broker_transport_options", self.conf["broker_transport_options"])
         return options
 
-    async def _set_reply_to(self, requests: Sequence[PublishRequest]) -> None:
-        """With rpc:// results, replies go to this client's queue, declared before publishing."""
-        url = self.result_backend_url
+    async def _set_reply_to(self, requests: Sequence[PublishRequest], url: str | None) -> None:
+        """With rpc:// results (``url``), replies go to this client's queue, declared first."""
         if url is None or not url.startswith("rpc:"):
             return
         oid = getattr(await self.aget_backend(), "oid", None)
@@ -352,9 +351,9 @@ class Celery:
     # publishing -------------------------------------------------------------------------
     async def apublish(self, requests: Sequence[PublishRequest]) -> None:
         """Encode and publish task messages in one batch, declaring their queues once."""
-        transport = await self.aget_transport()
-        await self._set_reply_to(requests)
         res = self._loop_resources()
+        transport = res.transport if res.transport is not None else await self.aget_transport()
+        await self._set_reply_to(requests, res.urls[1])
         to_declare = _undeclared(requests, res.declared)
         if to_declare:
             await transport.declare(to_declare)

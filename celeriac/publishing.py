@@ -48,7 +48,7 @@ _snapshot = operator.attrgetter(*_TASK_ATTRIBUTES)
 _NO_TASK = (None,) * len(_TASK_ATTRIBUTES)
 
 
-@dataclass
+@dataclass(slots=True)
 class PublishRequest:
     """Everything needed to publish one task message (``apply_async`` after option parsing)."""
 
@@ -167,9 +167,15 @@ def build_message(
     if args is not None and not isinstance(args, list | tuple):
         raise TypeError(f"args must be a list or tuple, not {type(args).__name__}")
     defaults = task_defaults(app, name, task)
+    if not options:  # delay(): nothing to parse
+        message = _default_message(name, args, kwargs, defaults)
+        found = defaults.route or app.router.route(
+            name, message.args, message.kwargs, dict(defaults.route_options)
+        )
+        return PublishRequest(message, found, defaults.serializer, defaults.compression)
     message = _message(name, args, kwargs, options, defaults)
     route = defaults.route
-    if route is None or (options and any(options.get(key) is not None for key in _ROUTE_OPTIONS)):
+    if route is None or any(options.get(key) is not None for key in _ROUTE_OPTIONS):
         route_options = {
             key: _or(options.get(key), defaults.route_options[key]) for key in _ROUTE_OPTIONS
         }
@@ -220,4 +226,29 @@ def _message(
         priority=_or(get("priority"), defaults.priority),
         argsrepr=get("argsrepr"),
         kwargsrepr=get("kwargsrepr"),
+    )
+
+
+def _default_message(
+    name: str, args: Sequence[Any] | None, kwargs: Mapping[str, Any] | None, defaults: TaskDefaults
+) -> TaskMessage:
+    """The TaskMessage of a publish without options: what :func:`_message` gives for ``{}``."""
+    parent = current_request()
+    task_id = uuid4()
+    root_id = parent_id = None
+    if parent is not None and not parent.is_eager and parent.id is not None:
+        root_id, parent_id = parent.root_id, parent.id
+    expires = defaults.expires
+    return TaskMessage(
+        id=task_id,
+        task=name,
+        args=list(args or ()),
+        kwargs=dict(kwargs or {}),
+        expires=None if expires is None else _as_datetime(expires, "expires"),
+        root_id=root_id or task_id,
+        parent_id=parent_id,
+        time_limit=defaults.time_limit,
+        soft_time_limit=defaults.soft_time_limit,
+        ignore_result=defaults.ignore_result,
+        priority=defaults.priority,
     )

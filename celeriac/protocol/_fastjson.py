@@ -33,6 +33,7 @@ _DIGITS = bytes(0x31 if 0x30 <= b <= 0x39 else 0x30 for b in range(256))
 _LONG_RUN = b"1" * 19
 # Types both encoders write alike: exact types only (a subclass may carry its own meaning).
 _SCALARS = frozenset({str, int, bool, type(None)})
+_CONTAINERS = frozenset({dict, list, tuple})
 _MAX_DEPTH = 32
 
 
@@ -62,7 +63,12 @@ def is_plain(value: Any, depth: int = 0) -> bool:
     if depth >= _MAX_DEPTH:
         return False  # deep (maybe circular) data: the caller's encoder reports it
     for item in items:
-        if type(item) not in _SCALARS and not is_plain(item, depth + 1):
+        kind = type(item)
+        if kind in _SCALARS:
+            continue
+        if kind not in _CONTAINERS:
+            return False
+        if item and not is_plain(item, depth + 1):  # (empty ones need no call)
             return False
     return True
 

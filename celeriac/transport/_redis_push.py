@@ -64,9 +64,12 @@ def push_call(
 def pack(*args: bytes | str | int) -> bytes:
     """One Redis command in RESP, built with a single join (strings as UTF-8)."""
     parts = [b"*%d\r\n" % len(args)]
+    append = parts.append
     for arg in args:
         data = arg if type(arg) is bytes else str(arg).encode()
-        parts += (b"$%d\r\n" % len(data), data, b"\r\n")
+        append(b"$%d\r\n" % len(data))
+        append(data)
+        append(b"\r\n")
     return b"".join(parts)
 
 

@@ -287,7 +287,11 @@ class RedisTransport:
             if route is not None and route.kind == "fanout":
                 # kombu peers (Celery workers, Flower) listen on the pub/sub channel.
                 batch.broadcasts.append((self.router.fanout_channel(msg), encode_copy(msg)))
-            for queue in self.router.queues(msg, route):
+            if route is None and msg.routing_key:
+                queues: Sequence[str] = (msg.routing_key,)  # the default exchange: the common case
+            else:
+                queues = self.router.queues(msg, route)
+            for queue in queues:
                 payload = encode_copy(msg)
                 due = msg.not_before
                 if self._delayed and due is not None and due > now:

@@ -10,8 +10,11 @@ from typing import Any
 import pytest
 
 from celeriac import Celery, signals
+from celeriac.context import Context, request_var
+from celeriac.protocol import kombu
 from celeriac.protocol.message import decode_task
 from celeriac.task import Task
+from tests.unit import publish_cases
 
 
 @pytest.fixture
@@ -146,3 +149,37 @@ async def test_publish_without_receivers_sends_no_signal(app: Celery, task: Task
     [delivery] = await transport.fetch(["quiet"], limit=10, timeout=1)
     assert decode_task(delivery.envelope, ["json"]).headers == {}
     await app.aclose()
+
+
+def _without_ids(app: Celery, task: Task, args: tuple[Any, ...], options: dict[str, Any]) -> Any:
+    """Route and stored bytes of one publish, its random task id replaced."""
+    request = app.build_request(task.name, args, {}, options, task)
+    [out] = app._outgoing([request])
+    raw = kombu.encode(out.envelope, exchange=out.exchange, routing_key=out.routing_key,
+                       delivery_tag="tag")  # fmt: skip
+    return request.route, out.not_before, raw.replace(request.message.id.encode(), b"<id>")
+
+
+@pytest.mark.parametrize("in_task", [False, True])
+@pytest.mark.parametrize("which", ["plain", "opinionated", "settings", "router-function"])
+def test_a_publish_without_options_is_the_general_path_with_every_option_unset(
+    which: str, in_task: bool
+) -> None:
+    """delay() takes a shortcut past option parsing; it must land where parsing would."""
+
+    def by_args(name: str, args: Any, kwargs: Any, options: Any, **_: Any) -> Any:
+        return {"queue": f"q{args[0]}"}
+
+    settings: dict[str, Any] = {
+        "settings": {"task_default_priority": 2, "task_time_limit": 9, "task_compression": "gzip"},
+        "router-function": {"task_routes": (by_args,)},
+    }.get(which, {})
+    app, plain, opinionated = publish_cases._app(**settings)
+    task = opinionated if which == "opinionated" else plain
+    unset = {"expires": None, "queue": None, "priority": None}  # not empty: the general path
+    context = Context(id="parent-id", root_id="root-id") if in_task else None
+    token = request_var.set(context)
+    try:
+        assert _without_ids(app, task, (1, "x"), {}) == _without_ids(app, task, (1, "x"), unset)
+    finally:
+        request_var.reset(token)
