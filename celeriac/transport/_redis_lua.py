@@ -16,37 +16,10 @@ __all__ = [
     "FETCH",
     "HEARTBEAT",
     "MOVE_DUE",
-    "PUSH",
     "REQUEUE_DEAD",
     "RESTORE",
     "SCHEDULE",
 ]
-
-PUSH = """
--- Publish: LPUSH the messages onto their lists, then wake-up tokens for waiting consumers.
--- KEYS: the L list keys, then notify keys.
--- ARGV: L, notify cap, the number of messages of each list, the messages list by list
---       (each list's in publishing order), then a token count per notify key.
--- One LPUSH of many values per list leaves it as one LPUSH per message would; unpack is
--- limited by Lua's stack, hence at most 1000 values per LPUSH.
-local nl, cap = tonumber(ARGV[1]), tonumber(ARGV[2])
-local at = 3 + nl
-for i = 1, nl do
-  local last = at + tonumber(ARGV[2 + i]) - 1
-  for first = at, last, 1000 do
-    redis.call('LPUSH', KEYS[i], unpack(ARGV, first, math.min(first + 999, last)))
-  end
-  at = last + 1
-end
-for j = nl + 1, #KEYS do
-  local tokens = {}
-  for t = 1, math.min(tonumber(ARGV[at + j - nl - 1]), cap) do tokens[t] = '1' end
-  redis.call('LPUSH', KEYS[j], unpack(tokens))
-  redis.call('LTRIM', KEYS[j], 0, cap - 1)
-  redis.call('EXPIRE', KEYS[j], 60)
-end
-return at - 3 - nl
-"""
 
 ACK = """
 -- Forget finished deliveries: unacked entry, unacked_index score and lease record.

@@ -86,7 +86,7 @@ from celeriac.transport._redis_leases import (
     Leases,
     owner_of,
 )
-from celeriac.transport._redis_push import AsyncPusher, push_call
+from celeriac.transport._redis_push import AsyncPusher, push_commands, push_of
 from celeriac.transport._redis_routing import Router
 from celeriac.transport.base import DeadLetter, Delivery, Outgoing, QueueSpec
 
@@ -106,11 +106,10 @@ MAX_FETCH = 1000
 MOVE_BATCH = 1000
 CHUNK = 200
 PUSH_LIMIT = 10_000
-"""Messages stored by one PUSH call (atomic on its own); larger batches take a MULTI."""
+"""Messages stored in one round trip by the pusher; larger batches take a redis-py MULTI."""
 BLPOP_RESOLUTION = 0.1
 _FETCH_SHA = hashlib.sha1(lua.FETCH.encode()).hexdigest()
 _SCRIPTS = (
-    "PUSH",
     "ACK",
     "FETCH",
     "SCHEDULE",
@@ -303,26 +302,22 @@ class RedisTransport:
                     batch.pushes.append((self.keys.bucket(queue, msg.envelope.priority), payload))
                 batch.wake[queue] = batch.wake.get(queue, 0) + 1
         if not batch.delayed and not batch.broadcasts and len(batch.pushes) <= PUSH_LIMIT:
-            await self.pusher.push(*push_call(self.keys, batch.pushes, batch.wake))  # atomic
+            await self.pusher.push(push_of(self.keys, batch.pushes, batch.wake))  # atomic
             return
         pipe = self.client.pipeline(transaction=True)  # all or nothing, for retries
         for start in range(0, len(batch.pushes), PUSH_LIMIT):
-            await self._push(pipe, batch.pushes[start : start + PUSH_LIMIT], {})
+            self._push(pipe, batch.pushes[start : start + PUSH_LIMIT], {})
         for queue, items in batch.delayed.items():
             await self._schedule(pipe, queue, items)
         for channel, payload in batch.broadcasts:
             pipe.publish(channel, payload)
-        await self._push(pipe, [], batch.wake)
+        self._push(pipe, [], batch.wake)
         await pipe.execute()
 
-    async def _push(
-        self, client: Any, pushes: list[tuple[str, bytes]], wake: dict[str, int]
-    ) -> None:
-        """Queue on a pipeline the PUSH script: messages, then wake-up tokens."""
-        if not pushes and not wake:
-            return
-        keys, args = push_call(self.keys, pushes, wake)
-        await self._scripts["PUSH"](keys=keys, args=args, client=client)
+    def _push(self, pipe: Any, pushes: list[tuple[str, bytes]], wake: dict[str, int]) -> None:
+        """Queue on a pipeline the commands storing messages, then wake-up tokens."""
+        for command in push_commands(self.keys, pushes, wake)[0]:
+            pipe.execute_command(*command)
 
     async def _schedule(self, pipe: Any, queue: str, items: list[tuple[str, bytes]]) -> None:
         """Queue SCHEDULE calls (in chunks) storing not-yet-due messages of ``queue``."""

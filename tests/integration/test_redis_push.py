@@ -1,15 +1,14 @@
-"""The PUSH call packed and sent by celeriac.transport._redis_push, on both clients.
+"""Publishing through celeriac.transport._redis_push, on both clients.
 
 What it must keep from the redis-py path it replaces: every list gets its messages in
-publishing order (one LPUSH of many values per list), a script missing from the server
-is loaded on the spot, a connection the server closed while idle is reconnected rather
+publishing order (one LPUSH of many values per list), an error reply is raised without
+leaving replies unread, a connection the server closed while idle is reconnected rather
 than failing the publish, and no more than ``max_connections`` are ever opened.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import threading
 import uuid
@@ -22,7 +21,6 @@ import redis
 from celeriac._redis_url import parse_redis_url
 from celeriac.protocol import kombu
 from celeriac.protocol.envelope import Envelope
-from celeriac.transport import _redis_push
 from celeriac.transport._redis_blocking import BlockingPublisher
 from celeriac.transport.base import Outgoing
 from celeriac.transport.redis import RedisTransport
@@ -130,16 +128,21 @@ async def test_more_values_than_one_lpush_takes(client: redis.Redis, prefix: str
     assert _stored(client, f"{prefix}big") == list(range(2500))
 
 
-async def test_a_script_missing_from_the_server_is_loaded(
-    client: redis.Redis, prefix: str, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("lists", [1, 2])  # a single LPUSH, or a MULTI of several
+async def test_an_error_reply_is_raised_and_the_connection_stays_usable(
+    client: redis.Redis, prefix: str, lists: int
 ) -> None:
-    unknown = hashlib.sha1(uuid.uuid4().bytes).hexdigest()  # never loaded: NOSCRIPT
-    monkeypatch.setattr(_redis_push, "PUSH_SHA", unknown)
-    transport = RedisTransport(URL, options=_options(prefix))
+    client.set(f"{prefix}not-a-list", "x")  # LPUSH onto it fails with WRONGTYPE
+    bad = [_message("not-a-list", 1)] + [_message("fine", 2)] * (lists - 1)
+    transport = RedisTransport(URL, options=_options(prefix, max_retries=0))
     await transport.connect()
     publisher = BlockingPublisher(parse_redis_url(URL, _options(prefix)))
     try:
-        await transport.publish([_message("q", 1)])
+        with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+            await transport.publish(bad)
+        with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+            publisher.publish(bad)
+        await transport.publish([_message("q", 1)])  # every reply was read: in step
         assert publisher.publish([_message("q", 2)])
     finally:
         await transport.close()
