@@ -45,6 +45,8 @@ __all__ = [
     "to_dict",
 ]
 
+_ATOMIC = frozenset({str, int, float, bool, type(None)})
+
 # Options that describe the canvas itself and never become publish options.
 _CANVAS_ONLY = frozenset({"chord_size", "route_name", "subtask_type", "immutable"})
 # Options holding signatures: turned into plain dicts before they go on the wire.
@@ -178,7 +180,14 @@ class Signature(dict[str, Any]):
     def __deepcopy__(self, memo: dict[int, Any]) -> Signature:
         # The app is shared, never copied: it holds locks and connections.
         clone = type(self).__new__(type(self))
-        dict.update(clone, {key: copy.deepcopy(value, memo) for key, value in self.items()})
+        # deepcopy gives strings, numbers, None and booleans back as they are: skip the call.
+        dict.update(
+            clone,
+            {
+                key: value if type(value) in _ATOMIC else copy.deepcopy(value, memo)
+                for key, value in self.items()
+            },
+        )
         clone.__dict__.update(self.__dict__)
         return clone
 
