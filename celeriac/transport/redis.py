@@ -273,7 +273,7 @@ class RedisTransport:
             await self._retry("declare", op)
 
     async def publish(self, messages: Sequence[Outgoing]) -> None:
-        """Route and store ``messages``: usually one PUSH script call (plus one for bindings)."""
+        """Route and store ``messages``: usually one round trip (plus one for bindings)."""
         if messages:
             await self._retry("publish", lambda: self._publish_once(messages))
 
