@@ -15,7 +15,6 @@ import importlib
 import logging
 import os
 import threading
-import uuid
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,10 +26,12 @@ from celeriac._portal import get_portal
 from celeriac.backends import ResultBackend, backend_from_url, can_hold_results
 from celeriac.conf import Settings
 from celeriac.exceptions import ImproperlyConfigured, NotRegistered
+from celeriac.protocol.ids import uuid4
 from celeriac.protocol.message import encode_task
 from celeriac.protocol.serializers import get_serializer
+from celeriac.publishing import PublishRequest, TaskDefaults, build_message
 from celeriac.routing import Router
-from celeriac.task import PublishRequest, Task, build_message, make_task_decorator
+from celeriac.task import Task, make_task_decorator
 from celeriac.transport import (
     Outgoing,
     QueueSpec,
@@ -136,6 +137,8 @@ class Celery:
             weakref.WeakKeyDictionary()
         )
         self._router: Router | None = None
+        self._publish_defaults: dict[str, TaskDefaults] = {}
+        """Per task name, what its publishes fall back to (see celeriac.publishing)."""
         self.GroupResult = _result.bound_group_result(self)
         """``app.GroupResult(gid, results)`` and ``app.GroupResult.restore(gid)``."""
         self._lock = threading.Lock()
@@ -317,9 +320,8 @@ class Celery:
             options.setdefault("broker_transport_options", self.conf["broker_transport_options"])
         return options
 
-    async def _set_reply_to(self, requests: Sequence[PublishRequest]) -> None:
-        """With rpc:// results, replies go to this client's queue, declared before publishing."""
-        url = self.result_backend_url
+    async def _set_reply_to(self, requests: Sequence[PublishRequest], url: str | None) -> None:
+        """With rpc:// results (``url``), replies go to this client's queue, declared first."""
         if url is None or not url.startswith("rpc:"):
             return
         oid = getattr(await self.aget_backend(), "oid", None)
@@ -349,9 +351,9 @@ class Celery:
     # publishing -------------------------------------------------------------------------
     async def apublish(self, requests: Sequence[PublishRequest]) -> None:
         """Encode and publish task messages in one batch, declaring their queues once."""
-        transport = await self.aget_transport()
-        await self._set_reply_to(requests)
         res = self._loop_resources()
+        transport = res.transport if res.transport is not None else await self.aget_transport()
+        await self._set_reply_to(requests, res.urls[1])
         to_declare = _undeclared(requests, res.declared)
         if to_declare:
             await transport.declare(to_declare)
@@ -381,14 +383,16 @@ class Celery:
     def _outgoing(self, requests: Sequence[PublishRequest]) -> list[Outgoing]:
         """Send ``before_task_publish`` and encode each request."""
         outgoing = []
+        announce = signals.before_task_publish.has_listeners()
         for req in requests:
-            signals.before_task_publish.send(
-                sender=req.message.task,
-                body=None,
-                headers=req.message.headers,
-                routing_key=req.route.routing_key,
-                exchange=req.route.exchange,
-            )
+            if announce:  # receivers may still change the headers: send before encoding
+                signals.before_task_publish.send(
+                    sender=req.message.task,
+                    body=None,
+                    headers=req.message.headers,
+                    routing_key=req.route.routing_key,
+                    exchange=req.route.exchange,
+                )
             envelope = encode_task(req.message, req.serializer, req.compression)
             eta = req.message.eta
             not_before = eta.timestamp() if eta is not None and eta > _utcnow() else None
@@ -398,6 +402,8 @@ class Celery:
         return outgoing
 
     def _announce_published(self, requests: Sequence[PublishRequest]) -> None:
+        if not signals.after_task_publish.has_listeners():
+            return
         for req in requests:
             signals.after_task_publish.send(
                 sender=req.message.task,
@@ -460,7 +466,7 @@ class Celery:
 
     def uuid(self) -> str:
         """A new task id."""
-        return str(uuid.uuid4())
+        return uuid4()
 
 
 Celeriac = Celery

@@ -120,16 +120,21 @@ def _matcher(key: Any) -> Callable[[str], bool]:
     return lambda name: name == key
 
 
-def _mapping_router(mapping: Mapping[Any, Any]) -> RouterFn:
-    patterns = [(_matcher(key), value) for key, value in mapping.items()]
+class _MappingRouter:
+    """A ``task_routes`` dict: the destination depends on the task name only."""
 
-    def route(name: str, *_: Any, **__: Any) -> Any:
-        for matches, value in patterns:
+    def __init__(self, mapping: Mapping[Any, Any]) -> None:
+        self.patterns = [(_matcher(key), value) for key, value in mapping.items()]
+
+    def __call__(self, name: str, *_: Any, **__: Any) -> Any:
+        for matches, value in self.patterns:
             if matches(name):
                 return value
         return None
 
-    return route
+
+def _mapping_router(mapping: Mapping[Any, Any]) -> RouterFn:
+    return _MappingRouter(mapping)
 
 
 class Router:
@@ -146,6 +151,9 @@ class Router:
             spec = queue_spec(queue)
             self.queues[spec.name] = spec
         self._routes = _compile_routes(conf["task_routes"])
+        self.by_name_only = all(isinstance(route, _MappingRouter) for route in self._routes)
+        """True when no router function is configured: a route depends on the task name
+        and the route options only, never on the arguments, so it can be cached."""
 
     def default_queue_spec(self) -> QueueSpec:
         """The queue used when nothing else routes a task."""

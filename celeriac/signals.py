@@ -72,6 +72,10 @@ class Signal:
                 responses.append((receiver, exc))
         return responses
 
+    def has_listeners(self) -> bool:
+        """Whether any receiver is connected (lets hot paths skip building a send)."""
+        return bool(self._receivers)
+
     @property
     def receivers(self) -> list[Callable[..., Any]]:
         """The connected receivers."""

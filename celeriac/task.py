@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import inspect
-import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from celeriac import _state
@@ -19,9 +17,8 @@ from celeriac.canvas.mapping import chunks, xmap, xstarmap
 from celeriac.canvas.signature import Signature
 from celeriac.context import Context, current_request, state_sink
 from celeriac.exceptions import ImproperlyConfigured, MaxRetriesExceededError, Retry
-from celeriac.protocol.message import TaskMessage
 from celeriac.protocol.results import make_meta
-from celeriac.routing import Route
+from celeriac.publishing import PUBLISH_OPTIONS, PublishRequest, build_message
 from celeriac.trace import apply_eagerly
 
 if TYPE_CHECKING:
@@ -50,28 +47,6 @@ TASK_OPTIONS = frozenset(
         "send_events", "lazy", "pydantic",
     }
 )  # fmt: skip
-
-PUBLISH_OPTIONS = frozenset(
-    {
-        "task_id", "countdown", "eta", "expires", "queue", "exchange", "routing_key",
-        "priority", "headers", "ignore_result", "serializer", "compression", "link",
-        "link_error", "time_limit", "soft_time_limit", "shadow", "parent_id", "root_id",
-        "group_id", "group_index", "chord", "chain", "reply_to", "retries", "retry",
-        "retry_policy", "add_to_parent", "connection", "producer", "exchange_type",
-        "delivery_mode", "mandatory", "immediate", "stamped_headers", "stamps",
-        "replaced_task_nesting", "publisher", "declare", "argsrepr", "kwargsrepr",
-    }
-)  # fmt: skip
-
-
-@dataclass
-class PublishRequest:
-    """Everything needed to publish one task message (``apply_async`` after option parsing)."""
-
-    message: TaskMessage
-    route: Route
-    serializer: str
-    compression: str | None = None
 
 
 class Task:
@@ -392,94 +367,3 @@ def _register_shared(task: Task) -> None:
 def shared_task(*args: Any, **options: Any) -> Any:
     """Like ``@app.task`` but not tied to one app: it is registered on every app."""
     return make_task_decorator(None, args, options)
-
-
-# --- options -> message ------------------------------------------------------------------------
-def _as_datetime(value: Any, name: str) -> dt.datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, dt.datetime):
-        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-    if isinstance(value, int | float):
-        return dt.datetime.now(dt.UTC) + dt.timedelta(seconds=value)
-    if isinstance(value, dt.timedelta):
-        return dt.datetime.now(dt.UTC) + value
-    if isinstance(value, str):
-        parsed = dt.datetime.fromisoformat(value)
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
-    raise TypeError(
-        f"{name} must be a datetime, seconds or ISO-8601 string, not {type(value).__name__}"
-    )
-
-
-def _signature_dicts(value: Any) -> list[dict[str, Any]] | None:
-    if value is None:
-        return None
-    items = value if isinstance(value, list | tuple) else [value]
-    return [dict(item) for item in items]
-
-
-def _pick(options: Mapping[str, Any], task: Task | None, key: str, default: Any = None) -> Any:
-    value = options.get(key)
-    if value is None and task is not None:
-        value = getattr(task, key, None)
-    return default if value is None else value
-
-
-def build_message(
-    app: Celery,
-    name: str,
-    args: Sequence[Any] | None,
-    kwargs: Mapping[str, Any] | None,
-    options: Mapping[str, Any],
-    task: Task | None = None,
-) -> PublishRequest:
-    """Turn ``apply_async`` arguments into a TaskMessage and its route."""
-    unknown = set(options) - PUBLISH_OPTIONS
-    if unknown:
-        raise TypeError(f"apply_async() got unknown option(s): {', '.join(sorted(unknown))}")
-    if args is not None and not isinstance(args, list | tuple):
-        raise TypeError(f"args must be a list or tuple, not {type(args).__name__}")
-    conf = app.conf
-    countdown = options.get("countdown")
-    eta = _as_datetime(options.get("eta"), "eta") or _as_datetime(countdown, "countdown")
-    expires = _as_datetime(_pick(options, task, "expires"), "expires")
-    parent = current_request()
-    in_task = parent is not None and not parent.is_eager and parent.id is not None
-    task_id = options.get("task_id") or str(uuid.uuid4())
-    message = TaskMessage(
-        id=task_id,
-        task=name,
-        args=list(args or ()),
-        kwargs=dict(kwargs or {}),
-        eta=eta,
-        expires=expires,
-        retries=int(options.get("retries") or 0),
-        root_id=options.get("root_id")
-        or (parent.root_id if in_task and parent else None)
-        or task_id,
-        parent_id=options.get("parent_id") or (parent.id if in_task and parent else None),
-        group=options.get("group_id"),
-        group_index=options.get("group_index"),
-        time_limit=_pick(options, task, "time_limit", conf["task_time_limit"]),
-        soft_time_limit=_pick(options, task, "soft_time_limit", conf["task_soft_time_limit"]),
-        ignore_result=bool(_pick(options, task, "ignore_result", conf["task_ignore_result"])),
-        shadow=options.get("shadow"),
-        callbacks=_signature_dicts(options.get("link")),
-        errbacks=_signature_dicts(options.get("link_error")),
-        chain=options.get("chain"),
-        chord=options.get("chord"),
-        headers=dict(options.get("headers") or {}),
-        reply_to=options.get("reply_to"),
-        priority=_pick(options, task, "priority", conf["task_default_priority"]),
-        argsrepr=options.get("argsrepr"),
-        kwargsrepr=options.get("kwargsrepr"),
-    )
-    route_options = {key: _pick(options, task, key) for key in ("queue", "exchange", "routing_key")}
-    route = app.router.route(name, message.args, message.kwargs, route_options)
-    return PublishRequest(
-        message=message,
-        route=route,
-        serializer=_pick(options, task, "serializer", conf["task_serializer"]),
-        compression=_pick(options, task, "compression", conf["task_compression"]),
-    )

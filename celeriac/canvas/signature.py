@@ -18,13 +18,13 @@ call. Clients and workers (``celeriac.worker.workflow``) use the same code.
 from __future__ import annotations
 
 import copy
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from celeriac import _state
 from celeriac.canvas.errbacks import run_errbacks_eagerly
 from celeriac.context import Context
+from celeriac.protocol.ids import uuid4
 from celeriac.result import EagerResult
 
 if TYPE_CHECKING:
@@ -45,6 +45,8 @@ __all__ = [
     "to_dict",
 ]
 
+_ATOMIC = frozenset({str, int, float, bool, type(None)})
+
 # Options that describe the canvas itself and never become publish options.
 _CANVAS_ONLY = frozenset({"chord_size", "route_name", "subtask_type", "immutable"})
 # Options holding signatures: turned into plain dicts before they go on the wire.
@@ -64,7 +66,7 @@ def to_dict(value: Any) -> Any:
 
 def new_id() -> str:
     """A fresh task or group id."""
-    return str(uuid.uuid4())
+    return uuid4()
 
 
 class Dispatch:
@@ -178,7 +180,14 @@ class Signature(dict[str, Any]):
     def __deepcopy__(self, memo: dict[int, Any]) -> Signature:
         # The app is shared, never copied: it holds locks and connections.
         clone = type(self).__new__(type(self))
-        dict.update(clone, {key: copy.deepcopy(value, memo) for key, value in self.items()})
+        # deepcopy gives strings, numbers, None and booleans back as they are: skip the call.
+        dict.update(
+            clone,
+            {
+                key: value if type(value) in _ATOMIC else copy.deepcopy(value, memo)
+                for key, value in self.items()
+            },
+        )
         clone.__dict__.update(self.__dict__)
         return clone
 

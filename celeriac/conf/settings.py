@@ -51,6 +51,7 @@ class Settings(MutableMapping[str, Any]):
     def __init__(self, initial: Mapping[str, Any] | None = None) -> None:
         object.__setattr__(self, "_values", copy.deepcopy(DEFAULTS))
         object.__setattr__(self, "_explicit", set())
+        object.__setattr__(self, "_version", 0)
         if initial:
             self.update(initial)
 
@@ -67,10 +68,12 @@ class Settings(MutableMapping[str, Any]):
         name = OLD_NAMES.get(key, key)
         self._values[name] = value
         self._explicit.add(name)
+        object.__setattr__(self, "_version", self._version + 1)
 
     def __delitem__(self, key: str) -> None:
         del self._values[key]
         self._explicit.discard(key)
+        object.__setattr__(self, "_version", self._version + 1)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._values)
@@ -89,6 +92,12 @@ class Settings(MutableMapping[str, Any]):
 
     def __setattr__(self, name: str, value: Any) -> None:
         self[name] = value
+
+    @property
+    def version(self) -> int:
+        """A number that changes whenever a setting is assigned or deleted (for caches)."""
+        version: int = self._version
+        return version
 
     def is_set(self, key: str) -> bool:
         """True when the user (not the defaults) gave this setting a value."""

@@ -103,6 +103,9 @@ class JSONSerializer:
 
     def dumps(self, obj: Any) -> bytes:
         """Encode to UTF-8 JSON."""
+        fast = _fastjson.dumps(obj)
+        if fast is not None:
+            return fast  # the same bytes, from orjson
         try:
             return self._encoder.encode(obj).encode("utf-8", errors="surrogatepass")
         except (TypeError, ValueError, RecursionError) as exc:

@@ -3,7 +3,7 @@
 ``task.delay()`` in plain sync code would otherwise hand its publish to the
 portal's event loop and block until that thread answers: two thread switches per
 call, which cost more than the Redis round trip itself. This publisher runs the
-same PUSH script with redis-py's blocking client in the calling thread.
+same commands in the calling thread (see :mod:`celeriac.transport._redis_push`).
 
 It takes the common case only: messages for the default exchange (Celery's
 routing to a queue by name) that are due now. Anything else (named exchanges,
@@ -19,25 +19,27 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from celeriac._redis_url import RedisSettings, connect_redis_blocking, parse_redis_url
-from celeriac.transport import _redis_lua as lua
 from celeriac.transport._redis_keys import RedisKeys
+from celeriac.transport._redis_push import BlockingPusher, push_of
 from celeriac.transport.base import Outgoing
-from celeriac.transport.redis import CHUNK, encode_copy, push_call
+from celeriac.transport.redis import PUSH_LIMIT, encode_copy
 
 __all__ = ["BlockingPublisher", "blocking_publisher"]
 
 
 class BlockingPublisher:
-    """Runs the PUSH script for default-exchange messages with a blocking client."""
+    """Stores default-exchange messages from the calling thread."""
 
     def __init__(self, settings: RedisSettings) -> None:
         self.keys = RedisKeys(settings.key_prefix)
         self._client = connect_redis_blocking(settings)
-        self._push = self._client.register_script(lua.PUSH)
+        self._pusher = BlockingPusher(
+            self._client.connection_pool, settings.max_connections, settings.pool_timeout
+        )
 
     def publish(self, messages: Sequence[Outgoing]) -> bool:
         """Store ``messages`` and return True, or return False (nothing sent) if not ours."""
-        if not messages or len(messages) > CHUNK or not all(map(_is_plain, messages)):
+        if not messages or len(messages) > PUSH_LIMIT or not all(map(_is_plain, messages)):
             return False
         pushes: list[tuple[str, bytes]] = []
         wake: dict[str, int] = {}
@@ -45,12 +47,12 @@ class BlockingPublisher:
             key = self.keys.bucket(msg.routing_key, msg.envelope.priority)
             pushes.append((key, encode_copy(msg)))
             wake[msg.routing_key] = wake.get(msg.routing_key, 0) + 1
-        keys, args = push_call(self.keys, pushes, wake)
-        self._push(keys=keys, args=args)
+        self._pusher.push(push_of(self.keys, pushes, wake))
         return True
 
     def close(self) -> None:
         """Release the connections."""
+        self._pusher.close()
         self._client.connection_pool.disconnect()
 
 

@@ -31,6 +31,8 @@ class RedisKeys:
 
     def bucket(self, queue: str, priority: Any = 0) -> str:
         """The list holding ``queue``'s messages of ``priority``."""
+        if priority is None or (type(priority) is int and priority < kombu.PRIORITY_STEPS[1]):
+            return self.prefix + queue  # bucket 0, the plain list: most messages
         return self.prefix + kombu.bucket_key(queue, priority)
 
     def buckets(self, queue: str) -> list[str]:

@@ -16,29 +16,10 @@ __all__ = [
     "FETCH",
     "HEARTBEAT",
     "MOVE_DUE",
-    "PUSH",
     "REQUEUE_DEAD",
     "RESTORE",
     "SCHEDULE",
 ]
-
-PUSH = """
--- Publish: LPUSH each message onto its list, then wake-up tokens for waiting consumers.
--- KEYS: one list key per message, then notify keys.
--- ARGV: number of messages, notify cap, the messages, then a token count per notify key.
-local n, cap = tonumber(ARGV[1]), tonumber(ARGV[2])
-for i = 1, n do
-  redis.call('LPUSH', KEYS[i], ARGV[2 + i])
-end
-for j = n + 1, #KEYS do
-  local tokens = {}
-  for t = 1, math.min(tonumber(ARGV[2 + j]), cap) do tokens[t] = '1' end
-  redis.call('LPUSH', KEYS[j], unpack(tokens))
-  redis.call('LTRIM', KEYS[j], 0, cap - 1)
-  redis.call('EXPIRE', KEYS[j], 60)
-end
-return n
-"""
 
 ACK = """
 -- Forget finished deliveries: unacked entry, unacked_index score and lease record.

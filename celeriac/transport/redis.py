@@ -76,6 +76,7 @@ from typing import Any, TypeVar, cast
 from celeriac._redis_url import connect_redis, parse_redis_url
 from celeriac.exceptions import ImproperlyConfigured, MissingDependency
 from celeriac.protocol import kombu
+from celeriac.protocol.ids import uuid4
 from celeriac.transport import _redis_lua as lua
 from celeriac.transport._redis_dead import DeadLetters
 from celeriac.transport._redis_keys import RedisKeys
@@ -85,6 +86,7 @@ from celeriac.transport._redis_leases import (
     Leases,
     owner_of,
 )
+from celeriac.transport._redis_push import AsyncPusher, push_commands, push_of
 from celeriac.transport._redis_routing import Router
 from celeriac.transport.base import DeadLetter, Delivery, Outgoing, QueueSpec
 
@@ -95,7 +97,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise MissingDependency("Redis transport: pip install 'celeriac[redis]'") from exc
 
-__all__ = ["RedisTransport", "encode_copy", "push_call"]
+__all__ = ["PUSH_LIMIT", "RedisTransport", "encode_copy"]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -103,10 +105,11 @@ T = TypeVar("T")
 MAX_FETCH = 1000
 MOVE_BATCH = 1000
 CHUNK = 200
+PUSH_LIMIT = 10_000
+"""Messages stored in one round trip by the pusher; larger batches take a redis-py MULTI."""
 BLPOP_RESOLUTION = 0.1
 _FETCH_SHA = hashlib.sha1(lua.FETCH.encode()).hexdigest()
 _SCRIPTS = (
-    "PUSH",
     "ACK",
     "FETCH",
     "SCHEDULE",
@@ -152,6 +155,7 @@ class RedisTransport:
         self._leases: Leases | None = None
         self._dead: DeadLetters | None = None
         self._scripts: dict[str, AsyncScript] = {}
+        self._pusher: AsyncPusher | None = None
         # Celery's broadcast exchanges are fanout on Redis even when nobody declared them here.
         fanout = opts.get("fanout_exchanges", ("celery.pidbox", "celeryev"))
         self.router = Router(self.keys, self._settings.db, fanout)
@@ -177,6 +181,13 @@ class RedisTransport:
         return self._leases
 
     @property
+    def pusher(self) -> AsyncPusher:
+        """Stores published messages (exists once connected)."""
+        if self._pusher is None:
+            raise RuntimeError("RedisTransport used before connect()")
+        return self._pusher
+
+    @property
     def dead(self) -> DeadLetters:
         """The dead-letter store (exists once connected)."""
         if self._dead is None:
@@ -195,6 +206,12 @@ class RedisTransport:
             await client.connection_pool.disconnect()
             raise
         self._client = client
+        self._pusher = AsyncPusher(
+            client.connection_pool,
+            self._settings.max_connections,
+            self._settings.pool_timeout,
+            self._settings.connection.get("socket_timeout"),
+        )
         self._leases = Leases(
             client,
             self.keys,
@@ -220,7 +237,10 @@ class RedisTransport:
                 exc,
                 self.lease_timeout,
             )
-        self._client, self._leases, self._dead = None, None, None
+        pusher = self._pusher
+        self._client, self._leases, self._dead, self._pusher = None, None, None, None
+        if pusher is not None:
+            await pusher.close()
         await client.connection_pool.disconnect()
 
     async def _retry(self, what: str, op: Callable[[], Awaitable[T]]) -> T:
@@ -253,7 +273,7 @@ class RedisTransport:
             await self._retry("declare", op)
 
     async def publish(self, messages: Sequence[Outgoing]) -> None:
-        """Route and store ``messages``: usually one PUSH script call (plus one for bindings)."""
+        """Route and store ``messages``: usually one round trip (plus one for bindings)."""
         if messages:
             await self._retry("publish", lambda: self._publish_once(messages))
 
@@ -266,7 +286,11 @@ class RedisTransport:
             if route is not None and route.kind == "fanout":
                 # kombu peers (Celery workers, Flower) listen on the pub/sub channel.
                 batch.broadcasts.append((self.router.fanout_channel(msg), encode_copy(msg)))
-            for queue in self.router.queues(msg, route):
+            if route is None and msg.routing_key:
+                queues: Sequence[str] = (msg.routing_key,)  # the default exchange: the common case
+            else:
+                queues = self.router.queues(msg, route)
+            for queue in queues:
                 payload = encode_copy(msg)
                 due = msg.not_before
                 if self._delayed and due is not None and due > now:
@@ -277,27 +301,23 @@ class RedisTransport:
                 else:
                     batch.pushes.append((self.keys.bucket(queue, msg.envelope.priority), payload))
                 batch.wake[queue] = batch.wake.get(queue, 0) + 1
-        if not batch.delayed and not batch.broadcasts and len(batch.pushes) <= CHUNK:
-            await self._push(self.client, batch.pushes, batch.wake)  # atomic on its own
+        if not batch.delayed and not batch.broadcasts and len(batch.pushes) <= PUSH_LIMIT:
+            await self.pusher.push(push_of(self.keys, batch.pushes, batch.wake))  # atomic
             return
         pipe = self.client.pipeline(transaction=True)  # all or nothing, for retries
-        for start in range(0, len(batch.pushes), CHUNK):
-            await self._push(pipe, batch.pushes[start : start + CHUNK], {})
+        for start in range(0, len(batch.pushes), PUSH_LIMIT):
+            self._push(pipe, batch.pushes[start : start + PUSH_LIMIT], {})
         for queue, items in batch.delayed.items():
             await self._schedule(pipe, queue, items)
         for channel, payload in batch.broadcasts:
             pipe.publish(channel, payload)
-        await self._push(pipe, [], batch.wake)
+        self._push(pipe, [], batch.wake)
         await pipe.execute()
 
-    async def _push(
-        self, client: Any, pushes: list[tuple[str, bytes]], wake: dict[str, int]
-    ) -> None:
-        """Call (or queue on a pipeline) the PUSH script: messages, then wake-up tokens."""
-        if not pushes and not wake:
-            return
-        keys, args = push_call(self.keys, pushes, wake)
-        await self._scripts["PUSH"](keys=keys, args=args, client=client)
+    def _push(self, pipe: Any, pushes: list[tuple[str, bytes]], wake: dict[str, int]) -> None:
+        """Queue on a pipeline the commands storing messages, then wake-up tokens."""
+        for command in push_commands(self.keys, pushes, wake)[0]:
+            pipe.execute_command(*command)
 
     async def _schedule(self, pipe: Any, queue: str, items: list[tuple[str, bytes]]) -> None:
         """Queue SCHEDULE calls (in chunks) storing not-yet-due messages of ``queue``."""
@@ -529,19 +549,10 @@ class RedisTransport:
 
 def encode_copy(msg: Outgoing) -> bytes:
     """The kombu envelope of ``msg`` with a fresh delivery tag (one per stored copy)."""
-    tag = str(uuid.uuid4())
+    tag = uuid4()
     return kombu.encode(
         msg.envelope, exchange=msg.exchange, routing_key=msg.routing_key, delivery_tag=tag
     )
-
-
-def push_call(
-    keys: RedisKeys, pushes: Sequence[tuple[str, bytes]], wake: Mapping[str, int]
-) -> tuple[list[str], list[Any]]:
-    """KEYS and ARGV of the PUSH script: (list key, message) pairs, then wake-up tokens."""
-    script_keys = [key for key, _ in pushes] + [keys.notify(q) for q in wake]
-    args: list[Any] = [len(pushes), NOTIFY_CAP, *(payload for _, payload in pushes)]
-    return script_keys, [*args, *wake.values()]
 
 
 def _delivery(queue: str, tag: str, raw: bytes) -> Delivery:

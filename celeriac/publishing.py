@@ -1,0 +1,254 @@
+"""From ``apply_async`` arguments to a task message and its route.
+
+``build_message`` parses Celery's publishing options. What a task contributes when an
+option is not given (its decorator options, else the ``task_*`` settings, and the route
+``task_routes`` gives it) is the same for every call, so it is resolved once per task
+and kept until a setting, the router or one of the task's own options changes
+(:class:`TaskDefaults`). Only the per-call work is left: ids, times, arguments.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import operator
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from celeriac.context import current_request
+from celeriac.protocol.ids import uuid4
+from celeriac.protocol.message import TaskMessage
+from celeriac.routing import Route
+
+if TYPE_CHECKING:
+    from celeriac.app import Celery
+    from celeriac.task import Task
+
+__all__ = ["PUBLISH_OPTIONS", "PublishRequest", "TaskDefaults", "build_message", "task_defaults"]
+
+PUBLISH_OPTIONS = frozenset(
+    {
+        "task_id", "countdown", "eta", "expires", "queue", "exchange", "routing_key",
+        "priority", "headers", "ignore_result", "serializer", "compression", "link",
+        "link_error", "time_limit", "soft_time_limit", "shadow", "parent_id", "root_id",
+        "group_id", "group_index", "chord", "chain", "reply_to", "retries", "retry",
+        "retry_policy", "add_to_parent", "connection", "producer", "exchange_type",
+        "delivery_mode", "mandatory", "immediate", "stamped_headers", "stamps",
+        "replaced_task_nesting", "publisher", "declare", "argsrepr", "kwargsrepr",
+    }
+)  # fmt: skip
+
+_ROUTE_OPTIONS = ("queue", "exchange", "routing_key")
+# The task attributes a publish falls back to; a change to any of them re-resolves.
+_TASK_ATTRIBUTES = (
+    "expires", "time_limit", "soft_time_limit", "ignore_result", "priority", "serializer",
+    "compression", *_ROUTE_OPTIONS,
+)  # fmt: skip
+_snapshot = operator.attrgetter(*_TASK_ATTRIBUTES)
+_NO_TASK = (None,) * len(_TASK_ATTRIBUTES)
+
+
+@dataclass(slots=True)
+class PublishRequest:
+    """Everything needed to publish one task message (``apply_async`` after option parsing)."""
+
+    message: TaskMessage
+    route: Route
+    serializer: str
+    compression: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskDefaults:
+    """What a publish of one task uses for each option ``apply_async`` does not give.
+
+    Each value is the task's own option when set, else the ``task_*`` setting, as
+    Celery resolves them. ``route`` is the route of a publish without route options,
+    or None when router functions (which see the arguments) decide it per call.
+    """
+
+    key: tuple[Any, ...]
+    expires: Any
+    time_limit: Any
+    soft_time_limit: Any
+    ignore_result: bool
+    priority: Any
+    serializer: str
+    compression: str | None
+    route_options: dict[str, Any]
+    route: Route | None
+
+
+def task_defaults(app: Celery, name: str, task: Task | None) -> TaskDefaults:
+    """The defaults of task ``name`` on ``app``, resolved once and then cached on the app.
+
+    The cache is keyed by the settings' version, the router, the task object and its
+    option values, compared by identity (5 and 5.0 are equal but not written alike), so
+    assigning any of them takes effect at once.
+    """
+    router = app.router
+    values = _task_values(task)
+    key = (app.conf.version, router, task, *values)
+    cached = app._publish_defaults.get(name)
+    if cached is not None and all(map(operator.is_, cached.key, key)):
+        return cached
+    conf = app.conf
+    (expires, time_limit, soft_time_limit, ignore_result, priority, serializer, compression,
+     *route_values) = values  # fmt: skip
+    route_options = dict(zip(_ROUTE_OPTIONS, route_values, strict=True))
+    defaults = TaskDefaults(
+        key=key,
+        expires=expires,
+        time_limit=_or(time_limit, conf["task_time_limit"]),
+        soft_time_limit=_or(soft_time_limit, conf["task_soft_time_limit"]),
+        ignore_result=bool(_or(ignore_result, conf["task_ignore_result"])),
+        priority=_or(priority, conf["task_default_priority"]),
+        serializer=_or(serializer, conf["task_serializer"]),
+        compression=_or(compression, conf["task_compression"]),
+        route_options=route_options,
+        route=router.route(name, (), {}, route_options) if router.by_name_only else None,
+    )
+    app._publish_defaults[name] = defaults
+    return defaults
+
+
+def _task_values(task: Task | None) -> tuple[Any, ...]:
+    """The task's own values of the options it may set (None where it has none)."""
+    if task is None:
+        return _NO_TASK
+    try:
+        values: tuple[Any, ...] = _snapshot(task)
+    except AttributeError:  # not a Task subclass: read what it has
+        values = tuple(getattr(task, name, None) for name in _TASK_ATTRIBUTES)
+    return values
+
+
+def _or(value: Any, default: Any) -> Any:
+    """``value`` unless it is None (an unset option), as Celery's option lookup does."""
+    return default if value is None else value
+
+
+def _as_datetime(value: Any, name: str) -> dt.datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    if isinstance(value, int | float):
+        return dt.datetime.now(dt.UTC) + dt.timedelta(seconds=value)
+    if isinstance(value, dt.timedelta):
+        return dt.datetime.now(dt.UTC) + value
+    if isinstance(value, str):
+        parsed = dt.datetime.fromisoformat(value)
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+    raise TypeError(
+        f"{name} must be a datetime, seconds or ISO-8601 string, not {type(value).__name__}"
+    )
+
+
+def _signature_dicts(value: Any) -> list[dict[str, Any]] | None:
+    if value is None:
+        return None
+    items = value if isinstance(value, list | tuple) else [value]
+    return [dict(item) for item in items]
+
+
+def build_message(
+    app: Celery,
+    name: str,
+    args: Sequence[Any] | None,
+    kwargs: Mapping[str, Any] | None,
+    options: Mapping[str, Any],
+    task: Task | None = None,
+) -> PublishRequest:
+    """Turn ``apply_async`` arguments into a TaskMessage and its route."""
+    if options and not PUBLISH_OPTIONS.issuperset(options):
+        unknown = set(options) - PUBLISH_OPTIONS
+        raise TypeError(f"apply_async() got unknown option(s): {', '.join(sorted(unknown))}")
+    if args is not None and not isinstance(args, list | tuple):
+        raise TypeError(f"args must be a list or tuple, not {type(args).__name__}")
+    defaults = task_defaults(app, name, task)
+    if not options:  # delay(): nothing to parse
+        message = _default_message(name, args, kwargs, defaults)
+        found = defaults.route or app.router.route(
+            name, message.args, message.kwargs, dict(defaults.route_options)
+        )
+        return PublishRequest(message, found, defaults.serializer, defaults.compression)
+    message = _message(name, args, kwargs, options, defaults)
+    route = defaults.route
+    if route is None or any(options.get(key) is not None for key in _ROUTE_OPTIONS):
+        route_options = {
+            key: _or(options.get(key), defaults.route_options[key]) for key in _ROUTE_OPTIONS
+        }
+        route = app.router.route(name, message.args, message.kwargs, route_options)
+    return PublishRequest(
+        message=message,
+        route=route,
+        serializer=_or(options.get("serializer"), defaults.serializer),
+        compression=_or(options.get("compression"), defaults.compression),
+    )
+
+
+def _message(
+    name: str,
+    args: Sequence[Any] | None,
+    kwargs: Mapping[str, Any] | None,
+    options: Mapping[str, Any],
+    defaults: TaskDefaults,
+) -> TaskMessage:
+    """The TaskMessage of one publish: options first, then the task's defaults."""
+    get = options.get
+    eta = _as_datetime(get("eta"), "eta") or _as_datetime(get("countdown"), "countdown")
+    parent = current_request()
+    in_task = parent is not None and not parent.is_eager and parent.id is not None
+    task_id = get("task_id") or uuid4()
+    return TaskMessage(
+        id=task_id,
+        task=name,
+        args=list(args or ()),
+        kwargs=dict(kwargs or {}),
+        eta=eta,
+        expires=_as_datetime(_or(get("expires"), defaults.expires), "expires"),
+        retries=int(get("retries") or 0),
+        root_id=get("root_id") or (parent.root_id if in_task and parent else None) or task_id,
+        parent_id=get("parent_id") or (parent.id if in_task and parent else None),
+        group=get("group_id"),
+        group_index=get("group_index"),
+        time_limit=_or(get("time_limit"), defaults.time_limit),
+        soft_time_limit=_or(get("soft_time_limit"), defaults.soft_time_limit),
+        ignore_result=bool(_or(get("ignore_result"), defaults.ignore_result)),
+        shadow=get("shadow"),
+        callbacks=_signature_dicts(get("link")),
+        errbacks=_signature_dicts(get("link_error")),
+        chain=get("chain"),
+        chord=get("chord"),
+        headers=dict(get("headers") or {}),
+        reply_to=get("reply_to"),
+        priority=_or(get("priority"), defaults.priority),
+        argsrepr=get("argsrepr"),
+        kwargsrepr=get("kwargsrepr"),
+    )
+
+
+def _default_message(
+    name: str, args: Sequence[Any] | None, kwargs: Mapping[str, Any] | None, defaults: TaskDefaults
+) -> TaskMessage:
+    """The TaskMessage of a publish without options: what :func:`_message` gives for ``{}``."""
+    parent = current_request()
+    task_id = uuid4()
+    root_id = parent_id = None
+    if parent is not None and not parent.is_eager and parent.id is not None:
+        root_id, parent_id = parent.root_id, parent.id
+    expires = defaults.expires
+    return TaskMessage(
+        id=task_id,
+        task=name,
+        args=list(args or ()),
+        kwargs=dict(kwargs or {}),
+        expires=None if expires is None else _as_datetime(expires, "expires"),
+        root_id=root_id or task_id,
+        parent_id=parent_id,
+        time_limit=defaults.time_limit,
+        soft_time_limit=defaults.soft_time_limit,
+        ignore_result=defaults.ignore_result,
+        priority=defaults.priority,
+    )
