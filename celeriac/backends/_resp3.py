@@ -44,6 +44,7 @@ __all__ = [
     "Expired",
     "HandshakeError",
     "Item",
+    "ProtocolError",
     "Resp3Unsupported",
     "check_handshake",
     "endpoint_for",
@@ -51,6 +52,9 @@ __all__ = [
     "new_parser",
     "pack",
 ]
+
+ProtocolError = hiredis.ProtocolError
+"""What the parser raises on bytes that are not the Redis protocol."""
 
 MORE: Final = object()
 """What :meth:`hiredis.Reader.gets` returns when it needs more bytes."""
@@ -101,7 +105,8 @@ class Endpoint:
         return self.path or f"{self.host}:{self.port}"
 
     def open_socket(self) -> socket.socket:
-        """A connected blocking socket (TLS-wrapped when configured), for the sync API."""
+        """A connected socket (TLS-wrapped when configured) for the sync API, its timeout
+        still ``connect_timeout`` for the handshake."""
         if self.path:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.settimeout(self.connect_timeout)
@@ -117,7 +122,6 @@ class Endpoint:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         if self.tls is not None:
             sock = self.tls.wrap_socket(sock, server_hostname=self.host)
-        sock.settimeout(self.write_timeout)
         return sock
 
 
