@@ -192,7 +192,10 @@ def main(argv: list[str] | None = None) -> int:
     started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     workdir = Path(tempfile.mkdtemp(prefix="celeriac-bench-"))
     try:
-        runner = Runner(settings, Paths(apps=ROOT / "apps", bins=bins, workdir=workdir))
+        # The workers and producers run this checkout's celeriac, not whichever one the
+        # venv was installed from (a worktree shares the main checkout's venv).
+        paths = Paths(apps=ROOT / "apps", bins=bins, workdir=workdir, pythonpath=(REPO,))
+        runner = Runner(settings, paths)
         records: Records = run_suite(runner, systems, workloads)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -342,6 +342,7 @@ class Celery:
     def close(self) -> None:
         """Close the connections the sync API opened."""
         self._blocking.close()
+        _result.close_blocking_waiter(self)
         get_portal().run(self.aclose())
 
     def run_sync(self, coro: Any, timeout: float | None = None) -> Any:

@@ -2,25 +2,41 @@
 
 Every blocking call has an ``a``-prefixed async twin (``get``/``aget``). Waiting
 uses the backend's notifications (or a backing-off poll), never a spinning loop.
+``AsyncResult.get()`` waits in the calling thread where the backend offers a
+:class:`~celeriac.backends.base.BlockingWaiter` (Redis), instead of handing the wait
+to the portal's loop and blocking on its answer (two thread switches per call).
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
+import threading
+import weakref
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from celeriac import _state, states
+from celeriac.backends import BlockingWaiter, blocking_waiter_from_url
+from celeriac.backends.base import Unavailable
 from celeriac.context import current_request
 from celeriac.exceptions import TaskRevokedError, TimeoutError
 from celeriac.protocol.results import exception_from_dict
+from celeriac.protocol.serializers import get_serializer
 
 if TYPE_CHECKING:
     from celeriac.app import Celery
     from celeriac.trace import Outcome
 
-__all__ = ["AsyncResult", "EagerResult", "GroupResult", "ResultSet", "bound_group_result"]
+__all__ = [
+    "AsyncResult",
+    "EagerResult",
+    "GroupResult",
+    "ResultSet",
+    "bound_group_result",
+    "close_blocking_waiter",
+]
 
 
 def _assert_not_in_task() -> None:
@@ -149,14 +165,8 @@ class AsyncResult:
         """Wait for the result; re-raise the task's exception when ``propagate``."""
         if self._meta is None:
             backend = await self.app.aget_backend()
-            meta = await backend.wait(self.id, timeout)
-            if meta is None or meta.get("status") not in states.READY_STATES:
-                raise TimeoutError(
-                    f"task {self.id} not ready after {timeout} s "
-                    f"(state {(meta or {}).get('status', 'PENDING')})"
-                )
-            self._meta = meta
-        return _outcome(self._meta, propagate)
+            self._accept(await backend.wait(self.id, timeout), timeout)
+        return _outcome(self._meta or {}, propagate)
 
     def get(
         self,
@@ -169,9 +179,34 @@ class AsyncResult:
         """Block until the result is ready (or ``timeout`` s) and return it."""
         if disable_sync_subtasks:
             _assert_not_in_task()
-        return self.app.run_sync(
-            self.aget(timeout, propagate, interval, disable_sync_subtasks=False)
-        )
+        if self._meta is None:
+            timeout = self._wait_here(timeout)
+        if self._meta is None:
+            return self.app.run_sync(
+                self.aget(timeout, propagate, interval, disable_sync_subtasks=False)
+            )
+        return _outcome(self._meta, propagate)
+
+    def _wait_here(self, timeout: float | None) -> float | None:
+        """Wait in this thread if the backend can; return the timeout left for the portal."""
+        waiter = _blocking_waiter(self.app)
+        if waiter is None:
+            return timeout
+        try:
+            meta = waiter.wait(self.id, timeout)
+        except Unavailable as exc:
+            return exc.left
+        self._accept(meta, timeout)
+        return timeout
+
+    def _accept(self, meta: dict[str, Any] | None, timeout: float | None) -> None:
+        """Keep ``meta`` if it is final; raise TimeoutError otherwise."""
+        if meta is None or meta.get("status") not in states.READY_STATES:
+            raise TimeoutError(
+                f"task {self.id} not ready after {timeout} s "
+                f"(state {(meta or {}).get('status', 'PENDING')})"
+            )
+        self._meta = meta
 
     wait = get
 
@@ -205,6 +240,41 @@ class AsyncResult:
         """Celery's serialized form: ``[[id, parent], None]``."""
         parent = self.parent.as_tuple() if self.parent is not None else None
         return [[self.id, parent], None]
+
+
+_blocking_lock = threading.Lock()
+_blocking: weakref.WeakKeyDictionary[Celery, tuple[tuple[Any, ...], BlockingWaiter | None]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _blocking_waiter(app: Celery) -> BlockingWaiter | None:
+    """The calling-thread waiter of ``app``'s result backend (per process and settings)."""
+    url = app.result_backend_url
+    options = app.conf["result_backend_transport_options"] or {}
+    serializer = app.conf["result_serializer"]
+    key = (url, repr(options), serializer, os.getpid())
+    found = _blocking.get(app)
+    if found is not None and found[0] == key:
+        return found[1]
+    with _blocking_lock:
+        found = _blocking.get(app)
+        if found is None or found[0] != key:
+            close_blocking_waiter(app)
+            waiter = None
+            if url is not None:
+                waiter = blocking_waiter_from_url(
+                    url, serializer=get_serializer(serializer), options=options
+                )
+            found = _blocking[app] = (key, waiter)
+        return found[1]
+
+
+def close_blocking_waiter(app: Celery) -> None:
+    """Close the calling-thread waiter of ``app`` (if this process opened one)."""
+    found = _blocking.pop(app, None)
+    if found is not None and found[1] is not None and found[0][-1] == os.getpid():
+        found[1].close()
 
 
 def _decode_result(meta: dict[str, Any]) -> Any:

@@ -5,12 +5,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from celeriac.backends.base import ChordPart, Meta, ResultBackend
+from celeriac.backends.base import BlockingWaiter, ChordPart, Meta, ResultBackend
 from celeriac.exceptions import ImproperlyConfigured
 from celeriac.protocol.serializers import Serializer
 from celeriac.transport import load_class, scheme_of
 
-__all__ = ["ChordPart", "Meta", "ResultBackend", "backend_from_url", "can_hold_results"]
+__all__ = [
+    "BlockingWaiter",
+    "ChordPart",
+    "Meta",
+    "ResultBackend",
+    "backend_from_url",
+    "blocking_waiter_from_url",
+    "can_hold_results",
+]
 
 _BY_SCHEME = {
     "memory": "celeriac.backends.memory:MemoryBackend",
@@ -58,3 +66,26 @@ def backend_from_url(
         url, serializer=serializer, expires=expires, options=dict(options or {})
     )
     return backend
+
+
+# Backends that can also wait from the caller's thread (see BlockingWaiter).
+_BLOCKING_BY_SCHEME = {
+    scheme: "celeriac.backends._redis_blocking_wait:blocking_waiter"
+    for scheme in ("redis", "rediss", "redis+socket", "unix")
+}
+
+
+def blocking_waiter_from_url(
+    url: str, *, serializer: Serializer, options: Mapping[str, Any] | None = None
+) -> BlockingWaiter | None:
+    """A waiter for the sync API that runs in the calling thread, or None.
+
+    Only some backends have one, and not for every location (see each implementation).
+    """
+    path = _BLOCKING_BY_SCHEME.get(scheme_of(url))
+    if path is None:
+        return None
+    waiter: BlockingWaiter | None = load_class(path)(
+        url, serializer=serializer, options=dict(options or {})
+    )
+    return waiter

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["ChordPart", "Meta", "ResultBackend"]
+__all__ = ["BlockingWaiter", "ChordPart", "Meta", "ResultBackend", "Unavailable"]
 
 Meta = dict[str, Any]
 """A result document, shaped as Celery writes ``celery-task-meta-<id>``."""
@@ -79,3 +79,25 @@ class ResultBackend(Protocol):
 
     async def cleanup(self) -> int:
         """Delete expired documents; return how many."""
+
+
+class Unavailable(Exception):
+    """A :class:`BlockingWaiter` cannot serve this call: wait through the asyncio backend."""
+
+    def __init__(self, reason: str, left: float | None) -> None:
+        super().__init__(reason)
+        self.left = left
+        """Seconds left of the caller's timeout (None: no timeout)."""
+
+
+class BlockingWaiter(Protocol):
+    """Waits for results from the calling thread (the sync API), where a backend has one.
+
+    A fast path only: whatever it cannot serve, it refuses with :class:`Unavailable`.
+    """
+
+    def wait(self, task_id: str, timeout: float | None) -> Meta | None:
+        """Like :meth:`ResultBackend.wait`; raises :class:`Unavailable` to hand over."""
+
+    def close(self) -> None:
+        """Release connections."""

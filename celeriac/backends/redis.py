@@ -3,9 +3,11 @@
 * ``celery-task-meta-<id>``: the result document, encoded with the configured serializer,
   written with ``SETEX result_expires`` (``SET`` when ``expires`` is None) and ``PUBLISH``ed
   on the channel of the same name, a whole :meth:`~RedisBackend.store` batch in one MULTI.
-* :meth:`~RedisBackend.wait` subscribes through one shared pub/sub connection per instance
-  (:mod:`celeriac.backends._redis_pubsub`), then reads the key, so no write is missed;
-  no polling.
+* :meth:`~RedisBackend.wait` subscribes and reads the key in one round trip on one shared
+  RESP3 connection per instance (:mod:`celeriac.backends._redis_listen`), so no write is
+  missed; no polling. Where RESP3 is not available (Redis before 6, Sentinel) it
+  subscribes through a RESP2 pub/sub connection (:mod:`celeriac.backends._redis_pubsub`)
+  and reads the key once the subscription is confirmed.
 * ``celery-taskset-meta-<gid>``: a saved group, ``{"result": [[gid, null], [[[tid, null],
   null], ...]]}``.
 * Chord counters ``celery-taskset-meta-<gid>.j/.s/.t/.d/.c`` updated by one Lua script, as
@@ -33,7 +35,9 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from celeriac._redis_url import connect_redis, parse_redis_url
+from celeriac.backends._redis_listen import Resp3Listener
 from celeriac.backends._redis_pubsub import RECHECK, ResultListener
+from celeriac.backends._resp3 import TIMEOUT, Item, Resp3Unsupported, endpoint_for
 from celeriac.backends.base import ChordPart, Meta
 from celeriac.exceptions import MissingDependency, SerializationError
 from celeriac.protocol.serializers import Serializer
@@ -46,7 +50,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise MissingDependency("Redis result backend: pip install 'celeriac[redis]'") from exc
 
-__all__ = ["RedisBackend"]
+__all__ = ["RedisBackend", "decode_document", "get_reply"]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -114,7 +118,8 @@ class RedisBackend:
         self._max_retries = int(opts.get("max_retries", 6))
         self._backoff_max = float(opts.get("retry_backoff_max", 2.0))
         self._client: Redis[bytes] | None = None
-        self._listener: ResultListener | None = None
+        self._listener: Resp3Listener | ResultListener | None = None
+        self._listener_lock = asyncio.Lock()
         self._chord_script: AsyncScript | None = None
         self._store_script: AsyncScript | None = None
 
@@ -138,7 +143,6 @@ class RedisBackend:
         self._client = client
         self._chord_script = client.register_script(CHORD_PART)
         self._store_script = client.register_script(STORE_BATCH)
-        self._listener = ResultListener(client, backoff_max=self._backoff_max)
 
     async def close(self) -> None:
         """Stop the listener and release connections."""
@@ -215,27 +219,69 @@ class RedisBackend:
 
     def _decode(self, key: str, data: bytes) -> Meta:
         """A stored or published document; SerializationError naming ``key`` if it is bad."""
-        try:
-            meta = self.serializer.loads(data)
-        except SerializationError as exc:
-            raise SerializationError(f"result key {key!r} holds undecodable data: {exc}") from exc
-        if not isinstance(meta, dict):
-            raise SerializationError(
-                f"result key {key!r} holds a {type(meta).__name__}, not a dict"
-            )
-        return meta
+        return decode_document(key, data, self.serializer)
 
     async def wait(self, task_id: str, timeout: float | None) -> Meta | None:
-        """Return the document once ready, or the latest one at ``timeout``.
-
-        Subscribes first, then reads the key once the subscription is confirmed, then
-        follows published writes; a reconnection makes it read the key again.
-        """
+        """Return the document once ready, or the latest one at ``timeout``."""
         if timeout is not None and timeout <= 0:
             return (await self.get([task_id]))[0]
-        listener = self._listener
-        if listener is None:
-            raise RuntimeError("RedisBackend used before connect()")
+        listener = self._listener or await self._start_listener()
+        if isinstance(listener, Resp3Listener):
+            return await self._wait_resp3(listener, task_id, timeout)
+        return await self._wait_resp2(listener, task_id, timeout)
+
+    async def _start_listener(self) -> Resp3Listener | ResultListener:
+        """The RESP3 listener, or the RESP2 one where the server has no RESP3 (or Sentinel)."""
+        async with self._listener_lock:
+            if self._listener is not None:
+                return self._listener
+            endpoint = endpoint_for(self._settings)
+            if endpoint is not None:
+                listener = Resp3Listener(endpoint, backoff_max=self._backoff_max)
+                try:
+                    await listener.start()
+                    self._listener = listener
+                except Resp3Unsupported as exc:
+                    logger.info("redis result backend: %s; waiting with RESP2 pub/sub", exc)
+            if self._listener is None:
+                self._listener = ResultListener(self.client, backoff_max=self._backoff_max)
+            return self._listener
+
+    async def _wait_resp3(
+        self, listener: Resp3Listener, task_id: str, timeout: float | None
+    ) -> Meta | None:
+        """Subscribe and read in one write, then follow published writes."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        key = self._key(task_id)
+        watch = listener.watch(key)
+        timer = None if deadline is None else loop.call_at(deadline, watch.expire)
+        latest: Meta | None = None
+        try:
+            while (item := await watch.next()) is not TIMEOUT:
+                doc = get_reply(key, item, self.serializer)
+                if doc is not None:
+                    latest = doc
+                    if doc.get("status") in READY_STATES:
+                        return doc
+        finally:
+            if timer is not None:
+                timer.cancel()
+            listener.unwatch(watch)
+        if listener.unsupported:  # Redis came back without RESP3: wait the RESP2 way
+            if self._listener is listener:
+                self._listener = None
+            left = _left(deadline, loop)
+            return await self.wait(task_id, left) if left is None or left > 0 else latest
+        if not watch.answered:  # no connection in time: read the key through the pool
+            return (await self.get([task_id]))[0]
+        return latest
+
+    async def _wait_resp2(
+        self, listener: ResultListener, task_id: str, timeout: float | None
+    ) -> Meta | None:
+        """Subscribe first, read the key once the subscription is confirmed, then follow
+        published writes; a reconnection makes it read the key again."""
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         key = self._key(task_id)
@@ -345,6 +391,32 @@ class RedisBackend:
     async def cleanup(self) -> int:
         """Nothing to do: Redis expires keys itself."""
         return 0
+
+
+def decode_document(key: str, data: bytes, serializer: Serializer) -> Meta:
+    """A stored or published document; SerializationError naming ``key`` if it is bad."""
+    try:
+        meta = serializer.loads(data)
+    except SerializationError as exc:
+        raise SerializationError(f"result key {key!r} holds undecodable data: {exc}") from exc
+    if not isinstance(meta, dict):
+        raise SerializationError(f"result key {key!r} holds a {type(meta).__name__}, not a dict")
+    return meta
+
+
+def get_reply(key: str, item: Item, serializer: Serializer) -> Meta | None:
+    """The document in a GET reply or a published message (None: no document there).
+
+    A key of another type reads as no document, as MGET (:meth:`RedisBackend.get`) reads it;
+    any other error reply is raised.
+    """
+    if item is None:
+        return None
+    if isinstance(item, Exception):
+        if str(item).startswith("WRONGTYPE"):
+            return None
+        raise redis_errors.ResponseError(f"GET {key!r}: {item}")
+    return decode_document(key, item, serializer)
 
 
 def _left(deadline: float | None, loop: asyncio.AbstractEventLoop) -> float | None:
