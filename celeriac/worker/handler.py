@@ -67,7 +67,7 @@ class HandlerConfig:
 class _Flight:
     """A delivery on the fast path, from start to its executor's callback."""
 
-    __slots__ = ("acks_late", "delivery", "handler", "msg", "task")
+    __slots__ = ("acks_late", "delivery", "handler", "msg", "task", "tracked")
 
     def __init__(
         self,
@@ -82,9 +82,10 @@ class _Flight:
         self.msg = msg
         self.task = task
         self.acks_late = acks_late
+        self.tracked = False
 
     def began(self, pid: int) -> None:
-        """The executor started the job (``Job.on_start``)."""
+        """The executor started the job (``Job.on_start``; in any thread)."""
         self.handler.started.begin(self.msg.id, pid)
 
     def done(self, ok: bool, value: Any) -> None:
@@ -118,7 +119,8 @@ class TaskHandler:
         self.settler = Settler(
             transport,
             backend,
-            busy=lambda: self.executing > 0,
+            # More results are on their way while deliveries are held (running or queued).
+            busy=lambda: self.held > 0,
             reply_to=self.reply_to,
             written=lambda: self.wake_consumer(),
         )
@@ -181,7 +183,7 @@ class TaskHandler:
 
     def task_state(self, task_id: str, meta: Meta) -> None:
         """A running task's own ``update_state``: it supersedes a STARTED not yet written."""
-        self.started.end(task_id)
+        self.started.superseded(task_id)
         self.settler.state(task_id, meta)
 
     def _write_started(self, task_id: str, pid: int) -> None:
@@ -310,8 +312,9 @@ class TaskHandler:
         hard = msg.time_limit or task.time_limit or self.config.time_limit
         soft = msg.soft_time_limit or task.soft_time_limit or self.config.soft_time_limit
         on_start = None
-        if self._tracks_started(task) and self.backend is not None and not msg.ignore_result:
+        if self._reports_started(msg, task):
             on_start = flight.began if flight is not None else _Begin(self, msg.id)
+            self.started.expect()
         return Job(
             payload=(task.name, ctx),
             time_limit=hard,
@@ -319,7 +322,10 @@ class TaskHandler:
             on_start=on_start,
         )
 
-    def _tracks_started(self, task: Task) -> bool:
+    def _reports_started(self, msg: TaskMessage, task: Task) -> bool:
+        """Whether a STARTED state is written if the task runs long enough."""
+        if self.backend is None or msg.ignore_result:
+            return False
         return task.track_started if task.track_started is not None else self.config.track_started
 
     def _start(self, delivery: Delivery, msg: TaskMessage, task: Task) -> None:
@@ -330,6 +336,7 @@ class TaskHandler:
         flight = _Flight(self, delivery, msg, task, acks_late)
         executor = self.async_executor if task.is_async else self.sync_executor
         job = self._job_for(delivery, msg, task, flight)
+        flight.tracked = job.on_start is not None
         self.executing += 1
         executor.run(job, flight.done)
 
@@ -337,7 +344,8 @@ class TaskHandler:
         """The executor's callback for a fast-path job (in the loop's thread)."""
         self.executing -= 1
         msg = flight.msg
-        self.started.end(msg.id)
+        if flight.tracked:
+            self.started.finished(msg.id)
         if not ok:
             coro = self._after_lost(flight.delivery, msg, flight.task, value, flight.acks_late)
             self._in_background(flight.delivery, coro)
@@ -412,8 +420,9 @@ class TaskHandler:
                 task.name, task.rate_limit or self.config.default_rate_limit
             )
         self.executing += 1
+        job = self._job_for(delivery, msg, task)
         try:
-            outcome: Outcome = await executor.submit(self._job_for(delivery, msg, task))
+            outcome: Outcome = await executor.submit(job)
         except ExecutorStopped:
             # Shutting down before the job started: it never ran, so give it back.
             await self.transport.reject([delivery], requeue=True)
@@ -426,7 +435,8 @@ class TaskHandler:
             outcome = _infrastructure_failure(exc)
         finally:
             self.executing -= 1
-            self.started.end(msg.id)
+            if job.on_start is not None:
+                self.started.finished(msg.id)
         self.processed += 1
         self.settling += 1
         self.wake_consumer()

@@ -10,9 +10,9 @@ Contract common to every executor:
 
 * ``submit`` waits (asynchronously) for a free slot, runs the job and returns
   ``fn(payload)``'s value; if ``fn`` raises, ``submit`` raises an equivalent exception.
-* ``Job.on_start`` is called in the event loop's thread as soon as the job starts
-  running. If ``submit`` raises and ``on_start`` was never called, the job never
-  ran (safe to redeliver).
+* ``Job.on_start`` is called as soon as the job starts running (by the thread pool
+  in the job's own thread, by the others in the event loop's thread). If ``submit``
+  raises and ``on_start`` was never called, the job never ran (safe to redeliver).
 * The hard ``time_limit`` makes ``submit`` raise
   :class:`~celeriac.exceptions.TimeLimitExceeded`; the soft limit raises
   :class:`~celeriac.exceptions.SoftTimeLimitExceeded` inside ``fn``.
@@ -57,9 +57,9 @@ Done = Callable[[bool, Any], None]
 class Job:
     """One call to run: ``fn(payload)`` with optional time limits (in seconds).
 
-    ``on_start`` is called in the event loop's thread when the job starts running,
-    with the pid of the child process (processes), the thread ident (threads) or
-    this process's pid (in-loop).
+    ``on_start`` is called when the job starts running, with the pid of the child
+    process (processes), the thread ident (threads) or this process's pid (in-loop).
+    The thread pool calls it from the job's own thread, so it must be thread-safe.
     """
 
     payload: Any

@@ -1,11 +1,12 @@
 """A thread pool executor (Celery's "threads" pool; "solo" is this with one thread).
 
-Each of the ``concurrency`` threads waits on its own inbox; the event loop hands a job
-to an idle thread, so the job starts at once and ``on_start`` is called right there
-with that thread's ident. Threads put finished jobs on one shared list and wake the
-event loop only when it is not already due to look at that list: under load a batch
-of outcomes costs one wake-up, not one each. Jobs run inside a copy of the
-submitter's :mod:`contextvars` context.
+Jobs go on one shared queue, and each of the ``concurrency`` threads takes the next
+job as soon as it is free, calling ``on_start`` (with its thread ident) itself. A
+thread puts finished jobs on one shared list and wakes the event loop only when the
+loop is not already due to look at that list. So under load a thread runs job after
+job without waiting for the loop, and a batch of outcomes costs one wake-up: the
+loop and the pool threads hand work over per batch, not per job. Jobs run inside a
+copy of the submitter's :mod:`contextvars` context.
 
 Time limits, and what threads cannot do:
 
@@ -16,13 +17,17 @@ Time limits, and what threads cannot do:
 * hard: at the deadline ``submit`` raises :class:`~celeriac.exceptions.TimeLimitExceeded`
   and the thread is abandoned: a thread cannot be killed. As a best effort,
   TimeLimitExceeded is also raised asynchronously in it (same caveat as above). The
-  slot is given back only when the thread really returns, so capacity is never
-  over-committed; a thread stuck for ever keeps its slot for ever (threads are
-  daemons, so it does not keep the process from exiting).
+  thread takes no other job until it really returns, so at most ``concurrency`` jobs
+  ever run; a thread stuck for ever keeps its place for ever (threads are daemons,
+  so it does not keep the process from exiting).
+
+Both limits are counted from the moment the job's thread starts it (the thread asks
+the loop to arm them; only jobs with limits cost that wake-up).
 
 ``stop(wait=False)`` cannot kill threads either: running jobs' ``submit`` raise
-:class:`~celeriac.exceptions.WorkerLostError` at once and their threads are abandoned.
-Cancelling a ``submit`` leaves its job running; the slot comes back when it ends.
+:class:`~celeriac.exceptions.WorkerLostError` at once and their threads are abandoned;
+queued jobs raise :class:`ExecutorStopped`. Cancelling a ``submit`` drops a queued job
+and leaves a running one running.
 """
 
 from __future__ import annotations
@@ -44,7 +49,6 @@ from celeriac.worker.executors.base import (
     Job,
     PendingJob,
     RunningCount,
-    Slots,
     job_error,
     submit_and_wait,
 )
@@ -68,6 +72,7 @@ class _ThreadRun:
     ``lock`` orders interruptions against the start and end of ``fn``: one that comes
     before ``fn`` started is raised when it starts; once :meth:`leave` has run, none is
     sent or left pending, so none can reach the pool's own code or the next job.
+    ``taken`` (set under the lock) tells a job a thread took from one never started.
     """
 
     __slots__ = (
@@ -82,15 +87,15 @@ class _ThreadRun:
         "ok",
         "pending",
         "soft_timer",
+        "taken",
         "value",
-        "worker",
     )
 
-    def __init__(self, entry: PendingJob, worker: _Worker) -> None:
+    def __init__(self, entry: PendingJob) -> None:
         self.entry = entry
-        self.worker = worker
-        self.ident = worker.ident
+        self.ident = 0
         self.lock = threading.Lock()
+        self.taken = False
         self.in_fn = False
         self.left = False
         self.interrupted = False
@@ -100,6 +105,15 @@ class _ThreadRun:
         self.hard_timer: asyncio.TimerHandle | None = None
         self.ok = False
         self.value: Any = None
+
+    def take(self, ident: int) -> bool:
+        """Called by a pool thread that dequeued the job; False if it must not run."""
+        with self.lock:
+            if self.abandoned or not self.entry.waiting:
+                return False
+            self.taken = True
+            self.ident = ident
+            return True
 
     def enter(self) -> type[BaseException] | None:
         """Called by the job's thread just before ``fn``; returns an interruption already due."""
@@ -133,18 +147,6 @@ class _ThreadRun:
                 timer.cancel()
 
 
-class _Worker:
-    """One pool thread and its inbox of jobs (``None`` tells it to exit)."""
-
-    def __init__(self, pool: ThreadExecutor, index: int) -> None:
-        self.inbox: queue.SimpleQueue[_ThreadRun | None] = queue.SimpleQueue()
-        self.thread = threading.Thread(
-            target=pool.thread_main, args=(self,), name=f"celeriac-worker-{index}", daemon=True
-        )
-        self.ident = 0
-        self.init_error: BaseException | None = None
-
-
 class ThreadExecutor:
     """Runs ``fn(payload)`` in a pool of ``concurrency`` threads.
 
@@ -165,15 +167,15 @@ class ThreadExecutor:
         self._concurrency = concurrency
         self._initializer = initializer
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._workers: list[_Worker] = []
-        self._idle: deque[_Worker] = deque()
-        self._slots = Slots(concurrency, self._dispatch)
+        self._threads: list[threading.Thread] = []
+        self._jobs: queue.SimpleQueue[_ThreadRun | None] = queue.SimpleQueue()
+        self._queued: set[_ThreadRun] = set()
+        """Jobs handed over and not finished (queued or running)."""
         self._running = RunningCount()
-        self._runs: set[_ThreadRun] = set()
         self._finished: deque[_ThreadRun] = deque()
         self._wake_lock = threading.Lock()
         self._wake_pending = False
-        self._starting: list[asyncio.Future[None]] = []
+        self._starting: list[asyncio.Future[BaseException | None]] = []
         self._stopped = False
 
     @property
@@ -185,25 +187,33 @@ class ThreadExecutor:
         """Start the threads and run the initializer in each."""
         if self._loop is not None:
             raise RuntimeError("ThreadExecutor.start() called twice")
-        self._loop = asyncio.get_running_loop()
-        self._workers = [_Worker(self, index) for index in range(self._concurrency)]
-        self._starting = [self._loop.create_future() for _ in self._workers]
-        for worker in self._workers:
-            worker.thread.start()
-        await asyncio.gather(*self._starting)
-        failed = next((w.init_error for w in self._workers if w.init_error), None)
+        loop = self._loop = asyncio.get_running_loop()
+        self._starting = [loop.create_future() for _ in range(self._concurrency)]
+        for index, started in enumerate(self._starting):
+            thread = threading.Thread(
+                target=self._thread_main,
+                args=(started,),
+                name=f"celeriac-worker-{index}",
+                daemon=True,
+            )
+            self._threads.append(thread)
+            thread.start()
+        errors = await asyncio.gather(*self._starting)
+        failed = next((error for error in errors if error is not None), None)
         if failed is not None:
             await self.stop(wait=False)
             raise RuntimeError(f"executor thread failed to start: {failed!r}") from failed
-        self._idle.extend(self._workers)
 
     def run(self, job: Job, done: Done) -> PendingJob:
-        """Run ``job`` in the next free thread; ``done`` gets its outcome in the loop."""
+        """Queue ``job`` for the next free thread; ``done`` gets its outcome in the loop."""
         entry = PendingJob(job, done, context=contextvars.copy_context())
         if self._loop is None or self._stopped:
             entry.finish(False, ExecutorStopped())
             return entry
-        self._slots.submit(entry)
+        run = _ThreadRun(entry)
+        self._queued.add(run)
+        self._running.add(1)
+        self._jobs.put(run)
         return entry
 
     async def submit(self, job: Job) -> Any:
@@ -211,30 +221,36 @@ class ThreadExecutor:
         return await submit_and_wait(self.run, job)
 
     async def stop(self, *, wait: bool) -> None:
-        """Stop; ``wait=True`` lets running jobs finish, else abandons their threads."""
+        """Stop; ``wait=True`` lets queued and running jobs finish, else gives them up."""
         if self._stopped:
             return
         self._stopped = True
-        self._slots.close()
         if wait:
             await self._running.wait_zero()
         else:
-            for run in list(self._runs):
-                self._abandon(run, WorkerLostError("executor stopped: thread abandoned"))
-        for worker in self._workers:
-            worker.inbox.put(None)  # busy (abandoned) threads exit after their job
+            for run in list(self._queued):
+                self._give_up(run)
+        for _ in self._threads:
+            self._jobs.put(None)  # busy (abandoned) threads exit after their job
 
     # -- in the event loop's thread -------------------------------------------------------
 
-    def _dispatch(self, entry: PendingJob) -> bool:
-        if self._loop is None or not self._idle:  # cannot happen: a free slot has a thread
-            entry.finish(False, RuntimeError("no idle executor thread for a free slot"))
-            return False
-        worker = self._idle.popleft()
-        run = _ThreadRun(entry, worker)
-        self._runs.add(run)
-        self._running.add(1)
-        job = entry.job
+    def _give_up(self, run: _ThreadRun) -> None:
+        """stop(wait=False): a running job is abandoned, a queued one never starts."""
+        with run.lock:
+            taken = run.taken
+            run.abandoned = True  # a thread dequeuing it later leaves it alone
+        if taken:
+            self._abandon(run, WorkerLostError("executor stopped: thread abandoned"))
+        else:
+            self._end(run)
+            run.entry.finish(False, ExecutorStopped())
+
+    def _arm_limits(self, run: _ThreadRun) -> None:
+        """Loop callback from a thread that started a job with time limits."""
+        job = run.entry.job
+        if self._loop is None or run.abandoned or run not in self._queued:
+            return
         if job.time_limit is not None:
             run.hard_timer = self._loop.call_later(
                 job.time_limit, self._on_hard_limit, run, job.time_limit
@@ -243,27 +259,24 @@ class ThreadExecutor:
             run.soft_timer = self._loop.call_later(
                 job.soft_time_limit, run.interrupt, SoftTimeLimitExceeded
             )
-        worker.inbox.put(run)
-        if job.on_start is not None:
-            try:
-                job.on_start(worker.ident)
-            except Exception:
-                logger.exception("on_start callback failed")
-        return True
 
     def _on_hard_limit(self, run: _ThreadRun, limit: float) -> None:
         if self._abandon(run, TimeLimitExceeded(f"Time limit ({limit}s) exceeded")):
             run.interrupt(TimeLimitExceeded)  # best effort: the thread may stop sooner
 
     def _abandon(self, run: _ThreadRun, reason: BaseException) -> bool:
-        """Give up on ``run``: its submitter gets ``reason``; its slot stays taken."""
-        if run.abandoned or run not in self._runs:
+        """Give up on a running job: its submitter gets ``reason``; its thread stays busy."""
+        if run not in self._queued:
             return False
         run.abandoned = True
-        run.cancel_timers()
-        self._running.add(-1)
+        self._end(run)
         run.entry.finish(False, reason)
         return True
+
+    def _end(self, run: _ThreadRun) -> None:
+        run.cancel_timers()
+        self._queued.discard(run)
+        self._running.add(-1)
 
     def _drain_finished(self) -> None:
         """Loop callback: settle every job the threads have finished so far."""
@@ -271,40 +284,51 @@ class ThreadExecutor:
             self._wake_pending = False
         finished = self._finished
         while finished:
-            self._on_done(finished.popleft())
-
-    def _on_done(self, run: _ThreadRun) -> None:
-        run.cancel_timers()
-        self._runs.discard(run)
-        if not self._stopped:
-            self._idle.append(run.worker)
-        self._slots.release()
-        if run.abandoned:
-            return
-        self._running.add(-1)
-        run.entry.finish(run.ok, run.value if run.ok else job_error(run.value))
+            run = finished.popleft()
+            if run in self._queued:  # else abandoned: its outcome is dropped
+                self._end(run)
+                run.entry.finish(run.ok, run.value if run.ok else job_error(run.value))
 
     # -- in the pool's threads ------------------------------------------------------------
 
-    def thread_main(self, worker: _Worker) -> None:
-        """A pool thread: run the initializer, then jobs from the inbox until told to exit."""
-        worker.ident = threading.get_ident()
+    def _thread_main(self, started: asyncio.Future[BaseException | None]) -> None:
+        """A pool thread: run the initializer, then queued jobs until told to exit."""
+        error: BaseException | None = None
         try:
             if self._initializer is not None:
                 self._initializer()
         except BaseException as exc:  # reported by start()
-            worker.init_error = exc
-        self._started_one(self._workers.index(worker))
-        if worker.init_error is not None:
+            error = exc
+        self._call_loop(_resolve, started, error)
+        if error is not None:
             return
-        while (run := worker.inbox.get()) is not None:
-            self._work(run)
-            self._report(run)
+        ident = threading.get_ident()
+        while (run := self._jobs.get()) is not None:
+            if not run.take(ident):
+                self._report(run)  # cancelled or given up before it started
+                continue
+            self._run_job(run, ident)
 
-    def _started_one(self, index: int) -> None:
-        """Tell start() that thread ``index`` has run its initializer (or failed to)."""
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(_resolve, self._starting[index])
+    def _run_job(self, run: _ThreadRun, ident: int) -> None:
+        job = run.entry.job
+        if job.on_start is not None:
+            try:
+                job.on_start(ident)
+            except Exception:
+                logger.exception("on_start callback failed")
+        if job.time_limit is not None or job.soft_time_limit is not None:
+            self._call_loop(self._arm_limits, run)
+        self._work(run)
+        self._report(run)
+
+    def _call_loop(self, callback: Callable[..., None], *args: Any) -> None:
+        loop = self._loop
+        if loop is None:
+            return
+        try:
+            loop.call_soon_threadsafe(callback, *args)
+        except RuntimeError:
+            pass  # the loop is closed: an abandoned thread ended after the worker stopped
 
     def _report(self, run: _ThreadRun) -> None:
         """Hand a finished job to the loop, waking it only if it is not due to look anyway."""
@@ -313,13 +337,7 @@ class ThreadExecutor:
             if self._wake_pending:
                 return
             self._wake_pending = True
-        loop = self._loop
-        if loop is None:
-            return
-        try:
-            loop.call_soon_threadsafe(self._drain_finished)
-        except RuntimeError:
-            pass  # the loop is closed: an abandoned thread ended after the worker stopped
+        self._call_loop(self._drain_finished)
 
     def _work(self, run: _ThreadRun) -> None:
         """Run ``fn`` and record its outcome; interruptions never escape (see _ThreadRun)."""
@@ -348,9 +366,9 @@ class ThreadExecutor:
             run.ok, run.value = False, exc
 
 
-def _resolve(future: asyncio.Future[None]) -> None:
+def _resolve(future: asyncio.Future[BaseException | None], error: BaseException | None) -> None:
     if not future.done():
-        future.set_result(None)
+        future.set_result(error)
 
 
 def _interruption_message(exc_type: type[BaseException], job: Job) -> str:
