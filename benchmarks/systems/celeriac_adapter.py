@@ -28,6 +28,9 @@ SYSTEM = System(
         "loops": Variant(
             "--loops 2 -P prefork -c 1", (*_WORKER, "--loops", "2", "-P", "prefork", "-c", "1")
         ),
+        "loops-threads": Variant(
+            "--loops 2 -P threads -c 1", (*_WORKER, "--loops", "2", "-P", "threads", "-c", "1")
+        ),
         "loops-async": Variant(
             "async def tasks, --loops 2 -P threads -c 1",
             (*_WORKER, "--loops", "2", "-P", "threads", "-c", "1"),
@@ -41,6 +44,7 @@ SYSTEM = System(
         Case("threads", "noop", False, enqueue_fn=_BULK, once=True),
         Case("async", "anoop", False, enqueue_fn=_BULK, once=True),
         Case("loops", "noop", True, enqueue_fn=_BULK),
+        Case("loops-threads", "noop", True, enqueue_fn=_BULK),
         Case("loops-async", "anoop", True, enqueue_fn=_BULK),
     ),
     io=(Case("io-async", "asleep"), Case("io-threads", "sleep")),
@@ -53,7 +57,12 @@ SYSTEM = System(
             Case("prefork", "noop", True),
             Case("prefork", "noop", False),
             Case("loops", "noop", True),
+            Case("loops-threads", "noop", True),
         ),
-        "sqlite": (Case("prefork", "noop", True), Case("prefork", "noop", False)),
+        "sqlite": (
+            Case("prefork", "noop", True),
+            Case("prefork", "noop", False),
+            Case("threads", "noop", True),
+        ),
     },
 )
