@@ -37,8 +37,8 @@ class Settler:
     ``busy()`` says whether tasks are running: only then does a flush linger, since
     more items are on their way; an idle worker's result goes out at once. Results of
     tasks with a ``reply_to`` in ``reply_to`` go to that queue when the backend is rpc://.
-    ``written()`` is called after every flush (the consumer may be waiting for the
-    queue of writes to shrink).
+    ``written()`` is called when a batch leaves the queue and again once it is written
+    (the consumer may be waiting for the queue of writes to shrink).
     """
 
     def __init__(
@@ -97,6 +97,9 @@ class Settler:
         return 0.0
 
     async def _flush(self, items: Sequence[Item]) -> None:
+        # These items have left the queue: a consumer that a long queue held back may fetch
+        # again now, while they are written, instead of waiting for the write to finish.
+        self._written()
         try:
             await self._write(items)
         finally:
