@@ -122,7 +122,7 @@ class TaskHandler:
             # More results are on their way while deliveries are held (running or queued).
             busy=lambda: self.held > 0,
             reply_to=self.reply_to,
-            written=lambda: self.wake_consumer(),
+            progressed=lambda: self.wake_consumer(),
         )
         self.started = StartedNotes(self._write_started, after=STARTED_AFTER)
         self.held = 0

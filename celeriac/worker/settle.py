@@ -37,7 +37,7 @@ class Settler:
     ``busy()`` says whether tasks are running: only then does a flush linger, since
     more items are on their way; an idle worker's result goes out at once. Results of
     tasks with a ``reply_to`` in ``reply_to`` go to that queue when the backend is rpc://.
-    ``written()`` is called when a batch leaves the queue and again once it is written
+    ``progressed()`` is called when a batch leaves the queue and again once it is written
     (the consumer may be waiting for the queue of writes to shrink).
     """
 
@@ -48,12 +48,12 @@ class Settler:
         *,
         busy: Callable[[], bool],
         reply_to: dict[str, str],
-        written: Callable[[], None] = lambda: None,
+        progressed: Callable[[], None] = lambda: None,
     ) -> None:
         self.transport = transport
         self.backend = backend
         self._busy = busy
-        self._written = written
+        self._progressed = progressed
         self._reply_to = reply_to
         self._store_for = getattr(backend, "store_for", None)
         self.batch: Batcher[Item] = Batcher(self._flush, linger=self._linger)
@@ -99,11 +99,11 @@ class Settler:
     async def _flush(self, items: Sequence[Item]) -> None:
         # These items have left the queue: a consumer that a long queue held back may fetch
         # again now, while they are written, instead of waiting for the write to finish.
-        self._written()
+        self._progressed()
         try:
             await self._write(items)
         finally:
-            self._written()
+            self._progressed()
 
     async def _write(self, items: Sequence[Item]) -> None:
         documents = [document for document, _ in items if document is not None]
