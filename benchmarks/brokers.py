@@ -114,7 +114,7 @@ def amqp_up() -> bool:
 
 def celeriac_has_amqp() -> bool:
     """Whether celeriac has an AMQP transport to benchmark yet."""
-    return importlib.util.find_spec("celeriac.transport.amqp") is not None
+    return importlib.util.find_spec("celeriac.engines.amqp.broker") is not None
 
 
 async def delete_amqp_queues(names: list[str]) -> None:

@@ -144,7 +144,7 @@ class Suite:
                 return
             if not celeriac_has_amqp():
                 self.records.note(
-                    "amqp: celeriac/transport/amqp.py does not exist yet; celeriac skipped, "
+                    "amqp: celeriac/engines/amqp/broker.py does not exist yet; celeriac skipped, "
                     "peers measured for reference"
                 )
                 systems = [s for s in systems if s.name != "celeriac"]

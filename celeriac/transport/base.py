@@ -15,15 +15,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from celeriac.protocol.envelope import Envelope
 
+_T = TypeVar("_T")
+
 __all__ = [
+    "BlockingPublisher",
     "DeadLetter",
     "Delivery",
     "Outgoing",
     "QueueSpec",
+    "Rotation",
     "Transport",
 ]
 
@@ -133,3 +137,34 @@ class Transport(Protocol):
 
     async def revoked(self) -> set[str]:
         """All currently revoked task ids (workers poll this cheaply)."""
+
+
+class BlockingPublisher(Protocol):
+    """Publishes from the calling thread (the sync API), where an engine has one.
+
+    A fast path only: ``publish`` returns False, having sent nothing, for messages it
+    does not handle; those then go through the asyncio :class:`Transport`.
+    """
+
+    def publish(self, messages: Sequence[Outgoing]) -> bool:
+        """Store ``messages`` and return True, or return False (nothing sent)."""
+
+    def close(self) -> None:
+        """Release connections."""
+
+
+class Rotation:
+    """Starts each fetch at the next queue of the list, so that no consumed queue starves."""
+
+    __slots__ = ("_next",)
+
+    def __init__(self) -> None:
+        self._next = 0
+
+    def order(self, queues: Sequence[_T]) -> list[_T]:
+        """``queues`` rotated by one more place than the previous call's."""
+        if not queues:
+            return []
+        start = self._next % len(queues)
+        self._next = start + 1
+        return [*queues[start:], *queues[:start]]

@@ -13,7 +13,7 @@ import pytest
 
 from celeriac import states
 from celeriac.backends.base import ChordPart, ResultBackend
-from celeriac.backends.memory import MemoryBackend, reset_memory_stores
+from celeriac.engines.memory.results import MemoryBackend, reset_memory_stores
 from celeriac.exceptions import ImproperlyConfigured
 from celeriac.protocol.serializers import JSON
 from celeriac.testing.contract.backend import BackendContract, BackendFactory, make_meta

@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 
 from celeriac import states
 from celeriac.backends.base import ResultBackend
-from celeriac.backends.redis import RedisBackend
+from celeriac.engines.redis.results import RedisBackend
 from celeriac.exceptions import SerializationError
 from celeriac.protocol.serializers import JSON
 from celeriac.testing.contract.backend import BackendContract, BackendFactory, make_meta

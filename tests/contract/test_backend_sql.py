@@ -19,9 +19,9 @@ from psycopg import sql
 
 from celeriac import states
 from celeriac.backends import backend_from_url
-from celeriac.backends._sql_wait import notify_payloads
 from celeriac.backends.base import ResultBackend
-from celeriac.backends.sql import SQLBackend
+from celeriac.engines.postgres.listen import notify_payloads
+from celeriac.engines.postgres.results import SQLBackend
 from celeriac.exceptions import ImproperlyConfigured
 from celeriac.protocol.serializers import JSON
 from celeriac.testing.contract.backend import BackendContract, BackendFactory, make_meta

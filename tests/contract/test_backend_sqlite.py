@@ -15,7 +15,7 @@ import pytest
 
 from celeriac import states
 from celeriac.backends.base import ChordPart, ResultBackend
-from celeriac.backends.sqlite import SQLiteBackend, sqlite_path_from_url
+from celeriac.engines.sqlite.results import SQLiteBackend, sqlite_path_from_url
 from celeriac.exceptions import ImproperlyConfigured
 from celeriac.protocol.serializers import JSON
 from celeriac.testing.contract.backend import BackendContract, BackendFactory, make_meta

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from celeriac.engines.sqlite.broker import SQLiteTransport
 from celeriac.testing.contract.transport import out, qname
 from celeriac.transport.base import Delivery
-from celeriac.transport.sqlite import SQLiteTransport
 
 LEASE = {"lease_timeout": 1.0}
 
@@ -25,7 +25,7 @@ PREAMBLE = """
 import asyncio, json, sys, time
 from celeriac.protocol.envelope import Envelope
 from celeriac.transport.base import Outgoing
-from celeriac.transport.sqlite import SQLiteTransport
+from celeriac.engines.sqlite.broker import SQLiteTransport
 URL, QUEUE = sys.argv[1], sys.argv[2]
 """
 
@@ -131,8 +131,8 @@ async def test_competing_processes_never_share_a_message(parent: SQLiteTransport
 
 _OPEN_AT_ONCE = """
 import asyncio, sys, time
-from celeriac.transport.sqlite import SQLiteTransport
-from celeriac.backends.sqlite import SQLiteBackend
+from celeriac.engines.sqlite.broker import SQLiteTransport
+from celeriac.engines.sqlite.results import SQLiteBackend
 from celeriac.protocol.serializers import JSON
 
 async def main(url, start):

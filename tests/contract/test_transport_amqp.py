@@ -19,6 +19,9 @@ from typing import Any
 
 import pytest
 
+from celeriac.engines.amqp.broker import AMQPTransport
+from celeriac.engines.amqp.connection import AMQPOptions, connection_url, properties_for
+from celeriac.engines.amqp.delay import stamp
 from celeriac.exceptions import ImproperlyConfigured
 from celeriac.protocol.envelope import Envelope
 from celeriac.testing.contract.transport import (
@@ -31,9 +34,6 @@ from celeriac.testing.contract.transport import (
     qname,
 )
 from celeriac.transport import transport_from_url
-from celeriac.transport._amqp_conn import AMQPOptions, connection_url, properties_for
-from celeriac.transport._amqp_delay import stamp
-from celeriac.transport.amqp import AMQPTransport
 from celeriac.transport.base import Outgoing, QueueSpec, Transport
 
 pytestmark = pytest.mark.amqp

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
+from celeriac.engines.memory.broker import MemoryTransport, reset_store
 from celeriac.protocol.envelope import Envelope
 from celeriac.testing.contract.transport import MakeTransport, TransportContract, out, qname
 from celeriac.transport.base import Outgoing, Transport
-from celeriac.transport.memory import MemoryTransport, reset_store
 
 
 @pytest.fixture

@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from celeriac.engines.redis.broker import RedisTransport
 from celeriac.protocol import kombu
 from celeriac.protocol.envelope import Envelope
 from celeriac.testing.contract.transport import MakeTransport, TransportContract, out, qname
 from celeriac.transport.base import Outgoing, QueueSpec, Transport
-from celeriac.transport.redis import RedisTransport
 
 pytestmark = pytest.mark.redis
 

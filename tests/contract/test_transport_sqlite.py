@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 
+from celeriac.engines.sqlite import queue_store as engine_sql
+from celeriac.engines.sqlite.broker import SQLiteTransport, sqlite_path
+from celeriac.engines.sqlite.queue_store import Engine
 from celeriac.exceptions import ImproperlyConfigured, SerializationError
 from celeriac.protocol.envelope import Envelope
 from celeriac.testing.contract.transport import MakeTransport, TransportContract, out, qname
-from celeriac.transport import _sqlite_engine as engine_sql
-from celeriac.transport._sqlite_engine import Engine
 from celeriac.transport.base import Outgoing, Transport
-from celeriac.transport.sqlite import SQLiteTransport, sqlite_path
 
 
 @pytest.fixture

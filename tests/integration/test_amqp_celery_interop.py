@@ -19,11 +19,11 @@ from typing import Any
 
 import pytest
 
-from celeriac.backends.rpc import RPCBackend
+from celeriac.engines.amqp.broker import AMQPTransport
+from celeriac.engines.amqp.results import RPCBackend
 from celeriac.protocol.message import TaskMessage, decode_task, encode_task
 from celeriac.protocol.results import make_meta
 from celeriac.protocol.serializers import JSON
-from celeriac.transport.amqp import AMQPTransport
 from celeriac.transport.base import Outgoing, QueueSpec
 from tests.contract import test_transport_amqp as amqp_fixtures
 

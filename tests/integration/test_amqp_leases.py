@@ -20,8 +20,8 @@ from collections.abc import Iterator
 import aiormq
 import pytest
 
+from celeriac.engines.amqp.broker import AMQPTransport
 from celeriac.testing.contract.transport import WAIT, MakeTransport, bodies, out, qname
-from celeriac.transport.amqp import AMQPTransport
 from tests.contract import test_transport_amqp as amqp_fixtures
 from tests.contract.test_transport_amqp import rabbitmqctl
 
@@ -94,7 +94,7 @@ async def test_long_hold_outlives_the_broker_consumer_timeout(
 HOLDER = textwrap.dedent(
     """
     import asyncio, sys
-    from celeriac.transport.amqp import AMQPTransport
+    from celeriac.engines.amqp.broker import AMQPTransport
 
     async def main(url, queue):
         t = AMQPTransport(url, options={"consumer_timeout": 0.6, "lease_timeout": 3})

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from celeriac.backends.rpc import RPCBackend, broker_url_for
+from celeriac.engines.amqp.results import RPCBackend, broker_url_for
 from celeriac.exceptions import ImproperlyConfigured
 from celeriac.protocol.results import make_meta
 from celeriac.protocol.serializers import JSON

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from celeriac.canvas import chain, group
+from celeriac.engines.amqp.broker import AMQPTransport
 from celeriac.protocol.envelope import Envelope
 from celeriac.transport import Outgoing
-from celeriac.transport.amqp import AMQPTransport
 from tests.contract import test_transport_amqp as amqp_fixtures
 from tests.integration import amqp_seed_app
 

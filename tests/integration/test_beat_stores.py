@@ -21,9 +21,9 @@ from celeriac import Celery
 from celeriac.beat.entry import Entry
 from celeriac.beat.scheduler import Beat, BeatOptions
 from celeriac.beat.stores import ScheduleStore, store_from_url
-from celeriac.beat.stores.memory import MemoryState, MemoryStore
-from celeriac.beat.stores.sql import SQLStore
-from celeriac.beat.stores.sqlite import SQLiteStore
+from celeriac.engines.memory.schedules import MemoryState, MemoryStore
+from celeriac.engines.postgres.schedules import SQLStore
+from celeriac.engines.sqlite.schedules import SQLiteStore
 from celeriac.schedules import schedule
 from tests.contract.test_transport_redis import REDIS_URL, delete_prefixed, redis_or_skip
 from tests.sql_fixtures import PG_URL, fresh_schema

@@ -9,7 +9,7 @@ import sys
 import pytest
 import redis
 
-DEMO_DB = 14
+DEMO_DB = int(os.environ.get("CELERIAC_TEST_DEMO_DB", "14"))
 
 
 def run_demo(*args: str) -> str:

@@ -17,8 +17,8 @@ import pytest
 import redis
 
 from celeriac import Celery
+from celeriac.engines.redis.broker import RedisTransport
 from celeriac.routing import Exchange, Queue, queue_spec
-from celeriac.transport.redis import RedisTransport
 
 pytestmark = pytest.mark.redis
 

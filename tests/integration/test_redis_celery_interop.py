@@ -19,11 +19,11 @@ from typing import Any
 
 import pytest
 
-from celeriac.backends.redis import RedisBackend
+from celeriac.engines.redis.broker import RedisTransport
+from celeriac.engines.redis.results import RedisBackend
 from celeriac.protocol.envelope import Envelope
 from celeriac.protocol.serializers import JSON
 from celeriac.transport.base import Outgoing
-from celeriac.transport.redis import RedisTransport
 from tests.contract.test_transport_redis import REDIS_URL, delete_prefixed, redis_or_skip
 
 celery = pytest.importorskip("celery")

@@ -20,13 +20,13 @@ from typing import Any
 
 import pytest
 
-from celeriac._redis_url import parse_redis_url
-from celeriac.backends.redis import RedisBackend
+from celeriac.engines.redis.broker import RedisTransport
+from celeriac.engines.redis.connection import parse_redis_url
+from celeriac.engines.redis.results import RedisBackend
 from celeriac.exceptions import ImproperlyConfigured
 from celeriac.protocol.envelope import Envelope
 from celeriac.protocol.serializers import JSON
 from celeriac.transport.base import Delivery, Outgoing
-from celeriac.transport.redis import RedisTransport
 
 pytestmark = pytest.mark.redis
 

@@ -16,16 +16,16 @@ from typing import Any
 
 import pytest
 
+from celeriac.engines.redis.broker import RedisTransport
 from celeriac.protocol.envelope import Envelope
 from celeriac.transport.base import Outgoing
-from celeriac.transport.redis import RedisTransport
 from tests.contract.test_transport_redis import REDIS_URL, delete_prefixed, redis_or_skip
 
 pytestmark = pytest.mark.redis
 
 HOLDER = """
 import asyncio, sys
-from celeriac.transport.redis import RedisTransport
+from celeriac.engines.redis.broker import RedisTransport
 
 async def main(url, prefix, queue):
     t = RedisTransport(url, options={"global_keyprefix": prefix, "lease_timeout": 1.0})

@@ -1,4 +1,4 @@
-"""Publishing through celeriac.transport._redis_push, on both clients.
+"""Publishing through celeriac.engines.redis.push, on both clients.
 
 What it must keep from the redis-py path it replaces: every list gets its messages in
 publishing order (one LPUSH of many values per list), an error reply is raised without
@@ -18,12 +18,12 @@ from typing import Any
 import pytest
 import redis
 
-from celeriac._redis_url import parse_redis_url
+from celeriac.engines.redis.broker import RedisTransport
+from celeriac.engines.redis.connection import parse_redis_url
+from celeriac.engines.redis.publisher import RedisBlockingPublisher
 from celeriac.protocol import kombu
 from celeriac.protocol.envelope import Envelope
-from celeriac.transport._redis_blocking import BlockingPublisher
 from celeriac.transport.base import Outgoing
-from celeriac.transport.redis import RedisTransport
 
 pytestmark = pytest.mark.redis
 
@@ -107,7 +107,7 @@ async def test_each_list_gets_its_messages_in_order_async(client: redis.Redis, p
 
 
 def test_each_list_gets_its_messages_in_order_blocking(client: redis.Redis, prefix: str) -> None:
-    publisher = BlockingPublisher(parse_redis_url(URL, _options(prefix)))
+    publisher = RedisBlockingPublisher(parse_redis_url(URL, _options(prefix)))
     messages = _interleaved()
     try:
         assert publisher.publish(messages)
@@ -136,7 +136,7 @@ async def test_an_error_reply_is_raised_and_the_connection_stays_usable(
     bad = [_message("not-a-list", 1)] + [_message("fine", 2)] * (lists - 1)
     transport = RedisTransport(URL, options=_options(prefix, max_retries=0))
     await transport.connect()
-    publisher = BlockingPublisher(parse_redis_url(URL, _options(prefix)))
+    publisher = RedisBlockingPublisher(parse_redis_url(URL, _options(prefix)))
     try:
         with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
             await transport.publish(bad)
@@ -156,7 +156,7 @@ async def test_connections_closed_by_the_server_while_idle_are_reconnected(
     name = prefix.rstrip(":")
     transport = RedisTransport(URL, options=_options(prefix, max_retries=0))
     await transport.connect()
-    publisher = BlockingPublisher(parse_redis_url(URL, _options(prefix)))
+    publisher = RedisBlockingPublisher(parse_redis_url(URL, _options(prefix)))
     try:
         await transport.publish([_message("q", 1)])
         assert publisher.publish([_message("q", 2)])
@@ -171,7 +171,7 @@ async def test_connections_closed_by_the_server_while_idle_are_reconnected(
 
 
 def test_threads_share_at_most_max_connections(client: redis.Redis, prefix: str) -> None:
-    publisher = BlockingPublisher(parse_redis_url(URL, _options(prefix, max_connections=2)))
+    publisher = RedisBlockingPublisher(parse_redis_url(URL, _options(prefix, max_connections=2)))
     errors: list[BaseException] = []
 
     def publish(worker: int) -> None:

@@ -24,8 +24,8 @@ import pytest
 import redis
 
 from celeriac import Celery
-from celeriac.backends._redis_pubsub import ResultListener
-from celeriac.backends.redis import RedisBackend
+from celeriac.engines.redis.pubsub import ResultListener
+from celeriac.engines.redis.results import RedisBackend
 from celeriac.exceptions import TimeoutError as ResultTimeout
 from celeriac.protocol.serializers import JSON
 from celeriac.result import _blocking_waiter

@@ -27,7 +27,7 @@ from psycopg import sql
 
 from celeriac import chain, chord, group
 from celeriac.beat.stores import store_for_app
-from celeriac.beat.stores.sql import SQLStore
+from celeriac.engines.postgres.schedules import SQLStore
 from tests.contract import test_transport_amqp as amqp_fixtures
 from tests.integration import sql_worker_app as t
 from tests.sql_fixtures import fresh_schema, postgres_or_skip, schema_url

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-INTEROP_DB = 15  # used by these tests only; flushed before each test
+INTEROP_DB = int(os.environ.get("CELERIAC_TEST_INTEROP_DB", "15"))  # flushed before each test
 
 StartWorker = Callable[..., subprocess.Popen[bytes]]
 

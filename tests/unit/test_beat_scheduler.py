@@ -13,10 +13,10 @@ import pytest
 from celeriac import Celery
 from celeriac.beat.entry import Entry
 from celeriac.beat.scheduler import Beat, BeatOptions, tick_task_id
-from celeriac.beat.stores.memory import MemoryState, MemoryStore
+from celeriac.engines.memory.broker import MemoryTransport, reset_store
+from celeriac.engines.memory.schedules import MemoryState, MemoryStore
 from celeriac.protocol.message import decode_task
 from celeriac.schedules import schedule
-from celeriac.transport.memory import MemoryTransport, reset_store
 
 T0 = datetime(2025, 6, 2, 10, 0, tzinfo=UTC)
 NS = "tests"

@@ -8,8 +8,8 @@ import pytest
 
 from celeriac import Celery
 from celeriac.beat.stores import store_for_app, store_url_for_app
-from celeriac.beat.stores.memory import MemoryStore
-from celeriac.beat.stores.sqlite import SQLiteStore
+from celeriac.engines.memory.schedules import MemoryStore
+from celeriac.engines.sqlite.schedules import SQLiteStore
 
 
 def _app(**settings: Any) -> Celery:

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from celeriac import Celery, chain, chord, chunks, group, signature, xmap, xstarmap
-from celeriac.backends.memory import MemoryBackend
 from celeriac.canvas import Signature, maybe_signature
 from celeriac.canvas.errbacks import wants_request
+from celeriac.engines.memory.results import MemoryBackend
 from celeriac.protocol.message import TaskMessage, encode_task
 from celeriac.result import AsyncResult, GroupResult
 

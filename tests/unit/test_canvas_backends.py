@@ -15,8 +15,8 @@ import pytest
 
 from celeriac import states
 from celeriac.backends import ResultBackend
-from celeriac.backends.memory import MemoryBackend
-from celeriac.backends.sqlite import SQLiteBackend
+from celeriac.engines.memory.results import MemoryBackend
+from celeriac.engines.sqlite.results import SQLiteBackend
 from celeriac.protocol.serializers import get_serializer
 
 

@@ -6,7 +6,7 @@ import pytest
 from redis.asyncio.connection import Connection
 from redis.exceptions import DataError
 
-from celeriac._redis_packing import PackingConnection
+from celeriac.engines.redis.packing import PackingConnection
 
 
 @pytest.mark.parametrize(

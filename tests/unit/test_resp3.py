@@ -5,9 +5,9 @@ from __future__ import annotations
 import hiredis
 import pytest
 
-from celeriac._redis_url import parse_redis_url
 from celeriac.backends import blocking_waiter_from_url
-from celeriac.backends._resp3 import (
+from celeriac.engines.redis.connection import parse_redis_url
+from celeriac.engines.redis.resp3 import (
     MORE,
     HandshakeError,
     Resp3Unsupported,

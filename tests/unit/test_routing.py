@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from celeriac.exceptions import ImproperlyConfigured
-from celeriac.transport._routing import (
+from celeriac.transport.base import QueueSpec
+from celeriac.transport.exchanges import (
     Binding,
     RoutingTable,
     binding_arguments,
@@ -14,7 +15,6 @@ from celeriac.transport._routing import (
     route,
     topic_matches,
 )
-from celeriac.transport.base import QueueSpec
 
 
 @pytest.mark.parametrize(

@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 
 from celeriac import Celery
-from celeriac._sql import channel_name, parse_sql_settings
 from celeriac.backends import backend_from_url
-from celeriac.backends.sql import SQLBackend
 from celeriac.beat.stores import store_for_app, store_url_for_app
-from celeriac.beat.stores.sql import SQLStore
-from celeriac.beat.stores.sqlite import SQLiteStore
+from celeriac.engines.postgres.connection import channel_name, parse_sql_settings
+from celeriac.engines.postgres.results import SQLBackend
+from celeriac.engines.postgres.schedules import SQLStore
+from celeriac.engines.sqlite.schedules import SQLiteStore
 from celeriac.exceptions import ImproperlyConfigured
 from celeriac.protocol.serializers import JSON
 

@@ -1,0 +1,160 @@
+"""Engines: one folder per kind of server, and the one table of URL schemes that picks them.
+
+Each engine folder holds everything that engine does: its broker (a
+:class:`~celeriac.transport.base.Transport`), its result store (a
+:class:`~celeriac.backends.base.ResultBackend`), its beat store (a
+:class:`~celeriac.beat.stores.ScheduleStore`), and the calling-thread helpers of the
+sync API where it has them. The classes are imported by name on first use, so
+``import celeriac`` needs no optional client library.
+
+Celery's prefixes ``db+`` (result backends), ``sqla+`` (beat and the SQLAlchemy broker)
+and ``cache+`` (``cache+memory://``) name the same engine as the URL without them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from celeriac.exceptions import ImproperlyConfigured
+
+__all__ = [
+    "Engine",
+    "Role",
+    "engine_for",
+    "implementation",
+    "load_class",
+    "offers",
+    "roles_for",
+    "scheme_of",
+    "unprefixed",
+]
+
+Role = Literal["broker", "results", "schedules", "publisher", "waiter"]
+"""What an engine can be used as: ``publisher`` and ``waiter`` are the sync API's
+calling-thread fast paths (``BlockingPublisher`` in :mod:`celeriac.transport.base`,
+``BlockingWaiter`` in :mod:`celeriac.backends.base`); each may still decline a URL
+(Sentinel, TLS) by returning None."""
+
+_PREFIXES = ("db+", "sqla+", "cache+")
+
+
+@dataclass(frozen=True)
+class Engine:
+    """An engine's implementation of each role, as ``'module:attribute'`` (None: not offered)."""
+
+    name: str
+    broker: str | None = None
+    results: str | None = None
+    schedules: str | None = None
+    publisher: str | None = None
+    waiter: str | None = None
+
+    def path(self, role: Role) -> str | None:
+        """The ``'module:attribute'`` of ``role``, or None."""
+        value: str | None = getattr(self, role)
+        return value
+
+
+_MEMORY = Engine(
+    "memory",
+    broker="celeriac.engines.memory.broker:MemoryTransport",
+    results="celeriac.engines.memory.results:MemoryBackend",
+    schedules="celeriac.engines.memory.schedules:MemoryStore",
+)
+_SQLITE = Engine(
+    "sqlite",
+    broker="celeriac.engines.sqlite.broker:SQLiteTransport",
+    results="celeriac.engines.sqlite.results:SQLiteBackend",
+    schedules="celeriac.engines.sqlite.schedules:SQLiteStore",
+)
+_REDIS = Engine(
+    "redis",
+    broker="celeriac.engines.redis.broker:RedisTransport",
+    results="celeriac.engines.redis.results:RedisBackend",
+    schedules="celeriac.engines.redis.schedules:RedisStore",
+    publisher="celeriac.engines.redis.publisher:blocking_publisher",
+    waiter="celeriac.engines.redis.blocking_wait:blocking_waiter",
+)
+_AMQP = Engine("amqp", broker="celeriac.engines.amqp.broker:AMQPTransport")
+_RPC = Engine("amqp", results="celeriac.engines.amqp.results:RPCBackend")
+_POSTGRES = Engine(
+    "postgres",
+    results="celeriac.engines.postgres.results:SQLBackend",
+    schedules="celeriac.engines.postgres.schedules:SQLStore",
+)
+
+_BY_SCHEME: dict[str, Engine] = {
+    "memory": _MEMORY,
+    "sqlite": _SQLITE,
+    "redis": _REDIS,
+    "rediss": _REDIS,
+    "redis+socket": _REDIS,
+    "unix": _REDIS,
+    "sentinel": _REDIS,
+    "amqp": _AMQP,
+    "amqps": _AMQP,
+    "pyamqp": _AMQP,
+    "rpc": _RPC,
+    "postgresql": _POSTGRES,
+    "postgres": _POSTGRES,
+    "postgresql+psycopg": _POSTGRES,
+}
+
+
+def scheme_of(url: str) -> str:
+    """The URL scheme, lowercased (``redis`` for ``redis://...``)."""
+    scheme, sep, _ = url.partition("://")
+    if not sep:
+        raise ImproperlyConfigured(f"not a URL: {url!r} (expected scheme://...)")
+    return scheme.lower()
+
+
+def unprefixed(url: str) -> str:
+    """``url`` without Celery's ``db+``/``sqla+``/``cache+`` prefix."""
+    for prefix in _PREFIXES:
+        if url[: len(prefix)].lower() == prefix:
+            return url[len(prefix) :]
+    return url
+
+
+def engine_for(url: str) -> Engine | None:
+    """The engine a URL names, or None for an unknown scheme."""
+    return _BY_SCHEME.get(scheme_of(unprefixed(url)))
+
+
+def roles_for(role: Role) -> list[str]:
+    """Every scheme usable for ``role``, sorted (for error messages)."""
+    schemes = {s for s, engine in _BY_SCHEME.items() if engine.path(role)}
+    prefixed = {f"{p}{s}" for s in schemes for p in _PREFIXES if role in ("results", "schedules")}
+    return sorted(schemes | prefixed)
+
+
+def load_class(path: str) -> Any:
+    """Import ``'module:attribute'``."""
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def implementation(url: str, role: Role, what: str) -> tuple[Any, str]:
+    """The class (or factory) of ``role`` for ``url``, and the URL without Celery's prefix.
+
+    ``what`` names the setting in the error for a scheme that has no such role.
+    """
+    engine = engine_for(url)
+    path = engine.path(role) if engine is not None else None
+    if path is None:
+        known = ", ".join(roles_for(role))
+        raise ImproperlyConfigured(
+            f"unknown {what} URL scheme {scheme_of(url)!r} in {url!r} (known: {known})"
+        )
+    return load_class(path), unprefixed(url)
+
+
+def offers(url: str | None, role: Role) -> bool:
+    """Whether ``url`` names an engine that offers ``role`` (False for no URL or a bad one)."""
+    if not url or "://" not in url:
+        return False
+    engine = engine_for(url)
+    return engine is not None and engine.path(role) is not None

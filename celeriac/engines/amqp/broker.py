@@ -1,0 +1,503 @@
+"""The RabbitMQ transport (AMQP 0-9-1), wire-compatible with Celery's py-amqp transport.
+
+Wire (SPEC §4). Task messages go to the default exchange with the queue name as routing key,
+or to a named exchange as routed; properties, headers and body as in
+:mod:`~celeriac.engines.amqp.connection`; ``delivery_mode`` 2 unless the envelope says otherwise.
+``declare`` creates what a Celery worker creates for the same ``Queue``: a durable exchange of
+the given type, a durable non-auto-delete queue whose arguments are exactly
+``queue_arguments`` plus ``x-max-priority`` when ``max_priority`` is set (so the two never
+disagree with PRECONDITION_FAILED), and the binding. For a headers exchange the non-queue
+entries of ``queue_arguments`` (``x-match`` and the values) are the binding arguments.
+Publishing to a queue or exchange this process has not declared first checks that it exists
+(a missing queue is created with Celery's defaults, a missing exchange drops the message with
+a warning).
+
+Publishing uses publisher confirms (option ``confirm_publish``): a batch is written at once
+and ``publish`` returns when the broker confirmed every message. Messages are ``mandatory``:
+an unroutable one comes back and is logged as a warning, as AMQP drops it. Lost connections are
+retried (``max_retries``, backoff up to ``retry_backoff_max``), resending only what was not
+confirmed, then ``publish`` raises ConnectionError.
+
+Consuming (:mod:`~celeriac.engines.amqp.channels`): ``basic.consume`` with manual acks and a
+per-consumer ``basic.qos`` (``prefetch_count``, default 100) on one channel; ``fetch`` takes
+from per-queue buffers in turn and waits for arrivals (or for the channel to die) up to its
+timeout. Priorities are RabbitMQ's (declare ``max_priority``); a message delivered into the
+buffer keeps its place, so priorities order what waits in the broker, as in Celery. A queue
+nobody has fetched from for ``release_idle_after`` seconds (2 s) is no longer consumed and its
+buffered messages go back, so a worker that stops asking (busy, shutting down, rejected a
+message) does not sit on messages other workers could run. ``tag`` is ``<channel>.<delivery
+tag>``; acks and rejects are batched (``multiple`` only for the oldest contiguous tags).
+
+Long tasks versus ``consumer_timeout``: see :mod:`~celeriac.engines.amqp.leases` (option
+``consumer_timeout``, the broker's value, default 1800 s; ``lease_timeout``, 60 s). Buffered
+messages older than ``consumer_timeout / 2`` are given back.
+
+Delayed messages (``not_before``): :mod:`~celeriac.engines.amqp.delay`, a ladder of TTL
+queues in the broker (0.1 s ticks); ``queue_sizes`` and ``purge`` include them. Set
+``delayed_delivery=False`` to publish them at once (Celery workers hold ETA tasks themselves).
+
+Dead letters: :mod:`~celeriac.engines.amqp.dead`. Revokes: a stream,
+:mod:`~celeriac.engines.amqp.revokes`.
+
+Options (``broker_transport_options``): ``confirm_publish`` (True), ``prefetch_count`` (100),
+``consumer_timeout`` (1800 s), ``lease_timeout`` (60 s), ``release_idle_after`` (2 s),
+``heartbeat`` (60 s), ``connect_timeout`` (10 s), ``max_retries`` (3), ``retry_backoff_max``
+(5 s), ``delayed_delivery`` (True), ``dead_letter_queue`` (``celeriac.dead``),
+``revoked_queue`` (``celeriac.revoked``), ``revoke_retention`` (``30D``).
+
+Connection loss. One connection per instance, channels opened on demand. When the connection
+or the consuming channel dies, the broker requeues what was unacked on it: the buffers are
+dropped and the deliveries already handed out become stale (their acks are ignored, never sent
+to a new channel); leased deliveries live in lease queues and are unaffected. A waiting
+``fetch`` wakes up at once, reconnects (with backoff, until its timeout), consumes again and
+keeps waiting; it never raises for a lost connection. Declarations are redone on reconnect, and
+a queue deleted under a consumer is declared and consumed again. This module talks to aiormq,
+aio-pika's protocol layer: aio-pika's robust connection reopens channels and consumers behind
+the caller's back (delivery tags the buffers would not know) and answers passive declares
+from a cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from celeriac.engines.amqp import connection as conn
+from celeriac.engines.amqp.channels import Action, ConsumerChannel, Held
+from celeriac.engines.amqp.connection import AMQPOptions, Channel, amqp_errors
+from celeriac.engines.amqp.dead import DeadLetters
+from celeriac.engines.amqp.delay import DelayLadder, DelayPlan, stamp
+from celeriac.engines.amqp.leases import Leases
+from celeriac.engines.amqp.revokes import Revokes
+from celeriac.engines.amqp.session import PERMANENT_ERRORS, Session, Topology
+from celeriac.transport.base import DeadLetter, Delivery, Outgoing, QueueSpec
+
+__all__ = ["AMQPTransport"]
+
+logger = logging.getLogger(__name__)
+
+_TICK = 0.25
+
+
+class AMQPTransport:
+    """A :class:`~celeriac.transport.base.Transport` on RabbitMQ (see the module docstring)."""
+
+    def __init__(self, url: str, *, options: Mapping[str, Any] | None = None) -> None:
+        self.url = url
+        self._opts = AMQPOptions.from_options(options)
+        conn.connection_url(url, heartbeat=self._opts.heartbeat)  # validate early
+        self._session = Session(url, self._opts, f"celeriac-{os.getpid()}", self._on_connect)
+        self._topology = Topology(self._session.admin)
+        self._consumer: ConsumerChannel | None = None
+        self._ladder = DelayLadder()
+        self._leases = Leases(self._opts.lease_timeout, self._session.admin, self._session.mover)
+        self._dead = DeadLetters(self._opts.dead_letter_queue)
+        self._revokes = Revokes(self._opts.revoked_queue, self._opts.revoke_retention)
+        self._held: dict[str, Held] = {}
+        self._fetching: dict[str, int] = {}
+        self._last_fetch: dict[str, float] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._maintenance: asyncio.Task[None] | None = None
+
+    def __repr__(self) -> str:
+        return f"<AMQPTransport {self.url}>"
+
+    @property
+    def _closed(self) -> bool:
+        return self._session.closed
+
+    # connection ---------------------------------------------------------------------------
+    async def connect(self) -> None:
+        """Open the connection (idempotent, retried) and start the lease/idle housekeeping."""
+        self._session.closed = False
+        await self._session.retrying(self._session.connection)
+        if self._maintenance is None or self._maintenance.done():
+            self._maintenance = asyncio.get_running_loop().create_task(self._maintain())
+
+    async def _on_connect(self) -> None:
+        """A new connection: nothing of the old one is valid; declare our queues again."""
+        self._drop_consumer()
+        self._topology.reset()
+        self._ladder.reset()
+        self._dead.reset()
+        self._revokes.reset()
+        await self._topology.redeclare()
+
+    def _drop_consumer(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        if consumer is None:
+            return
+        consumer.abandon()
+        for tag, held in list(self._held.items()):
+            if held.channel is consumer and held.lease is None:
+                del self._held[tag]  # the broker requeued it: acks for it are moot
+
+    async def close(self) -> None:
+        """Give leased deliveries back, stop housekeeping and close the connection."""
+        if self._closed:
+            return
+        for task in [self._maintenance, *self._tasks]:
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._maintenance = None
+        for held in [h for h in self._held.values() if h.lease is not None]:
+            try:
+                await self._leases.settle(held, "requeue")
+            except Exception as exc:  # best effort: the lease expires back anyway
+                logger.warning("could not hand back leased delivery %s: %s", held.delivery.tag, exc)
+        self._held.clear()
+        self._drop_consumer()
+        await self._session.close()
+
+    # declarations ---------------------------------------------------------------------------
+    async def declare(self, queues: Sequence[QueueSpec]) -> None:
+        """Declare exchanges, queues and bindings as Celery does (see the module docstring)."""
+
+        async def declare() -> None:
+            await self._session.connection()
+            await self._topology.declare(queues)
+
+        await self._session.retrying(declare)
+
+    # publishing -----------------------------------------------------------------------------
+    async def publish(self, messages: Sequence[Outgoing]) -> None:
+        """Publish a batch and wait for the broker's confirms (see the module docstring)."""
+        pending = list(messages)
+        delay = 0.1
+        for attempt in range(self._opts.max_retries + 1):
+            try:
+                await self._session.connection()
+                pending = await self._publish_once(pending)
+            except PERMANENT_ERRORS:
+                raise
+            except conn.TRANSIENT_ERRORS as exc:
+                if attempt == self._opts.max_retries or self._closed:
+                    raise ConnectionError(f"RabbitMQ at {self.url}: {exc}") from exc
+                logger.warning("publish failed (%s); retrying in %.1fs", exc, delay)
+            if not pending:
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self._opts.retry_backoff_max)
+        raise ConnectionError(f"RabbitMQ at {self.url}: {len(pending)} message(s) not confirmed")
+
+    async def _publish_once(self, messages: Sequence[Outgoing]) -> list[Outgoing]:
+        """Publish, returning the messages that must be sent again."""
+        routed = [(out, due) for out in messages if (due := await self._route(out)) is not False]
+        # Delayed messages go out in due order: a later send starts its delay later, so due
+        # order is kept however long the batch takes to write.
+        routed.sort(key=lambda item: item[1] if isinstance(item[1], float) else float("-inf"))
+        channel = await self._session.channel("publish")
+        sends = [(out, asyncio.ensure_future(self._send(channel, out, due))) for out, due in routed]
+        await asyncio.gather(*(send for _, send in sends), return_exceptions=True)
+        again: list[Outgoing] = []
+        for out, send in sends:
+            error = send.exception()
+            if isinstance(error, amqp_errors.PublishError):
+                logger.warning(
+                    "message to exchange %r with routing key %r was unroutable and dropped",
+                    out.exchange,
+                    out.routing_key,
+                )
+            elif error is not None:
+                again.append(out)
+                logger.debug("publish not confirmed: %r", error)
+        return again
+
+    async def _route(self, out: Outgoing) -> float | bool | None:
+        """Check the destination; the due time when it goes down the delay ladder.
+
+        None: publish as it is; False: drop it (no such destination, warned).
+        """
+        if not out.exchange:
+            if not out.routing_key:
+                logger.warning("message with no exchange and no routing key dropped")
+                return False
+            await self._topology.ensure_queue(out.routing_key)
+        elif not await self._topology.exchange_exists(out.exchange):
+            logger.warning("exchange %r does not exist; message dropped", out.exchange)
+            return False
+        due = out.not_before
+        if due is None or not self._opts.delayed_delivery:
+            return None
+        plan = DelayPlan.for_delay(due - time.time(), out.exchange, out.routing_key)
+        if plan is None:
+            return None
+        await self._ladder.ensure(await self._session.admin(), plan, out.exchange, out.routing_key)
+        return float(due)
+
+    async def _send(self, channel: Channel, out: Outgoing, due: float | bool | None) -> object:
+        """Write one message; the delay is computed now, as the frame is written."""
+        exchange, routing_key = out.exchange, out.routing_key
+        properties = conn.properties_for(out.envelope)
+        if isinstance(due, float):
+            plan = DelayPlan.for_delay(due - time.time(), exchange, routing_key)
+            if plan is not None:  # levels up to plan.top were declared by _route
+                exchange, routing_key = plan.exchange, plan.routing_key
+                properties = conn.properties_for(out.envelope, stamp(due))
+        return await channel.basic_publish(
+            out.envelope.body,
+            exchange=exchange,
+            routing_key=routing_key,
+            properties=properties,
+            mandatory=self._opts.confirm_publish,  # returns are matched through confirms
+            wait=False,
+        )
+
+    # consuming ------------------------------------------------------------------------------
+    async def fetch(self, queues: Sequence[str], *, limit: int, timeout: float) -> list[Delivery]:
+        """Up to ``limit`` deliveries, waiting up to ``timeout`` s (see the module docstring)."""
+        names = list(dict.fromkeys(queues))
+        if not names or limit <= 0:
+            return []
+        deadline = time.monotonic() + max(0.0, timeout)
+        for name in names:
+            self._fetching[name] = self._fetching.get(name, 0) + 1
+        try:
+            return await self._fetch(names, limit, deadline)
+        finally:
+            now = time.monotonic()
+            for name in names:
+                self._fetching[name] -= 1
+                self._last_fetch[name] = now
+
+    async def _fetch(self, names: list[str], limit: int, deadline: float) -> list[Delivery]:
+        backoff = 0.1
+        while not self._closed:
+            consumer = await self._consumer_for(names)
+            if consumer is not None:
+                taken = consumer.take(names, limit)
+                if taken:
+                    return self._hand_out(taken)
+                consumer.wake.clear()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return []
+            if consumer is None:
+                await asyncio.sleep(min(backoff, remaining))
+                backoff = min(backoff * 2, self._opts.retry_backoff_max)
+                continue
+            try:
+                await asyncio.wait_for(consumer.wake.wait(), remaining)
+            except TimeoutError:
+                return []
+        return []
+
+    async def _consumer_for(self, names: list[str]) -> ConsumerChannel | None:
+        """The live consuming channel, consuming ``names``; None while the broker is away."""
+        try:
+            consumer = self._consumer
+            if consumer is None or not consumer.alive:
+                self._drop_consumer()
+                connection = await self._session.connection()
+                consumer = await ConsumerChannel.open(
+                    connection, self._opts.prefetch_count, self._on_early
+                )
+                self._consumer = consumer
+            for name in consumer.cancelled:
+                self._topology.forget(name)  # deleted under us: declare it again
+            consumer.cancelled.clear()
+            fresh = [name for name in names if name not in consumer.consumers]
+            for name in fresh:
+                await self._topology.ensure_queue(name)
+                await consumer.consume(name)
+            if fresh:
+                await consumer.sync()  # what the queues held at consume time is now buffered
+            return consumer
+        except PERMANENT_ERRORS:
+            raise
+        except conn.TRANSIENT_ERRORS as exc:
+            if self._closed:
+                raise RuntimeError(f"{self!r} is closed") from exc
+            logger.warning("RabbitMQ unavailable for consuming (%s); retrying", exc)
+            return None
+
+    def _hand_out(self, taken: list[Held]) -> list[Delivery]:
+        self._held.update((held.delivery.tag, held) for held in taken)
+        return [held.delivery for held in taken]
+
+    def _on_early(self, held: Held, not_before: float) -> None:
+        task = asyncio.get_running_loop().create_task(self._delay_again(held, not_before))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _delay_again(self, held: Held, not_before: float) -> None:
+        """A message arrived before its time (clock skew): send it down the ladder again."""
+        consumer = held.channel
+        assert consumer is not None
+        queue = held.delivery.queue
+        plan = DelayPlan.for_delay(not_before - time.time(), "", queue)
+        try:
+            if plan is not None:
+                await self._ladder.ensure(await self._session.admin(), plan, "", queue)
+                properties = conn.properties_for(held.delivery.envelope, stamp(not_before))
+                if await consumer.move(held, plan.exchange, plan.routing_key, properties):
+                    return
+        except conn.TRANSIENT_ERRORS as exc:
+            logger.warning("could not delay early message again (%s); delivering it now", exc)
+        if consumer.outstanding.get(held.amqp_tag) is held:
+            consumer.buffers.setdefault(queue, deque()).append(held)
+            consumer.wake.set()
+
+    # settling ---------------------------------------------------------------------------------
+    async def ack(self, deliveries: Sequence[Delivery]) -> None:
+        """Acknowledge deliveries (batched; stale ones from a dead channel are ignored)."""
+        await self._settle(deliveries, "ack")
+
+    async def reject(self, deliveries: Sequence[Delivery], *, requeue: bool) -> None:
+        """Requeue (redelivered at once) or drop deliveries."""
+        await self._settle(deliveries, "requeue" if requeue else "drop")
+
+    async def _settle(self, deliveries: Sequence[Delivery], action: Action) -> None:
+        by_channel: dict[ConsumerChannel, list[Held]] = {}
+        leased: list[Held] = []
+        for delivery in deliveries:
+            held = self._held.pop(delivery.tag, None)
+            if held is None:
+                logger.debug("ignoring %s of unknown or stale delivery %s", action, delivery.tag)
+            elif held.lease is not None:
+                leased.append(held)
+            elif held.channel is not None and held.channel.alive:
+                by_channel.setdefault(held.channel, []).append(held)
+        for channel, helds in by_channel.items():
+            try:
+                await channel.settle(helds, action)
+            except conn.TRANSIENT_ERRORS as exc:
+                logger.debug("channel died while settling (%s): the broker requeued them", exc)
+            leased += [h for h in helds if h.lease is not None]  # moved to a lease meanwhile
+        for held in leased:
+            await self._settle_lease(held, action)
+
+    async def _settle_lease(self, held: Held, action: Action) -> None:
+        async def settle() -> None:
+            await self._leases.settle(held, action)
+
+        await self._session.retrying(settle)
+
+    async def dead_letter(self, delivery: Delivery, reason: str) -> None:
+        """Move a delivery to the dead-letter queue with its reason (atomic with its ack)."""
+        held = self._held.pop(delivery.tag, None)
+        if held is None:
+            logger.warning("cannot dead-letter stale delivery %s; it will come back", delivery.tag)
+            return
+        headers = self._dead.headers(held, reason)
+
+        async def bury() -> None:
+            await self._dead.bury(held, headers, await self._session.admin(), self._leases)
+
+        await self._session.retrying(bury)
+
+    async def list_dead(self, limit: int = 100) -> list[DeadLetter]:
+        """Dead letters, oldest first, left in place."""
+
+        async def browse() -> list[DeadLetter]:
+            admin, connection = await self._session.admin(), await self._session.connection()
+            return await self._dead.browse(connection, admin, limit)
+
+        return await self._session.retrying(browse)
+
+    async def requeue_dead(self, ids: Sequence[str] | None = None) -> int:
+        """Put dead letters back on their queues; return how many."""
+
+        async def requeue() -> int:
+            admin, connection = await self._session.admin(), await self._session.connection()
+            return await self._dead.requeue(connection, admin, ids, self._topology.ensure_queue)
+
+        return await self._session.retrying(requeue)
+
+    # sizes, purge, revokes ----------------------------------------------------------------------
+    async def _synced_consumer(self, queues: Sequence[str]) -> ConsumerChannel | None:
+        consumer = self._consumer
+        if consumer is None or not consumer.alive:
+            return None
+        if any(q in consumer.consumers for q in queues):
+            await consumer.sync()
+        return consumer
+
+    async def queue_sizes(self, queues: Sequence[str]) -> dict[str, int]:
+        """Messages waiting per queue: ready, buffered here (not handed out) and delayed."""
+
+        async def sizes() -> dict[str, int]:
+            consumer = await self._synced_consumer(queues)
+            result: dict[str, int] = {}
+            for queue in queues:
+                count = (await self._topology.probe(queue) or 0) + (
+                    consumer.buffered(queue) if consumer else 0
+                )
+                for token in self._topology.delay_tokens(queue):
+                    count += await self._ladder.count(self._topology.probe, token)
+                result[queue] = count
+            return result
+
+        return await self._session.retrying(sizes)
+
+    async def purge(self, queues: Sequence[str]) -> int:
+        """Delete waiting messages (ready, buffered, delayed); return how many."""
+
+        async def purge() -> int:
+            consumer = await self._synced_consumer(queues)
+            total = 0
+            for queue in queues:
+                if consumer is not None:
+                    total += await consumer.drop_buffered(queue)
+                if await self._topology.probe(queue) is not None:
+                    ok = await (await self._session.admin()).queue_purge(queue)
+                    total += int(ok.message_count or 0)
+                for token in self._topology.delay_tokens(queue):
+                    total += await self._ladder.purge(
+                        self._topology.probe, self._session.admin, token
+                    )
+            return total
+
+        return await self._session.retrying(purge)
+
+    async def revoke(self, task_ids: Sequence[str], *, expires: float) -> None:
+        """Append revoked ids to the revoke stream, valid until ``expires``."""
+
+        async def revoke() -> None:
+            await self._revokes.ensure_declared(await self._session.admin())
+            await self._revokes.add(await self._session.channel("publish"), task_ids, expires)
+
+        await self._session.retrying(revoke)
+
+    async def revoked(self) -> set[str]:
+        """Every revoked id not yet expired (a local mirror of the stream)."""
+
+        async def current() -> set[str]:
+            return await self._revokes.current(
+                await self._session.connection(),
+                await self._session.admin(),
+                await self._session.channel("publish"),
+            )
+
+        return await self._session.retrying(current)
+
+    # housekeeping --------------------------------------------------------------------------
+    async def _maintain(self) -> None:
+        while True:
+            await asyncio.sleep(_TICK)
+            try:
+                await self._maintain_once()
+            except Exception as exc:
+                logger.warning("AMQP housekeeping failed: %r", exc)
+
+    async def _maintain_once(self) -> None:
+        now = time.monotonic()
+        consumer = self._consumer
+        if consumer is not None and consumer.alive:
+            for queue in list(consumer.consumers):
+                idle = now - self._last_fetch.get(queue, now)
+                if not self._fetching.get(queue) and idle > self._opts.release_idle_after:
+                    await consumer.release(queue)
+            old = now - self._opts.renew_after
+            await consumer.requeue_buffered_before(old)
+            for held in consumer.handed_out_before(old):
+                if held.delivery.tag in self._held:
+                    await self._leases.take(held)
+        for held in [h for h in self._held.values() if self._leases.due(h, now)]:
+            await self._leases.renew(held)

@@ -1,0 +1,140 @@
+"""Leases: how a delivery stays with a live worker longer than RabbitMQ's consumer_timeout.
+
+RabbitMQ closes a channel when one of its deliveries stays unacked longer than
+``consumer_timeout`` (30 min by default), and every delivery on that channel goes back to its
+queue: a 40-minute task would be run again while it is still running, and its neighbours too.
+Nothing in AMQP 0-9-1 renews an unacked delivery, so a delivery held for ``consumer_timeout / 2``
+is moved off the channel:
+
+1. declare a lease queue ``celeriac.lease.<uuid>`` (durable) with ``x-message-ttl =
+   lease_timeout``, ``x-dead-letter-exchange ""`` and ``x-dead-letter-routing-key = <the
+   delivery's queue>``, and ``x-expires`` (twice the TTL plus a minute) to clean up after it;
+2. in one transaction on the consuming channel, publish a copy of the message to the lease
+   queue and ack the original. The copy and the ack commit together, so there is always
+   exactly one copy: on the channel until the commit, in the lease queue after it (RabbitMQ
+   makes transactions atomic for the client; only a broker crash in the middle of a commit
+   could split them);
+3. every ``lease_timeout / 2`` the holder renews the lease: in one transaction on a mover
+   channel it takes the copy with ``basic.get``, publishes it again to the same queue (a fresh
+   TTL) and acks the old one;
+4. when the worker settles the delivery, ack and drop delete the lease queue; requeue and
+   dead-letter move the copy to its queue (or the dead-letter queue) in one transaction first.
+
+If the worker dies or hangs, renewals stop and the copy expires back to its queue within
+``lease_timeout`` (``redelivered`` is then true): neither lost nor run twice while its worker
+lives. A worker whose event loop stalls for more than ``lease_timeout / 2`` can lose a lease;
+that is logged. ``close()`` hands leased deliveries back at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from celeriac.engines.amqp.channels import LEASE_PREFIX, Action, Held, TxChannel
+from celeriac.engines.amqp.connection import Channel, properties_for
+
+__all__ = ["REDELIVERED_HEADER", "Leases"]
+
+logger = logging.getLogger("celeriac.engines.amqp.broker")
+
+REDELIVERED_HEADER = "x-celeriac-redelivered"
+
+
+class Leases:
+    """Takes, renews and ends leases (see the module docstring)."""
+
+    def __init__(
+        self,
+        ttl: float,
+        admin: Callable[[], Awaitable[Channel]],
+        mover: Callable[[], Awaitable[TxChannel]],
+    ) -> None:
+        self.ttl = ttl
+        self._admin = admin
+        self._mover = mover
+        self._lock = asyncio.Lock()
+
+    def _arguments(self, queue: str) -> dict[str, Any]:
+        ttl_ms = max(1, round(self.ttl * 1000))
+        return {
+            "x-message-ttl": ttl_ms,
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": queue,
+            "x-expires": 2 * ttl_ms + 60_000,
+        }
+
+    async def take(self, held: Held) -> bool:
+        """Move ``held`` from its channel into a new lease queue; False if it was settled."""
+        consumer = held.channel
+        if consumer is None or held.lease is not None:
+            return False
+        name = f"{LEASE_PREFIX}{uuid.uuid4().hex}"
+        admin = await self._admin()
+        await admin.queue_declare(
+            name, durable=True, arguments=self._arguments(held.delivery.queue)
+        )
+        properties = properties_for(held.delivery.envelope)
+        if not await consumer.move(held, "", name, properties, lease=name):
+            await admin.queue_delete(name)
+            return False
+        held.lease_since = time.monotonic()
+        logger.debug("delivery %s leased in %s", held.delivery.tag, name)
+        return True
+
+    def due(self, held: Held, now: float) -> bool:
+        """Whether the lease of ``held`` should be renewed now."""
+        return held.lease is not None and now - held.lease_since >= self.ttl / 2
+
+    async def renew(self, held: Held) -> bool:
+        """Give the lease copy a fresh TTL; False (and a warning) when it already expired."""
+        async with self._lock:
+            name = held.lease
+            if name is None:
+                return False
+            mover = await self._mover()
+            if await mover.transfer(name, "", name):
+                held.lease_since = time.monotonic()
+                return True
+        logger.warning(
+            "lease of delivery %s (queue %s) expired before it was renewed; the message went "
+            "back to its queue and may run again",
+            held.delivery.tag,
+            held.delivery.queue,
+        )
+        held.lease_since = float("inf")  # stop renewing; settling deletes the empty queue
+        return False
+
+    async def settle(self, held: Held, action: Action) -> None:
+        """Ack/drop (delete the copy) or requeue (move it back) a leased delivery."""
+        if action == "requeue":
+            await self.move_out(held, held.delivery.queue, {REDELIVERED_HEADER: True})
+        else:
+            await self.move_out(held, None, None)
+
+    async def move_out(
+        self, held: Held, queue: str | None, headers: Mapping[str, Any] | None
+    ) -> bool:
+        """Move the lease copy to ``queue`` (None: nowhere) and delete the lease queue."""
+        async with self._lock:
+            name, held.lease = held.lease, None
+            if name is None:
+                return False
+            moved = True
+            if queue is not None:
+                mover = await self._mover()
+                moved = await mover.transfer(name, "", queue, set_headers=headers)
+            deleted = await (await self._admin()).queue_delete(name)
+        if queue is None:
+            moved = bool(deleted and deleted.message_count)
+        if not moved:
+            logger.warning(
+                "lease of delivery %s had expired: its message went back to %s earlier",
+                held.delivery.tag,
+                held.delivery.queue,
+            )
+        return moved

@@ -1,0 +1,509 @@
+"""The in-memory transport: one store per URL, shared by every instance in the process.
+
+``memory://`` and ``memory://name`` name a store in a module-level registry, so a client
+publishing from a background event loop thread and a worker fetching on the main loop
+see the same queues. The store is guarded by a ``threading.Lock`` and wakes waiting
+consumers on their own loop with ``call_soon_threadsafe``. Nothing survives the process;
+use it for tests and demos. Delayed messages wait in one heap ordered by due time, so a
+consumer never holds them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import heapq
+import itertools
+import logging
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from celeriac.exceptions import ImproperlyConfigured
+from celeriac.protocol.envelope import Envelope
+from celeriac.transport.base import DeadLetter, Delivery, Outgoing, QueueSpec
+from celeriac.transport.exchanges import RoutingTable
+
+__all__ = ["Doorbell", "MemoryTransport", "LeaseOptions", "reset_store"]
+
+log = logging.getLogger(__name__)
+
+
+class Doorbell:
+    """Wakes asyncio waiters on any event loop, from any thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
+
+    def subscribe(self, loop: asyncio.AbstractEventLoop, event: asyncio.Event) -> None:
+        """Have ``event`` (used on ``loop``) set on every ring."""
+        with self._lock:
+            self._waiters.add((loop, event))
+
+    def unsubscribe(self, loop: asyncio.AbstractEventLoop, event: asyncio.Event) -> None:
+        """Stop setting ``event``."""
+        with self._lock:
+            self._waiters.discard((loop, event))
+
+    def ring(self) -> None:
+        """Set every subscribed event on its own loop; forget loops that are closed."""
+        with self._lock:
+            waiters = list(self._waiters)
+        for loop, event in waiters:
+            try:
+                loop.call_soon_threadsafe(event.set)
+            except RuntimeError:  # the loop is closed: its consumer is gone
+                self.unsubscribe(loop, event)
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseOptions:
+    """Lease and polling settings read from ``broker_transport_options``.
+
+    ``heartbeat_interval`` defaults to a third of ``lease_timeout`` and is capped at half
+    of it, so one late heartbeat never lets a live consumer's lease expire.
+    """
+
+    lease_timeout: float = 30.0
+    heartbeat_interval: float = 10.0
+    poll_interval: float = 0.01
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any] | None) -> LeaseOptions:
+        """Read the recognised options; unknown ones are ignored."""
+        opts = dict(options or {})
+        lease = float(opts.get("lease_timeout", 30.0))
+        beat = float(opts.get("heartbeat_interval", lease / 3))
+        poll = float(opts.get("poll_interval", 0.01))
+        if lease <= 0 or beat <= 0 or poll <= 0:
+            raise ImproperlyConfigured(
+                "broker_transport_options: lease_timeout, heartbeat_interval and "
+                "poll_interval must be positive"
+            )
+        return cls(lease, min(beat, lease / 2), poll)
+
+
+@dataclass(slots=True)
+class _Message:
+    seq: int
+    queue: str
+    envelope: Envelope
+    exchange: str
+    routing_key: str
+    priority: int
+    redelivered: bool = False
+    consumer: str | None = None
+
+
+def _copy_envelope(env: Envelope) -> Envelope:
+    # Copies keep the store independent of what callers later do to their objects.
+    return Envelope(
+        body=bytes(env.body),
+        headers=copy.deepcopy(env.headers),
+        content_type=env.content_type,
+        content_encoding=env.content_encoding,
+        properties=copy.deepcopy(env.properties),
+    )
+
+
+class _Store:
+    """Queues, leases, dead letters and revokes of one ``memory://`` URL (thread-safe)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.bell = Doorbell()
+        self.routing = RoutingTable()
+        self._seq = itertools.count(1)
+        self._ready: dict[str, list[tuple[int, int, _Message]]] = {}
+        self._delayed: list[tuple[float, int, _Message]] = []
+        self._delayed_count: Counter[str] = Counter()
+        self._leased: dict[int, _Message] = {}
+        self._consumers: dict[str, float] = {}  # consumer id -> monotonic expiry
+        self._dead: dict[str, tuple[DeadLetter, str, str]] = {}
+        self._revoked: dict[str, float] = {}
+
+    def _push_ready(self, msg: _Message) -> None:
+        heapq.heappush(self._ready.setdefault(msg.queue, []), (-msg.priority, msg.seq, msg))
+
+    def publish(self, messages: Sequence[Outgoing], now: float) -> int:
+        """Route and store messages; return how many were unroutable."""
+        unroutable = 0
+        with self.lock:
+            for out in messages:
+                queues = self.routing.route(out.exchange, out.routing_key, out.envelope.headers)
+                unroutable += not queues
+                for queue in queues:
+                    self._add(queue, out, now)
+        self.bell.ring()
+        return unroutable
+
+    def _add(self, queue: str, out: Outgoing, now: float) -> None:
+        env = _copy_envelope(out.envelope)
+        msg = _Message(next(self._seq), queue, env, out.exchange, out.routing_key, env.priority)
+        if out.not_before is not None and out.not_before > now:
+            heapq.heappush(self._delayed, (out.not_before, msg.seq, msg))
+            self._delayed_count[queue] += 1
+        else:
+            self._push_ready(msg)
+
+    def _promote_due(self, now: float) -> None:
+        while self._delayed and self._delayed[0][0] <= now:
+            _, _, msg = heapq.heappop(self._delayed)
+            self._delayed_count[msg.queue] -= 1
+            self._push_ready(msg)
+
+    def next_due(self) -> float | None:
+        """Epoch time the earliest delayed message becomes due, if any."""
+        with self.lock:
+            return self._delayed[0][0] if self._delayed else None
+
+    def claim(
+        self, consumer: str, queues: Sequence[str], limit: int, now: float, expires: float
+    ) -> list[_Message]:
+        """Lease up to ``limit`` due messages, taking from each queue in turn.
+
+        The consumer's heartbeat is recorded under the same lock, so a lease never
+        exists without a live consumer entry.
+        """
+        with self.lock:
+            self._promote_due(now)
+            taken: list[_Message] = []
+            heaps = [self._ready[q] for q in queues if self._ready.get(q)]
+            while heaps and len(taken) < limit:
+                for heap in heaps:
+                    if heap and len(taken) < limit:
+                        taken.append(heapq.heappop(heap)[2])
+                heaps = [h for h in heaps if h]
+            for msg in taken:
+                msg.consumer = consumer
+                self._leased[msg.seq] = msg
+            if taken:
+                self._consumers[consumer] = max(expires, self._consumers.get(consumer, expires))
+            return taken
+
+    def _owned(self, consumer: str, tags: Sequence[str]) -> list[_Message]:
+        msgs = (self._leased.get(int(tag)) for tag in tags if tag.isdigit())
+        return [m for m in msgs if m is not None and m.consumer == consumer]
+
+    def settle(self, consumer: str, tags: Sequence[str], requeue: bool) -> list[_Message]:
+        """End the leases (ack or drop, or requeue as redelivered); return the messages."""
+        with self.lock:
+            msgs = self._owned(consumer, tags)
+            for msg in msgs:
+                del self._leased[msg.seq]
+                if requeue:
+                    self._requeue(msg)
+        if requeue and msgs:
+            self.bell.ring()
+        return msgs
+
+    def _requeue(self, msg: _Message) -> None:
+        msg.consumer = None
+        msg.redelivered = True
+        self._push_ready(msg)
+
+    def bury(self, consumer: str, tag: str, reason: str, now: float) -> bool:
+        """Move a leased message to the dead letters; False when the lease was lost."""
+        with self.lock:
+            msgs = self._owned(consumer, [tag])
+            for msg in msgs:
+                del self._leased[msg.seq]
+                dead = DeadLetter(uuid.uuid4().hex, msg.queue, reason, now, msg.envelope)
+                self._dead[dead.id] = (dead, msg.exchange, msg.routing_key)
+            return bool(msgs)
+
+    def list_dead(self, limit: int) -> list[DeadLetter]:
+        """Dead letters, oldest first (dicts keep insertion order)."""
+        with self.lock:
+            entries = list(itertools.islice(self._dead.values(), limit))
+        return [
+            DeadLetter(d.id, d.queue, d.reason, d.dead_at, _copy_envelope(d.envelope))
+            for d, _, _ in entries
+        ]
+
+    def requeue_dead(self, ids: Sequence[str] | None) -> int:
+        """Put dead letters back on their queues as fresh messages."""
+        with self.lock:
+            chosen = list(self._dead) if ids is None else [i for i in ids if i in self._dead]
+            for dead_id in chosen:
+                dead, exchange, key = self._dead.pop(dead_id)
+                env = dead.envelope
+                msg = _Message(next(self._seq), dead.queue, env, exchange, key, env.priority)
+                self._push_ready(msg)
+        if chosen:
+            self.bell.ring()
+        return len(chosen)
+
+    def beat(self, consumer: str, expires: float) -> None:
+        """Record that ``consumer`` is alive until ``expires`` (monotonic)."""
+        with self.lock:
+            self._consumers[consumer] = expires
+
+    def sweep(self, now: float) -> int:
+        """Requeue deliveries of consumers whose heartbeat expired; return how many."""
+        with self.lock:
+            dead = {c for c, exp in self._consumers.items() if exp < now}
+            for consumer in dead:
+                del self._consumers[consumer]
+            lost = [m for m in self._leased.values() if m.consumer not in self._consumers]
+            for msg in lost:
+                del self._leased[msg.seq]
+                self._requeue(msg)
+        if lost:
+            log.warning("requeued %d deliveries of %d lost consumer(s)", len(lost), len(dead))
+            self.bell.ring()
+        return len(lost)
+
+    def release(self, consumer: str) -> int:
+        """Forget ``consumer`` and requeue everything it still holds."""
+        with self.lock:
+            self._consumers.pop(consumer, None)
+            held = [m for m in self._leased.values() if m.consumer == consumer]
+            for msg in held:
+                del self._leased[msg.seq]
+                self._requeue(msg)
+        if held:
+            self.bell.ring()
+        return len(held)
+
+    def purge(self, queues: Sequence[str]) -> int:
+        """Delete waiting messages (due or not) of ``queues``."""
+        names = set(queues)
+        with self.lock:
+            count = sum(len(self._ready.pop(q, [])) for q in names)
+            kept = [entry for entry in self._delayed if entry[2].queue not in names]
+            count += len(self._delayed) - len(kept)
+            heapq.heapify(kept)
+            self._delayed = kept
+            for q in names:
+                self._delayed_count.pop(q, None)
+        return count
+
+    def queue_sizes(self, queues: Sequence[str]) -> dict[str, int]:
+        """Waiting (unleased) messages per queue, due or not."""
+        with self.lock:
+            return {q: len(self._ready.get(q, ())) + self._delayed_count[q] for q in queues}
+
+    def revoke(self, task_ids: Sequence[str], expires: float) -> None:
+        """Remember revoked ids until ``expires`` (epoch)."""
+        with self.lock:
+            for task_id in task_ids:
+                self._revoked[task_id] = max(expires, self._revoked.get(task_id, expires))
+
+    def revoked(self, now: float) -> set[str]:
+        """Ids whose revoke has not expired; expired ones are forgotten."""
+        with self.lock:
+            for task_id in [t for t, exp in self._revoked.items() if exp <= now]:
+                del self._revoked[task_id]
+            return set(self._revoked)
+
+
+_STORES: dict[str, _Store] = {}
+_STORES_LOCK = threading.Lock()
+
+
+def _store_name(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if scheme.lower() != "memory" or not sep:
+        raise ImproperlyConfigured(f"not a memory:// URL: {url!r}")
+    name = rest.partition("?")[0].strip("/")
+    # Celery users often write memory://localhost/ for the one default store.
+    return "" if name == "localhost" else name
+
+
+def _get_store(url: str) -> _Store:
+    name = _store_name(url)
+    with _STORES_LOCK:
+        store = _STORES.get(name)
+        if store is None:
+            store = _STORES[name] = _Store()
+        return store
+
+
+def reset_store(url: str = "memory://") -> None:
+    """Forget the store of ``url`` (``memory://name``); instances connected later get a new one.
+
+    Instances already connected keep using the old store.
+    """
+    with _STORES_LOCK:
+        _STORES.pop(_store_name(url), None)
+
+
+class MemoryTransport:
+    """A :class:`~celeriac.transport.base.Transport` over a process-wide in-memory store.
+
+    Options (``broker_transport_options``): ``lease_timeout`` (30 s), ``heartbeat_interval``
+    (lease_timeout / 3); ``poll_interval`` is accepted for symmetry with SQLite and unused.
+    """
+
+    def __init__(self, url: str = "memory://", *, options: Mapping[str, Any] | None = None) -> None:
+        _store_name(url)
+        self.url = url
+        self._opts = LeaseOptions.from_options(options)
+        self._consumer_id = uuid.uuid4().hex
+        self._store: _Store | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake = asyncio.Event()
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._rotation = 0
+        self._last_sweep = float("-inf")
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<MemoryTransport {self.url} consumer={self._consumer_id[:8]}>"
+
+    async def connect(self) -> None:
+        """Attach to the store of this URL (created on first use); idempotent."""
+        self._closed = False
+        if self._store is not None:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._store = _get_store(self.url)
+        self._store.bell.subscribe(self._loop, self._wake)
+
+    async def close(self) -> None:
+        """Stop the heartbeat and requeue every delivery still held (as redelivered)."""
+        store, self._store = self._store, None
+        if store is None:
+            return
+        self._closed = True
+        self._wake.set()  # a fetch waiting right now returns empty
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            await asyncio.gather(self._heartbeat, return_exceptions=True)
+            self._heartbeat = None
+        if self._loop is not None:
+            store.bell.unsubscribe(self._loop, self._wake)
+        store.release(self._consumer_id)
+
+    async def _connected(self) -> _Store:
+        if self._store is None:
+            if self._closed:
+                raise RuntimeError(f"{self!r} is closed")
+            await self.connect()
+        assert self._store is not None
+        return self._store
+
+    async def declare(self, queues: Sequence[QueueSpec]) -> None:
+        """Record exchanges and bindings; queues themselves need no declaring."""
+        store = await self._connected()
+        with store.lock:
+            for spec in queues:
+                store.routing.declare(spec)
+
+    async def publish(self, messages: Sequence[Outgoing]) -> None:
+        """Route and store copies of ``messages``; unroutable ones are dropped with a warning."""
+        store = await self._connected()
+        unroutable = store.publish(messages, time.time())
+        if unroutable:
+            log.warning("dropped %d unroutable message(s) (no queue bound)", unroutable)
+
+    async def fetch(self, queues: Sequence[str], *, limit: int, timeout: float) -> list[Delivery]:
+        """Lease up to ``limit`` due messages, waiting up to ``timeout`` s for one."""
+        store = await self._connected()
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        names = list(dict.fromkeys(queues))
+        deadline = time.monotonic() + max(timeout, 0.0)
+        while not self._closed:
+            self._wake.clear()
+            self._maybe_sweep(store)
+            expires = time.monotonic() + self._opts.lease_timeout
+            msgs = store.claim(self._consumer_id, self._rotated(names), limit, time.time(), expires)
+            if msgs:
+                self._start_heartbeat()
+                return [self._delivery(msg) for msg in msgs]
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return []
+            await self._sleep(remaining, store.next_due())
+        return []
+
+    def _rotated(self, names: list[str]) -> list[str]:
+        # Start each fetch at the next queue so no listed queue is starved.
+        if not names:
+            return names
+        start = self._rotation % len(names)
+        self._rotation += 1
+        return names[start:] + names[:start]
+
+    async def _sleep(self, remaining: float, next_due: float | None) -> None:
+        wait = min(remaining, self._opts.heartbeat_interval)
+        if next_due is not None:
+            wait = min(wait, max(next_due - time.time(), 0.0))
+        try:
+            await asyncio.wait_for(self._wake.wait(), wait)
+        except TimeoutError:
+            pass
+
+    def _maybe_sweep(self, store: _Store) -> None:
+        now = time.monotonic()
+        if now - self._last_sweep >= self._opts.heartbeat_interval:
+            self._last_sweep = now
+            store.sweep(now)
+
+    def _start_heartbeat(self) -> None:
+        if self._heartbeat is None or self._heartbeat.done():
+            self._heartbeat = asyncio.create_task(self._beat_forever(), name=f"{self!r} heartbeat")
+
+    async def _beat_forever(self) -> None:
+        while self._store is not None:
+            store = self._store
+            store.beat(self._consumer_id, time.monotonic() + self._opts.lease_timeout)
+            self._maybe_sweep(store)
+            await asyncio.sleep(self._opts.heartbeat_interval)
+
+    def _delivery(self, msg: _Message) -> Delivery:
+        return Delivery(
+            envelope=_copy_envelope(msg.envelope),
+            queue=msg.queue,
+            tag=str(msg.seq),
+            exchange=msg.exchange,
+            routing_key=msg.routing_key,
+            redelivered=msg.redelivered,
+        )
+
+    async def ack(self, deliveries: Sequence[Delivery]) -> None:
+        """Remove finished deliveries (ones whose lease this consumer lost are ignored)."""
+        store = await self._connected()
+        store.settle(self._consumer_id, [d.tag for d in deliveries], requeue=False)
+
+    async def reject(self, deliveries: Sequence[Delivery], *, requeue: bool) -> None:
+        """Requeue deliveries at once (marked redelivered) or drop them."""
+        store = await self._connected()
+        store.settle(self._consumer_id, [d.tag for d in deliveries], requeue=requeue)
+
+    async def dead_letter(self, delivery: Delivery, reason: str) -> None:
+        """Move a delivery to the dead letters with ``reason``."""
+        store = await self._connected()
+        if not store.bury(self._consumer_id, delivery.tag, reason, time.time()):
+            log.warning("dead_letter: delivery %s is no longer leased here", delivery.tag)
+
+    async def list_dead(self, limit: int = 100) -> list[DeadLetter]:
+        """Dead letters, oldest first."""
+        return (await self._connected()).list_dead(limit)
+
+    async def requeue_dead(self, ids: Sequence[str] | None = None) -> int:
+        """Put dead letters (all when ``ids`` is None) back on their original queues."""
+        return (await self._connected()).requeue_dead(ids)
+
+    async def purge(self, queues: Sequence[str]) -> int:
+        """Delete waiting messages (due or not) in ``queues``; return how many."""
+        return (await self._connected()).purge(queues)
+
+    async def queue_sizes(self, queues: Sequence[str]) -> dict[str, int]:
+        """Waiting messages (due or not) per queue."""
+        return (await self._connected()).queue_sizes(queues)
+
+    async def revoke(self, task_ids: Sequence[str], *, expires: float) -> None:
+        """Remember revoked task ids until ``expires`` (epoch seconds)."""
+        (await self._connected()).revoke(task_ids, expires)
+
+    async def revoked(self) -> set[str]:
+        """Currently revoked task ids."""
+        return (await self._connected()).revoked(time.time())

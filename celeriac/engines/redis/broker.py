@@ -1,0 +1,589 @@
+"""The Redis transport: kombu's key layout on the wire, leases instead of visibility timeouts.
+
+Wire compatibility (SPEC §3). Messages are kombu JSON envelopes (:mod:`celeriac.protocol.kombu`)
+``LPUSH``ed onto ``<queue>`` or its priority buckets ``<queue>\\x06\\x16{3,6,9}`` and taken
+from the right end (FIFO). The default exchange ``""`` routes to the list named by the routing
+key; named exchanges are resolved through kombu's binding sets, fanout ones are also
+``PUBLISH``ed on kombu's channel (:mod:`celeriac.engines.redis.routing`).
+Fetched messages are recorded in kombu's ``unacked`` hash (tag -> ``[envelope, "", queue]``,
+which makes a kombu restore route it back to the queue it came from) and ``unacked_index``
+zset, so a Celery worker sharing the database could restore them. Every key, channel included,
+starts with the ``global_keyprefix`` option, as in kombu.
+
+Priorities. The Transport interface uses AMQP numbering (9 before 0). Producers place a message
+in the same bucket Celery would (largest step of 0/3/6/9 not above its priority), and this
+consumer serves buckets 9, 6, 3, 0 in that order, so celeriac clients and workers agree with
+the interface and Celery producers' messages land where Celery puts them. A *Celery* worker on
+the same queue serves bucket 0 first (Redis' inverted order); for a mixed fleet set the option
+``priority_order="lower_first"`` to make this consumer do the same.
+
+Reliability. A Lua script pops up to ``limit`` messages and, in the same atomic step, records
+each in ``unacked``/``unacked_index`` and in this consumer's lease hash
+``celeriac:lease:<consumer id>`` (tag -> queue): a popped message is never only in client
+memory. Consumers register in ``celeriac:consumers`` and keep ``celeriac:consumer:<id>`` alive
+(``PX lease_timeout``, refreshed every ``heartbeat_interval``), refreshing the
+``unacked_index`` scores of their tags at the same time so a Celery visibility sweep never
+takes them. A sweep (one consumer at a time, throttled by the lock ``celeriac:sweep``) puts
+back the leased messages of consumers whose liveness key expired, with kombu's redelivered
+flags, at the consuming end; a live consumer's leases are never taken. ``close()`` puts back
+this instance's unacked messages at once. A fetch whose reply was lost (connection drop,
+cancellation) is remembered and its leases are put back on the next successful round trip.
+A consumer that lost Redis waits ``lease_timeout`` after reconnecting before it sweeps, so
+consumers cut off by the same outage can heartbeat again before anyone is declared dead.
+
+Waiting. celeriac producers push a token to ``celeriac:notify:<queue>`` in the same round
+trip as the message. An idle consumer sends ``BLPOP`` on those keys pipelined with the fetch
+script, so Redis runs the fetch the moment a token arrives and the message comes back in that
+same round trip. Celery producers push no token, so the wait is capped at ``poll_interval``
+(default 1 s). A consumer that fills its ``limit`` while messages remain pushes a token on,
+waking the next waiting consumer.
+
+Not-yet-due messages (``Outgoing.not_before``) go to ``celeriac:delayed:<queue>`` (score = due
+time, member = priority step digit + envelope) and the index ``celeriac:delayed`` holds each
+queue's earliest due time. Any consumer moves due messages to their lists with a Lua script
+when the earliest due time (returned by every fetch) has passed; workers never hold them.
+Set ``delayed_delivery=False`` when Celery workers consume the queue and must see ETA tasks.
+
+Dead letters: see :mod:`celeriac.engines.redis.dead`. Revokes: zset ``celeriac:revoked``
+scored by expiry, pruned on read.
+
+Bad input. Stored bytes that are not a kombu envelope are fetched like any message, as an
+envelope with content type ``application/x-celeriac-invalid``, the bytes as body and a header
+``x-celeriac-invalid`` with the reason, so the worker dead-letters them (nothing lost, no loop).
+
+Connections: see :mod:`celeriac.engines.redis.connection` for URL forms and options.
+Transient errors are
+retried with exponential backoff (``max_retries``, ``retry_backoff_max``); publish, ack and the
+other calls then raise :class:`ConnectionError`. ``fetch`` never raises for a lost connection:
+it logs, backs off and keeps trying, returning an empty list at its timeout.
+
+Other options: ``lease_timeout`` (30 s), ``heartbeat_interval`` (lease_timeout / 3),
+``sweep_interval`` (heartbeat_interval), ``poll_interval`` (1 s), ``delayed_delivery`` (True),
+``priority_order`` (``higher_first``), ``fanout_exchanges``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
+
+from celeriac.engines.redis import scripts as lua
+from celeriac.engines.redis.connection import connect_redis, parse_redis_url
+from celeriac.engines.redis.dead import DeadLetters
+from celeriac.engines.redis.keys import RedisKeys
+from celeriac.engines.redis.leases import (
+    NOTIFY_CAP,
+    TRANSIENT_ERRORS,
+    Leases,
+    owner_of,
+)
+from celeriac.engines.redis.push import AsyncPusher, push_commands, push_of
+from celeriac.engines.redis.routing import Router
+from celeriac.exceptions import ImproperlyConfigured, MissingDependency
+from celeriac.protocol import kombu
+from celeriac.protocol.ids import uuid4
+from celeriac.transport.base import DeadLetter, Delivery, Outgoing, QueueSpec
+
+try:
+    from redis import exceptions as redis_errors
+    from redis.asyncio import Redis
+    from redis.commands.core import AsyncScript
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise MissingDependency("Redis transport: pip install 'celeriac[redis]'") from exc
+
+__all__ = ["PUSH_LIMIT", "RedisTransport", "encode_copy"]
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+MAX_FETCH = 1000
+MOVE_BATCH = 1000
+CHUNK = 200
+PUSH_LIMIT = 10_000
+"""Messages stored in one round trip by the pusher; larger batches take a redis-py MULTI."""
+BLPOP_RESOLUTION = 0.1
+_FETCH_SHA = hashlib.sha1(lua.FETCH.encode()).hexdigest()
+_SCRIPTS = (
+    "ACK",
+    "FETCH",
+    "SCHEDULE",
+    "MOVE_DUE",
+    "HEARTBEAT",
+    "RESTORE",
+    "DEAD_LETTER",
+    "REQUEUE_DEAD",
+)
+
+
+@dataclass(slots=True)
+class _Batch:
+    """A publish batch sorted by what has to happen to each message."""
+
+    pushes: list[tuple[str, bytes]] = field(default_factory=list)
+    delayed: dict[str, list[tuple[str, bytes]]] = field(default_factory=dict)
+    broadcasts: list[tuple[str, bytes]] = field(default_factory=list)
+    wake: dict[str, int] = field(default_factory=dict)
+
+
+class RedisTransport:
+    """A Transport over Redis lists, wire-compatible with kombu (see the module docstring)."""
+
+    def __init__(self, url: str, *, options: Mapping[str, Any] | None = None) -> None:
+        opts = dict(options or {})
+        self.url = url
+        self._settings = parse_redis_url(url, opts)
+        self.keys = RedisKeys(self._settings.key_prefix)
+        self.lease_timeout = float(opts.get("lease_timeout", 30.0))
+        self.heartbeat_interval = float(opts.get("heartbeat_interval") or self.lease_timeout / 3)
+        self.sweep_interval = float(opts.get("sweep_interval") or self.heartbeat_interval)
+        self.poll_interval = float(opts.get("poll_interval", 1.0))
+        self._delayed = bool(opts.get("delayed_delivery", True))
+        order = opts.get("priority_order", "higher_first")
+        if order not in ("higher_first", "lower_first"):
+            raise ImproperlyConfigured(f"priority_order: higher_first or lower_first, not {order}")
+        self._steps = (9, 6, 3, 0) if order == "higher_first" else (0, 3, 6, 9)
+        self._max_retries = int(opts.get("max_retries", 6))
+        self._backoff_max = float(opts.get("retry_backoff_max", 2.0))
+        self.consumer_id = uuid.uuid4().hex
+        self._client: Redis[bytes] | None = None
+        self._leases: Leases | None = None
+        self._dead: DeadLetters | None = None
+        self._scripts: dict[str, AsyncScript] = {}
+        self._pusher: AsyncPusher | None = None
+        # Celery's broadcast exchanges are fanout on Redis even when nobody declared them here.
+        fanout = opts.get("fanout_exchanges", ("celery.pidbox", "celeryev"))
+        self.router = Router(self.keys, self._settings.db, fanout)
+        self._seq = 0
+        self._rotation = 0
+        self._next_due: float | None = None
+        self._fetch_delay = 0.0
+
+    # -- connection -----------------------------------------------------------------------
+
+    @property
+    def client(self) -> Redis[bytes]:
+        """The connected client; raises if :meth:`connect` was not awaited."""
+        if self._client is None:
+            raise RuntimeError("RedisTransport used before connect()")
+        return self._client
+
+    @property
+    def leases(self) -> Leases:
+        """This consumer's lease keeper (exists once connected)."""
+        if self._leases is None:
+            raise RuntimeError("RedisTransport used before connect()")
+        return self._leases
+
+    @property
+    def pusher(self) -> AsyncPusher:
+        """Stores published messages (exists once connected)."""
+        if self._pusher is None:
+            raise RuntimeError("RedisTransport used before connect()")
+        return self._pusher
+
+    @property
+    def dead(self) -> DeadLetters:
+        """The dead-letter store (exists once connected)."""
+        if self._dead is None:
+            raise RuntimeError("RedisTransport used before connect()")
+        return self._dead
+
+    async def connect(self) -> None:
+        """Create the connection pool and check that Redis answers (retrying)."""
+        if self._client is not None:
+            return
+        client = connect_redis(self._settings)
+        self._scripts = {name: client.register_script(getattr(lua, name)) for name in _SCRIPTS}
+        try:
+            await self._retry("connect", client.ping)
+        except BaseException:
+            await client.connection_pool.disconnect()
+            raise
+        self._client = client
+        self._pusher = AsyncPusher(
+            client.connection_pool,
+            self._settings.max_connections,
+            self._settings.pool_timeout,
+            self._settings.connection.get("socket_timeout"),
+        )
+        self._leases = Leases(
+            client,
+            self.keys,
+            self._scripts,
+            consumer_id=self.consumer_id,
+            lease_timeout=self.lease_timeout,
+            heartbeat_interval=self.heartbeat_interval,
+            sweep_interval=self.sweep_interval,
+        )
+        self._dead = DeadLetters(client, self.keys, self._scripts)
+
+    async def close(self) -> None:
+        """Stop heartbeats, put this consumer's unacked messages back, release connections."""
+        client, leases = self._client, self._leases
+        if client is None or leases is None:
+            return
+        try:
+            await leases.stop()
+        except TRANSIENT_ERRORS as exc:
+            logger.warning(
+                "redis close: cannot requeue unacked messages now (%s); the sweep will "
+                "requeue them %.0fs after the last heartbeat",
+                exc,
+                self.lease_timeout,
+            )
+        pusher = self._pusher
+        self._client, self._leases, self._dead, self._pusher = None, None, None, None
+        if pusher is not None:
+            await pusher.close()
+        await client.connection_pool.disconnect()
+
+    async def _retry(self, what: str, op: Callable[[], Awaitable[T]]) -> T:
+        """Run ``op``, retrying transient errors with backoff; then raise ConnectionError."""
+        delay = 0.05
+        for attempt in range(self._max_retries + 1):
+            try:
+                return await op()
+            except TRANSIENT_ERRORS as exc:
+                if attempt >= self._max_retries:
+                    raise ConnectionError(
+                        f"redis {what} failed after {attempt + 1} attempts: {exc}"
+                    ) from exc
+                logger.warning("redis %s failed (%s); retrying in %.2fs", what, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._backoff_max)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- declare and publish --------------------------------------------------------------
+
+    async def declare(self, queues: Sequence[QueueSpec]) -> None:
+        """Record bindings as kombu does (see :mod:`celeriac.engines.redis.routing`)."""
+
+        async def op() -> None:
+            pipe = self.client.pipeline(transaction=False)
+            self.router.declare(pipe, queues)
+            await pipe.execute()
+
+        if queues:
+            await self._retry("declare", op)
+
+    async def publish(self, messages: Sequence[Outgoing]) -> None:
+        """Route and store ``messages``: usually one round trip (plus one for bindings)."""
+        if messages:
+            await self._retry("publish", lambda: self._publish_once(messages))
+
+    async def _publish_once(self, messages: Sequence[Outgoing]) -> None:
+        routes = await self.router.load(self.client, messages)
+        batch = _Batch()
+        now = time.time()
+        for msg in messages:
+            route = routes.get(msg.exchange)
+            if route is not None and route.kind == "fanout":
+                # kombu peers (Celery workers, Flower) listen on the pub/sub channel.
+                batch.broadcasts.append((self.router.fanout_channel(msg), encode_copy(msg)))
+            if route is None and msg.routing_key:
+                queues: Sequence[str] = (msg.routing_key,)  # the default exchange: the common case
+            else:
+                queues = self.router.queues(msg, route)
+            for queue in queues:
+                payload = encode_copy(msg)
+                due = msg.not_before
+                if self._delayed and due is not None and due > now:
+                    step = kombu.bucket_of(msg.envelope.priority)
+                    batch.delayed.setdefault(queue, []).append((repr(due), b"%d" % step + payload))
+                    if due - now >= self.poll_interval:
+                        continue  # waiting consumers look at the due time in time anyway
+                else:
+                    batch.pushes.append((self.keys.bucket(queue, msg.envelope.priority), payload))
+                batch.wake[queue] = batch.wake.get(queue, 0) + 1
+        if not batch.delayed and not batch.broadcasts and len(batch.pushes) <= PUSH_LIMIT:
+            await self.pusher.push(push_of(self.keys, batch.pushes, batch.wake))  # atomic
+            return
+        pipe = self.client.pipeline(transaction=True)  # all or nothing, for retries
+        for start in range(0, len(batch.pushes), PUSH_LIMIT):
+            self._push(pipe, batch.pushes[start : start + PUSH_LIMIT], {})
+        for queue, items in batch.delayed.items():
+            await self._schedule(pipe, queue, items)
+        for channel, payload in batch.broadcasts:
+            pipe.publish(channel, payload)
+        self._push(pipe, [], batch.wake)
+        await pipe.execute()
+
+    def _push(self, pipe: Any, pushes: list[tuple[str, bytes]], wake: dict[str, int]) -> None:
+        """Queue on a pipeline the commands storing messages, then wake-up tokens."""
+        for command in push_commands(self.keys, pushes, wake)[0]:
+            pipe.execute_command(*command)
+
+    async def _schedule(self, pipe: Any, queue: str, items: list[tuple[str, bytes]]) -> None:
+        """Queue SCHEDULE calls (in chunks) storing not-yet-due messages of ``queue``."""
+        keys = [self.keys.delayed(queue), self.keys.delayed_index]
+        for start in range(0, len(items), CHUNK):
+            args: list[Any] = [queue]
+            for score, member in items[start : start + CHUNK]:
+                args += [score, member]
+            await self._scripts["SCHEDULE"](keys=keys, args=args, client=pipe)
+
+    # -- consume --------------------------------------------------------------------------
+
+    async def fetch(self, queues: Sequence[str], *, limit: int, timeout: float) -> list[Delivery]:
+        """Lease up to ``limit`` due messages, waiting up to ``timeout`` s for the first one.
+
+        Never raises for a lost connection: it logs, backs off and retries until ``timeout``.
+        """
+        if not queues or limit <= 0:
+            return []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(timeout, 0.0)
+        block = 0.0
+        while True:
+            try:
+                deliveries = await self._fetch_step(queues, min(limit, MAX_FETCH), block)
+                if deliveries:
+                    return deliveries
+                block = await self._block_time(deadline - loop.time())
+                if block < 0:
+                    return []
+            except TRANSIENT_ERRORS as exc:
+                block = 0.0
+                self._fetch_delay = min(max(self._fetch_delay * 2, 0.05), self._backoff_max)
+                logger.warning("redis fetch failed (%s); retrying in %.2fs", exc, self._fetch_delay)
+                await asyncio.sleep(min(self._fetch_delay, max(deadline - loop.time(), 0.05)))
+                if loop.time() >= deadline:
+                    return []
+
+    async def _block_time(self, remaining: float) -> float:
+        """How long the next fetch may block in Redis: 0 = fetch now, < 0 = give up."""
+        if self._next_due is not None and self._next_due <= time.time():
+            return 0.0
+        if remaining <= 0:
+            return -1.0
+        wait = min(remaining, self.poll_interval)
+        if self._next_due is not None:
+            wait = min(wait, self._next_due - time.time())
+        if wait < BLPOP_RESOLUTION:
+            # Redis times out blocked clients on its ``hz`` tick (100 ms by default): a short
+            # BLPOP would overshoot, so a due time or deadline this close is slept here.
+            await asyncio.sleep(max(wait, 0.0))
+            return 0.0
+        return wait
+
+    async def _fetch_step(self, queues: Sequence[str], limit: int, block: float) -> list[Delivery]:
+        """Register, move due delayed messages, lease what is there, reconcile lost replies."""
+        leases = self.leases
+        await leases.ensure_registered()
+        if self._next_due is not None and self._next_due <= time.time():
+            await self._move_due()
+        try:
+            deliveries = await self._fetch_once(queues, limit, block)
+        except redis_errors.NoScriptError:  # the server restarted empty: load and go on
+            await self._load_scripts()
+            deliveries = await self._fetch_once(queues, limit, 0.0)
+        if self._fetch_delay:
+            logger.warning("redis fetch: connection restored")
+            self._fetch_delay = 0.0
+        if leases.unsure:
+            await leases.reconcile()
+        return deliveries
+
+    def _ordered(self, queues: Sequence[str]) -> list[str]:
+        """Rotate the queue order between calls so no queue starves (as kombu does)."""
+        self._rotation = (self._rotation + 1) % len(queues)
+        return list(queues[self._rotation :]) + list(queues[: self._rotation])
+
+    async def _fetch_once(self, queues: Sequence[str], limit: int, block: float) -> list[Delivery]:
+        """Pop and lease up to ``limit`` messages atomically (the FETCH script).
+
+        With ``block`` > 0 the script is pipelined after a ``BLPOP`` on the wake-up tokens:
+        Redis runs it the moment a token arrives (or at the timeout), saving a round trip.
+        """
+        order = self._ordered(queues)
+        self._seq += 1
+        seq = self._seq
+        keys = [
+            self.keys.unacked,
+            self.keys.unacked_index,
+            self.keys.lease(self.consumer_id),
+            self.keys.delayed_index,
+        ]
+        keys += [self.keys.bucket(q, step) for step in self._steps for q in order]
+        keys += [self.keys.notify(q) for q in order]
+        args: list[Any] = [repr(time.time()), limit, f"{self.consumer_id}:{seq}:"]
+        args += [len(order), NOTIFY_CAP, *order, *(json.dumps(q) for q in order)]
+        try:
+            if block > 0:
+                pipe = cast(Any, self.client.pipeline(transaction=False))
+                pipe.execute_command(
+                    "BLPOP", *(self.keys.notify(q) for q in order), round(block, 3)
+                )
+                pipe.evalsha(_FETCH_SHA, len(keys), *keys, *args)
+                reply = (await pipe.execute())[1]
+            else:
+                reply = await self._scripts["FETCH"](keys=keys, args=args)
+        except redis_errors.NoScriptError:
+            raise  # the script did not run: nothing was leased
+        except BaseException:
+            # The script may have run although its reply was lost: reconcile later.
+            self.leases.unsure.add(seq)
+            raise
+        self._next_due = float(reply[0]) if reply[0] else None
+        return [
+            _delivery(order[int(reply[i]) - 1], reply[i + 1].decode(), reply[i + 2])
+            for i in range(1, len(reply), 3)
+        ]
+
+    async def _load_scripts(self) -> None:
+        """Load every script (after a server restart emptied its script cache)."""
+        for name in _SCRIPTS:
+            await cast(Any, self.client).script_load(getattr(lua, name))
+
+    async def _move_due(self) -> None:
+        """Move due delayed messages (of every queue) onto their lists."""
+        args: list[Any] = [repr(time.time()), MOVE_BATCH, self.keys.prefix, kombu.SEP, NOTIFY_CAP]
+        moved, nxt = await self._scripts["MOVE_DUE"](keys=[self.keys.delayed_index], args=args)
+        self._next_due = float(nxt) if nxt else None
+        if moved:
+            logger.debug("redis: moved %d due delayed messages", moved)
+
+    async def ack(self, deliveries: Sequence[Delivery]) -> None:
+        """Forget finished deliveries: one MULTI removing them from unacked and the lease."""
+        if deliveries:
+            await self._retry("ack", lambda: self._drop(deliveries))
+
+    async def _drop(self, deliveries: Sequence[Delivery]) -> None:
+        """One ACK script call: unacked entries, index scores and lease records go."""
+        owners = _by_owner([d.tag for d in deliveries])
+        keys = [self.keys.unacked, self.keys.unacked_index]
+        args: list[Any] = []
+        for number, (owner, tags) in enumerate(owners.items(), start=1):
+            keys.append(self.keys.lease(owner))
+            for tag in tags:
+                args += [number, tag]
+        await self._scripts["ACK"](keys=keys, args=args)
+
+    async def reject(self, deliveries: Sequence[Delivery], *, requeue: bool) -> None:
+        """Drop deliveries, or put them back first in line with kombu's redelivered flags."""
+        if not deliveries:
+            return
+        if not requeue:
+            await self._retry("reject", lambda: self._drop(deliveries))
+            return
+        for owner, tags in _by_owner([d.tag for d in deliveries]).items():
+            await self._retry("requeue", _restorer(self.leases, owner, tags))
+
+    # -- dead letters, purge, sizes, revokes ------------------------------------------------
+
+    async def dead_letter(self, delivery: Delivery, reason: str) -> None:
+        """Set the delivery aside (stored bytes kept exactly) with ``reason``; acks it."""
+        await self._retry("dead_letter", lambda: self.dead.add(delivery, reason))
+
+    async def list_dead(self, limit: int = 100) -> list[DeadLetter]:
+        """The dead letters, oldest first."""
+        return await self._retry("list_dead", lambda: self.dead.oldest(limit)) if limit > 0 else []
+
+    async def requeue_dead(self, ids: Sequence[str] | None = None) -> int:
+        """Put dead letters (all when ``ids`` is None) back on their queues."""
+        wanted = list(ids) if ids is not None else await self._retry("dead", self.dead.all_ids)
+        moved = 0
+        for start in range(0, len(wanted), CHUNK):
+            chunk = wanted[start : start + CHUNK]
+            moved += await self._retry("requeue_dead", _bind_chunk(self.dead.requeue, chunk))
+        return moved
+
+    async def purge(self, queues: Sequence[str]) -> int:
+        """Delete waiting messages (due or not) of ``queues``; return how many there were."""
+
+        async def op() -> int:
+            pipe = self.client.pipeline(transaction=True)
+            for queue in queues:
+                for key in self.keys.buckets(queue):
+                    pipe.llen(key)
+                pipe.zcard(self.keys.delayed(queue))
+                pipe.delete(*self.keys.buckets(queue), self.keys.delayed(queue))
+                pipe.zrem(self.keys.delayed_index, queue)
+            replies = await pipe.execute()
+            per_queue = len(kombu.PRIORITY_STEPS) + 3
+            return sum(
+                sum(replies[i : i + per_queue - 2]) for i in range(0, len(replies), per_queue)
+            )
+
+        return await self._retry("purge", op) if queues else 0
+
+    async def queue_sizes(self, queues: Sequence[str]) -> dict[str, int]:
+        """Waiting messages (due or not) per queue: the four lists plus the delayed set."""
+
+        async def op() -> dict[str, int]:
+            pipe = self.client.pipeline(transaction=False)
+            for queue in queues:
+                for key in self.keys.buckets(queue):
+                    pipe.llen(key)
+                pipe.zcard(self.keys.delayed(queue))
+            replies = await pipe.execute()
+            width = len(kombu.PRIORITY_STEPS) + 1
+            return {q: sum(replies[i * width : (i + 1) * width]) for i, q in enumerate(queues)}
+
+        return await self._retry("queue_sizes", op) if queues else {}
+
+    async def revoke(self, task_ids: Sequence[str], *, expires: float) -> None:
+        """Persist revoked ids in ``celeriac:revoked`` until ``expires``."""
+        if task_ids:
+            mapping: dict[str | bytes, Any] = dict.fromkeys(task_ids, expires)
+            await self._retry("revoke", lambda: self.client.zadd(self.keys.revoked, mapping))
+
+    async def revoked(self) -> set[str]:
+        """Currently revoked ids (expired ones are pruned on the way)."""
+
+        async def op() -> set[str]:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.zremrangebyscore(self.keys.revoked, "-inf", repr(time.time()))
+            pipe.zrange(self.keys.revoked, 0, -1)
+            _, ids = await pipe.execute()
+            return {i.decode() for i in ids}
+
+        return await self._retry("revoked", op)
+
+
+def encode_copy(msg: Outgoing) -> bytes:
+    """The kombu envelope of ``msg`` with a fresh delivery tag (one per stored copy)."""
+    tag = uuid4()
+    return kombu.encode(
+        msg.envelope, exchange=msg.exchange, routing_key=msg.routing_key, delivery_tag=tag
+    )
+
+
+def _delivery(queue: str, tag: str, raw: bytes) -> Delivery:
+    """A Delivery from one fetched message (undecodable bytes give an invalid envelope)."""
+    message = kombu.decode(raw)
+    return Delivery(
+        envelope=message.envelope,
+        queue=queue,
+        tag=tag,
+        exchange=message.exchange,
+        routing_key=message.routing_key,
+        redelivered=message.redelivered,
+    )
+
+
+def _by_owner(tags: Sequence[str]) -> dict[str, list[str]]:
+    """Group delivery tags by the consumer that leased them."""
+    groups: dict[str, list[str]] = {}
+    for tag in tags:
+        groups.setdefault(owner_of(tag), []).append(tag)
+    return groups
+
+
+def _restorer(leases: Leases, owner: str, tags: list[str]) -> Callable[[], Awaitable[int]]:
+    """A retryable requeue of ``tags`` (binds loop variables now, not late)."""
+    return lambda: leases.restore(owner, tags, only_if_dead=False)
+
+
+def _bind_chunk(
+    func: Callable[[Sequence[str]], Awaitable[int]], chunk: list[str]
+) -> Callable[[], Awaitable[int]]:
+    """A retryable call of ``func(chunk)``."""
+    return lambda: func(chunk)

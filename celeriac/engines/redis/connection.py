@@ -1,0 +1,243 @@
+"""Redis URLs and connection options, shared by the Redis transport and result backend.
+
+Accepted URL forms (as Celery/kombu accept them)::
+
+    redis://[user:password@]host[:port][/db]       plain TCP (db 0 by default)
+    rediss://[user:password@]host[:port][/db]      TLS; certificate options below
+    redis+socket:///path/to/redis.sock?db=N        Unix socket (also unix://, socket://)
+    sentinel://[:password@]host:port[/db];sentinel://host2:port
+                                                   Sentinel; needs option master_name
+
+Options (Celery's ``broker_transport_options`` / ``result_backend_transport_options``):
+``max_connections`` (pool size, default 20), ``pool_timeout`` (wait for a free pooled
+connection, default 20 s), ``socket_timeout``, ``socket_connect_timeout``,
+``socket_keepalive``, ``health_check_interval``, ``username``/``password`` (override the
+URL), ``master_name`` and ``sentinel_kwargs`` (Sentinel), ``ssl_cert_reqs``,
+``ssl_ca_certs``, ``ssl_certfile``, ``ssl_keyfile``, ``ssl_check_hostname`` (also inside
+an ``ssl`` dict, as ``broker_use_ssl`` gives them), and ``global_keyprefix`` (read by the
+callers, which prefix every key with it as kombu does).
+
+redis-py's own retries are switched off: the callers retry with their own backoff so that
+they can tell a retried write from a lost one. Connections speak RESP2 (redis-py 8 would
+pick RESP3, which Redis < 6 lacks and which turns pub/sub replies into push messages).
+"""
+
+from __future__ import annotations
+
+import math
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from celeriac.engines.redis.packing import (
+    PackingConnection,
+    PackingSSLConnection,
+    PackingUnixConnection,
+)
+from celeriac.exceptions import ImproperlyConfigured, MissingDependency
+
+try:
+    import redis as blocking
+    from redis.asyncio import BlockingConnectionPool, Redis
+    from redis.asyncio.sentinel import Sentinel
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise MissingDependency("Redis support: pip install 'celeriac[redis]'") from exc
+
+__all__ = ["RedisSettings", "connect_redis", "parse_redis_url"]
+
+_SSL_KEYS = ("ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_check_hostname")
+_CERT_REQS = {
+    "none": "none",
+    "cert_none": "none",
+    "optional": "optional",
+    "cert_optional": "optional",
+    "required": "required",
+    "cert_required": "required",
+}
+_SOCKET_SCHEMES = ("unix", "socket", "redis+socket")
+
+
+@dataclass(frozen=True, slots=True)
+class RedisSettings:
+    """A parsed Redis location: how to connect, which db, and the key prefix."""
+
+    db: int = 0
+    connection: dict[str, Any] = field(default_factory=dict)
+    sentinels: tuple[tuple[str, int], ...] = ()
+    master_name: str | None = None
+    sentinel_kwargs: dict[str, Any] = field(default_factory=dict)
+    max_connections: int = 20
+    pool_timeout: float = 20.0
+    key_prefix: str = ""
+    tls: bool = False
+
+
+def _cert_reqs(value: Any) -> Any:
+    """Normalise Celery's spellings of ``ssl_cert_reqs`` (CERT_NONE, 'none', ssl constants)."""
+    if isinstance(value, ssl.VerifyMode):
+        return value
+    text = str(value).strip().lower()
+    if text not in _CERT_REQS:
+        raise ImproperlyConfigured(f"invalid ssl_cert_reqs {value!r}")
+    return _CERT_REQS[text]
+
+
+def _ssl_options(query: Mapping[str, str], options: Mapping[str, Any]) -> dict[str, Any]:
+    """TLS keyword arguments from the URL query, an ``ssl`` dict and top-level options."""
+    merged: dict[str, Any] = {k: v for k, v in query.items() if k in _SSL_KEYS}
+    nested = options.get("ssl")
+    if isinstance(nested, Mapping):
+        merged.update({k: v for k, v in nested.items() if k in _SSL_KEYS})
+    merged.update({k: v for k, v in options.items() if k in _SSL_KEYS})
+    if "ssl_cert_reqs" in merged:
+        merged["ssl_cert_reqs"] = _cert_reqs(merged["ssl_cert_reqs"])
+    if "ssl_check_hostname" in merged:
+        merged["ssl_check_hostname"] = str(merged["ssl_check_hostname"]).lower() in (
+            "1",
+            "true",
+            "yes",
+        )
+    return merged
+
+
+def _db_from(path: str, query: Mapping[str, str]) -> int:
+    """The db number from ``?db=N`` or the URL path ``/N``."""
+    text = query.get("db") or path.strip("/") or "0"
+    try:
+        return int(text)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"invalid Redis db number {text!r}") from exc
+
+
+def _common_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Socket and auth options passed straight to every connection."""
+    kwargs: dict[str, Any] = {
+        "socket_timeout": float(options.get("socket_timeout", 30.0)),
+        "socket_connect_timeout": float(options.get("socket_connect_timeout", 5.0)),
+        "socket_keepalive": bool(options.get("socket_keepalive", True)),
+        "health_check_interval": int(options.get("health_check_interval", 25)),
+        "retry": Retry(NoBackoff(), 0),
+        # RESP2: understood by every Redis version; pub/sub replies stay plain arrays.
+        "protocol": 2,
+    }
+    for key in ("username", "password", "client_name"):
+        if options.get(key) is not None:
+            kwargs[key] = options[key]
+    return kwargs
+
+
+def _parse_sentinel(url: str, options: Mapping[str, Any]) -> RedisSettings:
+    """``sentinel://h1:p1;sentinel://h2:p2`` plus ``master_name``."""
+    master = options.get("master_name")
+    if not master:
+        raise ImproperlyConfigured("sentinel:// URLs need the transport option 'master_name'")
+    hosts: list[tuple[str, int]] = []
+    db = 0
+    auth: dict[str, Any] = {}
+    for part in filter(None, (p.strip() for p in url.split(";"))):
+        split = urlsplit(part)
+        hosts.append((split.hostname or "localhost", split.port or 26379))
+        query = {k: v[0] for k, v in parse_qs(split.query).items()}
+        if split.path.strip("/") or "db" in query:
+            db = _db_from(split.path, query)
+        if split.password:
+            auth["password"] = unquote(split.password)
+        if split.username:
+            auth["username"] = unquote(split.username)
+    connection = {**auth, **_common_options(options), "db": db}
+    tls_options = _ssl_options({}, options)
+    if tls_options or options.get("ssl"):
+        connection.update(tls_options, ssl=True)
+    sentinel_kwargs = dict(options.get("sentinel_kwargs") or {})
+    return RedisSettings(
+        db=db,
+        connection=connection,
+        sentinels=tuple(hosts),
+        master_name=str(master),
+        sentinel_kwargs=sentinel_kwargs,
+        max_connections=int(options.get("max_connections", 20)),
+        pool_timeout=float(options.get("pool_timeout", 20.0)),
+        key_prefix=str(options.get("global_keyprefix") or ""),
+    )
+
+
+def parse_redis_url(url: str, options: Mapping[str, Any] | None = None) -> RedisSettings:
+    """Parse ``url`` and ``options`` into :class:`RedisSettings` (no I/O)."""
+    opts: Mapping[str, Any] = options or {}
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme == "sentinel":
+        return _parse_sentinel(url, opts)
+    split = urlsplit(url)
+    query = {k: v[0] for k, v in parse_qs(split.query).items()}
+    connection: dict[str, Any] = {}
+    if split.username:
+        connection["username"] = unquote(split.username)
+    if split.password:
+        connection["password"] = unquote(split.password)
+    if scheme in _SOCKET_SCHEMES:
+        connection["path"] = unquote(split.path)
+        db = _db_from("", query)
+    elif scheme in ("redis", "rediss"):
+        connection["host"] = split.hostname or "localhost"
+        connection["port"] = split.port or 6379
+        db = _db_from(split.path, query)
+        if scheme == "rediss":
+            connection.update(_ssl_options(query, opts))
+    else:
+        raise ImproperlyConfigured(f"not a Redis URL: {url!r}")
+    connection.update(_common_options(opts))
+    if "path" in connection:
+        connection.pop("socket_keepalive")  # a TCP option; Unix sockets refuse it
+    connection["db"] = db
+    return RedisSettings(
+        db=db,
+        connection=connection,
+        max_connections=int(opts.get("max_connections", 20)),
+        pool_timeout=float(opts.get("pool_timeout", 20.0)),
+        key_prefix=str(opts.get("global_keyprefix") or ""),
+        tls=scheme == "rediss",
+    )
+
+
+def connect_redis(settings: RedisSettings) -> Redis[bytes]:
+    """A client with a bounded connection pool for ``settings`` (connects lazily)."""
+    if settings.sentinels:
+        sentinel = Sentinel(
+            list(settings.sentinels),
+            sentinel_kwargs=settings.sentinel_kwargs or None,
+            **{k: v for k, v in settings.connection.items() if k != "db"},
+        )
+        client: Redis[bytes] = sentinel.master_for(
+            settings.master_name or "",
+            db=settings.db,
+            max_connections=settings.max_connections,
+        )
+        return client
+    classes = (PackingConnection, PackingUnixConnection, PackingSSLConnection)
+    pool = BlockingConnectionPool(**_pool_options(settings, *classes))
+    return Redis(connection_pool=pool)
+
+
+def connect_redis_blocking(settings: RedisSettings) -> blocking.Redis[bytes]:
+    """The same pool as :func:`connect_redis` for redis-py's blocking client (no Sentinel)."""
+    if settings.sentinels:
+        raise ImproperlyConfigured("the blocking client has no Sentinel support here")
+    classes = (blocking.Connection, blocking.UnixDomainSocketConnection, blocking.SSLConnection)
+    pool = blocking.BlockingConnectionPool(**_pool_options(settings, *classes))
+    return blocking.Redis(connection_pool=pool)
+
+
+def _pool_options(settings: RedisSettings, plain: type, unix: type, tls: type) -> dict[str, Any]:
+    """Connection-pool keyword arguments, with the connection class the location needs."""
+    kwargs = dict(settings.connection)
+    connection_class = unix if "path" in kwargs else tls if settings.tls else plain
+    return {
+        "max_connections": settings.max_connections,
+        "timeout": math.ceil(settings.pool_timeout),
+        "connection_class": connection_class,
+        **kwargs,
+    }

@@ -1,0 +1,251 @@
+"""Consumer liveness and leases for the Redis transport (instead of visibility timeouts).
+
+A consumer registers in ``celeriac:consumers`` and keeps ``celeriac:consumer:<id>`` alive
+with ``PX lease_timeout``, renewed every ``heartbeat_interval`` by a background task that
+also refreshes the ``unacked_index`` scores of its leased tags (so a Celery visibility
+sweep never takes a live consumer's messages). The same task sweeps: under a short lock,
+it requeues the leases of consumers whose liveness key has expired. A restore is atomic
+(Lua) and checks that each unacked entry is still the one it read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from celeriac.engines.redis.keys import RedisKeys
+from celeriac.exceptions import MissingDependency
+from celeriac.protocol import kombu
+
+try:
+    from redis import exceptions as redis_errors
+    from redis.asyncio import Redis
+    from redis.commands.core import AsyncScript
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise MissingDependency("Redis transport: pip install 'celeriac[redis]'") from exc
+
+__all__ = ["NOTIFY_CAP", "TRANSIENT_ERRORS", "Leases", "owner_of"]
+
+logger = logging.getLogger("celeriac.engines.redis.broker")
+
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    redis_errors.ConnectionError,
+    redis_errors.TimeoutError,
+    redis_errors.ReadOnlyError,
+    OSError,
+)
+"""Errors that mean "Redis is unreachable for now": retried, never fatal to a consumer."""
+
+NOTIFY_CAP = 16
+"""Longest a wake-up token list grows; tokens beyond it would only cause idle wake-ups."""
+
+_CHUNK = 200
+
+
+def owner_of(tag: str) -> str:
+    """The consumer id inside a delivery tag ``<consumer id>:<fetch seq>:<n>``."""
+    return tag.split(":", 1)[0]
+
+
+def _unwrap(entry: bytes, queue: str) -> bytes:
+    """The stored envelope inside an unacked entry ``[<envelope>,"",<queue JSON>]``."""
+    suffix = b',"",' + json.dumps(queue).encode() + b"]"
+    if entry.startswith(b"[") and entry.endswith(suffix):
+        return entry[1 : -len(suffix)]
+    try:  # an entry in kombu's own spelling
+        value = json.loads(entry)
+        return json.dumps(value[0], ensure_ascii=False).encode()
+    except (ValueError, TypeError, IndexError, KeyError):
+        return entry
+
+
+class Leases:
+    """One consumer's registration, heartbeat task, sweeps and restores."""
+
+    def __init__(
+        self,
+        client: Redis[bytes],
+        keys: RedisKeys,
+        scripts: dict[str, AsyncScript],
+        *,
+        consumer_id: str,
+        lease_timeout: float,
+        heartbeat_interval: float,
+        sweep_interval: float,
+    ) -> None:
+        self.client = client
+        self.keys = keys
+        self.scripts = scripts
+        self.consumer_id = consumer_id
+        self.lease_timeout = lease_timeout
+        self.heartbeat_interval = heartbeat_interval
+        self.sweep_interval = sweep_interval
+        self.unsure: set[int] = set()
+        """Sequence numbers of fetch calls whose reply was lost (their leases go back)."""
+        self.registered = False
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    async def ensure_registered(self) -> None:
+        """Register before the first lease and keep the heartbeat task running."""
+        if not self.registered:
+            await self.beat()
+            self.registered = True
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def beat(self) -> bool:
+        """Renew liveness and our tags' unacked_index scores; True if (re)registered."""
+        me = self.consumer_id
+        keys = [
+            self.keys.live(me),
+            self.keys.consumers,
+            self.keys.lease(me),
+            self.keys.unacked_index,
+        ]
+        ms = int(self.lease_timeout * 1000)
+        added = await self.scripts["HEARTBEAT"](keys=keys, args=[me, ms, repr(time.time())])
+        return bool(added)
+
+    async def _run(self) -> None:
+        """Background task: heartbeat, sweep dead consumers, reconcile lost fetch replies.
+
+        After it could not reach Redis, a consumer waits ``lease_timeout`` before sweeping
+        again: the others were probably cut off too, and their liveness keys may have
+        expired meanwhile; they get that long to heartbeat before being declared dead.
+        """
+        loop = asyncio.get_running_loop()
+        me = asyncio.current_task()
+        next_sweep = loop.time()
+        delay = self.heartbeat_interval
+        failed = False
+        while not self._stopping:
+            await asyncio.sleep(delay)
+            if self._stopping or (me is not None and me.cancelling()):
+                return  # a cancellation that redis-py swallowed still means stop
+            try:
+                if await self.beat():
+                    logger.warning(
+                        "redis consumer %s was declared dead (no heartbeat for %.0fs): its "
+                        "unacked messages were requeued and may run twice",
+                        self.consumer_id,
+                        self.lease_timeout,
+                    )
+                if failed:
+                    failed, next_sweep = False, loop.time() + self.lease_timeout
+                if loop.time() >= next_sweep:
+                    next_sweep = loop.time() + self.sweep_interval
+                    await self.sweep()
+                if self.unsure:
+                    await self.reconcile()
+                delay = self.heartbeat_interval
+            except TRANSIENT_ERRORS as exc:
+                if me is not None and me.cancelling():
+                    # redis-py can turn our cancellation into a connection error: stop anyway.
+                    raise asyncio.CancelledError from exc
+                failed = True
+                delay = min(self.heartbeat_interval, 1.0)
+                logger.warning("redis heartbeat failed (%s); retrying in %.1fs", exc, delay)
+            except Exception:  # the heartbeat must outlive any bug: its death loses leases
+                if me is not None and me.cancelling():
+                    raise asyncio.CancelledError from None
+                failed = True
+                delay = min(self.heartbeat_interval, 1.0)
+                logger.exception("redis heartbeat: unexpected error; retrying in %.1fs", delay)
+
+    async def stop_heartbeat(self) -> None:
+        """Stop the heartbeat task only (the lease then lapses after ``lease_timeout``)."""
+        if self._task is not None:
+            self._stopping = True
+            self._task.cancel()
+            done, _ = await asyncio.wait({self._task}, timeout=5.0)
+            if not done:
+                logger.warning("redis heartbeat task did not stop within 5 s; leaving it")
+            self._task = None
+            self._stopping = False
+
+    async def stop(self) -> None:
+        """Stop the heartbeat task; put every message this consumer holds back; unregister."""
+        await self.stop_heartbeat()
+        if not self.registered:
+            return
+        await self.restore(self.consumer_id, None, only_if_dead=False)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.delete(self.keys.live(self.consumer_id))
+        pipe.srem(self.keys.consumers, self.consumer_id)
+        await pipe.execute()
+        self.registered = False
+
+    async def sweep(self) -> int:
+        """Requeue the leases of consumers whose liveness expired; one sweeper at a time."""
+        lock_ms = max(int(self.sweep_interval * 1000), 100)
+        if not await self.client.set(self.keys.sweep_lock, self.consumer_id, px=lock_ms, nx=True):
+            return 0
+        members = [m.decode() for m in await self.client.smembers(self.keys.consumers)]
+        others = [m for m in members if m != self.consumer_id]
+        if not others:
+            return 0
+        pipe = self.client.pipeline(transaction=False)
+        for member in others:
+            pipe.exists(self.keys.live(member))
+        alive = await pipe.execute()
+        restored = 0
+        for member, exists in zip(others, alive, strict=True):
+            if not exists:
+                count = await self.restore(member, None, only_if_dead=True)
+                if count:
+                    logger.warning("redis: requeued %d messages of dead consumer %s", count, member)
+                restored += count
+        return restored
+
+    async def reconcile(self) -> None:
+        """Requeue leases taken by fetch calls whose reply never arrived."""
+        unsure = set(self.unsure)
+        tags = [t.decode() for t in await self.client.hkeys(self.keys.lease(self.consumer_id))]
+        lost = [t for t in tags if int(t.split(":")[1]) in unsure]
+        if lost:
+            logger.warning("redis: requeueing %d messages whose fetch reply was lost", len(lost))
+            await self.restore(self.consumer_id, lost, only_if_dead=False)
+        self.unsure -= unsure
+
+    async def restore(self, owner: str, tags: Sequence[str] | None, only_if_dead: bool) -> int:
+        """Put ``owner``'s leased messages (all when ``tags`` is None) back on their queues."""
+        lease = self.keys.lease(owner)
+        if tags is None:
+            raw = await self.client.hgetall(lease)
+            leased = {k.decode(): v.decode() for k, v in raw.items()}
+        else:
+            values = await self.client.hmget(lease, list(tags)) if tags else []
+            leased = {t: v.decode() for t, v in zip(tags, values, strict=True) if v is not None}
+        items = list(leased.items())
+        restored = 0
+        for start in range(0, max(len(items), 1), _CHUNK):
+            count = await self._restore_chunk(owner, items[start : start + _CHUNK], only_if_dead)
+            if count < 0:  # the owner came back to life: leave its leases alone
+                return restored
+            restored += count
+        return restored
+
+    async def _restore_chunk(
+        self, owner: str, items: Sequence[tuple[str, str]], only_if_dead: bool
+    ) -> int:
+        """One atomic RESTORE call for a chunk of leased messages."""
+        tags = [tag for tag, _ in items]
+        entries = await self.client.hmget(self.keys.unacked, tags) if tags else []
+        keys = [
+            self.keys.unacked,
+            self.keys.unacked_index,
+            self.keys.lease(owner),
+            self.keys.live(owner),
+            self.keys.consumers,
+        ]
+        args: list[Any] = ["1" if only_if_dead else "0", owner, NOTIFY_CAP]
+        for (tag, queue), entry in zip(items, entries, strict=True):
+            payload, step = kombu.mark_redelivered(_unwrap(entry, queue) if entry else b"")
+            keys += [self.keys.bucket(queue, step), self.keys.notify(queue)]
+            args += [tag, entry or b"", payload]
+        return int(await self.scripts["RESTORE"](keys=keys, args=args))

@@ -1,0 +1,236 @@
+"""Lua scripts of the Redis transport: each one is a step that must not be split.
+
+Wake-up token lists get a 60 s expiry wherever a token is pushed: a token nobody took within
+a poll interval is useless, and queues nobody consumes must not leave keys behind.
+
+Every script runs atomically inside Redis, so a message is always in exactly one place:
+a queue list, the delayed sorted set of its queue, or the ``unacked`` hash with a lease
+record. The key layout is described in :mod:`celeriac.engines.redis.broker`.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ACK",
+    "DEAD_LETTER",
+    "FETCH",
+    "HEARTBEAT",
+    "MOVE_DUE",
+    "REQUEUE_DEAD",
+    "RESTORE",
+    "SCHEDULE",
+]
+
+ACK = """
+-- Forget finished deliveries: unacked entry, unacked_index score and lease record.
+-- KEYS: unacked, unacked_index, then the lease hashes involved.
+-- ARGV: (index of the tag's lease hash among those, tag) pairs.
+for i = 1, #ARGV, 2 do
+  local tag = ARGV[i + 1]
+  redis.call('HDEL', KEYS[1], tag)
+  redis.call('ZREM', KEYS[2], tag)
+  redis.call('HDEL', KEYS[2 + tonumber(ARGV[i])], tag)
+end
+return #ARGV / 2
+"""
+
+FETCH = """
+-- Pop up to ARGV[2] messages, highest priority bucket first, round-robin over the
+-- queues inside a bucket, and lease each one in the same step.
+-- KEYS: unacked, unacked_index, lease hash, delayed index, bucket keys (bucket-major,
+--       nq per bucket), then the nq notify keys.
+-- ARGV: now, limit, tag prefix, nq, notify cap, nq queue names, nq JSON queue names.
+local now, limit, prefix = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local nq, cap = tonumber(ARGV[4]), tonumber(ARGV[5])
+local nlevels = (#KEYS - 4 - nq) / nq
+local out, hargs, zargs, largs = {}, {}, {}, {}
+local n = 0
+for level = 0, nlevels - 1 do
+  local base = 4 + level * nq
+  local active = true
+  while active and n < limit do
+    active = false
+    for qi = 1, nq do
+      if n >= limit then break end
+      local raw = redis.call('RPOP', KEYS[base + qi])
+      if raw then
+        active = true
+        n = n + 1
+        local tag = prefix .. n
+        hargs[#hargs + 1] = tag
+        hargs[#hargs + 1] = '[' .. raw .. ',"",' .. ARGV[5 + nq + qi] .. ']'
+        zargs[#zargs + 1] = now
+        zargs[#zargs + 1] = tag
+        largs[#largs + 1] = tag
+        largs[#largs + 1] = ARGV[5 + qi]
+        out[#out + 1] = qi
+        out[#out + 1] = tag
+        out[#out + 1] = raw
+      end
+    end
+  end
+  if n >= limit then break end
+end
+if n > 0 then
+  redis.call('HSET', KEYS[1], unpack(hargs))
+  redis.call('ZADD', KEYS[2], unpack(zargs))
+  redis.call('HSET', KEYS[3], unpack(largs))
+end
+if n >= limit then
+  -- Pass the baton: wake another waiting consumer for what is left.
+  for qi = 1, nq do
+    for level = 0, nlevels - 1 do
+      if redis.call('LLEN', KEYS[4 + level * nq + qi]) > 0 then
+        local notify = KEYS[4 + nlevels * nq + qi]
+        redis.call('LPUSH', notify, '1')
+        redis.call('LTRIM', notify, 0, cap - 1)
+        redis.call('EXPIRE', notify, 60)
+        break
+      end
+    end
+  end
+end
+local first = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
+table.insert(out, 1, first[2] or '')
+return out
+"""
+
+SCHEDULE = """
+-- Store not-yet-due messages of one queue and keep the index at its earliest due time.
+-- KEYS: the queue's delayed zset, delayed index.  ARGV: queue, then (due, member) pairs.
+-- Scores stay strings: Lua would round numbers to 14 digits when passing them back.
+local earliest, earliest_text = nil, nil
+for i = 2, #ARGV, 2 do
+  redis.call('ZADD', KEYS[1], ARGV[i], ARGV[i + 1])
+  local due = tonumber(ARGV[i])
+  if earliest == nil or due < earliest then earliest, earliest_text = due, ARGV[i] end
+end
+local current = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if earliest ~= nil and (not current or tonumber(current) > earliest) then
+  redis.call('ZADD', KEYS[2], earliest_text, ARGV[1])
+end
+return 1
+"""
+
+MOVE_DUE = """
+-- Move due delayed messages to their queue lists (each exactly once).
+-- KEYS: delayed index.  ARGV: now, max to move, key prefix, separator, notify cap.
+-- A delayed member is one priority-step digit followed by the stored envelope.
+local now, max, prefix, sep = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local cap = tonumber(ARGV[5])
+local moved = 0
+local queues = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 64)
+for _, q in ipairs(queues) do
+  if moved >= max then break end
+  local zkey = prefix .. 'celeriac:delayed:' .. q
+  local due = redis.call('ZRANGEBYSCORE', zkey, '-inf', now, 'LIMIT', 0, max - moved)
+  for _, member in ipairs(due) do
+    local step = string.sub(member, 1, 1)
+    local list = prefix .. q
+    if step ~= '0' then list = list .. sep .. step end
+    redis.call('LPUSH', list, string.sub(member, 2))
+    redis.call('ZREM', zkey, member)
+    moved = moved + 1
+  end
+  if #due > 0 then
+    local notify = prefix .. 'celeriac:notify:' .. q
+    redis.call('LPUSH', notify, '1')
+    redis.call('LTRIM', notify, 0, cap - 1)
+    redis.call('EXPIRE', notify, 60)
+  end
+  local first = redis.call('ZRANGE', zkey, 0, 0, 'WITHSCORES')
+  if first[1] then
+    redis.call('ZADD', KEYS[1], first[2], q)
+  else
+    redis.call('ZREM', KEYS[1], q)
+  end
+end
+local nxt = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return {moved, nxt[2] or ''}
+"""
+
+HEARTBEAT = """
+-- Keep a consumer alive and its leased tags fresh for kombu's visibility sweep.
+-- KEYS: liveness key, consumers set, lease hash, unacked_index.
+-- ARGV: consumer id, lease ms, now.  Returns 1 when the consumer was (re)registered.
+redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[2])
+local added = redis.call('SADD', KEYS[2], ARGV[1])
+local tags = redis.call('HKEYS', KEYS[3])
+local args = {}
+for i, tag in ipairs(tags) do
+  args[#args + 1] = ARGV[3]
+  args[#args + 1] = tag
+  if #args >= 1000 or i == #tags then
+    redis.call('ZADD', KEYS[4], 'XX', unpack(args))
+    args = {}
+  end
+end
+return added
+"""
+
+RESTORE = """
+-- Put leased messages back at the consuming end of their lists (kombu's restore).
+-- KEYS: unacked, unacked_index, lease hash, liveness key, consumers set, then a
+--       (list key, notify key) pair per message.
+-- ARGV: only-if-dead flag, consumer id, notify cap, then (tag, stored entry, payload)
+--       per message.  An entry changed or gone since it was read is left alone.
+if ARGV[1] == '1' and redis.call('EXISTS', KEYS[4]) == 1 then return -1 end
+local cap = tonumber(ARGV[3])
+local restored = 0
+for i = 0, (#ARGV - 3) / 3 - 1 do
+  local tag, expected = ARGV[4 + 3 * i], ARGV[5 + 3 * i]
+  local current = redis.call('HGET', KEYS[1], tag)
+  if current and current == expected then
+    redis.call('RPUSH', KEYS[6 + 2 * i], ARGV[6 + 3 * i])
+    redis.call('HDEL', KEYS[1], tag)
+    redis.call('ZREM', KEYS[2], tag)
+    redis.call('LPUSH', KEYS[7 + 2 * i], '1')
+    redis.call('LTRIM', KEYS[7 + 2 * i], 0, cap - 1)
+    redis.call('EXPIRE', KEYS[7 + 2 * i], 60)
+    restored = restored + 1
+  end
+  redis.call('HDEL', KEYS[3], tag)
+end
+if ARGV[1] == '1' and redis.call('EXISTS', KEYS[3]) == 0 then
+  redis.call('SREM', KEYS[5], ARGV[2])
+end
+return restored
+"""
+
+DEAD_LETTER = """
+-- Set a leased message aside with its reason, and ack it, in one step.
+-- KEYS: unacked, unacked_index, lease hash, dead zset, dead hash.
+-- ARGV: tag, dead id, time, metadata JSON, entry suffix, fallback payload.
+local raw = ARGV[6]
+local entry = redis.call('HGET', KEYS[1], ARGV[1])
+local suffix = ARGV[5]
+if entry and string.sub(entry, 1, 1) == '[' and string.sub(entry, -#suffix) == suffix then
+  raw = string.sub(entry, 2, #entry - #suffix)
+end
+redis.call('HSET', KEYS[5], ARGV[2], ARGV[4] .. '\\n' .. raw)
+redis.call('ZADD', KEYS[4], ARGV[3], ARGV[2])
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1])
+return 1
+"""
+
+REQUEUE_DEAD = """
+-- Put dead letters back on their queues; each id at most once.
+-- KEYS: dead zset, dead hash, then a (list key, notify key) pair per id.
+-- ARGV: notify cap, then (id, payload) per id.
+local cap = tonumber(ARGV[1])
+local moved = 0
+for i = 0, (#ARGV - 1) / 2 - 1 do
+  local id = ARGV[2 + 2 * i]
+  if redis.call('HDEL', KEYS[2], id) == 1 then
+    redis.call('LPUSH', KEYS[3 + 2 * i], ARGV[3 + 2 * i])
+    redis.call('LPUSH', KEYS[4 + 2 * i], '1')
+    redis.call('LTRIM', KEYS[4 + 2 * i], 0, cap - 1)
+    redis.call('EXPIRE', KEYS[4 + 2 * i], 60)
+    moved = moved + 1
+  end
+  redis.call('ZREM', KEYS[1], id)
+end
+return moved
+"""
