@@ -1,6 +1,6 @@
 """The in-memory transport: one store per URL, shared by every instance in the process.
 
-``memory://`` and ``memory://name`` name a store in a module-level registry, so a client
+``memory://`` and ``memory://name`` name a store (see :mod:`.connection`), so a client
 publishing from a background event loop thread and a worker fetching on the main loop
 see the same queues. The store is guarded by a ``threading.Lock`` and wakes waiting
 consumers on their own loop with ``call_soon_threadsafe``. Nothing survives the process;
@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from celeriac.exceptions import ImproperlyConfigured
+from celeriac.engines.memory.connection import Stores, store_name
 from celeriac.protocol.envelope import Envelope
 from celeriac.transport.base import DeadLetter, Delivery, Outgoing, QueueSpec
 from celeriac.transport.exchanges import RoutingTable
@@ -248,26 +248,7 @@ class _Store:
             return set(self._revoked)
 
 
-_STORES: dict[str, _Store] = {}
-_STORES_LOCK = threading.Lock()
-
-
-def _store_name(url: str) -> str:
-    scheme, sep, rest = url.partition("://")
-    if scheme.lower() != "memory" or not sep:
-        raise ImproperlyConfigured(f"not a memory:// URL: {url!r}")
-    name = rest.partition("?")[0].strip("/")
-    # Celery users often write memory://localhost/ for the one default store.
-    return "" if name == "localhost" else name
-
-
-def _get_store(url: str) -> _Store:
-    name = _store_name(url)
-    with _STORES_LOCK:
-        store = _STORES.get(name)
-        if store is None:
-            store = _STORES[name] = _Store()
-        return store
+_STORES: Stores[_Store] = Stores(_Store)
 
 
 def reset_store(url: str = "memory://") -> None:
@@ -275,8 +256,7 @@ def reset_store(url: str = "memory://") -> None:
 
     Instances already connected keep using the old store.
     """
-    with _STORES_LOCK:
-        _STORES.pop(_store_name(url), None)
+    _STORES.forget(url)
 
 
 class MemoryTransport:
@@ -287,7 +267,7 @@ class MemoryTransport:
     """
 
     def __init__(self, url: str = "memory://", *, options: Mapping[str, Any] | None = None) -> None:
-        _store_name(url)
+        store_name(url)
         self.url = url
         self._store: _Store | None = None
         self._consumer = LocalConsumer(
@@ -300,7 +280,7 @@ class MemoryTransport:
     async def connect(self) -> None:
         """Attach to the store of this URL (created on first use); idempotent."""
         if self._store is None:
-            self._store = _get_store(self.url)
+            self._store = _STORES.get(self.url)
         self._consumer.attach(self._store.bell)
 
     async def close(self) -> None:
