@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import sqlite3
 import threading
 import time
@@ -34,10 +33,8 @@ from celeriac.states import READY_STATES
 __all__ = ["SQLiteBackend"]
 
 _T = TypeVar("_T")
-_log = logging.getLogger(__name__)
 _CHUNK = 500  # ids per IN (...) list, well under SQLite's bound-variable limit
 _SWEEP_LIMIT = 1000  # expired rows removed per opportunistic sweep, to keep store() fast
-_READY = tuple(sorted(READY_STATES))
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS celeriac_result (
