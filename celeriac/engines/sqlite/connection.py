@@ -15,7 +15,6 @@ URLs follow SQLAlchemy: ``sqlite:///relative.db`` (relative to the current direc
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import os
 import sqlite3
@@ -239,19 +238,13 @@ class SQLiteFile:
         executor = self._executor
         if executor is None:
             raise RuntimeError(f"{self!r} is closed")
-        job = functools.partial(self._run, fn, *args, **kwargs)
-        return asyncio.get_running_loop().run_in_executor(executor, job)
 
-    def _run(
-        self,
-        fn: Callable[Concatenate[sqlite3.Connection, P], T],
-        *args: P.args,
-        **kwargs: P.kwargs,
-    ) -> T:
-        conn = self._conn
-        if conn is None:
-            raise RuntimeError(f"{self!r} is closed")
-        return fn(conn, *args, **kwargs)
+        def job() -> T:  # on the thread, where the connection lives
+            if self._conn is None:
+                raise RuntimeError(f"{self!r} is closed")
+            return fn(self._conn, *args, **kwargs)
+
+        return asyncio.get_running_loop().run_in_executor(executor, job)
 
     async def close(self) -> None:
         """Close the connection after the work already queued; idempotent."""
