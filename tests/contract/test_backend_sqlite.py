@@ -15,7 +15,8 @@ import pytest
 
 from celeriac import states
 from celeriac.backends.base import ChordPart, ResultBackend
-from celeriac.engines.sqlite.results import SQLiteBackend, sqlite_path_from_url
+from celeriac.engines.sqlite.connection import file_in_url
+from celeriac.engines.sqlite.results import SQLiteBackend
 from celeriac.exceptions import ImproperlyConfigured
 from celeriac.protocol.serializers import JSON
 from celeriac.testing.contract.backend import BackendContract, BackendFactory, make_meta
@@ -97,15 +98,15 @@ def _child_chord(path: str, gid: str, indexes: list[int], size: int, go: Any, ou
 
 def test_url_paths() -> None:
     """SQLAlchemy's conventions: three slashes relative, four absolute, bare = default."""
-    assert sqlite_path_from_url("sqlite:///rel.db") == "rel.db"
-    assert sqlite_path_from_url("sqlite:///sub/rel.db") == "sub/rel.db"
-    assert sqlite_path_from_url("sqlite:////abs/x.db") == "/abs/x.db"
-    assert sqlite_path_from_url("sqlite://") == "celeriac.sqlite"
-    assert sqlite_path_from_url("sqlite:///my%20file.db") == "my file.db"
+    assert file_in_url("sqlite:///rel.db") == "rel.db"
+    assert file_in_url("sqlite:///sub/rel.db") == "sub/rel.db"
+    assert file_in_url("sqlite:////abs/x.db") == "/abs/x.db"
+    assert file_in_url("sqlite://") == "celeriac.sqlite"
+    assert file_in_url("sqlite:///my%20file.db") == "my file.db"
     with pytest.raises(ImproperlyConfigured):
-        sqlite_path_from_url("sqlite://host/x.db")
+        file_in_url("sqlite://host/x.db")
     with pytest.raises(ImproperlyConfigured):
-        sqlite_path_from_url("redis://localhost")
+        file_in_url("redis://localhost")
 
 
 async def test_bare_url_uses_default_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -252,7 +253,9 @@ async def test_writer_on_other_thread_wakes_waiter(
     # Blind the poller to other connections' commits: only the in-process wake-up
     # (which forces a check of the notified ids) can end this wait.
     blind_poll = backend._poll
-    monkeypatch.setattr(backend, "_poll", lambda waited, forced: blind_poll(forced, forced))
+    monkeypatch.setattr(
+        backend, "_poll", lambda conn, waited, forced: blind_poll(conn, forced, forced)
+    )
 
     async def write() -> None:
         other = _new(path)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
+import stat
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -13,11 +15,14 @@ from typing import Any
 
 import pytest
 
-from celeriac.engines.sqlite import queue_store as engine_sql
-from celeriac.engines.sqlite.broker import SQLiteTransport, sqlite_path
-from celeriac.engines.sqlite.queue_store import Engine
+from celeriac.engines.sqlite import queue_store
+from celeriac.engines.sqlite.broker import SQLiteTransport
+from celeriac.engines.sqlite.connection import connect, sqlite_path
+from celeriac.engines.sqlite.results import SQLiteBackend
+from celeriac.engines.sqlite.schedules import SQLiteStore
 from celeriac.exceptions import ImproperlyConfigured, SerializationError
 from celeriac.protocol.envelope import Envelope
+from celeriac.protocol.serializers import JSON
 from celeriac.testing.contract.transport import MakeTransport, TransportContract, out, qname
 from celeriac.transport.base import Outgoing, Transport
 
@@ -92,27 +97,68 @@ async def test_schema_is_wal_prefixed_and_idempotent(
     assert all(name.startswith("celeriac_") for name in names)
 
 
+def _modes(folder: Path) -> dict[str, int]:
+    return {path.name: stat.S_IMODE(path.stat().st_mode) for path in folder.iterdir()}
+
+
+async def _write_once(role: str, url: str) -> dict[str, int]:
+    """Open ``url`` as the SQLite ``role``, write once; the files' modes while it is open."""
+    if role == "broker":
+        broker = SQLiteTransport(url)
+        await broker.publish([out(qname("private"), b"secret arguments")])
+        files = _modes(broker.path.parent)
+        await broker.close()
+    elif role == "results":
+        backend = SQLiteBackend(url, serializer=JSON, expires=None)
+        await backend.store([("t", {"status": "SUCCESS", "result": "secret"})])
+        files = _modes(backend.path.parent)
+        await backend.close()
+    else:
+        store = SQLiteStore(url)
+        assert await store.acquire_lease("me", 10)
+        files = _modes(store.path.parent)
+        await store.close()
+    return files
+
+
+@pytest.mark.parametrize("role", ["broker", "results", "beat"])
+async def test_a_new_file_is_readable_by_its_owner_only(tmp_path: Path, role: str) -> None:
+    """It holds task arguments and results (issue #16): 0600, and so are its WAL and SHM."""
+    old_umask = os.umask(0o022)  # the usual umask, which leaves new files world-readable
+    try:
+        modes = await _write_once(role, f"sqlite:///{tmp_path}/new.sqlite")
+    finally:
+        os.umask(old_umask)
+    assert modes == {"new.sqlite": 0o600, "new.sqlite-wal": 0o600, "new.sqlite-shm": 0o600}
+
+
+async def test_an_existing_file_keeps_its_mode(tmp_path: Path) -> None:
+    path = tmp_path / "shared.sqlite"
+    path.touch(mode=0o640)
+    await _write_once("broker", f"sqlite:///{path}")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+
+
 def test_hot_queries_use_the_partial_indexes(tmp_path: Path) -> None:
-    engine = Engine(tmp_path / "plan.sqlite", 5.0)
-    engine.open()
+    conn = connect(tmp_path / "plan.sqlite", busy_timeout=5.0, schema=queue_store.SCHEMA)
     queries = [
-        (engine_sql.SQL_HAS_WORK, ("q", "q", 1.0)),
-        (engine_sql.SQL_PROMOTE, ("q", 1.0)),
-        (engine_sql.SQL_CANDIDATES, ("q", 10)),
-        (engine_sql.SQL_NEXT_DUE, ("q",)),
-        (engine_sql.SQL_WAITING, ("q", "q")),
-        (engine_sql.SQL_HELD_BY, ("consumer",)),
+        (queue_store.SQL_HAS_WORK, ("q", "q", 1.0)),
+        (queue_store.SQL_PROMOTE, ("q", 1.0)),
+        (queue_store.SQL_CANDIDATES, ("q", 10)),
+        (queue_store.SQL_NEXT_DUE, ("q",)),
+        (queue_store.SQL_WAITING, ("q", "q")),
+        (queue_store.SQL_HELD_BY, ("consumer",)),
     ]
     try:
         for sql, params in queries:
-            plan = engine.conn.execute(f"EXPLAIN QUERY PLAN {sql}", params).fetchall()
+            plan = conn.execute(f"EXPLAIN QUERY PLAN {sql}", params).fetchall()
             details = [row[-1] for row in plan if "celeriac_messages" in row[-1]]
             assert details, (sql, plan)
             for detail in details:  # no full scan, no sort: only the partial indexes
                 assert "USING INDEX celeriac_messages_" in detail or "COVERING INDEX" in detail
             assert not any("TEMP B-TREE" in row[-1] for row in plan), (sql, plan)
     finally:
-        engine.close()
+        conn.close()
 
 
 async def test_fetch_with_many_delayed_rows(make_sqlite: MakeTransport) -> None:
@@ -160,11 +206,12 @@ async def test_claim_finishing_after_cancel_is_given_back(make_sqlite: MakeTrans
     q = qname("cancelled")
     await transport.publish([out(q, b"not lost")])
     gate = threading.Event()
-    assert transport._executor is not None
-    transport._executor.submit(gate.wait, 10)  # hold the database thread
+    executor = transport._file._executor
+    assert executor is not None
+    executor.submit(gate.wait, 10)  # hold the database thread
     fetch = asyncio.create_task(transport.fetch([q], limit=1, timeout=10))
     deadline = time.monotonic() + 10
-    while transport._executor._work_queue.qsize() == 0:  # wait until the claim is queued
+    while executor._work_queue.qsize() == 0:  # wait until the claim is queued
         assert time.monotonic() < deadline
         await asyncio.sleep(0.01)
     fetch.cancel()

@@ -1,6 +1,6 @@
 """The in-memory transport: one store per URL, shared by every instance in the process.
 
-``memory://`` and ``memory://name`` name a store in a module-level registry, so a client
+``memory://`` and ``memory://name`` name a store (see :mod:`.connection`), so a client
 publishing from a background event loop thread and a worker fetching on the main loop
 see the same queues. The store is guarded by a ``threading.Lock`` and wakes waiting
 consumers on their own loop with ``call_soon_threadsafe``. Nothing survives the process;
@@ -10,7 +10,6 @@ consumer never holds them.
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import heapq
 import itertools
@@ -23,69 +22,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from celeriac.exceptions import ImproperlyConfigured
+from celeriac.engines.memory.connection import Stores, store_name
 from celeriac.protocol.envelope import Envelope
 from celeriac.transport.base import DeadLetter, Delivery, Outgoing, QueueSpec
 from celeriac.transport.exchanges import RoutingTable
+from celeriac.transport.local import Doorbell, LeaseOptions, LocalConsumer
 
-__all__ = ["Doorbell", "MemoryTransport", "LeaseOptions", "reset_store"]
+__all__ = ["MemoryTransport", "reset_store"]
 
 log = logging.getLogger(__name__)
-
-
-class Doorbell:
-    """Wakes asyncio waiters on any event loop, from any thread."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
-
-    def subscribe(self, loop: asyncio.AbstractEventLoop, event: asyncio.Event) -> None:
-        """Have ``event`` (used on ``loop``) set on every ring."""
-        with self._lock:
-            self._waiters.add((loop, event))
-
-    def unsubscribe(self, loop: asyncio.AbstractEventLoop, event: asyncio.Event) -> None:
-        """Stop setting ``event``."""
-        with self._lock:
-            self._waiters.discard((loop, event))
-
-    def ring(self) -> None:
-        """Set every subscribed event on its own loop; forget loops that are closed."""
-        with self._lock:
-            waiters = list(self._waiters)
-        for loop, event in waiters:
-            try:
-                loop.call_soon_threadsafe(event.set)
-            except RuntimeError:  # the loop is closed: its consumer is gone
-                self.unsubscribe(loop, event)
-
-
-@dataclass(frozen=True, slots=True)
-class LeaseOptions:
-    """Lease and polling settings read from ``broker_transport_options``.
-
-    ``heartbeat_interval`` defaults to a third of ``lease_timeout`` and is capped at half
-    of it, so one late heartbeat never lets a live consumer's lease expire.
-    """
-
-    lease_timeout: float = 30.0
-    heartbeat_interval: float = 10.0
-    poll_interval: float = 0.01
-
-    @classmethod
-    def from_options(cls, options: Mapping[str, Any] | None) -> LeaseOptions:
-        """Read the recognised options; unknown ones are ignored."""
-        opts = dict(options or {})
-        lease = float(opts.get("lease_timeout", 30.0))
-        beat = float(opts.get("heartbeat_interval", lease / 3))
-        poll = float(opts.get("poll_interval", 0.01))
-        if lease <= 0 or beat <= 0 or poll <= 0:
-            raise ImproperlyConfigured(
-                "broker_transport_options: lease_timeout, heartbeat_interval and "
-                "poll_interval must be positive"
-            )
-        return cls(lease, min(beat, lease / 2), poll)
 
 
 @dataclass(slots=True)
@@ -303,26 +248,7 @@ class _Store:
             return set(self._revoked)
 
 
-_STORES: dict[str, _Store] = {}
-_STORES_LOCK = threading.Lock()
-
-
-def _store_name(url: str) -> str:
-    scheme, sep, rest = url.partition("://")
-    if scheme.lower() != "memory" or not sep:
-        raise ImproperlyConfigured(f"not a memory:// URL: {url!r}")
-    name = rest.partition("?")[0].strip("/")
-    # Celery users often write memory://localhost/ for the one default store.
-    return "" if name == "localhost" else name
-
-
-def _get_store(url: str) -> _Store:
-    name = _store_name(url)
-    with _STORES_LOCK:
-        store = _STORES.get(name)
-        if store is None:
-            store = _STORES[name] = _Store()
-        return store
+_STORES: Stores[_Store] = Stores(_Store)
 
 
 def reset_store(url: str = "memory://") -> None:
@@ -330,8 +256,7 @@ def reset_store(url: str = "memory://") -> None:
 
     Instances already connected keep using the old store.
     """
-    with _STORES_LOCK:
-        _STORES.pop(_store_name(url), None)
+    _STORES.forget(url)
 
 
 class MemoryTransport:
@@ -342,48 +267,33 @@ class MemoryTransport:
     """
 
     def __init__(self, url: str = "memory://", *, options: Mapping[str, Any] | None = None) -> None:
-        _store_name(url)
+        store_name(url)
         self.url = url
-        self._opts = LeaseOptions.from_options(options)
-        self._consumer_id = uuid.uuid4().hex
         self._store: _Store | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._wake = asyncio.Event()
-        self._heartbeat: asyncio.Task[None] | None = None
-        self._rotation = 0
-        self._last_sweep = float("-inf")
-        self._closed = False
+        self._consumer = LocalConsumer(
+            LeaseOptions.from_options(options), beat=self._beat, label=f"MemoryTransport {url}"
+        )
 
     def __repr__(self) -> str:
-        return f"<MemoryTransport {self.url} consumer={self._consumer_id[:8]}>"
+        return repr(self._consumer)
 
     async def connect(self) -> None:
         """Attach to the store of this URL (created on first use); idempotent."""
-        self._closed = False
-        if self._store is not None:
-            return
-        self._loop = asyncio.get_running_loop()
-        self._store = _get_store(self.url)
-        self._store.bell.subscribe(self._loop, self._wake)
+        if self._store is None:
+            self._store = _STORES.get(self.url)
+        self._consumer.attach(self._store.bell)
 
     async def close(self) -> None:
         """Stop the heartbeat and requeue every delivery still held (as redelivered)."""
         store, self._store = self._store, None
         if store is None:
             return
-        self._closed = True
-        self._wake.set()  # a fetch waiting right now returns empty
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            await asyncio.gather(self._heartbeat, return_exceptions=True)
-            self._heartbeat = None
-        if self._loop is not None:
-            store.bell.unsubscribe(self._loop, self._wake)
-        store.release(self._consumer_id)
+        await self._consumer.close()  # a fetch waiting right now returns empty
+        store.release(self._consumer.id)
 
     async def _connected(self) -> _Store:
         if self._store is None:
-            if self._closed:
+            if self._consumer.closed:
                 raise RuntimeError(f"{self!r} is closed")
             await self.connect()
         assert self._store is not None
@@ -405,83 +315,42 @@ class MemoryTransport:
 
     async def fetch(self, queues: Sequence[str], *, limit: int, timeout: float) -> list[Delivery]:
         """Lease up to ``limit`` due messages, waiting up to ``timeout`` s for one."""
+        await self._connected()
+        return await self._consumer.fetch(queues, limit, timeout, self._claim)
+
+    async def _claim(
+        self, queues: list[str], limit: int, sweep: bool
+    ) -> tuple[list[Delivery], float | None]:
         store = await self._connected()
-        if limit < 1:
-            raise ValueError("limit must be at least 1")
-        names = list(dict.fromkeys(queues))
-        deadline = time.monotonic() + max(timeout, 0.0)
-        while not self._closed:
-            self._wake.clear()
-            self._maybe_sweep(store)
-            expires = time.monotonic() + self._opts.lease_timeout
-            msgs = store.claim(self._consumer_id, self._rotated(names), limit, time.time(), expires)
-            if msgs:
-                self._start_heartbeat()
-                return [self._delivery(msg) for msg in msgs]
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return []
-            await self._sleep(remaining, store.next_due())
-        return []
-
-    def _rotated(self, names: list[str]) -> list[str]:
-        # Start each fetch at the next queue so no listed queue is starved.
-        if not names:
-            return names
-        start = self._rotation % len(names)
-        self._rotation += 1
-        return names[start:] + names[:start]
-
-    async def _sleep(self, remaining: float, next_due: float | None) -> None:
-        wait = min(remaining, self._opts.heartbeat_interval)
-        if next_due is not None:
-            wait = min(wait, max(next_due - time.time(), 0.0))
-        try:
-            await asyncio.wait_for(self._wake.wait(), wait)
-        except TimeoutError:
-            pass
-
-    def _maybe_sweep(self, store: _Store) -> None:
         now = time.monotonic()
-        if now - self._last_sweep >= self._opts.heartbeat_interval:
-            self._last_sweep = now
+        if sweep:
             store.sweep(now)
+        expires = now + self._consumer.options.lease_timeout
+        msgs = store.claim(self._consumer.id, queues, limit, time.time(), expires)
+        if not msgs:
+            return [], store.next_due()
+        return [_delivery(msg) for msg in msgs], None
 
-    def _start_heartbeat(self) -> None:
-        if self._heartbeat is None or self._heartbeat.done():
-            self._heartbeat = asyncio.create_task(self._beat_forever(), name=f"{self!r} heartbeat")
-
-    async def _beat_forever(self) -> None:
-        while self._store is not None:
-            store = self._store
-            store.beat(self._consumer_id, time.monotonic() + self._opts.lease_timeout)
-            self._maybe_sweep(store)
-            await asyncio.sleep(self._opts.heartbeat_interval)
-
-    def _delivery(self, msg: _Message) -> Delivery:
-        return Delivery(
-            envelope=_copy_envelope(msg.envelope),
-            queue=msg.queue,
-            tag=str(msg.seq),
-            exchange=msg.exchange,
-            routing_key=msg.routing_key,
-            redelivered=msg.redelivered,
-        )
+    async def _beat(self) -> None:
+        store = await self._connected()
+        now = time.monotonic()
+        store.beat(self._consumer.id, now + self._consumer.options.lease_timeout)
+        store.sweep(now)
 
     async def ack(self, deliveries: Sequence[Delivery]) -> None:
         """Remove finished deliveries (ones whose lease this consumer lost are ignored)."""
         store = await self._connected()
-        store.settle(self._consumer_id, [d.tag for d in deliveries], requeue=False)
+        store.settle(self._consumer.id, [d.tag for d in deliveries], requeue=False)
 
     async def reject(self, deliveries: Sequence[Delivery], *, requeue: bool) -> None:
         """Requeue deliveries at once (marked redelivered) or drop them."""
         store = await self._connected()
-        store.settle(self._consumer_id, [d.tag for d in deliveries], requeue=requeue)
+        store.settle(self._consumer.id, [d.tag for d in deliveries], requeue=requeue)
 
     async def dead_letter(self, delivery: Delivery, reason: str) -> None:
         """Move a delivery to the dead letters with ``reason``."""
         store = await self._connected()
-        if not store.bury(self._consumer_id, delivery.tag, reason, time.time()):
+        if not store.bury(self._consumer.id, delivery.tag, reason, time.time()):
             log.warning("dead_letter: delivery %s is no longer leased here", delivery.tag)
 
     async def list_dead(self, limit: int = 100) -> list[DeadLetter]:
@@ -507,3 +376,14 @@ class MemoryTransport:
     async def revoked(self) -> set[str]:
         """Currently revoked task ids."""
         return (await self._connected()).revoked(time.time())
+
+
+def _delivery(msg: _Message) -> Delivery:
+    return Delivery(
+        envelope=_copy_envelope(msg.envelope),
+        queue=msg.queue,
+        tag=str(msg.seq),
+        exchange=msg.exchange,
+        routing_key=msg.routing_key,
+        redelivered=msg.redelivered,
+    )

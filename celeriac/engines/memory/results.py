@@ -11,37 +11,19 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from celeriac.backends.base import ChordPart, Meta
+from celeriac.backends.waiting import Waiters
+from celeriac.engines.memory.connection import Stores
 from celeriac.exceptions import ImproperlyConfigured
 from celeriac.protocol.serializers import Serializer
 from celeriac.states import READY_STATES
 
 __all__ = ["MemoryBackend", "reset_memory_stores"]
-
-
-@dataclass(slots=True, eq=False)
-class _Waiter:
-    """One pending ``wait()``: a future owned by ``loop`` (possibly another thread's)."""
-
-    loop: asyncio.AbstractEventLoop
-    future: asyncio.Future[bytes]
-
-    def deliver(self, blob: bytes) -> None:
-        """Resolve the future from any thread; a closed loop means nobody is waiting."""
-        try:
-            self.loop.call_soon_threadsafe(_resolve, self.future, blob)
-        except RuntimeError:
-            pass
-
-
-def _resolve(future: asyncio.Future[bytes], blob: bytes) -> None:
-    """Set the result unless the waiter already timed out or was cancelled."""
-    if not future.done():
-        future.set_result(blob)
 
 
 @dataclass(slots=True)
@@ -63,7 +45,8 @@ class _Store:
     results: dict[str, tuple[bytes, str, float | None]] = field(default_factory=dict)
     groups: dict[str, tuple[tuple[str, ...], float | None]] = field(default_factory=dict)
     chords: dict[str, _Chord] = field(default_factory=dict)
-    waiters: dict[str, set[_Waiter]] = field(default_factory=dict)
+    backends: weakref.WeakSet[MemoryBackend] = field(default_factory=weakref.WeakSet)
+    """Every instance on this store, told of each ready document (it may be waiting)."""
 
     def live_result(self, task_id: str, now: float) -> tuple[bytes, str] | None:
         """The (blob, status) of a non-expired document; caller holds the lock."""
@@ -80,34 +63,12 @@ class _Store:
             self.chords.clear()
 
 
-_registry: dict[str, _Store] = {}
-_registry_lock = threading.Lock()
-
-
-def _store_name(url: str) -> str:
-    """``memory://`` -> ``""``, ``memory://name`` -> ``"name"``."""
-    scheme, sep, rest = url.partition("://")
-    if scheme != "memory" or not sep:
-        raise ImproperlyConfigured(f"not a memory:// result backend URL: {url!r}")
-    return rest.strip("/")
-
-
-def _get_store(url: str) -> _Store:
-    """The store shared by every instance with this URL, created on first use."""
-    name = _store_name(url)
-    with _registry_lock:
-        store = _registry.get(name)
-        if store is None:
-            store = _registry[name] = _Store()
-        return store
+_STORES: Stores[_Store] = Stores(_Store)
 
 
 def reset_memory_stores(url: str | None = None) -> None:
     """Empty and forget the store of ``url`` (all stores when None); for tests."""
-    with _registry_lock:
-        names = list(_registry) if url is None else [_store_name(url)]
-        stores = [_registry.pop(name) for name in names if name in _registry]
-    for store in stores:
+    for store in _STORES.forget(url):
         store.clear()
 
 
@@ -137,8 +98,11 @@ class MemoryBackend:
         self.url = url
         self._serializer = serializer
         self._expires = expires or None
-        self._store = _get_store(url)
-        self._pending: set[_Waiter] = set()
+        self._store = _STORES.get(url)
+        # Waits per event loop: a writer on any thread resolves them on their own loop.
+        self._waiting: dict[asyncio.AbstractEventLoop, Waiters[bytes]] = {}
+        with self._store.lock:
+            self._store.backends.add(self)
 
     def _deadline(self) -> float | None:
         """Monotonic time at which something written now expires."""
@@ -154,13 +118,17 @@ class MemoryBackend:
 
     async def close(self) -> None:
         """Abandon this instance's pending waits (they raise ConnectionError)."""
-        with self._store.lock:
-            for waiters in self._store.waiters.values():
-                waiters.difference_update(self._pending)
-        for waiter in self._pending:
-            if not waiter.future.done():
-                waiter.future.set_exception(ConnectionError("result backend closed"))
-        self._pending.clear()
+        waiting, self._waiting = self._waiting, {}
+        here = asyncio.get_running_loop()
+        for loop, waiters in waiting.items():
+            closed = ConnectionError("result backend closed")
+            if loop is here:
+                waiters.fail_all(closed)
+                continue
+            try:
+                loop.call_soon_threadsafe(waiters.fail_all, closed)
+            except RuntimeError:  # that loop is closed: nobody waits there any more
+                pass
 
     async def store(self, items: Sequence[tuple[str, Meta]]) -> None:
         """Write documents in order (later ones win) and wake waiters of ready ones."""
@@ -169,15 +137,29 @@ class MemoryBackend:
             for task_id, meta in items
         ]
         deadline = self._deadline()
-        woken: list[tuple[_Waiter, bytes]] = []
         with self._store.lock:
             for task_id, blob, status in encoded:
                 self._store.results[task_id] = (blob, status, deadline)
-                if status in READY_STATES:
-                    waiters = self._store.waiters.pop(task_id, ())
-                    woken.extend((waiter, blob) for waiter in waiters)
-        for waiter, blob in woken:
-            waiter.deliver(blob)
+            backends = list(self._store.backends)
+        ready = [(task_id, blob) for task_id, blob, status in encoded if status in READY_STATES]
+        if ready:
+            for backend in backends:
+                backend._deliver(ready)
+
+    def _deliver(self, ready: list[tuple[str, bytes]]) -> None:
+        """Resolve, each on its own loop, the waits for these ready documents (any thread).
+
+        A wait registers before it looks at the store under the lock, and a writer looks
+        for waits after storing under it: no document can slip between the two.
+        """
+        for loop, waiters in list(self._waiting.items()):
+            found = [(task_id, blob) for task_id, blob in ready if task_id in waiters]
+            if not found:
+                continue
+            try:
+                loop.call_soon_threadsafe(_resolve, waiters, found)
+            except RuntimeError:  # that loop is closed: nobody waits there any more
+                pass
 
     async def get(self, task_ids: Sequence[str]) -> list[Meta | None]:
         """Documents aligned with ``task_ids``; None for unknown or expired ones."""
@@ -188,34 +170,31 @@ class MemoryBackend:
 
     async def wait(self, task_id: str, timeout: float | None) -> Meta | None:
         """Return once a ready document is stored, or the latest document at timeout."""
-        loop = asyncio.get_running_loop()
-        waiter = _Waiter(loop, loop.create_future())
         with self._store.lock:
             entry = self._store.live_result(task_id, time.monotonic())
-            if (entry is not None and entry[1] in READY_STATES) or (
-                timeout is not None and timeout <= 0
-            ):
-                return None if entry is None else self._decode(entry[0])
-            # Registered under the lock that writers hold, so no store can slip between.
-            self._store.waiters.setdefault(task_id, set()).add(waiter)
-        self._pending.add(waiter)
+        if (entry is not None and entry[1] in READY_STATES) or (
+            timeout is not None and timeout <= 0
+        ):
+            return None if entry is None else self._decode(entry[0])
+        loop = asyncio.get_running_loop()
+        waiters = self._waiting.setdefault(loop, Waiters())
         try:
-            async with asyncio.timeout(timeout):
-                return self._decode(await waiter.future)
-        except TimeoutError:
-            return (await self.get([task_id]))[0]
+            blob = await waiters.wait(
+                task_id, timeout, registered=lambda: self._check(waiters, task_id)
+            )
         finally:
-            self._pending.discard(waiter)
-            self._unregister(task_id, waiter)
+            if not waiters and self._waiting.get(loop) is waiters:
+                del self._waiting[loop]
+        if blob is None:
+            return (await self.get([task_id]))[0]
+        return self._decode(blob)
 
-    def _unregister(self, task_id: str, waiter: _Waiter) -> None:
-        """Remove a finished waiter from the shared table."""
+    def _check(self, waiters: Waiters[bytes], task_id: str) -> None:
+        """Resolve a wait at once if its document became ready before it registered."""
         with self._store.lock:
-            waiters = self._store.waiters.get(task_id)
-            if waiters is not None:
-                waiters.discard(waiter)
-                if not waiters:
-                    del self._store.waiters[task_id]
+            entry = self._store.live_result(task_id, time.monotonic())
+        if entry is not None and entry[1] in READY_STATES:
+            waiters.resolve(task_id, entry[0])
 
     async def forget(self, task_ids: Sequence[str]) -> None:
         """Delete documents."""
@@ -297,3 +276,9 @@ class MemoryBackend:
             for table, key in expired:
                 del table[key]
         return len(expired)
+
+
+def _resolve(waiters: Waiters[bytes], ready: list[tuple[str, bytes]]) -> None:
+    """Resolve the waits for ``ready`` documents (on the waiters' own loop)."""
+    for task_id, blob in ready:
+        waiters.resolve(task_id, blob)

@@ -1,7 +1,7 @@
 """The in-memory schedule store: state shared by the beats of one process (tests, demos).
 
-``memory://`` and ``memory://name`` name a state in a module-level registry, as the
-memory transport does, so several schedulers in one process meet in the same place.
+``memory://`` and ``memory://name`` name a state (see :mod:`.connection`), as for the
+memory transport, so several schedulers in one process meet in the same place.
 Nothing survives the process. The clock is injectable so lease expiry can be tested
 without sleeping.
 """
@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from celeriac.exceptions import ImproperlyConfigured
+from celeriac.engines.memory.connection import Stores
 
 __all__ = ["MemoryState", "MemoryStore", "reset_memory_stores"]
 
@@ -41,26 +41,12 @@ class MemoryState:
         return found
 
 
-_STATES: dict[str, MemoryState] = {}
-_STATES_LOCK = threading.Lock()
-
-
-def _state_for(url: str) -> MemoryState:
-    scheme, sep, rest = url.partition("://")
-    if scheme.lower() != "memory" or not sep:
-        raise ImproperlyConfigured(f"not a memory:// URL: {url!r}")
-    name = rest.partition("?")[0].strip("/")
-    with _STATES_LOCK:
-        state = _STATES.get(name)
-        if state is None:
-            state = _STATES[name] = MemoryState()
-        return state
+_STATES: Stores[MemoryState] = Stores(MemoryState)
 
 
 def reset_memory_stores() -> None:
     """Forget every ``memory://`` state (between tests)."""
-    with _STATES_LOCK:
-        _STATES.clear()
+    _STATES.forget()
 
 
 class MemoryStore:
@@ -77,7 +63,7 @@ class MemoryStore:
     ) -> None:
         self.url = url
         self.namespace = namespace
-        self._state = state if state is not None else _state_for(url)
+        self._state = state if state is not None else _STATES.get(url)
         self._clock = clock
 
     def __repr__(self) -> str:

@@ -17,51 +17,29 @@ polls for commits (``PRAGMA data_version``) with a short capped backoff.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import os
 import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from celeriac.engines.memory.broker import Doorbell, LeaseOptions
-from celeriac.engines.sqlite.queue_store import Engine, MessageRow
-from celeriac.exceptions import ImproperlyConfigured
+from celeriac.engines.sqlite import queue_store
+from celeriac.engines.sqlite.connection import SQLiteFile, sqlite_path
+from celeriac.engines.sqlite.queue_store import MessageRow
+from celeriac.retry import Backoff
 from celeriac.transport.base import DeadLetter, Delivery, Outgoing, QueueSpec
+from celeriac.transport.local import Doorbell, LeaseOptions, LocalConsumer
 
-__all__ = ["FileWatcher", "SQLiteTransport", "sqlite_path", "watcher_for"]
+__all__ = ["FileWatcher", "SQLiteTransport", "watcher_for"]
 
 log = logging.getLogger(__name__)
 
+P = ParamSpec("P")
 T = TypeVar("T")
-
-DEFAULT_FILE = "celeriac.sqlite"
-
-
-def sqlite_path(url: str) -> Path:
-    """The database file a ``sqlite://`` URL names, made absolute against the cwd now."""
-    scheme, sep, rest = url.partition("://")
-    if scheme.lower() not in ("sqlite", "sqla+sqlite") or not sep:
-        raise ImproperlyConfigured(f"not a sqlite:// URL: {url!r}")
-    rest = rest.partition("?")[0]
-    if rest in ("", "/"):
-        return Path.cwd() / DEFAULT_FILE
-    if not rest.startswith("/"):
-        raise ImproperlyConfigured(
-            f"sqlite URL {url!r} names a host; use sqlite:///relative.db or sqlite:////abs.db"
-        )
-    path = rest[1:]  # one slash separates the (empty) host from the path
-    if path == ":memory:" or path.startswith("file:"):
-        raise ImproperlyConfigured(
-            f"{url!r}: an in-memory SQLite database cannot be shared; use memory:// instead"
-        )
-    return Path(path) if Path(path).is_absolute() else Path.cwd() / path
 
 
 class FileWatcher:
@@ -108,24 +86,24 @@ class FileWatcher:
                 self._waiting -= 1
 
     def _run(self) -> None:
-        delay = _FIRST_POLL
+        backoff = Backoff(_FIRST_POLL, 2.0, self.poll_interval)
         while True:
             with self._cond:
                 while not self._waiting:
                     self._cond.wait()
                 if self._restart:
-                    delay, self._restart = _FIRST_POLL, False
-            time.sleep(delay)
+                    self._restart = False
+                    backoff.reset()
+            backoff.max_delay = self.poll_interval  # a later transport may ask for less
+            time.sleep(backoff.next())
             try:
                 changed = self._changed()
             except Exception:  # never let the thread die: fetchers would only wake on timeouts
                 log.exception("watching %s failed", self.path)
                 changed = False
             if changed:
-                delay = _FIRST_POLL
+                backoff.reset()
                 self.bell.ring()
-            else:
-                delay = min(delay * 2, self.poll_interval)
 
     def _changed(self) -> bool:
         """True when the file changed since the last call (and on the first call)."""
@@ -188,242 +166,154 @@ class SQLiteTransport:
     def __init__(self, url: str = "sqlite://", *, options: Mapping[str, Any] | None = None) -> None:
         self.url = url
         self.path = sqlite_path(url)
-        self._opts = LeaseOptions.from_options(options)
-        self._busy_timeout = float((options or {}).get("busy_timeout", 10.0))
-        self._consumer_id = uuid.uuid4().hex
-        self._engine: Engine | None = None
-        self._executor: ThreadPoolExecutor | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._wake = asyncio.Event()
-        self._heartbeat: asyncio.Task[None] | None = None
-        self._rotation = 0
-        self._last_sweep = float("-inf")
-        self._connect_lock = asyncio.Lock()
-        self._closed = False
-        self._watcher = watcher_for(self.path, self._opts.poll_interval)
+        opts = LeaseOptions.from_options(options)
+        busy_timeout = float((options or {}).get("busy_timeout", 10.0))
+        self._file = SQLiteFile(
+            self.path, busy_timeout=busy_timeout, schema=queue_store.SCHEMA, what="broker"
+        )
+        self._consumer = LocalConsumer(opts, beat=self._beat, label=f"SQLiteTransport {self.path}")
+        self._watcher = watcher_for(self.path, opts.poll_interval)
 
     def __repr__(self) -> str:
-        return f"<SQLiteTransport {self.path} consumer={self._consumer_id[:8]}>"
+        return repr(self._consumer)
 
     async def connect(self) -> None:
         """Open the file in this instance's thread and create the schema; idempotent."""
-        async with self._connect_lock:
-            self._closed = False
-            if self._engine is not None:
-                return
-            loop = asyncio.get_running_loop()
-            executor = ThreadPoolExecutor(1, thread_name_prefix="celeriac-sqlite")
-            engine = Engine(self.path, self._busy_timeout)
-            try:
-                await loop.run_in_executor(executor, engine.open)
-            except BaseException:
-                executor.shutdown(wait=False)
-                raise
-            self._loop, self._executor, self._engine = loop, executor, engine
-            self._watcher.bell.subscribe(loop, self._wake)
+        await self._file.open()
+        self._consumer.attach(self._watcher.bell)
 
     async def close(self) -> None:
         """Stop the heartbeat, requeue what this consumer still holds, close the file."""
-        engine, executor, loop = self._engine, self._executor, self._loop
-        if engine is None or executor is None or loop is None:
+        if not self._file.is_open:
             return
-        self._closed = True
-        self._wake.set()  # a fetch waiting right now returns empty
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            await asyncio.gather(self._heartbeat, return_exceptions=True)
-            self._heartbeat = None
-        self._watcher.bell.unsubscribe(loop, self._wake)
-        self._engine = self._executor = None
+        await self._consumer.close()  # a fetch waiting right now returns empty
         try:
-            released = await loop.run_in_executor(executor, engine.release, self._consumer_id)
-            if released:
+            if await self._file.call(queue_store.release, self._consumer.id):
                 self._watcher.bell.ring()
         finally:
-            await loop.run_in_executor(executor, engine.close)
-            executor.shutdown(wait=False)
+            await self._file.close()
 
-    async def _ready(self) -> tuple[asyncio.AbstractEventLoop, ThreadPoolExecutor, Engine]:
-        if self._engine is None:
-            if self._closed:
+    async def _call(
+        self,
+        fn: Callable[Concatenate[sqlite3.Connection, P], T],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """Run ``fn(conn, ...)`` on this instance's database thread (connecting on first use)."""
+        await self._ready()
+        return await self._file.call(fn, *args, **kwargs)
+
+    async def _ready(self) -> None:
+        if not self._file.is_open:
+            if self._consumer.closed:
                 raise RuntimeError(f"{self!r} is closed")
             await self.connect()
-        engine, executor, loop = self._engine, self._executor, self._loop
-        assert engine is not None and executor is not None and loop is not None
-        return loop, executor, engine
-
-    async def _call(self, fn: Callable[[Engine], T]) -> T:
-        """Run ``fn(engine)`` in this instance's database thread (connecting on first use)."""
-        loop, executor, engine = await self._ready()
-        return await loop.run_in_executor(executor, fn, engine)
 
     async def declare(self, queues: Sequence[QueueSpec]) -> None:
         """Persist exchanges and bindings (idempotent); plain queues need nothing."""
-        await self._call(lambda engine: engine.declare(queues))
+        await self._call(queue_store.declare, queues)
 
     async def publish(self, messages: Sequence[Outgoing]) -> None:
         """Route and insert ``messages`` in one transaction; unroutable ones are dropped."""
         if not messages:
             return
-        unroutable = await self._call(lambda engine: engine.publish(messages, time.time()))
+        unroutable = await self._call(queue_store.publish, messages, time.time())
         self._watcher.bell.ring()
         if unroutable:
             log.warning("dropped %d unroutable message(s) (no queue bound)", unroutable)
 
     async def fetch(self, queues: Sequence[str], *, limit: int, timeout: float) -> list[Delivery]:
         """Lease up to ``limit`` due messages, waiting up to ``timeout`` s for one."""
-        if limit < 1:
-            raise ValueError("limit must be at least 1")
-        names = list(dict.fromkeys(queues))
-        deadline = time.monotonic() + max(timeout, 0.0)
-        while not self._closed:
-            self._wake.clear()
-            rows, next_due = await self._fetch_once(names, limit)
-            if rows:
-                self._start_heartbeat()
-                return [_delivery(row) for row in rows]
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return []
-            await self._wait(remaining, next_due)
-        return []
+        return await self._consumer.fetch(
+            queues, limit, timeout, self._claim, idle=self._watcher.waiting
+        )
 
-    async def _fetch_once(
-        self, names: list[str], limit: int
-    ) -> tuple[list[MessageRow], float | None]:
-        sweep = time.monotonic() - self._last_sweep >= self._opts.heartbeat_interval
-        if sweep:
-            self._last_sweep = time.monotonic()
-        expires = time.time() + self._opts.lease_timeout
-        claim = functools.partial(
-            Engine.fetch,
-            consumer=self._consumer_id,
-            queues=self._rotated(names),
+    async def _claim(
+        self, queues: list[str], limit: int, sweep: bool
+    ) -> tuple[list[Delivery], float | None]:
+        await self._ready()
+        future = self._file.submit(
+            queue_store.fetch,
+            consumer=self._consumer.id,
+            queues=queues,
             limit=limit,
-            expires=expires,
+            expires=time.time() + self._consumer.options.lease_timeout,
             sweep=sweep,
         )
-        loop, executor, engine = await self._ready()
-        future = loop.run_in_executor(executor, claim, engine)
         try:
             # Shielded: a claim that completes after our caller gave up is handed back.
-            result = await asyncio.shield(future)
+            rows, next_due, recovered = await asyncio.shield(future)
         except asyncio.CancelledError:
             future.add_done_callback(self._give_back)
             raise
-        rows, next_due, recovered = result
         if recovered:
             self._watcher.bell.ring()  # the sweep made deliveries of a dead consumer visible
-        return rows, next_due
+        return [_delivery(row) for row in rows], next_due
 
     def _give_back(self, future: asyncio.Future[tuple[list[MessageRow], Any, Any]]) -> None:
         if future.cancelled() or future.exception() is not None or not future.result()[0]:
             return
         ids = [row.id for row in future.result()[0]]
-        engine, executor = self._engine, self._executor
-        if engine is None or executor is None:
-            return  # closing: close() releases every lease of this consumer
         try:
-            executor.submit(engine.settle, self._consumer_id, ids, True)
-        except RuntimeError:  # the executor shut down meanwhile; close() released them
+            self._file.submit(queue_store.settle, self._consumer.id, ids, True)
+        except RuntimeError:  # the file closed meanwhile; close() released every lease
             pass
 
-    def _rotated(self, names: list[str]) -> list[str]:
-        # Start each fetch at the next queue so no listed queue is starved.
-        if not names:
-            return names
-        start = self._rotation % len(names)
-        self._rotation += 1
-        return names[start:] + names[:start]
-
-    async def _wait(self, remaining: float, next_due: float | None) -> None:
-        """Sleep until woken (a publish here, a commit elsewhere), something is due, the
-        timeout ends or a sweep is due, whichever comes first."""
-        budget = min(remaining, self._opts.heartbeat_interval)
-        if next_due is not None:
-            budget = min(budget, max(next_due - time.time(), 0.0))
-        if budget <= 0:
-            return
-        with self._watcher.waiting():
-            try:
-                await asyncio.wait_for(self._wake.wait(), budget)
-            except TimeoutError:
-                pass
-
-    def _start_heartbeat(self) -> None:
-        if self._heartbeat is None or self._heartbeat.done():
-            self._heartbeat = asyncio.create_task(self._beat_forever(), name=f"{self!r} heartbeat")
-
-    async def _beat_forever(self) -> None:
-        while self._engine is not None:
-            await asyncio.sleep(self._opts.heartbeat_interval)
-            beat = functools.partial(
-                Engine.beat,
-                consumer=self._consumer_id,
-                expires=time.time() + self._opts.lease_timeout,
-            )
-            try:
-                recovered = await self._call(beat)
-            except Exception:  # a locked or busy file: try again next interval
-                log.exception("%r: heartbeat failed", self)
-                continue
-            self._last_sweep = time.monotonic()
-            if recovered:
-                self._watcher.bell.ring()
+    async def _beat(self) -> None:
+        expires = time.time() + self._consumer.options.lease_timeout
+        if await self._call(queue_store.beat, self._consumer.id, expires):
+            self._watcher.bell.ring()
 
     async def ack(self, deliveries: Sequence[Delivery]) -> None:
         """Delete finished deliveries in one transaction (lost leases are ignored)."""
         ids = _ids(deliveries)
         if ids:
-            await self._call(lambda e: e.settle(self._consumer_id, ids, False))
+            await self._call(queue_store.settle, self._consumer.id, ids, False)
 
     async def reject(self, deliveries: Sequence[Delivery], *, requeue: bool) -> None:
         """Make deliveries visible again at once (redelivered) or drop them."""
         ids = _ids(deliveries)
         if ids:
-            await self._call(lambda e: e.settle(self._consumer_id, ids, requeue))
+            await self._call(queue_store.settle, self._consumer.id, ids, requeue)
             if requeue:
                 self._watcher.bell.ring()
 
     async def dead_letter(self, delivery: Delivery, reason: str) -> None:
         """Move a leased delivery to ``celeriac_dead`` with ``reason`` and the time."""
         ids = _ids([delivery])
-        now = time.time()
         buried = bool(ids) and await self._call(
-            lambda e: e.bury(self._consumer_id, ids[0], reason, now)
+            queue_store.bury, self._consumer.id, ids[0], reason, time.time()
         )
         if not buried:
             log.warning("dead_letter: delivery %s is no longer leased here", delivery.tag)
 
     async def list_dead(self, limit: int = 100) -> list[DeadLetter]:
         """Dead letters, oldest first."""
-        return await self._call(lambda e: e.list_dead(limit))
+        return await self._call(queue_store.list_dead, limit)
 
     async def requeue_dead(self, ids: Sequence[str] | None = None) -> int:
         """Put dead letters (all when ``ids`` is None) back on their original queues."""
         wanted = None if ids is None else [int(i) for i in ids if str(i).isdigit()]
-        count = await self._call(lambda e: e.requeue_dead(wanted, time.time()))
+        count = await self._call(queue_store.requeue_dead, wanted, time.time())
         if count:
             self._watcher.bell.ring()
         return count
 
     async def purge(self, queues: Sequence[str]) -> int:
         """Delete waiting (unleased) messages in ``queues``, due or not; return how many."""
-        return await self._call(lambda e: e.purge(queues))
+        return await self._call(queue_store.purge, queues)
 
     async def queue_sizes(self, queues: Sequence[str]) -> dict[str, int]:
         """Waiting (unleased) messages per queue, due or not."""
-        return await self._call(lambda e: e.queue_sizes(queues))
+        return await self._call(queue_store.queue_sizes, queues)
 
     async def revoke(self, task_ids: Sequence[str], *, expires: float) -> None:
         """Persist revoked task ids until ``expires`` (epoch seconds)."""
-        now = time.time()
-        await self._call(lambda e: e.revoke(task_ids, expires, now))
+        await self._call(queue_store.revoke, task_ids, expires, time.time())
 
     async def revoked(self) -> set[str]:
         """Task ids whose revoke has not expired."""
-        now = time.time()
-        return await self._call(lambda e: e.revoked(now))
+        return await self._call(queue_store.revoked, time.time())
 
 
 def _ids(deliveries: Sequence[Delivery]) -> list[int]:

@@ -1,8 +1,9 @@
-"""The blocking half of the SQLite transport: schema and every SQL statement.
+"""The blocking half of the SQLite transport: its schema and every SQL statement.
 
-An :class:`Engine` owns one ``sqlite3`` connection and is only ever called from the one
-worker thread of its :class:`~celeriac.engines.sqlite.broker.SQLiteTransport`. Message rows are
-in one of three states: ready (0), delayed (1: ``visible_at`` is in the future) and leased
+Each function takes the connection of the transport's
+:class:`~celeriac.engines.sqlite.connection.SQLiteFile` and runs on that file's thread
+(through ``SQLiteFile.call``), never on the event loop. Message rows are in one of
+three states: ready (0), delayed (1: ``visible_at`` is in the future) and leased
 (2: ``consumer`` holds it). Every write runs in ``BEGIN IMMEDIATE``, so claiming is atomic
 across processes, and a batch (publish, ack, reject) is one transaction.
 """
@@ -17,22 +18,37 @@ import socket
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from celeriac.engines.sqlite.connection import enable_wal, write_transaction
-from celeriac.exceptions import ImproperlyConfigured, SerializationError
+from celeriac.engines.sqlite.connection import write_transaction
+from celeriac.exceptions import SerializationError
 from celeriac.protocol.envelope import Envelope
 from celeriac.transport.base import DeadLetter, Outgoing, QueueSpec
 from celeriac.transport.exchanges import Binding, binding_for, route
 
-__all__ = ["Engine", "MessageRow"]
+__all__ = [
+    "SCHEMA",
+    "MessageRow",
+    "beat",
+    "bury",
+    "declare",
+    "fetch",
+    "list_dead",
+    "publish",
+    "purge",
+    "queue_sizes",
+    "release",
+    "requeue_dead",
+    "revoke",
+    "revoked",
+    "settle",
+    "requeue_lost",
+]
 
 log = logging.getLogger("celeriac.engines.sqlite.broker")
 
-_SCHEMA = (
+SCHEMA = (
     """CREATE TABLE IF NOT EXISTS celeriac_messages (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         queue TEXT NOT NULL,
@@ -172,324 +188,295 @@ def _marks(n: int) -> str:
     return ",".join("?" * n)
 
 
-class Engine:
-    """The blocking half: one connection, used only from the instance's own thread."""
-
-    def __init__(self, path: Path, busy_timeout: float) -> None:
-        self.path = path
-        self.busy_timeout = busy_timeout
-        self._conn: sqlite3.Connection | None = None
-
-    @property
-    def conn(self) -> sqlite3.Connection:
-        """The open connection."""
-        if self._conn is None:
-            raise RuntimeError("SQLite transport is closed")
-        return self._conn
-
-    def open(self) -> None:
-        """Connect, switch to WAL and create the schema (idempotent)."""
-        try:
-            conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
-        except sqlite3.OperationalError as exc:
-            raise ImproperlyConfigured(f"cannot open SQLite broker {self.path}: {exc}") from exc
-        try:
-            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-            mode = enable_wal(conn, self.busy_timeout)
-            if str(mode).lower() != "wal":
-                log.warning("%s: journal_mode is %s, not WAL; workers may block", self.path, mode)
-            conn.execute("PRAGMA synchronous = NORMAL")
-            self._conn = conn
-            with self._write():
-                for statement in _SCHEMA:
-                    conn.execute(statement)
-        except BaseException:
-            self._conn = None
-            conn.close()
-            raise
-
-    def close(self) -> None:
-        """Close the connection."""
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-    def _write(self) -> AbstractContextManager[sqlite3.Connection]:
-        return write_transaction(self.conn)
-
-    def declare(self, specs: Sequence[QueueSpec]) -> None:
-        """Persist exchanges and bindings."""
-        bindings = [(spec, binding_for(spec)) for spec in specs]
-        with self._write() as conn:
-            for spec, binding in bindings:
-                if binding is None:
-                    continue
-                old = conn.execute(
-                    "SELECT type FROM celeriac_exchanges WHERE name = ?", (spec.exchange,)
-                ).fetchone()
-                if old is not None and old[0] != spec.exchange_type:
-                    log.warning(
-                        "exchange %r redeclared as %s (was %s)",
-                        spec.exchange,
-                        spec.exchange_type,
-                        old[0],
-                    )
-                conn.execute(
-                    "INSERT OR REPLACE INTO celeriac_exchanges (name, type) VALUES (?, ?)",
-                    (spec.exchange, spec.exchange_type),
-                )
-                conn.execute(
-                    "INSERT OR IGNORE INTO celeriac_bindings VALUES (?, ?, ?, ?)",
-                    (
-                        spec.exchange,
-                        spec.name,
-                        spec.routing_key,
-                        json.dumps(dict(binding.arguments), sort_keys=True),
-                    ),
-                )
-
-    def _routing(self, exchanges: set[str]) -> tuple[dict[str, str], dict[str, list[Binding]]]:
-        names = sorted(exchanges)
-        if not names:
-            return {}, {}
-        marks = _marks(len(names))
-        types = dict(
-            self.conn.execute(
-                f"SELECT name, type FROM celeriac_exchanges WHERE name IN ({marks})", names
-            ).fetchall()
-        )
-        bindings: dict[str, list[Binding]] = {}
-        for exchange, queue, key, args in self.conn.execute(
-            f"SELECT exchange, queue, routing_key, arguments FROM celeriac_bindings"
-            f" WHERE exchange IN ({marks}) ORDER BY rowid",
-            names,
-        ):
-            bindings.setdefault(exchange, []).append(
-                Binding(exchange, queue, key, json.loads(args))
-            )
-        return types, bindings
-
-    def publish(self, messages: Sequence[Outgoing], now: float) -> int:
-        """Route and insert messages in one transaction; return how many were unroutable."""
-        encoded = [
-            (
-                out,
-                _dumps(out.envelope.headers, "headers"),
-                _dumps(out.envelope.properties, "properties"),
-            )
-            for out in messages
-        ]
-        unroutable = 0
-        with self._write() as conn:
-            types, bindings = self._routing({out.exchange for out in messages if out.exchange})
-            rows: list[tuple[Any, ...]] = []
-            for out, headers, properties in encoded:
-                env = out.envelope
-                queues = route(
-                    out.exchange,
-                    types.get(out.exchange),
-                    out.routing_key,
-                    env.headers,
-                    bindings.get(out.exchange, ()),
-                )
-                unroutable += not queues
-                delayed = out.not_before is not None and out.not_before > now
-                visible = out.not_before if delayed and out.not_before is not None else now
-                rows.extend(
-                    (
-                        queue,
-                        _DELAYED if delayed else _READY,
-                        env.priority,
-                        visible,
-                        out.exchange,
-                        out.routing_key,
-                        env.body,
-                        headers,
-                        properties,
-                        env.content_type,
-                        env.content_encoding,
-                        now,
-                    )
-                    for queue in queues
-                )
-            conn.executemany(_INSERT, rows)
-        return unroutable
-
-    def _has_work(self, queue: str, now: float) -> bool:
-        return bool(self.conn.execute(SQL_HAS_WORK, (queue, queue, now)).fetchone()[0])
-
-    def _next_due(self, queues: Sequence[str]) -> float | None:
-        due = [row[0] for queue in queues for row in self.conn.execute(SQL_NEXT_DUE, (queue,))]
-        return min(due) if due else None
-
-    def fetch(
-        self, consumer: str, queues: Sequence[str], limit: int, expires: float, sweep: bool
-    ) -> tuple[list[MessageRow], float | None, int]:
-        """Claim up to ``limit`` due messages, one queue after another in turn.
-
-        Returns (rows, when the next delayed message is due if none were claimed,
-        deliveries the sweep made visible again).
-        """
-        now = time.time()
-        recovered = self.sweep(now) if sweep else 0
-        busy = [q for q in queues if self._has_work(q, now)]
-        if not busy:
-            return [], self._next_due(queues), recovered
-        with self._write() as conn:
-            per_queue = []
-            for queue in busy:
-                conn.execute(SQL_PROMOTE, (queue, now))
-                per_queue.append([r[0] for r in conn.execute(SQL_CANDIDATES, (queue, limit))])
-            # Round-robin over the queues (already rotated by the caller) so none starves.
-            turns = itertools.chain.from_iterable(itertools.zip_longest(*per_queue))
-            chosen = [msg_id for msg_id in turns if msg_id is not None][:limit]
-            if not chosen:
-                return [], None, recovered
-            self._upsert_consumer(consumer, expires)
-            claimed = conn.execute(
-                f"UPDATE celeriac_messages SET state = 2, consumer = ?"
-                f" WHERE id IN ({_marks(len(chosen))}) RETURNING {_COLUMNS}",
-                (consumer, *chosen),
-            ).fetchall()
-        order = {msg_id: n for n, msg_id in enumerate(chosen)}
-        rows = sorted((MessageRow.from_row(row) for row in claimed), key=lambda r: order[r.id])
-        return rows, None, recovered
-
-    def _upsert_consumer(self, consumer: str, expires: float) -> None:
-        self.conn.execute(
-            "INSERT INTO celeriac_consumers (id, expires_at, hostname, pid) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at",
-            (consumer, expires, socket.gethostname(), os.getpid()),
-        )
-
-    def beat(self, consumer: str, expires: float) -> int:
-        """Renew this consumer's lease and sweep dead ones; return deliveries recovered."""
-        with self._write():
-            self._upsert_consumer(consumer, expires)
-        return self.sweep(time.time())
-
-    def sweep(self, now: float) -> int:
-        """Requeue (as redelivered) the leases of consumers whose heartbeat expired."""
-        conn = self.conn
-        stale = conn.execute(
-            "SELECT EXISTS (SELECT 1 FROM celeriac_consumers WHERE expires_at < ?)"
-            " OR EXISTS (SELECT 1 FROM celeriac_messages WHERE state = 2"
-            " AND consumer NOT IN (SELECT id FROM celeriac_consumers))",
-            (now,),
-        ).fetchone()[0]
-        if not stale:
-            return 0
-        with self._write():
-            conn.execute("DELETE FROM celeriac_consumers WHERE expires_at < ?", (now,))
-            count = conn.execute(
-                "UPDATE celeriac_messages SET state = 0, consumer = NULL, redelivered = 1"
-                " WHERE state = 2 AND consumer NOT IN (SELECT id FROM celeriac_consumers)"
-            ).rowcount
-        if count:
-            log.warning("requeued %d deliveries of lost consumer(s)", count)
-        return count
-
-    def release(self, consumer: str) -> int:
-        """Forget ``consumer``; requeue (as redelivered) everything it holds."""
-        with self._write() as conn:
-            conn.execute("DELETE FROM celeriac_consumers WHERE id = ?", (consumer,))
-            return conn.execute(SQL_HELD_BY, (consumer,)).rowcount
-
-    def settle(self, consumer: str, ids: Sequence[int], requeue: bool) -> int:
-        """Delete (or requeue as redelivered) leased rows this consumer still holds."""
-        sql = (
-            "UPDATE celeriac_messages SET state = 0, consumer = NULL, redelivered = 1"
-            if requeue
-            else "DELETE FROM celeriac_messages"
-        )
-        count = 0
-        with self._write() as conn:
-            for chunk in _chunks(ids):
-                count += conn.execute(
-                    f"{sql} WHERE state = 2 AND consumer = ? AND id IN ({_marks(len(chunk))})",
-                    (consumer, *chunk),
-                ).rowcount
-        return count
-
-    def bury(self, consumer: str, msg_id: int, reason: str, now: float) -> bool:
-        """Move a leased row to the dead letters; False when the lease was lost."""
-        with self._write() as conn:
-            row = conn.execute(
-                "DELETE FROM celeriac_messages WHERE id = ? AND state = 2 AND consumer = ?"
-                " RETURNING queue, exchange, routing_key,"
-                " body, headers, properties, content_type, content_encoding",
-                (msg_id, consumer),
+def declare(conn: sqlite3.Connection, specs: Sequence[QueueSpec]) -> None:
+    """Persist exchanges and bindings."""
+    bindings = [(spec, binding_for(spec)) for spec in specs]
+    with write_transaction(conn):
+        for spec, binding in bindings:
+            if binding is None:
+                continue
+            old = conn.execute(
+                "SELECT type FROM celeriac_exchanges WHERE name = ?", (spec.exchange,)
             ).fetchone()
-            if row is None:
-                return False
+            if old is not None and old[0] != spec.exchange_type:
+                log.warning(
+                    "exchange %r redeclared as %s (was %s)",
+                    spec.exchange,
+                    spec.exchange_type,
+                    old[0],
+                )
             conn.execute(
-                "INSERT INTO celeriac_dead (queue, reason, dead_at, exchange, routing_key, body,"
-                " headers, properties, content_type, content_encoding)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (row[0], reason, now, *row[1:]),
+                "INSERT OR REPLACE INTO celeriac_exchanges (name, type) VALUES (?, ?)",
+                (spec.exchange, spec.exchange_type),
             )
-        return True
+            conn.execute(
+                "INSERT OR IGNORE INTO celeriac_bindings VALUES (?, ?, ?, ?)",
+                (
+                    spec.exchange,
+                    spec.name,
+                    spec.routing_key,
+                    json.dumps(dict(binding.arguments), sort_keys=True),
+                ),
+            )
 
-    def list_dead(self, limit: int) -> list[DeadLetter]:
-        """Dead letters, oldest first."""
-        rows = self.conn.execute(
-            "SELECT id, queue, reason, dead_at,"
-            " body, headers, properties, content_type, content_encoding"
-            " FROM celeriac_dead ORDER BY dead_at, id LIMIT ?",
-            (limit,),
+
+def _routing(
+    conn: sqlite3.Connection, exchanges: set[str]
+) -> tuple[dict[str, str], dict[str, list[Binding]]]:
+    names = sorted(exchanges)
+    if not names:
+        return {}, {}
+    marks = _marks(len(names))
+    types = dict(
+        conn.execute(
+            f"SELECT name, type FROM celeriac_exchanges WHERE name IN ({marks})", names
         ).fetchall()
-        return [DeadLetter(str(r[0]), r[1], r[2], r[3], _envelope(r[4:9])) for r in rows]
+    )
+    bindings: dict[str, list[Binding]] = {}
+    for exchange, queue, key, args in conn.execute(
+        f"SELECT exchange, queue, routing_key, arguments FROM celeriac_bindings"
+        f" WHERE exchange IN ({marks}) ORDER BY rowid",
+        names,
+    ):
+        bindings.setdefault(exchange, []).append(Binding(exchange, queue, key, json.loads(args)))
+    return types, bindings
 
-    def requeue_dead(self, ids: Sequence[int] | None, now: float) -> int:
-        """Move dead letters back to their queues as fresh, ready messages."""
-        where = "" if ids is None else f" WHERE id IN ({_marks(len(ids))})"
-        if ids is not None and not ids:
-            return 0
-        with self._write() as conn:
-            rows = conn.execute(
-                "DELETE FROM celeriac_dead" + where + " RETURNING id, queue, exchange,"
-                " routing_key, body, headers, properties, content_type, content_encoding",
-                tuple(ids or ()),
-            ).fetchall()
-            rows.sort()  # RETURNING order is unspecified; keep the dead letters' order
-            conn.executemany(
-                _INSERT,
-                [
-                    (r[1], _READY, json.loads(r[6]).get("priority") or 0, now, *r[2:], now)
-                    for r in rows
-                ],
+
+def publish(conn: sqlite3.Connection, messages: Sequence[Outgoing], now: float) -> int:
+    """Route and insert messages in one transaction; return how many were unroutable."""
+    encoded = [
+        (
+            out,
+            _dumps(out.envelope.headers, "headers"),
+            _dumps(out.envelope.properties, "properties"),
+        )
+        for out in messages
+    ]
+    unroutable = 0
+    with write_transaction(conn):
+        types, bindings = _routing(conn, {out.exchange for out in messages if out.exchange})
+        rows: list[tuple[Any, ...]] = []
+        for out, headers, properties in encoded:
+            env = out.envelope
+            queues = route(
+                out.exchange,
+                types.get(out.exchange),
+                out.routing_key,
+                env.headers,
+                bindings.get(out.exchange, ()),
             )
-        return len(rows)
-
-    def purge(self, queues: Sequence[str]) -> int:
-        """Delete waiting (ready or delayed) rows of ``queues``."""
-        count = 0
-        with self._write() as conn:
-            for queue in queues:
-                for state in (_READY, _DELAYED):
-                    count += conn.execute(
-                        f"DELETE FROM celeriac_messages WHERE state = {state} AND queue = ?",
-                        (queue,),
-                    ).rowcount
-        return count
-
-    def queue_sizes(self, queues: Sequence[str]) -> dict[str, int]:
-        """Waiting (ready or delayed) rows per queue."""
-        return {
-            queue: self.conn.execute(SQL_WAITING, (queue, queue)).fetchone()[0] for queue in queues
-        }
-
-    def revoke(self, task_ids: Sequence[str], expires: float, now: float) -> None:
-        """Persist revoked ids (keeping the later expiry) and drop expired ones."""
-        with self._write() as conn:
-            conn.execute("DELETE FROM celeriac_revoked WHERE expires <= ?", (now,))
-            conn.executemany(
-                "INSERT INTO celeriac_revoked (task_id, expires) VALUES (?, ?)"
-                " ON CONFLICT (task_id) DO UPDATE SET expires = max(expires, excluded.expires)",
-                [(task_id, expires) for task_id in task_ids],
+            unroutable += not queues
+            delayed = out.not_before is not None and out.not_before > now
+            visible = out.not_before if delayed and out.not_before is not None else now
+            rows.extend(
+                (
+                    queue,
+                    _DELAYED if delayed else _READY,
+                    env.priority,
+                    visible,
+                    out.exchange,
+                    out.routing_key,
+                    env.body,
+                    headers,
+                    properties,
+                    env.content_type,
+                    env.content_encoding,
+                    now,
+                )
+                for queue in queues
             )
+        conn.executemany(_INSERT, rows)
+    return unroutable
 
-    def revoked(self, now: float) -> set[str]:
-        """Ids whose revoke has not expired."""
-        rows = self.conn.execute("SELECT task_id FROM celeriac_revoked WHERE expires > ?", (now,))
-        return {row[0] for row in rows}
+
+def _has_work(conn: sqlite3.Connection, queue: str, now: float) -> bool:
+    return bool(conn.execute(SQL_HAS_WORK, (queue, queue, now)).fetchone()[0])
+
+
+def _next_due(conn: sqlite3.Connection, queues: Sequence[str]) -> float | None:
+    due = [row[0] for queue in queues for row in conn.execute(SQL_NEXT_DUE, (queue,))]
+    return min(due) if due else None
+
+
+def fetch(
+    conn: sqlite3.Connection,
+    consumer: str,
+    queues: Sequence[str],
+    limit: int,
+    expires: float,
+    sweep: bool,
+) -> tuple[list[MessageRow], float | None, int]:
+    """Claim up to ``limit`` due messages, one queue after another in turn.
+
+    Returns (rows, when the next delayed message is due if none were claimed,
+    deliveries the sweep made visible again).
+    """
+    now = time.time()
+    recovered = requeue_lost(conn, now) if sweep else 0
+    busy = [q for q in queues if _has_work(conn, q, now)]
+    if not busy:
+        return [], _next_due(conn, queues), recovered
+    with write_transaction(conn):
+        per_queue = []
+        for queue in busy:
+            conn.execute(SQL_PROMOTE, (queue, now))
+            per_queue.append([r[0] for r in conn.execute(SQL_CANDIDATES, (queue, limit))])
+        # Round-robin over the queues (already rotated by the caller) so none starves.
+        turns = itertools.chain.from_iterable(itertools.zip_longest(*per_queue))
+        chosen = [msg_id for msg_id in turns if msg_id is not None][:limit]
+        if not chosen:
+            return [], None, recovered
+        _upsert_consumer(conn, consumer, expires)
+        claimed = conn.execute(
+            f"UPDATE celeriac_messages SET state = 2, consumer = ?"
+            f" WHERE id IN ({_marks(len(chosen))}) RETURNING {_COLUMNS}",
+            (consumer, *chosen),
+        ).fetchall()
+    order = {msg_id: n for n, msg_id in enumerate(chosen)}
+    rows = sorted((MessageRow.from_row(row) for row in claimed), key=lambda r: order[r.id])
+    return rows, None, recovered
+
+
+def _upsert_consumer(conn: sqlite3.Connection, consumer: str, expires: float) -> None:
+    conn.execute(
+        "INSERT INTO celeriac_consumers (id, expires_at, hostname, pid) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at",
+        (consumer, expires, socket.gethostname(), os.getpid()),
+    )
+
+
+def beat(conn: sqlite3.Connection, consumer: str, expires: float) -> int:
+    """Renew this consumer's lease and sweep dead ones; return deliveries recovered."""
+    with write_transaction(conn):
+        _upsert_consumer(conn, consumer, expires)
+    return requeue_lost(conn, time.time())
+
+
+def requeue_lost(conn: sqlite3.Connection, now: float) -> int:
+    """Requeue (as redelivered) the leases of consumers whose heartbeat expired."""
+    stale = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM celeriac_consumers WHERE expires_at < ?)"
+        " OR EXISTS (SELECT 1 FROM celeriac_messages WHERE state = 2"
+        " AND consumer NOT IN (SELECT id FROM celeriac_consumers))",
+        (now,),
+    ).fetchone()[0]
+    if not stale:
+        return 0
+    with write_transaction(conn):
+        conn.execute("DELETE FROM celeriac_consumers WHERE expires_at < ?", (now,))
+        count = conn.execute(
+            "UPDATE celeriac_messages SET state = 0, consumer = NULL, redelivered = 1"
+            " WHERE state = 2 AND consumer NOT IN (SELECT id FROM celeriac_consumers)"
+        ).rowcount
+    if count:
+        log.warning("requeued %d deliveries of lost consumer(s)", count)
+    return count
+
+
+def release(conn: sqlite3.Connection, consumer: str) -> int:
+    """Forget ``consumer``; requeue (as redelivered) everything it holds."""
+    with write_transaction(conn):
+        conn.execute("DELETE FROM celeriac_consumers WHERE id = ?", (consumer,))
+        return conn.execute(SQL_HELD_BY, (consumer,)).rowcount
+
+
+def settle(conn: sqlite3.Connection, consumer: str, ids: Sequence[int], requeue: bool) -> int:
+    """Delete (or requeue as redelivered) leased rows this consumer still holds."""
+    sql = (
+        "UPDATE celeriac_messages SET state = 0, consumer = NULL, redelivered = 1"
+        if requeue
+        else "DELETE FROM celeriac_messages"
+    )
+    count = 0
+    with write_transaction(conn):
+        for chunk in _chunks(ids):
+            count += conn.execute(
+                f"{sql} WHERE state = 2 AND consumer = ? AND id IN ({_marks(len(chunk))})",
+                (consumer, *chunk),
+            ).rowcount
+    return count
+
+
+def bury(conn: sqlite3.Connection, consumer: str, msg_id: int, reason: str, now: float) -> bool:
+    """Move a leased row to the dead letters; False when the lease was lost."""
+    with write_transaction(conn):
+        row = conn.execute(
+            "DELETE FROM celeriac_messages WHERE id = ? AND state = 2 AND consumer = ?"
+            " RETURNING queue, exchange, routing_key,"
+            " body, headers, properties, content_type, content_encoding",
+            (msg_id, consumer),
+        ).fetchone()
+        if row is None:
+            return False
+        conn.execute(
+            "INSERT INTO celeriac_dead (queue, reason, dead_at, exchange, routing_key, body,"
+            " headers, properties, content_type, content_encoding)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (row[0], reason, now, *row[1:]),
+        )
+    return True
+
+
+def list_dead(conn: sqlite3.Connection, limit: int) -> list[DeadLetter]:
+    """Dead letters, oldest first."""
+    rows = conn.execute(
+        "SELECT id, queue, reason, dead_at,"
+        " body, headers, properties, content_type, content_encoding"
+        " FROM celeriac_dead ORDER BY dead_at, id LIMIT ?",
+        (limit,),
+    ).fetchall()
+    return [DeadLetter(str(r[0]), r[1], r[2], r[3], _envelope(r[4:9])) for r in rows]
+
+
+def requeue_dead(conn: sqlite3.Connection, ids: Sequence[int] | None, now: float) -> int:
+    """Move dead letters back to their queues as fresh, ready messages."""
+    where = "" if ids is None else f" WHERE id IN ({_marks(len(ids))})"
+    if ids is not None and not ids:
+        return 0
+    with write_transaction(conn):
+        rows = conn.execute(
+            "DELETE FROM celeriac_dead" + where + " RETURNING id, queue, exchange,"
+            " routing_key, body, headers, properties, content_type, content_encoding",
+            tuple(ids or ()),
+        ).fetchall()
+        rows.sort()  # RETURNING order is unspecified; keep the dead letters' order
+        conn.executemany(
+            _INSERT,
+            [(r[1], _READY, json.loads(r[6]).get("priority") or 0, now, *r[2:], now) for r in rows],
+        )
+    return len(rows)
+
+
+def purge(conn: sqlite3.Connection, queues: Sequence[str]) -> int:
+    """Delete waiting (ready or delayed) rows of ``queues``."""
+    count = 0
+    with write_transaction(conn):
+        for queue in queues:
+            for state in (_READY, _DELAYED):
+                count += conn.execute(
+                    f"DELETE FROM celeriac_messages WHERE state = {state} AND queue = ?",
+                    (queue,),
+                ).rowcount
+    return count
+
+
+def queue_sizes(conn: sqlite3.Connection, queues: Sequence[str]) -> dict[str, int]:
+    """Waiting (ready or delayed) rows per queue."""
+    return {queue: conn.execute(SQL_WAITING, (queue, queue)).fetchone()[0] for queue in queues}
+
+
+def revoke(conn: sqlite3.Connection, task_ids: Sequence[str], expires: float, now: float) -> None:
+    """Persist revoked ids (keeping the later expiry) and drop expired ones."""
+    with write_transaction(conn):
+        conn.execute("DELETE FROM celeriac_revoked WHERE expires <= ?", (now,))
+        conn.executemany(
+            "INSERT INTO celeriac_revoked (task_id, expires) VALUES (?, ?)"
+            " ON CONFLICT (task_id) DO UPDATE SET expires = max(expires, excluded.expires)",
+            [(task_id, expires) for task_id in task_ids],
+        )
+
+
+def revoked(conn: sqlite3.Connection, now: float) -> set[str]:
+    """Ids whose revoke has not expired."""
+    rows = conn.execute("SELECT task_id FROM celeriac_revoked WHERE expires > ?", (now,))
+    return {row[0] for row in rows}
