@@ -22,7 +22,7 @@ from typing import Any, overload
 
 from celeriac import _state, signals
 from celeriac import result as _result
-from celeriac._portal import get_portal
+from celeriac._portal import get_portal, sync_twin
 from celeriac.backends import ResultBackend, backend_from_url, can_hold_results
 from celeriac.conf import Settings
 from celeriac.exceptions import ImproperlyConfigured, NotRegistered
@@ -362,12 +362,9 @@ class Celery:
         await transport.publish(self._outgoing(requests))
         self._announce_published(requests)
 
-    def publish(self, requests: Sequence[PublishRequest]) -> None:
-        """Sync twin of :meth:`apublish`: from this thread when the transport can, else the portal.
-
-        A Redis broker publishes plain messages straight from the calling thread
-        (no hop to the portal's loop); everything else goes through :meth:`apublish`.
-        """
+    def _publish_here(self, *, requests: Sequence[PublishRequest]) -> None:
+        """A Redis broker publishes plain messages straight from the calling thread (no
+        hop to the portal's loop); everything else goes through :meth:`apublish`."""
         publisher = self._blocking.publisher(self)
         if publisher is None or _undeclared(requests, self._blocking.declared):
             self.run_sync(self.apublish(requests))
@@ -377,6 +374,8 @@ class Celery:
         if not publisher.publish(outgoing):
             self.run_sync(self._apublish_outgoing(outgoing))
         self._announce_published(requests)
+
+    publish = sync_twin(apublish, here=_publish_here)
 
     async def _apublish_outgoing(self, outgoing: list[Outgoing]) -> None:
         await (await self.aget_transport()).publish(outgoing)
@@ -437,33 +436,36 @@ class Celery:
         await self.apublish([request])
         return self.AsyncResult(request.message.id, task_name=name)
 
-    def send_task(
+    def _send_task_here(
         self,
+        *,
         name: str,
-        args: Sequence[Any] | None = None,
-        kwargs: Mapping[str, Any] | None = None,
+        args: Sequence[Any] | None,
+        kwargs: Mapping[str, Any] | None,
         **options: Any,
     ) -> _result.AsyncResult:
-        """Sync twin of ``asend_task``."""
-        task = self.tasks.get(name)
-        request = self.build_request(name, args, kwargs, options, task)
+        """It publishes from the calling thread where the broker can (see ``publish``)."""
+        request = self.build_request(name, args, kwargs, options, self.tasks.get(name))
         self.publish([request])
         return self.AsyncResult(request.message.id, task_name=name)
+
+    send_task = sync_twin(asend_task, here=_send_task_here)
 
     def AsyncResult(self, task_id: str, **kwargs: Any) -> _result.AsyncResult:
         """A handle on the result of task ``task_id``."""
         return _result.AsyncResult(task_id, app=self, **kwargs)
 
     # control ----------------------------------------------------------------------------
-    async def arevoke(self, task_ids: str | Sequence[str], *, expires: float = 86400 * 7) -> None:
-        """Persist a revoke: workers skip these tasks, now or when they start later."""
+    async def arevoke(
+        self, task_ids: str | Sequence[str], *, expires: float = 86400 * 7, **kwargs: Any
+    ) -> None:
+        """Persist a revoke: workers skip these tasks, now or when they start later
+        (``terminate=`` and ``signal=`` are accepted; running tasks finish)."""
         ids = [task_ids] if isinstance(task_ids, str) else list(task_ids)
         transport = await self.aget_transport()
         await transport.revoke(ids, expires=_utcnow().timestamp() + expires)
 
-    def revoke(self, task_ids: str | Sequence[str], **kwargs: Any) -> None:
-        """Sync twin of ``arevoke`` (``terminate=`` is accepted; running tasks finish)."""
-        self.run_sync(self.arevoke(task_ids))
+    revoke = sync_twin(arevoke, via=lambda app: app)  # the app runs its own coroutines
 
     def uuid(self) -> str:
         """A new task id."""

@@ -1,8 +1,9 @@
 """Handles on task results: ``AsyncResult``, ``GroupResult`` and ``EagerResult``.
 
-Every blocking call has an ``a``-prefixed async twin (``get``/``aget``). Waiting
-uses the backend's notifications (or a backing-off poll), never a spinning loop.
-``AsyncResult.get()`` waits in the calling thread where the backend offers a
+Every blocking call is derived from its ``a``-prefixed async twin (``get`` from
+``aget``, by :func:`~celeriac._portal.sync_twin`). Waiting uses the backend's
+notifications (or a backing-off poll), never a spinning loop. ``AsyncResult.get()``
+waits in the calling thread where the backend offers a
 :class:`~celeriac.backends.base.BlockingWaiter` (Redis), instead of handing the wait
 to the portal's loop and blocking on its answer (two thread switches per call).
 """
@@ -18,6 +19,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from celeriac import _state, states
+from celeriac._portal import sync_twin
 from celeriac.backends import BlockingWaiter, blocking_waiter_from_url
 from celeriac.backends.base import Unavailable
 from celeriac.context import current_request
@@ -162,30 +164,27 @@ class AsyncResult:
         disable_sync_subtasks: bool = True,
         **_: Any,
     ) -> Any:
-        """Wait for the result; re-raise the task's exception when ``propagate``."""
+        """Wait until the result is ready (or ``timeout`` s: TimeoutError) and return it;
+        re-raise the task's exception when ``propagate``."""
         if self._meta is None:
             backend = await self.app.aget_backend()
             self._accept(await backend.wait(self.id, timeout), timeout)
-        return _outcome(self._meta or {}, propagate)
+        return self._final(propagate)
 
-    def get(
-        self,
-        timeout: float | None = None,
-        propagate: bool = True,
-        interval: float = 0.5,
-        disable_sync_subtasks: bool = True,
-        **kwargs: Any,
+    def _get_here(
+        self, *, timeout: float | None, propagate: bool, disable_sync_subtasks: bool, **_: Any
     ) -> Any:
-        """Block until the result is ready (or ``timeout`` s) and return it."""
+        """It refuses to wait inside a task (unless ``disable_sync_subtasks=False``) and
+        waits in the calling thread where the backend can (Redis), else on the portal."""
         if disable_sync_subtasks:
             _assert_not_in_task()
         if self._meta is None:
             timeout = self._wait_here(timeout)
         if self._meta is None:
-            return self.app.run_sync(
-                self.aget(timeout, propagate, interval, disable_sync_subtasks=False)
-            )
-        return _outcome(self._meta, propagate)
+            return self.app.run_sync(self.aget(timeout, propagate))
+        return self._final(propagate)
+
+    get = sync_twin(aget, here=_get_here)
 
     def _wait_here(self, timeout: float | None) -> float | None:
         """Wait in this thread if the backend can; return the timeout left for the portal."""
@@ -208,6 +207,10 @@ class AsyncResult:
             )
         self._meta = meta
 
+    def _final(self, propagate: bool) -> Any:
+        """The value of the stored final document (raised when it is an exception)."""
+        return _outcome(self._meta or {}, propagate)
+
     wait = get
 
     # changing state ---------------------------------------------------------------------
@@ -217,11 +220,9 @@ class AsyncResult:
         await backend.forget([self.id])
         self._meta = None
 
-    def forget(self) -> None:
-        """Delete the stored result."""
-        self.app.run_sync(self.aforget())
+    forget = sync_twin(aforget)
 
-    def revoke(
+    async def arevoke(
         self,
         connection: Any = None,
         terminate: bool = False,
@@ -230,11 +231,9 @@ class AsyncResult:
         timeout: float | None = None,
     ) -> None:
         """Revoke the task: workers skip it (the revoke is persisted)."""
-        self.app.revoke(self.id, terminate=terminate, signal=signal)
+        await self.app.arevoke(self.id, terminate=terminate, signal=signal)
 
-    async def arevoke(self) -> None:
-        """Async twin of ``revoke``."""
-        await self.app.arevoke(self.id)
+    revoke = sync_twin(arevoke)
 
     def as_tuple(self) -> list[Any]:
         """Celery's serialized form: ``[[id, parent], None]``."""
@@ -323,39 +322,19 @@ class EagerResult(AsyncResult):
 
     info = result
 
-    async def aget(
-        self,
-        timeout: float | None = None,
-        propagate: bool = True,
-        interval: float = 0.5,
-        disable_sync_subtasks: bool = True,
-        **_: Any,
-    ) -> Any:
-        """The value, or raise the original exception."""
+    def _final(self, propagate: bool) -> Any:
+        """The value, or raise the original exception (not one rebuilt from its document)."""
         if (
             propagate
             and self.outcome.state == states.FAILURE
             and self.outcome.exception is not None
         ):
             raise self.outcome.exception
-        return _outcome(self._meta or {}, propagate)
+        return super()._final(propagate)
 
-    def get(
-        self,
-        timeout: float | None = None,
-        propagate: bool = True,
-        interval: float = 0.5,
-        disable_sync_subtasks: bool = True,
-        **kwargs: Any,
-    ) -> Any:
-        """The value, or raise the original exception."""
-        if (
-            propagate
-            and self.outcome.state == states.FAILURE
-            and self.outcome.exception is not None
-        ):
-            raise self.outcome.exception
-        return _outcome(self._meta or {}, propagate)
+    def _get_here(self, *, propagate: bool, **_: Any) -> Any:
+        """Known already: ``get`` waits for nothing, so a task may call it too."""
+        return self._final(propagate)
 
     def forget(self) -> None:
         """Nothing is stored for eager results."""
@@ -432,12 +411,10 @@ class ResultSet:
         return found
 
     async def aready(self) -> bool:
-        """Async twin of ``ready``."""
+        """True when every task finished (succeeded, failed or was revoked)."""
         return all(s in states.READY_STATES for s in await self.astates())
 
-    def ready(self) -> bool:
-        """True when every task finished (succeeded, failed or was revoked)."""
-        return all(s in states.READY_STATES for s in self._states())
+    ready = sync_twin(aready)
 
     def successful(self) -> bool:
         """True when every task succeeded."""
@@ -452,56 +429,62 @@ class ResultSet:
         return not self.ready()
 
     async def acompleted_count(self) -> int:
-        """Async twin of ``completed_count``."""
+        """How many tasks succeeded."""
         return sum(1 for s in await self.astates() if s == states.SUCCESS)
 
-    def completed_count(self) -> int:
-        """How many tasks succeeded."""
-        return sum(1 for s in self._states() if s == states.SUCCESS)
+    completed_count = sync_twin(acompleted_count)
 
     # waiting ---------------------------------------------------------------------------
     async def ajoin(
-        self, timeout: float | None = None, propagate: bool = True, **_: Any
-    ) -> list[Any]:
-        """Wait for all results; values in member order. ``timeout`` bounds the whole wait."""
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
-        values = []
-        for result in self.results:
-            left = None if deadline is None else max(deadline - loop.time(), 0.0)
-            values.append(await result.aget(timeout=left, propagate=propagate))
-        return values
-
-    def join(
         self,
         timeout: float | None = None,
         propagate: bool = True,
         interval: float = 0.5,
         callback: Any = None,
         disable_sync_subtasks: bool = True,
-        **kwargs: Any,
+        **_: Any,
     ) -> list[Any]:
-        """Wait for all results; values in member order (the task's exception if one failed)."""
+        """Wait for all results; values in member order (the task's exception if one failed).
+        ``timeout`` bounds the whole wait; ``callback(task_id, value)`` is called per member."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        values = []
+        for result in self.results:
+            left = None if deadline is None else max(deadline - loop.time(), 0.0)
+            values.append(await result.aget(timeout=left, propagate=propagate))
+        self._report(values, callback)
+        return values
+
+    def _join_here(
+        self,
+        *,
+        timeout: float | None,
+        propagate: bool,
+        callback: Any,
+        disable_sync_subtasks: bool,
+        **_: Any,
+    ) -> list[Any]:
+        """It refuses to wait inside a task (unless ``disable_sync_subtasks=False``) and
+        calls ``callback`` in the calling thread."""
         if disable_sync_subtasks:
             _assert_not_in_task()
         values: list[Any] = self.app.run_sync(self.ajoin(timeout, propagate))
+        self._report(values, callback)
+        return values
+
+    def _report(self, values: list[Any], callback: Any) -> None:
         if callback is not None:
             for result, value in zip(self.results, values, strict=True):
                 callback(result.id, value)
-        return values
 
+    join = sync_twin(ajoin, here=_join_here)
+    aget = ajoin
     get = join
     join_native = join
 
     def supports_native_join(self) -> bool:
         """Celery API: joins are always efficient here."""
         return True
-
-    async def aget(
-        self, timeout: float | None = None, propagate: bool = True, **kwargs: Any
-    ) -> list[Any]:
-        """Async twin of ``get``."""
-        return await self.ajoin(timeout, propagate)
 
     # changing state --------------------------------------------------------------------
     async def aforget(self) -> None:
@@ -512,15 +495,9 @@ class ResultSet:
         for result in stored:
             result._meta = None
 
-    def forget(self) -> None:
-        """Delete every stored result."""
-        self.app.run_sync(self.aforget())
+    forget = sync_twin(aforget)
 
-    async def arevoke(self) -> None:
-        """Async twin of ``revoke``."""
-        await self.app.arevoke([r.id for r in self.leaves()])
-
-    def revoke(
+    async def arevoke(
         self,
         connection: Any = None,
         terminate: bool = False,
@@ -529,7 +506,10 @@ class ResultSet:
         timeout: float | None = None,
     ) -> None:
         """Revoke every task (persisted: workers skip them, now or later)."""
-        self.app.revoke([r.id for r in self.leaves()], terminate=terminate, signal=signal)
+        ids = [r.id for r in self.leaves()]
+        await self.app.arevoke(ids, terminate=terminate, signal=signal)
+
+    revoke = sync_twin(arevoke)
 
 
 class GroupResult(ResultSet):
@@ -580,36 +560,33 @@ class GroupResult(ResultSet):
         await backend.save_group(str(self.id), [str(r.id) for r in self.results])
         return self
 
-    def save(self) -> GroupResult:
-        """Sync twin of ``asave``."""
-        self.app.run_sync(self.asave())
-        return self
+    save = sync_twin(asave)
 
     @classmethod
     async def arestore(
         cls, id: str, backend: Any = None, app: Celery | None = None
     ) -> GroupResult | None:
         """Load a saved group, or None."""
-        the_app: Celery = app or cls.bound_app or _state.get_current_app()
+        the_app = cls._app_of(app)
         ids = await (await the_app.aget_backend()).restore_group(id)
         if ids is None:
             return None
         return cls(id, [AsyncResult(i, app=the_app) for i in ids], app=the_app)
 
     @classmethod
-    def restore(cls, id: str, backend: Any = None, app: Celery | None = None) -> GroupResult | None:
-        """Sync twin of ``arestore``."""
-        the_app: Celery = app or cls.bound_app or _state.get_current_app()
-        found: GroupResult | None = the_app.run_sync(cls.arestore(id, app=the_app))
+    def _app_of(cls, app: Celery | None = None) -> Celery:
+        """``app``, else the app this class is bound to, else the current app."""
+        found: Celery = app or cls.bound_app or _state.get_current_app()
         return found
+
+    # Through the bound (or current) app's run_sync: one portal serves every app anyway.
+    restore = classmethod(sync_twin(arestore, via=lambda cls: cls._app_of()))
 
     async def adelete(self) -> None:
         """Delete the saved group (the results stay)."""
         await (await self.app.aget_backend()).forget_group(str(self.id))
 
-    def delete(self) -> None:
-        """Sync twin of ``adelete``."""
-        self.app.run_sync(self.adelete())
+    delete = sync_twin(adelete)
 
     async def aforget(self) -> None:
         """Delete every member's result and the saved group."""

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from celeriac import _state
+from celeriac._portal import sync_twin
 from celeriac.canvas.mapping import chunks, xmap, xstarmap
 from celeriac.canvas.signature import Signature
 from celeriac.context import Context, current_request, state_sink
@@ -127,7 +128,7 @@ class Task:
         """Async twin of ``delay``."""
         return await self.aapply_async(args, kwargs)
 
-    def apply_async(
+    async def aapply_async(
         self,
         args: Sequence[Any] | None = None,
         kwargs: Mapping[str, Any] | None = None,
@@ -137,21 +138,20 @@ class Task:
         if self.app.conf["task_always_eager"]:
             return self.apply(args, kwargs, **options)
         request = self.app.build_request(self.name, args, kwargs, options, self)
-        self.app.publish([request])
+        await self.app.apublish([request])
         return self.app.AsyncResult(request.message.id, task_name=self.name)
 
-    async def aapply_async(
-        self,
-        args: Sequence[Any] | None = None,
-        kwargs: Mapping[str, Any] | None = None,
-        **options: Any,
+    def _apply_async_here(
+        self, *, args: Sequence[Any] | None, kwargs: Mapping[str, Any] | None, **options: Any
     ) -> AsyncResult:
-        """Async twin of ``apply_async``."""
+        """It publishes from the calling thread where the broker can (``app.publish``)."""
         if self.app.conf["task_always_eager"]:
             return self.apply(args, kwargs, **options)
         request = self.app.build_request(self.name, args, kwargs, options, self)
-        await self.app.apublish([request])
+        self.app.publish([request])
         return self.app.AsyncResult(request.message.id, task_name=self.name)
+
+    apply_async = sync_twin(aapply_async, here=_apply_async_here)
 
     def apply(
         self,

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from celeriac import _state
+from celeriac._portal import sync_twin
 from celeriac.canvas.errbacks import run_errbacks_eagerly
 from celeriac.context import Context
 from celeriac.protocol.ids import uuid4
@@ -355,16 +356,15 @@ class Signature(dict[str, Any]):
         await dispatch.send()
         return result
 
-    def apply_async(
-        self,
-        args: Sequence[Any] | None = None,
-        kwargs: Mapping[str, Any] | None = None,
-        **options: Any,
+    def _apply_async_here(
+        self, *, args: Sequence[Any] | None, kwargs: Mapping[str, Any] | None, **options: Any
     ) -> Any:
-        """Sync twin of ``aapply_async``."""
+        """Eager signatures run in the calling thread; the others publish from the portal."""
         if self.app.conf["task_always_eager"]:
             return self.apply(args, kwargs, **options)
         return self.app.run_sync(self.aapply_async(args, kwargs, **options))
+
+    apply_async = sync_twin(aapply_async, here=_apply_async_here)
 
     def delay(self, *args: Any, **kwargs: Any) -> Any:
         """Publish with extra arguments."""
