@@ -18,6 +18,8 @@ an unroutable one comes back and is logged as a warning, as AMQP drops it. Lost 
 retried (``max_retries``, backoff up to ``retry_backoff_max``), resending only what was not
 confirmed, then ``publish`` raises ConnectionError.
 
+Connection, declarations and retries: :mod:`~celeriac.engines.amqp.connection`.
+
 Consuming (:mod:`~celeriac.engines.amqp.channels`): ``basic.consume`` with manual acks and a
 per-consumer ``basic.qos`` (``prefetch_count``, default 100) on one channel; ``fetch`` takes
 from per-queue buffers in turn and waits for arrivals (or for the channel to die) up to its
@@ -36,8 +38,7 @@ Delayed messages (``not_before``): :mod:`~celeriac.engines.amqp.delay`, a ladder
 queues in the broker (0.1 s ticks); ``queue_sizes`` and ``purge`` include them. Set
 ``delayed_delivery=False`` to publish them at once (Celery workers hold ETA tasks themselves).
 
-Dead letters: :mod:`~celeriac.engines.amqp.dead`. Revokes: a stream,
-:mod:`~celeriac.engines.amqp.revokes`.
+Dead letters (a queue, browsed) and revokes (a stream): :mod:`~celeriac.engines.amqp.sidequeues`.
 
 Options (``broker_transport_options``): ``confirm_publish`` (True), ``prefetch_count`` (100),
 ``consumer_timeout`` (1800 s), ``lease_timeout`` (60 s), ``release_idle_after`` (2 s),
@@ -69,12 +70,17 @@ from typing import Any
 
 from celeriac.engines.amqp import connection as conn
 from celeriac.engines.amqp.channels import Action, ConsumerChannel, Held
-from celeriac.engines.amqp.connection import AMQPOptions, Channel, amqp_errors
-from celeriac.engines.amqp.dead import DeadLetters
-from celeriac.engines.amqp.delay import DelayLadder, DelayPlan, stamp
+from celeriac.engines.amqp.connection import (
+    PERMANENT_ERRORS,
+    AMQPOptions,
+    Channel,
+    Session,
+    Topology,
+    amqp_errors,
+)
+from celeriac.engines.amqp.delay import DelayLadder, DelayPlan, delay_tokens, stamp
 from celeriac.engines.amqp.leases import Leases
-from celeriac.engines.amqp.revokes import Revokes
-from celeriac.engines.amqp.session import PERMANENT_ERRORS, Session, Topology
+from celeriac.engines.amqp.sidequeues import DeadLetters, Revokes
 from celeriac.transport.base import DeadLetter, Delivery, Outgoing, QueueSpec
 
 __all__ = ["AMQPTransport"]
@@ -95,7 +101,9 @@ class AMQPTransport:
         self._topology = Topology(self._session.admin)
         self._consumer: ConsumerChannel | None = None
         self._ladder = DelayLadder()
-        self._leases = Leases(self._opts.lease_timeout, self._session.admin, self._session.mover)
+        self._leases = Leases(
+            self._opts.lease_timeout, self._session.admin, self._session.connection
+        )
         self._dead = DeadLetters(self._opts.dead_letter_queue)
         self._revokes = Revokes(self._opts.revoked_queue, self._opts.revoke_retention)
         self._held: dict[str, Held] = {}
@@ -123,6 +131,7 @@ class AMQPTransport:
         """A new connection: nothing of the old one is valid; declare our queues again."""
         self._drop_consumer()
         self._topology.reset()
+        self._leases.reset()
         self._ladder.reset()
         self._dead.reset()
         self._revokes.reset()
@@ -411,6 +420,9 @@ class AMQPTransport:
         return await self._session.retrying(requeue)
 
     # sizes, purge, revokes ----------------------------------------------------------------------
+    def _delay_tokens(self, queue: str) -> list[str]:
+        return delay_tokens(queue, self._topology.specs.get(queue))
+
     async def _synced_consumer(self, queues: Sequence[str]) -> ConsumerChannel | None:
         consumer = self._consumer
         if consumer is None or not consumer.alive:
@@ -429,7 +441,7 @@ class AMQPTransport:
                 count = (await self._topology.probe(queue) or 0) + (
                     consumer.buffered(queue) if consumer else 0
                 )
-                for token in self._topology.delay_tokens(queue):
+                for token in self._delay_tokens(queue):
                     count += await self._ladder.count(self._topology.probe, token)
                 result[queue] = count
             return result
@@ -448,7 +460,7 @@ class AMQPTransport:
                 if await self._topology.probe(queue) is not None:
                     ok = await (await self._session.admin()).queue_purge(queue)
                     total += int(ok.message_count or 0)
-                for token in self._topology.delay_tokens(queue):
+                for token in self._delay_tokens(queue):
                     total += await self._ladder.purge(
                         self._topology.probe, self._session.admin, token
                     )

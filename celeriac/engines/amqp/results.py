@@ -39,8 +39,8 @@ from celeriac.engines.amqp.connection import (
     Basic,
     Channel,
     DeliveredMessage,
+    Session,
 )
-from celeriac.engines.amqp.session import Session
 from celeriac.exceptions import ImproperlyConfigured
 from celeriac.protocol.serializers import Serializer, serializer_for_content_type
 from celeriac.states import READY_STATES
