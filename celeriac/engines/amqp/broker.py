@@ -81,6 +81,7 @@ from celeriac.engines.amqp.connection import (
 from celeriac.engines.amqp.delay import DelayLadder, DelayPlan, delay_tokens, stamp
 from celeriac.engines.amqp.leases import Leases
 from celeriac.engines.amqp.sidequeues import DeadLetters, Revokes
+from celeriac.retry import Backoff
 from celeriac.transport.base import DeadLetter, Delivery, Outgoing, QueueSpec
 
 __all__ = ["AMQPTransport"]
@@ -88,6 +89,10 @@ __all__ = ["AMQPTransport"]
 logger = logging.getLogger(__name__)
 
 _TICK = 0.25
+
+
+class _Unconfirmed(ConnectionError):
+    """Some messages of a batch were not confirmed: they are published again."""
 
 
 class AMQPTransport:
@@ -178,22 +183,15 @@ class AMQPTransport:
     async def publish(self, messages: Sequence[Outgoing]) -> None:
         """Publish a batch and wait for the broker's confirms (see the module docstring)."""
         pending = list(messages)
-        delay = 0.1
-        for attempt in range(self._opts.max_retries + 1):
-            try:
-                await self._session.connection()
-                pending = await self._publish_once(pending)
-            except PERMANENT_ERRORS:
-                raise
-            except conn.TRANSIENT_ERRORS as exc:
-                if attempt == self._opts.max_retries or self._closed:
-                    raise ConnectionError(f"RabbitMQ at {self.url}: {exc}") from exc
-                logger.warning("publish failed (%s); retrying in %.1fs", exc, delay)
-            if not pending:
-                return
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self._opts.retry_backoff_max)
-        raise ConnectionError(f"RabbitMQ at {self.url}: {len(pending)} message(s) not confirmed")
+
+        async def attempt() -> None:
+            nonlocal pending
+            await self._session.connection()
+            pending = await self._publish_once(pending)
+            if pending:
+                raise _Unconfirmed(f"{len(pending)} message(s) not confirmed")
+
+        await self._session.retrying(attempt)
 
     async def _publish_once(self, messages: Sequence[Outgoing]) -> list[Outgoing]:
         """Publish, returning the messages that must be sent again."""
@@ -276,7 +274,7 @@ class AMQPTransport:
                 self._last_fetch[name] = now
 
     async def _fetch(self, names: list[str], limit: int, deadline: float) -> list[Delivery]:
-        backoff = 0.1
+        backoff: Backoff | None = None  # made only when the broker is away
         while not self._closed:
             consumer = await self._consumer_for(names)
             if consumer is not None:
@@ -288,8 +286,8 @@ class AMQPTransport:
             if remaining <= 0:
                 return []
             if consumer is None:
-                await asyncio.sleep(min(backoff, remaining))
-                backoff = min(backoff * 2, self._opts.retry_backoff_max)
+                backoff = backoff or self._session.retry.backoff()
+                await asyncio.sleep(min(backoff.next(), remaining))
                 continue
             try:
                 await asyncio.wait_for(consumer.wake.wait(), remaining)

@@ -38,6 +38,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 from celeriac.exceptions import ImproperlyConfigured, MissingDependency
 from celeriac.protocol.envelope import Envelope
+from celeriac.retry import RetryPolicy
 from celeriac.transport.base import QueueSpec
 
 try:
@@ -148,6 +149,13 @@ class AMQPOptions:
         if result.prefetch_count < 1:
             raise ImproperlyConfigured("broker_transport_options: prefetch_count must be >= 1")
         return result
+
+    @property
+    def retry(self) -> RetryPolicy:
+        """How operations are retried: from 0.1 s, doubling up to ``retry_backoff_max``."""
+        return RetryPolicy(
+            first=0.1, factor=2.0, max_delay=self.retry_backoff_max, max_retries=self.max_retries
+        )
 
     @property
     def renew_after(self) -> float:
@@ -268,6 +276,7 @@ class Session:
         self.options = options
         self.name = name
         self.closed = False
+        self.retry = options.retry
         self._on_connect = on_connect
         self._conn: AbstractConnection | None = None
         self._channels: dict[str, Channel] = {}
@@ -305,19 +314,20 @@ class Session:
 
     async def retrying(self, call: Callable[[], Awaitable[T]]) -> T:
         """Run ``call``, again after connection errors; ConnectionError when out of tries."""
-        delay = 0.1
-        for attempt in range(self.options.max_retries + 1):
-            try:
-                return await call()
-            except PERMANENT_ERRORS:
-                raise
-            except TRANSIENT_ERRORS as exc:
-                if attempt == self.options.max_retries or self.closed:
-                    raise ConnectionError(f"RabbitMQ at {self.url}: {exc}") from exc
-                logger.warning("RabbitMQ connection problem (%s); retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.options.retry_backoff_max)
-        raise AssertionError("unreachable")
+        return await self.retry.call(
+            call,
+            retry_on=TRANSIENT_ERRORS,
+            fatal=PERMANENT_ERRORS,
+            what="RabbitMQ operation",
+            give_up=self._unreachable,
+            stop=self._is_closed,
+        )
+
+    def _unreachable(self, exc: BaseException, attempts: int) -> ConnectionError:
+        return ConnectionError(f"RabbitMQ at {self.url}: {exc}")
+
+    def _is_closed(self) -> bool:
+        return self.closed
 
     async def close(self) -> None:
         """Close the connection for good (unacked deliveries go back to their queues)."""
