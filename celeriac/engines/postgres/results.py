@@ -20,11 +20,11 @@ in one transaction that first locks the chord's row, so concurrent reports take 
 and exactly one of them sees the chord complete.
 
 Options besides those of :mod:`celeriac.engines.postgres.connection`: ``listen`` (default
-True; False waits by
-polling only), ``poll_interval`` (cap of the polling interval when not listening, s,
-default 1), ``safety_interval`` (s between polls while listening, default 5),
-``sweep_interval`` (s between deletions of some expired rows on store,
-default 30). Unknown options are ignored.
+True; False waits by polling only), ``poll_interval`` (cap of the polling interval when not
+listening, s, default 1), ``safety_interval`` (s between polls while listening, default 5),
+``retry_interval_start`` and ``retry_backoff_max`` (first and longest wait before the LISTEN
+connection is reopened, s, default 0.1 and 5), ``sweep_interval`` (s between deletions of
+some expired rows on store, default 30). Unknown options are ignored.
 """
 
 from __future__ import annotations
@@ -41,9 +41,10 @@ from celeriac.engines.postgres.connection import (
     channel_name,
     parse_sql_settings,
 )
-from celeriac.engines.postgres.listen import ResultWatcher, notify_payloads
+from celeriac.engines.postgres.listen import LISTEN_RETRY, ResultWatcher, notify_payloads
 from celeriac.exceptions import ImproperlyConfigured, MissingDependency
 from celeriac.protocol.serializers import Serializer
+from celeriac.retry import RetryPolicy
 from celeriac.states import READY_STATES
 
 try:
@@ -213,6 +214,7 @@ class SQLBackend:
             listen=_flag(opts.get("listen", True)),
             poll_interval=float(opts.get("poll_interval", 1.0)),
             safety_interval=float(opts.get("safety_interval", 5.0)),
+            retry=RetryPolicy.from_options(opts, default=LISTEN_RETRY),
         )
 
     def __repr__(self) -> str:
