@@ -66,6 +66,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from celeriac.engines.amqp import connection as conn
@@ -106,11 +107,11 @@ class AMQPTransport:
         self._topology = Topology(self._session.admin)
         self._consumer: ConsumerChannel | None = None
         self._ladder = DelayLadder()
-        self._leases = Leases(
-            self._opts.lease_timeout, self._session.admin, self._session.connection
+        self._leases = Leases(self._opts.lease_timeout, self._session)
+        self._dead = DeadLetters(self._opts.dead_letter_queue, self._session, self._leases)
+        self._revokes = Revokes(
+            self._opts.revoked_queue, self._opts.revoke_retention, self._session
         )
-        self._dead = DeadLetters(self._opts.dead_letter_queue)
-        self._revokes = Revokes(self._opts.revoked_queue, self._opts.revoke_retention)
         self._held: dict[str, Held] = {}
         self._fetching: dict[str, int] = {}
         self._last_fetch: dict[str, float] = {}
@@ -378,13 +379,7 @@ class AMQPTransport:
                 logger.debug("channel died while settling (%s): the broker requeued them", exc)
             leased += [h for h in helds if h.lease is not None]  # moved to a lease meanwhile
         for held in leased:
-            await self._settle_lease(held, action)
-
-    async def _settle_lease(self, held: Held, action: Action) -> None:
-        async def settle() -> None:
-            await self._leases.settle(held, action)
-
-        await self._session.retrying(settle)
+            await self._session.retrying(partial(self._leases.settle, held, action))
 
     async def dead_letter(self, delivery: Delivery, reason: str) -> None:
         """Move a delivery to the dead-letter queue with its reason (atomic with its ack)."""
@@ -393,29 +388,16 @@ class AMQPTransport:
             logger.warning("cannot dead-letter stale delivery %s; it will come back", delivery.tag)
             return
         headers = self._dead.headers(held, reason)
-
-        async def bury() -> None:
-            await self._dead.bury(held, headers, await self._session.admin(), self._leases)
-
-        await self._session.retrying(bury)
+        await self._session.retrying(lambda: self._dead.bury(held, headers))
 
     async def list_dead(self, limit: int = 100) -> list[DeadLetter]:
         """Dead letters, oldest first, left in place."""
-
-        async def browse() -> list[DeadLetter]:
-            admin, connection = await self._session.admin(), await self._session.connection()
-            return await self._dead.browse(connection, admin, limit)
-
-        return await self._session.retrying(browse)
+        return await self._session.retrying(lambda: self._dead.browse(limit))
 
     async def requeue_dead(self, ids: Sequence[str] | None = None) -> int:
         """Put dead letters back on their queues; return how many."""
-
-        async def requeue() -> int:
-            admin, connection = await self._session.admin(), await self._session.connection()
-            return await self._dead.requeue(connection, admin, ids, self._topology.ensure_queue)
-
-        return await self._session.retrying(requeue)
+        ensure_queue = self._topology.ensure_queue
+        return await self._session.retrying(lambda: self._dead.requeue(ids, ensure_queue))
 
     # sizes, purge, revokes ----------------------------------------------------------------------
     def _delay_tokens(self, queue: str) -> list[str]:
@@ -468,24 +450,11 @@ class AMQPTransport:
 
     async def revoke(self, task_ids: Sequence[str], *, expires: float) -> None:
         """Append revoked ids to the revoke stream, valid until ``expires``."""
-
-        async def revoke() -> None:
-            await self._revokes.ensure_declared(await self._session.admin())
-            await self._revokes.add(await self._session.channel("publish"), task_ids, expires)
-
-        await self._session.retrying(revoke)
+        await self._session.retrying(lambda: self._revokes.add(task_ids, expires))
 
     async def revoked(self) -> set[str]:
         """Every revoked id not yet expired (a local mirror of the stream)."""
-
-        async def current() -> set[str]:
-            return await self._revokes.current(
-                await self._session.connection(),
-                await self._session.admin(),
-                await self._session.channel("publish"),
-            )
-
-        return await self._session.retrying(current)
+        return await self._session.retrying(self._revokes.current)
 
     # housekeeping --------------------------------------------------------------------------
     async def _maintain(self) -> None:

@@ -32,7 +32,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from celeriac.engines.amqp.channels import LEASE_PREFIX, Action, Held
@@ -40,6 +40,7 @@ from celeriac.engines.amqp.connection import (
     AbstractConnection,
     Basic,
     Channel,
+    Session,
     properties_for,
 )
 
@@ -53,15 +54,9 @@ REDELIVERED_HEADER = "x-celeriac-redelivered"
 class Leases:
     """Takes, renews and ends leases (see the module docstring)."""
 
-    def __init__(
-        self,
-        ttl: float,
-        admin: Callable[[], Awaitable[Channel]],
-        connection: Callable[[], Awaitable[AbstractConnection]],
-    ) -> None:
+    def __init__(self, ttl: float, session: Session) -> None:
         self.ttl = ttl
-        self._admin = admin
-        self._connection = connection
+        self._session = session
         self._mover_channel: TxChannel | None = None
         self._lock = asyncio.Lock()
 
@@ -72,7 +67,7 @@ class Leases:
     async def _mover(self) -> TxChannel:
         """The transactional channel that moves lease copies."""
         if self._mover_channel is None or not self._mover_channel.alive:
-            self._mover_channel = await TxChannel.open(await self._connection())
+            self._mover_channel = await TxChannel.open(await self._session.connection())
         return self._mover_channel
 
     def _arguments(self, queue: str) -> dict[str, Any]:
@@ -90,7 +85,7 @@ class Leases:
         if consumer is None or held.lease is not None:
             return False
         name = f"{LEASE_PREFIX}{uuid.uuid4().hex}"
-        admin = await self._admin()
+        admin = await self._session.admin()
         await admin.queue_declare(
             name, durable=True, arguments=self._arguments(held.delivery.queue)
         )
@@ -144,7 +139,7 @@ class Leases:
             if queue is not None:
                 mover = await self._mover()
                 moved = await mover.transfer(name, "", queue, set_headers=headers)
-            deleted = await (await self._admin()).queue_delete(name)
+            deleted = await (await self._session.admin()).queue_delete(name)
         if queue is None:
             moved = bool(deleted and deleted.message_count)
         if not moved:

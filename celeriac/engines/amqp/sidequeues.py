@@ -37,10 +37,10 @@ from typing import Any
 
 from celeriac.engines.amqp.channels import Held
 from celeriac.engines.amqp.connection import (
-    AbstractConnection,
     Basic,
     Channel,
     DeliveredMessage,
+    Session,
     envelope_of,
     properties_for,
 )
@@ -60,18 +60,20 @@ _PREFETCH = 1000  # streams require a prefetch
 class DeadLetters:
     """The dead-letter queue: what goes in, browsing, putting back."""
 
-    def __init__(self, queue: str) -> None:
+    def __init__(self, queue: str, session: Session, leases: Leases) -> None:
         self.queue = queue
+        self._session = session
+        self._leases = leases
         self._declared = False
 
     def reset(self) -> None:
         """Check the queue again on the next use (after a reconnect)."""
         self._declared = False
 
-    async def ensure(self, admin: Channel) -> None:
+    async def _ensure(self) -> None:
         """Declare the dead-letter queue once per connection."""
         if not self._declared:
-            await admin.queue_declare(self.queue, durable=True)
+            await (await self._session.admin()).queue_declare(self.queue, durable=True)
             self._declared = True
 
     @staticmethod
@@ -82,24 +84,20 @@ class DeadLetters:
                   delivery.routing_key, round(time.time() * 1000))  # fmt: skip
         return dict(zip(DEAD_HEADERS, values, strict=True))
 
-    async def bury(
-        self, held: Held, headers: dict[str, Any], admin: Channel, leases: Leases
-    ) -> None:
+    async def bury(self, held: Held, headers: dict[str, Any]) -> None:
         """Move ``held`` (from its channel or its lease) to the dead-letter queue, atomically."""
-        await self.ensure(admin)
+        await self._ensure()
         if held.lease is None and held.channel is not None:
             properties = properties_for(held.delivery.envelope, headers)
             if await held.channel.move(held, "", self.queue, properties):
                 return
         if held.lease is not None:  # leased before, or while we were waiting for the channel
-            await leases.move_out(held, self.queue, headers)
+            await self._leases.move_out(held, self.queue, headers)
 
-    async def browse(
-        self, connection: AbstractConnection, admin: Channel, limit: int
-    ) -> list[DeadLetter]:
+    async def browse(self, limit: int) -> list[DeadLetter]:
         """Up to ``limit`` dead letters, oldest first, left in the queue."""
-        await self.ensure(admin)
-        channel = await connection.channel(publisher_confirms=False)
+        await self._ensure()
+        channel = await (await self._session.connection()).channel(publisher_confirms=False)
         found: list[DeadLetter] = []
         try:
             while len(found) < limit:
@@ -112,16 +110,12 @@ class DeadLetters:
         return found
 
     async def requeue(
-        self,
-        connection: AbstractConnection,
-        admin: Channel,
-        ids: Sequence[str] | None,
-        ensure_queue: Callable[[str], Awaitable[object]],
+        self, ids: Sequence[str] | None, ensure_queue: Callable[[str], Awaitable[object]]
     ) -> int:
         """Put the chosen dead letters (all when ``ids`` is None) back; return how many."""
-        await self.ensure(admin)
+        await self._ensure()
         wanted = None if ids is None else set(ids)
-        channel = await connection.channel(publisher_confirms=False)
+        channel = await (await self._session.connection()).channel(publisher_confirms=False)
         moved = 0
         try:
             await channel.tx_select()
@@ -171,9 +165,10 @@ def _dead_letter(message: DeliveredMessage) -> DeadLetter:
 class Revokes:
     """Writes revokes to the stream and mirrors the stream in memory."""
 
-    def __init__(self, queue: str, retention: str) -> None:
+    def __init__(self, queue: str, retention: str, session: Session) -> None:
         self.queue = queue
         self.retention = retention
+        self._session = session
         self._expiry: dict[str, float] = {}
         self._channel: Channel | None = None
         self._next_offset: int | None = None
@@ -188,7 +183,7 @@ class Revokes:
         self._synced = False
         self._declared = False
 
-    async def ensure_declared(self, admin: Channel) -> None:
+    async def _ensure(self) -> None:
         """Declare the stream once per connection."""
         if self._declared:
             return
@@ -197,22 +192,22 @@ class Revokes:
             "x-max-age": self.retention,
             "x-stream-max-segment-size-bytes": 1_000_000,
         }
+        admin = await self._session.admin()
         await admin.queue_declare(self.queue, durable=True, arguments=arguments)
         self._declared = True
 
-    async def add(self, publisher: Channel, task_ids: Sequence[str], expires: float) -> None:
+    async def add(self, task_ids: Sequence[str], expires: float) -> None:
         """Append one revoke record (confirmed) and remember it locally at once."""
-        await self._append(publisher, {"ids": list(task_ids), "expires": float(expires)})
+        await self._ensure()
+        await self._append({"ids": list(task_ids), "expires": float(expires)})
         self._remember(task_ids, expires)
 
-    async def current(
-        self, connection: AbstractConnection, admin: Channel, publisher: Channel
-    ) -> set[str]:
+    async def current(self) -> set[str]:
         """Every revoked id whose revoke has not expired."""
         async with self._lock:
-            await self._subscribe(connection, admin)
+            await self._subscribe()
             if not self._synced:
-                await self._sync(publisher)
+                await self._sync()
         now = time.time()
         for task_id in [t for t, exp in self._expiry.items() if exp <= now]:
             del self._expiry[task_id]
@@ -224,11 +219,11 @@ class Revokes:
         if channel is not None and not channel.is_closed:
             await channel.close()
 
-    async def _subscribe(self, connection: AbstractConnection, admin: Channel) -> None:
+    async def _subscribe(self) -> None:
         if self._channel is not None and not self._channel.is_closed:
             return
-        await self.ensure_declared(admin)
-        channel = await connection.channel(publisher_confirms=False)
+        await self._ensure()
+        channel = await (await self._session.connection()).channel(publisher_confirms=False)
         assert isinstance(channel, Channel)
         await channel.basic_qos(prefetch_count=_PREFETCH)  # streams require a prefetch
         offset: Any = "first" if self._next_offset is None else self._next_offset
@@ -238,11 +233,11 @@ class Revokes:
         self._channel = channel
         self._synced = False
 
-    async def _sync(self, publisher: Channel) -> None:
+    async def _sync(self) -> None:
         marker = uuid.uuid4().hex
         arrived = self._markers[marker] = asyncio.get_running_loop().create_future()
         try:
-            await self._append(publisher, {"marker": marker})
+            await self._append({"marker": marker})
             await asyncio.wait_for(arrived, _SYNC_TIMEOUT)
             self._synced = True
         except TimeoutError:
@@ -250,9 +245,10 @@ class Revokes:
         finally:
             self._markers.pop(marker, None)
 
-    async def _append(self, publisher: Channel, record: dict[str, Any]) -> None:
+    async def _append(self, record: dict[str, Any]) -> None:
         properties = Basic.Properties(content_type="application/json", delivery_mode=2)
         body = json.dumps(record).encode()
+        publisher = await self._session.channel("publish")
         await publisher.basic_publish(body, routing_key=self.queue, properties=properties)
 
     async def _on_record(self, message: DeliveredMessage) -> None:
