@@ -91,10 +91,13 @@ class RetryPolicy:
         what: str,
         give_up: Callable[[BaseException, int], BaseException],
         stop: Callable[[], bool] = lambda: False,
+        fatal: tuple[type[BaseException], ...] = (),
     ) -> T:
         """Await ``op()``, again after ``retry_on`` errors; raise ``give_up(exc, attempts)``.
 
         ``stop()`` true (e.g. the connection was closed on purpose) ends retrying at once.
+        ``fatal`` errors are raised as they are, even when they are among ``retry_on``
+        (an engine's "not found" that subclasses its "channel closed").
         """
         waits = self.delays()
         started = time.monotonic()
@@ -104,6 +107,8 @@ class RetryPolicy:
             try:
                 return await op()
             except retry_on as exc:
+                if isinstance(exc, fatal):
+                    raise
                 wait = None if stop() else self._next_wait(waits, started, time.monotonic())
                 if wait is None:
                     raise give_up(exc, attempt) from exc
@@ -117,6 +122,7 @@ class RetryPolicy:
         retry_on: tuple[type[BaseException], ...],
         what: str,
         give_up: Callable[[BaseException, int], BaseException],
+        fatal: tuple[type[BaseException], ...] = (),
     ) -> T:
         """:meth:`call` for a plain thread: ``op`` is a blocking function."""
         waits = self.delays()
@@ -127,6 +133,8 @@ class RetryPolicy:
             try:
                 return op()
             except retry_on as exc:
+                if isinstance(exc, fatal):
+                    raise
                 wait = self._next_wait(waits, started, time.monotonic())
                 if wait is None:
                     raise give_up(exc, attempt) from exc

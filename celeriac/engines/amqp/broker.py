@@ -18,6 +18,8 @@ an unroutable one comes back and is logged as a warning, as AMQP drops it. Lost 
 retried (``max_retries``, backoff up to ``retry_backoff_max``), resending only what was not
 confirmed, then ``publish`` raises ConnectionError.
 
+Connection, declarations and retries: :mod:`~celeriac.engines.amqp.connection`.
+
 Consuming (:mod:`~celeriac.engines.amqp.channels`): ``basic.consume`` with manual acks and a
 per-consumer ``basic.qos`` (``prefetch_count``, default 100) on one channel; ``fetch`` takes
 from per-queue buffers in turn and waits for arrivals (or for the channel to die) up to its
@@ -36,8 +38,7 @@ Delayed messages (``not_before``): :mod:`~celeriac.engines.amqp.delay`, a ladder
 queues in the broker (0.1 s ticks); ``queue_sizes`` and ``purge`` include them. Set
 ``delayed_delivery=False`` to publish them at once (Celery workers hold ETA tasks themselves).
 
-Dead letters: :mod:`~celeriac.engines.amqp.dead`. Revokes: a stream,
-:mod:`~celeriac.engines.amqp.revokes`.
+Dead letters (a queue, browsed) and revokes (a stream): :mod:`~celeriac.engines.amqp.sidequeues`.
 
 Options (``broker_transport_options``): ``confirm_publish`` (True), ``prefetch_count`` (100),
 ``consumer_timeout`` (1800 s), ``lease_timeout`` (60 s), ``release_idle_after`` (2 s),
@@ -65,16 +66,23 @@ import os
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from celeriac.engines.amqp import connection as conn
 from celeriac.engines.amqp.channels import Action, ConsumerChannel, Held
-from celeriac.engines.amqp.connection import AMQPOptions, Channel, amqp_errors
-from celeriac.engines.amqp.dead import DeadLetters
-from celeriac.engines.amqp.delay import DelayLadder, DelayPlan, stamp
+from celeriac.engines.amqp.connection import (
+    PERMANENT_ERRORS,
+    AMQPOptions,
+    Channel,
+    Session,
+    Topology,
+    amqp_errors,
+)
+from celeriac.engines.amqp.delay import DelayLadder, DelayPlan, delay_tokens, stamp
 from celeriac.engines.amqp.leases import Leases
-from celeriac.engines.amqp.revokes import Revokes
-from celeriac.engines.amqp.session import PERMANENT_ERRORS, Session, Topology
+from celeriac.engines.amqp.sidequeues import DeadLetters, Revokes
+from celeriac.retry import Backoff
 from celeriac.transport.base import DeadLetter, Delivery, Outgoing, QueueSpec
 
 __all__ = ["AMQPTransport"]
@@ -82,6 +90,10 @@ __all__ = ["AMQPTransport"]
 logger = logging.getLogger(__name__)
 
 _TICK = 0.25
+
+
+class _Unconfirmed(ConnectionError):
+    """Some messages of a batch were not confirmed: they are published again."""
 
 
 class AMQPTransport:
@@ -95,9 +107,11 @@ class AMQPTransport:
         self._topology = Topology(self._session.admin)
         self._consumer: ConsumerChannel | None = None
         self._ladder = DelayLadder()
-        self._leases = Leases(self._opts.lease_timeout, self._session.admin, self._session.mover)
-        self._dead = DeadLetters(self._opts.dead_letter_queue)
-        self._revokes = Revokes(self._opts.revoked_queue, self._opts.revoke_retention)
+        self._leases = Leases(self._opts.lease_timeout, self._session)
+        self._dead = DeadLetters(self._opts.dead_letter_queue, self._session, self._leases)
+        self._revokes = Revokes(
+            self._opts.revoked_queue, self._opts.revoke_retention, self._session
+        )
         self._held: dict[str, Held] = {}
         self._fetching: dict[str, int] = {}
         self._last_fetch: dict[str, float] = {}
@@ -123,6 +137,7 @@ class AMQPTransport:
         """A new connection: nothing of the old one is valid; declare our queues again."""
         self._drop_consumer()
         self._topology.reset()
+        self._leases.reset()
         self._ladder.reset()
         self._dead.reset()
         self._revokes.reset()
@@ -169,22 +184,15 @@ class AMQPTransport:
     async def publish(self, messages: Sequence[Outgoing]) -> None:
         """Publish a batch and wait for the broker's confirms (see the module docstring)."""
         pending = list(messages)
-        delay = 0.1
-        for attempt in range(self._opts.max_retries + 1):
-            try:
-                await self._session.connection()
-                pending = await self._publish_once(pending)
-            except PERMANENT_ERRORS:
-                raise
-            except conn.TRANSIENT_ERRORS as exc:
-                if attempt == self._opts.max_retries or self._closed:
-                    raise ConnectionError(f"RabbitMQ at {self.url}: {exc}") from exc
-                logger.warning("publish failed (%s); retrying in %.1fs", exc, delay)
-            if not pending:
-                return
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self._opts.retry_backoff_max)
-        raise ConnectionError(f"RabbitMQ at {self.url}: {len(pending)} message(s) not confirmed")
+
+        async def attempt() -> None:
+            nonlocal pending
+            await self._session.connection()
+            pending = await self._publish_once(pending)
+            if pending:
+                raise _Unconfirmed(f"{len(pending)} message(s) not confirmed")
+
+        await self._session.retrying(attempt)
 
     async def _publish_once(self, messages: Sequence[Outgoing]) -> list[Outgoing]:
         """Publish, returning the messages that must be sent again."""
@@ -267,7 +275,7 @@ class AMQPTransport:
                 self._last_fetch[name] = now
 
     async def _fetch(self, names: list[str], limit: int, deadline: float) -> list[Delivery]:
-        backoff = 0.1
+        backoff: Backoff | None = None  # made only when the broker is away
         while not self._closed:
             consumer = await self._consumer_for(names)
             if consumer is not None:
@@ -279,8 +287,8 @@ class AMQPTransport:
             if remaining <= 0:
                 return []
             if consumer is None:
-                await asyncio.sleep(min(backoff, remaining))
-                backoff = min(backoff * 2, self._opts.retry_backoff_max)
+                backoff = backoff or self._session.retry.backoff()
+                await asyncio.sleep(min(backoff.next(), remaining))
                 continue
             try:
                 await asyncio.wait_for(consumer.wake.wait(), remaining)
@@ -371,13 +379,7 @@ class AMQPTransport:
                 logger.debug("channel died while settling (%s): the broker requeued them", exc)
             leased += [h for h in helds if h.lease is not None]  # moved to a lease meanwhile
         for held in leased:
-            await self._settle_lease(held, action)
-
-    async def _settle_lease(self, held: Held, action: Action) -> None:
-        async def settle() -> None:
-            await self._leases.settle(held, action)
-
-        await self._session.retrying(settle)
+            await self._session.retrying(partial(self._leases.settle, held, action))
 
     async def dead_letter(self, delivery: Delivery, reason: str) -> None:
         """Move a delivery to the dead-letter queue with its reason (atomic with its ack)."""
@@ -386,31 +388,21 @@ class AMQPTransport:
             logger.warning("cannot dead-letter stale delivery %s; it will come back", delivery.tag)
             return
         headers = self._dead.headers(held, reason)
-
-        async def bury() -> None:
-            await self._dead.bury(held, headers, await self._session.admin(), self._leases)
-
-        await self._session.retrying(bury)
+        await self._session.retrying(lambda: self._dead.bury(held, headers))
 
     async def list_dead(self, limit: int = 100) -> list[DeadLetter]:
         """Dead letters, oldest first, left in place."""
-
-        async def browse() -> list[DeadLetter]:
-            admin, connection = await self._session.admin(), await self._session.connection()
-            return await self._dead.browse(connection, admin, limit)
-
-        return await self._session.retrying(browse)
+        return await self._session.retrying(lambda: self._dead.browse(limit))
 
     async def requeue_dead(self, ids: Sequence[str] | None = None) -> int:
         """Put dead letters back on their queues; return how many."""
-
-        async def requeue() -> int:
-            admin, connection = await self._session.admin(), await self._session.connection()
-            return await self._dead.requeue(connection, admin, ids, self._topology.ensure_queue)
-
-        return await self._session.retrying(requeue)
+        ensure_queue = self._topology.ensure_queue
+        return await self._session.retrying(lambda: self._dead.requeue(ids, ensure_queue))
 
     # sizes, purge, revokes ----------------------------------------------------------------------
+    def _delay_tokens(self, queue: str) -> list[str]:
+        return delay_tokens(queue, self._topology.specs.get(queue))
+
     async def _synced_consumer(self, queues: Sequence[str]) -> ConsumerChannel | None:
         consumer = self._consumer
         if consumer is None or not consumer.alive:
@@ -429,7 +421,7 @@ class AMQPTransport:
                 count = (await self._topology.probe(queue) or 0) + (
                     consumer.buffered(queue) if consumer else 0
                 )
-                for token in self._topology.delay_tokens(queue):
+                for token in self._delay_tokens(queue):
                     count += await self._ladder.count(self._topology.probe, token)
                 result[queue] = count
             return result
@@ -448,7 +440,7 @@ class AMQPTransport:
                 if await self._topology.probe(queue) is not None:
                     ok = await (await self._session.admin()).queue_purge(queue)
                     total += int(ok.message_count or 0)
-                for token in self._topology.delay_tokens(queue):
+                for token in self._delay_tokens(queue):
                     total += await self._ladder.purge(
                         self._topology.probe, self._session.admin, token
                     )
@@ -458,24 +450,11 @@ class AMQPTransport:
 
     async def revoke(self, task_ids: Sequence[str], *, expires: float) -> None:
         """Append revoked ids to the revoke stream, valid until ``expires``."""
-
-        async def revoke() -> None:
-            await self._revokes.ensure_declared(await self._session.admin())
-            await self._revokes.add(await self._session.channel("publish"), task_ids, expires)
-
-        await self._session.retrying(revoke)
+        await self._session.retrying(lambda: self._revokes.add(task_ids, expires))
 
     async def revoked(self) -> set[str]:
         """Every revoked id not yet expired (a local mirror of the stream)."""
-
-        async def current() -> set[str]:
-            return await self._revokes.current(
-                await self._session.connection(),
-                await self._session.admin(),
-                await self._session.channel("publish"),
-            )
-
-        return await self._session.retrying(current)
+        return await self._session.retrying(self._revokes.current)
 
     # housekeeping --------------------------------------------------------------------------
     async def _maintain(self) -> None:

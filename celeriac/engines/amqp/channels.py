@@ -12,9 +12,12 @@ channel (a stale tag there would ack someone else's message or close the channel
 Moves (publish a copy elsewhere, then ack the original) happen inside an AMQP transaction on
 the channel that holds the original, so the copy and the ack commit together: nothing is lost
 and no second copy appears if the process dies in between. The channel is switched to
-transactions on its first move; from then on every settle commits too.
-:class:`TxChannel` does the same for messages taken with ``basic.get`` from a queue (lease
-queues, the dead-letter queue).
+transactions on its first move; from then on every settle commits too
+(:class:`~celeriac.engines.amqp.leases.TxChannel` does the same for messages taken with
+``basic.get`` from a lease queue).
+
+Each fetch takes from the queues in turn, starting one queue further each time
+(:class:`~celeriac.transport.base.Rotation`), so that no consumed queue starves.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -41,9 +44,9 @@ from celeriac.engines.amqp.connection import (
     private_headers,
 )
 from celeriac.engines.amqp.delay import stamped_not_before
-from celeriac.transport.base import Delivery
+from celeriac.transport.base import Delivery, Rotation
 
-__all__ = ["LEASE_PREFIX", "Action", "ConsumerChannel", "Held", "TxChannel"]
+__all__ = ["LEASE_PREFIX", "Action", "ConsumerChannel", "Held"]
 
 logger = logging.getLogger("celeriac.engines.amqp.broker")
 
@@ -88,7 +91,7 @@ class ConsumerChannel:
         self.tx = False
         self.lock = asyncio.Lock()
         self._queue_of: dict[str, str] = {}
-        self._rotation = 0
+        self._rotation = Rotation()
         self._on_early = on_early
         self._dead = False
         channel.closing.add_done_callback(self._on_closed)
@@ -201,12 +204,7 @@ class ConsumerChannel:
 
     def take(self, queues: Sequence[str], limit: int) -> list[Held]:
         """Up to ``limit`` buffered deliveries, taking from each queue in turn."""
-        if not queues:
-            return []
-        start = self._rotation % len(queues)
-        self._rotation += 1
-        order = [*queues[start:], *queues[:start]]
-        buffers = [b for b in (self.buffers.get(q) for q in order) if b]
+        buffers = [b for b in (self.buffers.get(q) for q in self._rotation.order(queues)) if b]
         taken: list[Held] = []
         while buffers and len(taken) < limit:
             for buffer in buffers:
@@ -334,53 +332,3 @@ class ConsumerChannel:
                 if lease is not None:
                     held.lease, held.channel = lease, None
         return True
-
-
-class TxChannel:
-    """A transactional channel that moves single messages taken with ``basic.get``."""
-
-    def __init__(self, channel: Channel) -> None:
-        self.channel = channel
-        self.lock = asyncio.Lock()
-
-    @classmethod
-    async def open(cls, connection: AbstractConnection) -> TxChannel:
-        """Open a channel in transaction mode."""
-        channel = await connection.channel(publisher_confirms=False)
-        assert isinstance(channel, Channel)
-        await channel.tx_select()
-        return cls(channel)
-
-    @property
-    def alive(self) -> bool:
-        """False once the channel closed."""
-        return not self.channel.is_closed
-
-    async def transfer(
-        self,
-        source: str,
-        exchange: str,
-        routing_key: str,
-        set_headers: Mapping[str, Any] | None = None,
-        drop_headers: Sequence[str] = (),
-    ) -> bool:
-        """Move the first message of ``source`` elsewhere (atomically); False if it is empty."""
-        async with self.lock:
-            message = await self.channel.basic_get(source)
-            if not isinstance(message.delivery, Basic.GetOk):
-                return False
-            properties = message.header.properties
-            headers = {k: v for k, v in (properties.headers or {}).items() if k not in drop_headers}
-            headers.update(set_headers or {})
-            properties.headers = headers
-            await self.channel.basic_publish(
-                message.body, exchange=exchange, routing_key=routing_key, properties=properties
-            )
-            await self.channel.basic_ack(int(message.delivery.delivery_tag or 0))
-            await self.channel.tx_commit()
-        return True
-
-    async def close(self) -> None:
-        """Close the channel (an open transaction is rolled back)."""
-        if not self.channel.is_closed:
-            await self.channel.close()

@@ -45,7 +45,8 @@ import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from celeriac.engines.amqp.connection import AbstractChannel, ceil_div
+from celeriac.engines.amqp.connection import AbstractChannel
+from celeriac.transport.base import QueueSpec
 
 __all__ = [
     "LEVELS",
@@ -53,6 +54,8 @@ __all__ = [
     "UNIT",
     "DelayLadder",
     "DelayPlan",
+    "ceil_div",
+    "delay_tokens",
     "level_queue",
     "release_queue",
     "stamp",
@@ -80,6 +83,23 @@ def target_token(exchange: str, routing_key: str) -> str:
     if plain and len(raw) <= _MAX_TOKEN:
         return raw
     return "h-" + hashlib.sha1(raw.encode()).hexdigest()
+
+
+def delay_tokens(queue: str, spec: QueueSpec | None) -> list[str]:
+    """The targets whose delayed messages end up in ``queue`` (declared as ``spec``, if known).
+
+    The queue itself (default exchange), and its binding when it was declared on a direct
+    exchange; delayed messages sent to other exchanges are not attributed to a queue.
+    """
+    tokens = [target_token("", queue)]
+    if spec is not None and spec.exchange and spec.exchange_type == "direct":
+        tokens.append(target_token(spec.exchange, spec.routing_key))
+    return tokens
+
+
+def ceil_div(value: float, unit: float) -> int:
+    """``ceil(value / unit)``, ignoring float noise (0.5 / 0.1 is 5 units, not 6)."""
+    return max(0, math.ceil(value / unit - 1e-9))
 
 
 def stamp(not_before: float) -> dict[str, Any]:

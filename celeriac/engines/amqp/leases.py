@@ -32,13 +32,19 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from celeriac.engines.amqp.channels import LEASE_PREFIX, Action, Held, TxChannel
-from celeriac.engines.amqp.connection import Channel, properties_for
+from celeriac.engines.amqp.channels import LEASE_PREFIX, Action, Held
+from celeriac.engines.amqp.connection import (
+    AbstractConnection,
+    Basic,
+    Channel,
+    Session,
+    properties_for,
+)
 
-__all__ = ["REDELIVERED_HEADER", "Leases"]
+__all__ = ["REDELIVERED_HEADER", "Leases", "TxChannel"]
 
 logger = logging.getLogger("celeriac.engines.amqp.broker")
 
@@ -48,16 +54,21 @@ REDELIVERED_HEADER = "x-celeriac-redelivered"
 class Leases:
     """Takes, renews and ends leases (see the module docstring)."""
 
-    def __init__(
-        self,
-        ttl: float,
-        admin: Callable[[], Awaitable[Channel]],
-        mover: Callable[[], Awaitable[TxChannel]],
-    ) -> None:
+    def __init__(self, ttl: float, session: Session) -> None:
         self.ttl = ttl
-        self._admin = admin
-        self._mover = mover
+        self._session = session
+        self._mover_channel: TxChannel | None = None
         self._lock = asyncio.Lock()
+
+    def reset(self) -> None:
+        """Open a new mover channel on the next use (after a reconnect)."""
+        self._mover_channel = None
+
+    async def _mover(self) -> TxChannel:
+        """The transactional channel that moves lease copies."""
+        if self._mover_channel is None or not self._mover_channel.alive:
+            self._mover_channel = await TxChannel.open(await self._session.connection())
+        return self._mover_channel
 
     def _arguments(self, queue: str) -> dict[str, Any]:
         ttl_ms = max(1, round(self.ttl * 1000))
@@ -74,7 +85,7 @@ class Leases:
         if consumer is None or held.lease is not None:
             return False
         name = f"{LEASE_PREFIX}{uuid.uuid4().hex}"
-        admin = await self._admin()
+        admin = await self._session.admin()
         await admin.queue_declare(
             name, durable=True, arguments=self._arguments(held.delivery.queue)
         )
@@ -128,7 +139,7 @@ class Leases:
             if queue is not None:
                 mover = await self._mover()
                 moved = await mover.transfer(name, "", queue, set_headers=headers)
-            deleted = await (await self._admin()).queue_delete(name)
+            deleted = await (await self._session.admin()).queue_delete(name)
         if queue is None:
             moved = bool(deleted and deleted.message_count)
         if not moved:
@@ -138,3 +149,53 @@ class Leases:
                 held.delivery.queue,
             )
         return moved
+
+
+class TxChannel:
+    """A transactional channel that moves single messages taken with ``basic.get``."""
+
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+        self.lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, connection: AbstractConnection) -> TxChannel:
+        """Open a channel in transaction mode."""
+        channel = await connection.channel(publisher_confirms=False)
+        assert isinstance(channel, Channel)
+        await channel.tx_select()
+        return cls(channel)
+
+    @property
+    def alive(self) -> bool:
+        """False once the channel closed."""
+        return not self.channel.is_closed
+
+    async def transfer(
+        self,
+        source: str,
+        exchange: str,
+        routing_key: str,
+        set_headers: Mapping[str, Any] | None = None,
+        drop_headers: Sequence[str] = (),
+    ) -> bool:
+        """Move the first message of ``source`` elsewhere (atomically); False if it is empty."""
+        async with self.lock:
+            message = await self.channel.basic_get(source)
+            if not isinstance(message.delivery, Basic.GetOk):
+                return False
+            properties = message.header.properties
+            headers = {k: v for k, v in (properties.headers or {}).items() if k not in drop_headers}
+            headers.update(set_headers or {})
+            properties.headers = headers
+            await self.channel.basic_publish(
+                message.body, exchange=exchange, routing_key=routing_key, properties=properties
+            )
+            await self.channel.basic_ack(int(message.delivery.delivery_tag or 0))
+            await self.channel.tx_commit()
+        return True
+
+    async def close(self) -> None:
+        """Close the channel (an open transaction is rolled back)."""
+        if not self.channel.is_closed:
+            await self.channel.close()

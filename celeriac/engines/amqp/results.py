@@ -17,9 +17,10 @@ once in the log. Groups cannot be saved and chords are not supported
 The AMQP broker is the URL's own address when it has one (``rpc://user:pass@host//``), else the
 option ``broker_url`` (the app's broker), else ``$CELERIAC_BROKER_URL``/``$CELERY_BROKER_URL``,
 else ``amqp://guest:guest@localhost:5672//``. ``broker_transport_options`` given as the option of
-that name apply to the connection (``heartbeat``, ``connect_timeout``, ``max_retries``).
-After a lost connection the reply queue (auto-delete) is declared and consumed again;
-results published while it was gone are lost, as in Celery.
+that name apply to the connection (``heartbeat``, ``connect_timeout``, ``max_retries``,
+``retry_backoff_max``). After a lost connection the reply queue (auto-delete) is declared and
+consumed again, retried with the connection's backoff (from 0.1 s, doubling up to
+``retry_backoff_max``); results published while it was gone are lost, as in Celery.
 """
 
 from __future__ import annotations
@@ -33,14 +34,15 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from celeriac.backends.base import ChordPart, Meta
+from celeriac.backends.waiting import Waiters
 from celeriac.engines.amqp.connection import (
     TRANSIENT_ERRORS,
     AMQPOptions,
     Basic,
     Channel,
     DeliveredMessage,
+    Session,
 )
-from celeriac.engines.amqp.session import Session
 from celeriac.exceptions import ImproperlyConfigured
 from celeriac.protocol.serializers import Serializer, serializer_for_content_type
 from celeriac.states import READY_STATES
@@ -101,7 +103,7 @@ class RPCBackend:
             broker, amqp_options, f"celeriac-rpc-{os.getpid()}", self._on_connect
         )
         self._latest: OrderedDict[str, Meta] = OrderedDict()
-        self._waiters: dict[str, set[asyncio.Future[None]]] = {}
+        self._waiters: Waiters[None] = Waiters()  # woken by every document of their id
         self._reply_channel: Channel | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._warned_store = False
@@ -128,7 +130,7 @@ class RPCBackend:
 
     async def _supervise(self) -> None:
         """Reconnect (and consume again) when the reply channel goes away."""
-        delay = 0.1
+        backoff = self._session.retry.backoff()
         while not self._session.closed:
             channel = self._reply_channel
             if channel is not None and not channel.is_closed:
@@ -138,11 +140,10 @@ class RPCBackend:
                 await self._session.connection()
                 if self._reply_channel is None or self._reply_channel.is_closed:
                     await self._on_connect()
-                delay = 0.1
+                backoff.reset()
             except TRANSIENT_ERRORS as exc:
                 logger.warning("rpc:// reply queue unavailable (%s); retrying", exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                await backoff.sleep()
 
     async def close(self) -> None:
         """Stop consuming and close the connection (the reply queue goes with it)."""
@@ -174,9 +175,7 @@ class RPCBackend:
         self._latest.move_to_end(task_id)
         while len(self._latest) > self._cap:
             self._latest.popitem(last=False)
-        for waiter in self._waiters.get(task_id, ()):
-            if not waiter.done():
-                waiter.set_result(None)
+        self._waiters.resolve(task_id, None)
 
     # ResultBackend --------------------------------------------------------------------------------
     async def store(self, items: Sequence[tuple[str, Meta]]) -> None:
@@ -233,17 +232,7 @@ class RPCBackend:
             remaining = None if deadline is None else deadline - loop.time()
             if remaining is not None and remaining <= 0:
                 return meta
-            waiter: asyncio.Future[None] = loop.create_future()
-            self._waiters.setdefault(task_id, set()).add(waiter)
-            try:
-                await asyncio.wait_for(waiter, remaining)
-            except TimeoutError:
-                pass
-            finally:
-                waiters = self._waiters.get(task_id, set())
-                waiters.discard(waiter)
-                if not waiters:
-                    self._waiters.pop(task_id, None)
+            await self._waiters.wait(task_id, remaining)  # until any document of it arrives
 
     async def forget(self, task_ids: Sequence[str]) -> None:
         """Forget what arrived for these ids."""

@@ -23,7 +23,8 @@ Options (a mapping, e.g. ``result_backend_transport_options``):
 
 Engines are shared: every user in one event loop with the same URL and engine options
 gets the same engine (so the result backend and the beat store of one process share a
-pool), and it is disposed of when the last one lets go.
+pool), and it is disposed of when the last one lets go. :class:`Tables` is one user's
+share: its tables, created on first use, and its statements, run by name.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ import asyncio
 import hashlib
 import json
 import weakref
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +50,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 __all__ = [
     "SQLSettings",
+    "Tables",
     "acquire_engine",
     "channel_name",
     "create_tables",
@@ -255,3 +258,65 @@ async def run_statement(
             raise
     async with engine.connect() as conn:
         return await fetch_rows(conn, statement, params)
+
+
+class Tables:
+    """One user's tables on the shared engine: created on first use, statements run by name.
+
+    ``statements`` builds the user's SQL from the quoted, schema-qualified table names,
+    keyed by table name without ``celeriac_`` (``taskmeta``, ``beat_lease``...).
+    """
+
+    def __init__(
+        self,
+        settings: SQLSettings,
+        metadata: MetaData,
+        statements: Callable[[Mapping[str, str]], dict[str, str]],
+    ) -> None:
+        self.settings = settings
+        self._metadata = metadata
+        self._statements = statements
+        self._engine: AsyncEngine | None = None
+        self._autocommit: AsyncEngine | None = None  # the same engine, one statement = one commit
+        self._sql: dict[str, str] = {}
+        self._lock = asyncio.Lock()
+
+    async def connect(self) -> AsyncEngine:
+        """Create the tables (once) on the shared engine; the engine."""
+        async with self._lock:
+            if self._engine is None:
+                engine = await open_tables(self.settings, self._metadata)
+                names = {
+                    table.name.removeprefix("celeriac_"): qualified_name(table, engine)
+                    for table in self._metadata.tables.values()
+                }
+                self._sql = self._statements(names)
+                self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+                self._engine = engine
+            return self._engine
+
+    async def close(self) -> None:
+        """Let go of the engine (disposed of when nothing else in this loop uses it)."""
+        if self._engine is not None:
+            self._engine = self._autocommit = None
+            await release_engine(self.settings)
+
+    async def run(self, name: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """Run statement ``name`` in autocommit mode (atomic on its own); its rows."""
+        if self._autocommit is None:
+            await self.connect()
+        assert self._autocommit is not None
+        return await run_statement(self._autocommit, self._sql[name], params)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """A connection in a transaction, committed when the block ends without an error."""
+        engine = self._engine or await self.connect()
+        async with engine.begin() as conn:
+            yield conn
+
+    async def fetch(
+        self, conn: AsyncConnection, name: str, params: Mapping[str, Any]
+    ) -> list[tuple[Any, ...]]:
+        """Rows of statement ``name`` on ``conn`` (inside :meth:`transaction`)."""
+        return await fetch_rows(conn, self._sql[name], params)

@@ -3,25 +3,31 @@
 Writers NOTIFY a channel, in the same statement (so the same transaction) that stores
 ready documents, with a JSON list of their task ids as the payload. A
 :class:`ResultWatcher` keeps one dedicated psycopg connection LISTENing while anyone
-waits (and for ``idle`` seconds after), and one checker task that reads the documents of
-notified ids that somebody here waits for and resolves their waiters.
+waits (and for ``idle`` seconds after), reconnecting with the backoff of its
+:class:`~celeriac.retry.RetryPolicy` (from 0.1 s, doubling up to 5 s). The waiters are a
+:class:`~celeriac.backends.waiting.Waiters` table; a
+:class:`~celeriac.backends.waiting.PollLoop` runs the checks while anyone waits: kicked by
+a notification or a new waiter, it reads the documents of the ids that are due (notified,
+or just registered) and resolves their waiters.
 
-The checker also polls every waited id now and then, so nothing is lost when the
+The checks also read every waited id now and then, so nothing is lost when the
 listening connection breaks (a NOTIFY sent while nobody listens is gone): every
-``safety_interval`` seconds while listening, and with a growing interval (from 50 ms to
-``poll_interval``) while the listener is down. After each (re)connection it checks every
-waited id once, since notifications may have been missed in between.
+``safety_interval`` seconds while listening, and at every check, at an interval growing
+from 50 ms to ``poll_interval``, while the listener is down. After each (re)connection
+every waited id is checked once, since notifications may have been missed in between.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 
+from celeriac.backends.waiting import PollLoop, Waiters
 from celeriac.exceptions import MissingDependency
+from celeriac.retry import RetryPolicy
 
 try:
     import psycopg
@@ -29,7 +35,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise MissingDependency("SQL result backend: pip install 'celeriac[sql]'") from exc
 
-__all__ = ["ReadyFetcher", "ResultWatcher", "notify_payloads"]
+__all__ = ["LISTEN_RETRY", "ReadyFetcher", "ResultWatcher", "notify_payloads"]
 
 _log = logging.getLogger(__name__)
 
@@ -38,6 +44,9 @@ ReadyFetcher = Callable[[Sequence[str]], Awaitable[dict[str, bytes]]]
 
 _PAYLOAD_MAX = 7900  # PostgreSQL refuses NOTIFY payloads of 8000 bytes or more
 _POLL_MIN = 0.05
+
+LISTEN_RETRY = RetryPolicy(first=0.1, factor=2.0, max_delay=5.0, max_retries=None)
+"""How the LISTEN connection is reopened: for ever, from 0.1 s, doubling up to 5 s."""
 
 
 def notify_payloads(task_ids: Sequence[str]) -> list[str]:
@@ -80,21 +89,28 @@ class ResultWatcher:
         poll_interval: float = 1.0,
         safety_interval: float = 5.0,
         idle: float = 30.0,
+        retry: RetryPolicy = LISTEN_RETRY,
     ) -> None:
         self._fetch = fetch
         self._conninfo = conninfo
         self._channel = channel
         self._listen_enabled = listen
-        self._poll_max = max(poll_interval, _POLL_MIN)
-        self._safety = max(safety_interval, self._poll_max)
+        self._safety = max(safety_interval, poll_interval, _POLL_MIN)
         self._idle = idle
-        self._waiters: dict[str, set[asyncio.Future[bytes]]] = {}
+        self._retry = retry
+        self._waiters: Waiters[bytes] = Waiters()
         self._due: set[str] = set()
-        self._kick = asyncio.Event()
+        self._next_full = 0.0  # monotonic time of the next check of every waited id
+        self._poller = PollLoop(
+            self._check,
+            lambda: bool(self._waiters),
+            first=_POLL_MIN,
+            cap=max(poll_interval, _POLL_MIN),
+            what="result backend",
+        )
         self._settled = asyncio.Event()  # the listener connected, or failed to
         self._listening = False
         self._listener: asyncio.Task[None] | None = None
-        self._checker: asyncio.Task[None] | None = None
 
     @property
     def listening(self) -> bool:
@@ -103,53 +119,40 @@ class ResultWatcher:
 
     async def wait(self, task_id: str, timeout: float | None) -> bytes | None:
         """The ready document of ``task_id`` once stored, or None at ``timeout``."""
-        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self._waiters.setdefault(task_id, set()).add(future)
-        try:
-            async with asyncio.timeout(timeout):
-                self._start()
-                await self._settled.wait()  # LISTEN is on (or off for good) before we check
-                self._due.add(task_id)  # covers a store that landed before LISTEN was on
-                self._kick.set()
-                return await future
-        except TimeoutError:
-            return None
-        finally:
-            futures = self._waiters.get(task_id)
-            if futures is not None:
-                futures.discard(future)
-                if not futures:
-                    del self._waiters[task_id]
+        return await self._waiters.wait(
+            task_id, timeout, registered=lambda: self._check_soon(task_id)
+        )
 
-    async def close(self) -> None:
-        """Stop both tasks and fail pending waits with ConnectionError."""
-        tasks = [task for task in (self._listener, self._checker) if task is not None]
-        self._listener = self._checker = None
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for futures in self._waiters.values():
-            for future in futures:
-                if not future.done():
-                    future.set_exception(ConnectionError("result backend closed"))
-        self._waiters.clear()
+    def _check_soon(self, task_id: str) -> None:
+        """Listen if not yet; check ``task_id`` now, or once the listener settles.
 
-    def _start(self) -> None:
-        """Start the checker, and the listener unless it runs (or is switched off)."""
-        loop = asyncio.get_running_loop()
-        if self._checker is None or self._checker.done():
-            self._checker = loop.create_task(self._check_loop())
+        Checking only after LISTEN is on covers a store that landed before it was; the
+        listener checks every waited id when it connects, and every check is a full one
+        while it is down.
+        """
         if not self._listen_enabled:
             self._settled.set()
         elif self._listener is None or self._listener.done():
             self._settled.clear()
-            self._listener = loop.create_task(self._listen_loop())
+            self._listener = asyncio.get_running_loop().create_task(self._listen_loop())
+        if self._settled.is_set():
+            self._due.add(task_id)
+            self._poller.kick()
+
+    async def close(self) -> None:
+        """Stop listening and checking, and fail pending waits with ConnectionError."""
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.cancel()
+            await asyncio.gather(listener, return_exceptions=True)
+        await self._poller.stop()
+        self._waiters.fail_all(ConnectionError("result backend closed"))
 
     # -- listening ------------------------------------------------------------------
 
     async def _listen_loop(self) -> None:
         """Keep a LISTEN connection while anyone waits; reconnect with backoff."""
-        backoff = 0.1
+        backoff = self._retry.backoff()
         while True:
             failed = False
             try:
@@ -160,14 +163,13 @@ class ResultWatcher:
             finally:
                 self._listening = False
                 self._settled.set()  # waiters go on by polling meanwhile
-                self._kick.set()
+                self._poller.kick()
             if not self._waiters:
                 return  # idle (or failed with nobody waiting); the next wait() starts anew
             if failed:
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                await backoff.sleep()
             else:
-                backoff = 0.1  # a waiter came while closing: listen again at once
+                backoff.reset()  # a waiter came while closing: listen again at once
 
     async def _listen_once(self) -> None:
         """One connection's life: LISTEN, recheck everything, then follow notifications.
@@ -182,7 +184,7 @@ class ResultWatcher:
             self._listening = True
             self._settled.set()
             self._due.update(self._waiters)  # anything notified while nobody listened
-            self._kick.set()
+            self._poller.kick()
             quiet = 0.0
             while quiet < self._idle:
                 async for notify in conn.notifies(timeout=1.0):
@@ -200,42 +202,28 @@ class ResultWatcher:
         hit = [tid for tid in task_ids if isinstance(tid, str) and tid in self._waiters]
         if hit:
             self._due.update(hit)
-            self._kick.set()
+            self._poller.kick()
 
     # -- checking -------------------------------------------------------------------
 
-    async def _check_loop(self) -> None:
-        """Read notified ids at once, and every waited id on the polling schedule."""
-        loop = asyncio.get_running_loop()
-        interval, last_poll = _POLL_MIN, loop.time()
-        while True:
-            if not self._waiters:  # sleep until somebody waits, then start polling afresh
-                await self._kick.wait()
-                interval, last_poll = _POLL_MIN, loop.time()
-            self._kick.clear()
-            poll = loop.time() >= last_poll + self._gap(interval)
-            ids = list(self._waiters) if poll else [t for t in self._due if t in self._waiters]
-            self._due.difference_update(ids)
-            if ids:
-                try:
-                    self._resolve(await self._fetch(ids))
-                except Exception as exc:  # a dead checker would leave every waiter hanging
-                    _log.warning("result backend: checking results failed (%s); retrying", exc)
-                    self._due.update(ids)
-                    await asyncio.sleep(interval)
-            if poll:
-                interval, last_poll = min(interval * 2, self._poll_max), loop.time()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(max(last_poll + self._gap(interval) - loop.time(), 0)):
-                    await self._kick.wait()
+    async def _check(self) -> bool:
+        """Read the due ids, or every waited id when listening is down or its turn came.
 
-    def _gap(self, interval: float) -> float:
-        """Seconds between two polls of every waited id."""
-        return self._safety if self._listening else interval
-
-    def _resolve(self, ready: dict[str, bytes]) -> None:
-        """Hand ready documents to their waiters."""
-        for task_id, blob in ready.items():
-            for future in self._waiters.pop(task_id, ()):
-                if not future.done():
-                    future.set_result(blob)
+        Never reports a change: the safety net's interval keeps growing while anyone waits.
+        """
+        now = time.monotonic()
+        if not self._listening or now >= self._next_full:
+            ids = list(self._waiters)
+            self._next_full = now + self._safety
+        else:
+            ids = [task_id for task_id in self._due if task_id in self._waiters]
+        self._due.clear()  # what is not read now nobody waits for any more
+        if ids:
+            try:
+                ready = await self._fetch(ids)
+            except Exception:
+                self._due.update(ids)  # checked again on the next round
+                raise
+            for task_id, blob in ready.items():
+                self._waiters.resolve(task_id, blob)
+        return False

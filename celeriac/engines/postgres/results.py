@@ -20,16 +20,15 @@ in one transaction that first locks the chord's row, so concurrent reports take 
 and exactly one of them sees the chord complete.
 
 Options besides those of :mod:`celeriac.engines.postgres.connection`: ``listen`` (default
-True; False waits by
-polling only), ``poll_interval`` (cap of the polling interval when not listening, s,
-default 1), ``safety_interval`` (s between polls while listening, default 5),
-``sweep_interval`` (s between deletions of some expired rows on store,
-default 30). Unknown options are ignored.
+True; False waits by polling only), ``poll_interval`` (cap of the polling interval when not
+listening, s, default 1), ``safety_interval`` (s between polls while listening, default 5),
+``retry_interval_start`` and ``retry_backoff_max`` (first and longest wait before the LISTEN
+connection is reopened, s, default 0.1 and 5), ``sweep_interval`` (s between deletions of
+some expired rows on store, default 30). Unknown options are ignored.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Mapping, Sequence
@@ -38,17 +37,14 @@ from typing import Any
 from celeriac.backends.base import ChordPart, Meta
 from celeriac.engines.postgres.connection import (
     SQLSettings,
+    Tables,
     channel_name,
-    fetch_rows,
-    open_tables,
     parse_sql_settings,
-    qualified_name,
-    release_engine,
-    run_statement,
 )
-from celeriac.engines.postgres.listen import ResultWatcher, notify_payloads
+from celeriac.engines.postgres.listen import LISTEN_RETRY, ResultWatcher, notify_payloads
 from celeriac.exceptions import ImproperlyConfigured, MissingDependency
 from celeriac.protocol.serializers import Serializer
+from celeriac.retry import RetryPolicy
 from celeriac.states import READY_STATES
 
 try:
@@ -64,7 +60,7 @@ try:
         Table,
         Text,
     )
-    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+    from sqlalchemy.ext.asyncio import AsyncConnection
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise MissingDependency("SQL result backend: pip install 'celeriac[sql]'") from exc
 
@@ -207,7 +203,7 @@ class SQLBackend:
         self._settings: SQLSettings = parse_sql_settings(url, opts, role="task")
         self._serializer = serializer
         self._expires = expires or None
-        self._metadata = result_tables(self._settings.schema)
+        self._tables = Tables(self._settings, result_tables(self._settings.schema), _statements)
         self._channel = channel_name("celeriac_result", self._settings.schema)
         self._sweep_interval = float(opts.get("sweep_interval", 30.0))
         self._last_sweep = time.time()
@@ -218,11 +214,8 @@ class SQLBackend:
             listen=_flag(opts.get("listen", True)),
             poll_interval=float(opts.get("poll_interval", 1.0)),
             safety_interval=float(opts.get("safety_interval", 5.0)),
+            retry=RetryPolicy.from_options(opts, default=LISTEN_RETRY),
         )
-        self._engine: AsyncEngine | None = None
-        self._autocommit: AsyncEngine | None = None  # the same engine, one statement = one commit
-        self._sql: dict[str, str] = {}
-        self._lock = asyncio.Lock()
 
     def __repr__(self) -> str:
         where = self._settings.url.render_as_string(hide_password=True)
@@ -232,37 +225,12 @@ class SQLBackend:
 
     async def connect(self) -> None:
         """Create the engine and the tables; idempotent."""
-        async with self._lock:
-            if self._engine is not None:
-                return
-            engine = await open_tables(self._settings, self._metadata)
-            names = {
-                table.name.removeprefix("celeriac_"): qualified_name(table, engine)
-                for table in self._metadata.tables.values()
-            }
-            self._sql = _statements(names)
-            self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
-            self._engine = engine
+        await self._tables.connect()
 
     async def close(self) -> None:
         """Stop waiting (pending waits raise ConnectionError) and release the engine."""
         await self._watcher.close()
-        if self._engine is not None:
-            self._engine = self._autocommit = None
-            await release_engine(self._settings)
-
-    async def _ready(self) -> AsyncEngine:
-        """The engine, connecting first if needed."""
-        if self._engine is None:
-            await self.connect()
-        assert self._engine is not None
-        return self._engine
-
-    async def _run(self, name: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
-        """Run one statement in autocommit mode (atomic on its own); its rows."""
-        await self._ready()
-        assert self._autocommit is not None
-        return await run_statement(self._autocommit, self._sql[name], params)
+        await self._tables.close()
 
     def _expires_at(self, now: float) -> float | None:
         """Epoch time at which something written at ``now`` expires."""
@@ -292,7 +260,7 @@ class SQLBackend:
             "channel": self._channel,
             "payloads": notify_payloads(ready),
         }
-        await self._run("store", params)
+        await self._tables.run("store", params)
         if now - self._last_sweep >= self._sweep_interval:
             self._last_sweep = now
             await self._delete_expired(now, _SWEEP_LIMIT)
@@ -307,7 +275,7 @@ class SQLBackend:
     async def _select(self, task_ids: Sequence[str]) -> dict[str, tuple[str, bytes]]:
         """Live rows by id: (status, encoded document)."""
         params = {"ids": list(dict.fromkeys(task_ids)), "now": time.time()}
-        rows = await self._run("get", params)
+        rows = await self._tables.run("get", params)
         return {str(tid): (str(status), bytes(blob)) for tid, status, blob in rows}
 
     async def _fetch_ready(self, task_ids: Sequence[str]) -> dict[str, bytes]:
@@ -318,7 +286,7 @@ class SQLBackend:
     async def forget(self, task_ids: Sequence[str]) -> None:
         """Delete documents."""
         if task_ids:
-            await self._run("forget", {"ids": list(task_ids)})
+            await self._tables.run("forget", {"ids": list(task_ids)})
 
     async def cleanup(self) -> int:
         """Delete expired documents, groups and chord states; return how many."""
@@ -327,12 +295,12 @@ class SQLBackend:
     async def _delete_expired(self, now: float, limit: int | None) -> int:
         """Delete up to ``limit`` (None: all) expired rows per table, in one transaction."""
         params = {"now": now, "limit": limit}
-        async with (await self._ready()).begin() as conn:
+        async with self._tables.transaction() as conn:
             # Chord parts carry no expiry of their own: they go with their chord's row.
-            await fetch_rows(conn, self._sql["sweep_parts"], params)
+            await self._tables.fetch(conn, "sweep_parts", params)
             deleted = 0
             for name in ("taskmeta", "groupmeta", "chord"):
-                deleted += (await fetch_rows(conn, self._sql[f"sweep_{name}"], params))[0][0]
+                deleted += (await self._tables.fetch(conn, f"sweep_{name}", params))[0][0]
             return deleted
 
     # -- waiting ------------------------------------------------------------------
@@ -355,22 +323,22 @@ class SQLBackend:
         """Remember a group's member ids, with the result expiry."""
         members = json.dumps(list(task_ids))
         params = {"gid": group_id, "members": members, "exp": self._expires_at(time.time())}
-        await self._run("save_group", params)
+        await self._tables.run("save_group", params)
 
     async def restore_group(self, group_id: str) -> list[str] | None:
         """Member ids of a saved, unexpired group, or None."""
-        rows = await self._run("restore_group", {"gid": group_id, "now": time.time()})
+        rows = await self._tables.run("restore_group", {"gid": group_id, "now": time.time()})
         return None if not rows else [str(tid) for tid in json.loads(rows[0][0])]
 
     async def forget_group(self, group_id: str) -> None:
         """Delete a saved group."""
-        await self._run("forget_group", {"gid": group_id})
+        await self._tables.run("forget_group", {"gid": group_id})
 
     async def set_chord_size(self, group_id: str, size: int) -> None:
         """Record the number of header parts chord ``group_id`` waits for."""
         now = time.time()
         params = {"gid": group_id, "size": size, "now": now, "exp": self._expires_at(now)}
-        await self._run("set_chord_size", params)
+        await self._tables.run("set_chord_size", params)
 
     async def chord_part_done(
         self, group_id: str, index: int, part: ChordPart, size: int | None
@@ -379,7 +347,7 @@ class SQLBackend:
         blob = self._serializer.dumps(list(part))
         now = time.time()
         params = {"gid": group_id, "idx": index, "part": blob, "exp": self._expires_at(now)}
-        async with (await self._ready()).begin() as conn:
+        async with self._tables.transaction() as conn:
             blobs = await self._chord_part(conn, params, size, now)
         if blobs is None:
             return None
@@ -393,17 +361,18 @@ class SQLBackend:
         self, conn: AsyncConnection, params: Mapping[str, Any], size: int | None, now: float
     ) -> list[bytes] | None:
         """Lock the chord's row, add the part, take all parts if complete (in a transaction)."""
-        ((done, stored_size, expires_at),) = await fetch_rows(conn, self._sql["chord_lock"], params)
+        fetch = self._tables.fetch
+        ((done, stored_size, expires_at),) = await fetch(conn, "chord_lock", params)
         if expires_at is not None and expires_at <= now:
-            await fetch_rows(conn, self._sql["chord_reset"], params)  # an old chord's leftovers
+            await fetch(conn, "chord_reset", params)  # an old chord's leftovers
             done, stored_size = False, None
         if done:
             return None  # already handed out to another caller
-        ((count,),) = await fetch_rows(conn, self._sql["chord_add"], params)
+        ((count,),) = await fetch(conn, "chord_add", params)
         expected = stored_size if stored_size is not None else size
         if expected is None or count < expected:
             return None
-        return [bytes(blob) for (blob,) in await fetch_rows(conn, self._sql["chord_take"], params)]
+        return [bytes(blob) for (blob,) in await fetch(conn, "chord_take", params)]
 
 
 def _flag(value: Any) -> bool:

@@ -24,23 +24,14 @@ Redis store relies on Redis' own expiry: beats on hosts with skewed clocks still
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from typing import Any
 
-from celeriac.engines.postgres.connection import (
-    SQLSettings,
-    open_tables,
-    parse_sql_settings,
-    qualified_name,
-    release_engine,
-    run_statement,
-)
+from celeriac.engines.postgres.connection import SQLSettings, Tables, parse_sql_settings
 from celeriac.exceptions import MissingDependency
 
 try:
     from sqlalchemy import Column, Float, MetaData, PrimaryKeyConstraint, String, Table
-    from sqlalchemy.ext.asyncio import AsyncEngine
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise MissingDependency("SQL beat store: pip install 'celeriac[sql]'") from exc
 
@@ -49,17 +40,17 @@ __all__ = ["SQLStore", "beat_tables"]
 _NOW = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS DOUBLE PRECISION)"
 
 
-def beat_tables(schema: str | None) -> tuple[MetaData, Table, Table]:
-    """The metadata, lease table and last-run table, in ``schema``."""
+def beat_tables(schema: str | None) -> MetaData:
+    """The store's tables (the lease and the last runs), in ``schema``."""
     metadata = MetaData(schema=schema)
-    lease = Table(
+    Table(
         "celeriac_beat_lease",
         metadata,
         Column("namespace", String(255), primary_key=True),
         Column("holder", String(255), nullable=False),
         Column("expires_at", Float(53), nullable=False),
     )
-    state = Table(
+    Table(
         "celeriac_beat_state",
         metadata,
         Column("namespace", String(255), nullable=False),
@@ -69,11 +60,12 @@ def beat_tables(schema: str | None) -> tuple[MetaData, Table, Table]:
         Column("updated_at", Float(53), nullable=False),
         PrimaryKeyConstraint("namespace", "entry"),
     )
-    return metadata, lease, state
+    return metadata
 
 
-def _statements(lease: str, state: str) -> dict[str, str]:
-    """The store's SQL, for quoted table names ``lease`` and ``state``."""
+def _statements(t: Mapping[str, str]) -> dict[str, str]:
+    """The store's SQL, for the quoted table names in ``t``."""
+    lease, state = t["beat_lease"], t["beat_state"]
     holds = (
         f"EXISTS (SELECT 1 FROM {lease} WHERE namespace = :ns AND holder = :holder"
         f" AND expires_at > {_NOW})"
@@ -127,10 +119,7 @@ class SQLStore:
         self.url = url
         self.namespace = namespace
         self._settings: SQLSettings = parse_sql_settings(url, options, role="beat")
-        self._metadata, self._lease, self._state = beat_tables(self._settings.schema)
-        self._engine: AsyncEngine | None = None  # in autocommit mode: one statement, one commit
-        self._sql: dict[str, str] = {}
-        self._lock = asyncio.Lock()
+        self._tables = Tables(self._settings, beat_tables(self._settings.schema), _statements)
 
     def __repr__(self) -> str:
         where = self._settings.url.render_as_string(hide_password=True)
@@ -138,26 +127,15 @@ class SQLStore:
 
     async def connect(self) -> None:
         """Create the engine and the tables; idempotent."""
-        async with self._lock:
-            if self._engine is not None:
-                return
-            engine = await open_tables(self._settings, self._metadata)
-            lease, state = (qualified_name(t, engine) for t in (self._lease, self._state))
-            self._sql = _statements(lease, state)
-            self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        await self._tables.connect()
 
     async def close(self) -> None:
         """Release the engine (disposed of when nothing else in this loop uses it)."""
-        if self._engine is not None:
-            self._engine = None
-            await release_engine(self._settings)
+        await self._tables.close()
 
     async def _run(self, name: str, **params: Any) -> list[tuple[Any, ...]]:
         """Run one statement in autocommit mode; its rows (none for DML)."""
-        if self._engine is None:
-            await self.connect()
-        assert self._engine is not None
-        return await run_statement(self._engine, self._sql[name], {"ns": self.namespace, **params})
+        return await self._tables.run(name, {"ns": self.namespace, **params})
 
     async def acquire_lease(self, holder: str, ttl: float) -> bool:
         """Take a free or expired lease, or extend ``holder``'s own one."""
