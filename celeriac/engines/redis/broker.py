@@ -75,7 +75,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
 from celeriac.engines.redis import scripts as lua
-from celeriac.engines.redis.connection import connect_redis, parse_redis_url
+from celeriac.engines.redis.connection import connect_redis, parse_redis_url, retry_policy
 from celeriac.engines.redis.dead import DeadLetters
 from celeriac.engines.redis.keys import RedisKeys
 from celeriac.engines.redis.leases import (
@@ -89,7 +89,7 @@ from celeriac.engines.redis.routing import Router
 from celeriac.exceptions import ImproperlyConfigured, MissingDependency
 from celeriac.protocol import kombu
 from celeriac.protocol.ids import uuid4
-from celeriac.transport.base import DeadLetter, Delivery, Outgoing, QueueSpec
+from celeriac.transport.base import DeadLetter, Delivery, Outgoing, QueueSpec, Rotation
 
 try:
     from redis import exceptions as redis_errors
@@ -149,8 +149,7 @@ class RedisTransport:
         if order not in ("higher_first", "lower_first"):
             raise ImproperlyConfigured(f"priority_order: higher_first or lower_first, not {order}")
         self._steps = (9, 6, 3, 0) if order == "higher_first" else (0, 3, 6, 9)
-        self._max_retries = int(opts.get("max_retries", 6))
-        self._backoff_max = float(opts.get("retry_backoff_max", 2.0))
+        self.retry = retry_policy(opts)
         self.consumer_id = uuid.uuid4().hex
         self._client: Redis[bytes] | None = None
         self._leases: Leases | None = None
@@ -161,9 +160,10 @@ class RedisTransport:
         fanout = opts.get("fanout_exchanges", ("celery.pidbox", "celeryev"))
         self.router = Router(self.keys, self._settings.db, fanout)
         self._seq = 0
-        self._rotation = 0
+        self._rotation = Rotation()
         self._next_due: float | None = None
-        self._fetch_delay = 0.0
+        self._fetch_backoff = self.retry.backoff()
+        self._fetch_failing = False
 
     # -- connection -----------------------------------------------------------------------
 
@@ -246,19 +246,14 @@ class RedisTransport:
 
     async def _retry(self, what: str, op: Callable[[], Awaitable[T]]) -> T:
         """Run ``op``, retrying transient errors with backoff; then raise ConnectionError."""
-        delay = 0.05
-        for attempt in range(self._max_retries + 1):
-            try:
-                return await op()
-            except TRANSIENT_ERRORS as exc:
-                if attempt >= self._max_retries:
-                    raise ConnectionError(
-                        f"redis {what} failed after {attempt + 1} attempts: {exc}"
-                    ) from exc
-                logger.warning("redis %s failed (%s); retrying in %.2fs", what, exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self._backoff_max)
-        raise AssertionError("unreachable")  # pragma: no cover
+        return await self.retry.call(
+            op,
+            retry_on=TRANSIENT_ERRORS,
+            what=f"redis {what}",
+            give_up=lambda exc, attempts: ConnectionError(
+                f"redis {what} failed after {attempts} attempts: {exc}"
+            ),
+        )
 
     # -- declare and publish --------------------------------------------------------------
 
@@ -351,9 +346,10 @@ class RedisTransport:
                     return []
             except TRANSIENT_ERRORS as exc:
                 block = 0.0
-                self._fetch_delay = min(max(self._fetch_delay * 2, 0.05), self._backoff_max)
-                logger.warning("redis fetch failed (%s); retrying in %.2fs", exc, self._fetch_delay)
-                await asyncio.sleep(min(self._fetch_delay, max(deadline - loop.time(), 0.05)))
+                self._fetch_failing = True
+                delay = self._fetch_backoff.next()
+                logger.warning("redis fetch failed (%s); retrying in %.2fs", exc, delay)
+                await asyncio.sleep(min(delay, max(deadline - loop.time(), 0.05)))
                 if loop.time() >= deadline:
                     return []
 
@@ -384,17 +380,13 @@ class RedisTransport:
         except redis_errors.NoScriptError:  # the server restarted empty: load and go on
             await self._load_scripts()
             deliveries = await self._fetch_once(queues, limit, 0.0)
-        if self._fetch_delay:
+        if self._fetch_failing:
             logger.warning("redis fetch: connection restored")
-            self._fetch_delay = 0.0
+            self._fetch_failing = False
+            self._fetch_backoff.reset()
         if leases.unsure:
             await leases.reconcile()
         return deliveries
-
-    def _ordered(self, queues: Sequence[str]) -> list[str]:
-        """Rotate the queue order between calls so no queue starves (as kombu does)."""
-        self._rotation = (self._rotation + 1) % len(queues)
-        return list(queues[self._rotation :]) + list(queues[: self._rotation])
 
     async def _fetch_once(self, queues: Sequence[str], limit: int, block: float) -> list[Delivery]:
         """Pop and lease up to ``limit`` messages atomically (the FETCH script).
@@ -402,7 +394,7 @@ class RedisTransport:
         With ``block`` > 0 the script is pipelined after a ``BLPOP`` on the wake-up tokens:
         Redis runs it the moment a token arrives (or at the timeout), saving a round trip.
         """
-        order = self._ordered(queues)
+        order = self._rotation.order(queues)
         self._seq += 1
         seq = self._seq
         keys = [

@@ -17,9 +17,11 @@ URL), ``master_name`` and ``sentinel_kwargs`` (Sentinel), ``ssl_cert_reqs``,
 an ``ssl`` dict, as ``broker_use_ssl`` gives them), and ``global_keyprefix`` (read by the
 callers, which prefix every key with it as kombu does).
 
-redis-py's own retries are switched off: the callers retry with their own backoff so that
-they can tell a retried write from a lost one. Connections speak RESP2 (redis-py 8 would
-pick RESP3, which Redis < 6 lacks and which turns pub/sub replies into push messages).
+redis-py's own retries are switched off: the callers retry with the engine's
+:class:`~celeriac.retry.RetryPolicy` (:func:`retry_policy`: ``max_retries``, default 6, and
+``retry_backoff_max``, default 2 s) so that they can tell a retried write from a lost one.
+Connections speak RESP2 (redis-py 8 would pick RESP3, which Redis < 6 lacks and which turns
+pub/sub replies into push messages).
 """
 
 from __future__ import annotations
@@ -37,17 +39,29 @@ from celeriac.engines.redis.packing import (
     PackingUnixConnection,
 )
 from celeriac.exceptions import ImproperlyConfigured, MissingDependency
+from celeriac.retry import RetryPolicy
 
 try:
     import redis as blocking
     from redis.asyncio import BlockingConnectionPool, Redis
+    from redis.asyncio.retry import Retry as AsyncRetry
     from redis.asyncio.sentinel import Sentinel
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise MissingDependency("Redis support: pip install 'celeriac[redis]'") from exc
 
-__all__ = ["RedisSettings", "connect_redis", "parse_redis_url"]
+__all__ = [
+    "DEFAULT_RETRY",
+    "RedisSettings",
+    "connect_redis",
+    "connect_redis_blocking",
+    "parse_redis_url",
+    "retry_policy",
+]
+
+DEFAULT_RETRY = RetryPolicy(first=0.05, factor=2.0, max_delay=2.0, max_retries=6)
+"""How the Redis engine retries when its options say nothing."""
 
 _SSL_KEYS = ("ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_check_hostname")
 _CERT_REQS = {
@@ -120,7 +134,6 @@ def _common_options(options: Mapping[str, Any]) -> dict[str, Any]:
         "socket_connect_timeout": float(options.get("socket_connect_timeout", 5.0)),
         "socket_keepalive": bool(options.get("socket_keepalive", True)),
         "health_check_interval": int(options.get("health_check_interval", 25)),
-        "retry": Retry(NoBackoff(), 0),
         # RESP2: understood by every Redis version; pub/sub replies stay plain arrays.
         "protocol": 2,
     }
@@ -203,12 +216,19 @@ def parse_redis_url(url: str, options: Mapping[str, Any] | None = None) -> Redis
     )
 
 
+def retry_policy(options: Mapping[str, Any]) -> RetryPolicy:
+    """The retry policy an engine's options ask for, over :data:`DEFAULT_RETRY`."""
+    return RetryPolicy.from_options(options, default=DEFAULT_RETRY)
+
+
 def connect_redis(settings: RedisSettings) -> Redis[bytes]:
     """A client with a bounded connection pool for ``settings`` (connects lazily)."""
+    no_retries = AsyncRetry(NoBackoff(), 0)
     if settings.sentinels:
         sentinel = Sentinel(
             list(settings.sentinels),
             sentinel_kwargs=settings.sentinel_kwargs or None,
+            retry=no_retries,
             **{k: v for k, v in settings.connection.items() if k != "db"},
         )
         client: Redis[bytes] = sentinel.master_for(
@@ -218,7 +238,7 @@ def connect_redis(settings: RedisSettings) -> Redis[bytes]:
         )
         return client
     classes = (PackingConnection, PackingUnixConnection, PackingSSLConnection)
-    pool = BlockingConnectionPool(**_pool_options(settings, *classes))
+    pool = BlockingConnectionPool(**_pool_options(settings, *classes), retry=no_retries)
     return Redis(connection_pool=pool)
 
 
@@ -227,7 +247,8 @@ def connect_redis_blocking(settings: RedisSettings) -> blocking.Redis[bytes]:
     if settings.sentinels:
         raise ImproperlyConfigured("the blocking client has no Sentinel support here")
     classes = (blocking.Connection, blocking.UnixDomainSocketConnection, blocking.SSLConnection)
-    pool = blocking.BlockingConnectionPool(**_pool_options(settings, *classes))
+    no_retries = Retry(NoBackoff(), 0)
+    pool = blocking.BlockingConnectionPool(**_pool_options(settings, *classes), retry=no_retries)
     return blocking.Redis(connection_pool=pool)
 
 

@@ -20,6 +20,7 @@ from typing import Any
 from celeriac.engines.redis.keys import RedisKeys
 from celeriac.exceptions import MissingDependency
 from celeriac.protocol import kombu
+from celeriac.retry import Backoff
 
 try:
     from redis import exceptions as redis_errors
@@ -122,6 +123,9 @@ class Leases:
         me = asyncio.current_task()
         next_sweep = loop.time()
         delay = self.heartbeat_interval
+        # After a failure, retry soon (at most every second), at a steady pace.
+        soon = min(self.heartbeat_interval, 1.0)
+        retry = Backoff(soon, 1.0, soon)
         failed = False
         while not self._stopping:
             await asyncio.sleep(delay)
@@ -148,13 +152,13 @@ class Leases:
                     # redis-py can turn our cancellation into a connection error: stop anyway.
                     raise asyncio.CancelledError from exc
                 failed = True
-                delay = min(self.heartbeat_interval, 1.0)
+                delay = retry.next()
                 logger.warning("redis heartbeat failed (%s); retrying in %.1fs", exc, delay)
             except Exception:  # the heartbeat must outlive any bug: its death loses leases
                 if me is not None and me.cancelling():
                     raise asyncio.CancelledError from None
                 failed = True
-                delay = min(self.heartbeat_interval, 1.0)
+                delay = retry.next()
                 logger.exception("redis heartbeat: unexpected error; retrying in %.1fs", delay)
 
     async def stop_heartbeat(self) -> None:

@@ -39,6 +39,7 @@ from celeriac.engines.redis.resp3 import (
     new_parser,
     pack,
 )
+from celeriac.retry import Backoff
 
 __all__ = ["Resp3Listener", "Watch"]
 
@@ -129,9 +130,9 @@ class _Connection(asyncio.Protocol):
 class Resp3Listener:
     """Subscriptions and key reads of every waiter of one backend, on one RESP3 connection."""
 
-    def __init__(self, endpoint: Endpoint, *, backoff_max: float = 2.0) -> None:
+    def __init__(self, endpoint: Endpoint, *, backoff: Backoff) -> None:
         self._endpoint = endpoint
-        self._backoff_max = backoff_max
+        self._backoff = backoff
         self._conn: _Connection | None = None
         self._channels: dict[bytes, list[Watch]] = {}
         self._replies: deque[bytes | None] = deque()  # the key of each pending GET (None: PING)
@@ -318,7 +319,7 @@ class Resp3Listener:
         listener: :attr:`unsupported` is set and every watch expires, for its caller to
         wait another way.
         """
-        delay = 0.05
+        failed = False
         while True:
             conn = self._conn
             if conn is not None:
@@ -333,10 +334,12 @@ class Resp3Listener:
                     watch.expire()
                 return
             except Exception as exc:  # any failure: a listener must never stay down
+                delay = self._backoff.next()
                 logger.warning("redis result listener: %r; reconnecting in %.2fs", exc, delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, self._backoff_max)
+                failed = True
                 continue
-            if delay > 0.05:
+            if failed:
                 logger.warning("redis result listener: reconnected to %s", self._endpoint)
-            delay = 0.05
+            failed = False
+            self._backoff.reset()

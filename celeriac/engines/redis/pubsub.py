@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from celeriac.exceptions import MissingDependency
+from celeriac.retry import Backoff
 
 try:
     from redis import exceptions as redis_errors
@@ -66,9 +67,9 @@ class Waiter:
 class ResultListener:
     """A dedicated pub/sub connection shared by all waiters of one backend instance."""
 
-    def __init__(self, client: Redis[bytes], *, backoff_max: float = 2.0) -> None:
+    def __init__(self, client: Redis[bytes], *, backoff: Backoff) -> None:
         self._client = client
-        self._backoff_max = backoff_max
+        self._backoff = backoff
         self._conn: AbstractConnection | None = None
         self._channels: dict[str, _Channel] = {}
         self._sent: dict[str, int] = {}
@@ -133,26 +134,28 @@ class ResultListener:
 
     async def _run(self) -> None:
         """Reader task: (re)connect, (re)subscribe, dispatch messages; never gives up."""
-        delay = 0.05
+        failed = False
         me = asyncio.current_task()
         while True:
             try:
                 await self._connect()
-                if delay > 0.05:
+                if failed:
                     logger.warning("redis result listener: reconnected")
-                delay = 0.05
+                failed = False
+                self._backoff.reset()
                 await self._read_forever()
             except Exception as exc:  # any failure: a listener must never stay down
                 if me is not None and me.cancelling():
                     # redis-py can turn our cancellation into a connection error: stop anyway.
                     raise asyncio.CancelledError from exc
+                delay = self._backoff.next()
                 if isinstance(exc, _ERRORS):
                     logger.warning("redis result listener: %s; reconnecting in %.2fs", exc, delay)
                 else:
                     logger.exception("redis result listener: unexpected error; reconnecting")
                 await self._drop_connection()
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, self._backoff_max)
+                failed = True
 
     async def _connect(self) -> None:
         """Open a dedicated connection (outside the pool) and subscribe every channel."""

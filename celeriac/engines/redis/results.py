@@ -35,7 +35,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from celeriac.backends.base import ChordPart, Meta
-from celeriac.engines.redis.connection import connect_redis, parse_redis_url
+from celeriac.engines.redis.connection import connect_redis, parse_redis_url, retry_policy
 from celeriac.engines.redis.listen import Resp3Listener
 from celeriac.engines.redis.pubsub import RECHECK, ResultListener
 from celeriac.engines.redis.resp3 import TIMEOUT, Item, Resp3Unsupported, endpoint_for
@@ -115,8 +115,7 @@ class RedisBackend:
         prefix = self._settings.key_prefix
         self._task_prefix = prefix + "celery-task-meta-"
         self._group_prefix = prefix + "celery-taskset-meta-"
-        self._max_retries = int(opts.get("max_retries", 6))
-        self._backoff_max = float(opts.get("retry_backoff_max", 2.0))
+        self.retry = retry_policy(opts)
         self._client: Redis[bytes] | None = None
         self._listener: Resp3Listener | ResultListener | None = None
         self._listener_lock = asyncio.Lock()
@@ -155,19 +154,14 @@ class RedisBackend:
 
     async def _retry(self, what: str, op: Callable[[], Awaitable[T]]) -> T:
         """Run ``op``, retrying transient errors with backoff; then raise ConnectionError."""
-        delay = 0.05
-        for attempt in range(self._max_retries + 1):
-            try:
-                return await op()
-            except _TRANSIENT as exc:
-                if attempt >= self._max_retries:
-                    raise ConnectionError(
-                        f"redis result backend: {what} failed after {attempt + 1} attempts: {exc}"
-                    ) from exc
-                logger.warning("redis result backend: %s failed (%s); retrying", what, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self._backoff_max)
-        raise AssertionError("unreachable")  # pragma: no cover
+        return await self.retry.call(
+            op,
+            retry_on=_TRANSIENT,
+            what=f"redis result backend: {what}",
+            give_up=lambda exc, attempts: ConnectionError(
+                f"redis result backend: {what} failed after {attempts} attempts: {exc}"
+            ),
+        )
 
     def _key(self, task_id: str) -> str:
         return self._task_prefix + task_id
@@ -237,14 +231,14 @@ class RedisBackend:
                 return self._listener
             endpoint = endpoint_for(self._settings)
             if endpoint is not None:
-                listener = Resp3Listener(endpoint, backoff_max=self._backoff_max)
+                listener = Resp3Listener(endpoint, backoff=self.retry.backoff())
                 try:
                     await listener.start()
                     self._listener = listener
                 except Resp3Unsupported as exc:
                     logger.info("redis result backend: %s; waiting with RESP2 pub/sub", exc)
             if self._listener is None:
-                self._listener = ResultListener(self.client, backoff_max=self._backoff_max)
+                self._listener = ResultListener(self.client, backoff=self.retry.backoff())
             return self._listener
 
     async def _wait_resp3(
