@@ -6,16 +6,14 @@ import hiredis
 import pytest
 
 from celeriac.backends import blocking_waiter_from_url
-from celeriac.engines.redis.connection import parse_redis_url
-from celeriac.engines.redis.resp3 import (
+from celeriac.engines.redis.connection import endpoint_for, pack, parse_redis_url
+from celeriac.engines.redis.waiting import (
     MORE,
     HandshakeError,
     Resp3Unsupported,
     check_handshake,
-    endpoint_for,
     is_push,
     new_parser,
-    pack,
 )
 from celeriac.protocol.serializers import JSON
 

@@ -26,7 +26,9 @@ pub/sub replies into push messages).
 
 from __future__ import annotations
 
+import inspect
 import math
+import socket
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -44,6 +46,7 @@ from celeriac.retry import RetryPolicy
 try:
     import redis as blocking
     from redis.asyncio import BlockingConnectionPool, Redis
+    from redis.asyncio.connection import RedisSSLContext, SSLConnection
     from redis.asyncio.retry import Retry as AsyncRetry
     from redis.asyncio.sentinel import Sentinel
     from redis.backoff import NoBackoff
@@ -53,9 +56,12 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 __all__ = [
     "DEFAULT_RETRY",
+    "Endpoint",
     "RedisSettings",
     "connect_redis",
     "connect_redis_blocking",
+    "endpoint_for",
+    "pack",
     "parse_redis_url",
     "retry_policy",
 ]
@@ -73,6 +79,7 @@ _CERT_REQS = {
     "cert_required": "required",
 }
 _SOCKET_SCHEMES = ("unix", "socket", "redis+socket")
+_TLS_DEFAULTS = inspect.signature(SSLConnection.__init__).parameters
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,3 +269,92 @@ def _pool_options(settings: RedisSettings, plain: type, unix: type, tls: type) -
         "connection_class": connection_class,
         **kwargs,
     }
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where and how to open a result-wait connection."""
+
+    host: str
+    port: int
+    path: str
+    tls: ssl.SSLContext | None
+    connect_timeout: float
+    write_timeout: float
+    keepalive: bool
+    handshake: bytes
+    """``HELLO 3`` (with AUTH and SETNAME when configured) then ``SELECT db``, packed."""
+
+    def __str__(self) -> str:
+        return self.path or f"{self.host}:{self.port}"
+
+    def open_socket(self) -> socket.socket:
+        """A connected socket (TLS-wrapped when configured) for the sync API, its timeout
+        still ``connect_timeout`` for the handshake."""
+        if self.path:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(self.connect_timeout)
+            try:
+                sock.connect(self.path)
+            except BaseException:
+                sock.close()
+                raise
+        else:
+            sock = socket.create_connection((self.host, self.port), self.connect_timeout)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.keepalive:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        if self.tls is not None:
+            sock = self.tls.wrap_socket(sock, server_hostname=self.host)
+        return sock
+
+
+def endpoint_for(settings: RedisSettings) -> Endpoint | None:
+    """The endpoint of ``settings``, or None for Sentinel (master discovery is redis-py's)."""
+    if settings.sentinels:
+        return None
+    conn = settings.connection
+    return Endpoint(
+        host=str(conn.get("host", "")),
+        port=int(conn.get("port", 6379)),
+        path=str(conn.get("path", "")),
+        tls=_tls_context(conn) if settings.tls else None,
+        connect_timeout=float(conn.get("socket_connect_timeout") or 5.0),
+        write_timeout=float(conn.get("socket_timeout") or 30.0),
+        keepalive=bool(conn.get("socket_keepalive", False)),
+        handshake=_handshake(conn, settings.db),
+    )
+
+
+def _tls_context(conn: dict[str, Any]) -> ssl.SSLContext:
+    """The TLS context redis-py's own connections would use (same options, same defaults)."""
+    context = RedisSSLContext(
+        keyfile=conn.get("ssl_keyfile"),
+        certfile=conn.get("ssl_certfile"),
+        cert_reqs=conn.get("ssl_cert_reqs", _TLS_DEFAULTS["ssl_cert_reqs"].default),
+        ca_certs=conn.get("ssl_ca_certs"),
+        check_hostname=conn.get("ssl_check_hostname", _TLS_DEFAULTS["ssl_check_hostname"].default),
+    )
+    return context.get()
+
+
+def _handshake(conn: dict[str, Any], db: int) -> bytes:
+    """``HELLO 3 [AUTH user pass] [SETNAME name]`` and ``SELECT db``."""
+    hello: list[Any] = ["HELLO", 3]
+    if conn.get("password") is not None:
+        hello += ["AUTH", conn.get("username") or "default", conn["password"]]
+    if conn.get("client_name"):
+        hello += ["SETNAME", conn["client_name"]]
+    return pack(*hello) + pack("SELECT", db)
+
+
+def pack(*args: bytes | str | int) -> bytes:
+    """One Redis command in RESP, built with a single join (strings as UTF-8)."""
+    parts = [b"*%d\r\n" % len(args)]
+    append = parts.append
+    for arg in args:
+        data = arg if type(arg) is bytes else str(arg).encode()
+        append(b"$%d\r\n" % len(data))
+        append(data)
+        append(b"\r\n")
+    return b"".join(parts)

@@ -31,6 +31,7 @@ from typing import Any
 
 from redis import exceptions as redis_errors
 
+from celeriac.engines.redis.connection import pack
 from celeriac.engines.redis.keys import RedisKeys
 from celeriac.engines.redis.leases import NOTIFY_CAP
 
@@ -39,7 +40,6 @@ __all__ = [
     "AsyncPusher",
     "BlockingPusher",
     "Push",
-    "pack",
     "push_commands",
     "push_of",
 ]
@@ -96,18 +96,6 @@ def push_of(keys: RedisKeys, pushes: Sequence[tuple[str, bytes]], wake: Mapping[
     """The packed :class:`Push` of :func:`push_commands`."""
     commands, lists = push_commands(keys, pushes, wake)
     return Push(commands, transaction=lists > 1)
-
-
-def pack(*args: bytes | str | int) -> bytes:
-    """One Redis command in RESP, built with a single join (strings as UTF-8)."""
-    parts = [b"*%d\r\n" % len(args)]
-    append = parts.append
-    for arg in args:
-        data = arg if type(arg) is bytes else str(arg).encode()
-        append(b"$%d\r\n" % len(data))
-        append(data)
-        append(b"\r\n")
-    return b"".join(parts)
 
 
 _CLOSED = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)

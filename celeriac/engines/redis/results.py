@@ -4,10 +4,10 @@
   written with ``SETEX result_expires`` (``SET`` when ``expires`` is None) and ``PUBLISH``ed
   on the channel of the same name, a whole :meth:`~RedisBackend.store` batch in one MULTI.
 * :meth:`~RedisBackend.wait` subscribes and reads the key in one round trip on one shared
-  RESP3 connection per instance (:mod:`celeriac.engines.redis.listen`), so no write is
+  RESP3 connection per instance (:mod:`celeriac.engines.redis.waiting`), so no write is
   missed; no polling. Where RESP3 is not available (Redis before 6, Sentinel) it
-  subscribes through a RESP2 pub/sub connection (:mod:`celeriac.engines.redis.pubsub`)
-  and reads the key once the subscription is confirmed.
+  subscribes through a RESP2 pub/sub connection and reads the key once the subscription
+  is confirmed.
 * ``celery-taskset-meta-<gid>``: a saved group, ``{"result": [[gid, null], [[[tid, null],
   null], ...]]}``.
 * Chord counters ``celery-taskset-meta-<gid>.j/.s/.t/.d/.c`` updated by one Lua script, as
@@ -35,13 +35,22 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from celeriac.backends.base import ChordPart, Meta
-from celeriac.engines.redis.connection import connect_redis, parse_redis_url, retry_policy
-from celeriac.engines.redis.listen import Resp3Listener
-from celeriac.engines.redis.pubsub import RECHECK, ResultListener
-from celeriac.engines.redis.resp3 import TIMEOUT, Item, Resp3Unsupported, endpoint_for
+from celeriac.engines.redis.connection import (
+    connect_redis,
+    endpoint_for,
+    parse_redis_url,
+    retry_policy,
+)
+from celeriac.engines.redis.waiting import (
+    TASK_KEY,
+    PubSubListener,
+    Resp3Listener,
+    Resp3Unsupported,
+    Subscriptions,
+    decode_document,
+)
 from celeriac.exceptions import MissingDependency, SerializationError
 from celeriac.protocol.serializers import Serializer
-from celeriac.states import READY_STATES
 
 try:
     from redis import exceptions as redis_errors
@@ -50,7 +59,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise MissingDependency("Redis result backend: pip install 'celeriac[redis]'") from exc
 
-__all__ = ["RedisBackend", "decode_document", "get_reply"]
+__all__ = ["RedisBackend"]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -113,11 +122,11 @@ class RedisBackend:
         self.expires = expires
         self._settings = parse_redis_url(url, opts)
         prefix = self._settings.key_prefix
-        self._task_prefix = prefix + "celery-task-meta-"
+        self._task_prefix = prefix + TASK_KEY
         self._group_prefix = prefix + "celery-taskset-meta-"
         self.retry = retry_policy(opts)
         self._client: Redis[bytes] | None = None
-        self._listener: Resp3Listener | ResultListener | None = None
+        self._listener: Resp3Listener | PubSubListener | None = None
         self._listener_lock = asyncio.Lock()
         self._chord_script: AsyncScript | None = None
         self._store_script: AsyncScript | None = None
@@ -219,83 +228,51 @@ class RedisBackend:
         """Return the document once ready, or the latest one at ``timeout``."""
         if timeout is not None and timeout <= 0:
             return (await self.get([task_id]))[0]
-        listener = self._listener or await self._start_listener()
-        if isinstance(listener, Resp3Listener):
-            return await self._wait_resp3(listener, task_id, timeout)
-        return await self._wait_resp2(listener, task_id, timeout)
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        listener = self._listener
+        if listener is None or listener.unsupported:
+            listener = await self._start_listener()
+        try:
+            watched = await listener.wait(task_id, timeout)
+        except Resp3Unsupported:  # Redis came back without RESP3: wait the RESP2 way
+            left = None if deadline is None else deadline - loop.time()
+            return await self.wait(task_id, left if left is None or left > 0 else 0.0)
+        if watched.outcome is None and not watched.answered:
+            return (await self.get([task_id]))[0]  # no connection in time: read through the pool
+        return watched.result()
 
-    async def _start_listener(self) -> Resp3Listener | ResultListener:
+    async def _start_listener(self) -> Resp3Listener | PubSubListener:
         """The RESP3 listener, or the RESP2 one where the server has no RESP3 (or Sentinel)."""
         async with self._listener_lock:
-            if self._listener is not None:
-                return self._listener
-            endpoint = endpoint_for(self._settings)
+            listener = self._listener
+            if listener is not None and not listener.unsupported:
+                return listener
+            if listener is not None:
+                await listener.close()
+            self._listener = None
+            prefix = self._settings.key_prefix
+            endpoint = None if listener is not None else endpoint_for(self._settings)
             if endpoint is not None:
-                listener = Resp3Listener(endpoint, backoff=self.retry.backoff())
+                subs = Subscriptions(prefix, self.serializer, inline_reads=True)
+                resp3 = Resp3Listener(endpoint, subs, self.retry.backoff())
                 try:
-                    await listener.start()
-                    self._listener = listener
+                    await resp3.start()
+                    self._listener = resp3
                 except Resp3Unsupported as exc:
                     logger.info("redis result backend: %s; waiting with RESP2 pub/sub", exc)
             if self._listener is None:
-                self._listener = ResultListener(self.client, backoff=self.retry.backoff())
+                subs = Subscriptions(prefix, self.serializer, inline_reads=False)
+                self._listener = PubSubListener(
+                    self.client, subs, self.retry.backoff(), self._read_raw
+                )
             return self._listener
 
-    async def _wait_resp3(
-        self, listener: Resp3Listener, task_id: str, timeout: float | None
-    ) -> Meta | None:
-        """Subscribe and read in one write, then follow published writes."""
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
-        key = self._key(task_id)
-        watch = listener.watch(key)
-        timer = None if deadline is None else loop.call_at(deadline, watch.expire)
-        latest: Meta | None = None
-        try:
-            while (item := await watch.next()) is not TIMEOUT:
-                doc = get_reply(key, item, self.serializer)
-                if doc is not None:
-                    latest = doc
-                    if doc.get("status") in READY_STATES:
-                        return doc
-        finally:
-            if timer is not None:
-                timer.cancel()
-            listener.unwatch(watch)
-        if listener.unsupported:  # Redis came back without RESP3: wait the RESP2 way
-            if self._listener is listener:
-                self._listener = None
-            left = _left(deadline, loop)
-            return await self.wait(task_id, left) if left is None or left > 0 else latest
-        if not watch.answered:  # no connection in time: read the key through the pool
-            return (await self.get([task_id]))[0]
-        return latest
-
-    async def _wait_resp2(
-        self, listener: ResultListener, task_id: str, timeout: float | None
-    ) -> Meta | None:
-        """Subscribe first, read the key once the subscription is confirmed, then follow
-        published writes; a reconnection makes it read the key again."""
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
-        key = self._key(task_id)
-        waiter = await listener.add(key)
-        try:
-            try:
-                await asyncio.wait_for(waiter.subscribed(), _left(deadline, loop))
-            except TimeoutError:
-                return (await self.get([task_id]))[0]
-            latest = (await self.get([task_id]))[0]
-            while latest is None or latest.get("status") not in READY_STATES:
-                try:
-                    item = await asyncio.wait_for(waiter.queue.get(), _left(deadline, loop))
-                except TimeoutError:
-                    return latest
-                doc = (await self.get([task_id]))[0] if item is RECHECK else self._decode(key, item)
-                latest = doc if doc is not None else latest
-            return latest
-        finally:
-            listener.remove(waiter)
+    async def _read_raw(self, key: str) -> bytes | None:
+        """One key's stored bytes (MGET: a key of another type reads as None)."""
+        values = await self._retry("get", lambda: self.client.mget([key]))
+        value: bytes | None = values[0]
+        return value
 
     async def forget(self, task_ids: Sequence[str]) -> None:
         """Delete documents."""
@@ -385,34 +362,3 @@ class RedisBackend:
     async def cleanup(self) -> int:
         """Nothing to do: Redis expires keys itself."""
         return 0
-
-
-def decode_document(key: str, data: bytes, serializer: Serializer) -> Meta:
-    """A stored or published document; SerializationError naming ``key`` if it is bad."""
-    try:
-        meta = serializer.loads(data)
-    except SerializationError as exc:
-        raise SerializationError(f"result key {key!r} holds undecodable data: {exc}") from exc
-    if not isinstance(meta, dict):
-        raise SerializationError(f"result key {key!r} holds a {type(meta).__name__}, not a dict")
-    return meta
-
-
-def get_reply(key: str, item: Item, serializer: Serializer) -> Meta | None:
-    """The document in a GET reply or a published message (None: no document there).
-
-    A key of another type reads as no document, as MGET (:meth:`RedisBackend.get`) reads it;
-    any other error reply is raised.
-    """
-    if item is None:
-        return None
-    if isinstance(item, Exception):
-        if str(item).startswith("WRONGTYPE"):
-            return None
-        raise redis_errors.ResponseError(f"GET {key!r}: {item}")
-    return decode_document(key, item, serializer)
-
-
-def _left(deadline: float | None, loop: asyncio.AbstractEventLoop) -> float | None:
-    """Seconds until ``deadline`` (None = forever), never negative."""
-    return None if deadline is None else max(deadline - loop.time(), 0.0)
