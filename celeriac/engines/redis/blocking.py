@@ -23,6 +23,7 @@ once) and Sentinel locations get no blocking waiter at all.
 
 from __future__ import annotations
 
+import functools
 import logging
 import select
 import socket
@@ -33,12 +34,17 @@ from typing import Any
 
 from celeriac._portal import get_portal
 from celeriac.backends.base import Meta, Unavailable
-from celeriac.engines.redis.connection import Endpoint, endpoint_for, parse_redis_url
+from celeriac.engines.redis.connection import (
+    Endpoint,
+    Resp3Unsupported,
+    endpoint_for,
+    parse_redis_url,
+)
+from celeriac.engines.redis.results import get_reply
 from celeriac.engines.redis.waiting import (
     PING_EVERY,
     UNSUBSCRIBE_AFTER,
     ProtocolError,
-    Resp3Unsupported,
     Subscriptions,
     Watched,
 )
@@ -240,8 +246,7 @@ class BlockingListener:
         """A connected socket that completed the RESP3 handshake."""
         sock = self._endpoint.open_socket()
         try:
-            sock.sendall(self._endpoint.handshake)
-            self._subs.open()
+            sock.sendall(self._subs.open(self._endpoint))
             while not self._subs.greeted:
                 data = sock.recv(_READ_SIZE)
                 if not data:
@@ -289,7 +294,8 @@ class BlockingResultWaiter:
     """``wait(task_id, timeout)`` for the sync API, on a :class:`BlockingListener`."""
 
     def __init__(self, endpoint: Endpoint, key_prefix: str, serializer: Serializer) -> None:
-        subs = Subscriptions(key_prefix, serializer, inline_reads=True)
+        decode = functools.partial(get_reply, serializer=serializer)
+        subs = Subscriptions(key_prefix, decode, inline_reads=True)
         self.listener = BlockingListener(endpoint, subs)
 
     def wait(self, task_id: str, timeout: float | None) -> Meta | None:

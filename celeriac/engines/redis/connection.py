@@ -1,4 +1,4 @@
-"""Redis URLs and connection options, shared by the Redis transport and result backend.
+"""Reaching Redis: URL forms, options, clients and connections, for every Redis role.
 
 Accepted URL forms (as Celery/kombu accept them)::
 
@@ -20,47 +20,69 @@ callers, which prefix every key with it as kombu does).
 redis-py's own retries are switched off: the callers retry with the engine's
 :class:`~celeriac.retry.RetryPolicy` (:func:`retry_policy`: ``max_retries``, default 6, and
 ``retry_backoff_max``, default 2 s) so that they can tell a retried write from a lost one.
-Connections speak RESP2 (redis-py 8 would pick RESP3, which Redis < 6 lacks and which turns
-pub/sub replies into push messages).
+redis-py's connections speak RESP2 (redis-py 8 would pick RESP3, which Redis < 6 lacks and
+which turns pub/sub replies into push messages); the result-wait connection, which is ours,
+says ``HELLO 3`` (:class:`Endpoint`).
+
+redis-py's blocking client packs commands with ``hiredis.pack_command`` when hiredis is
+installed; its asyncio client always packs in Python, about two microseconds per argument.
+A batch of results or acks is a script call with a few arguments per task, so the asyncio
+pool uses :class:`PackingConnection` and its siblings, which pack in C like the blocking
+client does (without hiredis they are redis-py's classes unchanged).
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import math
 import socket
 import ssl
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from celeriac.engines.redis.packing import (
-    PackingConnection,
-    PackingSSLConnection,
-    PackingUnixConnection,
-)
 from celeriac.exceptions import ImproperlyConfigured, MissingDependency
 from celeriac.retry import RetryPolicy
 
 try:
     import redis as blocking
     from redis.asyncio import BlockingConnectionPool, Redis
-    from redis.asyncio.connection import RedisSSLContext, SSLConnection
+    from redis.asyncio.connection import (
+        Connection,
+        RedisSSLContext,
+        SSLConnection,
+        UnixDomainSocketConnection,
+    )
     from redis.asyncio.retry import Retry as AsyncRetry
     from redis.asyncio.sentinel import Sentinel
     from redis.backoff import NoBackoff
+    from redis.exceptions import DataError
     from redis.retry import Retry
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise MissingDependency("Redis support: pip install 'celeriac[redis]'") from exc
 
+_hiredis_pack: Callable[[tuple[Any, ...]], bytes] | None
+try:
+    from hiredis import pack_command as _hiredis_pack
+except ImportError:  # pragma: no cover - hiredis is part of the redis extra
+    _hiredis_pack = None  # type: ignore[assignment, unused-ignore]
+
 __all__ = [
     "DEFAULT_RETRY",
     "Endpoint",
+    "HandshakeError",
+    "PackingConnection",
+    "PackingSSLConnection",
+    "PackingUnixConnection",
     "RedisSettings",
+    "Resp3Unsupported",
+    "check_handshake",
     "connect_redis",
     "connect_redis_blocking",
     "endpoint_for",
+    "locator",
     "pack",
     "parse_redis_url",
     "retry_policy",
@@ -228,17 +250,21 @@ def retry_policy(options: Mapping[str, Any]) -> RetryPolicy:
     return RetryPolicy.from_options(options, default=DEFAULT_RETRY)
 
 
+def _sentinel(settings: RedisSettings) -> Sentinel:
+    """redis-py's Sentinel client for ``settings`` (it finds the master)."""
+    return Sentinel(
+        list(settings.sentinels),
+        sentinel_kwargs=settings.sentinel_kwargs or None,
+        retry=AsyncRetry(NoBackoff(), 0),
+        **{k: v for k, v in settings.connection.items() if k != "db"},
+    )
+
+
 def connect_redis(settings: RedisSettings) -> Redis[bytes]:
     """A client with a bounded connection pool for ``settings`` (connects lazily)."""
     no_retries = AsyncRetry(NoBackoff(), 0)
     if settings.sentinels:
-        sentinel = Sentinel(
-            list(settings.sentinels),
-            sentinel_kwargs=settings.sentinel_kwargs or None,
-            retry=no_retries,
-            **{k: v for k, v in settings.connection.items() if k != "db"},
-        )
-        client: Redis[bytes] = sentinel.master_for(
+        client: Redis[bytes] = _sentinel(settings).master_for(
             settings.master_name or "",
             db=settings.db,
             max_connections=settings.max_connections,
@@ -284,9 +310,26 @@ class Endpoint:
     keepalive: bool
     handshake: bytes
     """``HELLO 3`` (with AUTH and SETNAME when configured) then ``SELECT db``, packed."""
+    fallback: tuple[bytes, int]
+    """The RESP2 handshake (``AUTH``, ``CLIENT SETNAME``, ``SELECT``) and its reply count."""
 
     def __str__(self) -> str:
         return self.path or f"{self.host}:{self.port}"
+
+    async def connect(self, protocol: asyncio.Protocol) -> None:
+        """Open an asyncio connection served by ``protocol`` (TLS-wrapped when configured)."""
+        loop = asyncio.get_running_loop()
+        if self.path:
+            await loop.create_unix_connection(lambda: protocol, self.path, ssl=self.tls)
+            return
+        hostname = self.host if self.tls is not None else None
+        transport, _ = await loop.create_connection(
+            lambda: protocol, self.host, self.port, ssl=self.tls, server_hostname=hostname
+        )
+        if self.keepalive:
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
 
     def open_socket(self) -> socket.socket:
         """A connected socket (TLS-wrapped when configured) for the sync API, its timeout
@@ -309,21 +352,46 @@ class Endpoint:
         return sock
 
 
-def endpoint_for(settings: RedisSettings) -> Endpoint | None:
-    """The endpoint of ``settings``, or None for Sentinel (master discovery is redis-py's)."""
-    if settings.sentinels:
+def endpoint_for(
+    settings: RedisSettings, *, master: tuple[str, int] | None = None
+) -> Endpoint | None:
+    """The endpoint of ``settings``; for Sentinel, None unless ``master`` says where it is."""
+    if settings.sentinels and master is None:
         return None
     conn = settings.connection
+    host, port = master or (str(conn.get("host", "")), int(conn.get("port", 6379)))
+    tls = settings.tls or bool(conn.get("ssl"))
     return Endpoint(
-        host=str(conn.get("host", "")),
-        port=int(conn.get("port", 6379)),
+        host=host,
+        port=port,
         path=str(conn.get("path", "")),
-        tls=_tls_context(conn) if settings.tls else None,
+        tls=_tls_context(conn) if tls else None,
         connect_timeout=float(conn.get("socket_connect_timeout") or 5.0),
         write_timeout=float(conn.get("socket_timeout") or 30.0),
         keepalive=bool(conn.get("socket_keepalive", False)),
         handshake=_handshake(conn, settings.db),
+        fallback=_resp2_handshake(conn, settings.db),
     )
+
+
+def locator(settings: RedisSettings) -> Callable[[], Awaitable[Endpoint]]:
+    """Where to open a result-wait connection now: fixed, or the master Sentinel names."""
+    fixed = endpoint_for(settings)
+    if fixed is not None:
+
+        async def here() -> Endpoint:
+            return fixed
+
+        return here
+    sentinel = _sentinel(settings)
+
+    async def master() -> Endpoint:
+        address = await sentinel.discover_master(settings.master_name or "")
+        found = endpoint_for(settings, master=(str(address[0]), int(address[1])))
+        assert found is not None
+        return found
+
+    return master
 
 
 def _tls_context(conn: dict[str, Any]) -> ssl.SSLContext:
@@ -348,6 +416,36 @@ def _handshake(conn: dict[str, Any], db: int) -> bytes:
     return pack(*hello) + pack("SELECT", db)
 
 
+def _resp2_handshake(conn: dict[str, Any], db: int) -> tuple[bytes, int]:
+    """``[AUTH [user] pass]``, ``[CLIENT SETNAME name]``, ``SELECT db``, and their count."""
+    commands: list[tuple[Any, ...]] = []
+    if conn.get("password") is not None:
+        user = conn.get("username")
+        commands.append(("AUTH", user, conn["password"]) if user else ("AUTH", conn["password"]))
+    if conn.get("client_name"):
+        commands.append(("CLIENT", "SETNAME", conn["client_name"]))
+    commands.append(("SELECT", db))
+    return b"".join(pack(*command) for command in commands), len(commands)
+
+
+class Resp3Unsupported(Exception):
+    """The server refused ``HELLO 3`` (Redis before 6, or HELLO not allowed)."""
+
+
+class HandshakeError(ConnectionError):
+    """The server refused ``AUTH`` or ``SELECT`` (or the handshake got an unexpected reply)."""
+
+
+def check_handshake(*replies: Any, resp3: bool = True) -> None:
+    """Raise unless the replies to :attr:`Endpoint.handshake` (``resp3``) or to
+    :attr:`Endpoint.fallback` say the connection is ready."""
+    if resp3 and not isinstance(replies[0], dict):
+        raise Resp3Unsupported(f"HELLO 3 refused: {replies[0]!r}")
+    refused = [reply for reply in replies[1 if resp3 else 0 :] if reply != b"OK"]
+    if refused:
+        raise HandshakeError(f"handshake refused: {refused!r}")
+
+
 def pack(*args: bytes | str | int) -> bytes:
     """One Redis command in RESP, built with a single join (strings as UTF-8)."""
     parts = [b"*%d\r\n" % len(args)]
@@ -358,3 +456,35 @@ def pack(*args: bytes | str | int) -> bytes:
         append(data)
         append(b"\r\n")
     return b"".join(parts)
+
+
+class _HiredisPacking:
+    """Mixin: ``pack_command`` through hiredis, with redis-py's handling of the command name."""
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        """Pack one command into the Redis protocol (one buffer)."""
+        if _hiredis_pack is None:
+            packed: list[bytes] = super().pack_command(*args)  # type: ignore[misc]
+            return packed
+        first = args[0]
+        # A command name may carry literal arguments ("CONFIG GET"): Redis wants them apart.
+        if isinstance(first, str):
+            args = (*first.encode().split(), *args[1:])
+        elif b" " in first:
+            args = (*first.split(), *args[1:])
+        try:
+            return [_hiredis_pack(args)]
+        except TypeError as exc:
+            raise DataError(str(exc)) from exc
+
+
+class PackingConnection(_HiredisPacking, Connection):
+    """A TCP connection packing with hiredis."""
+
+
+class PackingUnixConnection(_HiredisPacking, UnixDomainSocketConnection):
+    """A Unix-socket connection packing with hiredis."""
+
+
+class PackingSSLConnection(_HiredisPacking, SSLConnection):
+    """A TLS connection packing with hiredis."""

@@ -30,25 +30,14 @@ after which calls raise :class:`ConnectionError`.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from celeriac.backends.base import ChordPart, Meta
-from celeriac.engines.redis.connection import (
-    connect_redis,
-    endpoint_for,
-    parse_redis_url,
-    retry_policy,
-)
-from celeriac.engines.redis.waiting import (
-    TASK_KEY,
-    PubSubListener,
-    Resp3Listener,
-    Resp3Unsupported,
-    Subscriptions,
-    decode_document,
-)
+from celeriac.engines.redis.connection import connect_redis, locator, parse_redis_url, retry_policy
+from celeriac.engines.redis.waiting import TASK_KEY, Item, Listener, Subscriptions
 from celeriac.exceptions import MissingDependency, SerializationError
 from celeriac.protocol.serializers import Serializer
 
@@ -59,7 +48,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise MissingDependency("Redis result backend: pip install 'celeriac[redis]'") from exc
 
-__all__ = ["RedisBackend"]
+__all__ = ["RedisBackend", "decode_document", "get_reply"]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -126,7 +115,7 @@ class RedisBackend:
         self._group_prefix = prefix + "celery-taskset-meta-"
         self.retry = retry_policy(opts)
         self._client: Redis[bytes] | None = None
-        self._listener: Resp3Listener | PubSubListener | None = None
+        self._listener: Listener | None = None
         self._listener_lock = asyncio.Lock()
         self._chord_script: AsyncScript | None = None
         self._store_script: AsyncScript | None = None
@@ -228,44 +217,21 @@ class RedisBackend:
         """Return the document once ready, or the latest one at ``timeout``."""
         if timeout is not None and timeout <= 0:
             return (await self.get([task_id]))[0]
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
-        listener = self._listener
-        if listener is None or listener.unsupported:
-            listener = await self._start_listener()
-        try:
-            watched = await listener.wait(task_id, timeout)
-        except Resp3Unsupported:  # Redis came back without RESP3: wait the RESP2 way
-            left = None if deadline is None else deadline - loop.time()
-            return await self.wait(task_id, left if left is None or left > 0 else 0.0)
+        watched = await (self._listener or await self._start_listener()).wait(task_id, timeout)
         if watched.outcome is None and not watched.answered:
             return (await self.get([task_id]))[0]  # no connection in time: read through the pool
         return watched.result()
 
-    async def _start_listener(self) -> Resp3Listener | PubSubListener:
-        """The RESP3 listener, or the RESP2 one where the server has no RESP3 (or Sentinel)."""
+    async def _start_listener(self) -> Listener:
+        """The one listener of this backend, started on first use."""
         async with self._listener_lock:
-            listener = self._listener
-            if listener is not None and not listener.unsupported:
-                return listener
-            if listener is not None:
-                await listener.close()
-            self._listener = None
-            prefix = self._settings.key_prefix
-            endpoint = None if listener is not None else endpoint_for(self._settings)
-            if endpoint is not None:
-                subs = Subscriptions(prefix, self.serializer, inline_reads=True)
-                resp3 = Resp3Listener(endpoint, subs, self.retry.backoff())
-                try:
-                    await resp3.start()
-                    self._listener = resp3
-                except Resp3Unsupported as exc:
-                    logger.info("redis result backend: %s; waiting with RESP2 pub/sub", exc)
             if self._listener is None:
-                subs = Subscriptions(prefix, self.serializer, inline_reads=False)
-                self._listener = PubSubListener(
-                    self.client, subs, self.retry.backoff(), self._read_raw
-                )
+                decode = functools.partial(get_reply, serializer=self.serializer)
+                subs = Subscriptions(self._settings.key_prefix, decode, inline_reads=True)
+                locate = locator(self._settings)
+                listener = Listener(locate, subs, self.retry.backoff(), self._read_raw)
+                await listener.start()
+                self._listener = listener
             return self._listener
 
     async def _read_raw(self, key: str) -> bytes | None:
@@ -362,3 +328,29 @@ class RedisBackend:
     async def cleanup(self) -> int:
         """Nothing to do: Redis expires keys itself."""
         return 0
+
+
+def decode_document(key: str, data: bytes, serializer: Serializer) -> Meta:
+    """A stored or published document; SerializationError naming ``key`` if it is bad."""
+    try:
+        meta = serializer.loads(data)
+    except SerializationError as exc:
+        raise SerializationError(f"result key {key!r} holds undecodable data: {exc}") from exc
+    if not isinstance(meta, dict):
+        raise SerializationError(f"result key {key!r} holds a {type(meta).__name__}, not a dict")
+    return meta
+
+
+def get_reply(key: str, item: Item, serializer: Serializer) -> Meta | None:
+    """The document in a GET reply or a published message (None: no document there).
+
+    A key of another type reads as no document, as MGET reads it; any other error reply
+    is raised.
+    """
+    if item is None:
+        return None
+    if isinstance(item, Exception):
+        if str(item).startswith("WRONGTYPE"):
+            return None
+        raise redis_errors.ResponseError(f"GET {key!r}: {item}")
+    return decode_document(key, item, serializer)
