@@ -74,7 +74,7 @@ _REDIS = Engine(
     broker="celeriac.engines.redis.broker:RedisTransport",
     results="celeriac.engines.redis.results:RedisBackend",
     schedules="celeriac.engines.redis.schedules:RedisStore",
-    publisher="celeriac.engines.redis.publisher:blocking_publisher",
+    publisher="celeriac.engines.redis.publishing:blocking_publisher",
     waiter="celeriac.engines.redis.blocking:blocking_waiter",
 )
 _AMQP = Engine("amqp", broker="celeriac.engines.amqp.broker:AMQPTransport")

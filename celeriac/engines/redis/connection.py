@@ -40,7 +40,7 @@ import socket
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from celeriac.exceptions import ImproperlyConfigured, MissingDependency
@@ -48,6 +48,7 @@ from celeriac.retry import RetryPolicy
 
 try:
     import redis as blocking
+    from redis import exceptions as redis_errors
     from redis.asyncio import BlockingConnectionPool, Redis
     from redis.asyncio.connection import (
         Connection,
@@ -72,6 +73,8 @@ except ImportError:  # pragma: no cover - hiredis is part of the redis extra
 __all__ = [
     "DEFAULT_RETRY",
     "Endpoint",
+    "TRANSIENT_ERRORS",
+    "UNREACHABLE",
     "HandshakeError",
     "PackingConnection",
     "PackingSSLConnection",
@@ -85,11 +88,22 @@ __all__ = [
     "locator",
     "pack",
     "parse_redis_url",
+    "retried",
     "retry_policy",
 ]
 
+T = TypeVar("T")
+
 DEFAULT_RETRY = RetryPolicy(first=0.05, factor=2.0, max_delay=2.0, max_retries=6)
 """How the Redis engine retries when its options say nothing."""
+UNREACHABLE: tuple[type[BaseException], ...] = (
+    redis_errors.ConnectionError,
+    redis_errors.TimeoutError,
+    OSError,
+)
+"""Errors that mean "Redis cannot be reached now"."""
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (*UNREACHABLE, redis_errors.ReadOnlyError)
+"""What the transport retries, never fatal to a consumer (a replica mid-failover too)."""
 
 _SSL_KEYS = ("ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_check_hostname")
 _CERT_REQS = {
@@ -248,6 +262,23 @@ def parse_redis_url(url: str, options: Mapping[str, Any] | None = None) -> Redis
 def retry_policy(options: Mapping[str, Any]) -> RetryPolicy:
     """The retry policy an engine's options ask for, over :data:`DEFAULT_RETRY`."""
     return RetryPolicy.from_options(options, default=DEFAULT_RETRY)
+
+
+async def retried(
+    policy: RetryPolicy,
+    errors: tuple[type[BaseException], ...],
+    what: str,
+    op: Callable[[], Awaitable[T]],
+) -> T:
+    """``op()``, again after ``errors`` as ``policy`` says; then ConnectionError naming ``what``."""
+    return await policy.call(
+        op,
+        retry_on=errors,
+        what=what,
+        give_up=lambda exc, attempts: ConnectionError(
+            f"{what} failed after {attempts} attempts: {exc}"
+        ),
+    )
 
 
 def _sentinel(settings: RedisSettings) -> Sentinel:

@@ -36,7 +36,14 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from celeriac.backends.base import ChordPart, Meta
-from celeriac.engines.redis.connection import connect_redis, locator, parse_redis_url, retry_policy
+from celeriac.engines.redis.connection import (
+    UNREACHABLE,
+    connect_redis,
+    locator,
+    parse_redis_url,
+    retried,
+    retry_policy,
+)
 from celeriac.engines.redis.waiting import TASK_KEY, Item, Listener, Subscriptions
 from celeriac.exceptions import MissingDependency, SerializationError
 from celeriac.protocol.serializers import Serializer
@@ -53,7 +60,6 @@ __all__ = ["RedisBackend", "decode_document", "get_reply"]
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
-_TRANSIENT = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
 _DONE_TTL = 86400
 
 STORE_BATCH = """
@@ -152,14 +158,7 @@ class RedisBackend:
 
     async def _retry(self, what: str, op: Callable[[], Awaitable[T]]) -> T:
         """Run ``op``, retrying transient errors with backoff; then raise ConnectionError."""
-        return await self.retry.call(
-            op,
-            retry_on=_TRANSIENT,
-            what=f"redis result backend: {what}",
-            give_up=lambda exc, attempts: ConnectionError(
-                f"redis result backend: {what} failed after {attempts} attempts: {exc}"
-            ),
-        )
+        return await retried(self.retry, UNREACHABLE, f"redis result backend: {what}", op)
 
     def _key(self, task_id: str) -> str:
         return self._task_prefix + task_id
