@@ -96,24 +96,13 @@ T = TypeVar("T")
 
 DEFAULT_RETRY = RetryPolicy(first=0.05, factor=2.0, max_delay=2.0, max_retries=6)
 """How the Redis engine retries when its options say nothing."""
-UNREACHABLE: tuple[type[BaseException], ...] = (
-    redis_errors.ConnectionError,
-    redis_errors.TimeoutError,
-    OSError,
-)
+UNREACHABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
 """Errors that mean "Redis cannot be reached now"."""
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (*UNREACHABLE, redis_errors.ReadOnlyError)
+TRANSIENT_ERRORS = (*UNREACHABLE, redis_errors.ReadOnlyError)
 """What the transport retries, never fatal to a consumer (a replica mid-failover too)."""
 
 _SSL_KEYS = ("ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_check_hostname")
-_CERT_REQS = {
-    "none": "none",
-    "cert_none": "none",
-    "optional": "optional",
-    "cert_optional": "optional",
-    "required": "required",
-    "cert_required": "required",
-}
+_CERT_REQS = {p + v: v for v in ("none", "optional", "required") for p in ("", "cert_")}
 _SOCKET_SCHEMES = ("unix", "socket", "redis+socket")
 _TLS_DEFAULTS = inspect.signature(SSLConnection.__init__).parameters
 

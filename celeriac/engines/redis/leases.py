@@ -140,13 +140,7 @@ class Leases:
             if self._stopping or (me is not None and me.cancelling()):
                 return  # a cancellation that redis-py swallowed still means stop
             try:
-                if await self.beat():
-                    logger.warning(
-                        "redis consumer %s was declared dead (no heartbeat for %.0fs): its "
-                        "unacked messages were requeued and may run twice",
-                        self.consumer_id,
-                        self.lease_timeout,
-                    )
+                await self._tick()
                 if failed:
                     failed, next_sweep = False, loop.time() + self.lease_timeout
                 if loop.time() >= next_sweep:
@@ -155,19 +149,25 @@ class Leases:
                 if self.unsure:
                     await self.reconcile()
                 delay = self.heartbeat_interval
-            except TRANSIENT_ERRORS as exc:
+            except Exception as exc:  # the heartbeat must outlive any bug: its death loses leases
                 if me is not None and me.cancelling():
                     # redis-py can turn our cancellation into a connection error: stop anyway.
                     raise asyncio.CancelledError from exc
-                failed = True
-                delay = retry.next()
-                logger.warning("redis heartbeat failed (%s); retrying in %.1fs", exc, delay)
-            except Exception:  # the heartbeat must outlive any bug: its death loses leases
-                if me is not None and me.cancelling():
-                    raise asyncio.CancelledError from None
-                failed = True
-                delay = retry.next()
-                logger.exception("redis heartbeat: unexpected error; retrying in %.1fs", delay)
+                failed, delay = True, retry.next()
+                if isinstance(exc, TRANSIENT_ERRORS):
+                    logger.warning("redis heartbeat failed (%s); retrying in %.1fs", exc, delay)
+                else:
+                    logger.exception("redis heartbeat: unexpected error; retrying in %.1fs", delay)
+
+    async def _tick(self) -> None:
+        """One heartbeat; warns when this consumer had been declared dead meanwhile."""
+        if await self.beat():
+            logger.warning(
+                "redis consumer %s was declared dead (no heartbeat for %.0fs): its "
+                "unacked messages were requeued and may run twice",
+                self.consumer_id,
+                self.lease_timeout,
+            )
 
     async def stop_heartbeat(self) -> None:
         """Stop the heartbeat task only (the lease then lapses after ``lease_timeout``)."""

@@ -5,9 +5,8 @@
   on the channel of the same name, a whole :meth:`~RedisBackend.store` batch in one MULTI.
 * :meth:`~RedisBackend.wait` subscribes and reads the key in one round trip on one shared
   RESP3 connection per instance (:mod:`celeriac.engines.redis.waiting`), so no write is
-  missed; no polling. Where RESP3 is not available (Redis before 6, Sentinel) it
-  subscribes through a RESP2 pub/sub connection and reads the key once the subscription
-  is confirmed.
+  missed; no polling. Where the server has no RESP3 (Redis before 6) it subscribes in
+  RESP2 and reads the key through the pool once the subscription is in place.
 * ``celery-taskset-meta-<gid>``: a saved group, ``{"result": [[gid, null], [[[tid, null],
   null], ...]]}``.
 * Chord counters ``celery-taskset-meta-<gid>.j/.s/.t/.d/.c`` updated by one Lua script, as
@@ -31,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -57,7 +55,6 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 __all__ = ["RedisBackend", "decode_document", "get_reply"]
 
-logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _DONE_TTL = 86400

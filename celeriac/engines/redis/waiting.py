@@ -197,6 +197,8 @@ class Subscriptions:
 
     def ping(self) -> bytes:
         """A PING, whose reply is dropped."""
+        if not self.connected:
+            return b""
         self._replies.append(None)
         return self._out(pack("PING"))
 
