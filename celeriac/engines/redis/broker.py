@@ -66,7 +66,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
 from celeriac.engines.redis import scripts as lua
@@ -202,9 +202,9 @@ class RedisTransport:
             await pusher.close()
         await client.connection_pool.disconnect()
 
-    async def _retry(self, what: str, op: Callable[[], Awaitable[T]]) -> T:
+    def _retry(self, what: str, op: Callable[[], Awaitable[T]]) -> Coroutine[Any, Any, T]:
         """Run ``op``, retrying transient errors with backoff; then raise ConnectionError."""
-        return await retried(self.retry, TRANSIENT_ERRORS, f"redis {what}", op)
+        return retried(self.retry, TRANSIENT_ERRORS, f"redis {what}", op)
 
     # -- declare and publish --------------------------------------------------------------
 

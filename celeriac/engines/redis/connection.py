@@ -38,7 +38,7 @@ import inspect
 import math
 import socket
 import ssl
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -253,14 +253,17 @@ def retry_policy(options: Mapping[str, Any]) -> RetryPolicy:
     return RetryPolicy.from_options(options, default=DEFAULT_RETRY)
 
 
-async def retried(
+def retried(
     policy: RetryPolicy,
     errors: tuple[type[BaseException], ...],
     what: str,
     op: Callable[[], Awaitable[T]],
-) -> T:
-    """``op()``, again after ``errors`` as ``policy`` says; then ConnectionError naming ``what``."""
-    return await policy.call(
+) -> Coroutine[Any, Any, T]:
+    """``op()``, again after ``errors`` as ``policy`` says; then ConnectionError naming ``what``.
+
+    A plain function returning the policy's coroutine: no coroutine frame of its own on
+    every publish, ack and store."""
+    return policy.call(
         op,
         retry_on=errors,
         what=what,

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
 from celeriac.backends.base import ChordPart, Meta
@@ -153,9 +153,9 @@ class RedisBackend:
         if client is not None:
             await client.connection_pool.disconnect()
 
-    async def _retry(self, what: str, op: Callable[[], Awaitable[T]]) -> T:
+    def _retry(self, what: str, op: Callable[[], Awaitable[T]]) -> Coroutine[Any, Any, T]:
         """Run ``op``, retrying transient errors with backoff; then raise ConnectionError."""
-        return await retried(self.retry, UNREACHABLE, f"redis result backend: {what}", op)
+        return retried(self.retry, UNREACHABLE, f"redis result backend: {what}", op)
 
     def _key(self, task_id: str) -> str:
         return self._task_prefix + task_id
