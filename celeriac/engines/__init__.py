@@ -74,8 +74,8 @@ _REDIS = Engine(
     broker="celeriac.engines.redis.broker:RedisTransport",
     results="celeriac.engines.redis.results:RedisBackend",
     schedules="celeriac.engines.redis.schedules:RedisStore",
-    publisher="celeriac.engines.redis.publisher:blocking_publisher",
-    waiter="celeriac.engines.redis.blocking_wait:blocking_waiter",
+    publisher="celeriac.engines.redis.publishing:blocking_publisher",
+    waiter="celeriac.engines.redis.blocking:blocking_waiter",
 )
 _AMQP = Engine("amqp", broker="celeriac.engines.amqp.broker:AMQPTransport")
 _RPC = Engine("amqp", results="celeriac.engines.amqp.results:RPCBackend")

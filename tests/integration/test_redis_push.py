@@ -1,4 +1,4 @@
-"""Publishing through celeriac.engines.redis.push, on both clients.
+"""Publishing through celeriac.engines.redis.publishing, on both clients.
 
 What it must keep from the redis-py path it replaces: every list gets its messages in
 publishing order (one LPUSH of many values per list), an error reply is raised without
@@ -20,7 +20,7 @@ import redis
 
 from celeriac.engines.redis.broker import RedisTransport
 from celeriac.engines.redis.connection import parse_redis_url
-from celeriac.engines.redis.publisher import RedisBlockingPublisher
+from celeriac.engines.redis.publishing import RedisBlockingPublisher
 from celeriac.protocol import kombu
 from celeriac.protocol.envelope import Envelope
 from celeriac.transport.base import Outgoing

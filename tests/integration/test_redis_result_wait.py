@@ -24,7 +24,6 @@ import pytest
 import redis
 
 from celeriac import Celery
-from celeriac.engines.redis.pubsub import ResultListener
 from celeriac.engines.redis.results import RedisBackend
 from celeriac.exceptions import TimeoutError as ResultTimeout
 from celeriac.protocol.serializers import JSON
@@ -483,7 +482,7 @@ async def test_without_resp3_both_apis_still_wait(tmp_path: Path) -> None:
         tid = str(uuid.uuid4())
         waiter = asyncio.create_task(backend.wait(tid, WAIT))
         await asyncio.sleep(0.2)
-        assert isinstance(backend._listener, ResultListener)
+        assert backend._listener is not None and not backend._listener.resp3
         store(writer, f"celery-task-meta-{tid}", doc(tid, result=6))
         got = await asyncio.wait_for(waiter, WAIT)
         assert got is not None and got["result"] == 6

@@ -6,7 +6,7 @@ import pytest
 from redis.asyncio.connection import Connection
 from redis.exceptions import DataError
 
-from celeriac.engines.redis.packing import PackingConnection
+from celeriac.engines.redis.connection import PackingConnection
 
 
 @pytest.mark.parametrize(

@@ -6,17 +6,15 @@ import hiredis
 import pytest
 
 from celeriac.backends import blocking_waiter_from_url
-from celeriac.engines.redis.connection import parse_redis_url
-from celeriac.engines.redis.resp3 import (
-    MORE,
+from celeriac.engines.redis.connection import (
     HandshakeError,
     Resp3Unsupported,
     check_handshake,
     endpoint_for,
-    is_push,
-    new_parser,
     pack,
+    parse_redis_url,
 )
+from celeriac.engines.redis.waiting import MORE, is_push, new_parser
 from celeriac.protocol.serializers import JSON
 
 

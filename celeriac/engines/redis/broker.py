@@ -4,7 +4,8 @@ Wire compatibility (SPEC §3). Messages are kombu JSON envelopes (:mod:`celeriac
 ``LPUSH``ed onto ``<queue>`` or its priority buckets ``<queue>\\x06\\x16{3,6,9}`` and taken
 from the right end (FIFO). The default exchange ``""`` routes to the list named by the routing
 key; named exchanges are resolved through kombu's binding sets, fanout ones are also
-``PUBLISH``ed on kombu's channel (:mod:`celeriac.engines.redis.routing`).
+``PUBLISH``ed on kombu's channel (:mod:`celeriac.engines.redis.publishing`, which also
+stores published messages in one round trip).
 Fetched messages are recorded in kombu's ``unacked`` hash (tag -> ``[envelope, "", queue]``,
 which makes a kombu restore route it back to the queue it came from) and ``unacked_index``
 zset, so a Celery worker sharing the database could restore them. Every key, channel included,
@@ -20,16 +21,11 @@ the same queue serves bucket 0 first (Redis' inverted order); for a mixed fleet 
 Reliability. A Lua script pops up to ``limit`` messages and, in the same atomic step, records
 each in ``unacked``/``unacked_index`` and in this consumer's lease hash
 ``celeriac:lease:<consumer id>`` (tag -> queue): a popped message is never only in client
-memory. Consumers register in ``celeriac:consumers`` and keep ``celeriac:consumer:<id>`` alive
-(``PX lease_timeout``, refreshed every ``heartbeat_interval``), refreshing the
-``unacked_index`` scores of their tags at the same time so a Celery visibility sweep never
-takes them. A sweep (one consumer at a time, throttled by the lock ``celeriac:sweep``) puts
-back the leased messages of consumers whose liveness key expired, with kombu's redelivered
-flags, at the consuming end; a live consumer's leases are never taken. ``close()`` puts back
-this instance's unacked messages at once. A fetch whose reply was lost (connection drop,
-cancellation) is remembered and its leases are put back on the next successful round trip.
-A consumer that lost Redis waits ``lease_timeout`` after reconnecting before it sweeps, so
-consumers cut off by the same outage can heartbeat again before anyone is declared dead.
+memory. Heartbeats keep the leases of live consumers, which are never taken; those of a
+consumer that stopped heartbeating go back to the consuming end of their lists with kombu's
+redelivered flags (:mod:`celeriac.engines.redis.leases`, also the dead letters). ``close()``
+puts back this instance's unacked messages at once. A fetch whose reply was lost (connection
+drop, cancellation) is remembered and its leases are put back on the next round trip.
 
 Waiting. celeriac producers push a token to ``celeriac:notify:<queue>`` in the same round
 trip as the message. An idle consumer sends ``BLPOP`` on those keys pipelined with the fetch
@@ -44,18 +40,17 @@ queue's earliest due time. Any consumer moves due messages to their lists with a
 when the earliest due time (returned by every fetch) has passed; workers never hold them.
 Set ``delayed_delivery=False`` when Celery workers consume the queue and must see ETA tasks.
 
-Dead letters: see :mod:`celeriac.engines.redis.dead`. Revokes: zset ``celeriac:revoked``
-scored by expiry, pruned on read.
+Revokes: zset ``celeriac:revoked`` scored by expiry, pruned on read.
 
 Bad input. Stored bytes that are not a kombu envelope are fetched like any message, as an
 envelope with content type ``application/x-celeriac-invalid``, the bytes as body and a header
 ``x-celeriac-invalid`` with the reason, so the worker dead-letters them (nothing lost, no loop).
 
 Connections: see :mod:`celeriac.engines.redis.connection` for URL forms and options.
-Transient errors are
-retried with exponential backoff (``max_retries``, ``retry_backoff_max``); publish, ack and the
-other calls then raise :class:`ConnectionError`. ``fetch`` never raises for a lost connection:
-it logs, backs off and keeps trying, returning an empty list at its timeout.
+Transient errors are retried with the engine's retry policy (``max_retries``,
+``retry_backoff_max``); publish, ack and the other calls then raise :class:`ConnectionError`.
+``fetch`` never raises for a lost connection: it logs, backs off and keeps trying, returning
+an empty list at its timeout.
 
 Other options: ``lease_timeout`` (30 s), ``heartbeat_interval`` (lease_timeout / 3),
 ``sweep_interval`` (heartbeat_interval), ``poll_interval`` (1 s), ``delayed_delivery`` (True),
@@ -65,31 +60,35 @@ Other options: ``lease_timeout`` (30 s), ``heartbeat_interval`` (lease_timeout /
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
 from celeriac.engines.redis import scripts as lua
-from celeriac.engines.redis.connection import connect_redis, parse_redis_url
-from celeriac.engines.redis.dead import DeadLetters
-from celeriac.engines.redis.keys import RedisKeys
-from celeriac.engines.redis.leases import (
-    NOTIFY_CAP,
+from celeriac.engines.redis.connection import (
     TRANSIENT_ERRORS,
-    Leases,
-    owner_of,
+    connect_redis,
+    parse_redis_url,
+    retried,
+    retry_policy,
 )
-from celeriac.engines.redis.push import AsyncPusher, push_commands, push_of
-from celeriac.engines.redis.routing import Router
+from celeriac.engines.redis.leases import CHUNK, DeadLetters, Leases, by_owner
+from celeriac.engines.redis.publishing import (
+    PUSH_LIMIT,
+    AsyncPusher,
+    Router,
+    push_commands,
+    push_of,
+)
+from celeriac.engines.redis.scripts import NOTIFY_CAP, RedisKeys
 from celeriac.exceptions import ImproperlyConfigured, MissingDependency
 from celeriac.protocol import kombu
-from celeriac.protocol.ids import uuid4
-from celeriac.transport.base import DeadLetter, Delivery, Outgoing, QueueSpec
+from celeriac.transport.base import DeadLetter, Delivery, Outgoing, QueueSpec, Rotation
 
 try:
     from redis import exceptions as redis_errors
@@ -98,38 +97,15 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise MissingDependency("Redis transport: pip install 'celeriac[redis]'") from exc
 
-__all__ = ["PUSH_LIMIT", "RedisTransport", "encode_copy"]
+__all__ = ["RedisTransport"]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MAX_FETCH = 1000
 MOVE_BATCH = 1000
-CHUNK = 200
-PUSH_LIMIT = 10_000
-"""Messages stored in one round trip by the pusher; larger batches take a redis-py MULTI."""
 BLPOP_RESOLUTION = 0.1
 _FETCH_SHA = hashlib.sha1(lua.FETCH.encode()).hexdigest()
-_SCRIPTS = (
-    "ACK",
-    "FETCH",
-    "SCHEDULE",
-    "MOVE_DUE",
-    "HEARTBEAT",
-    "RESTORE",
-    "DEAD_LETTER",
-    "REQUEUE_DEAD",
-)
-
-
-@dataclass(slots=True)
-class _Batch:
-    """A publish batch sorted by what has to happen to each message."""
-
-    pushes: list[tuple[str, bytes]] = field(default_factory=list)
-    delayed: dict[str, list[tuple[str, bytes]]] = field(default_factory=dict)
-    broadcasts: list[tuple[str, bytes]] = field(default_factory=list)
-    wake: dict[str, int] = field(default_factory=dict)
 
 
 class RedisTransport:
@@ -149,8 +125,7 @@ class RedisTransport:
         if order not in ("higher_first", "lower_first"):
             raise ImproperlyConfigured(f"priority_order: higher_first or lower_first, not {order}")
         self._steps = (9, 6, 3, 0) if order == "higher_first" else (0, 3, 6, 9)
-        self._max_retries = int(opts.get("max_retries", 6))
-        self._backoff_max = float(opts.get("retry_backoff_max", 2.0))
+        self.retry = retry_policy(opts)
         self.consumer_id = uuid.uuid4().hex
         self._client: Redis[bytes] | None = None
         self._leases: Leases | None = None
@@ -161,46 +136,29 @@ class RedisTransport:
         fanout = opts.get("fanout_exchanges", ("celery.pidbox", "celeryev"))
         self.router = Router(self.keys, self._settings.db, fanout)
         self._seq = 0
-        self._rotation = 0
+        self._rotation = Rotation()
         self._next_due: float | None = None
-        self._fetch_delay = 0.0
+        self._fetch_backoff = self.retry.backoff()
+        self._fetch_failing = False
 
     # -- connection -----------------------------------------------------------------------
 
     @property
     def client(self) -> Redis[bytes]:
         """The connected client; raises if :meth:`connect` was not awaited."""
-        if self._client is None:
-            raise RuntimeError("RedisTransport used before connect()")
-        return self._client
+        return _connected(self._client)
 
     @property
     def leases(self) -> Leases:
         """This consumer's lease keeper (exists once connected)."""
-        if self._leases is None:
-            raise RuntimeError("RedisTransport used before connect()")
-        return self._leases
-
-    @property
-    def pusher(self) -> AsyncPusher:
-        """Stores published messages (exists once connected)."""
-        if self._pusher is None:
-            raise RuntimeError("RedisTransport used before connect()")
-        return self._pusher
-
-    @property
-    def dead(self) -> DeadLetters:
-        """The dead-letter store (exists once connected)."""
-        if self._dead is None:
-            raise RuntimeError("RedisTransport used before connect()")
-        return self._dead
+        return _connected(self._leases)
 
     async def connect(self) -> None:
         """Create the connection pool and check that Redis answers (retrying)."""
         if self._client is not None:
             return
         client = connect_redis(self._settings)
-        self._scripts = {name: client.register_script(getattr(lua, name)) for name in _SCRIPTS}
+        self._scripts = {name: client.register_script(src) for name, src in lua.SCRIPTS.items()}
         try:
             await self._retry("connect", client.ping)
         except BaseException:
@@ -244,26 +202,14 @@ class RedisTransport:
             await pusher.close()
         await client.connection_pool.disconnect()
 
-    async def _retry(self, what: str, op: Callable[[], Awaitable[T]]) -> T:
+    def _retry(self, what: str, op: Callable[[], Awaitable[T]]) -> Coroutine[Any, Any, T]:
         """Run ``op``, retrying transient errors with backoff; then raise ConnectionError."""
-        delay = 0.05
-        for attempt in range(self._max_retries + 1):
-            try:
-                return await op()
-            except TRANSIENT_ERRORS as exc:
-                if attempt >= self._max_retries:
-                    raise ConnectionError(
-                        f"redis {what} failed after {attempt + 1} attempts: {exc}"
-                    ) from exc
-                logger.warning("redis %s failed (%s); retrying in %.2fs", what, exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self._backoff_max)
-        raise AssertionError("unreachable")  # pragma: no cover
+        return retried(self.retry, TRANSIENT_ERRORS, f"redis {what}", op)
 
     # -- declare and publish --------------------------------------------------------------
 
     async def declare(self, queues: Sequence[QueueSpec]) -> None:
-        """Record bindings as kombu does (see :mod:`celeriac.engines.redis.routing`)."""
+        """Record bindings as kombu does (see :mod:`celeriac.engines.redis.publishing`)."""
 
         async def op() -> None:
             pipe = self.client.pipeline(transaction=False)
@@ -280,30 +226,13 @@ class RedisTransport:
 
     async def _publish_once(self, messages: Sequence[Outgoing]) -> None:
         routes = await self.router.load(self.client, messages)
-        batch = _Batch()
-        now = time.time()
-        for msg in messages:
-            route = routes.get(msg.exchange)
-            if route is not None and route.kind == "fanout":
-                # kombu peers (Celery workers, Flower) listen on the pub/sub channel.
-                batch.broadcasts.append((self.router.fanout_channel(msg), encode_copy(msg)))
-            if route is None and msg.routing_key:
-                queues: Sequence[str] = (msg.routing_key,)  # the default exchange: the common case
-            else:
-                queues = self.router.queues(msg, route)
-            for queue in queues:
-                payload = encode_copy(msg)
-                due = msg.not_before
-                if self._delayed and due is not None and due > now:
-                    step = kombu.bucket_of(msg.envelope.priority)
-                    batch.delayed.setdefault(queue, []).append((repr(due), b"%d" % step + payload))
-                    if due - now >= self.poll_interval:
-                        continue  # waiting consumers look at the due time in time anyway
-                else:
-                    batch.pushes.append((self.keys.bucket(queue, msg.envelope.priority), payload))
-                batch.wake[queue] = batch.wake.get(queue, 0) + 1
-        if not batch.delayed and not batch.broadcasts and len(batch.pushes) <= PUSH_LIMIT:
-            await self.pusher.push(push_of(self.keys, batch.pushes, batch.wake))  # atomic
+        batch = self.router.batch(
+            messages, routes, delayed=self._delayed, poll_interval=self.poll_interval
+        )
+        if batch.plain:
+            await _connected(self._pusher).push(
+                push_of(self.keys, batch.pushes, batch.wake)
+            )  # atomic
             return
         pipe = self.client.pipeline(transaction=True)  # all or nothing, for retries
         for start in range(0, len(batch.pushes), PUSH_LIMIT):
@@ -351,9 +280,10 @@ class RedisTransport:
                     return []
             except TRANSIENT_ERRORS as exc:
                 block = 0.0
-                self._fetch_delay = min(max(self._fetch_delay * 2, 0.05), self._backoff_max)
-                logger.warning("redis fetch failed (%s); retrying in %.2fs", exc, self._fetch_delay)
-                await asyncio.sleep(min(self._fetch_delay, max(deadline - loop.time(), 0.05)))
+                self._fetch_failing = True
+                delay = self._fetch_backoff.next()
+                logger.warning("redis fetch failed (%s); retrying in %.2fs", exc, delay)
+                await asyncio.sleep(min(delay, max(deadline - loop.time(), 0.05)))
                 if loop.time() >= deadline:
                     return []
 
@@ -384,17 +314,13 @@ class RedisTransport:
         except redis_errors.NoScriptError:  # the server restarted empty: load and go on
             await self._load_scripts()
             deliveries = await self._fetch_once(queues, limit, 0.0)
-        if self._fetch_delay:
+        if self._fetch_failing:
             logger.warning("redis fetch: connection restored")
-            self._fetch_delay = 0.0
+            self._fetch_failing = False
+            self._fetch_backoff.reset()
         if leases.unsure:
             await leases.reconcile()
         return deliveries
-
-    def _ordered(self, queues: Sequence[str]) -> list[str]:
-        """Rotate the queue order between calls so no queue starves (as kombu does)."""
-        self._rotation = (self._rotation + 1) % len(queues)
-        return list(queues[self._rotation :]) + list(queues[: self._rotation])
 
     async def _fetch_once(self, queues: Sequence[str], limit: int, block: float) -> list[Delivery]:
         """Pop and lease up to ``limit`` messages atomically (the FETCH script).
@@ -402,7 +328,7 @@ class RedisTransport:
         With ``block`` > 0 the script is pipelined after a ``BLPOP`` on the wake-up tokens:
         Redis runs it the moment a token arrives (or at the timeout), saving a round trip.
         """
-        order = self._ordered(queues)
+        order = self._rotation.order(queues)
         self._seq += 1
         seq = self._seq
         keys = [
@@ -439,8 +365,8 @@ class RedisTransport:
 
     async def _load_scripts(self) -> None:
         """Load every script (after a server restart emptied its script cache)."""
-        for name in _SCRIPTS:
-            await cast(Any, self.client).script_load(getattr(lua, name))
+        for source in lua.SCRIPTS.values():
+            await cast(Any, self.client).script_load(source)
 
     async def _move_due(self) -> None:
         """Move due delayed messages (of every queue) onto their lists."""
@@ -457,7 +383,7 @@ class RedisTransport:
 
     async def _drop(self, deliveries: Sequence[Delivery]) -> None:
         """One ACK script call: unacked entries, index scores and lease records go."""
-        owners = _by_owner([d.tag for d in deliveries])
+        owners = by_owner([d.tag for d in deliveries])
         keys = [self.keys.unacked, self.keys.unacked_index]
         args: list[Any] = []
         for number, (owner, tags) in enumerate(owners.items(), start=1):
@@ -473,26 +399,30 @@ class RedisTransport:
         if not requeue:
             await self._retry("reject", lambda: self._drop(deliveries))
             return
-        for owner, tags in _by_owner([d.tag for d in deliveries]).items():
-            await self._retry("requeue", _restorer(self.leases, owner, tags))
+        for owner, tags in by_owner([d.tag for d in deliveries]).items():
+            restore = functools.partial(self.leases.restore, owner, tags, only_if_dead=False)
+            await self._retry("requeue", restore)
 
     # -- dead letters, purge, sizes, revokes ------------------------------------------------
 
     async def dead_letter(self, delivery: Delivery, reason: str) -> None:
         """Set the delivery aside (stored bytes kept exactly) with ``reason``; acks it."""
-        await self._retry("dead_letter", lambda: self.dead.add(delivery, reason))
+        dead = _connected(self._dead)
+        await self._retry("dead_letter", lambda: dead.add(delivery, reason))
 
     async def list_dead(self, limit: int = 100) -> list[DeadLetter]:
         """The dead letters, oldest first."""
-        return await self._retry("list_dead", lambda: self.dead.oldest(limit)) if limit > 0 else []
+        dead = _connected(self._dead)
+        return await self._retry("list_dead", lambda: dead.oldest(limit)) if limit > 0 else []
 
     async def requeue_dead(self, ids: Sequence[str] | None = None) -> int:
         """Put dead letters (all when ``ids`` is None) back on their queues."""
-        wanted = list(ids) if ids is not None else await self._retry("dead", self.dead.all_ids)
+        dead = _connected(self._dead)
+        wanted = list(ids) if ids is not None else await self._retry("dead", dead.all_ids)
         moved = 0
         for start in range(0, len(wanted), CHUNK):
             chunk = wanted[start : start + CHUNK]
-            moved += await self._retry("requeue_dead", _bind_chunk(self.dead.requeue, chunk))
+            moved += await self._retry("requeue_dead", functools.partial(dead.requeue, chunk))
         return moved
 
     async def purge(self, queues: Sequence[str]) -> int:
@@ -548,14 +478,6 @@ class RedisTransport:
         return await self._retry("revoked", op)
 
 
-def encode_copy(msg: Outgoing) -> bytes:
-    """The kombu envelope of ``msg`` with a fresh delivery tag (one per stored copy)."""
-    tag = uuid4()
-    return kombu.encode(
-        msg.envelope, exchange=msg.exchange, routing_key=msg.routing_key, delivery_tag=tag
-    )
-
-
 def _delivery(queue: str, tag: str, raw: bytes) -> Delivery:
     """A Delivery from one fetched message (undecodable bytes give an invalid envelope)."""
     message = kombu.decode(raw)
@@ -569,21 +491,9 @@ def _delivery(queue: str, tag: str, raw: bytes) -> Delivery:
     )
 
 
-def _by_owner(tags: Sequence[str]) -> dict[str, list[str]]:
-    """Group delivery tags by the consumer that leased them."""
-    groups: dict[str, list[str]] = {}
-    for tag in tags:
-        groups.setdefault(owner_of(tag), []).append(tag)
-    return groups
-
-
-def _restorer(leases: Leases, owner: str, tags: list[str]) -> Callable[[], Awaitable[int]]:
-    """A retryable requeue of ``tags`` (binds loop variables now, not late)."""
-    return lambda: leases.restore(owner, tags, only_if_dead=False)
-
-
-def _bind_chunk(
-    func: Callable[[Sequence[str]], Awaitable[int]], chunk: list[str]
-) -> Callable[[], Awaitable[int]]:
-    """A retryable call of ``func(chunk)``."""
-    return lambda: func(chunk)
+def _connected(part: T | None) -> T:
+    """``part`` of a connected transport; raises if :meth:`RedisTransport.connect` was not
+    awaited."""
+    if part is None:
+        raise RuntimeError("RedisTransport used before connect()")
+    return part

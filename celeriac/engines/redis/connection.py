@@ -1,4 +1,4 @@
-"""Redis URLs and connection options, shared by the Redis transport and result backend.
+"""Reaching Redis: URL forms, options, clients and connections, for every Redis role.
 
 Accepted URL forms (as Celery/kombu accept them)::
 
@@ -17,48 +17,94 @@ URL), ``master_name`` and ``sentinel_kwargs`` (Sentinel), ``ssl_cert_reqs``,
 an ``ssl`` dict, as ``broker_use_ssl`` gives them), and ``global_keyprefix`` (read by the
 callers, which prefix every key with it as kombu does).
 
-redis-py's own retries are switched off: the callers retry with their own backoff so that
-they can tell a retried write from a lost one. Connections speak RESP2 (redis-py 8 would
-pick RESP3, which Redis < 6 lacks and which turns pub/sub replies into push messages).
+redis-py's own retries are switched off: the callers retry with the engine's
+:class:`~celeriac.retry.RetryPolicy` (:func:`retry_policy`: ``max_retries``, default 6, and
+``retry_backoff_max``, default 2 s) so that they can tell a retried write from a lost one.
+redis-py's connections speak RESP2 (redis-py 8 would pick RESP3, which Redis < 6 lacks and
+which turns pub/sub replies into push messages); the result-wait connection, which is ours,
+says ``HELLO 3`` (:class:`Endpoint`).
+
+redis-py's blocking client packs commands with ``hiredis.pack_command`` when hiredis is
+installed; its asyncio client always packs in Python, about two microseconds per argument.
+A batch of results or acks is a script call with a few arguments per task, so the asyncio
+pool uses :class:`PackingConnection` and its siblings, which pack in C like the blocking
+client does (without hiredis they are redis-py's classes unchanged).
 """
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import math
+import socket
 import ssl
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from celeriac.engines.redis.packing import (
-    PackingConnection,
-    PackingSSLConnection,
-    PackingUnixConnection,
-)
 from celeriac.exceptions import ImproperlyConfigured, MissingDependency
+from celeriac.retry import RetryPolicy
 
 try:
     import redis as blocking
+    from redis import exceptions as redis_errors
     from redis.asyncio import BlockingConnectionPool, Redis
+    from redis.asyncio.connection import (
+        Connection,
+        RedisSSLContext,
+        SSLConnection,
+        UnixDomainSocketConnection,
+    )
+    from redis.asyncio.retry import Retry as AsyncRetry
     from redis.asyncio.sentinel import Sentinel
     from redis.backoff import NoBackoff
+    from redis.exceptions import DataError
     from redis.retry import Retry
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise MissingDependency("Redis support: pip install 'celeriac[redis]'") from exc
 
-__all__ = ["RedisSettings", "connect_redis", "parse_redis_url"]
+_hiredis_pack: Callable[[tuple[Any, ...]], bytes] | None
+try:
+    from hiredis import pack_command as _hiredis_pack
+except ImportError:  # pragma: no cover - hiredis is part of the redis extra
+    _hiredis_pack = None  # type: ignore[assignment, unused-ignore]
+
+__all__ = [
+    "DEFAULT_RETRY",
+    "Endpoint",
+    "TRANSIENT_ERRORS",
+    "UNREACHABLE",
+    "HandshakeError",
+    "PackingConnection",
+    "PackingSSLConnection",
+    "PackingUnixConnection",
+    "RedisSettings",
+    "Resp3Unsupported",
+    "check_handshake",
+    "connect_redis",
+    "connect_redis_blocking",
+    "endpoint_for",
+    "locator",
+    "pack",
+    "parse_redis_url",
+    "retried",
+    "retry_policy",
+]
+
+T = TypeVar("T")
+
+DEFAULT_RETRY = RetryPolicy(first=0.05, factor=2.0, max_delay=2.0, max_retries=6)
+"""How the Redis engine retries when its options say nothing."""
+UNREACHABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
+"""Errors that mean "Redis cannot be reached now"."""
+TRANSIENT_ERRORS = (*UNREACHABLE, redis_errors.ReadOnlyError)
+"""What the transport retries, never fatal to a consumer (a replica mid-failover too)."""
 
 _SSL_KEYS = ("ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_check_hostname")
-_CERT_REQS = {
-    "none": "none",
-    "cert_none": "none",
-    "optional": "optional",
-    "cert_optional": "optional",
-    "required": "required",
-    "cert_required": "required",
-}
+_CERT_REQS = {p + v: v for v in ("none", "optional", "required") for p in ("", "cert_")}
 _SOCKET_SCHEMES = ("unix", "socket", "redis+socket")
+_TLS_DEFAULTS = inspect.signature(SSLConnection.__init__).parameters
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +166,6 @@ def _common_options(options: Mapping[str, Any]) -> dict[str, Any]:
         "socket_connect_timeout": float(options.get("socket_connect_timeout", 5.0)),
         "socket_keepalive": bool(options.get("socket_keepalive", True)),
         "health_check_interval": int(options.get("health_check_interval", 25)),
-        "retry": Retry(NoBackoff(), 0),
         # RESP2: understood by every Redis version; pub/sub replies stay plain arrays.
         "protocol": 2,
     }
@@ -203,22 +248,53 @@ def parse_redis_url(url: str, options: Mapping[str, Any] | None = None) -> Redis
     )
 
 
+def retry_policy(options: Mapping[str, Any]) -> RetryPolicy:
+    """The retry policy an engine's options ask for, over :data:`DEFAULT_RETRY`."""
+    return RetryPolicy.from_options(options, default=DEFAULT_RETRY)
+
+
+def retried(
+    policy: RetryPolicy,
+    errors: tuple[type[BaseException], ...],
+    what: str,
+    op: Callable[[], Awaitable[T]],
+) -> Coroutine[Any, Any, T]:
+    """``op()``, again after ``errors`` as ``policy`` says; then ConnectionError naming ``what``.
+
+    A plain function returning the policy's coroutine: no coroutine frame of its own on
+    every publish, ack and store."""
+    return policy.call(
+        op,
+        retry_on=errors,
+        what=what,
+        give_up=lambda exc, attempts: ConnectionError(
+            f"{what} failed after {attempts} attempts: {exc}"
+        ),
+    )
+
+
+def _sentinel(settings: RedisSettings) -> Sentinel:
+    """redis-py's Sentinel client for ``settings`` (it finds the master)."""
+    return Sentinel(
+        list(settings.sentinels),
+        sentinel_kwargs=settings.sentinel_kwargs or None,
+        retry=AsyncRetry(NoBackoff(), 0),
+        **{k: v for k, v in settings.connection.items() if k != "db"},
+    )
+
+
 def connect_redis(settings: RedisSettings) -> Redis[bytes]:
     """A client with a bounded connection pool for ``settings`` (connects lazily)."""
+    no_retries = AsyncRetry(NoBackoff(), 0)
     if settings.sentinels:
-        sentinel = Sentinel(
-            list(settings.sentinels),
-            sentinel_kwargs=settings.sentinel_kwargs or None,
-            **{k: v for k, v in settings.connection.items() if k != "db"},
-        )
-        client: Redis[bytes] = sentinel.master_for(
+        client: Redis[bytes] = _sentinel(settings).master_for(
             settings.master_name or "",
             db=settings.db,
             max_connections=settings.max_connections,
         )
         return client
     classes = (PackingConnection, PackingUnixConnection, PackingSSLConnection)
-    pool = BlockingConnectionPool(**_pool_options(settings, *classes))
+    pool = BlockingConnectionPool(**_pool_options(settings, *classes), retry=no_retries)
     return Redis(connection_pool=pool)
 
 
@@ -227,7 +303,8 @@ def connect_redis_blocking(settings: RedisSettings) -> blocking.Redis[bytes]:
     if settings.sentinels:
         raise ImproperlyConfigured("the blocking client has no Sentinel support here")
     classes = (blocking.Connection, blocking.UnixDomainSocketConnection, blocking.SSLConnection)
-    pool = blocking.BlockingConnectionPool(**_pool_options(settings, *classes))
+    no_retries = Retry(NoBackoff(), 0)
+    pool = blocking.BlockingConnectionPool(**_pool_options(settings, *classes), retry=no_retries)
     return blocking.Redis(connection_pool=pool)
 
 
@@ -241,3 +318,196 @@ def _pool_options(settings: RedisSettings, plain: type, unix: type, tls: type) -
         "connection_class": connection_class,
         **kwargs,
     }
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where and how to open a result-wait connection."""
+
+    host: str
+    port: int
+    path: str
+    tls: ssl.SSLContext | None
+    connect_timeout: float
+    write_timeout: float
+    keepalive: bool
+    handshake: bytes
+    """``HELLO 3`` (with AUTH and SETNAME when configured) then ``SELECT db``, packed."""
+    fallback: tuple[bytes, int]
+    """The RESP2 handshake (``AUTH``, ``CLIENT SETNAME``, ``SELECT``) and its reply count."""
+
+    def __str__(self) -> str:
+        return self.path or f"{self.host}:{self.port}"
+
+    async def connect(self, protocol: asyncio.Protocol) -> None:
+        """Open an asyncio connection served by ``protocol`` (TLS-wrapped when configured)."""
+        loop = asyncio.get_running_loop()
+        if self.path:
+            await loop.create_unix_connection(lambda: protocol, self.path, ssl=self.tls)
+            return
+        hostname = self.host if self.tls is not None else None
+        transport, _ = await loop.create_connection(
+            lambda: protocol, self.host, self.port, ssl=self.tls, server_hostname=hostname
+        )
+        if self.keepalive:
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+
+    def open_socket(self) -> socket.socket:
+        """A connected socket (TLS-wrapped when configured) for the sync API, its timeout
+        still ``connect_timeout`` for the handshake."""
+        if self.path:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(self.connect_timeout)
+            try:
+                sock.connect(self.path)
+            except BaseException:
+                sock.close()
+                raise
+        else:
+            sock = socket.create_connection((self.host, self.port), self.connect_timeout)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.keepalive:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        if self.tls is not None:
+            sock = self.tls.wrap_socket(sock, server_hostname=self.host)
+        return sock
+
+
+def endpoint_for(
+    settings: RedisSettings, *, master: tuple[str, int] | None = None
+) -> Endpoint | None:
+    """The endpoint of ``settings``; for Sentinel, None unless ``master`` says where it is."""
+    if settings.sentinels and master is None:
+        return None
+    conn = settings.connection
+    host, port = master or (str(conn.get("host", "")), int(conn.get("port", 6379)))
+    tls = settings.tls or bool(conn.get("ssl"))
+    return Endpoint(
+        host=host,
+        port=port,
+        path=str(conn.get("path", "")),
+        tls=_tls_context(conn) if tls else None,
+        connect_timeout=float(conn.get("socket_connect_timeout") or 5.0),
+        write_timeout=float(conn.get("socket_timeout") or 30.0),
+        keepalive=bool(conn.get("socket_keepalive", False)),
+        handshake=_handshake(conn, settings.db),
+        fallback=_resp2_handshake(conn, settings.db),
+    )
+
+
+def locator(settings: RedisSettings) -> Callable[[], Awaitable[Endpoint]]:
+    """Where to open a result-wait connection now: fixed, or the master Sentinel names."""
+    fixed = endpoint_for(settings)
+    if fixed is not None:
+
+        async def here() -> Endpoint:
+            return fixed
+
+        return here
+    sentinel = _sentinel(settings)
+
+    async def master() -> Endpoint:
+        address = await sentinel.discover_master(settings.master_name or "")
+        found = endpoint_for(settings, master=(str(address[0]), int(address[1])))
+        assert found is not None
+        return found
+
+    return master
+
+
+def _tls_context(conn: dict[str, Any]) -> ssl.SSLContext:
+    """The TLS context redis-py's own connections would use (same options, same defaults)."""
+    context = RedisSSLContext(
+        keyfile=conn.get("ssl_keyfile"),
+        certfile=conn.get("ssl_certfile"),
+        cert_reqs=conn.get("ssl_cert_reqs", _TLS_DEFAULTS["ssl_cert_reqs"].default),
+        ca_certs=conn.get("ssl_ca_certs"),
+        check_hostname=conn.get("ssl_check_hostname", _TLS_DEFAULTS["ssl_check_hostname"].default),
+    )
+    return context.get()
+
+
+def _handshake(conn: dict[str, Any], db: int) -> bytes:
+    """``HELLO 3 [AUTH user pass] [SETNAME name]`` and ``SELECT db``."""
+    hello: list[Any] = ["HELLO", 3]
+    if conn.get("password") is not None:
+        hello += ["AUTH", conn.get("username") or "default", conn["password"]]
+    if conn.get("client_name"):
+        hello += ["SETNAME", conn["client_name"]]
+    return pack(*hello) + pack("SELECT", db)
+
+
+def _resp2_handshake(conn: dict[str, Any], db: int) -> tuple[bytes, int]:
+    """``[AUTH [user] pass]``, ``[CLIENT SETNAME name]``, ``SELECT db``, and their count."""
+    commands: list[tuple[Any, ...]] = []
+    if conn.get("password") is not None:
+        user = conn.get("username")
+        commands.append(("AUTH", user, conn["password"]) if user else ("AUTH", conn["password"]))
+    if conn.get("client_name"):
+        commands.append(("CLIENT", "SETNAME", conn["client_name"]))
+    commands.append(("SELECT", db))
+    return b"".join(pack(*command) for command in commands), len(commands)
+
+
+class Resp3Unsupported(Exception):
+    """The server refused ``HELLO 3`` (Redis before 6, or HELLO not allowed)."""
+
+
+class HandshakeError(ConnectionError):
+    """The server refused ``AUTH`` or ``SELECT`` (or the handshake got an unexpected reply)."""
+
+
+def check_handshake(*replies: Any, resp3: bool = True) -> None:
+    """Raise unless the replies to :attr:`Endpoint.handshake` (``resp3``) or to
+    :attr:`Endpoint.fallback` say the connection is ready."""
+    if resp3 and not isinstance(replies[0], dict):
+        raise Resp3Unsupported(f"HELLO 3 refused: {replies[0]!r}")
+    refused = [reply for reply in replies[1 if resp3 else 0 :] if reply != b"OK"]
+    if refused:
+        raise HandshakeError(f"handshake refused: {refused!r}")
+
+
+def pack(*args: bytes | str | int) -> bytes:
+    """One Redis command in RESP, built with a single join (strings as UTF-8)."""
+    parts = [b"*%d\r\n" % len(args)]
+    append = parts.append
+    for arg in args:
+        data = arg if type(arg) is bytes else str(arg).encode()
+        append(b"$%d\r\n" % len(data))
+        append(data)
+        append(b"\r\n")
+    return b"".join(parts)
+
+
+class _HiredisPacking:
+    """Mixin: ``pack_command`` through hiredis, with redis-py's handling of the command name."""
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        """Pack one command into the Redis protocol (one buffer)."""
+        if _hiredis_pack is None:
+            packed: list[bytes] = super().pack_command(*args)  # type: ignore[misc]
+            return packed
+        first = args[0]
+        # A command name may carry literal arguments ("CONFIG GET"): Redis wants them apart.
+        if isinstance(first, str):
+            args = (*first.encode().split(), *args[1:])
+        elif b" " in first:
+            args = (*first.split(), *args[1:])
+        try:
+            return [_hiredis_pack(args)]
+        except TypeError as exc:
+            raise DataError(str(exc)) from exc
+
+
+class PackingConnection(_HiredisPacking, Connection):
+    """A TCP connection packing with hiredis."""
+
+
+class PackingUnixConnection(_HiredisPacking, UnixDomainSocketConnection):
+    """A Unix-socket connection packing with hiredis."""
+
+
+class PackingSSLConnection(_HiredisPacking, SSLConnection):
+    """A TLS connection packing with hiredis."""

@@ -1,11 +1,19 @@
-"""Consumer liveness and leases for the Redis transport (instead of visibility timeouts).
+"""What becomes of a fetched Redis message: leased, kept alive, put back, or set aside.
 
-A consumer registers in ``celeriac:consumers`` and keeps ``celeriac:consumer:<id>`` alive
-with ``PX lease_timeout``, renewed every ``heartbeat_interval`` by a background task that
-also refreshes the ``unacked_index`` scores of its leased tags (so a Celery visibility
-sweep never takes a live consumer's messages). The same task sweeps: under a short lock,
-it requeues the leases of consumers whose liveness key has expired. A restore is atomic
-(Lua) and checks that each unacked entry is still the one it read.
+Leases instead of visibility timeouts. A consumer registers in ``celeriac:consumers`` and
+keeps ``celeriac:consumer:<id>`` alive with ``PX lease_timeout``, renewed every
+``heartbeat_interval`` by a background task that also refreshes the ``unacked_index``
+scores of its leased tags (so a Celery visibility sweep never takes a live consumer's
+messages). The same task sweeps: under a short lock (``celeriac:sweep``), it requeues the
+leases of consumers whose liveness key has expired. A consumer that lost Redis waits
+``lease_timeout`` after reconnecting before it sweeps, so that consumers cut off by the same
+outage can heartbeat again before anyone is declared dead. A restore is atomic (Lua) and
+checks that each unacked entry is still the one it read.
+
+Dead letters. ``celeriac:dead`` is a zset of dead-letter ids scored by the time they were
+set aside; ``celeriac:dead:messages`` maps each id to its metadata JSON, a newline, and the
+stored bytes of the message exactly as they were in the queue (garbage included), so
+requeueing puts back what was taken.
 """
 
 from __future__ import annotations
@@ -14,41 +22,42 @@ import asyncio
 import json
 import logging
 import time
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from celeriac.engines.redis.keys import RedisKeys
+from celeriac.engines.redis.connection import TRANSIENT_ERRORS
+from celeriac.engines.redis.scripts import NOTIFY_CAP, RedisKeys
 from celeriac.exceptions import MissingDependency
 from celeriac.protocol import kombu
+from celeriac.retry import Backoff
+from celeriac.transport.base import DeadLetter, Delivery
 
 try:
-    from redis import exceptions as redis_errors
     from redis.asyncio import Redis
     from redis.commands.core import AsyncScript
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise MissingDependency("Redis transport: pip install 'celeriac[redis]'") from exc
 
-__all__ = ["NOTIFY_CAP", "TRANSIENT_ERRORS", "Leases", "owner_of"]
+__all__ = ["CHUNK", "DeadLetters", "Leases", "by_owner", "owner_of"]
 
 logger = logging.getLogger("celeriac.engines.redis.broker")
 
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    redis_errors.ConnectionError,
-    redis_errors.TimeoutError,
-    redis_errors.ReadOnlyError,
-    OSError,
-)
-"""Errors that mean "Redis is unreachable for now": retried, never fatal to a consumer."""
-
-NOTIFY_CAP = 16
-"""Longest a wake-up token list grows; tokens beyond it would only cause idle wake-ups."""
-
-_CHUNK = 200
+CHUNK = 200
+"""Most messages one script call restores, requeues or schedules."""
 
 
 def owner_of(tag: str) -> str:
     """The consumer id inside a delivery tag ``<consumer id>:<fetch seq>:<n>``."""
     return tag.split(":", 1)[0]
+
+
+def by_owner(tags: Sequence[str]) -> dict[str, list[str]]:
+    """Group delivery tags by the consumer that leased them."""
+    groups: dict[str, list[str]] = {}
+    for tag in tags:
+        groups.setdefault(owner_of(tag), []).append(tag)
+    return groups
 
 
 def _unwrap(entry: bytes, queue: str) -> bytes:
@@ -122,19 +131,16 @@ class Leases:
         me = asyncio.current_task()
         next_sweep = loop.time()
         delay = self.heartbeat_interval
+        # After a failure, retry soon (at most every second), at a steady pace.
+        soon = min(self.heartbeat_interval, 1.0)
+        retry = Backoff(soon, 1.0, soon)
         failed = False
         while not self._stopping:
             await asyncio.sleep(delay)
             if self._stopping or (me is not None and me.cancelling()):
                 return  # a cancellation that redis-py swallowed still means stop
             try:
-                if await self.beat():
-                    logger.warning(
-                        "redis consumer %s was declared dead (no heartbeat for %.0fs): its "
-                        "unacked messages were requeued and may run twice",
-                        self.consumer_id,
-                        self.lease_timeout,
-                    )
+                await self._tick()
                 if failed:
                     failed, next_sweep = False, loop.time() + self.lease_timeout
                 if loop.time() >= next_sweep:
@@ -143,19 +149,25 @@ class Leases:
                 if self.unsure:
                     await self.reconcile()
                 delay = self.heartbeat_interval
-            except TRANSIENT_ERRORS as exc:
+            except Exception as exc:  # the heartbeat must outlive any bug: its death loses leases
                 if me is not None and me.cancelling():
                     # redis-py can turn our cancellation into a connection error: stop anyway.
                     raise asyncio.CancelledError from exc
-                failed = True
-                delay = min(self.heartbeat_interval, 1.0)
-                logger.warning("redis heartbeat failed (%s); retrying in %.1fs", exc, delay)
-            except Exception:  # the heartbeat must outlive any bug: its death loses leases
-                if me is not None and me.cancelling():
-                    raise asyncio.CancelledError from None
-                failed = True
-                delay = min(self.heartbeat_interval, 1.0)
-                logger.exception("redis heartbeat: unexpected error; retrying in %.1fs", delay)
+                failed, delay = True, retry.next()
+                if isinstance(exc, TRANSIENT_ERRORS):
+                    logger.warning("redis heartbeat failed (%s); retrying in %.1fs", exc, delay)
+                else:
+                    logger.exception("redis heartbeat: unexpected error; retrying in %.1fs", delay)
+
+    async def _tick(self) -> None:
+        """One heartbeat; warns when this consumer had been declared dead meanwhile."""
+        if await self.beat():
+            logger.warning(
+                "redis consumer %s was declared dead (no heartbeat for %.0fs): its "
+                "unacked messages were requeued and may run twice",
+                self.consumer_id,
+                self.lease_timeout,
+            )
 
     async def stop_heartbeat(self) -> None:
         """Stop the heartbeat task only (the lease then lapses after ``lease_timeout``)."""
@@ -223,8 +235,8 @@ class Leases:
             leased = {t: v.decode() for t, v in zip(tags, values, strict=True) if v is not None}
         items = list(leased.items())
         restored = 0
-        for start in range(0, max(len(items), 1), _CHUNK):
-            count = await self._restore_chunk(owner, items[start : start + _CHUNK], only_if_dead)
+        for start in range(0, max(len(items), 1), CHUNK):
+            count = await self._restore_chunk(owner, items[start : start + CHUNK], only_if_dead)
             if count < 0:  # the owner came back to life: leave its leases alone
                 return restored
             restored += count
@@ -249,3 +261,92 @@ class Leases:
             keys += [self.keys.bucket(queue, step), self.keys.notify(queue)]
             args += [tag, entry or b"", payload]
         return int(await self.scripts["RESTORE"](keys=keys, args=args))
+
+
+class DeadLetters:
+    """Sets deliveries aside with a reason, lists them, and puts them back."""
+
+    def __init__(self, client: Redis[bytes], keys: RedisKeys, scripts: dict[str, AsyncScript]):
+        self.client = client
+        self.keys = keys
+        self.scripts = scripts
+        self._last = 0.0
+
+    async def add(self, delivery: Delivery, reason: str) -> None:
+        """Move a leased delivery to the dead letters and ack it, in one Lua step."""
+        now = max(time.time(), self._last + 1e-6)  # strictly increasing: oldest-first order
+        self._last = now
+        dead_id = uuid.uuid4().hex
+        meta = {
+            "id": dead_id,
+            "queue": delivery.queue,
+            "reason": reason,
+            "time": now,
+            "exchange": delivery.exchange,
+            "routing_key": delivery.routing_key,
+        }
+        keys = [
+            self.keys.unacked,
+            self.keys.unacked_index,
+            self.keys.lease(owner_of(delivery.tag)),
+            self.keys.dead,
+            self.keys.dead_messages,
+        ]
+        # The script takes the stored bytes from the unacked entry; the fallback is only
+        # used when that entry is already gone (the lease was lost).
+        suffix = ',"",' + json.dumps(delivery.queue) + "]"
+        args: list[Any] = [delivery.tag, dead_id, repr(now), json.dumps(meta), suffix]
+        args.append(_stored_bytes(delivery))
+        await self.scripts["DEAD_LETTER"](keys=keys, args=args)
+
+    async def oldest(self, limit: int) -> list[DeadLetter]:
+        """Up to ``limit`` dead letters, oldest first."""
+        ids = [i.decode() for i in await self.client.zrange(self.keys.dead, 0, limit - 1)]
+        values = await self.client.hmget(self.keys.dead_messages, ids) if ids else []
+        return [_parse(value) for value in values if value is not None]
+
+    async def all_ids(self) -> list[str]:
+        """Every dead-letter id, oldest first."""
+        return [i.decode() for i in await self.client.zrange(self.keys.dead, 0, -1)]
+
+    async def requeue(self, ids: Sequence[str]) -> int:
+        """Put these dead letters back on their queues (each at most once); how many moved."""
+        values = await self.client.hmget(self.keys.dead_messages, list(ids))
+        keys = [self.keys.dead, self.keys.dead_messages]
+        args: list[Any] = [NOTIFY_CAP]
+        for dead_id, value in zip(ids, values, strict=True):
+            if value is None:
+                continue
+            meta_text, _, raw = value.partition(b"\n")
+            queue = str(json.loads(meta_text)["queue"])
+            priority = kombu.decode(raw).envelope.priority
+            keys += [self.keys.bucket(queue, priority), self.keys.notify(queue)]
+            args += [dead_id, raw]
+        if len(args) == 1:
+            return 0
+        return int(await self.scripts["REQUEUE_DEAD"](keys=keys, args=args))
+
+
+def _stored_bytes(delivery: Delivery) -> bytes:
+    """The delivery as stored bytes (an invalid envelope carries them as its body)."""
+    if delivery.envelope.content_type == kombu.INVALID_CONTENT_TYPE:
+        return delivery.envelope.body
+    return kombu.encode(
+        delivery.envelope,
+        exchange=delivery.exchange,
+        routing_key=delivery.routing_key,
+        delivery_tag=delivery.tag,
+    )
+
+
+def _parse(value: bytes) -> DeadLetter:
+    """A ``celeriac:dead:messages`` value: metadata JSON, newline, stored bytes."""
+    meta_text, _, raw = value.partition(b"\n")
+    meta = json.loads(meta_text)
+    return DeadLetter(
+        id=str(meta["id"]),
+        queue=str(meta["queue"]),
+        reason=str(meta["reason"]),
+        dead_at=float(meta["time"]),
+        envelope=kombu.decode(raw).envelope,
+    )

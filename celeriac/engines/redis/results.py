@@ -4,10 +4,9 @@
   written with ``SETEX result_expires`` (``SET`` when ``expires`` is None) and ``PUBLISH``ed
   on the channel of the same name, a whole :meth:`~RedisBackend.store` batch in one MULTI.
 * :meth:`~RedisBackend.wait` subscribes and reads the key in one round trip on one shared
-  RESP3 connection per instance (:mod:`celeriac.engines.redis.listen`), so no write is
-  missed; no polling. Where RESP3 is not available (Redis before 6, Sentinel) it
-  subscribes through a RESP2 pub/sub connection (:mod:`celeriac.engines.redis.pubsub`)
-  and reads the key once the subscription is confirmed.
+  RESP3 connection per instance (:mod:`celeriac.engines.redis.waiting`), so no write is
+  missed; no polling. Where the server has no RESP3 (Redis before 6) it subscribes in
+  RESP2 and reads the key through the pool once the subscription is in place.
 * ``celery-taskset-meta-<gid>``: a saved group, ``{"result": [[gid, null], [[[tid, null],
   null], ...]]}``.
 * Chord counters ``celery-taskset-meta-<gid>.j/.s/.t/.d/.c`` updated by one Lua script, as
@@ -30,18 +29,22 @@ after which calls raise :class:`ConnectionError`.
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+import functools
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
 from celeriac.backends.base import ChordPart, Meta
-from celeriac.engines.redis.connection import connect_redis, parse_redis_url
-from celeriac.engines.redis.listen import Resp3Listener
-from celeriac.engines.redis.pubsub import RECHECK, ResultListener
-from celeriac.engines.redis.resp3 import TIMEOUT, Item, Resp3Unsupported, endpoint_for
+from celeriac.engines.redis.connection import (
+    UNREACHABLE,
+    connect_redis,
+    locator,
+    parse_redis_url,
+    retried,
+    retry_policy,
+)
+from celeriac.engines.redis.waiting import TASK_KEY, Item, Listener, Subscriptions
 from celeriac.exceptions import MissingDependency, SerializationError
 from celeriac.protocol.serializers import Serializer
-from celeriac.states import READY_STATES
 
 try:
     from redis import exceptions as redis_errors
@@ -52,10 +55,8 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 __all__ = ["RedisBackend", "decode_document", "get_reply"]
 
-logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
-_TRANSIENT = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
 _DONE_TTL = 86400
 
 STORE_BATCH = """
@@ -113,12 +114,11 @@ class RedisBackend:
         self.expires = expires
         self._settings = parse_redis_url(url, opts)
         prefix = self._settings.key_prefix
-        self._task_prefix = prefix + "celery-task-meta-"
+        self._task_prefix = prefix + TASK_KEY
         self._group_prefix = prefix + "celery-taskset-meta-"
-        self._max_retries = int(opts.get("max_retries", 6))
-        self._backoff_max = float(opts.get("retry_backoff_max", 2.0))
+        self.retry = retry_policy(opts)
         self._client: Redis[bytes] | None = None
-        self._listener: Resp3Listener | ResultListener | None = None
+        self._listener: Listener | None = None
         self._listener_lock = asyncio.Lock()
         self._chord_script: AsyncScript | None = None
         self._store_script: AsyncScript | None = None
@@ -153,21 +153,9 @@ class RedisBackend:
         if client is not None:
             await client.connection_pool.disconnect()
 
-    async def _retry(self, what: str, op: Callable[[], Awaitable[T]]) -> T:
+    def _retry(self, what: str, op: Callable[[], Awaitable[T]]) -> Coroutine[Any, Any, T]:
         """Run ``op``, retrying transient errors with backoff; then raise ConnectionError."""
-        delay = 0.05
-        for attempt in range(self._max_retries + 1):
-            try:
-                return await op()
-            except _TRANSIENT as exc:
-                if attempt >= self._max_retries:
-                    raise ConnectionError(
-                        f"redis result backend: {what} failed after {attempt + 1} attempts: {exc}"
-                    ) from exc
-                logger.warning("redis result backend: %s failed (%s); retrying", what, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self._backoff_max)
-        raise AssertionError("unreachable")  # pragma: no cover
+        return retried(self.retry, UNREACHABLE, f"redis result backend: {what}", op)
 
     def _key(self, task_id: str) -> str:
         return self._task_prefix + task_id
@@ -225,83 +213,28 @@ class RedisBackend:
         """Return the document once ready, or the latest one at ``timeout``."""
         if timeout is not None and timeout <= 0:
             return (await self.get([task_id]))[0]
-        listener = self._listener or await self._start_listener()
-        if isinstance(listener, Resp3Listener):
-            return await self._wait_resp3(listener, task_id, timeout)
-        return await self._wait_resp2(listener, task_id, timeout)
+        watched = await (self._listener or await self._start_listener()).wait(task_id, timeout)
+        if watched.outcome is None and not watched.answered:
+            return (await self.get([task_id]))[0]  # no connection in time: read through the pool
+        return watched.result()
 
-    async def _start_listener(self) -> Resp3Listener | ResultListener:
-        """The RESP3 listener, or the RESP2 one where the server has no RESP3 (or Sentinel)."""
+    async def _start_listener(self) -> Listener:
+        """The one listener of this backend, started on first use."""
         async with self._listener_lock:
-            if self._listener is not None:
-                return self._listener
-            endpoint = endpoint_for(self._settings)
-            if endpoint is not None:
-                listener = Resp3Listener(endpoint, backoff_max=self._backoff_max)
-                try:
-                    await listener.start()
-                    self._listener = listener
-                except Resp3Unsupported as exc:
-                    logger.info("redis result backend: %s; waiting with RESP2 pub/sub", exc)
             if self._listener is None:
-                self._listener = ResultListener(self.client, backoff_max=self._backoff_max)
+                decode = functools.partial(get_reply, serializer=self.serializer)
+                subs = Subscriptions(self._settings.key_prefix, decode, inline_reads=True)
+                locate = locator(self._settings)
+                listener = Listener(locate, subs, self.retry.backoff(), self._read_raw)
+                await listener.start()
+                self._listener = listener
             return self._listener
 
-    async def _wait_resp3(
-        self, listener: Resp3Listener, task_id: str, timeout: float | None
-    ) -> Meta | None:
-        """Subscribe and read in one write, then follow published writes."""
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
-        key = self._key(task_id)
-        watch = listener.watch(key)
-        timer = None if deadline is None else loop.call_at(deadline, watch.expire)
-        latest: Meta | None = None
-        try:
-            while (item := await watch.next()) is not TIMEOUT:
-                doc = get_reply(key, item, self.serializer)
-                if doc is not None:
-                    latest = doc
-                    if doc.get("status") in READY_STATES:
-                        return doc
-        finally:
-            if timer is not None:
-                timer.cancel()
-            listener.unwatch(watch)
-        if listener.unsupported:  # Redis came back without RESP3: wait the RESP2 way
-            if self._listener is listener:
-                self._listener = None
-            left = _left(deadline, loop)
-            return await self.wait(task_id, left) if left is None or left > 0 else latest
-        if not watch.answered:  # no connection in time: read the key through the pool
-            return (await self.get([task_id]))[0]
-        return latest
-
-    async def _wait_resp2(
-        self, listener: ResultListener, task_id: str, timeout: float | None
-    ) -> Meta | None:
-        """Subscribe first, read the key once the subscription is confirmed, then follow
-        published writes; a reconnection makes it read the key again."""
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
-        key = self._key(task_id)
-        waiter = await listener.add(key)
-        try:
-            try:
-                await asyncio.wait_for(waiter.subscribed(), _left(deadline, loop))
-            except TimeoutError:
-                return (await self.get([task_id]))[0]
-            latest = (await self.get([task_id]))[0]
-            while latest is None or latest.get("status") not in READY_STATES:
-                try:
-                    item = await asyncio.wait_for(waiter.queue.get(), _left(deadline, loop))
-                except TimeoutError:
-                    return latest
-                doc = (await self.get([task_id]))[0] if item is RECHECK else self._decode(key, item)
-                latest = doc if doc is not None else latest
-            return latest
-        finally:
-            listener.remove(waiter)
+    async def _read_raw(self, key: str) -> bytes | None:
+        """One key's stored bytes (MGET: a key of another type reads as None)."""
+        values = await self._retry("get", lambda: self.client.mget([key]))
+        value: bytes | None = values[0]
+        return value
 
     async def forget(self, task_ids: Sequence[str]) -> None:
         """Delete documents."""
@@ -407,8 +340,8 @@ def decode_document(key: str, data: bytes, serializer: Serializer) -> Meta:
 def get_reply(key: str, item: Item, serializer: Serializer) -> Meta | None:
     """The document in a GET reply or a published message (None: no document there).
 
-    A key of another type reads as no document, as MGET (:meth:`RedisBackend.get`) reads it;
-    any other error reply is raised.
+    A key of another type reads as no document, as MGET reads it; any other error reply
+    is raised.
     """
     if item is None:
         return None
@@ -417,8 +350,3 @@ def get_reply(key: str, item: Item, serializer: Serializer) -> Meta | None:
             return None
         raise redis_errors.ResponseError(f"GET {key!r}: {item}")
     return decode_document(key, item, serializer)
-
-
-def _left(deadline: float | None, loop: asyncio.AbstractEventLoop) -> float | None:
-    """Seconds until ``deadline`` (None = forever), never negative."""
-    return None if deadline is None else max(deadline - loop.time(), 0.0)

@@ -1,14 +1,23 @@
-"""Lua scripts of the Redis transport: each one is a step that must not be split.
+"""The Redis transport's keys, and its Lua scripts: each one a step that must not be split.
 
-Wake-up token lists get a 60 s expiry wherever a token is pushed: a token nobody took within
-a poll interval is useless, and queues nobody consumes must not leave keys behind.
+Every key starts with the ``global_keyprefix`` option, as in kombu. kombu's keys (shared
+with Celery peers): the queue lists and priority buckets, ``unacked``, ``unacked_index``,
+``_kombu.binding.<exchange>`` and ``_kombu.binding_permanent.<exchange>``. celeriac's own
+keys all start with ``celeriac:`` (:class:`RedisKeys` names each one; the transport's
+docstring, :mod:`celeriac.engines.redis.broker`, says what each holds).
 
 Every script runs atomically inside Redis, so a message is always in exactly one place:
 a queue list, the delayed sorted set of its queue, or the ``unacked`` hash with a lease
-record. The key layout is described in :mod:`celeriac.engines.redis.broker`.
+record. Wake-up token lists are capped at :data:`NOTIFY_CAP` and get a :data:`NOTIFY_TTL`
+expiry wherever a token is pushed: a token nobody took within a poll interval is useless,
+and queues nobody consumes must not leave keys behind.
 """
 
 from __future__ import annotations
+
+from typing import Any
+
+from celeriac.protocol import kombu
 
 __all__ = [
     "ACK",
@@ -16,10 +25,74 @@ __all__ = [
     "FETCH",
     "HEARTBEAT",
     "MOVE_DUE",
+    "NOTIFY_CAP",
+    "NOTIFY_TTL",
     "REQUEUE_DEAD",
     "RESTORE",
     "SCHEDULE",
+    "SCRIPTS",
+    "RedisKeys",
 ]
+
+NOTIFY_CAP = 16
+"""Longest a wake-up token list grows; tokens beyond it would only cause idle wake-ups."""
+NOTIFY_TTL = 60
+"""Seconds a wake-up token list lives after its last push (the scripts say 60 too)."""
+
+
+class RedisKeys:
+    """Builds every key the transport touches, with the global key prefix applied."""
+
+    def __init__(self, prefix: str = "") -> None:
+        self.prefix = prefix
+        self.unacked = prefix + "unacked"
+        self.unacked_index = prefix + "unacked_index"
+        self.consumers = prefix + "celeriac:consumers"
+        self.sweep_lock = prefix + "celeriac:sweep"
+        self.delayed_index = prefix + "celeriac:delayed"
+        self.dead = prefix + "celeriac:dead"
+        self.dead_messages = prefix + "celeriac:dead:messages"
+        self.revoked = prefix + "celeriac:revoked"
+        self.exchanges = prefix + "celeriac:exchanges"
+
+    def bucket(self, queue: str, priority: Any = 0) -> str:
+        """The list holding ``queue``'s messages of ``priority``."""
+        if priority is None or (type(priority) is int and priority < kombu.PRIORITY_STEPS[1]):
+            return self.prefix + queue  # bucket 0, the plain list: most messages
+        return self.prefix + kombu.bucket_key(queue, priority)
+
+    def buckets(self, queue: str) -> list[str]:
+        """All four priority lists of ``queue``."""
+        return [self.bucket(queue, step) for step in kombu.PRIORITY_STEPS]
+
+    def lease(self, consumer_id: str) -> str:
+        """Hash tag -> queue of the messages leased to a consumer."""
+        return f"{self.prefix}celeriac:lease:{consumer_id}"
+
+    def live(self, consumer_id: str) -> str:
+        """A consumer's liveness key (expires ``lease_timeout`` after its last heartbeat)."""
+        return f"{self.prefix}celeriac:consumer:{consumer_id}"
+
+    def notify(self, queue: str) -> str:
+        """Wake-up tokens for consumers waiting on ``queue``."""
+        return f"{self.prefix}celeriac:notify:{queue}"
+
+    def delayed(self, queue: str) -> str:
+        """Not-yet-due messages of ``queue`` (zset scored by due time)."""
+        return f"{self.prefix}celeriac:delayed:{queue}"
+
+    def fanout(self, exchange: str) -> str:
+        """celeriac queues that get a list copy of each message to a fanout exchange."""
+        return f"{self.prefix}celeriac:fanout:{exchange}"
+
+    def binding(self, exchange: str) -> str:
+        """kombu's binding set of ``exchange``."""
+        return f"{self.prefix}_kombu.binding.{exchange}"
+
+    def binding_permanent(self, exchange: str) -> str:
+        """kombu 5.7's set of bindings that never expire."""
+        return f"{self.prefix}_kombu.binding_permanent.{exchange}"
+
 
 ACK = """
 -- Forget finished deliveries: unacked entry, unacked_index score and lease record.
@@ -234,3 +307,15 @@ for i = 0, (#ARGV - 1) / 2 - 1 do
 end
 return moved
 """
+
+SCRIPTS = {
+    "ACK": ACK,
+    "FETCH": FETCH,
+    "SCHEDULE": SCHEDULE,
+    "MOVE_DUE": MOVE_DUE,
+    "HEARTBEAT": HEARTBEAT,
+    "RESTORE": RESTORE,
+    "DEAD_LETTER": DEAD_LETTER,
+    "REQUEUE_DEAD": REQUEUE_DEAD,
+}
+"""Every script of the transport, by the name its callers use."""
