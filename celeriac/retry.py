@@ -32,7 +32,7 @@ class RetryPolicy:
     """Exponential backoff with a cap, limited by attempts and/or by time.
 
     ``max_retries=None`` retries for ever (up to ``deadline`` if one is set); a
-    ``deadline`` (seconds from the first attempt) stops retrying once the next wait
+    ``deadline`` (seconds from the first failure) stops retrying once the next wait
     would pass it.
     """
 
@@ -99,21 +99,16 @@ class RetryPolicy:
         ``fatal`` errors are raised as they are, even when they are among ``retry_on``
         (an engine's "not found" that subclasses its "channel closed").
         """
-        waits = self.delays()
-        started = time.monotonic()
-        attempt = 0
+        try:
+            return await op()  # the common case: no bookkeeping until something fails
+        except retry_on as exc:
+            retrying = _Retrying(self, what, give_up, fatal)
+            await asyncio.sleep(retrying.wait_after(exc, stop()))
         while True:
-            attempt += 1
             try:
                 return await op()
             except retry_on as exc:
-                if isinstance(exc, fatal):
-                    raise
-                wait = None if stop() else self._next_wait(waits, started, time.monotonic())
-                if wait is None:
-                    raise give_up(exc, attempt) from exc
-                logger.warning("%s failed (%s); retrying in %.2fs", what, exc, wait)
-                await asyncio.sleep(wait)
+                await asyncio.sleep(retrying.wait_after(exc, stop()))
 
     def call_blocking(
         self,
@@ -125,21 +120,50 @@ class RetryPolicy:
         fatal: tuple[type[BaseException], ...] = (),
     ) -> T:
         """:meth:`call` for a plain thread: ``op`` is a blocking function."""
-        waits = self.delays()
-        started = time.monotonic()
-        attempt = 0
+        try:
+            return op()
+        except retry_on as exc:
+            retrying = _Retrying(self, what, give_up, fatal)
+            time.sleep(retrying.wait_after(exc))
         while True:
-            attempt += 1
             try:
                 return op()
             except retry_on as exc:
-                if isinstance(exc, fatal):
-                    raise
-                wait = self._next_wait(waits, started, time.monotonic())
-                if wait is None:
-                    raise give_up(exc, attempt) from exc
-                logger.warning("%s failed (%s); retrying in %.2fs", what, exc, wait)
-                time.sleep(wait)
+                time.sleep(retrying.wait_after(exc))
+
+
+class _Retrying:
+    """The retries of one call, counted from its first failure."""
+
+    __slots__ = ("attempts", "fatal", "give_up", "policy", "started", "waits", "what")
+
+    def __init__(
+        self,
+        policy: RetryPolicy,
+        what: str,
+        give_up: Callable[[BaseException, int], BaseException],
+        fatal: tuple[type[BaseException], ...],
+    ) -> None:
+        self.policy = policy
+        self.what = what
+        self.give_up = give_up
+        self.fatal = fatal
+        self.waits = policy.delays()
+        self.started = time.monotonic()
+        self.attempts = 0
+
+    def wait_after(self, exc: BaseException, stopped: bool = False) -> float:
+        """The wait before the next attempt; raises when there is to be none."""
+        self.attempts += 1
+        if isinstance(exc, self.fatal):
+            raise exc
+        wait = (
+            None if stopped else self.policy._next_wait(self.waits, self.started, time.monotonic())
+        )
+        if wait is None:
+            raise self.give_up(exc, self.attempts) from exc
+        logger.warning("%s failed (%s); retrying in %.2fs", self.what, exc, wait)
+        return wait
 
 
 class Backoff:
