@@ -109,6 +109,16 @@ class RPCBackend:
     def __repr__(self) -> str:
         return f"<RPCBackend oid={self.oid}>"
 
+    @property
+    def replies(self) -> RPCBackend:
+        """Results travel to each task's sender: :meth:`store_for` sends them."""
+        return self
+
+    @property
+    def reply_queue(self) -> str:
+        """This client's reply queue, ``oid``."""
+        return self.oid
+
     # connection ---------------------------------------------------------------------------
     async def connect(self) -> None:
         """Connect, declare and consume the reply queue; idempotent."""
