@@ -76,7 +76,7 @@ class Conclusion:
         msg = flight.msg
         if msg.chain or msg.callbacks or msg.chord:
             return False
-        self._settle(flight, self._success_document(flight, value, None))
+        self._settle(flight, self._success_document(msg, value, None))
         return True
 
     def later(self, flight: Flight, ok: bool, value: Any) -> Coroutine[Any, Any, None]:
@@ -153,7 +153,7 @@ class Conclusion:
         """A success with a canvas: follow-ups first, then as a plain success."""
         msg = flight.msg
         children = await self.workflow.on_success(msg, outcome.value)
-        document = self._success_document(flight, outcome, children)
+        document = self._success_document(msg, outcome, children)
         if msg.chord is None:
             self._settle(flight, document)
             return
@@ -210,10 +210,9 @@ class Conclusion:
 
     # recording --------------------------------------------------------------------------
     def _success_document(
-        self, flight: Flight, outcome: Outcome, children: list[Any] | None
+        self, msg: TaskMessage, outcome: Outcome, children: list[Any] | None
     ) -> Document | None:
         """Log a success; its result document, or None when its result is not kept."""
-        msg = flight.msg
         if logger.isEnabledFor(logging.INFO):
             logger.info(
                 "Task %s[%s] succeeded in %.6fs: %s",
@@ -222,7 +221,7 @@ class Conclusion:
                 outcome.runtime,
                 safe_repr(outcome.value),
             )
-        if self.backend is None or self._ignores_result(flight, states.SUCCESS):
+        if self.backend is None or msg.ignore_result:  # (only failures may be kept regardless)
             return None
         extra = self._extended(msg)
         return msg.id, make_meta(

@@ -51,7 +51,6 @@ class Flight:
         delivery: Delivery,
         msg: TaskMessage,
         task: Task,
-        *,
         acks_late: bool,
         on_done: Callable[[Flight, bool, Any], None],
         on_begin: Callable[[str, int], None],

@@ -71,7 +71,9 @@ class TaskHandler:
         self.wake_consumer: Callable[[], None] = lambda: None
         """Called when the window has room again: the consumer may fetch more."""
         self._background: set[asyncio.Task[None]] = set()
-        self._done = self._finished  # each flight's callback, bound once
+        # Each flight's callbacks, bound once.
+        self._done = self._finished
+        self._begin = self.run.started.begin
 
     @property
     def executing(self) -> int:
@@ -101,14 +103,7 @@ class TaskHandler:
         msg, task = decoded
         logger.info("Task %s[%s] received", msg.task, msg.id)
         acks_late = task.acks_late if task.acks_late is not None else self.config.acks_late
-        flight = Flight(
-            delivery,
-            msg,
-            task,
-            acks_late=acks_late,
-            on_done=self._done,
-            on_begin=self.run.started.begin,
-        )
+        flight = Flight(delivery, msg, task, acks_late, self._done, self._begin)
         if self.checks.clear(msg, task):
             self.run.start(flight)
         else:

@@ -111,9 +111,10 @@ class Settler:
             self._progressed()
 
     async def _write(self, items: Sequence[Item]) -> None:
-        if any(document is not None for document, _, _ in items):
+        documents = [document for document, _, _ in items if document is not None]
+        if documents:
             try:
-                await self._store(items)
+                await self._store(documents, items)
             except Exception:
                 await self._after_failed_store(items)
                 raise
@@ -142,15 +143,14 @@ class Settler:
                 "ack of %d deliveries failed; they will be redelivered", len(deliveries)
             )
 
-    async def _store(self, items: Sequence[Item]) -> None:
+    async def _store(self, documents: list[Document], items: Sequence[Item]) -> None:
         backend = self.backend
         if backend is None:
             return
         if self._replies is not None:
             await self._send_replies(self._replies, items)
             return
-        # A later state of the same task replaces an earlier one.
-        latest = dict(document for document, _, _ in items if document is not None)
+        latest = dict(documents)  # a later state of the same task replaces an earlier one
         try:
             await backend.store(list(latest.items()))
         except SerializationError:
