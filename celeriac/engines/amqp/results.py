@@ -272,6 +272,10 @@ class RPCBackend:
         """Not supported by rpc:// (as in Celery)."""
         raise NotImplementedError("the rpc:// result backend cannot delete groups")
 
+    async def set_chord_size(self, group_id: str, size: int) -> None:
+        """Chords need counters, which rpc:// does not have."""
+        raise NotImplementedError(_CHORDS)
+
     async def chord_part_done(
         self, group_id: str, index: int, part: ChordPart, size: int
     ) -> list[ChordPart] | None:
