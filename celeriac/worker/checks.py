@@ -40,7 +40,9 @@ HANDED_BACK = "handed back to the broker"
 class Checks:
     """Decides whether, and when, the task of each delivery may run."""
 
-    def __init__(self, app: Any, transport: Transport, settler: Settler, config: HandlerConfig):
+    def __init__(
+        self, app: Any, transport: Transport, settler: Settler, config: HandlerConfig
+    ) -> None:
         self.app = app
         self.transport = transport
         self.settler = settler
