@@ -324,7 +324,7 @@ class Celery:
         """With rpc:// results (``url``), replies go to this client's queue, declared first."""
         if url is None or not url.startswith("rpc:"):
             return
-        oid = getattr(await self.aget_backend(), "oid", None)
+        oid = (await self.aget_backend()).reply_queue
         for req in requests:
             if oid and not req.message.reply_to:
                 req.message.reply_to = oid

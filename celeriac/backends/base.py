@@ -10,7 +10,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["BlockingWaiter", "ChordPart", "Meta", "ResultBackend", "Unavailable"]
+__all__ = [
+    "BlockingWaiter",
+    "ChordPart",
+    "Meta",
+    "ReplySender",
+    "ResultBackend",
+    "Unavailable",
+]
 
 Meta = dict[str, Any]
 """A result document, shaped as Celery writes ``celery-task-meta-<id>``."""
@@ -19,11 +26,35 @@ ChordPart = tuple[str, str, Any]
 """(task id, state, result) of one finished chord header task."""
 
 
+class ReplySender(Protocol):
+    """How a worker sends results to each task's sender instead of storing them (rpc://)."""
+
+    async def store_for(self, reply_to: str, items: Sequence[tuple[str, Meta]]) -> None:
+        """Send result documents to the client whose reply queue is ``reply_to``.
+
+        ``reply_to`` is the task message's; an empty one (a task sent without it) drops
+        the documents, as Celery does.
+        """
+
+
 @runtime_checkable
 class ResultBackend(Protocol):
     """Stores result documents; one instance per event loop. All methods are coroutines."""
 
     url: str
+
+    supports_chords: bool
+    """Whether :meth:`chord_part_done` can join chords; without it publishing a chord raises."""
+
+    @property
+    def replies(self) -> ReplySender | None:
+        """Set when results travel to each task's sender rather than being stored by task
+        id (rpc://): the worker hands them to it with the message's ``reply_to``."""
+
+    @property
+    def reply_queue(self) -> str | None:
+        """The queue this client's results come back to (rpc://): tasks it sends name it
+        as ``reply_to``. None where results are stored by task id."""
 
     async def connect(self) -> None:
         """Open connections; idempotent."""

@@ -107,7 +107,7 @@ class Dispatch:
         """Write the chord sizes, then publish all messages in one batch."""
         if self.chord_sizes:
             backend = await self.app.aget_backend()
-            if getattr(backend, "supports_chords", True) is False:
+            if not backend.supports_chords:
                 raise NotImplementedError(
                     f"chords are not supported by the {self.app.result_backend_url} result "
                     "backend; use Redis or SQLite results for chords"

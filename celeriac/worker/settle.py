@@ -5,6 +5,9 @@ crash in between runs the task again instead of losing its result. Both travel i
 batch: ``settle(result, delivery)`` queues the pair, and a flush stores every result of
 the batch (one backend call) before it acks every delivery (one transport call). A
 batch whose results could not be stored gives its deliveries back to the queue.
+
+When results travel to each task's sender (rpc://, ``ResultBackend.replies``), a document
+is queued with the ``reply_to`` of its task's message and sent there.
 """
 
 from __future__ import annotations
@@ -14,13 +17,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from celeriac import states
-from celeriac.backends import Meta, ResultBackend
+from celeriac.backends.base import Meta, ReplySender, ResultBackend
 from celeriac.exceptions import SerializationError
 from celeriac.protocol.results import make_meta
 from celeriac.transport import Delivery, Transport
 from celeriac.worker.batcher import Batcher
 
-__all__ = ["LINGER", "Settler"]
+__all__ = ["LINGER", "Document", "Settler"]
 
 logger = logging.getLogger("celeriac.worker")
 
@@ -28,15 +31,17 @@ LINGER = 0.0005
 """Seconds a flush waits for more items while other tasks are still running."""
 
 Document = tuple[str, Meta]
-Item = tuple[Document | None, Delivery | None]
+"""(task id, result document)."""
+Item = tuple[Document | None, Delivery | None, str | None]
+"""A document and/or a delivery to ack once it is stored, and the ``reply_to`` of the
+document's task (rpc://; None when it was sent without one)."""
 
 
 class Settler:
     """The worker's one batch of result documents and acks (see the module docstring).
 
     ``busy()`` says whether tasks are running: only then does a flush linger, since
-    more items are on their way; an idle worker's result goes out at once. Results of
-    tasks with a ``reply_to`` in ``reply_to`` go to that queue when the backend is rpc://.
+    more items are on their way; an idle worker's result goes out at once.
     ``progressed()`` is called when a batch leaves the queue and again once it is written
     (the consumer may be waiting for the queue of writes to shrink).
     """
@@ -47,32 +52,32 @@ class Settler:
         backend: ResultBackend | None,
         *,
         busy: Callable[[], bool],
-        reply_to: dict[str, str],
         progressed: Callable[[], None] = lambda: None,
     ) -> None:
         self.transport = transport
         self.backend = backend
         self._busy = busy
         self._progressed = progressed
-        self._reply_to = reply_to
-        self._store_for = getattr(backend, "store_for", None)
+        self._replies = backend.replies if backend is not None else None
         self.batch: Batcher[Item] = Batcher(self._flush, linger=self._linger)
 
-    def settle(self, document: Document | None, delivery: Delivery | None) -> None:
+    def settle(
+        self, document: Document | None, delivery: Delivery | None, reply_to: str | None = None
+    ) -> None:
         """Queue a result and/or an ack (the ack is written after the result)."""
-        self.batch.add((document, delivery))
+        self.batch.add((document, delivery, reply_to))
 
-    def state(self, task_id: str, meta: Meta) -> None:
+    def state(self, task_id: str, meta: Meta, reply_to: str | None = None) -> None:
         """Queue a state document with no ack (STARTED, a task's own ``update_state``)."""
-        self.batch.add(((task_id, meta), None))
+        self.batch.add(((task_id, meta), None, reply_to))
 
     def ack(self, delivery: Delivery) -> None:
         """Queue an ack with no result."""
-        self.batch.add((None, delivery))
+        self.batch.add((None, delivery, None))
 
-    async def store(self, task_id: str, meta: Meta) -> None:
+    async def store(self, task_id: str, meta: Meta, reply_to: str | None = None) -> None:
         """Queue a document and wait until it is written (raises what the write raised)."""
-        await self.batch.put(((task_id, meta), None))
+        await self.batch.put(((task_id, meta), None, reply_to))
 
     @property
     def queued(self) -> int:
@@ -89,7 +94,7 @@ class Settler:
         # make the task's final result queue behind it.
         if not self._busy():
             return 0.0
-        for document, delivery in items:
+        for document, delivery, _ in items:
             if delivery is not None or (
                 document is not None and document[1]["status"] in states.READY_STATES
             ):
@@ -106,21 +111,21 @@ class Settler:
             self._progressed()
 
     async def _write(self, items: Sequence[Item]) -> None:
-        documents = [document for document, _ in items if document is not None]
+        documents = [document for document, _, _ in items if document is not None]
         if documents:
             try:
-                await self._store(documents)
+                await self._store(documents, items)
             except Exception:
                 await self._after_failed_store(items)
                 raise
-        deliveries = [delivery for _, delivery in items if delivery is not None]
+        deliveries = [delivery for _, delivery, _ in items if delivery is not None]
         if deliveries:
             await self._ack(deliveries)
 
     async def _after_failed_store(self, items: Sequence[Item]) -> None:
         """Results not stored: their deliveries go back to the queue, the others are acked."""
-        stranded = [d for doc, d in items if doc is not None and d is not None]
-        plain = [d for doc, d in items if doc is None and d is not None]
+        stranded = [d for doc, d, _ in items if doc is not None and d is not None]
+        plain = [d for doc, d, _ in items if doc is None and d is not None]
         if stranded:
             logger.error("storing results failed; requeueing %d deliveries", len(stranded))
             try:
@@ -138,23 +143,28 @@ class Settler:
                 "ack of %d deliveries failed; they will be redelivered", len(deliveries)
             )
 
-    async def _store(self, documents: Sequence[Document]) -> None:
+    async def _store(self, documents: list[Document], items: Sequence[Item]) -> None:
         backend = self.backend
         if backend is None:
             return
-        latest = dict(documents)  # a later state of the same task replaces an earlier one
-        if self._store_for is not None:
-            # rpc:// results go to each task's own reply queue.
-            by_reply: dict[str, list[Document]] = {}
-            for task_id, meta in latest.items():
-                by_reply.setdefault(self._reply_to.get(task_id, ""), []).append((task_id, meta))
-            for reply_to, part in by_reply.items():
-                await self._store_for(reply_to, part)
+        if self._replies is not None:
+            await self._send_replies(self._replies, items)
             return
+        latest = dict(documents)  # a later state of the same task replaces an earlier one
         try:
             await backend.store(list(latest.items()))
         except SerializationError:
             await self._store_one_by_one(backend, list(latest.items()))
+
+    async def _send_replies(self, replies: ReplySender, items: Sequence[Item]) -> None:
+        """rpc:// results go to each task's own reply queue."""
+        by_reply: dict[str, dict[str, Meta]] = {}
+        for document, _, reply_to in items:
+            if document is not None:
+                task_id, meta = document
+                by_reply.setdefault(reply_to or "", {})[task_id] = meta
+        for reply_to, latest in by_reply.items():
+            await replies.store_for(reply_to, list(latest.items()))
 
     async def _store_one_by_one(self, backend: ResultBackend, items: list[Document]) -> None:
         """Store documents singly; one that cannot be serialized becomes a FAILURE."""

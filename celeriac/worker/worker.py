@@ -22,14 +22,14 @@ from celeriac.backends import ResultBackend
 from celeriac.beat.scheduler import run_embedded_beat, stop_embedded_beat
 from celeriac.conf.defaults import default_concurrency
 from celeriac.context import Context, set_state_sink
-from celeriac.protocol.serializers import get_serializer
 from celeriac.trace import arun_task
 from celeriac.transport import QueueSpec, Transport
 from celeriac.worker import child
 from celeriac.worker.executors import POOL_NAMES, create_executor
 from celeriac.worker.executors.base import Executor
 from celeriac.worker.executors.inloop import InLoopExecutor
-from celeriac.worker.handler import HandlerConfig, TaskHandler
+from celeriac.worker.flight import HandlerConfig
+from celeriac.worker.handler import TaskHandler
 
 __all__ = ["Worker", "WorkerOptions"]
 
@@ -220,9 +220,8 @@ class Worker:
             rate_limits=not conf["worker_disable_rate_limits"],
             default_rate_limit=conf["task_default_rate_limit"],
         )
-        serializer = get_serializer(conf["result_serializer"])
         self.handler = TaskHandler(
-            self.app, self.transport, self.backend, sync_pool, async_pool, config, serializer
+            self.app, self.transport, self.backend, sync_pool, async_pool, config
         )
         self.handler.wake_consumer = self._room.set
         set_state_sink(self.handler.sink_from_any_thread())
@@ -366,7 +365,7 @@ class Worker:
             await self._wait_for_inflight_or_cold()
         is_cold = self._cold_requested.is_set()
         if self.handler is not None:
-            self.handler.cold_shutdown = is_cold
+            self.handler.conclusion.cold_shutdown = is_cold
         await sync_pool.stop(wait=not is_cold)
         await async_pool.stop(wait=not is_cold)
         if self.handler is not None:

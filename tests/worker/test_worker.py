@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import logging
 import time
 import uuid
 from typing import Any
@@ -247,6 +248,22 @@ async def test_warm_shutdown_finishes_running_tasks(app: Celery, start_worker: S
     result = await apps.sleep.adelay(1.0)
     await asyncio.sleep(0.4)
     worker.stop()
+    assert await result.aget(timeout=10) == 1.0
+
+
+async def test_state_dump_logs_the_counters_of_the_window(
+    app: Celery, start_worker: StartWorker, caplog: pytest.LogCaptureFixture
+) -> None:
+    # What SIGUSR1 logs: one running task is held and executing, and nothing is settling.
+    worker = await start_worker()
+    result = await apps.sleep.adelay(1.0)
+    deadline = time.monotonic() + 5
+    while worker.handler is None or worker.handler.executing != 1:
+        assert time.monotonic() < deadline, "the task never started"
+        await asyncio.sleep(0.01)
+    with caplog.at_level(logging.WARNING, logger="celeriac.worker"):
+        worker._log_state()
+    assert "held 1, executing 1, settling 0, writes queued" in caplog.text
     assert await result.aget(timeout=10) == 1.0
 
 

@@ -111,6 +111,16 @@ class RPCBackend:
     def __repr__(self) -> str:
         return f"<RPCBackend oid={self.oid}>"
 
+    @property
+    def replies(self) -> RPCBackend:
+        """Results travel to each task's sender: :meth:`store_for` sends them."""
+        return self
+
+    @property
+    def reply_queue(self) -> str:
+        """This client's reply queue, ``oid``."""
+        return self.oid
+
     # connection ---------------------------------------------------------------------------
     async def connect(self) -> None:
         """Connect, declare and consume the reply queue; idempotent."""
@@ -250,6 +260,10 @@ class RPCBackend:
     async def forget_group(self, group_id: str) -> None:
         """Not supported by rpc:// (as in Celery)."""
         raise NotImplementedError("the rpc:// result backend cannot delete groups")
+
+    async def set_chord_size(self, group_id: str, size: int) -> None:
+        """Chords need counters, which rpc:// does not have."""
+        raise NotImplementedError(_CHORDS)
 
     async def chord_part_done(
         self, group_id: str, index: int, part: ChordPart, size: int

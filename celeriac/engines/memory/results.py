@@ -85,6 +85,10 @@ class MemoryBackend:
     ``cleanup()``. ``options`` is accepted for symmetry and ignored.
     """
 
+    supports_chords = True
+    replies = None  # results are stored by task id
+    reply_queue = None
+
     def __init__(
         self,
         url: str,

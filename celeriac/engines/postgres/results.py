@@ -188,6 +188,10 @@ class SQLBackend:
     until forgotten. Expiry times come from this host's clock, as with SQLite.
     """
 
+    supports_chords = True
+    replies = None  # results are stored by task id
+    reply_queue = None
+
     def __init__(
         self,
         url: str,

@@ -100,6 +100,10 @@ return parts
 class RedisBackend:
     """A ResultBackend on Redis, readable and writable by Celery peers."""
 
+    supports_chords = True
+    replies = None  # results are stored by task id
+    reply_queue = None
+
     def __init__(
         self,
         url: str,

@@ -115,6 +115,10 @@ class SQLiteBackend:
     Unknown options are ignored, so shared transport options can be passed through.
     """
 
+    supports_chords = True
+    replies = None  # results are stored by task id
+    reply_queue = None
+
     def __init__(
         self,
         url: str,

@@ -1,0 +1,112 @@
+"""The checks a delivery passes before its task runs, in this order.
+
+1. Its message decodes, in an accepted content type; else it goes to the dead letters.
+2. Its task is registered in this worker; else it goes to the dead letters.
+3. It is neither revoked nor expired; else it is discarded (the conclusion records REVOKED).
+4. Its ETA has come. A near one is waited for here; a far one (beyond
+   ``worker_eta_hold_seconds``, e.g. put straight on the queue by a Celery client) is handed
+   back to the broker, which keeps it until it is nearly due: worker memory stays bounded.
+5. Its task's rate limit lets it start (it waits holding no pool slot).
+
+The common case passes 3 to 5 at once, and :meth:`Checks.clear` says so synchronously:
+only a delivery that must wait or be skipped goes through the awaited :meth:`Checks.wait`,
+so a task that is due now costs no coroutine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from celeriac.exceptions import MessageError
+from celeriac.protocol.message import TaskMessage, decode_task
+from celeriac.task import Task
+from celeriac.transport import Delivery, Outgoing, Transport
+from celeriac.worker.flight import Flight, HandlerConfig
+from celeriac.worker.rate_limit import RateLimiter
+from celeriac.worker.settle import Settler
+
+__all__ = ["EXPIRED", "HANDED_BACK", "REVOKED", "Checks"]
+
+logger = logging.getLogger("celeriac.worker")
+
+REVOKED = "revoked"
+EXPIRED = "expired"
+HANDED_BACK = "handed back to the broker"
+
+
+class Checks:
+    """Decides whether, and when, the task of each delivery may run."""
+
+    def __init__(
+        self, app: Any, transport: Transport, settler: Settler, config: HandlerConfig
+    ) -> None:
+        self.app = app
+        self.transport = transport
+        self.settler = settler
+        self.config = config
+        self.rate_limiter = RateLimiter()
+
+    def decode(self, delivery: Delivery) -> tuple[TaskMessage, Task] | str:
+        """The delivery's message and task (checks 1 and 2), or why it is dead-lettered."""
+        try:
+            msg = decode_task(delivery.envelope, self.config.accept)
+        except MessageError as exc:
+            return f"undecodable message: {exc}"
+        task = self.app.tasks.get(msg.task)
+        if task is None:
+            return f"unregistered task {msg.task!r} (id {msg.id})"
+        return msg, task
+
+    async def dead_letter(self, delivery: Delivery, reason: str) -> None:
+        """Set a delivery that failed check 1 or 2 aside, with the reason."""
+        logger.error("Rejecting message %s to the dead-letter store: %s", delivery.tag, reason)
+        await self.transport.dead_letter(delivery, reason)
+
+    def clear(self, msg: TaskMessage, task: Task) -> bool:
+        """Whether checks 3 to 5 pass right now with nothing to wait for (the common case)."""
+        config = self.config
+        if msg.id in config.revoked:
+            return False
+        if msg.eta is not None or msg.expires is not None:
+            now = time.time()
+            if msg.eta is not None and msg.eta.timestamp() > now:
+                return False
+            if msg.expires is not None and msg.expires.timestamp() <= now:
+                return False
+        return not (config.rate_limits and (task.rate_limit or config.default_rate_limit))
+
+    async def wait(self, flight: Flight) -> str | None:
+        """Wait through checks 3 to 5: None when the task may start now, else why it may not:
+        :data:`REVOKED` or :data:`EXPIRED` (to be discarded), or :data:`HANDED_BACK` (the
+        broker has it again and this delivery is acked)."""
+        msg, task = flight.msg, flight.task
+        reason = self.unwanted(msg)
+        if reason is None and msg.eta is not None:
+            delay = msg.eta.timestamp() - time.time()
+            if delay > self.config.eta_hold_seconds:
+                await self._hand_back(flight.delivery, msg.eta.timestamp())
+                return HANDED_BACK
+            if delay > 0:
+                await asyncio.sleep(delay)
+                reason = self.unwanted(msg)  # it may have been revoked or expired meanwhile
+        if reason is None and self.config.rate_limits:
+            rate = task.rate_limit or self.config.default_rate_limit
+            await self.rate_limiter.acquire(task.name, rate)
+        return reason
+
+    def unwanted(self, msg: TaskMessage) -> str | None:
+        """:data:`REVOKED` or :data:`EXPIRED` when the task must not run (check 3), else None."""
+        if msg.id in self.config.revoked:
+            return REVOKED
+        if msg.expires is not None and msg.expires.timestamp() <= time.time():
+            return EXPIRED
+        return None
+
+    async def _hand_back(self, delivery: Delivery, eta: float) -> None:
+        """Publish the message again for the broker to hold until ``eta``; ack this copy."""
+        outgoing = Outgoing(delivery.envelope, delivery.exchange, delivery.routing_key, eta)
+        await self.transport.publish([outgoing])
+        self.settler.ack(delivery)
