@@ -4,23 +4,18 @@ from __future__ import annotations
 
 import base64
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from celeriac.protocol import kombu
 from celeriac.protocol.envelope import Envelope
-
-VECTORS = Path(__file__).resolve().parents[3] / "shared" / "celery-protocol" / "vectors"
+from tests.vectors import load_vector
 
 
 def _pushes(name: str) -> list[tuple[str, str]]:
     """(list key, stored text) of every LPUSH in a capture."""
-    path = VECTORS / name
-    if not path.exists():
-        pytest.skip(f"vector {name} not available")
-    commands = json.loads(path.read_text())["redis_commands"]
+    commands = load_vector(name)["redis_commands"]
     return [(c["cmd"][1], c["cmd"][2]) for c in commands if c["cmd"][0] == "LPUSH"]
 
 
