@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck unit install bench
+.PHONY: demo test test-fast lint typecheck unit install bench
 
 $(BIN)/celeriac: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -12,7 +12,7 @@ $(BIN)/celeriac: pyproject.toml
 	touch $@
 
 $(VENV)/.dev: $(BIN)/celeriac
-	$(BIN)/pip install -q 'pytest>=8' 'pytest-asyncio>=0.23' 'pytest-timeout>=2.3' 'celery[redis]>=5.5' 'ruff>=0.6' 'mypy>=1.11' types-redis
+	$(BIN)/pip install -q 'pytest>=8' 'pytest-asyncio>=0.23' 'pytest-timeout>=2.3' 'celery[redis]>=5.5' 'coverage>=7.10' 'ruff>=0.6' 'mypy>=1.11' types-redis
 	touch $@
 
 install: $(VENV)/.dev
@@ -29,7 +29,17 @@ typecheck: $(VENV)/.dev
 unit: $(VENV)/.dev
 	$(BIN)/pytest -q tests/unit
 
+# The whole suite under coverage (every process it starts, see [tool.coverage] in
+# pyproject.toml) but the few tests that cannot run traced (tests/conftest.py), then those
+# without it, then the line and branch coverage of the package; fails if any test failed.
 test: lint typecheck
+	$(BIN)/coverage erase
+	$(BIN)/coverage run -m pytest -q -m 'not untraced'; status=$$?; \
+	$(BIN)/pytest -q -m untraced || status=1; \
+	$(BIN)/coverage combine -q && $(BIN)/coverage report; exit $$status
+
+# The same suite without coverage (faster; what a quick local check needs).
+test-fast: lint typecheck
 	$(BIN)/pytest -q
 
 bench: $(VENV)/.dev

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import os
 import socket
 import uuid
 from dataclasses import dataclass
@@ -29,7 +30,8 @@ __all__ = [
 ]
 
 REDIS_HOST = "127.0.0.1"
-REDIS_PORT = 6379
+# BENCH_REDIS_PORT: another local server, e.g. the throwaway one of the tests' smoke run.
+REDIS_PORT = int(os.environ.get("BENCH_REDIS_PORT") or 6379)
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672//"
 _AIO_PIKA_URL = "amqp://guest:guest@127.0.0.1:5672/"
 

@@ -1,25 +1,24 @@
 """PostgreSQL test helpers: the server URL, a reachability check and a throwaway schema.
 
 Tests point the SQL backend and beat store at a fresh schema (``celeriac_test_<hex>``)
-and drop it with everything in it afterwards. Without a server they are skipped,
-except under CI=true, where they fail.
+and drop it with everything in it afterwards. The server is ``CELERIAC_TEST_POSTGRES_URL``
+(see ``tests/services.py``, which also says what happens when it is unreachable).
 """
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import psycopg
-import pytest
 from psycopg import sql
 
-__all__ = ["PG_URL", "fresh_schema", "postgres_or_skip", "schema_url"]
+from tests.services import POSTGRES_URL as PG_URL
+from tests.services import unavailable
 
-PG_URL = os.environ.get("CELERIAC_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+__all__ = ["PG_URL", "fresh_schema", "postgres_or_skip", "schema_url"]
 
 
 async def postgres_or_skip() -> psycopg.AsyncConnection[tuple[Any, ...]]:
@@ -27,9 +26,7 @@ async def postgres_or_skip() -> psycopg.AsyncConnection[tuple[Any, ...]]:
     try:
         return await psycopg.AsyncConnection.connect(PG_URL, autocommit=True, connect_timeout=5)
     except (OSError, psycopg.OperationalError) as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL at {PG_URL} is unreachable: {exc}")
-        pytest.skip(f"PostgreSQL at {PG_URL} is unreachable: {exc}")
+        unavailable(f"PostgreSQL at {PG_URL} is unreachable: {exc}")
 
 
 @asynccontextmanager

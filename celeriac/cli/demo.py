@@ -123,13 +123,19 @@ def _scenarios() -> list[tuple[str, Callable[[], Any], Callable[[Any], bool]]]:
     "--broker", "demo_broker", help="Run on this broker instead, e.g. redis://localhost/5."
 )
 @click.option(
+    "--key-prefix",
+    help="Put every Redis key under this prefix (global_keyprefix), to share a server.",
+)
+@click.option(
     "--keep", is_flag=True, help="Keep the temporary directory (broker file, worker log)."
 )
-def demo(demo_broker: str | None, keep: bool) -> None:
+def demo(demo_broker: str | None, key_prefix: str | None, keep: bool) -> None:
     """Run the seed tutorials' scenarios (on the embedded SQLite store) and print the results."""
     workdir = Path(tempfile.mkdtemp(prefix="celeriac-demo-"))
     broker = demo_broker or f"sqlite:///{workdir / 'demo.sqlite'}"
     os.environ["CELERIAC_BROKER_URL"] = broker
+    if key_prefix:  # read by celeriac.demo.tasks, here and in the worker process
+        os.environ["CELERIAC_DEMO_KEY_PREFIX"] = key_prefix
     where = "embedded SQLite, no server" if demo_broker is None else "as given"
     click.echo(f"broker: {broker}  ({where})")
     worker = _start_worker(broker, workdir)

@@ -1,12 +1,14 @@
 """Seed tutorial tasks, as users write them with Celery (only the import differs).
 
 The broker is whatever ``CELERIAC_BROKER_URL`` says; with nothing set it is the
-embedded SQLite file in the current directory.
+embedded SQLite file in the current directory. ``CELERIAC_DEMO_KEY_PREFIX`` (set by
+``celeriac demo --key-prefix``) puts every Redis key under that prefix.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 
 from celeriac import Celery
@@ -25,6 +27,9 @@ __all__ = [
 ]
 
 app = Celery("tasks")
+if os.environ.get("CELERIAC_DEMO_KEY_PREFIX"):  # a shared Redis server: keep to our own keys
+    _keys = {"global_keyprefix": os.environ["CELERIAC_DEMO_KEY_PREFIX"]}
+    app.conf.update(broker_transport_options=_keys, result_backend_transport_options=_keys)
 
 
 @app.task

@@ -1,6 +1,6 @@
 """RedisBackend: the backend contract plus Celery's key layout and bad-data handling.
 
-Needs the Redis server at 127.0.0.1:6379 (skipped when unreachable, failing when CI=true).
+Needs the Redis server of ``CELERIAC_TEST_REDIS_URL`` (see ``tests/services.py``).
 Every test uses its own ``global_keyprefix`` and deletes its keys afterwards.
 """
 

@@ -1,6 +1,6 @@
 """SQLBackend on PostgreSQL: the backend contract plus tables, NOTIFY, polling and races.
 
-Needs the server at 127.0.0.1:5432 (skipped when unreachable, failing when CI=true).
+Needs the PostgreSQL server of ``CELERIAC_TEST_POSTGRES_URL`` (see ``tests/services.py``).
 Every test works in its own schema, dropped afterwards.
 """
 

@@ -1,17 +1,13 @@
 """AMQPTransport: the transport contract plus what only RabbitMQ does.
 
-Needs RabbitMQ at 127.0.0.1:5672 (guest/guest) and ``rabbitmqctl`` (skipped when either is
-missing, failing when CI=true). The session gets its own vhost ``celeriac-test-<uuid>``, deleted
+Needs the RabbitMQ server of ``CELERIAC_TEST_AMQP_URL`` and ``rabbitmqctl`` (see
+``tests/services.py``). The session gets its own vhost ``celeriac-test-<uuid>``, deleted
 at the end; every test also has its own dead-letter and revoke queues.
 """
 
 from __future__ import annotations
 
 import itertools
-import os
-import shutil
-import socket
-import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -35,59 +31,22 @@ from celeriac.testing.contract.transport import (
 )
 from celeriac.transport import transport_from_url
 from celeriac.transport.base import Outgoing, QueueSpec, Transport
+from tests import services
 
 pytestmark = pytest.mark.amqp
-
-AMQP_HOST = os.environ.get("CELERIAC_TEST_AMQP_HOST", "127.0.0.1")
-AMQP_PORT = int(os.environ.get("CELERIAC_TEST_AMQP_PORT", "5672"))
-
-
-def unavailable(reason: str) -> None:
-    """Skip (fail under CI=true) because RabbitMQ cannot be used."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(reason)
-    pytest.skip(reason)
-
-
-def rabbitmqctl(*args: str) -> str:
-    """Run rabbitmqctl; raise CalledProcessError on failure."""
-    done = subprocess.run(
-        ["rabbitmqctl", *args], capture_output=True, text=True, timeout=60, check=True
-    )
-    return done.stdout
 
 
 @pytest.fixture(scope="session")
 def amqp_vhost() -> Iterator[str]:
-    """A vhost of our own for the whole session (deleted afterwards).
-
-    ``CELERIAC_TEST_AMQP_VHOST`` names an existing, disposable vhost to use instead (for a
-    broker without a local ``rabbitmqctl``; the tests that need it then fail).
-    """
-    try:
-        socket.create_connection((AMQP_HOST, AMQP_PORT), timeout=2).close()
-    except OSError as exc:
-        unavailable(f"RabbitMQ at {AMQP_HOST}:{AMQP_PORT} is unreachable: {exc}")
-    given = os.environ.get("CELERIAC_TEST_AMQP_VHOST")
-    if given:
-        yield given
-        return
-    if shutil.which("rabbitmqctl") is None:
-        unavailable("rabbitmqctl is not installed (needed to create a test vhost)")
-    vhost = f"celeriac-test-{uuid.uuid4().hex[:12]}"
-    try:
-        rabbitmqctl("add_vhost", vhost)
-        rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-    except subprocess.CalledProcessError as exc:
-        unavailable(f"cannot create a RabbitMQ vhost: {exc.stderr}")
-    yield vhost
-    subprocess.run(["rabbitmqctl", "delete_vhost", vhost], capture_output=True, timeout=60)
+    """A vhost of our own on the test server for the whole session (deleted afterwards)."""
+    with services.amqp_vhost() as vhost:
+        yield vhost
 
 
 @pytest.fixture(scope="session")
 def amqp_url(amqp_vhost: str) -> str:
     """The broker URL of the test vhost."""
-    return f"amqp://guest:guest@{AMQP_HOST}:{AMQP_PORT}/{amqp_vhost}"
+    return services.amqp_vhost_url(amqp_vhost)
 
 
 @pytest.fixture

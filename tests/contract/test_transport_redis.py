@@ -1,6 +1,6 @@
 """RedisTransport: the transport contract plus what only the Redis layout does.
 
-Needs the Redis server at 127.0.0.1:6379 (skipped when unreachable, failing when CI=true).
+Needs the Redis server of ``CELERIAC_TEST_REDIS_URL`` (see ``tests/services.py``).
 Every test uses its own ``global_keyprefix`` and deletes its keys afterwards.
 """
 
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -22,10 +21,11 @@ from celeriac.protocol import kombu
 from celeriac.protocol.envelope import Envelope
 from celeriac.testing.contract.transport import MakeTransport, TransportContract, out, qname
 from celeriac.transport.base import Outgoing, QueueSpec, Transport
+from tests.services import REDIS_URL, unavailable
+from tests.vectors import load_vector
 
 pytestmark = pytest.mark.redis
 
-REDIS_URL = os.environ.get("CELERIAC_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 WAIT = 10.0
 
 
@@ -36,9 +36,7 @@ async def redis_or_skip() -> aioredis.Redis:
         await client.ping()
     except (OSError, aioredis.ConnectionError) as exc:
         await client.aclose()
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"Redis at {REDIS_URL} is unreachable: {exc}")
-        pytest.skip(f"Redis at {REDIS_URL} is unreachable: {exc}")
+        unavailable(f"Redis at {REDIS_URL} is unreachable: {exc}")
     return client
 
 
@@ -316,13 +314,7 @@ async def test_many_delayed_messages_move_once_and_not_early(make_redis: MakeTra
 
 def _captured_lpush() -> bytes:
     """The envelope Celery 5.7 LPUSHed in the redis-plain capture."""
-    path = "/work/shared/celery-protocol/vectors/redis-plain.json"
-    try:
-        with open(path) as f:
-            commands = json.load(f)["redis_commands"]
-    except OSError:
-        pytest.skip("protocol vectors not available")
-    for command in commands:
+    for command in load_vector("redis-plain.json")["redis_commands"]:
         if command["cmd"][0] == "LPUSH":
             return str(command["cmd"][2]).encode()
     raise AssertionError("no LPUSH in the capture")

@@ -6,6 +6,8 @@ import time
 from celeriac import Celery, Exchange, Queue
 
 app = Celery("tasks", broker=os.environ.get("SEED_BROKER"), backend=os.environ.get("SEED_BACKEND"))
+# The tests' Redis results stay under a key prefix of their own (a shared server).
+app.conf.result_backend_transport_options = {"global_keyprefix": os.environ.get("SEED_PREFIX", "")}
 
 # seed 002: two exchanges, two queues
 default_exchange = Exchange("default", type="direct")

@@ -16,7 +16,7 @@ from celeriac.engines.amqp.broker import AMQPTransport
 from celeriac.testing.contract.transport import WAIT, MakeTransport, bodies, out, qname
 from celeriac.transport.base import QueueSpec
 from tests.contract import test_transport_amqp as amqp_fixtures
-from tests.contract.test_transport_amqp import rabbitmqctl
+from tests.services import rabbitmqctl
 
 pytestmark = pytest.mark.amqp
 

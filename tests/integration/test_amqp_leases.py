@@ -23,7 +23,7 @@ import pytest
 from celeriac.engines.amqp.broker import AMQPTransport
 from celeriac.testing.contract.transport import WAIT, MakeTransport, bodies, out, qname
 from tests.contract import test_transport_amqp as amqp_fixtures
-from tests.contract.test_transport_amqp import rabbitmqctl
+from tests.services import rabbitmqctl
 
 pytestmark = [pytest.mark.amqp, pytest.mark.slow]
 

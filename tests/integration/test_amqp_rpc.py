@@ -14,7 +14,7 @@ from celeriac.exceptions import ImproperlyConfigured
 from celeriac.protocol.results import make_meta
 from celeriac.protocol.serializers import JSON
 from tests.contract import test_transport_amqp as amqp_fixtures
-from tests.contract.test_transport_amqp import rabbitmqctl
+from tests.services import rabbitmqctl
 
 pytestmark = pytest.mark.amqp
 

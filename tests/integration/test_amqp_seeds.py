@@ -19,6 +19,7 @@ from celeriac.protocol.envelope import Envelope
 from celeriac.transport import Outgoing
 from tests.contract import test_transport_amqp as amqp_fixtures
 from tests.integration import amqp_seed_app
+from tests.services import REDIS_URL, delete_prefixed, key_prefix, redis_client
 
 pytestmark = pytest.mark.amqp
 amqp_vhost = amqp_fixtures.amqp_vhost
@@ -31,16 +32,23 @@ StartWorker = Callable[..., subprocess.Popen[bytes]]
 @pytest.fixture(params=["amqp+rpc", "amqp+redis", "sqlite"])
 def seed_env(
     request: pytest.FixtureRequest, amqp_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> dict[str, str]:
-    """RabbitMQ with rpc:// or Redis results, or the embedded store (routing works there too)."""
+) -> Iterator[dict[str, str]]:
+    """RabbitMQ with rpc:// or Redis results (under a key prefix of this test, deleted
+    afterwards), or the embedded store (routing works there too)."""
+    client = redis_client() if request.param == "amqp+redis" else None
+    prefix = key_prefix("seed")
     if request.param == "sqlite":
         broker = backend = f"sqlite:///{tmp_path / 'seed.sqlite'}"
     else:
         broker = amqp_url
-        backend = "rpc://" if request.param == "amqp+rpc" else "redis://127.0.0.1:6379/13"
-    monkeypatch.setenv("SEED_BROKER", broker)
-    monkeypatch.setenv("SEED_BACKEND", backend)
-    return {"SEED_BROKER": broker, "SEED_BACKEND": backend}
+        backend = REDIS_URL if client else "rpc://"
+    env = {"SEED_BROKER": broker, "SEED_BACKEND": backend, "SEED_PREFIX": prefix}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    yield env
+    if client:
+        delete_prefixed(client, prefix)
+        client.close()
 
 
 @pytest.fixture
@@ -84,6 +92,9 @@ def start_worker(seed_env: dict[str, str], tmp_path: Path) -> Iterator[StartWork
 def seed_app(seed_env: dict[str, str]) -> Iterator[object]:
     amqp_seed_app.app.conf.broker_url = seed_env["SEED_BROKER"]
     amqp_seed_app.app.conf.result_backend = seed_env["SEED_BACKEND"]
+    amqp_seed_app.app.conf.result_backend_transport_options = {
+        "global_keyprefix": seed_env["SEED_PREFIX"]
+    }
     amqp_seed_app.app._router = None
     yield amqp_seed_app
     amqp_seed_app.app.close()

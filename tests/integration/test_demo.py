@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
-import pytest
-import redis
-
-DEMO_DB = int(os.environ.get("CELERIAC_TEST_DEMO_DB", "14"))
+from tests.services import REDIS_URL, delete_prefixed, key_prefix, redis_client
 
 
 def run_demo(*args: str) -> str:
@@ -31,16 +27,12 @@ def test_demo_on_the_embedded_store() -> None:
 
 
 def test_demo_on_redis() -> None:
-    client = redis.Redis(host="127.0.0.1", port=6379, db=DEMO_DB)
+    client = redis_client()
+    prefix = key_prefix("demo")
     try:
-        client.ping()
-    except redis.RedisError:
-        if os.environ.get("CI") == "true":
-            pytest.fail("Redis at 127.0.0.1:6379 is required when CI=true")
-        pytest.skip("Redis at 127.0.0.1:6379 is not reachable")
-    client.flushdb()
-    try:
-        out = run_demo("--broker", f"redis://127.0.0.1:6379/{DEMO_DB}")
+        out = run_demo("--broker", REDIS_URL, "--key-prefix", prefix)
     finally:
-        client.flushdb()
+        left = delete_prefixed(client, prefix)
+        client.close()
     assert out.count("[ok ]") == 10 and "all scenarios passed" in out
+    assert left > 0  # the demo's keys were under its prefix

@@ -8,44 +8,32 @@ through the asyncio transport.
 from __future__ import annotations
 
 import asyncio
-import os
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import redis
 
 from celeriac import Celery
 from celeriac.engines.redis.broker import RedisTransport
 from celeriac.routing import Exchange, Queue, queue_spec
+from tests.services import REDIS_URL, delete_prefixed, key_prefix, redis_client
 
 pytestmark = pytest.mark.redis
-
-DB = 14
 
 
 @pytest.fixture
 def prefix() -> Iterator[str]:
-    try:
-        client = redis.Redis(host="127.0.0.1", port=6379, db=DB, socket_timeout=2)
-        client.ping()
-    except redis.RedisError:
-        if os.environ.get("CI") == "true":
-            pytest.fail("Redis at 127.0.0.1:6379 is required when CI=true")
-        pytest.skip("Redis at 127.0.0.1:6379 is not reachable")
-    prefix = f"bp-{uuid.uuid4().hex[:10]}:"
+    client = redis_client()
+    prefix = key_prefix("bp")
     yield prefix
-    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-    if keys:
-        client.delete(*keys)
+    delete_prefixed(client, prefix)
+    client.close()
 
 
 def make_app(prefix: str) -> Celery:
-    url = f"redis://127.0.0.1:6379/{DB}"
     app = Celery(
         "bp",
-        broker=url,
+        broker=REDIS_URL,
         broker_transport_options={"global_keyprefix": prefix, "poll_interval": 0.05},
         set_as_current=False,
     )

@@ -1,6 +1,6 @@
 """Redis transport and backend against the real celery/kombu packages as peers.
 
-Uses the shared Redis at 127.0.0.1:6379 with a unique ``global_keyprefix`` (which Celery and
+Uses the test Redis server with a unique ``global_keyprefix`` (which Celery and
 kombu honour too), so nothing here touches other users' keys.
 """
 

@@ -7,7 +7,6 @@ shared server), so they can kill and restart them.
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import socket
 import ssl
@@ -27,6 +26,7 @@ from celeriac.exceptions import ImproperlyConfigured
 from celeriac.protocol.envelope import Envelope
 from celeriac.protocol.serializers import JSON
 from celeriac.transport.base import Delivery, Outgoing
+from tests.services import unavailable
 
 pytestmark = pytest.mark.redis
 
@@ -44,9 +44,7 @@ class RedisServer:
 
     def __init__(self, workdir: Path, *extra: str, port: int | None = None) -> None:
         if REDIS_SERVER is None:
-            if os.environ.get("CI") == "true":
-                pytest.fail("redis-server is not installed")
-            pytest.skip("redis-server is not installed")
+            unavailable("redis-server is not installed")
         self.port = port if port is not None else free_port()
         self.workdir = workdir
         self.extra = extra
@@ -254,7 +252,7 @@ def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
 
 async def test_rediss_tls(tmp_path: Path) -> None:
     if shutil.which("openssl") is None:
-        pytest.skip("openssl not installed")
+        unavailable("openssl is not installed")
     cert, key = _self_signed(tmp_path)
     tls_port = free_port()
     srv = RedisServer(

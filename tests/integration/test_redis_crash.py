@@ -1,6 +1,6 @@
 """A consumer process killed with SIGKILL while holding a delivery: the message comes back.
 
-Uses the shared Redis at 127.0.0.1:6379 with a unique key prefix.
+Uses the test Redis server (``tests/services.py``) with a unique key prefix.
 """
 
 from __future__ import annotations

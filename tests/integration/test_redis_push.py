@@ -9,9 +9,7 @@ than failing the publish, and no more than ``max_connections`` are ever opened.
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,33 +22,24 @@ from celeriac.engines.redis.publishing import RedisBlockingPublisher
 from celeriac.protocol import kombu
 from celeriac.protocol.envelope import Envelope
 from celeriac.transport.base import Outgoing
+from tests.services import REDIS_URL as URL
+from tests.services import delete_prefixed, key_prefix, redis_client
 
 pytestmark = pytest.mark.redis
-
-DB = 14
-URL = f"redis://127.0.0.1:6379/{DB}"
 
 
 @pytest.fixture
 def client() -> Iterator[redis.Redis]:
-    try:
-        client = redis.Redis(host="127.0.0.1", port=6379, db=DB, socket_timeout=2)
-        client.ping()
-    except redis.RedisError:
-        if os.environ.get("CI") == "true":
-            pytest.fail("Redis at 127.0.0.1:6379 is required when CI=true")
-        pytest.skip("Redis at 127.0.0.1:6379 is not reachable")
+    client = redis_client()
     yield client
     client.close()
 
 
 @pytest.fixture
 def prefix(client: redis.Redis) -> Iterator[str]:
-    prefix = f"push-{uuid.uuid4().hex[:10]}:"
+    prefix = key_prefix("push")
     yield prefix
-    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-    if keys:
-        client.delete(*keys)
+    delete_prefixed(client, prefix)
 
 
 def _options(prefix: str, **extra: Any) -> dict[str, Any]:

@@ -28,8 +28,15 @@ from celeriac.engines.redis.results import RedisBackend
 from celeriac.exceptions import TimeoutError as ResultTimeout
 from celeriac.protocol.serializers import JSON
 from celeriac.result import _blocking_waiter
-from tests.contract.test_transport_redis import REDIS_URL
 from tests.integration.test_redis_connection import RedisServer
+from tests.services import (
+    REDIS_URL,
+    delete_prefixed,
+    key_prefix,
+    redis_address,
+    redis_url_at,
+    unavailable,
+)
 
 pytestmark = pytest.mark.redis
 
@@ -42,18 +49,16 @@ def raw() -> Iterator[redis.Redis[bytes]]:
     try:
         client.ping()
     except redis.RedisError as exc:
-        pytest.skip(f"Redis at {REDIS_URL} is unreachable: {exc}")
+        unavailable(f"Redis at {REDIS_URL} is unreachable: {exc}")
     yield client
     client.close()
 
 
 @pytest.fixture
 def prefix(raw: redis.Redis[bytes]) -> Iterator[str]:
-    prefix = f"rw-{uuid.uuid4().hex[:10]}:"
+    prefix = key_prefix("rw")
     yield prefix
-    keys = list(raw.scan_iter(match=f"{prefix}*", count=1000))
-    if keys:
-        raw.delete(*keys)
+    delete_prefixed(raw, prefix)
 
 
 def doc(tid: str, status: str = "SUCCESS", result: Any = None) -> dict[str, Any]:
@@ -113,8 +118,8 @@ class SplitProxy:
     def arm(self, between: Callable[[], None]) -> None:
         self.split, self.between = False, between
 
-    def url(self, db: int = 0) -> str:
-        return f"redis://127.0.0.1:{self.port}/{db}"
+    def url(self) -> str:
+        return redis_url_at("127.0.0.1", self.port)
 
     def _accept(self) -> None:
         while True:
@@ -122,7 +127,7 @@ class SplitProxy:
                 client, _ = self.server.accept()
             except OSError:
                 return
-            upstream = socket.create_connection(("127.0.0.1", 6379))
+            upstream = socket.create_connection(redis_address())
             self.sockets += [client, upstream]
             threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
             threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()

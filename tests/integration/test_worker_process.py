@@ -7,34 +7,27 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
 from celeriac import Celery, states
+from tests.services import REDIS_URL, delete_prefixed, key_prefix, redis_client
 from tests.worker import apps
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-PREFIX = f"wp-{uuid.uuid4().hex[:10]}:"
+PREFIX = key_prefix("wp")
 
 
 @pytest.fixture(params=["sqlite", "redis"])
 def broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh SQLite file, or Redis db 0 under a key prefix of this test run."""
-    client = redis.Redis(host="127.0.0.1", port=6379)
-    if request.param == "redis":
-        try:
-            client.ping()
-        except redis.RedisError:
-            if os.environ.get("CI") == "true":
-                pytest.fail("Redis at 127.0.0.1:6379 is required when CI=true")
-            pytest.skip("Redis at 127.0.0.1:6379 is not reachable")
-        url = "redis://127.0.0.1:6379/0"
+    """A fresh SQLite file, or the test Redis server under a key prefix of this test run."""
+    client = redis_client() if request.param == "redis" else None
+    if client is not None:
+        url = REDIS_URL
     else:
         url = f"sqlite:///{tmp_path / 'broker.sqlite'}"
     apps.app.conf.broker_url = url
@@ -44,10 +37,9 @@ def broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     apps.app._router = None
     yield url
     apps.app.close()
-    if request.param == "redis":
-        keys = list(client.scan_iter(match=f"{PREFIX}*", count=1000))
-        if keys:
-            client.delete(*keys)
+    if client is not None:
+        delete_prefixed(client, PREFIX)
+        client.close()
 
 
 def _env(broker: str) -> dict[str, str]:

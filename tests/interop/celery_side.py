@@ -10,6 +10,10 @@ app = Celery(
     backend=os.environ.get("INTEROP_BACKEND") or os.environ.get("INTEROP_URL"),
 )
 app.conf.result_expires = 600
+# The tests share a Redis server with others: every key goes under the test run's prefix.
+PREFIX = {"global_keyprefix": os.environ.get("INTEROP_PREFIX", "")}
+app.conf.broker_transport_options = PREFIX
+app.conf.result_backend_transport_options = PREFIX
 
 
 @app.task(name="interop.add")

@@ -1,4 +1,10 @@
-"""Interop fixtures: a dedicated Redis db, and worker processes of either kind."""
+"""Interop fixtures: a Redis key prefix of this run, and worker processes of either kind.
+
+Both sides share the Redis server of ``CELERIAC_TEST_REDIS_URL`` under one
+``global_keyprefix`` per test session (``INTEROP_PREFIX``, read by ``celery_side`` and
+``celeriac_side`` when imported, which happens once per process). Each test starts with no
+key under it and deletes its keys afterwards; nothing else on the server is touched.
+"""
 
 from __future__ import annotations
 
@@ -12,37 +18,32 @@ from pathlib import Path
 
 import pytest
 
+from tests.services import REDIS_URL, delete_prefixed, key_prefix, redis_client
+
 ROOT = Path(__file__).resolve().parents[2]
-INTEROP_DB = int(os.environ.get("CELERIAC_TEST_INTEROP_DB", "15"))  # flushed before each test
 
 StartWorker = Callable[..., subprocess.Popen[bytes]]
 
 
-def _redis_ok() -> bool:
-    try:
-        import redis
-
-        return bool(redis.Redis(host="127.0.0.1", port=6379, socket_timeout=1).ping())
-    except Exception:
-        return False
+@pytest.fixture(scope="session")
+def interop_prefix() -> Iterator[str]:
+    """The key prefix of this session's interop tests, in ``INTEROP_PREFIX`` meanwhile."""
+    prefix = key_prefix("interop")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("INTEROP_PREFIX", prefix)
+        yield prefix
 
 
 @pytest.fixture
-def interop_url(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A clean Redis db shared by the Celery and celeriac sides."""
-    if not _redis_ok():
-        if os.environ.get("CI") == "true":
-            pytest.fail("Redis at 127.0.0.1:6379 is required when CI=true")
-        pytest.skip("Redis at 127.0.0.1:6379 is not reachable")
+def interop_url(interop_prefix: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The Redis URL shared by the Celery and celeriac sides, no key under the prefix yet."""
     pytest.importorskip("celery")
-    import redis
-
-    client = redis.Redis(host="127.0.0.1", port=6379, db=INTEROP_DB)
-    client.flushdb()
-    url = f"redis://127.0.0.1:6379/{INTEROP_DB}"
-    monkeypatch.setenv("INTEROP_URL", url)
-    yield url
-    client.flushdb()
+    client = redis_client()
+    delete_prefixed(client, interop_prefix)
+    monkeypatch.setenv("INTEROP_URL", REDIS_URL)
+    yield REDIS_URL
+    delete_prefixed(client, interop_prefix)
+    client.close()
 
 
 @pytest.fixture

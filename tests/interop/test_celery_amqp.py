@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.contract import test_transport_amqp as amqp_fixtures
+from tests.services import REDIS_URL, delete_prefixed, redis_client
 
 pytestmark = [pytest.mark.interop, pytest.mark.amqp]
 amqp_vhost = amqp_fixtures.amqp_vhost
@@ -23,14 +24,19 @@ Env = dict[str, str]
 StartWorker = Callable[..., subprocess.Popen[bytes]]
 
 
-@pytest.fixture(params=["rpc://", "redis://127.0.0.1:6379/12"])
-def env(request: pytest.FixtureRequest, amqp_url: str) -> Env:
-    return {
+@pytest.fixture(params=["rpc", "redis"])
+def env(request: pytest.FixtureRequest, amqp_url: str, interop_prefix: str) -> Iterator[Env]:
+    """Results over rpc://, or in Redis under the session's key prefix (deleted afterwards)."""
+    client = redis_client() if request.param == "redis" else None
+    yield {
         **os.environ,
         "INTEROP_URL": amqp_url,
-        "INTEROP_BACKEND": request.param,
+        "INTEROP_BACKEND": REDIS_URL if client else "rpc://",
         "PYTHONPATH": str(ROOT),
     }
+    if client:
+        delete_prefixed(client, interop_prefix)
+        client.close()
 
 
 @pytest.fixture

@@ -1,20 +1,21 @@
 """A smoke run of the benchmark harness: celeriac only, a tiny N, no peers installed.
 
 It checks that ``python -m benchmarks`` still runs end to end (producer, worker, counter,
-report, JSON files), not how fast anything is. Needs Redis at 127.0.0.1:6379: skipped when
-unreachable, failing when CI=true. Uses Redis database 14 (the full benchmark uses 9-13).
+report, JSON files), not how fast anything is. The harness flushes the Redis databases it
+uses, so it runs against a throwaway ``redis-server`` of its own (``BENCH_REDIS_PORT``).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.integration.test_redis_connection import RedisServer
 
 pytestmark = [pytest.mark.redis]
 
@@ -22,24 +23,20 @@ REPO = Path(__file__).resolve().parents[2]
 N = 200
 
 
-def _redis_or_skip() -> None:
-    try:
-        with socket.create_connection(("127.0.0.1", 6379), timeout=1.0):
-            return
-    except OSError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"Redis at 127.0.0.1:6379 is unreachable under CI: {exc}")
-        pytest.skip(f"Redis at 127.0.0.1:6379 is unreachable: {exc}")
-
-
 def test_harness_runs_celeriac_end_to_end(tmp_path: Path) -> None:
-    _redis_or_skip()
+    server = RedisServer(tmp_path, "--appendonly", "no").start()
+    env = {**os.environ, "BENCH_REDIS_PORT": str(server.port)}
     command = [
         sys.executable, "-m", "benchmarks", "--quick", "--only", "celeriac",
         "--workloads", "throughput,latency", "-n", str(N), "--first-cases", "1",
         "--redis-db-base", "14", "--no-install", "--out", str(tmp_path),
     ]  # fmt: skip
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=90)
+    try:
+        done = subprocess.run(
+            command, cwd=REPO, env=env, capture_output=True, text=True, timeout=90
+        )
+    finally:
+        server.kill()
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     assert "No-op throughput on Redis" in done.stdout
 

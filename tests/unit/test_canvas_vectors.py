@@ -11,7 +11,6 @@ import base64
 import json
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,16 +20,14 @@ from celeriac.protocol.envelope import Envelope
 from celeriac.protocol.message import TaskMessage, decode_task, encode_task
 from celeriac.trace import Outcome
 from celeriac.worker.workflow import Workflow
+from tests.vectors import load_vector
 
-VECTORS = Path(__file__).resolve().parents[3] / "shared" / "celery-protocol" / "vectors"
 _KEYS = ("task", "id", "group", "group_index", "root_id", "parent_id")
-
-pytestmark = pytest.mark.skipif(not VECTORS.is_dir(), reason=f"no captured vectors at {VECTORS}")
 
 
 def _captured(name: str) -> list[TaskMessage]:
     """Task messages LPUSHed in a capture, in order, decoded."""
-    data = json.loads((VECTORS / name).read_text())
+    data = load_vector(name)
     found = []
     for command in data["redis_commands"]:
         cmd = command["cmd"]
@@ -49,7 +46,7 @@ def _captured(name: str) -> list[TaskMessage]:
 
 def _stored(name: str, task_id: str) -> dict[str, Any]:
     """The last result document the capture wrote for ``task_id``."""
-    data = json.loads((VECTORS / name).read_text())
+    data = load_vector(name)
     docs = [
         c["cmd"][3]
         for c in data["redis_commands"]

@@ -4,23 +4,26 @@ from __future__ import annotations
 
 import base64
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from celeriac.protocol import kombu
 from celeriac.protocol.envelope import Envelope
+from tests.vectors import load_vector
 
-VECTORS = Path(__file__).resolve().parents[3] / "shared" / "celery-protocol" / "vectors"
+# Celery 5.7's, and the plain message of 5.3 and 5.5 (tests/data/celery-vectors/README.md).
+CAPTURES = [
+    "redis-plain.json",
+    "redis-producer-messages.json",
+    "compat-celery-5.3.6/redis-plain.json",
+    "compat-celery-5.5.3/redis-plain.json",
+]
 
 
 def _pushes(name: str) -> list[tuple[str, str]]:
     """(list key, stored text) of every LPUSH in a capture."""
-    path = VECTORS / name
-    if not path.exists():
-        pytest.skip(f"vector {name} not available")
-    commands = json.loads(path.read_text())["redis_commands"]
+    commands = load_vector(name)["redis_commands"]
     return [(c["cmd"][1], c["cmd"][2]) for c in commands if c["cmd"][0] == "LPUSH"]
 
 
@@ -31,9 +34,7 @@ def _task_pushes(name: str) -> list[tuple[str, str]]:
 class TestRedisKombuEnvelope:
     """Grouped so that ``-k redis`` selects them (they need no server)."""
 
-    @pytest.mark.parametrize(
-        "name", ["redis-plain.json", "redis-producer-messages.json", "redis-headers.json"]
-    )
+    @pytest.mark.parametrize("name", [*CAPTURES, "redis-headers.json"])
     def test_decode_captured_messages(self, name: str) -> None:
         for _, text in _task_pushes(name):
             stored = json.loads(text)
@@ -53,7 +54,7 @@ class TestRedisKombuEnvelope:
             assert not kept & kombu.KOMBU_PROPERTIES
             assert {"correlation_id", "reply_to", "delivery_mode"} <= kept
 
-    @pytest.mark.parametrize("name", ["redis-plain.json", "redis-producer-messages.json"])
+    @pytest.mark.parametrize("name", CAPTURES)
     def test_encode_reproduces_captured_messages(self, name: str) -> None:
         """Re-encoding a decoded capture gives the same object, key order included."""
         for _, text in _task_pushes(name):

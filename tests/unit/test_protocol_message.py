@@ -8,7 +8,6 @@ import datetime as dt
 import json
 import uuid
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,12 +15,11 @@ import pytest
 from celeriac.exceptions import ContentDisallowed, MessageError, SerializationError
 from celeriac.protocol.envelope import Envelope
 from celeriac.protocol.message import TaskMessage, decode_task, encode_task
-
-VECTORS = Path(__file__).resolve().parents[3] / "shared" / "celery-protocol" / "vectors"
+from tests.vectors import load_vector
 
 
 def _captured_lpush(name: str) -> list[dict[str, Any]]:
-    data = json.loads((VECTORS / name).read_text())
+    data = load_vector(name)
     found = []
     for command in data["redis_commands"]:
         cmd = command["cmd"]

@@ -3,43 +3,33 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
 from celeriac import Celery
 from celeriac.worker.worker import Worker, WorkerOptions
+from tests.services import REDIS_URL, delete_prefixed, key_prefix, redis_client
 from tests.worker.apps import app as tasks_app
 
 StartWorker = Callable[..., Awaitable[Worker]]
-
-
-def _redis_reachable() -> bool:
-    try:
-        return bool(redis.Redis(host="127.0.0.1", port=6379, socket_timeout=1).ping())
-    except redis.RedisError:
-        return False
 
 
 @pytest.fixture(params=["memory", "sqlite", "redis"])
 def app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Celery]:
     """The worker-test app on a fresh memory, SQLite or Redis (own key prefix) store."""
     options: dict[str, object] = {"lease_timeout": 2, "poll_interval": 0.01}
-    prefix = f"wt-{uuid.uuid4().hex[:12]}:"
+    prefix = key_prefix("wt")
+    client = None
     if request.param == "memory":
         url = f"memory://{uuid.uuid4().hex}"
     elif request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'broker.sqlite'}"
     else:
-        if not _redis_reachable():
-            if os.environ.get("CI") == "true":
-                pytest.fail("Redis at 127.0.0.1:6379 is required when CI=true")
-            pytest.skip("Redis at 127.0.0.1:6379 is not reachable")
-        url = "redis://127.0.0.1:6379/0"
+        client = redis_client()
+        url = REDIS_URL
         options = {"lease_timeout": 2, "global_keyprefix": prefix}
     tasks_app.conf.broker_url = url
     tasks_app.conf.result_backend = url
@@ -47,11 +37,9 @@ def app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Celery]:
     tasks_app.conf.result_backend_transport_options = {"global_keyprefix": prefix}
     tasks_app._router = None
     yield tasks_app
-    if request.param == "redis":
-        client = redis.Redis(host="127.0.0.1", port=6379)
-        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-        if keys:
-            client.delete(*keys)
+    if client is not None:
+        delete_prefixed(client, prefix)
+        client.close()
 
 
 @pytest.fixture
