@@ -157,7 +157,9 @@ async def test_store_sweeps_expired_rows(tmp_path: Path) -> None:
 async def test_cleanup_counts_expired(tmp_path: Path) -> None:
     """cleanup() deletes expired documents, groups and chord states and counts them."""
     path = tmp_path / "cleanup.sqlite"
-    short, eternal = _new(path, 0.05, sweep_interval=3600), _new(path, None)
+    # Neither sweeps on store: under load the second store may come after the expiry.
+    short = _new(path, 0.05, sweep_interval=3600)
+    eternal = _new(path, None, sweep_interval=3600)
     await short.store([("a", make_meta("a")), ("b", make_meta("b"))])
     await short.save_group("g", ["a", "b"])
     await short.chord_part_done("c", 0, ("a", states.SUCCESS, 1), 2)
