@@ -35,6 +35,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from celeriac.backends.base import ChordPart, Meta
+from celeriac.engines.options import option_flag
 from celeriac.engines.postgres.connection import (
     SQLSettings,
     Tables,
@@ -215,7 +216,7 @@ class SQLBackend:
             self._fetch_ready,
             self._settings.libpq_url,
             self._channel,
-            listen=_flag(opts.get("listen", True)),
+            listen=option_flag(opts.get("listen", True)),
             poll_interval=float(opts.get("poll_interval", 1.0)),
             safety_interval=float(opts.get("safety_interval", 5.0)),
             retry=RetryPolicy.from_options(opts, default=LISTEN_RETRY),
@@ -377,10 +378,3 @@ class SQLBackend:
         if expected is None or count < expected:
             return None
         return [bytes(blob) for (blob,) in await fetch(conn, "chord_take", params)]
-
-
-def _flag(value: Any) -> bool:
-    """An on/off option that may come from a settings file as text (``"false"``)."""
-    if isinstance(value, str):
-        return value.strip().lower() not in {"", "0", "false", "no", "off"}
-    return bool(value)
