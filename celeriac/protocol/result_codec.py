@@ -36,6 +36,8 @@ class ResultCodec:
         self.name = serializer.name
         self.content_type = serializer.content_type
         self.compress_with = compression.content_name(compress_with) if compress_with else None
+        self.accept = frozenset(accept) if accept is not None else None
+        """The accepted content types (names or MIME types); None: not restricted."""
         self._refusal: ContentDisallowed | None = None
         if accept is not None:
             try:
