@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from celeriac.context import current_request
+from celeriac.exceptions import QueueNotFound
 from celeriac.protocol.ids import uuid4
 from celeriac.protocol.message import TaskMessage
-from celeriac.routing import Route
+from celeriac.routing import Route, Router
 
 if TYPE_CHECKING:
     from celeriac.app import Celery
@@ -129,10 +130,20 @@ def task_defaults(app: Celery, name: str, task: Task | None) -> TaskDefaults:
         compression=_or(compression, conf["task_compression"]),
         delivery_mode=delivery_mode(conf["task_default_delivery_mode"]),
         route_options=route_options,
-        route=router.route(name, (), {}, route_options) if router.by_name_only else None,
+        route=_default_route(router, name, route_options),
     )
     app._publish_defaults[name] = defaults
     return defaults
+
+
+def _default_route(router: Router, name: str, route_options: dict[str, Any]) -> Route | None:
+    """The route of a publish without route options, when the task name alone decides it."""
+    if not router.by_name_only:
+        return None
+    try:
+        return router.route(name, (), {}, route_options)
+    except QueueNotFound:  # raised again by the publishes that do go there
+        return None
 
 
 def _task_values(task: Task | None) -> tuple[Any, ...]:

@@ -160,7 +160,7 @@ SETTINGS = (
         "s3_region",
         "string",
         None,
-        "The S3 region.",
+        "The AWS region of the S3 bucket.",
         status=NOT_SUPPORTED,
         reason="celeriac has no S3 result backend",
         aliases=("S3_REGION",),

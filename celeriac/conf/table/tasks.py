@@ -33,8 +33,8 @@ SETTINGS = (
         True,
         (
             "With late acknowledgement: acknowledge the message of a task that failed or hit its"
-            " hard time limit. False rejects a failed task's message (dead-lettered, not "
-            "redelivered) and requeues a timed-out one. Superseded by `task_acks_on_failure` and"
+            " hard time limit. False rejects a failed task's message without requeueing it "
+            "and requeues a timed-out one. Superseded by `task_acks_on_failure` and"
             " `task_acks_on_timeout`."
         ),
         aliases=("CELERY_ACKS_ON_FAILURE_OR_TIMEOUT",),
@@ -45,8 +45,8 @@ SETTINGS = (
         None,
         (
             "With late acknowledgement: acknowledge the message of a task that failed; False "
-            "rejects it without requeueing (dead-lettered where the broker has a dead-letter "
-            "store). None: `task_acks_on_failure_or_timeout`."
+            "rejects it without requeueing (RabbitMQ drops it, or routes it to the queue's "
+            "dead-letter exchange). None: `task_acks_on_failure_or_timeout`."
         ),
         aliases=("CELERY_ACKS_ON_FAILURE",),
     ),
