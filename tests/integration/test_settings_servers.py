@@ -119,6 +119,16 @@ def redis_tls(certificate: tuple[Path, Path]) -> Iterator[TLSProxy]:
     proxy.close()
 
 
+async def _round_trip(app: Celery, queue: str) -> None:
+    """Declare ``queue``, publish a task message to it, fetch and ack it."""
+    transport = await app.aget_transport()
+    await transport.declare([QueueSpec(queue)])
+    envelope = app._outgoing([app.build_request("t.x", (), {}, {"queue": queue})])[0].envelope
+    await transport.publish([Outgoing(envelope, "", queue)])
+    (delivery,) = await transport.fetch([queue], limit=1, timeout=5)
+    await transport.ack([delivery])
+
+
 async def test_broker_and_backend_tls_on_redis(
     redis_tls: TLSProxy, certificate: tuple[Path, Path], redis_prefix: str
 ) -> None:
@@ -132,12 +142,7 @@ async def test_broker_and_backend_tls_on_redis(
     )  # fmt: skip
     queue = f"tls-{uuid.uuid4().hex[:8]}"
     try:
-        transport = await app.aget_transport()
-        await transport.declare([QueueSpec(queue)])
-        envelope = app._outgoing([app.build_request("t.x", (), {}, {"queue": queue})])[0].envelope
-        await transport.publish([Outgoing(envelope, "", queue)])
-        (delivery,) = await transport.fetch([queue], limit=1, timeout=5)
-        await transport.ack([delivery])
+        await _round_trip(app, queue)
         backend = await app.aget_backend()
         tid = str(uuid.uuid4())
         await backend.store([(tid, make_meta(tid, "SUCCESS", "over tls"))])
@@ -175,12 +180,7 @@ async def test_broker_tls_on_rabbitmq(
     app = Celery("tls", broker=url, broker_use_ssl=tls, set_as_current=False)
     queue = f"tls-{uuid.uuid4().hex[:8]}"
     try:
-        transport = await app.aget_transport()
-        await transport.declare([QueueSpec(queue)])
-        envelope = app._outgoing([app.build_request("t.x", (), {}, {"queue": queue})])[0].envelope
-        await transport.publish([Outgoing(envelope, "", queue)])
-        (delivery,) = await transport.fetch([queue], limit=1, timeout=5)
-        await transport.ack([delivery])
+        await _round_trip(app, queue)
     finally:
         await app.aclose()
     assert amqp_tls.handshakes >= 1
