@@ -23,13 +23,21 @@ from typing import Any, overload
 from celeriac import _state, signals
 from celeriac import result as _result
 from celeriac._portal import get_portal, sync_twin
+from celeriac.annotations import annotate, prepare_annotations
 from celeriac.backends import ResultBackend, backend_from_url, can_hold_results
-from celeriac.conf import Settings
+from celeriac.conf import Settings, check_settings
+from celeriac.conf.checks import warn_once
+from celeriac.engines.options import (
+    backend_options,
+    broker_options,
+    compresses_results,
+    publisher_options,
+)
 from celeriac.exceptions import ImproperlyConfigured, NotRegistered
 from celeriac.protocol.ids import uuid4
 from celeriac.protocol.message import encode_task
-from celeriac.protocol.serializers import get_serializer
-from celeriac.publishing import PublishRequest, TaskDefaults, build_message
+from celeriac.protocol.result_codec import result_codec
+from celeriac.publishing import PERSISTENT, PublishRequest, TaskDefaults, build_message
 from celeriac.routing import Router
 from celeriac.task import Task, make_task_decorator
 from celeriac.transport import (
@@ -76,7 +84,7 @@ class _SyncPublishing:
 
     def publisher(self, app: Celery) -> Any:
         """The publisher for ``app``'s broker, or None where the broker has none."""
-        options = app.conf["broker_transport_options"] or {}
+        options = publisher_options(app.conf, app.broker_url)
         key = (app.broker_url, repr(options), os.getpid())
         if key != self._key:
             with self._lock:
@@ -119,10 +127,7 @@ class Celery:
             self.conf["result_backend"] = backend
         if include:
             self.conf["include"] = tuple(include)
-        unknown = {k: v for k, v in settings.items() if k not in self.conf}
-        if unknown:
-            raise ImproperlyConfigured(f"unknown settings: {', '.join(sorted(unknown))}")
-        self.conf.update(settings)
+        self.conf.update(settings)  # an unknown name is kept, with a warning (as Celery keeps it)
         if config_source is not None:
             self.conf.from_object(config_source, namespace)
         self.tasks: dict[str, Task] = {}
@@ -133,10 +138,13 @@ class Celery:
         self.periodic_tasks: list[Any] = []
         self._configured = False
         self._finalized = False
+        self._prepared = False
+        self._annotations: list[Any] = []
         self._resources: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopResources] = (
             weakref.WeakKeyDictionary()
         )
         self._router: Router | None = None
+        self._router_version = -1
         self._publish_defaults: dict[str, TaskDefaults] = {}
         """Per task name, what its publishes fall back to (see celeriac.publishing)."""
         self.GroupResult = _result.bound_group_result(self)
@@ -179,6 +187,21 @@ class Celery:
         self.on_configure.send(sender=self)
         self.on_after_configure.send(sender=self, source=self.conf)
         self.on_after_finalize.send(sender=self)
+        self._prepare()
+
+    def _prepare(self) -> None:
+        """Once, at worker and beat start and before the first task is sent: check the
+        settings (``celeriac.conf.checks``) and apply ``task_annotations`` to the tasks."""
+        if self._prepared:
+            return
+        check_settings(self.conf)  # raises for settings celeriac cannot start with
+        annotations = prepare_annotations(self.conf["task_annotations"])
+        with self._lock:
+            if not self._prepared:
+                self._annotations = annotations
+                for task in list(self.tasks.values()):
+                    annotate(task, annotations)
+                self._prepared = True
 
     def import_default_modules(self) -> None:
         """Import the modules listed in ``imports`` and ``include``."""
@@ -202,9 +225,10 @@ class Celery:
 
     @property
     def router(self) -> Router:
-        """The router built from the current routing settings."""
-        if self._router is None:
+        """The router built from the current routing settings (rebuilt when they change)."""
+        if self._router is None or self._router_version != self.conf.version:
             self._router = Router(self.conf)
+            self._router_version = self.conf.version
         return self._router
 
     @property
@@ -216,6 +240,8 @@ class Celery:
     def result_backend_url(self) -> str | None:
         """The configured result backend, or the broker's store when it can hold results."""
         url = self.conf["result_backend"]
+        if url == "database" and self.conf["database_url"]:
+            return f"db+{self.conf['database_url']}"  # Celery's way of naming the database
         if url:
             return str(url)
         broker = self.broker_url
@@ -234,6 +260,8 @@ class Celery:
 
     def register_task(self, task: Task) -> Task:
         """Add a task (instance) to the registry under its name."""
+        if self._prepared:
+            annotate(task, self._annotations)
         self.tasks[task.name] = task
         return task
 
@@ -282,7 +310,7 @@ class Celery:
             async with res.lock:
                 if res.transport is None:
                     transport = transport_from_url(
-                        self.broker_url, self.conf["broker_transport_options"]
+                        self.broker_url, broker_options(self.conf, self.broker_url)
                     )
                     await transport.connect()
                     res.transport = transport
@@ -301,24 +329,25 @@ class Celery:
                 if res.backend is None:
                     backend = backend_from_url(
                         url,
-                        serializer=get_serializer(self.conf["result_serializer"]),
+                        serializer=self.result_codec(url),
                         expires=_seconds(self.conf["result_expires"]),
-                        options=self._backend_options(url),
+                        options=backend_options(self.conf, url, self.broker_url),
                     )
                     await backend.connect()
                     res.backend = backend
         return res.backend
 
-    def _backend_options(self, url: str) -> dict[str, Any]:
-        options = dict(self.conf["result_backend_transport_options"] or {})
-        for name in ("database_engine_options", "database_table_schemas"):
-            if self.conf[name]:  # Celery's settings of its database backend
-                options.setdefault(name, self.conf[name])
-        if url.startswith("rpc:"):
-            # rpc:// results travel over the broker connection.
-            options.setdefault("broker_url", self.broker_url)
-            options.setdefault("broker_transport_options", self.conf["broker_transport_options"])
-        return options
+    def result_codec(self, url: str) -> Any:
+        """How the result store at ``url`` encodes results (serializer, compression, accept)."""
+        compressed = compresses_results(url)
+        if self.conf["result_compression"] and not compressed:
+            warn_once(
+                f"compression:{url}",
+                "result_compression=%r has no effect: this result backend stores results"
+                " uncompressed (as Celery's database and rpc backends do)",
+                self.conf["result_compression"],
+            )
+        return result_codec(self.conf, compressed=compressed)
 
     async def _set_reply_to(self, requests: Sequence[PublishRequest], url: str | None) -> None:
         """With rpc:// results (``url``), replies go to this client's queue, declared first."""
@@ -394,6 +423,8 @@ class Celery:
                     exchange=req.route.exchange,
                 )
             envelope = encode_task(req.message, req.serializer, req.compression)
+            if req.delivery_mode != PERSISTENT:
+                envelope.properties["delivery_mode"] = req.delivery_mode
             eta = req.message.eta
             not_before = eta.timestamp() if eta is not None and eta > _utcnow() else None
             outgoing.append(
@@ -421,6 +452,8 @@ class Celery:
         task: Task | None = None,
     ) -> PublishRequest:
         """Turn ``apply_async`` arguments into a message and a route."""
+        if not self._prepared:
+            self._prepare()
         return build_message(self, name, args, kwargs, options, task)
 
     async def asend_task(

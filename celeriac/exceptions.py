@@ -40,6 +40,7 @@ __all__ = [
     "MessageError",
     "MissingDependency",
     "NotRegistered",
+    "QueueNotFound",
     "Reject",
     "RemoteError",
     "Retry",
@@ -90,6 +91,11 @@ class TimeoutError(CeleriacError, builtins.TimeoutError):
 
 class TaskError(CeleriacError):
     """Base class of errors about a task's execution."""
+
+
+class QueueNotFound(TaskError, KeyError):
+    """A task was sent to (or a worker told to consume) a queue missing from ``task_queues``
+    while ``task_create_missing_queues`` is False (Celery's ``QueueNotFound``)."""
 
 
 class Retry(TaskError):

@@ -16,15 +16,24 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from celeriac.context import current_request
+from celeriac.exceptions import QueueNotFound
 from celeriac.protocol.ids import uuid4
 from celeriac.protocol.message import TaskMessage
-from celeriac.routing import Route
+from celeriac.routing import Route, Router
 
 if TYPE_CHECKING:
     from celeriac.app import Celery
     from celeriac.task import Task
 
-__all__ = ["PUBLISH_OPTIONS", "PublishRequest", "TaskDefaults", "build_message", "task_defaults"]
+__all__ = [
+    "PERSISTENT",
+    "PUBLISH_OPTIONS",
+    "PublishRequest",
+    "TaskDefaults",
+    "build_message",
+    "delivery_mode",
+    "task_defaults",
+]
 
 PUBLISH_OPTIONS = frozenset(
     {
@@ -47,6 +56,18 @@ _TASK_ATTRIBUTES = (
 _snapshot = operator.attrgetter(*_TASK_ATTRIBUTES)
 _NO_TASK = (None,) * len(_TASK_ATTRIBUTES)
 
+PERSISTENT = 2
+"""AMQP's delivery mode of messages the broker writes to disk (1: transient)."""
+_DELIVERY_MODES = {"persistent": 2, "transient": 1, 1: 1, 2: 2, "1": 1, "2": 2}
+
+
+def delivery_mode(value: Any) -> int:
+    """``persistent``/``transient`` (or 2/1), as ``task_default_delivery_mode`` takes it."""
+    mode = _DELIVERY_MODES.get(value.lower() if isinstance(value, str) else value)
+    if mode is None:
+        raise ValueError(f"delivery_mode must be 'persistent' (2) or 'transient' (1): {value!r}")
+    return mode
+
 
 @dataclass(slots=True)
 class PublishRequest:
@@ -56,6 +77,7 @@ class PublishRequest:
     route: Route
     serializer: str
     compression: str | None = None
+    delivery_mode: int = PERSISTENT
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +97,7 @@ class TaskDefaults:
     priority: Any
     serializer: str
     compression: str | None
+    delivery_mode: int
     route_options: dict[str, Any]
     route: Route | None
 
@@ -105,11 +128,22 @@ def task_defaults(app: Celery, name: str, task: Task | None) -> TaskDefaults:
         priority=_or(priority, conf["task_default_priority"]),
         serializer=_or(serializer, conf["task_serializer"]),
         compression=_or(compression, conf["task_compression"]),
+        delivery_mode=delivery_mode(conf["task_default_delivery_mode"]),
         route_options=route_options,
-        route=router.route(name, (), {}, route_options) if router.by_name_only else None,
+        route=_default_route(router, name, route_options),
     )
     app._publish_defaults[name] = defaults
     return defaults
+
+
+def _default_route(router: Router, name: str, route_options: dict[str, Any]) -> Route | None:
+    """The route of a publish without route options, when the task name alone decides it."""
+    if not router.by_name_only:
+        return None
+    try:
+        return router.route(name, (), {}, route_options)
+    except QueueNotFound:  # raised again by the publishes that do go there
+        return None
 
 
 def _task_values(task: Task | None) -> tuple[Any, ...]:
@@ -172,7 +206,9 @@ def build_message(
         found = defaults.route or app.router.route(
             name, message.args, message.kwargs, dict(defaults.route_options)
         )
-        return PublishRequest(message, found, defaults.serializer, defaults.compression)
+        return PublishRequest(
+            message, found, defaults.serializer, defaults.compression, defaults.delivery_mode
+        )
     message = _message(name, args, kwargs, options, defaults)
     route = defaults.route
     if route is None or any(options.get(key) is not None for key in _ROUTE_OPTIONS):
@@ -185,6 +221,11 @@ def build_message(
         route=route,
         serializer=_or(options.get("serializer"), defaults.serializer),
         compression=_or(options.get("compression"), defaults.compression),
+        delivery_mode=(
+            defaults.delivery_mode
+            if options.get("delivery_mode") is None
+            else delivery_mode(options["delivery_mode"])
+        ),
     )
 
 

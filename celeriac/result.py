@@ -23,9 +23,9 @@ from celeriac._portal import sync_twin
 from celeriac.backends import BlockingWaiter, blocking_waiter_from_url
 from celeriac.backends.base import Unavailable
 from celeriac.context import current_request
+from celeriac.engines.options import backend_options
 from celeriac.exceptions import TaskRevokedError, TimeoutError
 from celeriac.protocol.results import exception_from_dict
-from celeriac.protocol.serializers import get_serializer
 
 if TYPE_CHECKING:
     from celeriac.app import Celery
@@ -241,6 +241,12 @@ class AsyncResult:
         return [[self.id, parent], None]
 
 
+_CODEC_SETTINGS = (
+    "result_serializer",
+    "result_compression",
+    "result_accept_content",
+    "accept_content",
+)
 _blocking_lock = threading.Lock()
 _blocking: weakref.WeakKeyDictionary[Celery, tuple[tuple[Any, ...], BlockingWaiter | None]] = (
     weakref.WeakKeyDictionary()
@@ -250,9 +256,9 @@ _blocking: weakref.WeakKeyDictionary[Celery, tuple[tuple[Any, ...], BlockingWait
 def _blocking_waiter(app: Celery) -> BlockingWaiter | None:
     """The calling-thread waiter of ``app``'s result backend (per process and settings)."""
     url = app.result_backend_url
-    options = app.conf["result_backend_transport_options"] or {}
-    serializer = app.conf["result_serializer"]
-    key = (url, repr(options), serializer, os.getpid())
+    options = backend_options(app.conf, url, app.broker_url) if url else {}
+    codec = [app.conf[name] for name in _CODEC_SETTINGS]
+    key = (url, repr(options), repr(codec), os.getpid())
     found = _blocking.get(app)
     if found is not None and found[0] == key:
         return found[1]
@@ -263,7 +269,7 @@ def _blocking_waiter(app: Celery) -> BlockingWaiter | None:
             waiter = None
             if url is not None:
                 waiter = blocking_waiter_from_url(
-                    url, serializer=get_serializer(serializer), options=options
+                    url, serializer=app.result_codec(url), options=options
                 )
             found = _blocking[app] = (key, waiter)
         return found[1]

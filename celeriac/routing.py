@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from celeriac.exceptions import QueueNotFound
 from celeriac.transport.base import QueueSpec
 
 __all__ = ["Exchange", "Queue", "Route", "Router", "queue_spec"]
@@ -146,6 +147,7 @@ class Router:
         self.default_exchange_type: str = conf["task_default_exchange_type"]
         self.default_routing_key: str = conf["task_default_routing_key"] or self.default_queue
         self.max_priority: int | None = conf["task_queue_max_priority"]
+        self.create_missing: bool = bool(conf["task_create_missing_queues"])
         self.queues: dict[str, QueueSpec] = {}
         for queue in conf["task_queues"] or ():
             spec = queue_spec(queue)
@@ -160,9 +162,12 @@ class Router:
         return self.queue_named(self.default_queue)
 
     def queue_named(self, name: str) -> QueueSpec:
-        """The configured queue of that name, or one bound like Celery's missing queues."""
+        """The configured queue of that name, or one bound like Celery's missing queues
+        (QueueNotFound instead when ``task_create_missing_queues`` is False)."""
         if name in self.queues:
             return self.queues[name]
+        if not self.create_missing and (self.queues or name != self.default_queue):
+            raise QueueNotFound(f"Queue {name!r} missing from task_queues")
         exchange = self.default_exchange if name == self.default_queue else name
         routing_key = self.default_routing_key if name == self.default_queue else name
         return QueueSpec(

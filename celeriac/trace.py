@@ -19,7 +19,7 @@ from celeriac import signals, states
 from celeriac.context import Context, request_var
 from celeriac.exceptions import Ignore, Reject, Retry
 from celeriac.protocol.message import TaskMessage, decode_task, encode_task, format_time
-from celeriac.protocol.results import exception_to_dict
+from celeriac.protocol.results import exception_to_dict, make_meta
 from celeriac.result import EagerResult
 
 if TYPE_CHECKING:
@@ -291,4 +291,23 @@ def apply_eagerly(
             request.message.args = outcome.retry_args
         if outcome.retry_kwargs is not None:
             request.message.kwargs = outcome.retry_kwargs
+    if _stores_eager_result(task) and not msg.ignore_result:
+        _store_eager(task, msg.id, outcome)
     return EagerResult(msg.id, outcome, app=app, propagate=app.conf["task_eager_propagates"])
+
+
+def _stores_eager_result(task: Task) -> bool:
+    """``task_store_eager_result``: the task's own ``store_eager_result``, else the setting."""
+    own = getattr(task, "store_eager_result", None)
+    return bool(task.app.conf["task_store_eager_result"] if own is None else own)
+
+
+def _store_eager(task: Task, task_id: str, outcome: Outcome) -> None:
+    """Write an eager run's result to the backend, as a worker would."""
+    meta = make_meta(task_id, outcome.state, outcome.value, traceback=outcome.traceback)
+
+    async def store() -> None:
+        backend = await task.app.aget_backend()
+        await backend.store([(task_id, meta)])
+
+    task.app.run_sync(store())

@@ -13,6 +13,7 @@ from celeriac.app import Celery
 from celeriac.cli.beat import beat
 from celeriac.cli.demo import demo
 from celeriac.cli.loading import find_app
+from celeriac.cli.report import report
 from celeriac.worker.supervisor import run_loops
 from celeriac.worker.worker import Worker, WorkerOptions
 
@@ -266,6 +267,7 @@ def dead_requeue(obj: AppContext, ids: tuple[str, ...], requeue_all: bool) -> No
 
 cli.add_command(beat)
 cli.add_command(demo)
+cli.add_command(report)
 
 
 def main() -> None:

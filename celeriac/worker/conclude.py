@@ -11,7 +11,10 @@ between runs the task again instead of losing its result or the rest of its work
 * **retry**: the message goes back to the broker with its ETA and one more retry; RETRY
   is recorded.
 * **failure**: FAILURE is recorded, then the canvas is told (the chain's rest fails, chord
-  parts are reported, errbacks run: :mod:`celeriac.worker.workflow`).
+  parts are reported, errbacks run: :mod:`celeriac.worker.workflow`). A late-acked message
+  is then acked, unless ``acks_on_failure`` / ``acks_on_timeout`` (the task's, else the
+  ``task_acks_on_*`` settings) say no: a failed task's message is rejected without requeue,
+  a timed-out one's requeued, as in Celery.
 * **reject** (the task raised ``Reject``): the delivery is rejected, requeued if asked.
 * **ignore** (the task raised ``Ignore``): acked, nothing recorded.
 * **lost** (the job ended without an outcome): one that never started (the executor
@@ -118,7 +121,7 @@ class Conclusion:
         # A job killed by our cold shutdown is unfinished, not failed; so is one whose process
         # died when task_reject_on_worker_lost asks for that.
         if isinstance(exc, WorkerLostError) and (
-            self.cold_shutdown or (self.config.reject_on_worker_lost and flight.acks_late)
+            self.cold_shutdown or (self._rejects_on_worker_lost(flight) and flight.acks_late)
         ):
             msg = flight.msg
             logger.warning("Task %s[%s] lost its process (%s); requeued", msg.task, msg.id, exc)
@@ -146,8 +149,30 @@ class Conclusion:
             logger.info("Task %s[%s] ignored", msg.task, msg.id)
         else:
             await self._failed(flight, outcome)
+            if flight.acks_late and not self._acks_failure(flight, outcome):
+                timed_out = _timed_out(outcome)
+                await self.transport.reject([flight.delivery], requeue=timed_out)
+                return
         if flight.acks_late:
             self.settler.ack(flight.delivery)
+
+    def _rejects_on_worker_lost(self, flight: Flight) -> bool:
+        own = flight.task.reject_on_worker_lost
+        return bool(self.config.reject_on_worker_lost if own is None else own)
+
+    def _acks_failure(self, flight: Flight, outcome: Outcome) -> bool:
+        """Whether a late-acked failure is acked (Celery's order of precedence)."""
+        task, config = flight.task, self.config
+        kind = "acks_on_timeout" if _timed_out(outcome) else "acks_on_failure"
+        for value in (
+            getattr(task, kind, None),
+            getattr(config, kind),
+            task.acks_on_failure_or_timeout,
+            config.acks_on_failure_or_timeout,
+        ):
+            if value is not None:
+                return bool(value)
+        return True
 
     async def _succeeded(self, flight: Flight, outcome: Outcome) -> None:
         """A success with a canvas: follow-ups first, then as a plain success."""
@@ -242,8 +267,9 @@ class Conclusion:
     def _ignores_result(self, flight: Flight, status: str) -> bool:
         if not flight.msg.ignore_result:
             return False
-        keep_errors = bool(flight.task.store_errors_even_if_ignored)
-        return not (keep_errors and status == states.FAILURE)
+        own = flight.task.store_errors_even_if_ignored
+        keep_errors = self.config.store_errors_even_if_ignored if own is None else own
+        return not (keep_errors and status in (states.FAILURE, states.RETRY))
 
     def _extended(self, msg: TaskMessage) -> dict[str, Any] | None:
         extra: dict[str, Any] = {"parent_id": msg.parent_id, "group_id": msg.group}
@@ -257,6 +283,14 @@ class Conclusion:
                 queue=None,
             )
         return extra
+
+
+def _timed_out(outcome: Outcome) -> bool:
+    """Whether a failure is a hard time limit (the worker killed the task)."""
+    if outcome.exception is not None:
+        return isinstance(outcome.exception, TimeLimitExceeded)
+    value = outcome.value
+    return isinstance(value, dict) and value.get("exc_type") == "TimeLimitExceeded"
 
 
 def _serializer_name(delivery: Delivery) -> str:

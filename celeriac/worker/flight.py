@@ -31,6 +31,10 @@ class HandlerConfig:
     eta_hold_seconds: float = 2.0
     result_extended: bool = False
     reject_on_worker_lost: bool = False
+    acks_on_failure: bool | None = None
+    acks_on_timeout: bool | None = None
+    acks_on_failure_or_timeout: bool | None = True
+    store_errors_even_if_ignored: bool = False
     rate_limits: bool = True
     default_rate_limit: str | float | None = None
     revoked: set[str] = field(default_factory=set)

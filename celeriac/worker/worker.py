@@ -217,6 +217,10 @@ class Worker:
             eta_hold_seconds=float(conf["worker_eta_hold_seconds"]),
             result_extended=bool(conf["result_extended"]),
             reject_on_worker_lost=bool(conf["task_reject_on_worker_lost"]),
+            acks_on_failure=conf["task_acks_on_failure"],
+            acks_on_timeout=conf["task_acks_on_timeout"],
+            acks_on_failure_or_timeout=conf["task_acks_on_failure_or_timeout"],
+            store_errors_even_if_ignored=bool(conf["task_store_errors_even_if_ignored"]),
             rate_limits=not conf["worker_disable_rate_limits"],
             default_rate_limit=conf["task_default_rate_limit"],
         )

@@ -20,7 +20,6 @@ from psycopg import sql
 from celeriac import states
 from celeriac.backends import backend_from_url
 from celeriac.backends.base import ResultBackend
-from celeriac.engines.postgres.listen import notify_payloads
 from celeriac.engines.postgres.results import SQLBackend
 from celeriac.exceptions import ImproperlyConfigured
 from celeriac.protocol.serializers import JSON
@@ -93,7 +92,8 @@ def test_urls_and_schemes() -> None:
 async def test_tables_in_schema_given_by_url(
     schema: str, raw: psycopg.AsyncConnection[tuple[Any, ...]]
 ) -> None:
-    """``?schema=`` puts celeriac's own tables there; documents are serializer bytes."""
+    """``?schema=`` puts Celery's tables (and celeriac's chord tables) there; the result
+    column holds the result alone, encoded; the row expires ``result_expires`` after."""
     backend = backend_from_url(schema_url(schema, "db+"), serializer=JSON, expires=60)
     tid = _tid()
     await backend.store([(tid, make_meta(tid, result="x"))])
@@ -103,15 +103,18 @@ async def test_tables_in_schema_given_by_url(
     )
     names = {row[0] for row in await cur.fetchall()}
     assert names == {
-        "celeriac_taskmeta",
-        "celeriac_groupmeta",
+        "celery_taskmeta",
+        "celery_tasksetmeta",
         "celeriac_chord",
         "celeriac_chord_part",
     }
-    query = sql.SQL("SELECT status, meta, expires_at - stored_at FROM {}.celeriac_taskmeta")
+    query = sql.SQL(
+        "SELECT status, result, celeriac_expires_at - extract(epoch FROM date_done)"
+        " FROM {}.celery_taskmeta"
+    )
     cur = await raw.execute(query.format(sql.Identifier(schema)))
-    status, meta, ttl = (await cur.fetchall())[0]
-    assert status == "SUCCESS" and json.loads(meta)["result"] == "x" and ttl == 60
+    status, result, ttl = (await cur.fetchall())[0]
+    assert status == "SUCCESS" and json.loads(result) == "x" and abs(float(ttl) - 60) < 5
 
 
 async def test_store_notifies_ready_ids_once_per_batch(
@@ -142,11 +145,19 @@ async def test_notify_wakes_a_waiter_long_before_any_poll(make_backend: BackendF
     assert doc is not None and doc["result"] == "notified"
 
 
-def test_notify_payloads_stay_under_the_limit() -> None:
-    ids = [f"{i:04d}-" + "x" * 60 for i in range(500)]
-    payloads = notify_payloads([*ids, "y" * 9000])  # the huge one is left to polling
+async def test_notify_payloads_stay_under_the_limit(
+    make_backend: BackendFactory, raw: psycopg.AsyncConnection[tuple[Any, ...]]
+) -> None:
+    """A big batch of long ids is announced in several notifications, each under 8000 bytes."""
+    backend = await make_backend(expires=3600)
+    assert isinstance(backend, SQLBackend)
+    await raw.execute(sql.SQL("LISTEN {}").format(sql.Identifier(backend._channel)))
+    ids = [f"{i:04d}-" + "x" * 140 for i in range(300)]
+    await backend.store([(tid, make_meta(tid)) for tid in ids])
+    payloads = [n.payload async for n in raw.notifies(timeout=10.0, stop_after=1)]
+    payloads += [n.payload async for n in raw.notifies(timeout=0.5)]
     assert all(len(p.encode()) < 8000 for p in payloads) and len(payloads) > 1
-    assert [tid for p in payloads for tid in json.loads(p)] == ids
+    assert sorted(tid for p in payloads for tid in json.loads(p)) == ids
 
 
 async def test_wait_recovers_when_listen_connection_dies(
@@ -224,7 +235,7 @@ async def test_cleanup_counts_and_sweep(
     await asyncio.sleep(0.1)
     await sweeper.store([("new", make_meta("new"))])
     cur = await raw.execute(
-        sql.SQL("SELECT task_id FROM {}.celeriac_taskmeta ORDER BY task_id").format(
+        sql.SQL("SELECT task_id FROM {}.celery_taskmeta ORDER BY task_id").format(
             sql.Identifier(schema)
         )
     )

@@ -134,7 +134,7 @@ async def test_group_chain_chord_with_postgresql_results(
     finally:
         await asyncio.to_thread(t.app.close)
     # 2 + 2 + 6 header tasks + the chord body: all stored in PostgreSQL.
-    assert await _count(schema, "celeriac_taskmeta", "WHERE status = 'SUCCESS'") >= 11
+    assert await _count(schema, "celery_taskmeta", "WHERE status = 'SUCCESS'") >= 11
     assert await _count(schema, "celeriac_chord", "WHERE done") == 1
     assert await _count(schema, "celeriac_chord_part") == 0
 

@@ -16,7 +16,7 @@ def test_defaults_and_celery_differences() -> None:
     assert app.result_backend_url == "sqlite://"  # results in the broker's store
     assert app.conf.task_acks_late is True  # Celery: False
     assert app.conf.task_track_started is True  # Celery: False
-    assert app.conf["accept_content"] == ["json"]
+    assert app.conf["accept_content"] == ("json",)  # Celery's default, as Celery writes it
 
 
 def test_constructor_arguments_and_update() -> None:
@@ -29,9 +29,13 @@ def test_constructor_arguments_and_update() -> None:
     assert app.router.default_queue_spec().name == "jobs"
 
 
-def test_unknown_constructor_setting_is_an_error() -> None:
-    with pytest.raises(ImproperlyConfigured, match="brokr_url"):
-        Celery("t", brokr_url="memory://", set_as_current=False)
+def test_unknown_constructor_setting_is_kept_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level("WARNING", logger="celeriac.conf"):
+        app = Celery("t", brokr_url="memory://", set_as_current=False)
+    assert app.conf.brokr_url == "memory://"  # kept, as Celery keeps it
+    assert "did you mean broker_url" in caplog.text
 
 
 def test_django_style_namespace() -> None:

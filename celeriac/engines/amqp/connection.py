@@ -5,8 +5,11 @@ Shared by the RabbitMQ transport (:mod:`~celeriac.engines.amqp.broker`) and the 
 
 Broker URLs (Celery's forms): ``amqp://user:pass@host:port/vhost``, ``pyamqp://...`` (same),
 ``amqps://...`` (TLS; aiormq's ``cafile``/``certfile``/``keyfile``/``no_verify_ssl`` query
-parameters pass through). An empty path or ``/`` is vhost ``/``, and so is Celery's
-``amqp://guest:guest@localhost//``; any other path is the (percent-decoded) vhost name.
+parameters pass through), or an ``amqp://`` URL with the ``ssl`` option (Celery's
+``broker_use_ssl``: True, or a mapping of ``ca_certs``/``cafile``, ``certfile``, ``keyfile``,
+``cert_reqs``, ``check_hostname`` and ``server_hostname``). An empty path or ``/`` is vhost
+``/``, and so is Celery's ``amqp://guest:guest@localhost//``; any other path is the
+(percent-decoded) vhost name.
 
 Envelopes map one to one onto AMQP messages: ``content_type``, ``content_encoding``, the
 properties ``correlation_id``, ``reply_to``, ``delivery_mode`` (2 when unset) and ``priority``,
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, TypeVar
@@ -71,6 +75,7 @@ __all__ = [
     "private_headers",
     "properties_for",
     "split_arguments",
+    "tls_context",
 ]
 
 logger = logging.getLogger("celeriac.engines.amqp.broker")
@@ -130,6 +135,8 @@ class AMQPOptions:
     dead_letter_queue: str = "celeriac.dead"
     revoked_queue: str = "celeriac.revoked"
     revoke_retention: str = "30D"
+    ssl: Any = None
+    """TLS: True or a mapping of options (``broker_use_ssl``); kept as given."""
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any] | None) -> AMQPOptions:
@@ -137,7 +144,9 @@ class AMQPOptions:
         opts = dict(options or {})
         values: dict[str, Any] = {}
         for f in fields(cls):
-            if f.name in opts and opts[f.name] is not None:
+            if f.name == "ssl":
+                values["ssl"] = opts.get("ssl") or None
+            elif f.name in opts and opts[f.name] is not None:
                 kind = type(getattr(cls(), f.name))
                 values[f.name] = _convert(kind, opts[f.name], f.name)
         result = cls(**values)
@@ -174,13 +183,14 @@ def _convert(kind: type, value: Any, name: str) -> Any:
         raise ImproperlyConfigured(f"broker_transport_options[{name!r}]: {exc}") from exc
 
 
-def connection_url(url: str, *, heartbeat: int, name: str = "celeriac") -> str:
-    """Turn a Celery-style broker URL into the URL aiormq expects (vhost made explicit)."""
+def connection_url(url: str, *, heartbeat: int, name: str = "celeriac", tls: bool = False) -> str:
+    """Turn a Celery-style broker URL into the URL aiormq expects (vhost made explicit);
+    ``tls`` makes an ``amqp://`` URL an ``amqps://`` one."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme not in {"amqp", "amqps", "pyamqp", "rpc"}:
         raise ImproperlyConfigured(f"not an AMQP URL: {url!r}")
-    tls = scheme == "amqps"
+    tls = tls or scheme == "amqps"
     user = unquote(parts.username) if parts.username is not None else "guest"
     password = unquote(parts.password) if parts.password is not None else "guest"
     host = parts.hostname or "localhost"
@@ -198,10 +208,46 @@ def connection_url(url: str, *, heartbeat: int, name: str = "celeriac") -> str:
 
 async def connect(url: str, options: AMQPOptions, name: str) -> AbstractConnection:
     """Open one AMQP connection (raises ConnectionError subclasses when unreachable)."""
-    target = connection_url(url, heartbeat=options.heartbeat, name=name)
+    tls = options.ssl
+    target = connection_url(url, heartbeat=options.heartbeat, name=name, tls=bool(tls))
+    extra: dict[str, Any] = {}
+    if isinstance(tls, Mapping):
+        extra["context"] = tls_context(tls)
+        if tls.get("server_hostname"):
+            extra["server_hostname"] = str(tls["server_hostname"])
     async with asyncio.timeout(options.connect_timeout):
-        connection: AbstractConnection = await aiormq.connect(target)
+        connection: AbstractConnection = await aiormq.connect(target, **extra)
     return connection
+
+
+_CERT_REQS = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}
+
+
+def _verify_mode(value: Any) -> ssl.VerifyMode:
+    """``cert_reqs`` as py-amqp takes it: an ``ssl.CERT_*`` constant or its name."""
+    if isinstance(value, int):
+        return ssl.VerifyMode(value)
+    text = str(value).strip().lower().removeprefix("cert_")
+    if text not in _CERT_REQS:
+        raise ImproperlyConfigured(f"broker_use_ssl: invalid cert_reqs {value!r}")
+    return _CERT_REQS[text]
+
+
+def tls_context(options: Mapping[str, Any]) -> ssl.SSLContext:
+    """The TLS context of ``broker_use_ssl``'s mapping (py-amqp's key names)."""
+    context = ssl.create_default_context(
+        cafile=options.get("ca_certs") or options.get("cafile"), capath=options.get("capath")
+    )
+    if options.get("certfile"):
+        context.load_cert_chain(options["certfile"], options.get("keyfile"))
+    if "cert_reqs" in options:
+        mode = _verify_mode(options["cert_reqs"])
+        if mode == ssl.CERT_NONE:
+            context.check_hostname = False
+        context.verify_mode = mode
+    if "check_hostname" in options:
+        context.check_hostname = bool(options["check_hostname"])
+    return context
 
 
 def properties_for(

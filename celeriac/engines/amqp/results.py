@@ -8,8 +8,9 @@ kept by its ``correlation_id`` (the task id), the latest state per id, so :meth:
 Celery. Up to ``max_cached_results`` (option, 10000) ids are kept, least recently used first out.
 
 Worker side: :meth:`store_for` publishes each document to the default exchange with routing key
-= the task message's ``reply_to``, ``correlation_id`` = task id and ``delivery_mode`` 1, which a
-Celery client (or a celeriac one) reads. :meth:`store` has no ``reply_to`` to route by, so it
+= the task message's ``reply_to``, ``correlation_id`` = task id and ``delivery_mode`` 1 (2 with
+the option ``persistent``, Celery's ``result_persistent``), which a Celery client (or a celeriac
+one) reads. :meth:`store` has no ``reply_to`` to route by, so it
 drops the documents (Celery drops results of tasks sent without ``reply_to`` too) and says so
 once in the log. Groups cannot be saved and chords are not supported
 (:class:`NotImplementedError`, as Celery's rpc backend).
@@ -43,6 +44,7 @@ from celeriac.engines.amqp.connection import (
     DeliveredMessage,
     Session,
 )
+from celeriac.engines.options import option_flag
 from celeriac.exceptions import ImproperlyConfigured
 from celeriac.protocol.serializers import Serializer, serializer_for_content_type
 from celeriac.states import READY_STATES
@@ -97,6 +99,7 @@ class RPCBackend:
         self.expires = expires
         self.oid = str(opts.get("oid") or uuid.uuid4())
         self._cap = int(opts.get("max_cached_results", 10_000))
+        self._delivery_mode = 2 if option_flag(opts.get("persistent")) else 1
         amqp_options = AMQPOptions.from_options(opts.get("broker_transport_options"))
         broker = broker_url_for(url, opts)
         self._session = Session(
@@ -172,7 +175,12 @@ class RPCBackend:
         if not task_id:
             return
         try:
-            codec = serializer_for_content_type(props.content_type or self.serializer.content_type)
+            content_type = props.content_type or self.serializer.content_type
+            codec = (
+                self.serializer
+                if content_type == self.serializer.content_type
+                else serializer_for_content_type(content_type)
+            )
             meta = codec.loads(bytes(message.body))
         except Exception as exc:
             logger.warning("rpc:// result for %s cannot be decoded: %s", task_id, exc)
@@ -210,7 +218,7 @@ class RPCBackend:
                     content_type=self.serializer.content_type,
                     content_encoding=content_encoding,
                     correlation_id=task_id,
-                    delivery_mode=1,
+                    delivery_mode=self._delivery_mode,
                     priority=0,
                 ),
             )

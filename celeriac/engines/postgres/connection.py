@@ -20,6 +20,8 @@ Options (a mapping, e.g. ``result_backend_transport_options``):
   (usually ``public``).
 * ``engine_options`` (or Celery's name ``database_engine_options``): keyword arguments
   for SQLAlchemy's ``create_async_engine`` (``pool_size``, ``echo``, ``connect_args``...).
+* ``database_short_lived_sessions`` (Celery's setting): True opens a new connection for
+  every operation and closes it after (SQLAlchemy's ``NullPool``).
 
 Engines are shared: every user in one event loop with the same URL and engine options
 gets the same engine (so the result backend and the beat store of one process share a
@@ -33,11 +35,12 @@ import asyncio
 import hashlib
 import json
 import weakref
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from celeriac.engines.options import option_flag
 from celeriac.exceptions import ImproperlyConfigured, MissingDependency
 
 try:
@@ -45,6 +48,7 @@ try:
     from sqlalchemy.engine import URL, make_url
     from sqlalchemy.exc import ArgumentError, DBAPIError
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+    from sqlalchemy.pool import NullPool
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise MissingDependency("SQL support: pip install 'celeriac[sql]'") from exc
 
@@ -55,7 +59,6 @@ __all__ = [
     "channel_name",
     "create_tables",
     "fetch_rows",
-    "open_tables",
     "parse_sql_settings",
     "qualified_name",
     "release_engine",
@@ -141,6 +144,10 @@ def parse_sql_settings(
     engine_options = opts.get("engine_options") or opts.get("database_engine_options") or {}
     if not isinstance(engine_options, Mapping):
         raise ImproperlyConfigured(f"database_engine_options must be a mapping: {engine_options!r}")
+    if option_flag(opts.get("database_short_lived_sessions")):
+        pooled = ("pool_size", "max_overflow", "pool_timeout", "pool_recycle", "pool_pre_ping")
+        engine_options = {k: v for k, v in engine_options.items() if k not in pooled}
+        engine_options["poolclass"] = NullPool
     if schema is not None and len(schema.encode()) > _NAME_MAX:
         raise ImproperlyConfigured(f"schema name longer than {_NAME_MAX} bytes: {schema!r}")
     return SQLSettings(parsed.set(drivername=_DRIVER), schema, dict(engine_options))
@@ -195,31 +202,25 @@ def channel_name(base: str, schema: str | None) -> str:
     return f"{base}_{hashlib.sha1(schema.encode()).hexdigest()[:16]}"
 
 
-async def create_tables(engine: AsyncEngine, metadata: MetaData, schema: str | None) -> None:
-    """Create the schema (if missing) and the tables, once, even when processes race.
+Prepare = Callable[[AsyncConnection], Awaitable[None]]
+"""More set-up run in the transaction that creates the tables (columns, triggers...)."""
+
+
+async def create_tables(engine: AsyncEngine, metadata: MetaData, prepare: Prepare | None) -> None:
+    """Create the schemas (if missing) and the tables, once, even when processes race;
+    then run ``prepare`` in the same transaction.
 
     An advisory transaction lock makes concurrent creators take turns, so the second
     one finds what the first created instead of failing on a duplicate type.
     """
+    schemas = sorted({t.schema for t in metadata.tables.values() if t.schema is not None})
     async with engine.begin() as conn:
         await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _DDL_LOCK})
-        if schema is not None:
+        for schema in schemas:
             await _create_schema(conn, schema)
         await conn.run_sync(metadata.create_all, checkfirst=True)
-
-
-async def open_tables(settings: SQLSettings, metadata: MetaData) -> AsyncEngine:
-    """The shared engine for ``settings`` with ``metadata``'s tables created in it.
-
-    The engine is released again if creating the tables fails.
-    """
-    engine = acquire_engine(settings)
-    try:
-        await create_tables(engine, metadata, settings.schema)
-    except BaseException:
-        await release_engine(settings)
-        raise
-    return engine
+        if prepare is not None:
+            await prepare(conn)
 
 
 async def _create_schema(conn: AsyncConnection, schema: str) -> None:
@@ -264,7 +265,9 @@ class Tables:
     """One user's tables on the shared engine: created on first use, statements run by name.
 
     ``statements`` builds the user's SQL from the quoted, schema-qualified table names,
-    keyed by table name without ``celeriac_`` (``taskmeta``, ``beat_lease``...).
+    keyed by the table's ``info['role']``, else its name without ``celeriac_``
+    (``taskmeta``, ``beat_lease``...). ``prepare`` runs in the transaction that creates
+    the tables, with the statements already built.
     """
 
     def __init__(
@@ -272,10 +275,12 @@ class Tables:
         settings: SQLSettings,
         metadata: MetaData,
         statements: Callable[[Mapping[str, str]], dict[str, str]],
+        prepare: Prepare | None = None,
     ) -> None:
         self.settings = settings
         self._metadata = metadata
         self._statements = statements
+        self._prepare = prepare
         self._engine: AsyncEngine | None = None
         self._autocommit: AsyncEngine | None = None  # the same engine, one statement = one commit
         self._sql: dict[str, str] = {}
@@ -285,12 +290,18 @@ class Tables:
         """Create the tables (once) on the shared engine; the engine."""
         async with self._lock:
             if self._engine is None:
-                engine = await open_tables(self.settings, self._metadata)
-                names = {
-                    table.name.removeprefix("celeriac_"): qualified_name(table, engine)
-                    for table in self._metadata.tables.values()
-                }
-                self._sql = self._statements(names)
+                engine = acquire_engine(self.settings)
+                try:
+                    names = {
+                        table.info.get("role")
+                        or table.name.removeprefix("celeriac_"): qualified_name(table, engine)
+                        for table in self._metadata.tables.values()
+                    }
+                    self._sql = self._statements(names)
+                    await create_tables(engine, self._metadata, self._prepare)
+                except BaseException:
+                    await release_engine(self.settings)
+                    raise
                 self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
                 self._engine = engine
             return self._engine

@@ -1,7 +1,7 @@
 """Waiting for results in PostgreSQL: LISTEN/NOTIFY first, polling as the safety net.
 
-Writers NOTIFY a channel, in the same statement (so the same transaction) that stores
-ready documents, with a JSON list of their task ids as the payload. A
+Writers NOTIFY a channel in the transaction that stores ready documents, with a JSON list
+of their task ids as the payload (the result table's triggers do it, for every writer). A
 :class:`ResultWatcher` keeps one dedicated psycopg connection LISTENing while anyone
 waits (and for ``idle`` seconds after), reconnecting with the backoff of its
 :class:`~celeriac.retry.RetryPolicy` (from 0.1 s, doubling up to 5 s). The waiters are a
@@ -24,6 +24,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from celeriac.backends.waiting import PollLoop, Waiters
 from celeriac.exceptions import MissingDependency
@@ -35,45 +36,17 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise MissingDependency("SQL result backend: pip install 'celeriac[sql]'") from exc
 
-__all__ = ["LISTEN_RETRY", "ReadyFetcher", "ResultWatcher", "notify_payloads"]
+__all__ = ["LISTEN_RETRY", "ReadyFetcher", "ResultWatcher"]
 
 _log = logging.getLogger(__name__)
 
-ReadyFetcher = Callable[[Sequence[str]], Awaitable[dict[str, bytes]]]
-"""Reads the given ids; returns the encoded documents of those in a ready state."""
+ReadyFetcher = Callable[[Sequence[str]], Awaitable[dict[str, Any]]]
+"""Reads the given ids; returns the documents of those in a ready state."""
 
-_PAYLOAD_MAX = 7900  # PostgreSQL refuses NOTIFY payloads of 8000 bytes or more
 _POLL_MIN = 0.05
 
 LISTEN_RETRY = RetryPolicy(first=0.1, factor=2.0, max_delay=5.0, max_retries=None)
 """How the LISTEN connection is reopened: for ever, from 0.1 s, doubling up to 5 s."""
-
-
-def notify_payloads(task_ids: Sequence[str]) -> list[str]:
-    """JSON lists of ``task_ids``, each small enough for one NOTIFY payload.
-
-    An id too long to fit alone is left out (its waiters find it by polling).
-    """
-    payloads: list[str] = []
-    batch: list[str] = []
-    size = 2
-    for task_id in task_ids:
-        cost = len(json.dumps(task_id).encode()) + 1
-        if cost + 2 > _PAYLOAD_MAX:
-            continue
-        if size + cost > _PAYLOAD_MAX:
-            payloads.append(_compact(batch))
-            batch, size = [], 2
-        batch.append(task_id)
-        size += cost
-    if batch:
-        payloads.append(_compact(batch))
-    return payloads
-
-
-def _compact(task_ids: list[str]) -> str:
-    """``["a","b"]``: the size counted by :func:`notify_payloads`."""
-    return json.dumps(task_ids, separators=(",", ":"))
 
 
 class ResultWatcher:
@@ -98,7 +71,7 @@ class ResultWatcher:
         self._safety = max(safety_interval, poll_interval, _POLL_MIN)
         self._idle = idle
         self._retry = retry
-        self._waiters: Waiters[bytes] = Waiters()
+        self._waiters: Waiters[Any] = Waiters()
         self._due: set[str] = set()
         self._next_full = 0.0  # monotonic time of the next check of every waited id
         self._poller = PollLoop(
@@ -117,7 +90,7 @@ class ResultWatcher:
         """Whether a LISTEN connection is up right now."""
         return self._listening
 
-    async def wait(self, task_id: str, timeout: float | None) -> bytes | None:
+    async def wait(self, task_id: str, timeout: float | None) -> Any:
         """The ready document of ``task_id`` once stored, or None at ``timeout``."""
         return await self._waiters.wait(
             task_id, timeout, registered=lambda: self._check_soon(task_id)
@@ -224,6 +197,6 @@ class ResultWatcher:
             except Exception:
                 self._due.update(ids)  # checked again on the next round
                 raise
-            for task_id, blob in ready.items():
-                self._waiters.resolve(task_id, blob)
+            for task_id, document in ready.items():
+                self._waiters.resolve(task_id, document)
         return False

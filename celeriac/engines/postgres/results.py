@@ -1,137 +1,120 @@
-"""PostgreSQL result backend (``db+postgresql://user@host/db``, also ``postgresql://``).
+"""PostgreSQL result backend (``db+postgresql://user@host/db``, also ``postgresql://``), in
+Celery's tables.
 
-Tables (created on connect, in the ``schema`` option's schema if given; URLs and
-options are described in :mod:`celeriac.engines.postgres.connection`):
+Results go to Celery's ``celery_taskmeta`` and saved groups to ``celery_tasksetmeta``, with
+Celery's columns and encoding (:mod:`celeriac.engines.postgres.tables`), so a Celery client or
+worker on the same database reads what celeriac writes and the other way round;
+``database_table_names`` and ``database_table_schemas`` rename and place them as in Celery.
+Tables are created, and brought up to celeriac's layout, when the backend connects
+(``database_create_tables_at_setup``, default True) or else on first use; celeriac's old
+``celeriac_taskmeta``/``celeriac_groupmeta`` are migrated then, once
+(:mod:`celeriac.engines.postgres.migrate`). URLs and connection options are described in
+:mod:`celeriac.engines.postgres.connection`.
 
-* ``celeriac_taskmeta`` - ``task_id`` (primary key), ``status``, ``meta`` (the whole
-  result document, encoded with the result serializer, as ``BYTEA``), ``stored_at`` and
-  ``expires_at`` (epoch seconds; NULL keeps the row until forgotten).
-* ``celeriac_groupmeta`` - ``group_id``, ``members`` (a JSON list of task ids), ``expires_at``.
-* ``celeriac_chord`` - ``group_id``, ``size``, ``done``, ``expires_at``; and
-  ``celeriac_chord_part`` - (``group_id``, ``idx``) -> ``part`` (one finished header task).
-
-These are celeriac's own tables, not Celery's ``celery_taskmeta`` (which holds pickles).
-
-:meth:`SQLBackend.store` writes a whole batch in ONE statement (``unnest`` of arrays into
-``INSERT ... ON CONFLICT DO UPDATE``) that also ``pg_notify``\\ s the ids of ready
-documents; :meth:`SQLBackend.wait` follows those notifications
-(:mod:`celeriac.engines.postgres.listen`), polling as a safety net. A chord part is recorded
-in one transaction that first locks the chord's row, so concurrent reports take turns
-and exactly one of them sees the chord complete.
+:meth:`SQLBackend.store` writes a whole batch in ONE statement (``unnest`` of column arrays
+into ``INSERT ... ON CONFLICT (task_id) DO UPDATE``); the table's statement triggers
+``pg_notify`` the ids of ready rows, one notification per statement, whoever writes them;
+:meth:`SQLBackend.wait` follows those notifications (:mod:`celeriac.engines.postgres.listen`),
+polling as a safety net. A chord part is recorded in one transaction that first locks the
+chord's row (in celeriac's ``celeriac_chord``), so concurrent reports take turns and exactly
+one of them sees the chord complete.
 
 Options besides those of :mod:`celeriac.engines.postgres.connection`: ``listen`` (default
 True; False waits by polling only), ``poll_interval`` (cap of the polling interval when not
 listening, s, default 1), ``safety_interval`` (s between polls while listening, default 5),
 ``retry_interval_start`` and ``retry_backoff_max`` (first and longest wait before the LISTEN
 connection is reopened, s, default 0.1 and 5), ``sweep_interval`` (s between deletions of
-some expired rows on store, default 30). Unknown options are ignored.
+some expired rows on store, default 30), and Celery's ``database_table_names``,
+``database_table_schemas`` (``task`` and ``group``) and ``database_create_tables_at_setup``.
+Unknown options are ignored.
 """
 
 from __future__ import annotations
 
-import json
+import datetime as dt
+import logging
+import math
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from celeriac.backends.base import ChordPart, Meta
+from celeriac.engines.options import option_flag
 from celeriac.engines.postgres.connection import (
     SQLSettings,
     Tables,
     channel_name,
     parse_sql_settings,
 )
-from celeriac.engines.postgres.listen import LISTEN_RETRY, ResultWatcher, notify_payloads
+from celeriac.engines.postgres.listen import LISTEN_RETRY, ResultWatcher
+from celeriac.engines.postgres.migrate import migrate_old_tables
+from celeriac.engines.postgres.tables import (
+    COLUMNS,
+    TableNames,
+    group_ids,
+    group_value,
+    meta_from_row,
+    prepare_result_tables,
+    result_tables,
+    row_values,
+)
 from celeriac.exceptions import ImproperlyConfigured, MissingDependency
 from celeriac.protocol.serializers import Serializer
 from celeriac.retry import RetryPolicy
 from celeriac.states import READY_STATES
 
 try:
-    from sqlalchemy import (
-        Boolean,
-        Column,
-        Float,
-        Integer,
-        LargeBinary,
-        MetaData,
-        PrimaryKeyConstraint,
-        String,
-        Table,
-        Text,
-    )
     from sqlalchemy.ext.asyncio import AsyncConnection
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise MissingDependency("SQL result backend: pip install 'celeriac[sql]'") from exc
 
-__all__ = ["SQLBackend", "result_tables"]
+__all__ = ["SQLBackend"]
 
-_READY = sorted(READY_STATES)
+logger = logging.getLogger("celeriac.engines.postgres")
+
 _SWEEP_LIMIT = 1000  # expired rows removed per opportunistic sweep, to keep store() fast
-_LIVE = "(expires_at IS NULL OR expires_at > :now)"
+_LIVE = "(celeriac_expires_at IS NULL OR celeriac_expires_at > :now)"
+_TYPES = (
+    "text", "text", "bytea", "text", "bytea", "timestamp", "text", "bytea", "bytea", "text",
+    "integer", "text", "bytea",
+)  # fmt: skip
+"""The SQL type of each of :data:`~celeriac.engines.postgres.tables.COLUMNS`."""
+# An expired row: past its celeriac expiry, or (written by Celery, without one) done before
+# the cutoff that result_expires gives, as Celery's own cleanup decides.
+_EXPIRED = "celeriac_expires_at <= :now OR (celeriac_expires_at IS NULL AND date_done < :cutoff)"
 
 
-def result_tables(schema: str | None) -> MetaData:
-    """The backend's tables, in ``schema``."""
-    metadata = MetaData(schema=schema)
-    Table(
-        "celeriac_taskmeta",
-        metadata,
-        Column("task_id", String(255), primary_key=True),
-        Column("status", String(50), nullable=False),
-        Column("meta", LargeBinary, nullable=False),
-        Column("stored_at", Float(53), nullable=False),
-        Column("expires_at", Float(53), index=True),
+def _upsert(meta: str, on_conflict: str) -> str:
+    """An INSERT of the rows given as one array per column (and one of expiry times)."""
+    arrays = ", ".join(f"CAST(:c{i} AS {kind}[])" for i, kind in enumerate(_TYPES))
+    columns = ", ".join((*COLUMNS, "celeriac_expires_at"))
+    return (
+        f"INSERT INTO {meta} (id, {columns})"
+        " SELECT nextval(CAST(:seq AS regclass)), r.*"
+        f" FROM unnest({arrays}, CAST(:expires AS float8[])) AS r({columns})"
+        f" ON CONFLICT (task_id) {on_conflict}"
     )
-    Table(
-        "celeriac_groupmeta",
-        metadata,
-        Column("group_id", String(255), primary_key=True),
-        Column("members", Text, nullable=False),
-        Column("expires_at", Float(53), index=True),
-    )
-    Table(
-        "celeriac_chord",
-        metadata,
-        Column("group_id", String(255), primary_key=True),
-        Column("size", Integer),
-        Column("done", Boolean, nullable=False, default=False),
-        Column("expires_at", Float(53), index=True),
-    )
-    Table(
-        "celeriac_chord_part",
-        metadata,
-        Column("group_id", String(255), nullable=False),
-        Column("idx", Integer, nullable=False),
-        Column("part", LargeBinary, nullable=False),
-        PrimaryKeyConstraint("group_id", "idx"),
-    )
-    return metadata
 
 
 def _statements(t: Mapping[str, str]) -> dict[str, str]:
     """The backend's SQL, for the quoted table names in ``t``."""
     meta, group, chord, part = (t[k] for k in ("taskmeta", "groupmeta", "chord", "chord_part"))
+    update = ", ".join(f"{c} = excluded.{c}" for c in (*COLUMNS[1:], "celeriac_expires_at"))
+    save_group = (
+        f"INSERT INTO {group} (id, taskset_id, result, date_done, celeriac_expires_at)"
+        " VALUES (nextval(CAST(:seq AS regclass)), :gid, :result, :date_done, :exp)"
+        " ON CONFLICT (taskset_id) "
+    )
     return {
-        "store": (
-            "WITH rows AS (SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:statuses AS text[]),"
-            " CAST(:metas AS bytea[])) AS r(task_id, status, meta)),"
-            f" up AS (INSERT INTO {meta} (task_id, status, meta, stored_at, expires_at)"
-            " SELECT task_id, status, meta, :now, :expires_at FROM rows"
-            " ON CONFLICT (task_id) DO UPDATE SET status = excluded.status,"
-            " meta = excluded.meta, stored_at = excluded.stored_at,"
-            " expires_at = excluded.expires_at RETURNING 1)"
-            " SELECT pg_notify(:channel, p) FROM unnest(CAST(:payloads AS text[])) AS p"
-        ),
-        "get": f"SELECT task_id, status, meta FROM {meta} WHERE task_id = ANY(:ids) AND {_LIVE}",
+        "store": _upsert(meta, f"DO UPDATE SET {update}"),
+        "migrate": _upsert(meta, "DO NOTHING"),
+        "get": f"SELECT {', '.join(COLUMNS)} FROM {meta} WHERE task_id = ANY(:ids) AND {_LIVE}",
         "forget": f"DELETE FROM {meta} WHERE task_id = ANY(:ids)",
-        "save_group": (
-            f"INSERT INTO {group} (group_id, members, expires_at) VALUES (:gid, :members, :exp)"
-            " ON CONFLICT (group_id) DO UPDATE SET members = excluded.members,"
-            " expires_at = excluded.expires_at"
-        ),
-        "restore_group": f"SELECT members FROM {group} WHERE group_id = :gid AND {_LIVE}",
-        "forget_group": f"DELETE FROM {group} WHERE group_id = :gid",
+        "save_group": save_group + "DO UPDATE SET result = excluded.result,"
+        " date_done = excluded.date_done, celeriac_expires_at = excluded.celeriac_expires_at",
+        "migrate_group": save_group + "DO NOTHING",
+        "restore_group": f"SELECT result FROM {group} WHERE taskset_id = :gid AND {_LIVE}",
+        "forget_group": f"DELETE FROM {group} WHERE taskset_id = :gid",
         "set_chord_size": (
             f"WITH stale AS (DELETE FROM {part} WHERE group_id = :gid AND EXISTS"
             f" (SELECT 1 FROM {chord} WHERE group_id = :gid AND expires_at <= :now))"
@@ -167,18 +150,28 @@ def _statements(t: Mapping[str, str]) -> dict[str, str]:
             f"DELETE FROM {part} WHERE group_id IN (SELECT group_id FROM {chord}"
             " WHERE expires_at <= :now LIMIT :limit)"
         ),
+        "sweep_chord": (
+            f"DELETE FROM {chord} WHERE group_id IN (SELECT group_id FROM {chord}"
+            " WHERE expires_at <= :now LIMIT :limit)"
+        ),
         **{
             f"sweep_{name}": (
-                f"DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table}"
-                " WHERE expires_at <= :now LIMIT :limit)"
+                f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table}"
+                f" WHERE {_EXPIRED} LIMIT :limit)"
             )
-            for name, table, key in (
-                ("taskmeta", meta, "task_id"),
-                ("groupmeta", group, "group_id"),
-                ("chord", chord, "group_id"),
-            )
+            for name, table in (("taskmeta", meta), ("groupmeta", group))
         },
     }
+
+
+def _quoted(schema: str | None, name: str) -> str:
+    """A schema-qualified name as ``regclass`` parses it."""
+    quote = '"' + name.replace('"', '""') + '"'
+    return quote if schema is None else '"' + schema.replace('"', '""') + '".' + quote
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
 class SQLBackend:
@@ -207,15 +200,22 @@ class SQLBackend:
         self._settings: SQLSettings = parse_sql_settings(url, opts, role="task")
         self._serializer = serializer
         self._expires = expires or None
-        self._tables = Tables(self._settings, result_tables(self._settings.schema), _statements)
+        self._names = _table_names(opts, self._settings.schema)
+        self._metadata = result_tables(self._names)
         self._channel = channel_name("celeriac_result", self._settings.schema)
+        self._tables = Tables(self._settings, self._metadata, _statements, self._prepare)
+        self._sequences = {
+            "task": _quoted(self._names.task_schema, "task_id_sequence"),
+            "group": _quoted(self._names.group_schema, "taskset_id_sequence"),
+        }
+        self._create_at_setup = option_flag(opts.get("database_create_tables_at_setup", True))
         self._sweep_interval = float(opts.get("sweep_interval", 30.0))
         self._last_sweep = time.time()
         self._watcher = ResultWatcher(
             self._fetch_ready,
             self._settings.libpq_url,
             self._channel,
-            listen=_flag(opts.get("listen", True)),
+            listen=option_flag(opts.get("listen", True)),
             poll_interval=float(opts.get("poll_interval", 1.0)),
             safety_interval=float(opts.get("safety_interval", 5.0)),
             retry=RetryPolicy.from_options(opts, default=LISTEN_RETRY),
@@ -228,64 +228,89 @@ class SQLBackend:
     # -- plumbing -----------------------------------------------------------------
 
     async def connect(self) -> None:
-        """Create the engine and the tables; idempotent."""
-        await self._tables.connect()
+        """Create the engine and (with ``database_create_tables_at_setup``) the tables."""
+        if self._create_at_setup:
+            await self._tables.connect()
 
     async def close(self) -> None:
         """Stop waiting (pending waits raise ConnectionError) and release the engine."""
         await self._watcher.close()
         await self._tables.close()
 
-    def _expires_at(self, now: float) -> float | None:
-        """Epoch time at which something written at ``now`` expires."""
-        return None if self._expires is None else now + self._expires
+    async def _prepare(self, conn: AsyncConnection) -> None:
+        """In the table set-up transaction: celeriac's columns and triggers, the migration."""
+        added = await prepare_result_tables(conn, self._metadata, self._channel)
+        for table, columns in added.items():
+            logger.warning(
+                "result backend: added the nullable column(s) %s to %s (Celery ignores them)",
+                ", ".join(columns),
+                table,
+            )
+        await migrate_old_tables(
+            conn,
+            (self._names.task_schema, self._names.group_schema),
+            (self._names.task, self._names.group),
+            self._serializer.loads,
+            self._write_migrated,
+            self._write_migrated_group,
+        )
 
-    def _decode(self, blob: bytes) -> Meta:
-        """Decode a stored document into a fresh dict."""
-        meta: Meta = self._serializer.loads(blob)
-        return meta
+    def _expires_at(self, now: float) -> float:
+        """Epoch time at which something written at ``now`` expires (inf: never)."""
+        return math.inf if self._expires is None else now + self._expires
+
+    def _cutoff(self) -> dt.datetime | None:
+        """Rows Celery wrote (no celeriac expiry) expire when done before this."""
+        return None if self._expires is None else _utcnow() - dt.timedelta(seconds=self._expires)
+
+    def _rows(self, items: Sequence[tuple[str, Meta, float]]) -> dict[str, Any]:
+        """The store statement's parameters: one array per column."""
+        rows = [row_values(task_id, meta, self._serializer) for task_id, meta, _ in items]
+        params: dict[str, Any] = {
+            f"c{i}": list(column) for i, column in enumerate(zip(*rows, strict=True))
+        }
+        params["expires"] = [expires for _, _, expires in items]
+        params["seq"] = self._sequences["task"]
+        return params
 
     # -- documents ----------------------------------------------------------------
 
     async def store(self, items: Sequence[tuple[str, Meta]]) -> None:
-        """Upsert a batch in one statement (later writes win) and notify ready ids."""
+        """Upsert a batch in one statement (later writes win); ready ids are notified."""
         if not items:
             return
         latest = dict(items)  # one row per id: a statement may not upsert a row twice
-        statuses = [str(meta.get("status")) for meta in latest.values()]
-        ready = [tid for tid, status in zip(latest, statuses, strict=True) if status in _READY]
         now = time.time()
-        params = {
-            "ids": list(latest),
-            "statuses": statuses,
-            "metas": [self._serializer.dumps(meta) for meta in latest.values()],
-            "now": now,
-            "expires_at": self._expires_at(now),
-            "channel": self._channel,
-            "payloads": notify_payloads(ready),
-        }
-        await self._tables.run("store", params)
+        expires = self._expires_at(now)
+        await self._tables.run(
+            "store", self._rows([(tid, meta, expires) for tid, meta in latest.items()])
+        )
         if now - self._last_sweep >= self._sweep_interval:
             self._last_sweep = now
             await self._delete_expired(now, _SWEEP_LIMIT)
+
+    async def _write_migrated(
+        self, conn: AsyncConnection, items: list[tuple[str, Meta, float]]
+    ) -> None:
+        await self._tables.fetch(conn, "migrate", self._rows(items))
 
     async def get(self, task_ids: Sequence[str]) -> list[Meta | None]:
         """Documents aligned with ``task_ids``; None for unknown or expired ones."""
         if not task_ids:
             return []
         found = await self._select(task_ids)
-        return [None if tid not in found else self._decode(found[tid][1]) for tid in task_ids]
+        return [found.get(tid) for tid in task_ids]
 
-    async def _select(self, task_ids: Sequence[str]) -> dict[str, tuple[str, bytes]]:
-        """Live rows by id: (status, encoded document)."""
+    async def _select(self, task_ids: Sequence[str]) -> dict[str, Meta]:
+        """Live documents by id (each a fresh dict)."""
         params = {"ids": list(dict.fromkeys(task_ids)), "now": time.time()}
         rows = await self._tables.run("get", params)
-        return {str(tid): (str(status), bytes(blob)) for tid, status, blob in rows}
+        return {str(row[0]): meta_from_row(row, self._serializer) for row in rows}
 
-    async def _fetch_ready(self, task_ids: Sequence[str]) -> dict[str, bytes]:
-        """The encoded documents of the ids among ``task_ids`` that are ready."""
+    async def _fetch_ready(self, task_ids: Sequence[str]) -> dict[str, Meta]:
+        """The documents of the ids among ``task_ids`` that are ready."""
         found = await self._select(task_ids)
-        return {tid: blob for tid, (status, blob) in found.items() if status in READY_STATES}
+        return {tid: meta for tid, meta in found.items() if meta["status"] in READY_STATES}
 
     async def forget(self, task_ids: Sequence[str]) -> None:
         """Delete documents."""
@@ -298,7 +323,7 @@ class SQLBackend:
 
     async def _delete_expired(self, now: float, limit: int | None) -> int:
         """Delete up to ``limit`` (None: all) expired rows per table, in one transaction."""
-        params = {"now": now, "limit": limit}
+        params = {"now": now, "limit": limit, "cutoff": self._cutoff()}
         async with self._tables.transaction() as conn:
             # Chord parts carry no expiry of their own: they go with their chord's row.
             await self._tables.fetch(conn, "sweep_parts", params)
@@ -316,23 +341,42 @@ class SQLBackend:
             timeout is not None and timeout <= 0
         ):
             return doc
-        blob = await self._watcher.wait(task_id, timeout)
-        if blob is None:
+        found: Meta | None = await self._watcher.wait(task_id, timeout)
+        if found is None:
             return (await self.get([task_id]))[0]
-        return self._decode(blob)
+        return found
 
     # -- groups and chords --------------------------------------------------------
 
+    def _group_params(
+        self, group_id: str, task_ids: Sequence[str], expires: float
+    ) -> dict[str, Any]:
+        return {
+            "gid": group_id,
+            "result": self._serializer.dumps(group_value(group_id, task_ids)),
+            "date_done": _utcnow(),
+            "exp": expires,
+            "seq": self._sequences["group"],
+        }
+
     async def save_group(self, group_id: str, task_ids: Sequence[str]) -> None:
-        """Remember a group's member ids, with the result expiry."""
-        members = json.dumps(list(task_ids))
-        params = {"gid": group_id, "members": members, "exp": self._expires_at(time.time())}
+        """Remember a group's member ids (as Celery saves a GroupResult), with the expiry."""
+        params = self._group_params(group_id, task_ids, self._expires_at(time.time()))
         await self._tables.run("save_group", params)
+
+    async def _write_migrated_group(
+        self, conn: AsyncConnection, group_id: str, task_ids: list[str], expires: float
+    ) -> None:
+        await self._tables.fetch(
+            conn, "migrate_group", self._group_params(group_id, task_ids, expires)
+        )
 
     async def restore_group(self, group_id: str) -> list[str] | None:
         """Member ids of a saved, unexpired group, or None."""
         rows = await self._tables.run("restore_group", {"gid": group_id, "now": time.time()})
-        return None if not rows else [str(tid) for tid in json.loads(rows[0][0])]
+        if not rows or rows[0][0] is None:
+            return None
+        return group_ids(self._serializer.loads(bytes(rows[0][0])))
 
     async def forget_group(self, group_id: str) -> None:
         """Delete a saved group."""
@@ -379,8 +423,11 @@ class SQLBackend:
         return [bytes(blob) for (blob,) in await fetch(conn, "chord_take", params)]
 
 
-def _flag(value: Any) -> bool:
-    """An on/off option that may come from a settings file as text (``"false"``)."""
-    if isinstance(value, str):
-        return value.strip().lower() not in {"", "0", "false", "no", "off"}
-    return bool(value)
+def _table_names(options: Mapping[str, Any], task_schema: str | None) -> TableNames:
+    """Celery's ``database_table_names`` and the ``group`` key of ``database_table_schemas``."""
+    names = options.get("database_table_names") or {}
+    schemas = options.get("database_table_schemas") or {}
+    if not isinstance(names, Mapping):
+        raise ImproperlyConfigured(f"database_table_names must be a mapping: {names!r}")
+    group_schema = schemas.get("group") if isinstance(schemas, Mapping) else None
+    return TableNames(names, task_schema, str(group_schema) if group_schema else task_schema)

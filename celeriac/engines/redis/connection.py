@@ -14,7 +14,8 @@ connection, default 20 s), ``socket_timeout``, ``socket_connect_timeout``,
 ``socket_keepalive``, ``health_check_interval``, ``username``/``password`` (override the
 URL), ``master_name`` and ``sentinel_kwargs`` (Sentinel), ``ssl_cert_reqs``,
 ``ssl_ca_certs``, ``ssl_certfile``, ``ssl_keyfile``, ``ssl_check_hostname`` (also inside
-an ``ssl`` dict, as ``broker_use_ssl`` gives them), and ``global_keyprefix`` (read by the
+an ``ssl`` dict, as ``broker_use_ssl`` gives them; an ``ssl`` option also turns TLS on for a
+``redis://`` URL), and ``global_keyprefix`` (read by the
 callers, which prefix every key with it as kombu does).
 
 redis-py's own retries are switched off: the callers retry with the engine's
@@ -73,6 +74,7 @@ except ImportError:  # pragma: no cover - hiredis is part of the redis extra
 __all__ = [
     "DEFAULT_RETRY",
     "Endpoint",
+    "TIMEOUTS",
     "TRANSIENT_ERRORS",
     "UNREACHABLE",
     "HandshakeError",
@@ -100,11 +102,14 @@ UNREACHABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
 """Errors that mean "Redis cannot be reached now"."""
 TRANSIENT_ERRORS = (*UNREACHABLE, redis_errors.ReadOnlyError)
 """What the transport retries, never fatal to a consumer (a replica mid-failover too)."""
+TIMEOUTS = (redis_errors.TimeoutError, TimeoutError)
+"""A read, write or connect that took longer than its socket timeout."""
 
 _SSL_KEYS = ("ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_check_hostname")
 _CERT_REQS = {p + v: v for v in ("none", "optional", "required") for p in ("", "cert_")}
 _SOCKET_SCHEMES = ("unix", "socket", "redis+socket")
 _TLS_DEFAULTS = inspect.signature(SSLConnection.__init__).parameters
+_UNBOUNDED = 2**31 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,11 +164,22 @@ def _db_from(path: str, query: Mapping[str, str]) -> int:
         raise ImproperlyConfigured(f"invalid Redis db number {text!r}") from exc
 
 
+def _seconds_or_none(value: Any) -> float | None:
+    """A timeout option: seconds, or None for none (as Celery's ``redis_socket_*``)."""
+    return None if value is None else float(value)
+
+
+def _pool_size(options: Mapping[str, Any]) -> int:
+    """``max_connections`` (default 20); None or 0 means no limit."""
+    value = options.get("max_connections", 20)
+    return int(value) if value else _UNBOUNDED
+
+
 def _common_options(options: Mapping[str, Any]) -> dict[str, Any]:
     """Socket and auth options passed straight to every connection."""
     kwargs: dict[str, Any] = {
-        "socket_timeout": float(options.get("socket_timeout", 30.0)),
-        "socket_connect_timeout": float(options.get("socket_connect_timeout", 5.0)),
+        "socket_timeout": _seconds_or_none(options.get("socket_timeout", 30.0)),
+        "socket_connect_timeout": _seconds_or_none(options.get("socket_connect_timeout", 5.0)),
         "socket_keepalive": bool(options.get("socket_keepalive", True)),
         "health_check_interval": int(options.get("health_check_interval", 25)),
         # RESP2: understood by every Redis version; pub/sub replies stay plain arrays.
@@ -204,7 +220,7 @@ def _parse_sentinel(url: str, options: Mapping[str, Any]) -> RedisSettings:
         sentinels=tuple(hosts),
         master_name=str(master),
         sentinel_kwargs=sentinel_kwargs,
-        max_connections=int(options.get("max_connections", 20)),
+        max_connections=_pool_size(options),
         pool_timeout=float(options.get("pool_timeout", 20.0)),
         key_prefix=str(options.get("global_keyprefix") or ""),
     )
@@ -218,6 +234,9 @@ def parse_redis_url(url: str, options: Mapping[str, Any] | None = None) -> Redis
         return _parse_sentinel(url, opts)
     split = urlsplit(url)
     query = {k: v[0] for k, v in parse_qs(split.query).items()}
+    # An ``ssl`` option (Celery's broker_use_ssl / redis_backend_use_ssl) turns TLS on for
+    # redis:// as well, as kombu and Celery do.
+    tls = scheme == "rediss" or (scheme == "redis" and bool(opts.get("ssl")))
     connection: dict[str, Any] = {}
     if split.username:
         connection["username"] = unquote(split.username)
@@ -230,7 +249,7 @@ def parse_redis_url(url: str, options: Mapping[str, Any] | None = None) -> Redis
         connection["host"] = split.hostname or "localhost"
         connection["port"] = split.port or 6379
         db = _db_from(split.path, query)
-        if scheme == "rediss":
+        if tls:
             connection.update(_ssl_options(query, opts))
     else:
         raise ImproperlyConfigured(f"not a Redis URL: {url!r}")
@@ -241,10 +260,10 @@ def parse_redis_url(url: str, options: Mapping[str, Any] | None = None) -> Redis
     return RedisSettings(
         db=db,
         connection=connection,
-        max_connections=int(opts.get("max_connections", 20)),
+        max_connections=_pool_size(opts),
         pool_timeout=float(opts.get("pool_timeout", 20.0)),
         key_prefix=str(opts.get("global_keyprefix") or ""),
-        tls=scheme == "rediss",
+        tls=tls,
     )
 
 
@@ -258,8 +277,10 @@ def retried(
     errors: tuple[type[BaseException], ...],
     what: str,
     op: Callable[[], Awaitable[T]],
+    fatal: tuple[type[BaseException], ...] = (),
 ) -> Coroutine[Any, Any, T]:
     """``op()``, again after ``errors`` as ``policy`` says; then ConnectionError naming ``what``.
+    ``fatal`` errors are raised at once, even when they are among ``errors``.
 
     A plain function returning the policy's coroutine: no coroutine frame of its own on
     every publish, ack and store."""
@@ -270,6 +291,7 @@ def retried(
         give_up=lambda exc, attempts: ConnectionError(
             f"{what} failed after {attempts} attempts: {exc}"
         ),
+        fatal=fatal,
     )
 
 

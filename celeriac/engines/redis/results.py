@@ -23,7 +23,8 @@ key; the shared listener is not affected.
 
 Options: those of :mod:`celeriac.engines.redis.connection` (``global_keyprefix`` prefixes keys and
 channels), plus ``max_retries`` and ``retry_backoff_max`` for transient connection errors,
-after which calls raise :class:`ConnectionError`.
+after which calls raise :class:`ConnectionError`, and ``retry_on_timeout`` (Celery's
+``redis_retry_on_timeout``; default True): False raises a timeout at once instead.
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
 from celeriac.backends.base import ChordPart, Meta
+from celeriac.engines.options import option_flag
 from celeriac.engines.redis.connection import (
+    TIMEOUTS,
     UNREACHABLE,
     connect_redis,
     locator,
@@ -121,6 +124,7 @@ class RedisBackend:
         self._task_prefix = prefix + TASK_KEY
         self._group_prefix = prefix + "celery-taskset-meta-"
         self.retry = retry_policy(opts)
+        self._fatal = () if option_flag(opts.get("retry_on_timeout", True)) else TIMEOUTS
         self._client: Redis[bytes] | None = None
         self._listener: Listener | None = None
         self._listener_lock = asyncio.Lock()
@@ -159,7 +163,7 @@ class RedisBackend:
 
     def _retry(self, what: str, op: Callable[[], Awaitable[T]]) -> Coroutine[Any, Any, T]:
         """Run ``op``, retrying transient errors with backoff; then raise ConnectionError."""
-        return retried(self.retry, UNREACHABLE, f"redis result backend: {what}", op)
+        return retried(self.retry, UNREACHABLE, f"redis result backend: {what}", op, self._fatal)
 
     def _key(self, task_id: str) -> str:
         return self._task_prefix + task_id

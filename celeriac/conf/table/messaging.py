@@ -1,0 +1,171 @@
+"""Settings of events, remote control and message signing.
+
+Generated once from Celery 5.7's ``celery.app.defaults.NAMESPACES`` by
+``scripts/celery_settings.py``, and edited by hand since: statuses, reasons and
+celeriac's defaults live here.
+"""
+
+from __future__ import annotations
+
+from celeriac.conf.model import NOT_SUPPORTED, Setting
+
+__all__ = ["SETTINGS"]
+
+SETTINGS = (
+    Setting(
+        "control_queue_ttl",
+        "float",
+        300.0,
+        (
+            "Seconds a remote-control message waits in a worker's control queue before it is "
+            "dropped."
+        ),
+        status=NOT_SUPPORTED,
+        reason="not supported yet: workers have no remote control",
+        aliases=("CONTROL_QUEUE_TTL",),
+    ),
+    Setting(
+        "control_queue_expires",
+        "float",
+        10.0,
+        "Seconds an unused control queue lives before the broker deletes it.",
+        status=NOT_SUPPORTED,
+        reason="not supported yet: workers have no remote control",
+        aliases=("CONTROL_QUEUE_EXPIRES",),
+    ),
+    Setting(
+        "control_queue_exclusive",
+        "bool",
+        True,
+        "Declare control queues exclusive to their connection.",
+        status=NOT_SUPPORTED,
+        reason="not supported yet: workers have no remote control",
+        aliases=("CONTROL_QUEUE_EXCLUSIVE",),
+    ),
+    Setting(
+        "control_queue_durable",
+        "bool",
+        False,
+        "Declare control queues durable.",
+        status=NOT_SUPPORTED,
+        reason="not supported yet: workers have no remote control",
+        aliases=("CONTROL_QUEUE_DURABLE",),
+    ),
+    Setting(
+        "control_exchange",
+        "string",
+        "celery",
+        "The name of the remote-control exchange (`<name>.pidbox`).",
+        status=NOT_SUPPORTED,
+        reason="not supported yet: workers have no remote control",
+        aliases=("CONTROL_EXCHANGE",),
+    ),
+    Setting(
+        "event_queue_expires",
+        "float",
+        60.0,
+        "Seconds an unused event-receiver queue lives before the broker deletes it.",
+        status=NOT_SUPPORTED,
+        reason="not supported yet: workers send no events",
+        aliases=("CELERY_EVENT_QUEUE_EXPIRES",),
+    ),
+    Setting(
+        "event_queue_ttl",
+        "float",
+        5.0,
+        "Seconds an event waits in a receiver's queue before it is dropped.",
+        status=NOT_SUPPORTED,
+        reason="not supported yet: workers send no events",
+        aliases=("CELERY_EVENT_QUEUE_TTL",),
+    ),
+    Setting(
+        "event_queue_prefix",
+        "string",
+        "celeryev",
+        "The name prefix of event-receiver queues.",
+        status=NOT_SUPPORTED,
+        reason="not supported yet: workers send no events",
+        aliases=("CELERY_EVENT_QUEUE_PREFIX",),
+    ),
+    Setting(
+        "event_queue_exclusive",
+        "bool",
+        True,
+        "Declare event-receiver queues exclusive to their connection.",
+        status=NOT_SUPPORTED,
+        reason="not supported yet: workers send no events",
+        aliases=("CELERY_EVENT_QUEUE_EXCLUSIVE",),
+    ),
+    Setting(
+        "event_queue_durable",
+        "bool",
+        False,
+        "Declare event-receiver queues durable.",
+        status=NOT_SUPPORTED,
+        reason="not supported yet: workers send no events",
+        aliases=("CELERY_EVENT_QUEUE_DURABLE",),
+    ),
+    Setting(
+        "event_serializer",
+        "string",
+        "json",
+        "How events are encoded.",
+        status=NOT_SUPPORTED,
+        reason="not supported yet: workers send no events",
+        aliases=("CELERY_EVENT_SERIALIZER",),
+    ),
+    Setting(
+        "event_exchange",
+        "string",
+        "celeryev",
+        "The name of the event exchange.",
+        status=NOT_SUPPORTED,
+        reason="not supported yet: workers send no events",
+        aliases=("CELERY_EVENT_EXCHANGE",),
+    ),
+    Setting(
+        "security_certificate",
+        "string",
+        None,
+        "The X.509 certificate (PEM file) that signed messages are verified with.",
+        status=NOT_SUPPORTED,
+        reason="message signing (Celery's `auth` serializer) is not implemented",
+        aliases=("CELERY_SECURITY_CERTIFICATE",),
+    ),
+    Setting(
+        "security_cert_store",
+        "string",
+        None,
+        "A directory of certificates trusted to sign messages.",
+        status=NOT_SUPPORTED,
+        reason="message signing (Celery's `auth` serializer) is not implemented",
+        aliases=("CELERY_SECURITY_CERT_STORE",),
+    ),
+    Setting(
+        "security_key",
+        "string",
+        None,
+        "The private key (PEM file) messages are signed with.",
+        status=NOT_SUPPORTED,
+        reason="message signing (Celery's `auth` serializer) is not implemented",
+        aliases=("CELERY_SECURITY_KEY",),
+    ),
+    Setting(
+        "security_key_password",
+        "bytes",
+        None,
+        "The password of that private key.",
+        status=NOT_SUPPORTED,
+        reason="message signing (Celery's `auth` serializer) is not implemented",
+        aliases=("CELERY_SECURITY_KEY_PASSWORD",),
+    ),
+    Setting(
+        "security_digest",
+        "string",
+        "sha256",
+        "The digest algorithm of message signatures.",
+        status=NOT_SUPPORTED,
+        reason="message signing (Celery's `auth` serializer) is not implemented",
+        aliases=("CELERY_SECURITY_DIGEST",),
+    ),
+)

@@ -1,0 +1,368 @@
+"""Settings of the worker.
+
+Generated once from Celery 5.7's ``celery.app.defaults.NAMESPACES`` by
+``scripts/celery_settings.py``, and edited by hand since: statuses, reasons and
+celeriac's defaults live here.
+"""
+
+from __future__ import annotations
+
+from celeriac.conf.model import CELERIAC_ONLY, NOT_SUPPORTED, Setting
+
+__all__ = ["SETTINGS"]
+
+SETTINGS = (
+    Setting(
+        "worker_agent",
+        "string",
+        None,
+        "A class started in the worker to report to a monitoring service (`module:Class`).",
+        status=NOT_SUPPORTED,
+        reason="no monitoring agent is started",
+        aliases=("CELERYD_AGENT",),
+    ),
+    Setting(
+        "worker_autoscaler",
+        "string",
+        "celery.worker.autoscale:Autoscaler",
+        "The class that grows and shrinks the pool with `--autoscale`.",
+        status=NOT_SUPPORTED,
+        reason="not supported yet: the pool has a fixed size",
+        aliases=("CELERYD_AUTOSCALER",),
+    ),
+    Setting(
+        "worker_cancel_long_running_tasks_on_connection_loss",
+        "bool",
+        False,
+        (
+            "Cancel running late-acknowledged tasks when the broker connection is lost, since "
+            "their messages will be redelivered."
+        ),
+        status=NOT_SUPPORTED,
+        reason=(
+            "running tasks keep running when the broker connection is lost; their "
+            "messages stay leased"
+        ),
+        aliases=("CELERYD_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS",),
+    ),
+    Setting(
+        "worker_soft_shutdown_timeout",
+        "float",
+        0.0,
+        "Seconds a cold shutdown first waits, as a warm one, for running tasks.",
+        status=NOT_SUPPORTED,
+        reason="not supported yet: a warm shutdown waits for running tasks",
+        aliases=("CELERYD_SOFT_SHUTDOWN_TIMEOUT",),
+    ),
+    Setting(
+        "worker_enable_soft_shutdown_on_idle",
+        "bool",
+        False,
+        "Apply the soft shutdown even when no task is running (so ETA tasks get requeued).",
+        status=NOT_SUPPORTED,
+        reason="not supported yet",
+        aliases=("CELERYD_ENABLE_SOFT_SHUTDOWN_ON_IDLE",),
+    ),
+    Setting(
+        "worker_concurrency",
+        "any",
+        None,
+        "How many tasks run at once in the sync pool (`-c`); None: one per CPU.",
+        aliases=("CELERYD_CONCURRENCY",),
+    ),
+    Setting(
+        "worker_consumer",
+        "string",
+        "celery.worker.consumer:Consumer",
+        "The worker's consumer class, as `module:Class`.",
+        status=NOT_SUPPORTED,
+        reason="the consumer is not pluggable",
+        aliases=("CELERYD_CONSUMER",),
+    ),
+    Setting(
+        "worker_direct",
+        "bool",
+        False,
+        (
+            "Give each worker its own queue `<hostname>.dq`, bound to the `C.dq2` exchange, to "
+            "send tasks to one worker."
+        ),
+        status=NOT_SUPPORTED,
+        reason="not supported yet: no per-worker queue is declared",
+        aliases=("CELERY_WORKER_DIRECT",),
+    ),
+    Setting(
+        "worker_disable_rate_limits",
+        "bool",
+        False,
+        "Ignore every task's rate limit.",
+        aliases=("CELERY_DISABLE_RATE_LIMITS",),
+    ),
+    Setting(
+        "worker_deduplicate_successful_tasks",
+        "bool",
+        False,
+        (
+            "Before running a redelivered late-acknowledged task, skip it if its result says it "
+            "already succeeded."
+        ),
+        status=NOT_SUPPORTED,
+        reason="not supported yet: a redelivered task that already succeeded runs again",
+        aliases=("CELERYD_DEDUPLICATE_SUCCESSFUL_TASKS",),
+    ),
+    Setting(
+        "worker_enable_remote_control",
+        "bool",
+        True,
+        "Let the worker answer remote-control commands (`inspect`, `control`).",
+        status=NOT_SUPPORTED,
+        reason="not supported yet: workers have no remote control",
+        aliases=("CELERY_ENABLE_REMOTE_CONTROL",),
+    ),
+    Setting(
+        "worker_hijack_root_logger",
+        "bool",
+        True,
+        "Let the worker replace the root logger's handlers with its own.",
+        status=NOT_SUPPORTED,
+        reason="not supported yet: the command line sets up logging itself",
+        aliases=("CELERYD_HIJACK_ROOT_LOGGER",),
+    ),
+    Setting(
+        "worker_log_color",
+        "bool",
+        None,
+        "Colour the worker's log lines; None: when writing to a terminal.",
+        status=NOT_SUPPORTED,
+        reason="not supported yet: log lines are not coloured",
+        aliases=("CELERYD_LOG_COLOR",),
+    ),
+    Setting(
+        "worker_log_datefmt",
+        "string",
+        None,
+        "The date format of the worker's log lines.",
+        status=NOT_SUPPORTED,
+        reason="not supported yet: the command line's log format is fixed",
+        aliases=("CELERYD_LOG_DATEFMT",),
+    ),
+    Setting(
+        "worker_log_format",
+        "string",
+        "[%(asctime)s: %(levelname)s/%(processName)s] %(message)s",
+        "The format of the worker's log lines.",
+        status=NOT_SUPPORTED,
+        reason="not supported yet: the command line's log format is fixed",
+        aliases=("CELERYD_LOG_FORMAT",),
+    ),
+    Setting(
+        "worker_lost_wait",
+        "float",
+        10.0,
+        (
+            "Seconds the worker waits for a result from a pool process that died before "
+            "recording `WorkerLostError`."
+        ),
+        status=NOT_SUPPORTED,
+        reason=(
+            "not needed: what a pool process wrote before dying is read from its pipe at "
+            "once, so there is nothing to wait for"
+        ),
+        aliases=("CELERYD_WORKER_LOST_WAIT",),
+    ),
+    Setting(
+        "worker_max_memory_per_child",
+        "int",
+        None,
+        "Replace a pool process once its resident memory exceeds this many kilobytes.",
+        status=NOT_SUPPORTED,
+        reason="not supported yet: pool processes are not replaced by memory use",
+        aliases=("CELERYD_MAX_MEMORY_PER_CHILD",),
+    ),
+    Setting(
+        "worker_max_tasks_per_child",
+        "int",
+        None,
+        "Replace a pool process after it has run this many tasks.",
+        aliases=("CELERYD_MAX_TASKS_PER_CHILD",),
+    ),
+    Setting(
+        "worker_pool",
+        "string",
+        "prefork",
+        (
+            "The pool that runs sync tasks: `prefork` (forked processes), `threads` or `solo`. "
+            "`async def` tasks run on the worker's event loop whatever the pool."
+        ),
+        aliases=("CELERYD_POOL",),
+    ),
+    Setting(
+        "worker_pool_putlocks",
+        "bool",
+        True,
+        "Make the pool wait for a free process before taking the next job.",
+        status=NOT_SUPPORTED,
+        reason="jobs are handed to pool processes without locks",
+        aliases=("CELERYD_POOL_PUTLOCKS",),
+    ),
+    Setting(
+        "worker_pool_restarts",
+        "bool",
+        False,
+        "Allow the `pool_restart` remote-control command.",
+        status=NOT_SUPPORTED,
+        reason="not supported yet: no `pool_restart` remote command",
+        aliases=("CELERYD_POOL_RESTARTS",),
+    ),
+    Setting(
+        "worker_pool_start_method",
+        "string",
+        "fork",
+        "How pool processes are started: `fork`, `spawn` or `forkserver`.",
+        status=NOT_SUPPORTED,
+        reason="pool processes are always forked",
+        aliases=("CELERYD_POOL_START_METHOD",),
+    ),
+    Setting(
+        "worker_proc_alive_timeout",
+        "float",
+        4.0,
+        "Seconds to wait for a new pool process to say it is ready.",
+        status=NOT_SUPPORTED,
+        reason="a pool process that does not start is replaced as soon as it exits",
+        aliases=("CELERYD_PROC_ALIVE_TIMEOUT",),
+    ),
+    Setting(
+        "worker_prefetch_multiplier",
+        "int",
+        4,
+        (
+            "How many messages a worker holds per pool slot, running or waiting (`--prefetch-"
+            "multiplier`)."
+        ),
+        aliases=("CELERYD_PREFETCH_MULTIPLIER",),
+    ),
+    Setting(
+        "worker_eta_task_limit",
+        "int",
+        None,
+        "The most ETA tasks a worker holds in memory.",
+        status=NOT_SUPPORTED,
+        reason=(
+            "not needed: ETA tasks stay in the broker until nearly due (`worker_eta_hold_seconds`)"
+        ),
+        aliases=("CELERYD_ETA_TASK_LIMIT",),
+    ),
+    Setting(
+        "worker_enable_prefetch_count_reduction",
+        "bool",
+        True,
+        (
+            "After a broker connection loss, lower the prefetch count while tasks held before "
+            "the loss finish."
+        ),
+        status=NOT_SUPPORTED,
+        reason="the prefetch window is not reduced after a connection loss",
+        aliases=("CELERYD_ENABLE_PREFETCH_COUNT_REDUCTION",),
+    ),
+    Setting(
+        "worker_disable_prefetch",
+        "bool",
+        False,
+        "Fetch a message only when a pool slot is free.",
+        status=NOT_SUPPORTED,
+        reason="not supported yet: the worker holds up to its prefetch window",
+        aliases=("CELERYD_DISABLE_PREFETCH",),
+    ),
+    Setting(
+        "worker_redirect_stdouts",
+        "bool",
+        True,
+        "Send what tasks print to the worker's log.",
+        status=NOT_SUPPORTED,
+        reason="tasks' standard output and error are not redirected to the log",
+        aliases=("CELERY_REDIRECT_STDOUTS",),
+    ),
+    Setting(
+        "worker_redirect_stdouts_level",
+        "string",
+        "WARNING",
+        "The log level of redirected output.",
+        status=NOT_SUPPORTED,
+        reason="tasks' standard output and error are not redirected to the log",
+        aliases=("CELERY_REDIRECT_STDOUTS_LEVEL",),
+    ),
+    Setting(
+        "worker_send_task_events",
+        "bool",
+        False,
+        "Send task events (`-E`) that monitors such as Flower read.",
+        status=NOT_SUPPORTED,
+        reason="not supported yet: workers send no events",
+        aliases=("CELERY_SEND_EVENTS",),
+    ),
+    Setting(
+        "worker_state_db",
+        "string",
+        None,
+        "A file where the worker keeps its revoked task ids across restarts (`--statedb`).",
+        status=NOT_SUPPORTED,
+        reason="not needed: revokes are persisted in the broker",
+        aliases=("CELERYD_STATE_DB",),
+    ),
+    Setting(
+        "worker_task_log_datefmt",
+        "string",
+        None,
+        "The date format of log lines written from tasks.",
+        status=NOT_SUPPORTED,
+        reason="not supported yet: the command line's log format is fixed",
+        aliases=("CELERYD_TASK_LOG_DATEFMT",),
+    ),
+    Setting(
+        "worker_task_log_format",
+        "string",
+        "[%(asctime)s: %(levelname)s/%(processName)s] %(task_name)s[%(task_id)s]: %(message)s",
+        "The format of log lines written from tasks.",
+        status=NOT_SUPPORTED,
+        reason="not supported yet: the command line's log format is fixed",
+        aliases=("CELERYD_TASK_LOG_FORMAT",),
+    ),
+    Setting(
+        "worker_timer",
+        "string",
+        None,
+        "The timer class of the worker.",
+        status=NOT_SUPPORTED,
+        reason="timers run on the worker's event loop",
+        aliases=("CELERYD_TIMER",),
+    ),
+    Setting(
+        "worker_timer_precision",
+        "float",
+        1.0,
+        "How late a timer may fire, in seconds.",
+        status=NOT_SUPPORTED,
+        reason="timers run on the worker's event loop",
+        aliases=("CELERYD_TIMER_PRECISION",),
+    ),
+    Setting(
+        "worker_detect_quorum_queues",
+        "bool",
+        True,
+        "Detect quorum queues and switch off the global QoS they do not support.",
+        status=NOT_SUPPORTED,
+        reason="quorum queues are not detected; countdowns use celeriac's delay queues",
+        aliases=("CELERYD_DETECT_QUORUM_QUEUES",),
+    ),
+    Setting(
+        "worker_eta_hold_seconds",
+        "float",
+        CELERIAC_ONLY,
+        (
+            "How far ahead of its ETA a countdown or ETA task is fetched from the broker, "
+            "seconds; later ones stay in the broker, so worker memory stays bounded."
+        ),
+        default=2.0,
+    ),
+)
