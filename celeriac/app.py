@@ -34,6 +34,8 @@ from celeriac.engines.options import (
     publisher_options,
 )
 from celeriac.exceptions import ImproperlyConfigured, NotRegistered
+from celeriac.fixups.django import fixup as django_fixup
+from celeriac.fixups.django import installed_apps as installed_django_apps
 from celeriac.protocol.ids import uuid4
 from celeriac.protocol.message import encode_task
 from celeriac.protocol.result_codec import result_codec
@@ -151,6 +153,8 @@ class Celery:
         """``app.GroupResult(gid, results)`` and ``app.GroupResult.restore(gid)``."""
         self._lock = threading.Lock()
         self._blocking = _SyncPublishing()
+        self._django = django_fixup(self)
+        self._discoveries: list[tuple[Iterable[str] | Callable[[], Iterable[str]] | None, str]] = []
         for make in list(_state.shared_task_constructors()):
             make(self)
         if set_as_current:
@@ -204,18 +208,46 @@ class Celery:
                 self._prepared = True
 
     def import_default_modules(self) -> None:
-        """Import the modules listed in ``imports`` and ``include``."""
+        """Import the modules listed in ``imports`` and ``include``, then those that
+        ``autodiscover_tasks()`` asked for (workers and beat call this at start)."""
+        if self._django is not None:
+            self._django.on_import_modules()
         for module in (*self.conf["imports"], *self.conf["include"]):
             importlib.import_module(module)
+        discoveries, self._discoveries = self._discoveries, []
+        for packages, related_name in discoveries:
+            self._discover(packages, related_name)
 
     def autodiscover_tasks(
         self,
-        packages: Iterable[str] | Callable[[], Iterable[str]],
+        packages: Iterable[str] | Callable[[], Iterable[str]] | None = None,
         related_name: str = "tasks",
         force: bool = False,
     ) -> None:
-        """Import ``<package>.<related_name>`` for each package that has one."""
-        names = packages() if callable(packages) else packages
+        """Import ``<package>.<related_name>`` for each package that has one.
+
+        With no ``packages``, the installed Django apps (when ``DJANGO_SETTINGS_MODULE`` is
+        set). As in Celery the import waits until a worker or beat imports its task modules,
+        unless ``force`` is true; a process that only sends tasks never imports them."""
+        if packages is None and self._django is None:
+            warn_once(
+                "autodiscover-without-django",
+                "autodiscover_tasks() without packages looks for Django apps, but "
+                "DJANGO_SETTINGS_MODULE is not set: name the packages to search"
+            )
+            return
+        if force:
+            self._discover(packages, related_name)
+        else:
+            self._discoveries.append((packages, related_name))
+
+    def _discover(
+        self, packages: Iterable[str] | Callable[[], Iterable[str]] | None, related_name: str
+    ) -> None:
+        if packages is None:
+            names: Iterable[str] = installed_django_apps()
+        else:
+            names = packages() if callable(packages) else packages
         for package in names:
             try:
                 importlib.import_module(f"{package}.{related_name}")

@@ -8,6 +8,7 @@ this process through the same serialization and execution path a worker uses.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,7 @@ from celeriac.canvas.mapping import chunks, xmap, xstarmap
 from celeriac.canvas.signature import Signature
 from celeriac.context import Context, current_request, state_sink
 from celeriac.exceptions import ImproperlyConfigured, MaxRetriesExceededError, Retry
+from celeriac.fixups.django import on_commit
 from celeriac.protocol.results import make_meta
 from celeriac.publishing import PUBLISH_OPTIONS, PublishRequest, build_message
 from celeriac.trace import apply_eagerly
@@ -127,6 +129,15 @@ class Task:
     async def adelay(self, *args: Any, **kwargs: Any) -> AsyncResult:
         """Async twin of ``delay``."""
         return await self.aapply_async(args, kwargs)
+
+    def delay_on_commit(self, *args: Any, **kwargs: Any) -> None:
+        """``delay`` once Django's current transaction commits (at once outside one); nothing
+        is sent if it rolls back. Returns nothing: the task does not exist before the commit."""
+        on_commit(functools.partial(self.delay, *args, **kwargs))
+
+    def apply_async_on_commit(self, *args: Any, **kwargs: Any) -> None:
+        """``apply_async`` once Django's current transaction commits; see ``delay_on_commit``."""
+        on_commit(functools.partial(self.apply_async, *args, **kwargs))
 
     async def aapply_async(
         self,
