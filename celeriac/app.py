@@ -24,6 +24,7 @@ from celeriac import _state, signals
 from celeriac import result as _result
 from celeriac._portal import get_portal, sync_twin
 from celeriac.annotations import annotate, prepare_annotations
+from celeriac.announce import announce_publish, announce_published
 from celeriac.backends import ResultBackend, backend_from_url, can_hold_results
 from celeriac.conf import Settings, check_settings
 from celeriac.conf.checks import warn_once
@@ -388,8 +389,9 @@ class Celery:
         if to_declare:
             await transport.declare(to_declare)
             res.declared.update(q.name for q in to_declare)
-        await transport.publish(self._outgoing(requests))
-        self._announce_published(requests)
+        outgoing = self._outgoing(requests)
+        await transport.publish(outgoing)
+        self._announce_published(requests, outgoing)
 
     def _publish_here(self, *, requests: Sequence[PublishRequest]) -> None:
         """A Redis broker publishes plain messages straight from the calling thread (no
@@ -402,7 +404,7 @@ class Celery:
         outgoing = self._outgoing(requests)
         if not publisher.publish(outgoing):
             self.run_sync(self._apublish_outgoing(outgoing))
-        self._announce_published(requests)
+        self._announce_published(requests, outgoing)
 
     publish = sync_twin(apublish, here=_publish_here)
 
@@ -410,21 +412,14 @@ class Celery:
         await (await self.aget_transport()).publish(outgoing)
 
     def _outgoing(self, requests: Sequence[PublishRequest]) -> list[Outgoing]:
-        """Send ``before_task_publish`` and encode each request."""
+        """Encode each request and send ``before_task_publish`` with what will be sent."""
         outgoing = []
-        announce = signals.before_task_publish.has_listeners()
         for req in requests:
-            if announce:  # receivers may still change the headers: send before encoding
-                signals.before_task_publish.send(
-                    sender=req.message.task,
-                    body=None,
-                    headers=req.message.headers,
-                    routing_key=req.route.routing_key,
-                    exchange=req.route.exchange,
-                )
             envelope = encode_task(req.message, req.serializer, req.compression)
             if req.delivery_mode != PERSISTENT:
                 envelope.properties["delivery_mode"] = req.delivery_mode
+            if signals.before_task_publish.receivers:
+                announce_publish(self, req, envelope)  # receivers may change the headers
             eta = req.message.eta
             not_before = eta.timestamp() if eta is not None and eta > _utcnow() else None
             outgoing.append(
@@ -432,16 +427,12 @@ class Celery:
             )
         return outgoing
 
-    def _announce_published(self, requests: Sequence[PublishRequest]) -> None:
-        if not signals.after_task_publish.has_listeners():
-            return
-        for req in requests:
-            signals.after_task_publish.send(
-                sender=req.message.task,
-                headers=req.message.headers,
-                routing_key=req.route.routing_key,
-                exchange=req.route.exchange,
-            )
+    def _announce_published(
+        self, requests: Sequence[PublishRequest], outgoing: Sequence[Outgoing]
+    ) -> None:
+        if signals.after_task_publish.receivers or signals.task_sent.receivers:
+            for req, out in zip(requests, outgoing, strict=True):
+                announce_published(req, out.envelope)
 
     def build_request(
         self,

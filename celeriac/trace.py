@@ -203,9 +203,33 @@ def _handle_exception(task: Task, exc: BaseException, ctx: Context, started: flo
 
 
 def _success(task: Task, value: Any, ctx: Context, started: float) -> Outcome:
+    runtime = time.perf_counter() - started
     task.on_success(value, ctx.id or "", ctx.args, ctx.kwargs)
-    signals.task_success.send(sender=task, result=value)
-    return Outcome(state=states.SUCCESS, value=value, runtime=time.perf_counter() - started)
+    signals.task_success.send(sender=task, result=value, runtime=runtime)
+    return Outcome(state=states.SUCCESS, value=value, runtime=runtime)
+
+
+def _internal_error(task: Task, ctx: Context, exc: Exception, started: float) -> Outcome:
+    """An error outside the task body (``after_return``, a ``task_postrun`` wrapper...):
+    Celery's ``task_internal_error`` is sent and the task fails with it."""
+    signals.task_internal_error.send(
+        sender=task,
+        task_id=ctx.id,
+        args=ctx.args,
+        kwargs=ctx.kwargs,
+        request=ctx,
+        exception=exc,
+        traceback=exc.__traceback__,
+        einfo=format_task_traceback(exc),
+    )
+    return Outcome(
+        state=states.FAILURE,
+        value=exception_to_dict(exc),
+        traceback=format_task_traceback(exc),
+        runtime=time.perf_counter() - started,
+        exc_repr=repr(exc),
+        exception=exc,
+    )
 
 
 def _finish(task: Task, outcome: Outcome, ctx: Context) -> Outcome:
@@ -241,7 +265,10 @@ def run_task(task: Task, ctx: Context) -> Outcome:
         outcome = _handle_exception(task, exc, ctx, started)
     finally:
         request_var.reset(token)
-    return _finish(task, outcome, ctx)
+    try:
+        return _finish(task, outcome, ctx)
+    except Exception as exc:
+        return _internal_error(task, ctx, exc, started)
 
 
 async def arun_task(task: Task, ctx: Context) -> Outcome:
@@ -259,7 +286,10 @@ async def arun_task(task: Task, ctx: Context) -> Outcome:
         outcome = _handle_exception(task, exc, ctx, started)
     finally:
         request_var.reset(token)
-    return _finish(task, outcome, ctx)
+    try:
+        return _finish(task, outcome, ctx)
+    except Exception as exc:
+        return _internal_error(task, ctx, exc, started)
 
 
 def _run_anywhere(task: Task, ctx: Context) -> Outcome:
