@@ -205,7 +205,11 @@ class Celery:
                 self._prepared = True
 
     def import_default_modules(self) -> None:
-        """Import the modules listed in ``imports`` and ``include``."""
+        """Send ``import_modules``, then import the modules listed in ``imports`` and
+        ``include`` (a receiver's exception is raised, as Celery's loader does)."""
+        for _, response in signals.import_modules.send(sender=self):
+            if isinstance(response, Exception):
+                raise response
         for module in (*self.conf["imports"], *self.conf["include"]):
             importlib.import_module(module)
 

@@ -52,6 +52,7 @@ class TaskHandler:
         async_executor: Executor,
         config: HandlerConfig,
     ) -> None:
+        self.app = app
         self.transport = transport
         self.backend = backend
         self.config = config

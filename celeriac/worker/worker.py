@@ -30,6 +30,7 @@ from celeriac.worker.executors.base import Executor
 from celeriac.worker.executors.inloop import InLoopExecutor
 from celeriac.worker.flight import HandlerConfig
 from celeriac.worker.handler import TaskHandler
+from celeriac.worker.logging import setup_logging
 
 __all__ = ["Worker", "WorkerOptions"]
 
@@ -54,6 +55,9 @@ class WorkerOptions:
     async_concurrency: int = 100
     banner: bool = True
     beat: bool = False  # -B: run beat in this process
+    loglevel: str | None = None
+    """-l: set up logging as Celery's worker program does (None: leave logging alone)."""
+    logfile: str | None = None
 
 
 def expand_hostname(name: str | None) -> str:
@@ -96,15 +100,17 @@ class Worker:
         return self.exit_code
 
     async def run(self) -> None:
-        """The worker's whole life, in order."""
+        """The worker's whole life, in order (the signals in Celery's order)."""
         self._load_app()
         self._install_signal_handlers()
+        # Before connecting, as Celery's: receivers may still change the queues consumed.
+        signals.celeryd_after_setup.send(sender=self.hostname, instance=self, conf=self.app.conf)
         await self._connect()
         sync_pool, async_pool = await self._start_pools()
         self._create_handler(sync_pool, async_pool)
         self._print_banner()
         await self._load_revoked()
-        signals.worker_ready.send(sender=self)
+        signals.worker_ready.send(sender=self.handler)
         revoke_sync = asyncio.create_task(self._sync_revoked())
         beat = self._start_beat()
         try:
@@ -131,8 +137,13 @@ class Worker:
     # steps ------------------------------------------------------------------------------
     def _load_app(self) -> None:
         self.app.import_default_modules()
+        signals.celeryd_init.send(
+            sender=self.hostname, instance=self, conf=self.app.conf, options=vars(self.options)
+        )
         self.app.finalize()
         signals.worker_init.send(sender=self)
+        if self.options.loglevel is not None:
+            setup_logging(self.app, self.options.loglevel, self.options.logfile)
 
     def _install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
@@ -179,7 +190,7 @@ class Worker:
             self.backend = await self.app.aget_backend()
 
     async def _start_pools(self) -> tuple[Executor, Executor]:
-        child.bind_app(self.app)
+        child.bind_app(self.app, self.hostname)
         conf = self.app.conf
         in_processes = POOL_NAMES.get(self.pool_name) == "processes"
         sync_pool = create_executor(
@@ -190,6 +201,8 @@ class Worker:
             or conf["worker_max_tasks_per_child"],
             initializer=child.child_initializer if in_processes else child.thread_initializer,
             on_note=self._on_pool_note,
+            before_spawn=child.before_child,
+            finalizer=child.child_finalizer,
         )
         async_pool = InLoopExecutor(
             _run_async_payload(self.app), concurrency=self.options.async_concurrency
