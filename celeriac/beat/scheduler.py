@@ -435,9 +435,7 @@ async def _sleep_unless(stop: asyncio.Event, delay: float) -> None:
 async def run_embedded_beat(app: Any, stop: asyncio.Event) -> None:
     """Run beat inside a worker (``worker -B``) until ``stop`` is set; never raises."""
     try:
-        beat = Beat(
-            app, store_for_app(app), options=BeatOptions.from_conf(app.conf), embedded=True
-        )
+        beat = Beat(app, store_for_app(app), options=BeatOptions.from_conf(app.conf), embedded=True)
         logger.info("beat: embedded in this worker, store %s", beat.store.url)
         await beat.run(stop)
     except asyncio.CancelledError:

@@ -27,7 +27,6 @@ __all__ = ["beat"]
 logger = logging.getLogger("celeriac.beat")
 
 
-
 def _redact(url: str) -> str:
     """``url`` with its password replaced by ``**``."""
     try:
