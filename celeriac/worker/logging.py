@@ -8,8 +8,9 @@
    as ``worker_log_color`` says (None: when writing to a terminal), and the log level.
    ``after_setup_logger`` is sent.
 3. The task logger (``celery.task``, the parent of every ``get_task_logger`` logger) gets a
-   handler writing ``worker_task_log_format`` lines, where ``%(task_name)s`` and
-   ``%(task_id)s`` are the running task's (``???`` outside a task); it does not propagate.
+   handler writing ``worker_task_log_format`` lines (``worker_task_log_datefmt``), where
+   ``%(task_name)s`` and ``%(task_id)s`` are the running task's (``???`` outside a task);
+   it does not propagate.
    ``after_setup_task_logger`` is sent.
 
 Logging is set up once per process; later calls do nothing.
@@ -113,7 +114,8 @@ def setup_logging(
 def _setup_task_logger(app: Any, level: int, logfile: str | None, color: bool) -> None:
     fmt = app.conf["worker_task_log_format"]
     logger = logging.getLogger(TASK_LOGGER)
-    _add_handler(logger, logfile, TaskFormatter(fmt, color, app.conf["worker_log_datefmt"]))
+    datefmt = app.conf["worker_task_log_datefmt"]
+    _add_handler(logger, logfile, TaskFormatter(fmt, color, datefmt))
     logger.setLevel(level)
     logger.propagate = False
     signals.after_setup_task_logger.send(
