@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import pickle
+from collections.abc import Callable
 from typing import Any
 
 from celeriac import signals, states
 from celeriac.context import Context, set_state_sink
 from celeriac.trace import Outcome, run_task
+from celeriac.worker.executors import POOL_NAMES
 from celeriac.worker.executors.processes import send_note
 
 __all__ = [
@@ -16,6 +18,7 @@ __all__ = [
     "bind_app",
     "child_finalizer",
     "child_initializer",
+    "initializer_for",
     "run_in_child",
     "run_in_thread",
     "thread_initializer",
@@ -42,6 +45,15 @@ def child_finalizer(exitcode: int) -> None:
     signals.worker_process_shutdown.send(sender=_hostname, pid=os.getpid(), exitcode=exitcode)
 
 
+def initializer_for(pool: str) -> Callable[[], None] | None:
+    """What runs first in each pool process or thread, as Celery's pools send
+    ``worker_process_init``: in every prefork child, once for ``solo``, never for threads."""
+    kind = POOL_NAMES.get(pool.strip().lower())
+    if kind == "processes":
+        return child_initializer
+    return thread_initializer if kind == "threads with one thread" else None
+
+
 def child_initializer() -> None:
     """Run once in each new pool process (Celery's ``worker_process_init``).
 
@@ -53,7 +65,7 @@ def child_initializer() -> None:
 
 
 def thread_initializer() -> None:
-    """Run once in each new pool thread; the worker's own state sink stays in place."""
+    """Run once in the ``solo`` pool's thread; the worker's own state sink stays in place."""
     signals.worker_process_init.send(sender=_hostname)
 
 

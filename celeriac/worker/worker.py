@@ -199,7 +199,7 @@ class Worker:
             concurrency=self.concurrency,
             max_tasks_per_child=self.options.max_tasks_per_child
             or conf["worker_max_tasks_per_child"],
-            initializer=child.child_initializer if in_processes else child.thread_initializer,
+            initializer=child.initializer_for(self.pool_name),
             on_note=self._on_pool_note,
             before_spawn=child.before_child,
             finalizer=child.child_finalizer,

@@ -81,7 +81,7 @@ def _names(fired: list[tuple[str, Any, dict[str, Any]]]) -> list[str]:
 async def test_lifecycle_and_task_signals_in_celerys_order(
     app: Celery, fired: list[tuple[str, Any, dict[str, Any]]]
 ) -> None:
-    worker, running = await _run(app)
+    worker, running = await _run(app, pool="solo")
     assert await (await apps.add.adelay(2, 3)).aget(timeout=10) == 5
     await _stop(worker, running)
     await app.aclose()
@@ -103,6 +103,17 @@ async def test_lifecycle_and_task_signals_in_celerys_order(
     sender, kwargs = by_name["task_success"]
     assert sender is apps.add and kwargs["result"] == 5 and kwargs["runtime"] >= 0
     assert set(by_name["task_postrun"][1]) >= {"task_id", "task", "args", "kwargs", "retval"}
+
+
+async def test_threads_pool_sends_no_worker_process_init(
+    app: Celery, fired: list[tuple[str, Any, dict[str, Any]]]
+) -> None:
+    worker, running = await _run(app, pool="threads", concurrency=2)
+    assert await (await apps.add.adelay(1, 1)).aget(timeout=10) == 2
+    await _stop(worker, running)
+    await app.aclose()
+    assert "worker_ready" in _names(fired)
+    assert "worker_process_init" not in _names(fired)  # as Celery's threads pool
 
 
 async def test_unknown_task_fails_with_not_registered_and_stays_dead_lettered(
