@@ -62,7 +62,7 @@ logger = logging.getLogger("celeriac.signals")
 Receiver = Callable[..., Any]
 Key = tuple[Hashable, Hashable]
 
-RECEIVER_RETRY = RetryPolicy(first=1.0, factor=2.0, max_delay=30.0, max_retries=None)
+RECEIVER_RETRY = RetryPolicy(first=2.0, factor=2.0, max_delay=30.0, max_retries=None)
 """How a receiver connected with ``retry=True`` is retried: until it succeeds."""
 
 
