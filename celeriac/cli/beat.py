@@ -63,6 +63,7 @@ async def _serve(beat: Beat, loglevel: str) -> None:
     try:
         await beat.start()
         click.echo(banner(beat, loglevel))
+        setup_logging(beat.app, loglevel)  # after the imports and the banner, as Celery's beat
         for entry in beat.entries:
             logger.debug("beat: entry %s -> %s %r", entry.name, entry.task, entry.schedule)
         logger.info("beat: Starting...")
@@ -98,7 +99,6 @@ def beat(
 ) -> None:
     """Start the periodic task scheduler (safe to run several: one sends each tick)."""
     app = obj.app
-    setup_logging(app, loglevel)
     try:
         scheduler = Beat(
             app,

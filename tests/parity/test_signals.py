@@ -127,3 +127,36 @@ def test_signals_sent_in_the_same_order_with_the_same_arguments(
     for role in ("client", "worker", "child"):
         assert [n for n, _ in ours.get(role, [])] == [n for n, _ in theirs.get(role, [])], role
         assert ours.get(role) == theirs.get(role), role
+
+
+def _run_beat(kind: str, tmp_path: Path, prefix: str) -> list[tuple[str, list[str]]]:
+    """The signals ``beat`` sends from its start until SIGTERM, in order."""
+    log = tmp_path / f"{kind}-beat.jsonl"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PARITY_KIND": kind, "PARITY_URL": REDIS_URL,
+           "PARITY_PREFIX": f"{prefix}{kind}:", "PARITY_LOG": str(log)}  # fmt: skip
+    command = [sys.executable, "-m", kind, "-A", "tests.parity.signals_app", "beat", "-l", "info"]
+    if kind == "celery":
+        command += ["-s", str(tmp_path / "celerybeat-schedule")]
+    out = (tmp_path / f"{kind}-beat.log").open("wb")
+    beat = subprocess.Popen(command, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while "beat_init" not in (log.read_text() if log.exists() else ""):
+            assert time.monotonic() < deadline, "beat never sent beat_init"
+            assert beat.poll() is None, (tmp_path / f"{kind}-beat.log").read_text()
+            time.sleep(0.1)
+    finally:
+        beat.send_signal(signal.SIGTERM)
+        try:
+            beat.wait(30)
+        except subprocess.TimeoutExpired:
+            beat.kill()
+            beat.wait()
+    return [(e["name"], e["args"]) for e in map(json.loads, log.read_text().splitlines())]
+
+
+def test_beat_sends_the_same_signals_in_the_same_order(tmp_path: Path, prefix: str) -> None:
+    theirs = _run_beat("celery", tmp_path, prefix)
+    ours = _run_beat("celeriac", tmp_path, prefix)
+    assert [n for n, _ in theirs] == ["import_modules", "setup_logging", "beat_init"]
+    assert ours == theirs
