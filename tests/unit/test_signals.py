@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from typing import Any
 
 import pytest
 
-from celeriac import signals
+from celeriac import Celery, signals
+from celeriac.beat.scheduler import Beat
+from celeriac.engines.memory.schedules import MemoryState, MemoryStore
 from celeriac.signals import Signal
 
 celery_signals = pytest.importorskip("celery.signals")
@@ -197,3 +200,73 @@ def test_retry_receiver_is_called_until_it_succeeds(monkeypatch: pytest.MonkeyPa
 
 def test_name_alone_is_accepted() -> None:
     assert Signal("mine").name == "mine" and Signal("mine").providing_args == set()
+
+
+def _recorder(*names: str) -> tuple[list[tuple[str, Any, dict[str, Any]]], list[Any]]:
+    calls: list[tuple[str, Any, dict[str, Any]]] = []
+    kept = []
+    for name in names:
+
+        def receiver(sender: Any = None, _name: str = name, **kwargs: Any) -> None:
+            kwargs.pop("signal")
+            calls.append((_name, sender, kwargs))
+
+        getattr(signals, name).connect(receiver)
+        kept.append((getattr(signals, name), receiver))
+    return calls, kept
+
+
+@pytest.mark.parametrize("embedded", [False, True])
+async def test_beat_sends_beat_init_and_beat_embedded_init(embedded: bool) -> None:
+    app = Celery("beat-signals", broker="memory://beat-signals", set_as_current=False)
+    beat = Beat(app, MemoryStore(namespace="s", state=MemoryState()), [], embedded=embedded)
+    calls, kept = _recorder("beat_init", "beat_embedded_init")
+    stop = asyncio.Event()
+    stop.set()
+    try:
+        await beat.run(stop)
+    finally:
+        for signal, receiver in kept:
+            signal.disconnect(receiver)
+    expected = ["beat_init", "beat_embedded_init"] if embedded else ["beat_init"]
+    assert [(name, sender) for name, sender, _ in calls] == [(n, beat) for n in expected]
+
+
+async def test_after_publish_and_task_sent_have_celerys_arguments() -> None:
+    app = Celery("sent", broker=f"memory://sent-{id(object())}", set_as_current=False)
+
+    @app.task
+    def mul(x: int, y: int) -> int:
+        return x * y
+
+    calls, kept = _recorder("after_task_publish", "task_sent")
+    try:
+        result = await mul.aapply_async((2, 3), countdown=60)
+    finally:
+        for signal, receiver in kept:
+            signal.disconnect(receiver)
+        await app.aclose()
+    (_, sender, after), (_, sent_sender, sent) = calls
+    assert sender == sent_sender == mul.name
+    assert after["body"][:2] == ([2, 3], {}) and after["headers"]["id"] == result.id
+    assert set(after) == {"body", "exchange", "routing_key", "headers"}
+    assert sent["task_id"] == result.id and (sent["args"], sent["kwargs"]) == ([2, 3], {})
+    assert sent["task"] == mul.name and sent["eta"] is not None and sent["taskset"] is None
+
+
+def test_eager_task_sends_success_with_runtime() -> None:
+    app = Celery("eager", broker="memory://eager-signals", set_as_current=False)
+
+    @app.task
+    def double(x: int) -> int:
+        return 2 * x
+
+    calls, kept = _recorder("task_success")
+    try:
+        assert double.apply((4,)).get() == 8
+    finally:
+        for signal, receiver in kept:
+            signal.disconnect(receiver)
+    [(_, sender, kwargs)] = calls
+    assert sender is double and kwargs["result"] == 8
+    assert isinstance(kwargs["runtime"], float) and kwargs["runtime"] >= 0
