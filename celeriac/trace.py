@@ -171,6 +171,10 @@ def _failure_outcome(task: Task, exc: BaseException, ctx: Context, started: floa
         traceback=text,
         einfo=text,
     )
+    return _failed(exc, text, started)
+
+
+def _failed(exc: BaseException, text: str, started: float) -> Outcome:
     return Outcome(
         state=states.FAILURE,
         value=exception_to_dict(exc),
@@ -212,6 +216,7 @@ def _success(task: Task, value: Any, ctx: Context, started: float) -> Outcome:
 def _internal_error(task: Task, ctx: Context, exc: Exception, started: float) -> Outcome:
     """An error outside the task body (``after_return``, a ``task_postrun`` wrapper...):
     Celery's ``task_internal_error`` is sent and the task fails with it."""
+    text = format_task_traceback(exc)
     signals.task_internal_error.send(
         sender=task,
         task_id=ctx.id,
@@ -220,16 +225,9 @@ def _internal_error(task: Task, ctx: Context, exc: Exception, started: float) ->
         request=ctx,
         exception=exc,
         traceback=exc.__traceback__,
-        einfo=format_task_traceback(exc),
+        einfo=text,
     )
-    return Outcome(
-        state=states.FAILURE,
-        value=exception_to_dict(exc),
-        traceback=format_task_traceback(exc),
-        runtime=time.perf_counter() - started,
-        exc_repr=repr(exc),
-        exception=exc,
-    )
+    return _failed(exc, text, started)
 
 
 def _finish(task: Task, outcome: Outcome, ctx: Context) -> Outcome:

@@ -38,6 +38,21 @@ def prefix() -> Iterator[str]:
     client.close()
 
 
+def _env(kind: str, prefix: str, log: Path, **extra: str) -> dict[str, str]:
+    """The environment of one side's processes: its own key prefix, its own log."""
+    return {**os.environ, "PYTHONPATH": str(ROOT), "PARITY_KIND": kind, "PARITY_URL": REDIS_URL,
+            "PARITY_PREFIX": f"{prefix}{kind}:", "PARITY_LOG": str(log), **extra}  # fmt: skip
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def _worker(kind: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     program = "celery" if kind == "celery" else "celeriac"
     command = [sys.executable, "-m", program, "-A", "tests.parity.signals_app", "worker",
@@ -76,9 +91,7 @@ def _run(
 ) -> dict[str, list[tuple[str, list[str]]]]:
     """Per process role (``worker``, ``child``, ``client``), the signals sent in order."""
     log = tmp_path / f"{kind}-signals.jsonl"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PARITY_KIND": kind, "PARITY_URL": REDIS_URL,
-           "PARITY_PREFIX": f"{prefix}{kind}:", "PARITY_QUEUE": f"parity-{uuid.uuid4().hex}",
-           "PARITY_LOG": str(log), "PARITY_SKIP": skip}  # fmt: skip
+    env = _env(kind, prefix, log, PARITY_QUEUE=f"parity-{uuid.uuid4().hex}", PARITY_SKIP=skip)
     worker = _worker(kind, env, tmp_path / f"{kind}-worker.log")
     try:
         client = subprocess.run(
@@ -91,12 +104,7 @@ def _run(
         assert client.returncode == 0, client.stderr.decode()[-3000:]
         time.sleep(0.5)  # the last task's postrun is sent after its result is written
     finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
+        _stop(worker)
     sequences: dict[str, list[tuple[str, list[str]]]] = {}
     for line in log.read_text().splitlines():
         entry = json.loads(line)
@@ -132,8 +140,7 @@ def test_signals_sent_in_the_same_order_with_the_same_arguments(
 def _run_beat(kind: str, tmp_path: Path, prefix: str) -> list[tuple[str, list[str]]]:
     """The signals ``beat`` sends from its start until SIGTERM, in order."""
     log = tmp_path / f"{kind}-beat.jsonl"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PARITY_KIND": kind, "PARITY_URL": REDIS_URL,
-           "PARITY_PREFIX": f"{prefix}{kind}:", "PARITY_LOG": str(log)}  # fmt: skip
+    env = _env(kind, prefix, log)
     command = [sys.executable, "-m", kind, "-A", "tests.parity.signals_app", "beat", "-l", "info"]
     if kind == "celery":
         command += ["-s", str(tmp_path / "celerybeat-schedule")]
@@ -146,12 +153,7 @@ def _run_beat(kind: str, tmp_path: Path, prefix: str) -> list[tuple[str, list[st
             assert beat.poll() is None, (tmp_path / f"{kind}-beat.log").read_text()
             time.sleep(0.1)
     finally:
-        beat.send_signal(signal.SIGTERM)
-        try:
-            beat.wait(30)
-        except subprocess.TimeoutExpired:
-            beat.kill()
-            beat.wait()
+        _stop(beat)
     return [(e["name"], e["args"]) for e in map(json.loads, log.read_text().splitlines())]
 
 
