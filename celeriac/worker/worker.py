@@ -137,10 +137,10 @@ class Worker:
     # steps ------------------------------------------------------------------------------
     def _load_app(self) -> None:
         self.app.import_default_modules()
+        self.app.finalize()
         signals.celeryd_init.send(
             sender=self.hostname, instance=self, conf=self.app.conf, options=vars(self.options)
         )
-        self.app.finalize()
         signals.worker_init.send(sender=self)
         if self.options.loglevel is not None:
             setup_logging(self.app, self.options.loglevel, self.options.logfile)
