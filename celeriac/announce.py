@@ -4,7 +4,8 @@
 receiver are published), the body as the ``(args, kwargs, embed)`` tuple of protocol 2 (a
 copy: the body is already serialized), the exchange and routing key, the queues to declare
 and the retry policy. ``after_task_publish`` follows the publish; the deprecated
-``task_sent`` follows it when it has receivers.
+``task_sent`` follows it when it has receivers. Clients and workers (for the retries they
+publish) send them through here.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ def _body(req: PublishRequest) -> tuple[Any, ...]:
 
 def announce_publish(app: Any, req: PublishRequest, envelope: Envelope) -> None:
     """Send ``before_task_publish`` for a request about to be published as ``envelope``."""
+    if not signals.before_task_publish.receivers:  # the usual case: nothing to build
+        return
     signals.before_task_publish.send(
         sender=req.message.task,
         body=_body(req),
@@ -47,6 +50,8 @@ def announce_publish(app: Any, req: PublishRequest, envelope: Envelope) -> None:
 
 def announce_published(req: PublishRequest, envelope: Envelope) -> None:
     """Send ``after_task_publish`` (and the deprecated ``task_sent``) for a published request."""
+    if not (signals.after_task_publish.receivers or signals.task_sent.receivers):
+        return
     body = _body(req)
     signals.after_task_publish.send(
         sender=req.message.task,

@@ -422,8 +422,7 @@ class Celery:
             envelope = encode_task(req.message, req.serializer, req.compression)
             if req.delivery_mode != PERSISTENT:
                 envelope.properties["delivery_mode"] = req.delivery_mode
-            if signals.before_task_publish.receivers:
-                announce_publish(self, req, envelope)  # receivers may change the headers
+            announce_publish(self, req, envelope)  # receivers may change the headers
             eta = req.message.eta
             not_before = eta.timestamp() if eta is not None and eta > _utcnow() else None
             outgoing.append(
@@ -434,9 +433,8 @@ class Celery:
     def _announce_published(
         self, requests: Sequence[PublishRequest], outgoing: Sequence[Outgoing]
     ) -> None:
-        if signals.after_task_publish.receivers or signals.task_sent.receivers:
-            for req, out in zip(requests, outgoing, strict=True):
-                announce_published(req, out.envelope)
+        for req, out in zip(requests, outgoing, strict=True):
+            announce_published(req, out.envelope)
 
     def build_request(
         self,

@@ -25,9 +25,10 @@ pytestmark = [pytest.mark.parametrize("app", ["memory"], indirect=True), pytest.
 WATCHED = [
     "import_modules", "celeryd_init", "worker_init", "celeryd_after_setup",
     "worker_before_create_process", "worker_process_init", "worker_ready", "task_received",
-    "task_prerun", "task_success", "task_failure", "task_postrun", "task_revoked",
+    "task_prerun", "task_success", "task_failure", "task_retry", "task_postrun", "task_revoked",
     "task_unknown", "task_rejected", "task_internal_error", "worker_shutting_down",
-    "worker_process_shutdown", "worker_shutdown",
+    "worker_process_shutdown", "worker_shutdown", "before_task_publish", "after_task_publish",
+    "task_sent",
 ]  # fmt: skip
 
 
@@ -87,8 +88,9 @@ async def test_lifecycle_and_task_signals_in_celerys_order(
     await app.aclose()
     assert _names(fired) == [
         "import_modules", "celeryd_init", "worker_init", "celeryd_after_setup",
-        "worker_process_init", "worker_ready", "task_received", "task_prerun",
-        "task_success", "task_postrun", "worker_shutdown",
+        "worker_process_init", "worker_ready", "before_task_publish", "after_task_publish",
+        "task_sent", "task_received", "task_prerun", "task_success", "task_postrun",
+        "worker_shutdown",
     ]  # fmt: skip
     by_name = {name: (sender, kwargs) for name, sender, kwargs in fired}
     assert by_name["import_modules"][0] is app
@@ -196,3 +198,22 @@ async def test_process_pool_sends_before_create_and_process_shutdown(
     # worker_process_init and _shutdown are sent in the children, not seen here.
     [sender] = [s for n, s, _ in fired if n == "worker_before_create_process"]
     assert sender is not None and "worker_process_init" not in _names(fired)
+
+
+async def test_a_retry_is_published_with_the_publish_signals(
+    app: Celery, fired: list[tuple[str, Any, dict[str, Any]]]
+) -> None:
+    worker, running = await _run(app)
+    result = await apps.retry_twice.adelay()
+    assert await result.aget(timeout=10) == 2  # the number of retries it took
+    await _stop(worker, running)
+    await app.aclose()
+    run = [n for n in _names(fired) if n.startswith(("task_", "before_", "after_"))]
+    one_retry = ["task_received", "task_prerun", "task_retry", "task_postrun",
+                 "before_task_publish", "after_task_publish", "task_sent"]  # fmt: skip
+    client = ["before_task_publish", "after_task_publish", "task_sent"]
+    last = ["task_received", "task_prerun", "task_success", "task_postrun"]
+    assert run == client + one_retry + one_retry + last
+    published = [k for n, _, k in fired if n == "before_task_publish"]
+    assert [k["headers"]["retries"] for k in published] == [0, 1, 2]
+    assert all(k["headers"]["id"] == result.id for k in published)
