@@ -75,16 +75,8 @@ class Worker:
     def __init__(self, app: Any, options: WorkerOptions | None = None) -> None:
         self.app = app
         self.options = options or WorkerOptions()
-        conf = app.conf
         self.hostname = expand_hostname(self.options.hostname)
-        self.concurrency = (
-            self.options.concurrency or conf["worker_concurrency"] or default_concurrency()
-        )
-        self.pool_name = self.options.pool or conf["worker_pool"]
-        self.prefetch_multiplier = max(
-            1, self.options.prefetch_multiplier or conf["worker_prefetch_multiplier"]
-        )
-        self.queues: list[QueueSpec] = app.router.consume_specs(self.options.queues)
+        self._configure()
         self._stopping = asyncio.Event()
         self._cold_requested = asyncio.Event()
         self._room = asyncio.Event()
@@ -92,6 +84,19 @@ class Worker:
         self.backend: ResultBackend | None = None
         self.handler: TaskHandler | None = None
         self.exit_code = 0
+
+    def _configure(self) -> None:
+        """Read the options and settings the worker is built from (again after
+        ``celeryd_init``, whose receivers may change ``conf``, as in Celery)."""
+        conf = self.app.conf
+        self.concurrency = (
+            self.options.concurrency or conf["worker_concurrency"] or default_concurrency()
+        )
+        self.pool_name = self.options.pool or conf["worker_pool"]
+        self.prefetch_multiplier = max(
+            1, self.options.prefetch_multiplier or conf["worker_prefetch_multiplier"]
+        )
+        self.queues: list[QueueSpec] = self.app.router.consume_specs(self.options.queues)
 
     # top level --------------------------------------------------------------------------
     def start(self) -> int:
@@ -141,6 +146,7 @@ class Worker:
         signals.celeryd_init.send(
             sender=self.hostname, instance=self, conf=self.app.conf, options=vars(self.options)
         )
+        self._configure()
         signals.worker_init.send(sender=self)
         if self.options.loglevel is not None:
             setup_logging(self.app, self.options.loglevel, self.options.logfile)

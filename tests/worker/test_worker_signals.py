@@ -217,3 +217,22 @@ async def test_a_retry_is_published_with_the_publish_signals(
     published = [k for n, _, k in fired if n == "before_task_publish"]
     assert [k["headers"]["retries"] for k in published] == [0, 1, 2]
     assert all(k["headers"]["id"] == result.id for k in published)
+
+
+async def test_celeryd_init_configures_a_worker_by_node_name(app: Celery) -> None:
+    def configure(conf: Any = None, **kwargs: Any) -> None:
+        conf.worker_prefetch_multiplier = 7
+
+    signals.celeryd_init.connect(configure, sender="special@node")
+    before = app.conf.worker_prefetch_multiplier
+    try:
+        other, other_task = await _run(app, hostname="other@node")
+        assert other.prefetch_multiplier == before  # another node name: not for it
+        await _stop(other, other_task)
+        special, special_task = await _run(app, hostname="special@node")
+        assert special.prefetch_multiplier == 7
+        await _stop(special, special_task)
+    finally:
+        signals.celeryd_init.disconnect(configure, sender="special@node")
+        app.conf.worker_prefetch_multiplier = before
+        await app.aclose()
