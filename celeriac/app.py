@@ -24,6 +24,7 @@ from celeriac import _state, signals
 from celeriac import result as _result
 from celeriac._portal import get_portal, sync_twin
 from celeriac.annotations import annotate, prepare_annotations
+from celeriac.announce import announce_publish, announce_published
 from celeriac.backends import ResultBackend, backend_from_url, can_hold_results
 from celeriac.conf import Settings, check_settings
 from celeriac.conf.checks import warn_once
@@ -208,8 +209,12 @@ class Celery:
                 self._prepared = True
 
     def import_default_modules(self) -> None:
-        """Import the modules listed in ``imports`` and ``include``, then those that
+        """Send ``import_modules`` (a receiver's exception is raised, as Celery's loader
+        does), then import the modules listed in ``imports`` and ``include`` and those that
         ``autodiscover_tasks()`` asked for (workers and beat call this at start)."""
+        for _, response in signals.import_modules.send(sender=self):
+            if isinstance(response, Exception):
+                raise response
         if self._django is not None:
             self._django.on_import_modules()
         for module in (*self.conf["imports"], *self.conf["include"]):
@@ -420,8 +425,9 @@ class Celery:
         if to_declare:
             await transport.declare(to_declare)
             res.declared.update(q.name for q in to_declare)
-        await transport.publish(self._outgoing(requests))
-        self._announce_published(requests)
+        outgoing = self._outgoing(requests)
+        await transport.publish(outgoing)
+        self._announce_published(requests, outgoing)
 
     def _publish_here(self, *, requests: Sequence[PublishRequest]) -> None:
         """A Redis broker publishes plain messages straight from the calling thread (no
@@ -434,7 +440,7 @@ class Celery:
         outgoing = self._outgoing(requests)
         if not publisher.publish(outgoing):
             self.run_sync(self._apublish_outgoing(outgoing))
-        self._announce_published(requests)
+        self._announce_published(requests, outgoing)
 
     publish = sync_twin(apublish, here=_publish_here)
 
@@ -442,21 +448,13 @@ class Celery:
         await (await self.aget_transport()).publish(outgoing)
 
     def _outgoing(self, requests: Sequence[PublishRequest]) -> list[Outgoing]:
-        """Send ``before_task_publish`` and encode each request."""
+        """Encode each request and send ``before_task_publish`` with what will be sent."""
         outgoing = []
-        announce = signals.before_task_publish.has_listeners()
         for req in requests:
-            if announce:  # receivers may still change the headers: send before encoding
-                signals.before_task_publish.send(
-                    sender=req.message.task,
-                    body=None,
-                    headers=req.message.headers,
-                    routing_key=req.route.routing_key,
-                    exchange=req.route.exchange,
-                )
             envelope = encode_task(req.message, req.serializer, req.compression)
             if req.delivery_mode != PERSISTENT:
                 envelope.properties["delivery_mode"] = req.delivery_mode
+            announce_publish(self, req, envelope)  # receivers may change the headers
             eta = req.message.eta
             not_before = eta.timestamp() if eta is not None and eta > _utcnow() else None
             outgoing.append(
@@ -464,16 +462,11 @@ class Celery:
             )
         return outgoing
 
-    def _announce_published(self, requests: Sequence[PublishRequest]) -> None:
-        if not signals.after_task_publish.has_listeners():
-            return
-        for req in requests:
-            signals.after_task_publish.send(
-                sender=req.message.task,
-                headers=req.message.headers,
-                routing_key=req.route.routing_key,
-                exchange=req.route.exchange,
-            )
+    def _announce_published(
+        self, requests: Sequence[PublishRequest], outgoing: Sequence[Outgoing]
+    ) -> None:
+        for req, out in zip(requests, outgoing, strict=True):
+            announce_published(req, out.envelope)
 
     def build_request(
         self,

@@ -171,6 +171,10 @@ def _failure_outcome(task: Task, exc: BaseException, ctx: Context, started: floa
         traceback=text,
         einfo=text,
     )
+    return _failed(exc, text, started)
+
+
+def _failed(exc: BaseException, text: str, started: float) -> Outcome:
     return Outcome(
         state=states.FAILURE,
         value=exception_to_dict(exc),
@@ -203,9 +207,27 @@ def _handle_exception(task: Task, exc: BaseException, ctx: Context, started: flo
 
 
 def _success(task: Task, value: Any, ctx: Context, started: float) -> Outcome:
+    runtime = time.perf_counter() - started
     task.on_success(value, ctx.id or "", ctx.args, ctx.kwargs)
-    signals.task_success.send(sender=task, result=value)
-    return Outcome(state=states.SUCCESS, value=value, runtime=time.perf_counter() - started)
+    signals.task_success.send(sender=task, result=value, runtime=runtime)
+    return Outcome(state=states.SUCCESS, value=value, runtime=runtime)
+
+
+def _internal_error(task: Task, ctx: Context, exc: Exception, started: float) -> Outcome:
+    """An error outside the task body (``after_return``, a ``task_postrun`` wrapper...):
+    Celery's ``task_internal_error`` is sent and the task fails with it."""
+    text = format_task_traceback(exc)
+    signals.task_internal_error.send(
+        sender=task,
+        task_id=ctx.id,
+        args=ctx.args,
+        kwargs=ctx.kwargs,
+        request=ctx,
+        exception=exc,
+        traceback=exc.__traceback__,
+        einfo=text,
+    )
+    return _failed(exc, text, started)
 
 
 def _finish(task: Task, outcome: Outcome, ctx: Context) -> Outcome:
@@ -241,7 +263,10 @@ def run_task(task: Task, ctx: Context) -> Outcome:
         outcome = _handle_exception(task, exc, ctx, started)
     finally:
         request_var.reset(token)
-    return _finish(task, outcome, ctx)
+    try:
+        return _finish(task, outcome, ctx)
+    except Exception as exc:
+        return _internal_error(task, ctx, exc, started)
 
 
 async def arun_task(task: Task, ctx: Context) -> Outcome:
@@ -259,7 +284,10 @@ async def arun_task(task: Task, ctx: Context) -> Outcome:
         outcome = _handle_exception(task, exc, ctx, started)
     finally:
         request_var.reset(token)
-    return _finish(task, outcome, ctx)
+    try:
+        return _finish(task, outcome, ctx)
+    except Exception as exc:
+        return _internal_error(task, ctx, exc, started)
 
 
 def _run_anywhere(task: Task, ctx: Context) -> Outcome:

@@ -33,13 +33,17 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
-from celeriac import states
+from celeriac import signals, states
+from celeriac.announce import announce_publish, announce_published
 from celeriac.backends import Meta, ResultBackend
 from celeriac.exceptions import TimeLimitExceeded, WorkerLostError
 from celeriac.protocol.message import TaskMessage, encode_task, safe_repr
 from celeriac.protocol.results import exception_to_dict, make_meta
-from celeriac.trace import Outcome
+from celeriac.publishing import PublishRequest
+from celeriac.routing import Route
+from celeriac.trace import Outcome, context_for
 from celeriac.transport import Delivery, Outgoing, Transport
+from celeriac.worker.checks import EXPIRED
 from celeriac.worker.executors.base import ExecutorStopped
 from celeriac.worker.flight import Flight, HandlerConfig
 from celeriac.worker.settle import Document, Settler
@@ -110,6 +114,15 @@ class Conclusion:
         await self._record(flight, make_meta(msg.id, states.REVOKED, error))
         await self.workflow.after_revoked(msg, error)
         self.settler.ack(flight.delivery)
+        if signals.task_revoked.receivers:
+            request = context_for(msg, hostname=self.config.hostname, delivery_info=None)
+            signals.task_revoked.send(
+                sender=flight.task,
+                request=request,
+                terminated=False,
+                signum=None,
+                expired=reason == EXPIRED,
+            )
 
     # outcomes ---------------------------------------------------------------------------
     def _lost(self, flight: Flight, exc: Any) -> Outcome | None:
@@ -219,10 +232,16 @@ class Conclusion:
             msg.kwargs = outcome.retry_kwargs
         eta = outcome.retry_eta or time.time()
         msg.eta = dt.datetime.fromtimestamp(eta, dt.UTC)
-        envelope = encode_task(msg, _serializer_name(delivery), None)
+        serializer = _serializer_name(delivery)
+        envelope = encode_task(msg, serializer, None)
+        # Celery's retry is a publish: the same publish signals are sent.
+        route = Route(delivery.exchange, delivery.routing_key, None)
+        again = PublishRequest(msg, route, serializer)
+        announce_publish(self.workflow.app, again, envelope)
         await self.transport.publish(
             [Outgoing(envelope, delivery.exchange, delivery.routing_key, eta)]
         )
+        announce_published(again, envelope)
         logger.info(
             "Task %s[%s] retry: Retry in %.1fs: %s",
             msg.task,
