@@ -4,9 +4,19 @@ from __future__ import annotations
 
 import contextvars
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
-__all__ = ["Context", "StateSink", "current_request", "request_var", "set_state_sink", "state_sink"]
+R = TypeVar("R")
+
+__all__ = [
+    "Context",
+    "StateSink",
+    "add_child",
+    "current_request",
+    "request_var",
+    "set_state_sink",
+    "state_sink",
+]
 
 
 class Context:
@@ -64,6 +74,17 @@ request_var: contextvars.ContextVar[Context | None] = contextvars.ContextVar(
 def current_request() -> Context | None:
     """The context of the task running in this thread/coroutine, if any."""
     return request_var.get()
+
+
+def add_child(result: R) -> R:
+    """Record ``result`` as a child of the task running here (Celery's trail: the results
+    a task publishes become its result's ``children``); returns ``result``."""
+    req = request_var.get()
+    if req is not None and not req.called_directly:
+        trail = req.__dict__.setdefault("children", [])
+        if result not in trail:
+            trail.append(result)
+    return result
 
 
 StateSink = Callable[[str, dict[str, Any]], None]

@@ -16,7 +16,7 @@ from celeriac import _state
 from celeriac._portal import sync_twin
 from celeriac.canvas.mapping import chunks, xmap, xstarmap
 from celeriac.canvas.signature import Signature
-from celeriac.context import Context, current_request, state_sink
+from celeriac.context import Context, add_child, current_request, state_sink
 from celeriac.exceptions import ImproperlyConfigured, MaxRetriesExceededError, Retry
 from celeriac.protocol.results import make_meta
 from celeriac.publishing import PUBLISH_OPTIONS, PublishRequest, build_message
@@ -139,7 +139,7 @@ class Task:
             return self.apply(args, kwargs, **options)
         request = self.app.build_request(self.name, args, kwargs, options, self)
         await self.app.apublish([request])
-        return self.app.AsyncResult(request.message.id, task_name=self.name)
+        return add_child(self.app.AsyncResult(request.message.id, task_name=self.name))
 
     def _apply_async_here(
         self, *, args: Sequence[Any] | None, kwargs: Mapping[str, Any] | None, **options: Any
@@ -149,7 +149,7 @@ class Task:
             return self.apply(args, kwargs, **options)
         request = self.app.build_request(self.name, args, kwargs, options, self)
         self.app.publish([request])
-        return self.app.AsyncResult(request.message.id, task_name=self.name)
+        return add_child(self.app.AsyncResult(request.message.id, task_name=self.name))
 
     apply_async = sync_twin(aapply_async, here=_apply_async_here)
 

@@ -51,6 +51,8 @@ class Outcome:
     retry_args: list[Any] | None = None
     retry_kwargs: dict[str, Any] | None = None
     requeue: bool = False
+    children: list[Any] | None = None
+    """The results the task published while it ran (``as_tuple()`` forms; Celery's trail)."""
     exception: BaseException | None = field(default=None, repr=False)
     """The exception object itself; only kept in-process (dropped before pickling)."""
 
@@ -209,6 +211,9 @@ def _success(task: Task, value: Any, ctx: Context, started: float) -> Outcome:
 
 
 def _finish(task: Task, outcome: Outcome, ctx: Context) -> Outcome:
+    trail = ctx.__dict__.get("children")
+    if trail and getattr(task, "trail", True):
+        outcome.children = [result.as_tuple() for result in trail]
     try:
         task.after_return(
             outcome.state, outcome.value, ctx.id or "", ctx.args, ctx.kwargs, outcome.traceback

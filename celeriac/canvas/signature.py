@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from celeriac import _state
 from celeriac._portal import sync_twin
 from celeriac.canvas.errbacks import run_errbacks_eagerly
-from celeriac.context import Context
+from celeriac.context import Context, add_child
 from celeriac.protocol.ids import uuid4
 from celeriac.result import EagerResult
 
@@ -354,7 +354,7 @@ class Signature(dict[str, Any]):
         dispatch = Dispatch(self.app)
         result = self._emit(dispatch, tuple(args or ()), dict(kwargs or {}), options)
         await dispatch.send()
-        return result
+        return add_child(result)
 
     def _apply_async_here(
         self, *, args: Sequence[Any] | None, kwargs: Mapping[str, Any] | None, **options: Any
@@ -362,7 +362,7 @@ class Signature(dict[str, Any]):
         """Eager signatures run in the calling thread; the others publish from the portal."""
         if self.app.conf["task_always_eager"]:
             return self.apply(args, kwargs, **options)
-        return self.app.run_sync(self.aapply_async(args, kwargs, **options))
+        return add_child(self.app.run_sync(self.aapply_async(args, kwargs, **options)))
 
     apply_async = sync_twin(aapply_async, here=_apply_async_here)
 

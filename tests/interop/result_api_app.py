@@ -1,0 +1,49 @@
+"""The tasks of the result-API parity tests, written once for either library.
+
+``build(lib)`` defines the same app on ``celery`` or ``celeriac`` (the module passed in);
+``result_api_celery`` and ``result_api_celeriac`` are the two apps workers load.
+"""
+
+from __future__ import annotations
+
+import os
+from types import ModuleType
+from typing import Any
+
+
+def build(lib: ModuleType) -> Any:
+    """The app and its tasks on ``lib`` (``celery`` or ``celeriac``)."""
+    app = lib.Celery(
+        "result_api",
+        broker=os.environ.get("INTEROP_URL"),
+        backend=os.environ.get("INTEROP_URL"),
+    )
+    prefix = {"global_keyprefix": os.environ.get("INTEROP_PREFIX", "")}
+    app.conf.update(
+        result_expires=600,
+        result_extended=True,
+        broker_transport_options=prefix,
+        result_backend_transport_options=prefix,
+    )
+
+    @app.task(name="ra.add")
+    def add(x: Any, y: Any) -> Any:
+        return x + y
+
+    @app.task(name="ra.fail")
+    def fail(message: str) -> None:
+        raise ValueError(message)
+
+    @app.task(name="ra.spawn")
+    def spawn(n: int) -> str:
+        for i in range(n):
+            add.delay(i, i)
+        return "spawned"
+
+    @app.task(name="ra.retry_once", bind=True)
+    def retry_once(self: Any) -> int:
+        if self.request.retries == 0:
+            raise self.retry(countdown=0)
+        return int(self.request.retries)
+
+    return app
