@@ -66,6 +66,8 @@ class AsyncResult:
         app: Celery | None = None,
         parent: AsyncResult | None = None,
     ) -> None:
+        if id is None:
+            raise ValueError(f"AsyncResult requires valid id, not {type(id)}")
         self.id = id
         self.task_name = task_name
         self.app: Celery = app if app is not None else _state.get_current_app()

@@ -82,6 +82,8 @@ class Task:
     throws: tuple[type[BaseException], ...] = ()
     send_events: bool = True
     bind: bool = False
+    trail: bool = True
+    """Record the results this task publishes while it runs as its result's ``children``."""
 
     _app: Celery | None = None
     _fun: Callable[..., Any] | None = None
@@ -139,7 +141,7 @@ class Task:
             return self.apply(args, kwargs, **options)
         request = self.app.build_request(self.name, args, kwargs, options, self)
         await self.app.apublish([request])
-        return add_child(self.app.AsyncResult(request.message.id, task_name=self.name))
+        return add_child(self.AsyncResult(request.message.id))
 
     def _apply_async_here(
         self, *, args: Sequence[Any] | None, kwargs: Mapping[str, Any] | None, **options: Any
@@ -149,7 +151,7 @@ class Task:
             return self.apply(args, kwargs, **options)
         request = self.app.build_request(self.name, args, kwargs, options, self)
         self.app.publish([request])
-        return add_child(self.app.AsyncResult(request.message.id, task_name=self.name))
+        return add_child(self.AsyncResult(request.message.id))
 
     apply_async = sync_twin(aapply_async, here=_apply_async_here)
 
@@ -326,7 +328,7 @@ def _create_task(app: Celery | None, fun: Callable[..., Any], options: Mapping[s
     task._fun = fun
     task.name = options.get("name") or _task_name(app, fun)
     for key, value in options.items():
-        if key in {"name", "base", "shared", "lazy", "pydantic", "trail"}:
+        if key in {"name", "base", "shared", "lazy", "pydantic"}:
             continue
         if key in {"autoretry_for", "dont_autoretry_for", "throws"}:
             value = tuple(value)

@@ -212,7 +212,7 @@ def _success(task: Task, value: Any, ctx: Context, started: float) -> Outcome:
 
 def _finish(task: Task, outcome: Outcome, ctx: Context) -> Outcome:
     trail = ctx.__dict__.get("children")
-    if trail and getattr(task, "trail", True):
+    if trail and task.trail:
         outcome.children = [result.as_tuple() for result in trail]
     try:
         task.after_return(

@@ -6,7 +6,9 @@
 
 from __future__ import annotations
 
+import importlib
 import os
+import time
 from types import ModuleType
 from typing import Any
 
@@ -45,5 +47,16 @@ def build(lib: ModuleType) -> Any:
         if self.request.retries == 0:
             raise self.retry(countdown=0)
         return int(self.request.retries)
+
+    abortable = importlib.import_module(f"{lib.__name__}.contrib.abortable")
+
+    @app.task(name="ra.until_aborted", bind=True, base=abortable.AbortableTask)
+    def until_aborted(self: Any, seconds: float) -> str:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self.is_aborted():
+                return "aborted"
+            time.sleep(0.05)
+        return "not aborted"
 
     return app

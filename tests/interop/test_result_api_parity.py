@@ -84,6 +84,15 @@ def _kind(value: Any) -> str:
     return type(value).__name__
 
 
+def _raises(call: Callable[[], Any]) -> str | None:
+    """The type name of what ``call()`` raises, or None."""
+    try:
+        call()
+    except Exception as exc:
+        return _kind(exc)
+    return None
+
+
 def test_result_extended_fields(on_both: Callable[[Scenario], list[Any]]) -> None:
     def scenario(lib: Any, app: Any) -> dict[str, Any]:
         done = app.tasks["ra.add"].delay(2, y=3)
@@ -172,3 +181,24 @@ def test_failing_chord_header_raises_the_original_exception(
 
     seen = _same(on_both(scenario))
     assert seen["raised"] == ("ValueError", "header boom")
+
+
+def test_abortable_task(on_both: Callable[[Scenario], list[Any]]) -> None:
+    def scenario(lib: Any, app: Any) -> dict[str, Any]:
+        task = app.tasks["ra.until_aborted"]
+        result = task.delay(WAIT)
+        before = result.is_aborted()
+        result.abort()
+        asked = (result.state, result.is_aborted())
+        value = result.get(timeout=WAIT)
+        return {
+            "result": _kind(result),
+            "before": before,
+            "asked": asked,
+            "value": value,
+            "after": (result.state, result.is_aborted()),
+            "outside": _raises(task.is_aborted),
+        }
+
+    seen = _same(on_both(scenario))
+    assert seen["value"] == "aborted" and seen["asked"] == ("ABORTED", True)
