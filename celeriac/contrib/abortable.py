@@ -61,5 +61,6 @@ class AbortableTask(Task):
 
     def is_aborted(self, **kwargs: Any) -> bool:
         """Whether the running task (or ``task_id=``) was asked to stop."""
-        task_id = kwargs.get("task_id", self.request.id)
+        task_id: Any = kwargs.get("task_id", self.request.id)
+        # Outside a task there is no id: AsyncResult raises ValueError, as in Celery.
         return self.AsyncResult(task_id).is_aborted()
