@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 from celeriac import _state
 from celeriac._portal import sync_twin
 from celeriac.canvas.mapping import chunks, xmap, xstarmap
+from celeriac.canvas.replace import add_to_chord as _add_to_chord
+from celeriac.canvas.replace import replace as _replace
 from celeriac.canvas.signature import Signature
 from celeriac.context import Context, add_child, current_request, state_sink
 from celeriac.exceptions import ImproperlyConfigured, MaxRetriesExceededError, Retry
@@ -238,6 +240,16 @@ class Task:
         if not throw:
             return retry
         raise retry
+
+    def replace(self, sig: Any) -> Any:
+        """Replace this running task by ``sig`` (a task, chain or group signature): see
+        :mod:`celeriac.canvas.replace`. Raises Ignore (the worker stores nothing for this
+        task; the replacement's result appears under its id)."""
+        return _replace(self, sig)
+
+    def add_to_chord(self, sig: Any, lazy: bool = False) -> Any:
+        """Add ``sig`` to the chord this task is a header member of; its AsyncResult."""
+        return _add_to_chord(self, sig, lazy)
 
     def update_state(
         self, task_id: str | None = None, state: str | None = None, meta: Any = None, **kwargs: Any

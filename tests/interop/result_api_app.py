@@ -48,6 +48,23 @@ def build(lib: ModuleType) -> Any:
             raise self.retry(countdown=0)
         return int(self.request.retries)
 
+    @app.task(name="ra.replace_with", bind=True)
+    def replace_with(self: Any, kind: str) -> Any:
+        if kind == "task":
+            return self.replace(add.si(10, 5))
+        if kind == "chain":
+            return self.replace(lib.chain(add.si(1, 1), add.s(3)))
+        return self.replace(lib.group(add.si(1, 1), add.si(2, 2)))
+
+    @app.task(name="ra.grow", bind=True)
+    def grow(self: Any, x: int) -> int:
+        self.add_to_chord(add.si(x, 100))
+        return x
+
+    @app.task(name="ra.ordered")
+    def ordered(values: list[Any]) -> list[Any]:
+        return sorted(values)
+
     abortable = importlib.import_module(f"{lib.__name__}.contrib.abortable")
 
     @app.task(name="ra.until_aborted", bind=True, base=abortable.AbortableTask)

@@ -202,3 +202,25 @@ def test_abortable_task(on_both: Callable[[Scenario], list[Any]]) -> None:
 
     seen = _same(on_both(scenario))
     assert seen["value"] == "aborted" and seen["asked"] == ("ABORTED", True)
+
+
+def test_replace_and_add_to_chord(on_both: Callable[[Scenario], list[Any]]) -> None:
+    def scenario(lib: Any, app: Any) -> dict[str, Any]:
+        add, replace_with = app.tasks["ra.add"], app.tasks["ra.replace_with"]
+        grow, ordered = app.tasks["ra.grow"], app.tasks["ra.ordered"]
+        by_task = replace_with.delay("task")
+        in_chain = lib.chain(replace_with.si("chain"), add.s(1)).apply_async()
+        by_group = replace_with.delay("group")
+        in_chord = lib.chord([replace_with.si("task"), add.si(1, 1)], ordered.s()).apply_async()
+        grown = lib.chord([grow.s(1), add.si(2, 2)], ordered.s()).apply_async()
+        return {
+            "task": by_task.get(timeout=WAIT),
+            "chain": in_chain.get(timeout=WAIT),
+            "group": by_group.get(timeout=WAIT),
+            "chord": in_chord.get(timeout=WAIT),
+            "grown": grown.get(timeout=WAIT),
+            "outside": _raises(lambda: grow(1)),
+        }
+
+    seen = _same(on_both(scenario))
+    assert seen["task"] == 15 and seen["grown"] == [1, 4, 101]
