@@ -48,6 +48,14 @@ def build(lib: ModuleType) -> Any:
             raise self.retry(countdown=0)
         return int(self.request.retries)
 
+    _canvas_tasks(lib, app, add)
+    _abortable_tasks(lib, app)
+    return app
+
+
+def _canvas_tasks(lib: ModuleType, app: Any, add: Any) -> None:
+    """Tasks that replace themselves or grow their chord."""
+
     @app.task(name="ra.replace_with", bind=True)
     def replace_with(self: Any, kind: str) -> Any:
         if kind == "task":
@@ -65,6 +73,9 @@ def build(lib: ModuleType) -> Any:
     def ordered(values: list[Any]) -> list[Any]:
         return sorted(values)
 
+
+def _abortable_tasks(lib: ModuleType, app: Any) -> None:
+    """A task that runs until it is aborted."""
     abortable = importlib.import_module(f"{lib.__name__}.contrib.abortable")
 
     @app.task(name="ra.until_aborted", bind=True, base=abortable.AbortableTask)
@@ -75,5 +86,3 @@ def build(lib: ModuleType) -> Any:
                 return "aborted"
             time.sleep(0.05)
         return "not aborted"
-
-    return app
