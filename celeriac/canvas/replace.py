@@ -53,6 +53,9 @@ def replace(task: Task, sig: Any) -> Any:
         root_id=req.root_id,
         replaced_task_nesting=nesting,
     )
+    if isinstance(sig, chain):
+        for step in sig.tasks:
+            step.set(replaced_task_nesting=nesting)
     for step in reversed(req.chain or ()):
         rest = as_signature(step, task.app).clone()
         rest.set(replaced_task_nesting=nesting)

@@ -257,6 +257,23 @@ class Signature(dict[str, Any]):
         sig["options"] = {**sig.options, **options}
         return sig
 
+    def replace(
+        self,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> Signature:
+        """A copy with ``args``, ``kwargs`` or ``options`` replaced (not merged), as
+        Celery's ``Signature.replace``."""
+        sig = self.clone()
+        if args is not None:
+            sig["args"] = list(args)
+        if kwargs is not None:
+            sig["kwargs"] = dict(kwargs)
+        if options is not None:
+            sig["options"] = dict(options)
+        return sig
+
     def set(self, immutable: bool | None = None, **options: Any) -> Signature:
         """Update options in place; return self."""
         if immutable is not None:
