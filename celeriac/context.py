@@ -48,6 +48,9 @@ class Context:
     is_eager: bool = False
     called_directly: bool = True
     priority: int | None = None
+    stamps: dict[str, Any] = {}  # noqa: RUF012 - replaced per instance, never mutated
+    """The canvas stamps of this task (``celeriac.canvas.stamping``)."""
+    stamped_headers: list[str] | None = None
 
     def __init__(self, **fields: Any) -> None:
         self.__dict__.update(fields)

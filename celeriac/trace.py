@@ -111,6 +111,8 @@ def context_for(
         is_eager=is_eager,
         called_directly=False,
         priority=msg.priority,
+        stamps=msg.stamps,
+        stamped_headers=list(msg.stamps) or None,
         **{k: v for k, v in msg.headers.items() if k.isidentifier() and not hasattr(Context, k)},
     )
 

@@ -43,6 +43,7 @@ from celeriac.canvas.signature import (
     result_root,
     to_dict,
 )
+from celeriac.canvas.stamping import merge_stamps
 from celeriac.protocol.results import exception_from_dict
 from celeriac.result import GroupResult
 
@@ -117,6 +118,17 @@ class chord(Signature):
     def body(self, value: Any) -> None:
         """Set the body (a signature or a wire dict)."""
         self["kwargs"]["body"] = as_signature(value, self._app)
+
+    def stamp(self, visitor: Any = None, append_stamps: bool = False, **headers: Any) -> chord:
+        """Stamp the header tasks (``on_chord_header_start``/``_end``) and, with a visitor,
+        the body (``on_chord_body``), as Celery does."""
+        hooks = ("on_chord_header_start", "on_chord_header_end")
+        given = self._stamp_members(self.tasks, visitor, append_stamps, headers, hooks)
+        body = self.body
+        if visitor is not None and body is not None:
+            found = visitor.on_chord_body(self, **given)
+            body.stamp(visitor, append_stamps, **merge_stamps(given, found, append_stamps))
+        return self
 
     def clone(
         self,

@@ -283,6 +283,8 @@ class Conclusion:
                 retries=msg.retries,
                 queue=delivery.routing_key or None,  # Celery's: the delivery's key
             )
+            if msg.stamps:
+                extra.update(msg.stamps, stamped_headers=list(msg.stamps))
         return extra
 
 

@@ -69,6 +69,10 @@ def _canvas_tasks(lib: ModuleType, app: Any, add: Any) -> None:
         self.add_to_chord(add.si(x, 100))
         return x
 
+    @app.task(name="ra.stamps", bind=True)
+    def stamps(self: Any, *args: Any) -> Any:
+        return [self.request.stamps, sorted(self.request.stamped_headers or [])]
+
     @app.task(name="ra.ordered")
     def ordered(values: list[Any]) -> list[Any]:
         return sorted(values)

@@ -224,3 +224,33 @@ def test_replace_and_add_to_chord(on_both: Callable[[Scenario], list[Any]]) -> N
 
     seen = _same(on_both(scenario))
     assert seen["task"] == 15 and seen["grown"] == [1, 4, 101]
+
+
+def test_stamping(on_both: Callable[[Scenario], list[Any]]) -> None:
+    def scenario(lib: Any, app: Any) -> dict[str, Any]:
+        class Monitor(lib.canvas.StampingVisitor):  # type: ignore[misc]
+            def on_signature(self, sig: Any, **headers: Any) -> dict[str, Any]:
+                return {"monitoring_id": "m-1"}
+
+        task = app.tasks["ra.stamps"]
+        plain = task.s()
+        plain.stamp(tenant="acme")
+        visited = task.s()
+        visited.stamp(visitor=Monitor())
+        members = lib.group(task.s(), task.s())
+        members.stamp(visitor=Monitor(), batch="b-1")
+        steps = lib.chain(task.si(), task.si())
+        steps.stamp(visitor=Monitor())
+        joined = lib.chord([task.si()], task.s())
+        joined.stamp(visitor=Monitor(), batch="b-2")
+        return {
+            "options": sorted(plain.options["stamped_headers"]),
+            "plain": plain.apply_async().get(timeout=WAIT),
+            "visited": visited.apply_async().get(timeout=WAIT),
+            "group": members.apply_async().get(timeout=WAIT),
+            "chain": steps.apply_async().get(timeout=WAIT),
+            "chord": joined.apply_async().get(timeout=WAIT),
+        }
+
+    seen = _same(on_both(scenario))
+    assert seen["plain"] == [{"tenant": "acme"}, ["tenant"]]
