@@ -307,9 +307,9 @@ class AsyncResult:
 
     async def _araise_failed_parent(self) -> None:
         for node in reversed(list(self._parents())):
-            await node.amaybe_throw()
+            await node._amaybe_throw()
 
-    async def amaybe_throw(self, propagate: bool = True) -> Any:
+    async def _amaybe_throw(self, propagate: bool = True) -> Any:
         """``maybe_throw`` from async code."""
         return _outcome(await self.ameta(), propagate)
 
@@ -678,13 +678,13 @@ class ResultSet:
         """Call ``callback(self)`` once every member is ready (see ``AsyncResult.then``)."""
         return then(self, callback, on_error)
 
-    async def amaybe_throw(self, propagate: bool = True) -> list[Any]:
+    async def _amaybe_throw(self, propagate: bool = True) -> list[Any]:
         """Raise the first failed member's exception (member order); else the values."""
         return [_outcome(meta, propagate) for meta in await self.ametas()]
 
     def maybe_throw(self, callback: Any = None, propagate: bool = True) -> None:
         """Raise the first failed member's exception, as Celery's ``ResultSet.maybe_throw``."""
-        values = self.app.run_sync(self.amaybe_throw(propagate))
+        values = self.app.run_sync(self._amaybe_throw(propagate))
         if callback is not None:
             for result, value in zip(self.leaves(), values, strict=True):
                 callback(result.id, value)
