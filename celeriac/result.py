@@ -482,9 +482,14 @@ class EagerResult(AsyncResult):
     """The result of ``Task.apply``: already known, nothing stored."""
 
     def __init__(
-        self, id: str, outcome: Outcome, app: Celery | None = None, propagate: bool = False
+        self,
+        id: str,
+        outcome: Outcome,
+        app: Celery | None = None,
+        propagate: bool = False,
+        name: str | None = None,
     ) -> None:
-        super().__init__(id, app=app)
+        super().__init__(id, app=app, task_name=name)
         self.outcome = outcome
         if outcome.state == states.FAILURE and propagate and outcome.exception is not None:
             raise outcome.exception
@@ -494,6 +499,7 @@ class EagerResult(AsyncResult):
             "traceback": outcome.traceback,
             "task_id": id,
             "date_done": dt.datetime.now(dt.UTC).isoformat(),
+            "name": name,
         }
 
     @property

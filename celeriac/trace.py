@@ -300,7 +300,8 @@ def apply_eagerly(
             request.message.kwargs = outcome.retry_kwargs
     if _stores_eager_result(task) and not msg.ignore_result:
         _store_eager(task, msg.id, outcome)
-    return EagerResult(msg.id, outcome, app=app, propagate=app.conf["task_eager_propagates"])
+    propagate = app.conf["task_eager_propagates"]
+    return EagerResult(msg.id, outcome, app=app, propagate=propagate, name=task.name)
 
 
 def _stores_eager_result(task: Task) -> bool:

@@ -84,7 +84,8 @@ class DependencyGraph:
         return len(seen)
 
     def topsort(self) -> list[Any]:
-        """Every node after the nodes that point to it (raises CycleError on a cycle)."""
+        """Every node after the nodes it points to, its dependencies (as Celery's; raises
+        CycleError on a cycle)."""
         incoming = dict.fromkeys(self.adjacent, 0)
         for targets in self.adjacent.values():
             for target in targets:
@@ -100,6 +101,7 @@ class DependencyGraph:
                     ready.append(target)
         if len(order) != len(incoming):
             raise CycleError("the graph has a cycle")
+        order.reverse()
         return order
 
     def to_dot(self, fh: IO[str], formatter: Any = None) -> None:

@@ -231,7 +231,10 @@ class Conclusion:
             max(0.0, eta - time.time()),
             outcome.exc_repr,
         )
-        meta = make_meta(msg.id, states.RETRY, outcome.value, traceback=outcome.traceback)
+        extra = self._extended(msg, delivery)
+        meta = make_meta(
+            msg.id, states.RETRY, outcome.value, traceback=outcome.traceback, extra=extra
+        )
         await self._record(flight, meta)
 
     # recording --------------------------------------------------------------------------

@@ -141,3 +141,12 @@ def test_add_to_chord_outside_a_chord() -> None:
         return _outcome(lambda: add.add_to_chord(add.si(1, 1)))
 
     assert _on_both(scenario) == ("ValueError", "Current task is not member of any chord")
+
+
+def test_eager_result_fields() -> None:
+    def scenario(lib: Any, app: Any) -> Any:
+        result = app.tasks["p.add"].apply((1, 2))
+        fields = ("args", "kwargs", "worker", "queue", "retries", "children")
+        return [result.name.rpartition(".")[2], *(getattr(result, f) for f in fields)]
+
+    assert _on_both(scenario)[0] == "add"
