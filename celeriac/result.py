@@ -251,7 +251,7 @@ class AsyncResult:
     ) -> Future[Any]:
         """Call ``callback(result)`` once this result is ready (in celeriac's background
         thread); an exception it raises goes to ``on_error``. Returns a Future of its value."""
-        return then(self, callback, on_error)
+        return _call_when_ready(self, callback, on_error)
 
     def maybe_throw(self, propagate: bool = True, callback: Any = None) -> Any:
         """Raise the task's exception if it failed (when ``propagate``); else its value."""
@@ -441,7 +441,7 @@ def result_from_tuple(value: Any, app: Celery | None = None) -> Any:
     return the_app.AsyncResult(task_id, parent=parent_result)
 
 
-def then(
+def _call_when_ready(
     result: Any, callback: Callable[[Any], Any], on_error: Callable[[BaseException], Any] | None
 ) -> Future[Any]:
     """Run ``callback(result)`` on the portal once ``result`` is ready (Celery's
@@ -682,7 +682,7 @@ class ResultSet:
         weak: bool = False,
     ) -> Future[Any]:
         """Call ``callback(self)`` once every member is ready (see ``AsyncResult.then``)."""
-        return then(self, callback, on_error)
+        return _call_when_ready(self, callback, on_error)
 
     async def _amaybe_throw(self, propagate: bool = True) -> list[Any]:
         """Raise the first failed member's exception (member order); else the values."""
