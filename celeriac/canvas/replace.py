@@ -44,7 +44,15 @@ def replace(task: Task, sig: Any) -> Any:
         sig.link(callback)
     for errback in req.errbacks or ():
         sig.link_error(errback)
-    sig.freeze(req.id)
+    # The chord membership goes in at freeze time: a group's chord would otherwise give its
+    # body its own group id, and the body would report to the wrong chord.
+    sig.freeze(
+        req.id,
+        group_id=req.group,
+        chord=req.chord,
+        root_id=req.root_id,
+        group_index=req.group_index,
+    )
     nesting = int(req.get("replaced_task_nesting") or 0) + 1
     sig.set(
         chord=req.chord,

@@ -73,6 +73,10 @@ def _canvas_tasks(lib: ModuleType, app: Any, add: Any) -> None:
     def stamps(self: Any, *args: Any) -> Any:
         return [self.request.stamps, sorted(self.request.stamped_headers or [])]
 
+    @app.task(name="ra.identity")
+    def identity(value: Any) -> Any:
+        return value
+
     @app.task(name="ra.ordered")
     def ordered(values: list[Any]) -> list[Any]:
         return sorted(values)

@@ -213,12 +213,16 @@ def test_replace_and_add_to_chord(on_both: Callable[[Scenario], list[Any]]) -> N
         by_group = replace_with.delay("group")
         in_chord = lib.chord([replace_with.si("task"), add.si(1, 1)], ordered.s()).apply_async()
         grown = lib.chord([grow.s(1), add.si(2, 2)], ordered.s()).apply_async()
+        by_group_in_chord = lib.chord(
+            [replace_with.si("group"), add.si(1, 1)], app.tasks["ra.identity"].s()
+        ).apply_async()
         return {
             "task": by_task.get(timeout=WAIT),
             "chain": in_chain.get(timeout=WAIT),
             "group": by_group.get(timeout=WAIT),
             "chord": in_chord.get(timeout=WAIT),
             "grown": grown.get(timeout=WAIT),
+            "group_in_chord": by_group_in_chord.get(timeout=WAIT),
             "outside": _raises(lambda: grow(1)),
         }
 
