@@ -84,6 +84,11 @@ def _kind(value: Any) -> str:
     return type(value).__name__
 
 
+def _children_values(result: Any) -> list[Any]:
+    """The values of a result's children, waited for."""
+    return [child.get(timeout=WAIT) for child in result.children or []]
+
+
 def _raises(call: Callable[[], Any]) -> str | None:
     """The type name of what ``call()`` raises, or None."""
     try:
@@ -213,9 +218,14 @@ def test_replace_and_add_to_chord(on_both: Callable[[Scenario], list[Any]]) -> N
         by_group = replace_with.delay("group")
         in_chord = lib.chord([replace_with.si("task"), add.si(1, 1)], ordered.s()).apply_async()
         grown = lib.chord([grow.s(1), add.si(2, 2)], ordered.s()).apply_async()
+        identity = app.tasks["ra.identity"]
         by_group_in_chord = lib.chord(
-            [replace_with.si("group"), add.si(1, 1)], app.tasks["ra.identity"].s()
+            [replace_with.si("group"), add.si(1, 1)], identity.s()
         ).apply_async()
+        by_chain_in_chord = lib.chord(
+            [replace_with.si("chain"), add.si(1, 1)], identity.s()
+        ).apply_async()
+        linked = replace_with.apply_async(("task",), link=add.s(100))
         return {
             "task": by_task.get(timeout=WAIT),
             "chain": in_chain.get(timeout=WAIT),
@@ -223,6 +233,8 @@ def test_replace_and_add_to_chord(on_both: Callable[[Scenario], list[Any]]) -> N
             "chord": in_chord.get(timeout=WAIT),
             "grown": grown.get(timeout=WAIT),
             "group_in_chord": by_group_in_chord.get(timeout=WAIT),
+            "chain_in_chord": by_chain_in_chord.get(timeout=WAIT),
+            "linked": [linked.get(timeout=WAIT), _children_values(linked)],
             "outside": _raises(lambda: grow(1)),
         }
 
