@@ -28,6 +28,7 @@ from celeriac.announce import announce_publish, announce_published
 from celeriac.backends import ResultBackend, backend_from_url, can_hold_results
 from celeriac.conf import Settings, check_settings
 from celeriac.conf.checks import warn_once
+from celeriac.context import add_child
 from celeriac.engines.options import (
     backend_options,
     broker_options,
@@ -492,7 +493,7 @@ class Celery:
         task = self.tasks.get(name)
         request = self.build_request(name, args, kwargs, options, task)
         await self.apublish([request])
-        return self.AsyncResult(request.message.id, task_name=name)
+        return add_child(self.AsyncResult(request.message.id, task_name=name))
 
     def _send_task_here(
         self,
@@ -505,7 +506,7 @@ class Celery:
         """It publishes from the calling thread where the broker can (see ``publish``)."""
         request = self.build_request(name, args, kwargs, options, self.tasks.get(name))
         self.publish([request])
-        return self.AsyncResult(request.message.id, task_name=name)
+        return add_child(self.AsyncResult(request.message.id, task_name=name))
 
     send_task = sync_twin(asend_task, here=_send_task_here)
 

@@ -51,6 +51,8 @@ class Outcome:
     retry_args: list[Any] | None = None
     retry_kwargs: dict[str, Any] | None = None
     requeue: bool = False
+    children: list[Any] | None = None
+    """The results the task published while it ran (``as_tuple()`` forms; Celery's trail)."""
     exception: BaseException | None = field(default=None, repr=False)
     """The exception object itself; only kept in-process (dropped before pickling)."""
 
@@ -109,6 +111,8 @@ def context_for(
         is_eager=is_eager,
         called_directly=False,
         priority=msg.priority,
+        stamps=msg.stamps,
+        stamped_headers=list(msg.stamps) or None,
         **{k: v for k, v in msg.headers.items() if k.isidentifier() and not hasattr(Context, k)},
     )
 
@@ -231,6 +235,9 @@ def _internal_error(task: Task, ctx: Context, exc: Exception, started: float) ->
 
 
 def _finish(task: Task, outcome: Outcome, ctx: Context) -> Outcome:
+    trail = ctx.__dict__.get("children")
+    if trail and task.trail:
+        outcome.children = [result.as_tuple() for result in trail]
     try:
         task.after_return(
             outcome.state, outcome.value, ctx.id or "", ctx.args, ctx.kwargs, outcome.traceback
@@ -321,7 +328,8 @@ def apply_eagerly(
             request.message.kwargs = outcome.retry_kwargs
     if _stores_eager_result(task) and not msg.ignore_result:
         _store_eager(task, msg.id, outcome)
-    return EagerResult(msg.id, outcome, app=app, propagate=app.conf["task_eager_propagates"])
+    propagate = app.conf["task_eager_propagates"]
+    return EagerResult(msg.id, outcome, app=app, propagate=propagate, name=task.name)
 
 
 def _stores_eager_result(task: Task) -> bool:
