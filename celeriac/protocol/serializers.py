@@ -116,7 +116,7 @@ class JSONSerializer:
         if _fastjson.HAVE_ORJSON and isinstance(data, bytes) and _untagged(data):
             try:
                 return _fastjson.loads(data)  # no tagged values: no object hook needed
-            except (UnicodeDecodeError, ValueError):
+            except (UnicodeDecodeError, ValueError, RecursionError):
                 pass  # the standard path below reports it
         try:
             text = (
@@ -125,6 +125,8 @@ class JSONSerializer:
             return self._decoder.decode(text)
         except (UnicodeDecodeError, ValueError) as exc:
             raise SerializationError(f"invalid JSON: {exc}") from exc
+        except RecursionError as exc:
+            raise SerializationError("JSON nested too deeply to decode") from exc
 
 
 class PickleSerializer:

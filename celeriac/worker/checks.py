@@ -52,9 +52,12 @@ class Checks:
     def decode(self, delivery: Delivery) -> tuple[TaskMessage, Task] | str:
         """The delivery's message and task (checks 1 and 2), or why it is dead-lettered."""
         try:
-            msg = decode_task(delivery.envelope, self.config.accept)
+            msg = decode_task(delivery.envelope, self.config.accept, self.config.max_message_size)
         except MessageError as exc:
             return f"undecodable message: {exc}"
+        except Exception as exc:  # the decoder's own bug must not loop on this message
+            logger.exception("unexpected error decoding message %s", delivery.tag)
+            return f"undecodable message: {type(exc).__name__}: {exc}"
         task = self.app.tasks.get(msg.task)
         if task is None:
             return f"unregistered task {msg.task!r} (id {msg.id})"

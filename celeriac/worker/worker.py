@@ -223,6 +223,7 @@ class Worker:
             store_errors_even_if_ignored=bool(conf["task_store_errors_even_if_ignored"]),
             rate_limits=not conf["worker_disable_rate_limits"],
             default_rate_limit=conf["task_default_rate_limit"],
+            max_message_size=int(conf["task_message_max_size"] or 0),
         )
         self.handler = TaskHandler(
             self.app, self.transport, self.backend, sync_pool, async_pool, config
