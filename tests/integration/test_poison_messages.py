@@ -222,4 +222,3 @@ def test_poison_messages_are_dead_lettered_alone_and_the_batch_runs(
         assert "Traceback" not in text
     finally:
         client.close()
-
