@@ -15,14 +15,14 @@ import subprocess
 import sys
 import zlib
 
+from celeriac.exceptions import MessageError
+from celeriac.protocol.envelope import Envelope
+from celeriac.protocol.message import decode_task
+
 INFLATED = 400 * 1024 * 1024
 
 
 def _case(max_size: int) -> dict[str, object]:
-    from celeriac.exceptions import MessageError
-    from celeriac.protocol.envelope import Envelope
-    from celeriac.protocol.message import decode_task
-
     compressor = zlib.compressobj(9)
     chunk = b" " * (1024 * 1024)
     parts = [compressor.compress(b"[")]
