@@ -25,6 +25,7 @@ from celeriac import _state
 from celeriac._portal import sync_twin
 from celeriac.canvas.errbacks import run_errbacks_eagerly
 from celeriac.context import Context
+from celeriac.masking import mask_url
 from celeriac.protocol.ids import uuid4
 from celeriac.result import EagerResult
 
@@ -108,8 +109,9 @@ class Dispatch:
         if self.chord_sizes:
             backend = await self.app.aget_backend()
             if not backend.supports_chords:
+                where = mask_url(str(self.app.result_backend_url))
                 raise NotImplementedError(
-                    f"chords are not supported by the {self.app.result_backend_url} result "
+                    f"chords are not supported by the {where} result "
                     "backend; use Redis or SQLite results for chords"
                 )
             for group_id, size in self.chord_sizes:

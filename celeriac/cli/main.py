@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from celeriac import masking
 from celeriac.app import Celery
 from celeriac.cli.beat import beat
 from celeriac.cli.demo import demo
@@ -46,6 +47,7 @@ class AppContext:
 def setup_logging(level: str) -> None:
     """Log like Celery's worker does."""
     logging.basicConfig(level=level.upper(), format=_LOG_FORMAT, stream=sys.stderr, force=True)
+    masking.install()  # no password of a broker or backend URL in any log line
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -94,12 +94,32 @@ _REFUSED: dict[str, Callable[[Any], str | None]] = {"task_protocol": _protocol_2
 """Settings with values celeriac refuses to start with: name -> value -> error or None."""
 
 
+_PICKLE = frozenset({"pickle", "application/x-python-serialize"})
+
+
+def _warn_pickle(conf: Mapping[str, Any]) -> None:
+    """Pickle runs code while decoding: say so whenever it is accepted (never by default)."""
+    for name in ("accept_content", "result_accept_content"):
+        accepted = conf.get(name) or ()
+        if isinstance(accepted, str):
+            accepted = (accepted,)
+        if _PICKLE.intersection(accepted):
+            warn_once(
+                f"pickle:{name}",
+                "%s accepts pickle: anyone who can write to the broker or the result store "
+                "can run any code in this process. Accept pickle only from trusted producers, "
+                "or sign messages (task_serializer='auth'; see docs/security.md)",
+                name,
+            )
+
+
 def check_settings(conf: Mapping[str, Any]) -> None:
     """At start: refuse impossible values; warn once about each unsupported setting in use."""
     for name, refuse in _REFUSED.items():
         error = refuse(conf.get(name, SETTINGS[name].value))
         if error is not None:
             raise ImproperlyConfigured(error)
+    _warn_pickle(conf)
     for row, value in unsupported_in_use(conf):
         warn_once(
             f"unsupported:{row.name}",

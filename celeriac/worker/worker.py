@@ -22,6 +22,7 @@ from celeriac.backends import ResultBackend
 from celeriac.beat.scheduler import run_embedded_beat, stop_embedded_beat
 from celeriac.conf.defaults import default_concurrency
 from celeriac.context import Context, set_state_sink
+from celeriac.masking import mask_url
 from celeriac.trace import arun_task
 from celeriac.transport import QueueSpec, Transport
 from celeriac.worker import child
@@ -249,8 +250,8 @@ class Worker:
             f"--- ***** ----- \n-- ******* ---- {sys.platform} python {sys.version.split()[0]}\n"
             f"- *** --- * --- \n- ** ---------- [config]\n"
             f"- ** ---------- .> app:         {self.app.main or '__main__'}:{id(self.app):#x}\n"
-            f"- ** ---------- .> transport:   {_redact(self.app.broker_url)}\n"
-            f"- ** ---------- .> results:     {_redact(backend)}\n"
+            f"- ** ---------- .> transport:   {mask_url(self.app.broker_url, '**')}\n"
+            f"- ** ---------- .> results:     {mask_url(backend, '**')}\n"
             f"- *** --- * --- .> concurrency: {self.concurrency} ({self.pool_name})\n"
             f"-- ******* ---- .> task events: OFF\n--- ***** ----- \n"
             f" -------------- [queues]\n{queues}\n\n[tasks]\n{tasks}\n"
@@ -412,11 +413,3 @@ def _log_task_stacks() -> None:
                 awaitable, "gi_yieldfrom", None
             )
         logger.warning("task %s awaits:\n%s", task.get_name(), "\n".join(lines))
-
-
-def _redact(url: str) -> str:
-    scheme, sep, rest = url.partition("://")
-    if "@" in rest and ":" in rest.split("@", 1)[0]:
-        user = rest.split(":", 1)[0]
-        rest = f"{user}:**@{rest.split('@', 1)[1]}"
-    return f"{scheme}{sep}{rest}"
