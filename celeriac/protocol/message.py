@@ -172,7 +172,8 @@ def encode_task(
         body=body,
         headers=headers,
         content_type=codec.content_type,
-        content_encoding="utf-8" if codec.name == "json" else "binary",
+        content_encoding=getattr(codec, "content_encoding", None)
+        or ("utf-8" if codec.name == "json" else "binary"),
         properties=properties,
     )
 

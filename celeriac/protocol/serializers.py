@@ -26,6 +26,7 @@ __all__ = [
     "check_accept",
     "content_type_of",
     "get_serializer",
+    "register_serializer",
     "serializer_for_content_type",
 ]
 
@@ -204,6 +205,13 @@ def get_serializer(name: str) -> Serializer:
             raise SerializationError(f"unknown serializer {name!r} (known: {known})")
         _cache[key] = factory()
     return _cache[key]
+
+
+def register_serializer(serializer: Serializer) -> None:
+    """Make ``serializer`` known by its name and content type (e.g. the signing ``auth``)."""
+    _FACTORIES[serializer.name] = lambda: serializer
+    _CONTENT_TYPES[serializer.content_type] = serializer.name
+    _cache[serializer.name] = serializer
 
 
 def serializer_for_content_type(content_type: str) -> Serializer:
