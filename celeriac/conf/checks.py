@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import difflib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from celeriac.conf.model import Setting
@@ -103,7 +103,9 @@ def _warn_pickle(conf: Mapping[str, Any]) -> None:
         accepted = conf.get(name) or ()
         if isinstance(accepted, str):
             accepted = (accepted,)
-        if _PICKLE.intersection(accepted):
+        if isinstance(accepted, Collection) and any(
+            isinstance(item, str) and item in _PICKLE for item in accepted
+        ):
             warn_once(
                 f"pickle:{name}",
                 "%s accepts pickle: anyone who can write to the broker or the result store "
