@@ -103,6 +103,11 @@ POISONS: list[tuple[Envelope, str]] = [
 ]
 
 
+# Decodes, but its arguments are nested too deeply to pickle for the prefork pool: it must
+# fail once (FAILURE, with the reason in the log), not be put back to fail again.
+UNPICKLABLE = _envelope(b"[[" + b"[" * 600 + b"]" * 600 + b"], {}, {}]")
+
+
 def _client(broker: Broker) -> Celery:
     client = Celery("poison-client", broker=broker.url)
     poison_app.configure(client, broker.prefix)
@@ -117,6 +122,7 @@ async def _publish(client: Celery) -> None:
         if label is not None:
             await client.apublish([client.build_request(poison_app.record.name, (label,), {}, {})])
         await _publish_one(client, envelope)
+    await _publish_one(client, UNPICKLABLE)
     for label in goods:
         await client.apublish([client.build_request(poison_app.record.name, (label,), {}, {})])
 
@@ -219,6 +225,8 @@ def test_poison_messages_are_dead_lettered_alone_and_the_batch_runs(
         assert len(rejected) == len(expected), rejected  # once each: no loop
         for words in expected:  # the cause is in the log line, not only in a header
             assert any(words in line for line in rejected), (words, rejected)
-        assert "Traceback" not in text
+        cannot_run = [line for line in text.splitlines() if "cannot run: cannot pickle" in line]
+        assert len(cannot_run) == 1, cannot_run
+        assert "Traceback" not in text and "requeueing" not in text
     finally:
         client.close()
