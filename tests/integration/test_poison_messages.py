@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -228,5 +229,8 @@ def test_poison_messages_are_dead_lettered_alone_and_the_batch_runs(
         cannot_run = [line for line in text.splitlines() if "cannot run: cannot pickle" in line]
         assert len(cannot_run) == 1, cannot_run
         assert "Traceback" not in text and "requeueing" not in text
+        password = urlsplit(broker.url).password
+        if password:  # the banner shows the broker URL: masked
+            assert f":{password}@" not in text and ":**@" in text
     finally:
         client.close()
