@@ -23,6 +23,7 @@ from celeriac.exceptions import ImproperlyConfigured, MessageError, SecurityErro
 from celeriac.protocol.envelope import Envelope
 from celeriac.protocol.message import TaskMessage, decode_task, encode_task
 from celeriac.signing import AuthSerializer, CertStore
+from tests.integration.test_worker_process import wait_for_line
 from tests.signing_keys import Keys, make_keys
 
 pytestmark = pytest.mark.interop
@@ -182,8 +183,7 @@ def test_celery_client_signs_for_a_celeriac_worker(
     result = client.send_task("signed.echo", args=["hi"])
     assert result.get(timeout=30) == ["hi", "celeriac"]
     unsigned = client.send_task("signed.echo", args=["plain"], serializer="json")
-    deadline_log = "refusing to decode content type 'application/json'"
-    _wait_for_text(log, deadline_log)
+    wait_for_line(log, "refusing to decode content type 'application/json'", timeout=30)
     assert unsigned.state == "PENDING"  # never run: dead-lettered by the worker
     client.close()
 
@@ -195,14 +195,3 @@ def test_celeriac_client_signs_for_a_celery_worker(
     client = _signed_client(Celery, keys, interop_url, interop_prefix)
     assert client.send_task("signed.echo", args=["hi"]).get(timeout=30) == ["hi", "celery"]
     client.close()
-
-
-def _wait_for_text(path: Path, text: str, timeout: float = 30) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists() and text in path.read_text(errors="replace"):
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"{text!r} not in {path}:\n{path.read_text(errors='replace')[-3000:]}")
