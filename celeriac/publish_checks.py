@@ -37,6 +37,8 @@ def check_options(options: Mapping[str, Any]) -> None:
         fields.optional_text(get(name), name)
     for name in ("queue", "exchange"):
         _named(get(name), name)
+    for name in ("link", "link_error"):
+        _signatures(get(name), name)
     _seconds(get("countdown"), "countdown")
     _when(get("eta"), "eta")
     _when(get("expires"), "expires")
@@ -54,6 +56,17 @@ def _named(value: Any, name: str) -> None:
     if value is None or isinstance(value, str) or isinstance(getattr(value, "name", None), str):
         return
     raise TypeError(f"{name} must be a name or a {name} object, not {fields.describe(value)}")
+
+
+def _signatures(value: Any, name: str) -> None:
+    """None, a signature (a mapping), or a list of them."""
+    if value is None:
+        return
+    for item in value if isinstance(value, list | tuple) else (value,):
+        if not isinstance(item, Mapping):
+            raise TypeError(
+                f"{name} must be a signature or a list of signatures, not {fields.describe(item)}"
+            )
 
 
 def _seconds(value: Any, name: str) -> None:

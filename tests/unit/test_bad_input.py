@@ -56,6 +56,8 @@ def app() -> Celery:
         ("headers", [1], TypeError, "headers must be a dict, not list"),
         ("task_id", 42, TypeError, "task_id must be a string"),
         ("group_index", "0", TypeError, "group_index must be a whole number"),
+        ("link", "tasks.cb", TypeError, "link must be a signature or a list of signatures"),
+        ("link_error", [None], TypeError, "link_error must be a signature"),
     ],
 )
 def test_wrong_apply_async_options_fail_at_the_call(
