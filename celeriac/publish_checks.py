@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from celeriac.protocol import fields
@@ -26,22 +26,11 @@ _TEXT = (
 
 def check_options(options: Mapping[str, Any]) -> None:
     """Raise TypeError or ValueError naming the first option ``apply_async`` cannot send."""
-    get = options.get
-    fields.optional_seconds(get("time_limit"), "time_limit")
-    fields.optional_seconds(get("soft_time_limit"), "soft_time_limit")
-    fields.count(get("retries"), "retries")
-    fields.priority(get("priority"))
-    fields.optional_int(get("group_index"), "group_index")
-    fields.mapping(get("headers"), "headers")
-    for name in _TEXT:
-        fields.optional_text(get(name), name)
-    for name in ("queue", "exchange"):
-        _named(get(name), name)
-    for name in ("link", "link_error"):
-        _signatures(get(name), name)
-    _seconds(get("countdown"), "countdown")
-    _when(get("eta"), "eta")
-    _when(get("expires"), "expires")
+    for name, value in options.items():
+        if value is not None:  # None is "not given" for every option
+            check = _CHECKS.get(name)
+            if check is not None:
+                check(value, name)
 
 
 def check_task_defaults(time_limit: Any, soft_time_limit: Any, priority: Any) -> None:
@@ -96,3 +85,22 @@ def _when(value: Any, name: str) -> None:
         f"{name} must be a datetime, seconds, a timedelta or an ISO-8601 string, "
         f"not {fields.describe(value)}"
     )
+
+
+_CHECKS: dict[str, Callable[[Any, str], object]] = {
+    "time_limit": fields.optional_seconds,
+    "soft_time_limit": fields.optional_seconds,
+    "retries": fields.count,
+    "priority": fields.priority,
+    "group_index": fields.optional_int,
+    "headers": fields.mapping,
+    "queue": _named,
+    "exchange": _named,
+    "link": _signatures,
+    "link_error": _signatures,
+    "countdown": _seconds,
+    "eta": _when,
+    "expires": _when,
+    **dict.fromkeys(_TEXT, fields.optional_text),
+}
+"""The check of each option (given its value and name); options not listed are not checked."""
