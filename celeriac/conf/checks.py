@@ -18,6 +18,7 @@ from typing import Any
 from celeriac.conf.model import Setting
 from celeriac.conf.table import ALIASES, SETTINGS
 from celeriac.exceptions import ImproperlyConfigured
+from celeriac.protocol.serializers import is_registered
 
 __all__ = [
     "check_settings",
@@ -115,6 +116,20 @@ def _warn_pickle(conf: Mapping[str, Any]) -> None:
             )
 
 
+def _warn_auth_not_set_up(conf: Mapping[str, Any]) -> None:
+    """Signing named in the settings but never set up: nothing signed could be sent or read."""
+    accepted = conf.get("accept_content") or ()
+    named = conf.get("task_serializer") == "auth" or (
+        isinstance(accepted, Collection) and "auth" in accepted
+    )
+    if named and not is_registered("auth"):
+        warn_once(
+            "auth:not-set-up",
+            "task_serializer or accept_content names 'auth' but app.setup_security() was not "
+            "called: signed messages can be neither sent nor verified (see docs/security.md)",
+        )
+
+
 def check_settings(conf: Mapping[str, Any]) -> None:
     """At start: refuse impossible values; warn once about each unsupported setting in use."""
     for name, refuse in _REFUSED.items():
@@ -122,6 +137,7 @@ def check_settings(conf: Mapping[str, Any]) -> None:
         if error is not None:
             raise ImproperlyConfigured(error)
     _warn_pickle(conf)
+    _warn_auth_not_set_up(conf)
     for row, value in unsupported_in_use(conf):
         warn_once(
             f"unsupported:{row.name}",

@@ -26,6 +26,7 @@ __all__ = [
     "check_accept",
     "content_type_of",
     "get_serializer",
+    "is_registered",
     "register_serializer",
     "serializer_for_content_type",
 ]
@@ -200,11 +201,20 @@ def get_serializer(name: str) -> Serializer:
     key = _CONTENT_TYPES.get(name, name)
     if key not in _cache:
         factory = _FACTORIES.get(key)
+        if factory is None and key in ("auth", "application/data"):
+            raise SerializationError(
+                "the 'auth' serializer (message signing) is set up by app.setup_security()"
+            )
         if factory is None:
             known = ", ".join(sorted(_FACTORIES))
             raise SerializationError(f"unknown serializer {name!r} (known: {known})")
         _cache[key] = factory()
     return _cache[key]
+
+
+def is_registered(name: str) -> bool:
+    """Whether a serializer of that name (or content type) is known in this process."""
+    return _CONTENT_TYPES.get(name, name) in _FACTORIES
 
 
 def register_serializer(serializer: Serializer) -> None:
