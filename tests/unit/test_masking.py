@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from celeriac import Celery, masking
 from celeriac.cli import demo as demo_command
 from celeriac.conf import checks
+from celeriac.protocol import serializers
 from celeriac.exceptions import ImproperlyConfigured, SerializationError
 from celeriac.transport import transport_from_url
 
@@ -137,8 +138,6 @@ def test_pickle_accepted_is_warned_about_at_start(
 def test_auth_named_without_setup_security_is_warned_about(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from celeriac.protocol import serializers
-
     monkeypatch.setattr(checks, "_warned", set())
     monkeypatch.delitem(serializers._FACTORIES, "auth", raising=False)
     monkeypatch.delitem(serializers._cache, "auth", raising=False)
@@ -146,5 +145,5 @@ def test_auth_named_without_setup_security_is_warned_about(
     with caplog.at_level(logging.WARNING, logger="celeriac.conf"):
         checks.check_settings(app.conf)
     assert any("app.setup_security() was not called" in r.getMessage() for r in caplog.records)
-    with pytest.raises(SerializationError, match="set up by app.setup_security"):
+    with pytest.raises(SerializationError, match=r"set up by app\.setup_security"):
         serializers.get_serializer("auth")
