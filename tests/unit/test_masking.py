@@ -13,8 +13,8 @@ from click.testing import CliRunner
 from celeriac import Celery, masking
 from celeriac.cli import demo as demo_command
 from celeriac.conf import checks
-from celeriac.protocol import serializers
 from celeriac.exceptions import ImproperlyConfigured, SerializationError
+from celeriac.protocol import serializers
 from celeriac.transport import transport_from_url
 
 SECRET = "s3cr3t-pw"
