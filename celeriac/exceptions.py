@@ -9,6 +9,7 @@ The hierarchy::
     ├── MessageError                a message cannot be decoded (dead-lettered by workers)
     │   └── ContentDisallowed       its content type is not in accept_content
     ├── SerializationError          arguments or a result cannot be serialized
+    │   └── SecurityError           a signature is wrong, or a key or certificate unusable
     ├── TimeoutError                AsyncResult.get() waited too long (builtins.TimeoutError too)
     ├── TaskError                   raised inside tasks or by the worker about a task
     │   ├── Retry                   raised by Task.retry() to ask for a retry
@@ -45,6 +46,7 @@ __all__ = [
     "Reject",
     "RemoteError",
     "Retry",
+    "SecurityError",
     "SerializationError",
     "SoftTimeLimitExceeded",
     "TaskError",
@@ -178,3 +180,8 @@ class RemoteError(CeleriacError):
         if isinstance(msg, list | tuple):
             msg = ", ".join(str(part) for part in msg)
         return f"{where}: {msg}"
+
+
+class SecurityError(SerializationError):
+    """Message signing failed: a bad or missing signature, an unknown or expired certificate,
+    or a key or certificate that cannot be used (Celery's ``SecurityError``)."""
