@@ -33,11 +33,12 @@ from celeriac.engines.options import (
     compresses_results,
     publisher_options,
 )
-from celeriac.exceptions import ImproperlyConfigured, NotRegistered
+from celeriac.exceptions import ImproperlyConfigured, NotRegistered, OperationalError
 from celeriac.protocol.ids import uuid4
 from celeriac.protocol.message import encode_task
 from celeriac.protocol.result_codec import result_codec
 from celeriac.publishing import PERSISTENT, PublishRequest, TaskDefaults, build_message
+from celeriac.reconnect import publish_policy, unreachable
 from celeriac.routing import Router
 from celeriac.task import Task, make_task_decorator
 from celeriac.transport import (
@@ -388,8 +389,34 @@ class Celery:
         if to_declare:
             await transport.declare(to_declare)
             res.declared.update(q.name for q in to_declare)
-        await transport.publish(self._outgoing(requests))
+        await self._send(transport, self._outgoing(requests), requests)
         self._announce_published(requests)
+
+    async def _send(
+        self, transport: Transport, outgoing: list[Outgoing], requests: Sequence[PublishRequest]
+    ) -> None:
+        """Publish, again after connection errors as ``task_publish_retry_policy`` (or the
+        requests' own ``retry``/``retry_policy``) says; then raise OperationalError."""
+        first = requests[0] if requests else None
+        policy = publish_policy(
+            self.conf,
+            first.retry if first is not None else None,
+            first.retry_policy if first is not None else None,
+        )
+        if policy is None:
+            await transport.publish(outgoing)
+            return
+        url = self.broker_url
+        await policy.call(
+            lambda: transport.publish(outgoing),
+            retry_on=(ConnectionError,),
+            what="publish",
+            give_up=lambda exc, attempts: (
+                exc
+                if isinstance(exc, OperationalError)
+                else unreachable(url, "publish", exc, attempts)
+            ),
+        )
 
     def _publish_here(self, *, requests: Sequence[PublishRequest]) -> None:
         """A Redis broker publishes plain messages straight from the calling thread (no
@@ -401,13 +428,15 @@ class Celery:
             return
         outgoing = self._outgoing(requests)
         if not publisher.publish(outgoing):
-            self.run_sync(self._apublish_outgoing(outgoing))
+            self.run_sync(self._apublish_outgoing(outgoing, requests))
         self._announce_published(requests)
 
     publish = sync_twin(apublish, here=_publish_here)
 
-    async def _apublish_outgoing(self, outgoing: list[Outgoing]) -> None:
-        await (await self.aget_transport()).publish(outgoing)
+    async def _apublish_outgoing(
+        self, outgoing: list[Outgoing], requests: Sequence[PublishRequest]
+    ) -> None:
+        await self._send(await self.aget_transport(), outgoing, requests)
 
     def _outgoing(self, requests: Sequence[PublishRequest]) -> list[Outgoing]:
         """Send ``before_task_publish`` and encode each request."""

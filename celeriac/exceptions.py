@@ -10,6 +10,9 @@ The hierarchy::
     │   └── ContentDisallowed       its content type is not in accept_content
     ├── SerializationError          arguments or a result cannot be serialized
     ├── TimeoutError                AsyncResult.get() waited too long (builtins.TimeoutError too)
+    ├── OperationalError            a broker or result store stayed unreachable through the
+    │                               retries (builtins.ConnectionError too, and kombu's
+    │                               OperationalError when kombu is installed)
     ├── TaskError                   raised inside tasks or by the worker about a task
     │   ├── Retry                   raised by Task.retry() to ask for a retry
     │   ├── Ignore                  the task asks the worker to forget it
@@ -20,6 +23,11 @@ The hierarchy::
     │   ├── WorkerLostError         the process running the task died
     │   └── ChordError              a chord's header failed
     └── RemoteError                 a task failed with an exception type we cannot import here
+
+``OperationalError`` is also ``kombu.exceptions.OperationalError`` when kombu can be imported
+(Celery code catches that one): creating one makes an instance of a subclass of both, built
+when the first is raised, so that importing celeriac does not import kombu (85 ms) and kombu
+stays optional.
 
 ``SoftTimeLimitExceeded`` derives from ``Exception`` directly (as in Celery) so that
 a task's broad ``except Exception`` can still catch it to clean up.
@@ -40,6 +48,7 @@ __all__ = [
     "MessageError",
     "MissingDependency",
     "NotRegistered",
+    "OperationalError",
     "QueueNotFound",
     "Reject",
     "RemoteError",
@@ -87,6 +96,47 @@ class SerializationError(CeleriacError):
 
 class TimeoutError(CeleriacError, builtins.TimeoutError):
     """Waiting for a result took longer than the timeout."""
+
+
+class OperationalError(CeleriacError, builtins.ConnectionError):
+    """A broker or result store could not be reached through every retry the policy allows.
+
+    The message names the server with its password masked; ``__cause__`` is the last
+    error of the client library. With kombu installed, every instance is also a
+    ``kombu.exceptions.OperationalError`` (see the module docstring).
+    """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> OperationalError:
+        """An instance of the kombu-compatible subclass, when kombu is installed."""
+        if cls is OperationalError:
+            cls = _kombu_compatible()
+        return super().__new__(cls, *args, **kwargs)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The subclass is built at run time: unpickle through this class, which builds it.
+        return (OperationalError, self.args)
+
+
+_KOMBU_COMPATIBLE: list[type[OperationalError]] = []
+
+
+def _kombu_compatible() -> type[OperationalError]:
+    """OperationalError that is also kombu's, or OperationalError itself without kombu."""
+    if not _KOMBU_COMPATIBLE:
+        try:
+            from kombu.exceptions import (  # noqa: PLC0415 - optional, 85 ms: on first use
+                OperationalError as KombuOperationalError,
+            )
+        except ImportError:
+            _KOMBU_COMPATIBLE.append(OperationalError)
+        else:
+            both = type(
+                "OperationalError",
+                (OperationalError, KombuOperationalError),
+                {"__module__": __name__, "__doc__": OperationalError.__doc__},
+            )
+            _KOMBU_COMPATIBLE.append(both)
+    return _KOMBU_COMPATIBLE[0]
 
 
 class TaskError(CeleriacError):

@@ -131,6 +131,8 @@ class AMQPOptions:
     connect_timeout: float = 10.0
     max_retries: int = 3
     retry_backoff_max: float = 5.0
+    retry_deadline: float = 0.0
+    """Seconds from an operation's first failure after which it is not retried (0: none)."""
     delayed_delivery: bool = True
     dead_letter_queue: str = "celeriac.dead"
     revoked_queue: str = "celeriac.revoked"
@@ -163,7 +165,11 @@ class AMQPOptions:
     def retry(self) -> RetryPolicy:
         """How operations are retried: from 0.1 s, doubling up to ``retry_backoff_max``."""
         return RetryPolicy(
-            first=0.1, factor=2.0, max_delay=self.retry_backoff_max, max_retries=self.max_retries
+            first=0.1,
+            factor=2.0,
+            max_delay=self.retry_backoff_max,
+            max_retries=self.max_retries,
+            deadline=self.retry_deadline or None,
         )
 
     @property

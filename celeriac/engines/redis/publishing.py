@@ -308,13 +308,17 @@ class BlockingPusher(_Connections):
         super().__init__(pool, max_connections, timeout)
         self._lock = threading.Lock()
 
-    def push(self, push: Push) -> None:
-        """Store one publish; raise redis-py's errors on failure."""
+    def push(self, push: Push) -> bool:
+        """Store one publish and return True; False when Redis could not be reached (nothing
+        was sent); raise redis-py's errors on other failures."""
         conn = self._checkout()
         try:
             if _stale_blocking(conn):
                 conn.disconnect()  # closed by the server while idle: connect afresh
-            conn.connect()  # no-op when connected; Sentinel connections resolve the master here
+            try:
+                conn.connect()  # no-op when connected
+            except UNREACHABLE:
+                return False  # nothing sent: the caller's retrying path may send it
             conn.send_packed_command([push.data])
             replies = [_reply_blocking(conn) for _ in range(push.replies)]
         except BaseException:
@@ -323,6 +327,7 @@ class BlockingPusher(_Connections):
         finally:
             self._idle.append(conn)
         push.check(replies)
+        return True
 
     def _checkout(self) -> Any:
         deadline = None
@@ -448,12 +453,12 @@ class RedisBlockingPublisher:
         )
 
     def publish(self, messages: Sequence[Outgoing]) -> bool:
-        """Store ``messages`` and return True, or return False (nothing sent) if not ours."""
+        """Store ``messages`` and return True, or return False (nothing sent) if not ours or
+        if Redis cannot be reached now (the asyncio transport then retries per its policy)."""
         if not messages or len(messages) > PUSH_LIMIT or not all(map(_is_plain, messages)):
             return False
         batch = self._router.batch(messages, {}, delayed=False, poll_interval=0.0)
-        self._pusher.push(push_of(self.keys, batch.pushes, batch.wake))
-        return True
+        return self._pusher.push(push_of(self.keys, batch.pushes, batch.wake))
 
     def close(self) -> None:
         """Release the connections."""

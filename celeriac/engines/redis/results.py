@@ -163,7 +163,9 @@ class RedisBackend:
 
     def _retry(self, what: str, op: Callable[[], Awaitable[T]]) -> Coroutine[Any, Any, T]:
         """Run ``op``, retrying transient errors with backoff; then raise ConnectionError."""
-        return retried(self.retry, UNREACHABLE, f"redis result backend: {what}", op, self._fatal)
+        return retried(
+            self.retry, UNREACHABLE, f"redis result backend: {what}", op, self._fatal, self.url
+        )
 
     def _key(self, task_id: str) -> str:
         return self._task_prefix + task_id
