@@ -39,6 +39,7 @@ from celeriac.protocol.message import encode_task
 from celeriac.protocol.result_codec import result_codec
 from celeriac.publishing import PERSISTENT, PublishRequest, TaskDefaults, build_message
 from celeriac.reconnect import publish_policy, unreachable
+from celeriac.retry import RetryPolicy
 from celeriac.routing import Router
 from celeriac.task import Task, make_task_decorator
 from celeriac.transport import (
@@ -397,12 +398,7 @@ class Celery:
     ) -> None:
         """Publish, again after connection errors as ``task_publish_retry_policy`` (or the
         requests' own ``retry``/``retry_policy``) says; then raise OperationalError."""
-        first = requests[0] if requests else None
-        policy = publish_policy(
-            self.conf,
-            first.retry if first is not None else None,
-            first.retry_policy if first is not None else None,
-        )
+        policy = self._publish_policy(requests)
         if policy is None:
             await transport.publish(outgoing)
             return
@@ -418,6 +414,13 @@ class Celery:
             ),
         )
 
+    def _publish_policy(self, requests: Sequence[PublishRequest]) -> RetryPolicy | None:
+        """How this batch's publish is retried (its first request's options decide)."""
+        first = requests[0] if requests else None
+        if first is None:
+            return publish_policy(self.conf)
+        return publish_policy(self.conf, first.retry, first.retry_policy)
+
     def _publish_here(self, *, requests: Sequence[PublishRequest]) -> None:
         """A Redis broker publishes plain messages straight from the calling thread (no
         hop to the portal's loop); everything else goes through :meth:`apublish`."""
@@ -427,7 +430,14 @@ class Celery:
             self._blocking.declared.update(r.route.queue.name for r in requests if r.route.queue)
             return
         outgoing = self._outgoing(requests)
-        if not publisher.publish(outgoing):
+        try:
+            sent = publisher.publish(outgoing)
+        except OperationalError as exc:  # sent, reply lost: send again if the policy says so
+            if self._publish_policy(requests) is None:
+                raise
+            logger.warning("%s; publishing again (the message may be queued twice)", exc)
+            sent = False
+        if not sent:
             self.run_sync(self._apublish_outgoing(outgoing, requests))
         self._announce_published(requests)
 

@@ -181,7 +181,7 @@ async def test_publish_raises_after_retries_when_down(server: RedisServer) -> No
     transport = RedisTransport(server.url, options={**FAST_RETRY, "max_retries": 2})
     await transport.connect()
     server.kill()
-    with pytest.raises(OperationalError, match="publish at redis://.* failed after 3 attempts"):
+    with pytest.raises(OperationalError, match=r"publish at redis://.* failed after 3 attempts"):
         await transport.publish([Outgoing(env(b"x"), routing_key="q")])
     started = time.monotonic()
     assert await transport.fetch(["q"], limit=1, timeout=0.5) == []  # logs, never raises

@@ -43,6 +43,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from celeriac.conf.report import mask_url
 from celeriac.engines.redis.connection import (
     UNREACHABLE,
     RedisSettings,
@@ -51,7 +52,7 @@ from celeriac.engines.redis.connection import (
     parse_redis_url,
 )
 from celeriac.engines.redis.scripts import NOTIFY_CAP, NOTIFY_TTL, RedisKeys
-from celeriac.exceptions import MissingDependency
+from celeriac.exceptions import MissingDependency, OperationalError
 from celeriac.protocol import kombu
 from celeriac.protocol.ids import uuid4
 from celeriac.transport.base import Outgoing, QueueSpec
@@ -436,6 +437,10 @@ async def _reply_async(conn: Any) -> Any:
         return exc
 
 
+class ReplyLost(OperationalError):
+    """A publish was sent and its reply lost: the message may or may not be stored."""
+
+
 class RedisBlockingPublisher:
     """Stores default-exchange messages that are due now, from the calling thread.
 
@@ -444,7 +449,8 @@ class RedisBlockingPublisher:
     touching Redis, and the caller uses the asyncio transport instead.
     """
 
-    def __init__(self, settings: RedisSettings) -> None:
+    def __init__(self, settings: RedisSettings, url: str = "redis://") -> None:
+        self.url = url
         self.keys = RedisKeys(settings.key_prefix)
         self._router = Router(self.keys, settings.db, ())
         self._client = connect_redis_blocking(settings)
@@ -458,7 +464,10 @@ class RedisBlockingPublisher:
         if not messages or len(messages) > PUSH_LIMIT or not all(map(_is_plain, messages)):
             return False
         batch = self._router.batch(messages, {}, delayed=False, poll_interval=0.0)
-        return self._pusher.push(push_of(self.keys, batch.pushes, batch.wake))
+        try:
+            return self._pusher.push(push_of(self.keys, batch.pushes, batch.wake))
+        except UNREACHABLE as exc:  # sent, and the reply lost: stored or not, we cannot tell
+            raise ReplyLost(f"redis publish at {mask_url(self.url)}: {exc}") from exc
 
     def close(self) -> None:
         """Release the connections."""
@@ -477,4 +486,4 @@ def blocking_publisher(url: str, options: Mapping[str, Any]) -> RedisBlockingPub
     settings = parse_redis_url(url, dict(options))
     if settings.sentinels:
         return None  # master discovery lives in the asyncio client
-    return RedisBlockingPublisher(settings)
+    return RedisBlockingPublisher(settings, url)
