@@ -114,13 +114,30 @@ def publish_policy(
     merged = dict(conf.get("task_publish_retry_policy") or {})
     merged.update(policy or {})
     count = merged.get("max_retries", 3)  # as kombu: None retries for ever, 0 never
+    start = float(merged.get("interval_start", 0) or 0)
+    step = float(merged.get("interval_step", 0.2) or 0)
+    maximum = float(merged.get("interval_max", 1) or 0)
     return RetryPolicy(
-        first=float(merged.get("interval_start", 0) or 0),
+        first=min(start, maximum),
         factor=1.0,
-        step=float(merged.get("interval_step", 0.2) or 0),
-        max_delay=float(merged.get("interval_max", 1) or 0),
+        step=step,
+        max_delay=_last_step(start, step, maximum),
         max_retries=None if count is None else int(count),
     )
+
+
+def _last_step(start: float, step: float, maximum: float) -> float:
+    """The longest wait of kombu's ``retry_over_time``: its waits grow by ``step`` from
+    ``start`` while they stay within ``maximum + start``, then repeat the last (capped at
+    ``maximum``)."""
+    if step <= 0:
+        return min(start, maximum)
+    value, limit = start, maximum + start
+    for _ in range(100_000):  # a bound for absurd settings (a tiny step)
+        if value + step > limit:
+            break
+        value += step
+    return min(value, maximum)
 
 
 def unreachable(url: str, what: str, exc: BaseException, attempts: int) -> OperationalError:
