@@ -13,6 +13,7 @@ from kombu.utils.functional import fxrange
 
 from celeriac import Celery
 from celeriac.engines.options import backend_options, broker_options
+from celeriac.engines.redis.broker import RedisTransport
 from celeriac.exceptions import CeleriacError, OperationalError
 from celeriac.reconnect import LEASE, publish_policy
 from celeriac.retry import RetryPolicy
@@ -71,8 +72,6 @@ def test_broker_connection_settings() -> None:
 
 
 def test_redis_transport_takes_the_startup_policy() -> None:
-    from celeriac.engines.redis.broker import RedisTransport
-
     app = Celery("t", broker="redis://h")
     app.conf.broker_connection_retry_on_startup = False
     transport = RedisTransport("redis://h", options=broker_options(app.conf, "redis://h"))
