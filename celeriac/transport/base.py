@@ -25,6 +25,7 @@ __all__ = [
     "BlockingPublisher",
     "DeadLetter",
     "Delivery",
+    "LeaseHolder",
     "Outgoing",
     "QueueSpec",
     "Rotation",
@@ -80,6 +81,21 @@ class DeadLetter:
     reason: str
     dead_at: float
     envelope: Envelope
+
+
+@runtime_checkable
+class LeaseHolder(Protocol):
+    """A transport that can tell whether its consumer still holds a delivery (optional).
+
+    ``holds(delivery)``: True while the lease holds; False once another consumer took the
+    message over (it must not run here); None when the consumer cannot tell (it has not
+    renewed its lease for most of the lease's length: frozen, cut off). Workers start a
+    task only on True, and put back a delivery with a late ack otherwise.
+    """
+
+    def holds(self, delivery: Delivery) -> bool | None:
+        """See the class docstring."""
+        ...
 
 
 @runtime_checkable

@@ -381,6 +381,13 @@ class RedisTransport:
         if moved:
             logger.debug("redis: moved %d due delayed messages", moved)
 
+    def holds(self, delivery: Delivery) -> bool | None:
+        """Whether this consumer's lease on ``delivery`` still holds (True), was taken over by
+        a sweep (False), or may have been (None: no heartbeat for most of a lease). A worker
+        starts a task only while it holds its message (:class:`~celeriac.transport.LeaseHolder`)."""
+        leases = self._leases
+        return True if leases is None else leases.holds(delivery.tag)
+
     async def ack(self, deliveries: Sequence[Delivery]) -> None:
         """Forget finished deliveries: one MULTI removing them from unacked and the lease."""
         if deliveries:
