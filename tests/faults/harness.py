@@ -118,8 +118,13 @@ class Workers:
             log = (self.workdir / f"worker-{index}.log").open("wb")
             command = [sys.executable, "-m", "celeriac", "-A", "tests.faults.app", "worker"]
             command += ["-l", "info", "-n", f"w{index}@%h", *self.args]
-            proc = subprocess.Popen(
-                command, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
+            proc = subprocess.Popen(  # its own process group: freeze it with its pool
+                command,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+                start_new_session=True,
             )
             log.close()
             self.procs.append(proc)
@@ -135,17 +140,36 @@ class Workers:
     def alive(self) -> list[subprocess.Popen[bytes]]:
         return [p for p in self.procs if p.poll() is None]
 
+    def signal(self, proc: subprocess.Popen[bytes], signum: int) -> None:
+        """Send ``signum`` to a worker and its pool processes (its process group)."""
+        try:
+            os.killpg(proc.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    def pids(self, proc: subprocess.Popen[bytes]) -> set[int]:
+        """The worker's pid and its pool processes' (its process group)."""
+        found = {proc.pid}
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    if os.getpgid(int(entry.name)) == proc.pid:
+                        found.add(int(entry.name))
+                except (ProcessLookupError, PermissionError):
+                    continue
+        return found
+
     def stop(self, timeout: float = 20) -> None:
         """Warm shutdown of every live worker (SIGTERM), then SIGKILL what is left."""
         for proc in self.alive():
-            proc.send_signal(signal.SIGCONT)
+            self.signal(proc, signal.SIGCONT)
             proc.terminate()
         deadline = time.monotonic() + timeout
         for proc in self.procs:
             try:
                 proc.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                proc.kill()
+                self.signal(proc, signal.SIGKILL)
                 proc.wait()
 
 
