@@ -44,7 +44,7 @@ def test_frozen_worker_runs_none_of_what_was_taken_over(
     fault_app.app.conf.broker_url = server.url
     fault_app.app.conf.result_backend = server.url
     workers = Workers(tmp_path, env, "-c", "1")
-    frozen, other = workers.start(2)
+    frozen, _other = workers.start(2)
     try:
         producer = Producer(lambda n: fault_app.record.delay(n, 0.2), pause=0.0)
         with producer.running(TASKS):
