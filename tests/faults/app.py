@@ -21,6 +21,10 @@ app.conf.broker_transport_options = {
     **({"global_keyprefix": os.environ["FAULT_PREFIX"]} if os.environ.get("FAULT_PREFIX") else {}),
 }
 app.conf.worker_prefetch_multiplier = int(os.environ.get("FAULT_PREFETCH", "4"))
+if os.environ.get("FAULT_RETRY_ON_STARTUP"):
+    app.conf.broker_connection_retry_on_startup = os.environ["FAULT_RETRY_ON_STARTUP"] == "1"
+if os.environ.get("FAULT_MAX_RETRIES"):
+    app.conf.broker_connection_max_retries = int(os.environ["FAULT_MAX_RETRIES"])
 RECORD = os.environ.get("FAULT_RECORD", os.devnull)
 
 
