@@ -1,9 +1,10 @@
 """The app the fault tests' worker processes run: every execution is recorded in a file.
 
 Configured from the environment (set by :mod:`tests.faults.harness`): ``FAULT_BROKER``,
-``FAULT_BACKEND``, ``FAULT_LEASE`` (seconds), ``FAULT_RECORD`` (the file). ``record`` appends
-``start <id> <pid>`` before its work and ``end <id> <pid>`` after it, each one ``write`` of a
-short line to a file opened with O_APPEND, so lines of concurrent processes never mix.
+``FAULT_BACKEND``, ``FAULT_LEASE`` (seconds), ``FAULT_RECORD`` (the file). ``record``
+appends ``start <id> <pid> <time>`` before its work and ``end <id> <pid> <time>`` after
+it, each one ``write`` of a short line to a file opened with O_APPEND, so lines of
+concurrent processes never mix.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ def note(line: str) -> None:
 @app.task(acks_late=True)
 def record(n: int, seconds: float = 0.01) -> int:
     """Note the start and the end of this execution; return ``n``."""
-    note(f"start {n} {os.getpid()}")
-    time.sleep(seconds)
-    note(f"end {n} {os.getpid()}")
+    note(f"start {n} {os.getpid()} {time.time():.4f}")
+    if seconds:
+        time.sleep(seconds)
+    note(f"end {n} {os.getpid()} {time.time():.4f}")
     return n

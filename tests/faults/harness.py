@@ -179,14 +179,18 @@ class Record:
 
     path: Path
 
-    def lines(self) -> list[tuple[str, int, int]]:
+    def entries(self) -> list[tuple[str, int, int, float]]:
+        """(``start``/``end``, task number, pid, wall-clock time) in the order written."""
         if not self.path.exists():
             return []
         found = []
         for line in self.path.read_text().splitlines():
-            kind, n, pid = line.split()
-            found.append((kind, int(n), int(pid)))
+            kind, n, pid, when = line.split()
+            found.append((kind, int(n), int(pid), float(when)))
         return found
+
+    def lines(self) -> list[tuple[str, int, int]]:
+        return [(kind, n, pid) for kind, n, pid, _ in self.entries()]
 
     def ended(self) -> Counter[int]:
         """How many executions of each task finished."""
@@ -202,6 +206,15 @@ class Record:
             if pid in pids:
                 open_runs[(n, pid)] += 1 if kind == "start" else -1
         return {n for (n, _), left in open_runs.items() if left > 0}
+
+    def unsettled(self, pids: set[int], died: float, window: float) -> set[int]:
+        """Tasks a worker of ``pids`` dying at ``died`` may not have settled: still running,
+        or finished less than ``window`` seconds before (its result and ack in flight)."""
+        found = self.interrupted(pids)
+        for kind, n, pid, when in self.entries():
+            if kind == "end" and pid in pids and died - window <= when <= died + 0.5:
+                found.add(n)
+        return found
 
 
 @dataclass
