@@ -117,22 +117,17 @@ class Runner:
             time_limit=msg.time_limit or task.time_limit or config.time_limit,
             soft_time_limit=msg.soft_time_limit or task.soft_time_limit or config.soft_time_limit,
             on_start=on_start,
-            guard=self._guard(flight) if self._leases is not None else None,
+            guard=self._guard(flight) if self._leases is not None and flight.acks_late else None,
         )
 
     def _guard(self, flight: Flight) -> Callable[[], bool]:
         """Whether the job may start: only while the worker holds its message, so that a
-        worker that was frozen or cut off past its lease does not run what another worker
-        was given meanwhile. A message acked before it ran (no late ack) runs unless it is
-        known to be taken over: not running it would lose it."""
-        leases, delivery, late = self._leases, flight.delivery, flight.acks_late
+        worker that was frozen or cut off past its lease (or whose channel died) does not
+        run what another worker was given meanwhile. Only for late acks: a message acked
+        as it was handed to the executor is this worker's to run, or it is lost."""
+        leases, delivery = self._leases, flight.delivery
         assert leases is not None
-
-        def guard() -> bool:
-            held = leases.holds(delivery)
-            return held is True or (held is None and not late)
-
-        return guard
+        return lambda: leases.holds(delivery) is True
 
     def _reports_started(self, flight: Flight) -> bool:
         """Whether a STARTED state is written if the task runs long enough."""

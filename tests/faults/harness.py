@@ -30,6 +30,7 @@ from tests.services import unavailable
 
 __all__ = [
     "Producer",
+    "RabbitVhost",
     "Record",
     "RedisServer",
     "Workers",
@@ -288,3 +289,45 @@ class _Resends(logging.Handler):
         text = record.getMessage()
         if "publish" in text and "connecting to" not in text:
             self.seen = True
+
+
+RABBITMQCTL = shutil.which("rabbitmqctl")
+
+
+class RabbitVhost:
+    """A RabbitMQ vhost of the test's own; closes its connections as the server would."""
+
+    def __init__(self, name: str, host: str = "127.0.0.1", port: int = 5672) -> None:
+        if RABBITMQCTL is None:
+            unavailable("rabbitmqctl is not installed")
+        self.name = name
+        self.url = f"amqp://guest:guest@{host}:{port}/{name}"
+        self._ctl("add_vhost", name, check=False)
+        self._ctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+
+    def _ctl(self, *args: str, check: bool = True) -> str:
+        done = subprocess.run(
+            [str(RABBITMQCTL), "-q", *args], capture_output=True, text=True, timeout=60
+        )
+        if check and done.returncode != 0:
+            raise RuntimeError(f"rabbitmqctl {' '.join(args)}: {done.stderr.strip()}")
+        return done.stdout
+
+    def purge(self, queue: str) -> None:
+        self._ctl("purge_queue", "-p", self.name, queue, check=False)
+
+    def connections(self) -> list[str]:
+        """The connection processes (Erlang pids) of the open connections to this vhost."""
+        pids = []
+        for line in self._ctl("list_connections", "pid", "vhost").splitlines():
+            pid, _, vhost = line.rpartition("\t")
+            if vhost == self.name and pid:
+                pids.append(pid)
+        return pids
+
+    def close_connections(self) -> int:
+        """Close every connection to this vhost (only ours live there); how many."""
+        pids = self.connections()
+        for pid in pids:
+            self._ctl("close_connection", pid, "fault test: closed by the server")
+        return len(pids)

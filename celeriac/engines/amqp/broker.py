@@ -352,6 +352,17 @@ class AMQPTransport:
             consumer.buffers.setdefault(queue, deque()).append(held)
             consumer.wake.set()
 
+    def holds(self, delivery: Delivery) -> bool:
+        """Whether ``delivery`` is still this consumer's: leased, or on a live channel. One
+        from a channel that died is back in the broker (maybe with another worker already)
+        and must not run here (:class:`~celeriac.transport.LeaseHolder`)."""
+        held = self._held.get(delivery.tag)
+        if held is None:
+            return False
+        if held.lease is not None:
+            return True
+        return held.channel is not None and held.channel.alive
+
     # settling ---------------------------------------------------------------------------------
     async def ack(self, deliveries: Sequence[Delivery]) -> None:
         """Acknowledge deliveries (batched; stale ones from a dead channel are ignored)."""
