@@ -25,7 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from celeriac.exceptions import OperationalError
+from tests.faults import app as fault_app
 from tests.services import unavailable
 
 __all__ = [
@@ -35,6 +38,8 @@ __all__ = [
     "RedisServer",
     "Workers",
     "free_port",
+    "module_redis",
+    "point_at",
     "wait_until",
 ]
 
@@ -331,3 +336,26 @@ class RabbitVhost:
         for pid in pids:
             self._ctl("close_connection", pid, "fault test: closed by the server")
         return len(pids)
+
+
+def module_redis(aof: bool) -> Any:
+    """A module-scoped fixture: a :class:`RedisServer` of the module's own, started."""
+
+    @pytest.fixture(scope="module")
+    def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+        srv = RedisServer(tmp_path_factory.mktemp("redis"), aof=aof).start()
+        yield srv
+        srv.kill()
+
+    return server
+
+
+def point_at(broker: str, backend: str | None, record: Record, **extra: str) -> dict[str, str]:
+    """Aim this process's fault app at ``broker``/``backend``; the environment that aims the
+    worker processes there too (``extra``: more ``FAULT_*`` variables, e.g. ``FAULT_LEASE``)."""
+    fault_app.app.conf.broker_url = broker
+    fault_app.app.conf.result_backend = backend
+    env = {"FAULT_BROKER": broker, "FAULT_RECORD": str(record.path)}
+    if backend:
+        env["FAULT_BACKEND"] = backend
+    return {**env, **{f"FAULT_{key.upper()}": value for key, value in extra.items()}}

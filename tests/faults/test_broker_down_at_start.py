@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.faults import app as fault_app
-from tests.faults.harness import Record, RedisServer, Workers, wait_until
+from tests.faults.harness import Record, RedisServer, Workers, point_at, wait_until
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(90)]
 
@@ -29,19 +29,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
 
 def test_worker_waits_for_a_broker_that_starts_late(server: RedisServer, tmp_path: Path) -> None:
     record = Record(tmp_path / "record")
-    env = {
-        "FAULT_BROKER": server.url,
-        "FAULT_BACKEND": server.url,
-        "FAULT_RECORD": str(record.path),
-    }
+    env = point_at(server.url, server.url, record)
     workers = Workers(tmp_path, env, "-c", "1")
     (worker,) = workers.start(1)
     try:
         time.sleep(6.0)  # longer than the old start-up budget (7 attempts in ~3 s)
         assert worker.poll() is None, workers.log(0)
         server.start()
-        fault_app.app.conf.broker_url = server.url
-        fault_app.app.conf.result_backend = server.url
         result = fault_app.record.delay(1)
         assert result.get(timeout=30) == 1
         assert record.ended() == {1: 1}
@@ -51,7 +45,7 @@ def test_worker_waits_for_a_broker_that_starts_late(server: RedisServer, tmp_pat
 
 def test_no_retry_on_startup_exits_at_once(tmp_path: Path) -> None:
     url = "redis://user:s3cret@127.0.0.1:1/0"  # nothing listens on port 1
-    env = {"FAULT_BROKER": url, "FAULT_RETRY_ON_STARTUP": "0"}
+    env = point_at(url, None, Record(tmp_path / "record"), retry_on_startup="0")
     workers = Workers(tmp_path, env, "-c", "1")
     (worker,) = workers.start(1)
     try:

@@ -9,13 +9,20 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.faults import app as fault_app
-from tests.faults.harness import Producer, Record, RedisServer, Workers, wait_until
+from tests.faults.harness import (
+    Producer,
+    Record,
+    RedisServer,
+    Workers,
+    module_redis,
+    point_at,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(120)]
 
@@ -23,26 +30,14 @@ LEASE = 2.0
 TASKS = 80
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    srv = RedisServer(tmp_path_factory.mktemp("redis-frozen"), aof=False).start()
-    yield srv
-    srv.kill()
+server = module_redis(aof=False)
 
 
 def test_frozen_worker_runs_none_of_what_was_taken_over(
     server: RedisServer, tmp_path: Path
 ) -> None:
     record = Record(tmp_path / "record")
-    env = {
-        "FAULT_BROKER": server.url,
-        "FAULT_BACKEND": server.url,
-        "FAULT_RECORD": str(record.path),
-        "FAULT_LEASE": str(LEASE),
-        "FAULT_PREFETCH": "4",
-    }
-    fault_app.app.conf.broker_url = server.url
-    fault_app.app.conf.result_backend = server.url
+    env = point_at(server.url, server.url, record, lease=str(LEASE), prefetch="4")
     workers = Workers(tmp_path, env, "-c", "1")
     frozen, _other = workers.start(2)
     try:

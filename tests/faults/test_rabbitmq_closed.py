@@ -11,7 +11,6 @@ or raises OperationalError.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,8 @@ from tests.faults.harness import (
     Record,
     RedisServer,
     Workers,
+    module_redis,
+    point_at,
     wait_until,
 )
 
@@ -40,20 +41,14 @@ def vhost() -> RabbitVhost:
     return found
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    srv = RedisServer(tmp_path_factory.mktemp("redis-results"), aof=False).start()
-    yield srv
-    srv.kill()
+store = module_redis(aof=False)
 
 
 def test_connections_closed_by_the_server(
     vhost: RabbitVhost, store: RedisServer, tmp_path: Path
 ) -> None:
     record = Record(tmp_path / "record")
-    env = {"FAULT_BROKER": vhost.url, "FAULT_BACKEND": store.url, "FAULT_RECORD": str(record.path)}
-    fault_app.app.conf.broker_url = vhost.url
-    fault_app.app.conf.result_backend = store.url
+    env = point_at(vhost.url, store.url, record)
     workers = Workers(tmp_path, env, "-c", "2")
     workers.start(2)
     allowed: set[int] = set()

@@ -9,36 +9,32 @@ exactly once; producers either succeed or raise OperationalError.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.faults import app as fault_app
-from tests.faults.harness import Producer, Record, RedisServer, Workers, wait_until
+from tests.faults.harness import (
+    Producer,
+    Record,
+    RedisServer,
+    Workers,
+    module_redis,
+    point_at,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(120)]
 
 LEASE = 3.0
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    srv = RedisServer(tmp_path_factory.mktemp("redis-empty"), aof=False).start()
-    yield srv
-    srv.kill()
+server = module_redis(aof=False)
 
 
 def test_restart_of_an_empty_redis(server: RedisServer, tmp_path: Path) -> None:
     record = Record(tmp_path / "record")
-    env = {
-        "FAULT_BROKER": server.url,
-        "FAULT_BACKEND": server.url,
-        "FAULT_RECORD": str(record.path),
-        "FAULT_LEASE": str(LEASE),
-    }
-    fault_app.app.conf.broker_url = server.url
-    fault_app.app.conf.result_backend = server.url
+    env = point_at(server.url, server.url, record, lease=str(LEASE))
     workers = Workers(tmp_path, env, "-c", "2")
     workers.start(2)
     try:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.faults import app as fault_app
-from tests.faults.harness import Producer, Record, RedisServer, Workers, wait_until
+from tests.faults.harness import Producer, Record, RedisServer, Workers, point_at, wait_until
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(150)]
 
@@ -36,9 +36,7 @@ def test_results_written_after_the_store_comes_back(
 ) -> None:
     broker, store = servers
     record = Record(tmp_path / "record")
-    env = {"FAULT_BROKER": broker.url, "FAULT_BACKEND": store.url, "FAULT_RECORD": str(record.path)}
-    fault_app.app.conf.broker_url = broker.url
-    fault_app.app.conf.result_backend = store.url
+    env = point_at(broker.url, store.url, record)
     workers = Workers(tmp_path, env, "-c", "2")
     workers.start(2)
     try:

@@ -14,16 +14,12 @@ import redis
 
 from celeriac import Celery
 from celeriac.exceptions import TimeoutError as ResultTimeout
-from tests.faults.harness import RedisServer
+from tests.faults.harness import RedisServer, module_redis
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(90)]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    srv = RedisServer(tmp_path_factory.mktemp("redis-wait"), aof=False).start()
-    yield srv
-    srv.kill()
+server = module_redis(aof=False)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.harness import ROOT, Record, Workers, wait_until
+from tests.faults.harness import ROOT, Record, Workers, point_at, wait_until
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -40,7 +40,7 @@ app.close()
 def test_four_producers_two_workers_one_file(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'broker.sqlite'}"
     record = Record(tmp_path / "record")
-    env = {"FAULT_BROKER": url, "FAULT_BACKEND": url, "FAULT_RECORD": str(record.path)}
+    env = point_at(url, url, record)
     workers = Workers(tmp_path, env, "-c", "2")
     workers.start(2)
     try:

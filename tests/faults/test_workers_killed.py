@@ -9,13 +9,20 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.faults import app as fault_app
-from tests.faults.harness import Producer, Record, RedisServer, Workers, wait_until
+from tests.faults.harness import (
+    Producer,
+    Record,
+    RedisServer,
+    Workers,
+    module_redis,
+    point_at,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(150)]
 
@@ -25,23 +32,12 @@ EVERY = 2.0
 SETTLE_WINDOW = 0.5
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    srv = RedisServer(tmp_path_factory.mktemp("redis-kill"), aof=False).start()
-    yield srv
-    srv.kill()
+server = module_redis(aof=False)
 
 
 def test_killed_workers_lose_nothing(server: RedisServer, tmp_path: Path) -> None:
     record = Record(tmp_path / "record")
-    env = {
-        "FAULT_BROKER": server.url,
-        "FAULT_BACKEND": server.url,
-        "FAULT_RECORD": str(record.path),
-        "FAULT_LEASE": str(LEASE),
-    }
-    fault_app.app.conf.broker_url = server.url
-    fault_app.app.conf.result_backend = server.url
+    env = point_at(server.url, server.url, record, lease=str(LEASE))
     producer = Producer(lambda n: fault_app.record.delay(n, 0.01), pause=0.0)
     with producer.running(TASKS):
         wait_until(lambda: producer.calls >= TASKS, 60, "the producer")
