@@ -12,6 +12,7 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 from kombu.utils.functional import fxrange
 
 from celeriac import Celery
+from celeriac.engines.amqp.connection import AMQPOptions
 from celeriac.engines.options import backend_options, broker_options
 from celeriac.engines.redis.broker import RedisTransport
 from celeriac.exceptions import CeleriacError, OperationalError
@@ -131,3 +132,17 @@ def test_delay_to_an_unreachable_broker_raises_operational_error_with_the_passwo
             add.apply_async((1, 2), retry=False)
     finally:
         app.close()
+
+
+def test_rabbitmq_options_take_the_policy() -> None:
+    app = Celery("t")
+    url = "amqp://guest:guest@h//"
+    options = AMQPOptions.from_options(broker_options(app.conf, url))
+    assert options.retry.deadline == LEASE and options.retry.max_retries == 100
+    assert options.connect_retry.max_retries == 100 and options.connect_retry.deadline is None
+    app.conf.broker_connection_retry_on_startup = False
+    app.conf.broker_connection_max_retries = 0  # no limit
+    options = AMQPOptions.from_options(broker_options(app.conf, url))
+    assert options.connect_retry.max_retries == 0
+    assert options.retry.max_retries is None
+    assert options.connect_timeout == 4  # broker_connection_timeout

@@ -129,7 +129,7 @@ class AMQPTransport:
     async def connect(self) -> None:
         """Open the connection (idempotent, retried) and start the lease/idle housekeeping."""
         self._session.closed = False
-        await self._session.retrying(self._session.connection)
+        await self._session.retrying(self._session.connection, self._opts.connect_retry)
         if self._maintenance is None or self._maintenance.done():
             self._maintenance = asyncio.get_running_loop().create_task(self._maintain())
 
