@@ -432,10 +432,11 @@ class Celery:
         outgoing = self._outgoing(requests)
         try:
             sent = publisher.publish(outgoing)
-        except OperationalError as exc:  # sent, reply lost: send again if the policy says so
+        except OperationalError as exc:  # unreachable, or a reply lost: as the policy says
             if self._publish_policy(requests) is None:
                 raise
-            logger.warning("%s; publishing again (the message may be queued twice)", exc)
+            if getattr(exc, "maybe_sent", True):  # (a blocking publisher may say it was not)
+                logger.warning("%s; publishing again (the message may be queued twice)", exc)
             sent = False
         if not sent:
             self.run_sync(self._apublish_outgoing(outgoing, requests))

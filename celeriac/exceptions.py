@@ -107,36 +107,42 @@ class OperationalError(CeleriacError, builtins.ConnectionError):
     """
 
     def __new__(cls, *args: Any, **kwargs: Any) -> OperationalError:
-        """An instance of the kombu-compatible subclass, when kombu is installed."""
-        if cls is OperationalError:
-            cls = _kombu_compatible()
-        return super().__new__(cls, *args, **kwargs)
+        """An instance of the kombu-compatible twin of ``cls``, when kombu is installed."""
+        return super().__new__(_kombu_compatible(cls), *args, **kwargs)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # The subclass is built at run time: unpickle through this class, which builds it.
-        return (OperationalError, self.args)
+        # The twin is built at run time: unpickle through the class it was built from.
+        return (_KOMBU_ORIGINS.get(type(self), type(self)), self.args)
 
 
-_KOMBU_COMPATIBLE: list[type[OperationalError]] = []
+_KOMBU_TWINS: dict[type[OperationalError], type[OperationalError]] = {}
+_KOMBU_ORIGINS: dict[type[OperationalError], type[OperationalError]] = {}
 
 
-def _kombu_compatible() -> type[OperationalError]:
-    """OperationalError that is also kombu's, or OperationalError itself without kombu."""
-    if not _KOMBU_COMPATIBLE:
+def _kombu_compatible(cls: type[OperationalError]) -> type[OperationalError]:
+    """``cls`` made a subclass of kombu's OperationalError too (``cls`` itself without
+    kombu, or when it already is one)."""
+    twin = _KOMBU_TWINS.get(cls)
+    if twin is None:
         try:
             from kombu.exceptions import (  # noqa: PLC0415 - optional, 85 ms: on first use
                 OperationalError as KombuOperationalError,
             )
         except ImportError:
-            _KOMBU_COMPATIBLE.append(OperationalError)
+            twin = cls
         else:
-            both = type(
-                "OperationalError",
-                (OperationalError, KombuOperationalError),
-                {"__module__": __name__, "__doc__": OperationalError.__doc__},
-            )
-            _KOMBU_COMPATIBLE.append(both)
-    return _KOMBU_COMPATIBLE[0]
+            if issubclass(cls, KombuOperationalError):
+                twin = cls
+            else:
+                twin = type(
+                    cls.__name__,
+                    (cls, KombuOperationalError),
+                    {"__module__": cls.__module__, "__doc__": cls.__doc__},
+                )
+                twin.__qualname__ = cls.__qualname__
+                _KOMBU_ORIGINS[twin] = cls
+        _KOMBU_TWINS[cls] = twin
+    return twin
 
 
 class TaskError(CeleriacError):

@@ -159,7 +159,10 @@ class BlockingPublisher(Protocol):
     """Publishes from the calling thread (the sync API), where an engine has one.
 
     A fast path only: ``publish`` returns False, having sent nothing, for messages it
-    does not handle; those then go through the asyncio :class:`Transport`.
+    does not handle; those then go through the asyncio :class:`Transport`. It does not
+    retry: when the broker cannot be reached it raises
+    :class:`~celeriac.exceptions.OperationalError` (the caller retries as its publish
+    policy says, through the Transport).
     """
 
     def publish(self, messages: Sequence[Outgoing]) -> bool:

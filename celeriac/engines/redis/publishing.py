@@ -440,6 +440,14 @@ async def _reply_async(conn: Any) -> Any:
 class ReplyLost(OperationalError):
     """A publish was sent and its reply lost: the message may or may not be stored."""
 
+    maybe_sent = True
+
+
+class NotSent(OperationalError):
+    """Redis could not be reached: nothing was sent."""
+
+    maybe_sent = False
+
 
 class RedisBlockingPublisher:
     """Stores default-exchange messages that are due now, from the calling thread.
@@ -459,15 +467,19 @@ class RedisBlockingPublisher:
         )
 
     def publish(self, messages: Sequence[Outgoing]) -> bool:
-        """Store ``messages`` and return True, or return False (nothing sent) if not ours or
-        if Redis cannot be reached now (the asyncio transport then retries per its policy)."""
+        """Store ``messages`` and return True, or return False (nothing sent) if not ours;
+        :class:`NotSent` when Redis cannot be reached, :class:`ReplyLost` when the reply to
+        a sent publish was lost."""
         if not messages or len(messages) > PUSH_LIMIT or not all(map(_is_plain, messages)):
             return False
         batch = self._router.batch(messages, {}, delayed=False, poll_interval=0.0)
         try:
-            return self._pusher.push(push_of(self.keys, batch.pushes, batch.wake))
+            sent = self._pusher.push(push_of(self.keys, batch.pushes, batch.wake))
         except UNREACHABLE as exc:  # sent, and the reply lost: stored or not, we cannot tell
             raise ReplyLost(f"redis publish at {mask_url(self.url)}: {exc}") from exc
+        if not sent:
+            raise NotSent(f"redis publish at {mask_url(self.url)}: cannot connect")
+        return True
 
     def close(self) -> None:
         """Release the connections."""
