@@ -408,6 +408,9 @@ class RedisTransport:
         """Drop deliveries, or put them back first in line with kombu's redelivered flags."""
         if not deliveries:
             return
+        leases = self._leases
+        if leases is not None and leases.lost:  # taken over: nothing of ours to put back
+            leases.lost.difference_update(d.tag for d in deliveries)
         if not requeue:
             await self._retry("reject", lambda: self._drop(deliveries))
             return
