@@ -38,7 +38,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from celeriac.conf.report import mask_url
-from celeriac.exceptions import OperationalError
+from celeriac.exceptions import ImproperlyConfigured, OperationalError
 from celeriac.retry import RetryPolicy
 
 __all__ = [
@@ -68,12 +68,22 @@ def _flag(value: Any, default: bool) -> bool:
     return bool(value)
 
 
-def _limit(value: Any) -> int | None:
+def _number(value: Any, name: str) -> float:
+    """A number from the settings, or ImproperlyConfigured naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ImproperlyConfigured(f"{name} must be a number, not {value!r}")
+    try:
+        return float(value)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must be a number, not {value!r}") from exc
+
+
+def _limit(value: Any, name: str) -> int | None:
     """A retry count: None, 0 or infinity mean no limit."""
-    if value is None or (isinstance(value, float) and math.isinf(value)):
+    if value is None:
         return None
-    count = int(value)
-    return count if count > 0 else None
+    count = _number(value, name)
+    return None if math.isinf(count) or count <= 0 else int(count)
 
 
 def broker_retry_options(conf: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
@@ -81,7 +91,7 @@ def broker_retry_options(conf: Mapping[str, Any], options: Mapping[str, Any]) ->
     lease = float(options.get("lease_timeout") or LEASE)
     retry = _flag(conf.get("broker_connection_retry"), True)
     on_startup = _flag(conf.get("broker_connection_retry_on_startup"), retry)
-    limit = _limit(conf.get("broker_connection_max_retries", 100))
+    limit = _limit(conf.get("broker_connection_max_retries", 100), "broker_connection_max_retries")
     found: dict[str, Any] = {
         "max_retries": limit if retry else 0,
         "retry_backoff_max": CONNECTION_MAX_DELAY,
@@ -92,14 +102,16 @@ def broker_retry_options(conf: Mapping[str, Any], options: Mapping[str, Any]) ->
     }
     timeout = conf.get("broker_connection_timeout")
     if timeout is not None:
-        found["connect_timeout"] = float(timeout)
+        found["connect_timeout"] = _number(timeout, "broker_connection_timeout")
     return found
 
 
 def backend_retry_options(conf: Mapping[str, Any]) -> dict[str, Any]:
     """The retry options of a result store, from Celery's ``result_backend_*`` settings."""
     if _flag(conf.get("result_backend_always_retry"), False):
-        limit = _limit(conf.get("result_backend_max_retries", math.inf))
+        limit = _limit(
+            conf.get("result_backend_max_retries", math.inf), "result_backend_max_retries"
+        )
         return {"max_retries": limit, "retry_deadline": None}
     return {"max_retries": None, "retry_deadline": LEASE}
 
@@ -112,17 +124,19 @@ def publish_policy(
     if not _flag(retry, _flag(conf.get("task_publish_retry"), True)):
         return None
     merged = dict(conf.get("task_publish_retry_policy") or {})
+    if policy is not None and not isinstance(policy, Mapping):
+        raise TypeError(f"retry_policy must be a mapping, not {type(policy).__name__}")
     merged.update(policy or {})
     count = merged.get("max_retries", 3)  # as kombu: None retries for ever, 0 never
-    start = float(merged.get("interval_start", 0) or 0)
-    step = float(merged.get("interval_step", 0.2) or 0)
-    maximum = float(merged.get("interval_max", 1) or 0)
+    start = _number(merged.get("interval_start", 0) or 0, "retry_policy interval_start")
+    step = _number(merged.get("interval_step", 0.2) or 0, "retry_policy interval_step")
+    maximum = _number(merged.get("interval_max", 1) or 0, "retry_policy interval_max")
     return RetryPolicy(
         first=min(start, maximum),
         factor=1.0,
         step=step,
         max_delay=_last_step(start, step, maximum),
-        max_retries=None if count is None else int(count),
+        max_retries=None if count is None else int(_number(count, "retry_policy max_retries")),
     )
 
 

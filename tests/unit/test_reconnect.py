@@ -15,7 +15,7 @@ from celeriac import Celery
 from celeriac.engines.amqp.connection import AMQPOptions
 from celeriac.engines.options import backend_options, broker_options
 from celeriac.engines.redis.broker import RedisTransport
-from celeriac.exceptions import CeleriacError, OperationalError
+from celeriac.exceptions import CeleriacError, ImproperlyConfigured, OperationalError
 from celeriac.reconnect import LEASE, publish_policy
 from celeriac.retry import RetryPolicy
 
@@ -146,3 +146,14 @@ def test_rabbitmq_options_take_the_policy() -> None:
     assert options.connect_retry.max_retries == 0
     assert options.retry.max_retries is None
     assert options.connect_timeout == 4  # broker_connection_timeout
+
+
+def test_bad_retry_settings_are_named() -> None:
+    app = Celery("t")
+    app.conf.broker_connection_max_retries = "many"
+    with pytest.raises(ImproperlyConfigured, match="broker_connection_max_retries"):
+        broker_options(app.conf, "redis://h")
+    with pytest.raises(ImproperlyConfigured, match="interval_max"):
+        publish_policy(Celery("t").conf, True, {"interval_max": "soon"})
+    with pytest.raises(TypeError, match="retry_policy must be a mapping"):
+        publish_policy(Celery("t").conf, True, [1, 2])  # type: ignore[arg-type]
