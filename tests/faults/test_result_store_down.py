@@ -69,7 +69,7 @@ def test_results_written_after_the_store_comes_back(
         assert sent - set(ended) == set()
         assert twice == set()
         logs = workers.logs()
-        assert "requeueing" not in logs
+        assert "storing results failed" not in logs
         assert "will be redelivered" not in logs
     finally:
         workers.stop()
