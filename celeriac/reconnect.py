@@ -37,8 +37,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from celeriac.masking import mask_url
 from celeriac.exceptions import ImproperlyConfigured, OperationalError
+from celeriac.masking import mask_url
 from celeriac.retry import RetryPolicy
 
 __all__ = [
