@@ -33,6 +33,7 @@ from celeriac.engines.options import (
     compresses_results,
     publisher_options,
 )
+from celeriac.events.api import AppEvents
 from celeriac.exceptions import ImproperlyConfigured, NotRegistered
 from celeriac.protocol.ids import uuid4
 from celeriac.protocol.message import encode_task
@@ -292,6 +293,14 @@ class Celery:
         }
         self.periodic_tasks.append(entry)
         return name or f"{getattr(sig, 'name', sig)}@{schedule!r}"
+
+    @property
+    def events(self) -> AppEvents:
+        """Celery's ``app.events``: ``Dispatcher``, ``Receiver`` and ``State`` on this app."""
+        found: AppEvents | None = self.__dict__.get("_events")
+        if found is None:
+            found = self.__dict__["_events"] = AppEvents(self)
+        return found
 
     # resources per event loop -----------------------------------------------------------
     def _loop_resources(self) -> _LoopResources:

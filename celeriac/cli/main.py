@@ -12,6 +12,7 @@ import click
 from celeriac.app import Celery
 from celeriac.cli.beat import beat
 from celeriac.cli.demo import demo
+from celeriac.cli.events import events
 from celeriac.cli.loading import find_app
 from celeriac.cli.report import report
 from celeriac.worker.supervisor import run_loops
@@ -90,7 +91,7 @@ def cli(
 @click.option("--without-heartbeat", is_flag=True, help="Accepted for Celery compatibility.")
 @click.option("--without-gossip", is_flag=True, help="Accepted for Celery compatibility.")
 @click.option("--without-mingle", is_flag=True, help="Accepted for Celery compatibility.")
-@click.option("-E", "--task-events", is_flag=True, help="Accepted for Celery compatibility.")
+@click.option("-E", "--task-events", is_flag=True, help="Send task events (for monitors).")
 @click.option("-O", "optimization", help="Accepted for Celery compatibility.")
 @click.option("-B", "--beat", "embed_beat", is_flag=True, help="Also run beat in this worker.")
 @click.option(
@@ -116,6 +117,7 @@ def worker(
     async_concurrency: int,
     embed_beat: bool,
     loops: int,
+    task_events: bool,
     **_: Any,
 ) -> None:
     """Start a worker."""
@@ -131,6 +133,7 @@ def worker(
         soft_time_limit=soft_time_limit,
         async_concurrency=async_concurrency,
         beat=embed_beat,
+        task_events=task_events or None,
     )
     if loops > 1:
         sys.exit(run_loops(obj.app, options, loops))
@@ -267,6 +270,7 @@ def dead_requeue(obj: AppContext, ids: tuple[str, ...], requeue_all: bool) -> No
 
 cli.add_command(beat)
 cli.add_command(demo)
+cli.add_command(events)
 cli.add_command(report)
 
 

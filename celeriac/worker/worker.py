@@ -25,6 +25,7 @@ from celeriac.context import Context, set_state_sink
 from celeriac.trace import arun_task
 from celeriac.transport import QueueSpec, Transport
 from celeriac.worker import child
+from celeriac.worker.events import WorkerEvents
 from celeriac.worker.executors import POOL_NAMES, create_executor
 from celeriac.worker.executors.base import Executor
 from celeriac.worker.executors.inloop import InLoopExecutor
@@ -54,6 +55,7 @@ class WorkerOptions:
     async_concurrency: int = 100
     banner: bool = True
     beat: bool = False  # -B: run beat in this process
+    task_events: bool | None = None  # -E (None: the worker_send_task_events setting)
 
 
 def expand_hostname(name: str | None) -> str:
@@ -87,6 +89,12 @@ class Worker:
         self.transport: Transport | None = None
         self.backend: ResultBackend | None = None
         self.handler: TaskHandler | None = None
+        self.events: WorkerEvents | None = None
+        self.task_events = bool(
+            conf["worker_send_task_events"]
+            if self.options.task_events is None
+            else self.options.task_events
+        )
         self.exit_code = 0
 
     # top level --------------------------------------------------------------------------
@@ -102,6 +110,7 @@ class Worker:
         await self._connect()
         sync_pool, async_pool = await self._start_pools()
         self._create_handler(sync_pool, async_pool)
+        self._start_events()
         self._print_banner()
         await self._load_revoked()
         signals.worker_ready.send(sender=self)
@@ -230,6 +239,28 @@ class Worker:
         self.handler.wake_consumer = self._room.set
         set_state_sink(self.handler.sink_from_any_thread())
 
+    def _start_events(self) -> None:
+        """Worker events (and task events with -E) where the broker can carry them."""
+        assert self.handler is not None
+        handler = self.handler
+        dispatcher = self.app.events.Dispatcher(hostname=self.hostname)
+        if dispatcher is None:
+            return
+        self.events = handler.events = WorkerEvents(
+            dispatcher,
+            task_events=self.task_events,
+            counts=lambda: (handler.executing, handler.processed),
+        )
+        self.events.start()
+
+    def enable_events(self) -> bool:
+        """Start sending task events (the ``enable_events`` command); False if already on."""
+        return self.events is not None and self.events.enable()
+
+    def disable_events(self) -> bool:
+        """Stop sending task events (``disable_events``); False if already off."""
+        return self.events is not None and self.events.disable()
+
     def _print_banner(self) -> None:
         if not self.options.banner:
             logger.info("%s ready.", self.hostname)
@@ -251,11 +282,16 @@ class Worker:
             f"- ** ---------- .> transport:   {_redact(self.app.broker_url)}\n"
             f"- ** ---------- .> results:     {_redact(backend)}\n"
             f"- *** --- * --- .> concurrency: {self.concurrency} ({self.pool_name})\n"
-            f"-- ******* ---- .> task events: OFF\n--- ***** ----- \n"
+            f"-- ******* ---- .> task events: {self._events_line()}\n--- ***** ----- \n"
             f" -------------- [queues]\n{queues}\n\n[tasks]\n{tasks}\n"
         )
         print(banner, flush=True)
         logger.info("%s ready.", self.hostname)
+
+    def _events_line(self) -> str:
+        if self.events is None:
+            return "OFF (the broker carries no events)"
+        return "ON" if self.task_events else "OFF (enable -E to monitor tasks in this worker)"
 
     # consuming --------------------------------------------------------------------------
     @property
@@ -378,6 +414,8 @@ class Worker:
             except TimeoutError:
                 logger.warning("%d deliveries still unfinished after 10 s", self.handler.held)
             await self.handler.drain()
+        if self.events is not None:
+            await self.events.stop()
         set_state_sink(None)
         signals.worker_shutdown.send(sender=self)
         await self.app.aclose()

@@ -1,0 +1,120 @@
+"""Events on Redis: kombu's fanout over pub/sub (SPEC §3.6, §6.1).
+
+An event message is kombu's JSON envelope ``PUBLISH``ed on the channel
+``<global_keyprefix>/<db>.<exchange>/<routing key>`` (``/0.celeryev/task.multi``). A
+receiver ``PSUBSCRIBE``s ``/<db>.<exchange>/<binding>`` with ``#`` as ``*`` (the Redis glob
+``*`` also matches dots, so ``worker.*`` covers ``worker.#``), and records its queue in
+kombu's binding set ``_kombu.binding.<exchange>`` while it listens, as kombu does, so tools
+listing bindings see it. Publishing a batch is one pipelined round trip.
+
+Messages that are not kombu envelopes are handed on as invalid envelopes (content type
+``application/x-celeriac-invalid``), which the receiver refuses and logs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+
+from celeriac.engines.redis.connection import connect_redis, parse_redis_url
+from celeriac.events.bus import EventChannel, Published
+from celeriac.protocol import kombu
+from celeriac.protocol.envelope import Envelope
+
+__all__ = ["RedisEventBus", "RedisSubscription"]
+
+
+class RedisSubscription:
+    """One receiver's pattern subscription."""
+
+    def __init__(self, client: Redis[bytes], pubsub: PubSub, binding_key: str, member: str) -> None:
+        self._client = client
+        self._pubsub = pubsub
+        self._binding_key = binding_key
+        self._member = member
+
+    async def receive(self, timeout: float) -> list[Envelope]:
+        """Every message that arrived; waits up to ``timeout`` s for the first."""
+        found: list[Envelope] = []
+        wait = timeout
+        while True:
+            message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=wait)
+            if message is None:
+                return found
+            if message.get("type") in ("pmessage", "message"):
+                found.append(kombu.decode(message["data"]).envelope)
+            wait = 0.0
+
+    async def close(self) -> None:
+        """Unsubscribe and remove the binding-set member."""
+        try:
+            await self._pubsub.close()
+            await self._client.srem(self._binding_key, self._member)
+        except Exception:  # the connection is going away anyway
+            pass
+
+
+class RedisEventBus:
+    """The event exchange of one Redis database."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        options: Mapping[str, Any] | None = None,
+        channel: EventChannel | None = None,
+    ) -> None:
+        self.url = url
+        self._settings = parse_redis_url(url, dict(options or {}))
+        self.channel = channel or EventChannel()
+        prefix = self._settings.key_prefix
+        self._base = f"{prefix}/{self._settings.db}.{self.channel.exchange}"
+        self._binding_key = f"{prefix}_kombu.binding.{self.channel.exchange}"
+        self._client: Redis[bytes] | None = None
+
+    def _redis(self) -> Redis[bytes]:
+        if self._client is None:
+            self._client = connect_redis(self._settings)
+        return self._client
+
+    def channel_for(self, routing_key: str) -> str:
+        """The pub/sub channel of ``routing_key``."""
+        return f"{self._base}/{routing_key}" if routing_key else self._base
+
+    async def publish(self, messages: Sequence[Published]) -> None:
+        """``PUBLISH`` every message, pipelined."""
+        if not messages:
+            return
+        exchange = self.channel.exchange
+        async with self._redis().pipeline(transaction=False) as pipe:
+            for message in messages:
+                data = kombu.encode(
+                    message.envelope,
+                    exchange=exchange,
+                    routing_key=message.routing_key,
+                    delivery_tag=str(uuid.uuid4()),
+                )
+                pipe.publish(self.channel_for(message.routing_key), data)
+            await pipe.execute()
+
+    async def subscribe(self, binding: str = "#") -> RedisSubscription:
+        """Subscribe to the routing keys matching ``binding``."""
+        client = self._redis()
+        queue = f"{self.channel.queue_prefix}.{uuid.uuid4()}"
+        member = kombu.binding_member(binding, queue)
+        await client.sadd(self._binding_key, member)
+        pubsub = client.pubsub()
+        await pubsub.psubscribe(self.channel_for(binding.replace("#", "*")))
+        return RedisSubscription(client, pubsub, self._binding_key, member)
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
+        await asyncio.sleep(0)
