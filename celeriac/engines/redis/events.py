@@ -41,14 +41,17 @@ class RedisSubscription:
     async def receive(self, timeout: float) -> list[Envelope]:
         """Every message that arrived; waits up to ``timeout`` s for the first."""
         found: list[Envelope] = []
-        wait = timeout
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         while True:
+            wait = 0.0 if found else max(0.0, deadline - loop.time())
             message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=wait)
-            if message is None:
-                return found
-            if message.get("type") in ("pmessage", "message"):
+            if message is not None and message.get("type") in ("pmessage", "message"):
                 found.append(kombu.decode(message["data"]).envelope)
-            wait = 0.0
+                continue
+            # None: nothing came, or a subscription confirmation was skipped.
+            if found or loop.time() >= deadline:
+                return found
 
     async def close(self) -> None:
         """Unsubscribe and remove the binding-set member."""
@@ -110,6 +113,8 @@ class RedisEventBus:
         await client.sadd(self._binding_key, member)
         pubsub = client.pubsub()
         await pubsub.psubscribe(self.channel_for(binding.replace("#", "*")))
+        # Wait for the confirmation: from then on every publish reaches this subscription.
+        await pubsub.get_message(timeout=5.0)
         return RedisSubscription(client, pubsub, self._binding_key, member)
 
     async def close(self) -> None:
