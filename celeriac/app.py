@@ -442,6 +442,8 @@ class Celery:
         return outgoing
 
     def _announce_published(self, requests: Sequence[PublishRequest]) -> None:
+        if self.conf["task_send_sent_event"] and self.events.supported:
+            self.events.sent.sent(requests)
         if not signals.after_task_publish.has_listeners():
             return
         for req in requests:

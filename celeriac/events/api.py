@@ -17,6 +17,7 @@ from typing import Any
 from celeriac.engines import offers
 from celeriac.engines.options import broker_options
 from celeriac.events.bus import EventBus, EventChannel, event_bus
+from celeriac.events.client import SentEvents
 from celeriac.events.dispatcher import EventDispatcher
 from celeriac.events.event import LamportClock
 from celeriac.events.receiver import EventReceiver, Handler
@@ -32,6 +33,8 @@ class AppEvents:
         self.app = app
         self.clock = LamportClock()
         """The app's logical clock, shared by its dispatchers and receivers."""
+        self.sent = SentEvents(lambda hostname: self.Dispatcher(hostname=hostname))
+        """The client's ``task-sent`` events (sent when ``task_send_sent_event`` is on)."""
 
     @property
     def supported(self) -> bool:
