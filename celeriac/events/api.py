@@ -33,7 +33,9 @@ class AppEvents:
         self.app = app
         self.clock = LamportClock()
         """The app's logical clock, shared by its dispatchers and receivers."""
-        self.sent = SentEvents(lambda hostname: self.Dispatcher(hostname=hostname))
+        self.sent = SentEvents(
+            lambda hostname: self.Dispatcher(hostname=hostname), lambda: self.app.broker_url
+        )
         """The client's ``task-sent`` events (sent when ``task_send_sent_event`` is on)."""
 
     @property

@@ -15,7 +15,7 @@ import os
 import socket
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from celeriac._portal import get_portal
@@ -30,19 +30,25 @@ _LIVE: weakref.WeakSet[SentEvents] = weakref.WeakSet()
 class SentEvents:
     """The ``task-sent`` events of one app in one process."""
 
-    def __init__(self, make: Any) -> None:
-        self._make = make  # () -> EventDispatcher, called on the portal loop
+    def __init__(self, make: Callable[[str], EventDispatcher], url: Callable[[], str]) -> None:
+        self._make = make  # hostname -> a dispatcher on the app's broker
+        self._url = url
         self._lock = threading.Lock()
         self._dispatcher: EventDispatcher | None = None
-        self._pid = 0
+        self._key: tuple[int, str] | None = None
         _LIVE.add(self)
 
     def _current(self) -> EventDispatcher:
+        """The dispatcher of this process and the app's broker now (a new one after a fork
+        or when the broker URL was changed)."""
+        key = (os.getpid(), self._url())
         with self._lock:
-            if self._dispatcher is None or self._pid != os.getpid():
+            if self._dispatcher is None or self._key != key:
+                if self._dispatcher is not None and self._key and self._key[0] == key[0]:
+                    get_portal().submit(self._dispatcher.close())  # the old broker's
                 self._dispatcher = self._make(f"gen{os.getpid()}@{socket.gethostname()}")
                 self._dispatcher.linger = 0.0
-                self._pid = os.getpid()
+                self._key = key
             return self._dispatcher
 
     def sent(self, requests: Sequence[Any]) -> None:
@@ -67,22 +73,18 @@ class SentEvents:
             }
             loop.call_soon_threadsafe(functools.partial(dispatcher.send, "task-sent", **fields))
 
-    def flush(self, timeout: float = 2.0) -> None:
-        """Publish what is buffered now (blocking, from outside the portal loop)."""
-        dispatcher = self._dispatcher
-        if dispatcher is None or self._pid != os.getpid():
+    def close(self, timeout: float = 2.0) -> None:
+        """Publish what is buffered and close (blocking, from outside the portal loop)."""
+        dispatcher, self._dispatcher = self._dispatcher, None
+        if dispatcher is None or self._key is None or self._key[0] != os.getpid():
             return
         try:
-            get_portal().run(_settle(dispatcher), timeout)
+            get_portal().run(dispatcher.close(), timeout)
         except Exception:  # exiting: nothing more can be done
             pass
 
 
-async def _settle(dispatcher: EventDispatcher) -> None:
-    await dispatcher.flush()
-
-
 @atexit.register
-def _flush_at_exit() -> None:
+def _close_at_exit() -> None:
     for sent in list(_LIVE):
-        sent.flush()
+        sent.close()

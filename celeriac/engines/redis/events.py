@@ -56,7 +56,7 @@ class RedisSubscription:
     async def close(self) -> None:
         """Unsubscribe and remove the binding-set member."""
         try:
-            await self._pubsub.close()
+            await self._pubsub.aclose()  # type: ignore[attr-defined]
             await self._client.srem(self._binding_key, self._member)
         except Exception:  # the connection is going away anyway
             pass
@@ -121,5 +121,5 @@ class RedisEventBus:
         """Close the connection pool."""
         client, self._client = self._client, None
         if client is not None:
-            await client.close()
+            await client.aclose()  # type: ignore[attr-defined]
         await asyncio.sleep(0)
