@@ -133,6 +133,22 @@ class Report:
             rows.append([r["system"], r["label"], _num(secs, 2), _num(rate)])
         return _table(["system", "worker", "seconds", "tasks/s"], rows)
 
+    def events(self) -> list[str]:
+        """Drain with task events off and on (``-E``), and what turning them on costs."""
+        rows = []
+        for name, system in self.systems.items():
+            for off_case, on_case in system.events:
+                off = self.s.find("redis", "events", name, off_case.key)
+                on = self.s.find("redis", "events", name, on_case.key)
+                rate_off, rate_on = self.s.value(off, "drain_rate"), self.s.value(on, "drain_rate")
+                cost = None if not rate_off or rate_on is None else 100 * (1 - rate_on / rate_off)
+                rows.append(
+                    [name, system.variants[off_case.variant].label, _num(rate_off),
+                     _num(rate_on), _num(cost, 1)]
+                )  # fmt: skip
+        header = ["system", "worker (events off)", "drain/s off", "drain/s with -E", "cost %"]
+        return _table(header, rows)
+
     def countdown(self) -> list[str]:
         """Worker memory added by pending countdown tasks."""
         rows = [
@@ -329,6 +345,7 @@ def render(summary: Summary, systems: Sequence[System], notes: Sequence[str]) ->
         ("Worker memory added by pending countdown tasks", rep.countdown()),
         ("RabbitMQ (AMQP)", rep.other_broker("amqp")),
         ("Embedded SQLite", rep.other_broker("sqlite")),
+        ("Task events on Redis: no-op drain off and with -E (target: cost <= 10 %)", rep.events()),
         ("Ratios: how many times better celeriac is (above 1 = celeriac better)", rep.ratios()),
     ]
     out: list[str] = []

@@ -18,11 +18,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import Collection, Sequence
 from typing import Any
 
 from celeriac.events.bus import EventBus, Published, encode_events
-from celeriac.events.event import Event, LamportClock, group_from, routing_key_for, utcoffset
+from celeriac.events.event import LamportClock, routing_key_for, utcoffset
 
 __all__ = ["BATCH_LIMIT", "LINGER", "EventDispatcher"]
 
@@ -69,6 +70,8 @@ class EventDispatcher:
         self._singles: list[dict[str, Any]] = []
         self._batches: dict[str, list[dict[str, Any]]] = {}
         self._pending = asyncio.Event()
+        self._woken = False
+        self._utcoffset = utcoffset()
         self._flusher: asyncio.Task[None] | None = None
         self._failing = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -79,23 +82,27 @@ class EventDispatcher:
         return self.enabled and (not self.groups or group in self.groups)
 
     def send(self, type: str, **fields: Any) -> None:
-        """Queue an event of ``type``; it is published with the next batch."""
-        group = group_from(type)
-        if not self.sends(group):
+        """Queue an event of ``type``; it is published with the next batch.
+
+        The hot path of a worker with task events: one dict update and one append.
+        """
+        group = type.partition("-")[0]
+        if not self.enabled or (self.groups and group not in self.groups):
             return
-        event = Event(
-            type,
+        fields.update(
             hostname=self.hostname,
-            utcoffset=utcoffset(),
+            utcoffset=self._utcoffset,
             pid=self.pid,
             clock=self.clock.forward(),
-            **fields,
+            timestamp=time.time(),
+            type=type,
         )
         if group in self.batched:
-            self._batches.setdefault(group, []).append(event)
+            self._batches.setdefault(group, []).append(fields)
         else:
-            self._singles.append(event)
-        self._wake()
+            self._singles.append(fields)
+        if not self._woken:
+            self._wake()
 
     def send_threadsafe(self, type: str, **fields: Any) -> None:
         """:meth:`send` from a thread other than the loop's."""
@@ -106,8 +113,8 @@ class EventDispatcher:
     def _wake(self) -> None:
         if self._flusher is None:
             self._start()
-        if not self._pending.is_set():
-            self._pending.set()
+        self._woken = True
+        self._pending.set()
 
     def _start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -133,6 +140,8 @@ class EventDispatcher:
     async def flush(self) -> None:
         """Publish everything buffered now, in one call to the bus."""
         self._pending.clear()
+        self._woken = False
+        self._utcoffset = utcoffset()  # (daylight saving time may have begun)
         messages = self._take()
         if not messages:
             return

@@ -79,7 +79,11 @@ def load_average() -> tuple[float, float, float]:
 
 
 class LamportClock:
-    """A logical clock: ``forward`` for each event sent, ``adjust`` for each received."""
+    """A logical clock: ``forward`` for each event sent, ``adjust`` for each received.
+
+    ``forward`` takes no lock (it runs once per event, in one event loop's thread);
+    ``adjust`` does, since receivers may run in other threads.
+    """
 
     def __init__(self, value: int = 0) -> None:
         self.value = value
@@ -87,9 +91,8 @@ class LamportClock:
 
     def forward(self) -> int:
         """Advance the clock for an event about to be sent; the new value."""
-        with self._lock:
-            self.value += 1
-            return self.value
+        self.value += 1
+        return self.value
 
     def adjust(self, other: int) -> int:
         """Move past a received event's clock; the new value."""
