@@ -163,13 +163,21 @@ class WorkerEvents:
         """``task-failed`` (also for a job whose process was lost)."""
         self.dispatcher.send("task-failed", uuid=msg.id, exception=exception, traceback=traceback)
 
-    def task_revoked(self, msg: TaskMessage, task: Any, reason: str) -> None:
-        """``task-revoked``: found revoked or expired before it ran."""
+    def task_revoked(
+        self,
+        msg: TaskMessage,
+        task: Any,
+        reason: str,
+        *,
+        terminated: bool = False,
+        signum: int | None = None,
+    ) -> None:
+        """``task-revoked``: found revoked or expired before it ran, or terminated."""
         if getattr(task, "send_events", True):
             self.dispatcher.send(
                 "task-revoked",
                 uuid=msg.id,
-                terminated=False,
-                signum=None,
+                terminated=terminated,
+                signum=signum,
                 expired=reason == "expired",
             )

@@ -393,3 +393,70 @@ def test_dump_lines_match_celerys_dumper() -> None:
         mine.on_event(dict(row))
         celerys.on_event(dict(row))
     assert ours.getvalue() == theirs.getvalue()
+
+
+# --- the local engines' buses and the live view ----------------------------------------------
+async def test_sqlite_bus_filters_by_binding_and_prunes(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from celeriac.engines.sqlite import events as sqlite_events  # noqa: PLC0415
+
+    bus = sqlite_events.SQLiteEventBus(f"sqlite:///{tmp_path / 'b.sqlite'}")
+    monkeypatch.setattr(sqlite_events, "POLL_INTERVAL", 0.01)
+    old = Published("worker.heartbeat", encode_events({"type": "worker-heartbeat"}, "w@h"))
+    await bus.publish([old])  # before the subscription: never seen
+    workers = await bus.subscribe("worker.#")
+    everything = await bus.subscribe("#")
+    task = Published("task.multi", encode_events([{"type": "task-started", "uuid": "u"}], "w@h"))
+    await bus.publish([task, old])
+    [only_worker] = await workers.receive(1.0)
+    assert decode_events(only_worker)[0]["type"] == "worker-heartbeat"
+    assert [decode_events(e)[0]["type"] for e in await everything.receive(1.0)] == [
+        "task-started",
+        "worker-heartbeat",
+    ]
+    assert await workers.receive(0.05) == []
+    clock = [__import__("time").time() + 3600]  # an hour later: every row has expired
+    monkeypatch.setattr(sqlite_events.time, "time", lambda: clock[0])
+    await bus.publish([old])
+
+    def count(conn: Any) -> int:
+        return int(conn.execute("SELECT COUNT(*) FROM celeriac_events").fetchone()[0])
+
+    assert await bus._file.call(count) == 1  # only the newest row is left
+    await bus.close()
+
+
+async def test_memory_bus_drops_messages_older_than_the_queue_ttl(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from celeriac.engines.memory import events as memory_events  # noqa: PLC0415
+
+    bus = memory_events.MemoryEventBus("memory://ttl-test", channel=EventChannel(queue_ttl=5.0))
+    sub = await bus.subscribe("#")
+    now = [1000.0]
+    monkeypatch.setattr(memory_events.time, "monotonic", lambda: now[0])
+    message = Published("worker.heartbeat", encode_events({"type": "worker-heartbeat"}, "w@h"))
+    await bus.publish([message])
+    now[0] += 10.0  # the receiver was away longer than event_queue_ttl
+    await bus.publish([message])
+    assert len(await sub.receive(0.1)) == 1
+    await sub.close()
+    await bus.publish([message])
+    assert await sub.receive(0.01) == []
+
+
+def test_live_view_lists_workers_and_tasks() -> None:
+    pytest.importorskip("rich")
+    from rich.console import Console  # noqa: PLC0415
+
+    from celeriac.cli.monitor import render  # noqa: PLC0415
+
+    state = State()
+    for event in _stream():
+        state.event(dict(event))
+    console = Console(record=True, width=200)
+    console.print(render(state, Celery("t", broker="memory://view")))
+    text = console.export_text()
+    assert "w1@host" in text and "proj.add" in text and "SUCCESS" in text
+    assert "FAILURE" in text and "E()" in text
