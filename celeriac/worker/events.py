@@ -6,8 +6,8 @@ events are sent whenever the broker can carry events, ``-E`` or not (but not wit
 seconds (2 s) and ``worker-offline`` at shutdown, each with ``freq``, ``active``,
 ``processed``, ``loadavg`` and the software fields. Task events (``task-received``,
 ``-started``, ``-succeeded``, ``-failed``, ``-retried``, ``-revoked``, ``-rejected``) are
-sent with ``-E`` / ``worker_send_task_events``, or after :meth:`WorkerEvents.enable` (the ``enable_events``
-control command), for tasks whose ``send_events`` is true.
+sent with ``-E`` / ``worker_send_task_events``, or after :meth:`WorkerEvents.enable`
+(the ``enable_events`` control command), for tasks whose ``send_events`` is true.
 
 Nothing here touches the broker: every event goes to the dispatcher's buffer
 (:mod:`celeriac.events.dispatcher`), published in batches by its own task. The handler
