@@ -30,7 +30,8 @@ def _workers(state: State, app: Any, gone: Mapping[str | None, Worker]) -> Table
     for column in ("worker", "status", "active", "processed", "load", "last heartbeat"):
         table.add_column(column)
     now = time.time()
-    shown: dict[str | None, Worker] = {**gone, **state.workers}
+    shown: dict[str | None, Worker] = dict(gone)
+    shown.update(state.workers.items())
     for worker in sorted(shown.values(), key=lambda w: w.hostname or ""):
         name = worker.hostname or ""
         last = f"{now - worker.heartbeats[-1]:.1f} s ago" if worker.heartbeats else "-"
