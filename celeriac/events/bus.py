@@ -8,7 +8,7 @@ Celery: nobody listening means nobody receives, and a receiver that falls behind
 the oldest events (``event_queue_ttl``).
 
 Each engine has its own module ``celeriac/engines/<name>/events.py`` with a class named
-in the engines table (role ``events``), built as ``cls(url, options=..., channel=...)``.
+in the engines table (role ``events``), built as ``cls(url, options, channel)``.
 
 Framing (SPEC §6.1): the body is the event object (or a list of events for a
 ``<group>.multi`` batch) serialized with ``event_serializer``; the header ``hostname``
@@ -122,7 +122,7 @@ class EventBus(Protocol):
 def event_bus(url: str, options: Mapping[str, Any], channel: EventChannel) -> EventBus:
     """The event bus of the broker at ``url`` (connects lazily)."""
     cls, url = implementation(url, "events", "broker")
-    bus: EventBus = cls(url, options=dict(options), channel=channel)
+    bus: EventBus = cls(url, dict(options), channel)
     return bus
 
 

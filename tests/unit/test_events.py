@@ -401,7 +401,7 @@ async def test_sqlite_bus_filters_by_binding_and_prunes(
 ) -> None:
     from celeriac.engines.sqlite import events as sqlite_events  # noqa: PLC0415
 
-    bus = sqlite_events.SQLiteEventBus(f"sqlite:///{tmp_path / 'b.sqlite'}")
+    bus = sqlite_events.SQLiteEventBus(f"sqlite:///{tmp_path / 'b.sqlite'}", {}, EventChannel())
     monkeypatch.setattr(sqlite_events, "POLL_INTERVAL", 0.01)
     old = Published("worker.heartbeat", encode_events({"type": "worker-heartbeat"}, "w@h"))
     await bus.publish([old])  # before the subscription: never seen
@@ -432,7 +432,7 @@ async def test_memory_bus_drops_messages_older_than_the_queue_ttl(
 ) -> None:
     from celeriac.engines.memory import events as memory_events  # noqa: PLC0415
 
-    bus = memory_events.MemoryEventBus("memory://ttl-test", channel=EventChannel(queue_ttl=5.0))
+    bus = memory_events.MemoryEventBus("memory://ttl-test", {}, EventChannel(queue_ttl=5.0))
     sub = await bus.subscribe("#")
     now = [1000.0]
     monkeypatch.setattr(memory_events.time, "monotonic", lambda: now[0])

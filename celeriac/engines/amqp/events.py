@@ -109,15 +109,9 @@ class AMQPSubscription:
 class AMQPEventBus:
     """The event exchange of one RabbitMQ vhost."""
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        options: Mapping[str, Any] | None = None,
-        channel: EventChannel | None = None,
-    ) -> None:
+    def __init__(self, url: str, options: Mapping[str, Any], channel: EventChannel) -> None:
         self.url = url
-        self.channel = channel or EventChannel()
+        self.channel = channel
         self.session = Session(
             url, AMQPOptions.from_options(options), f"celeriac-events-{os.getpid()}", self._fresh
         )

@@ -98,16 +98,10 @@ _HUBS: Stores[_Hub] = Stores(_Hub)
 class MemoryEventBus:
     """The event exchange of one ``memory://`` store."""
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        options: Mapping[str, Any] | None = None,
-        channel: EventChannel | None = None,
-    ) -> None:
+    def __init__(self, url: str, options: Mapping[str, Any], channel: EventChannel) -> None:
         del options  # none apply
         self.url = url
-        self.channel = channel or EventChannel()
+        self.channel = channel
         self._hub = _HUBS.get(url)
 
     async def publish(self, messages: Sequence[Published]) -> None:

@@ -106,16 +106,10 @@ class RedisSubscription:
 class RedisEventBus:
     """The event exchange of one Redis database."""
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        options: Mapping[str, Any] | None = None,
-        channel: EventChannel | None = None,
-    ) -> None:
+    def __init__(self, url: str, options: Mapping[str, Any], channel: EventChannel) -> None:
         self.url = url
-        self._settings = parse_redis_url(url, dict(options or {}))
-        self.channel = channel or EventChannel()
+        self._settings = parse_redis_url(url, options)
+        self.channel = channel
         prefix = self._settings.key_prefix
         self._base = f"{prefix}/{self._settings.db}.{self.channel.exchange}"
         self._binding_key = f"{prefix}_kombu.binding.{self.channel.exchange}"

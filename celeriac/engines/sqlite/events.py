@@ -94,20 +94,13 @@ class SQLiteSubscription:
 class SQLiteEventBus:
     """The event log of one SQLite broker file."""
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        options: Mapping[str, Any] | None = None,
-        channel: EventChannel | None = None,
-    ) -> None:
-        opts = dict(options or {})
+    def __init__(self, url: str, options: Mapping[str, Any], channel: EventChannel) -> None:
         self.url = url
-        self.channel = channel or EventChannel()
+        self.channel = channel
         self._keep = max(_KEEP_AT_LEAST, self.channel.queue_ttl or 0.0)
         self._file = SQLiteFile(
             sqlite_path(url),
-            busy_timeout=float(opts.get("busy_timeout", 30.0)),
+            busy_timeout=float(options.get("busy_timeout", 30.0)),
             schema=_SCHEMA,
             what="event log",
         )
