@@ -478,3 +478,15 @@ def test_exclusive_and_durable_receiver_queues_are_refused() -> None:
     with pytest.raises(ImproperlyConfigured, match="exclusive and durable"):
         EventChannel.from_conf({"event_queue_exclusive": True, "event_queue_durable": True})
     assert EventChannel.from_conf({"event_queue_exclusive": False, "event_queue_durable": True})
+
+
+def test_events_dump_command_prints_the_capture_banner_and_ends_at_its_timeout() -> None:
+    from click.testing import CliRunner  # noqa: PLC0415
+
+    from celeriac.cli.main import cli  # noqa: PLC0415
+
+    result = CliRunner().invoke(
+        cli, ["-b", "memory://cli-dump", "events", "--dump", "--timeout", "0.5"]
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0] == "-> evdump: starting capture..."
