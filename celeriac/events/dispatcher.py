@@ -74,6 +74,7 @@ class EventDispatcher:
         self._utcoffset = utcoffset()
         self._flusher: asyncio.Task[None] | None = None
         self._failing = False
+        self._closing = False
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # sending ----------------------------------------------------------------------------
@@ -111,7 +112,7 @@ class EventDispatcher:
             loop.call_soon_threadsafe(lambda: self.send(type, **fields))
 
     def _wake(self) -> None:
-        if self._flusher is None:
+        if self._flusher is None and not self._closing:
             self._start()
         self._woken = True
         self._pending.set()
@@ -122,7 +123,7 @@ class EventDispatcher:
 
     def start(self) -> None:
         """Bind to the running loop (so :meth:`send_threadsafe` works before any send)."""
-        if self._flusher is None:
+        if self._flusher is None and not self._closing:
             self._start()
 
     @property
@@ -132,9 +133,10 @@ class EventDispatcher:
 
     # flushing ---------------------------------------------------------------------------
     async def _run(self) -> None:
-        while True:
+        while not self._closing:
             await self._pending.wait()
-            await asyncio.sleep(self.linger)
+            if not self._closing:
+                await asyncio.sleep(self.linger)
             await self.flush()
 
     async def flush(self) -> None:
@@ -142,14 +144,14 @@ class EventDispatcher:
         self._pending.clear()
         self._woken = False
         self._utcoffset = utcoffset()  # (daylight saving time may have begun)
-        messages = self._take()
-        if not messages:
-            return
         try:
+            messages = self._take()
+            if not messages:
+                return
             await self.bus.publish(messages)
-        except Exception as exc:
+        except Exception as exc:  # encoding or publishing: the events are dropped
             if not self._failing:
-                logger.warning("sending %d event message(s) failed: %s", len(messages), exc)
+                logger.warning("sending events failed (dropped): %s", exc)
             self._failing = True
             return
         self._failing = False
@@ -177,13 +179,12 @@ class EventDispatcher:
         ]
 
     async def close(self) -> None:
-        """Publish what is buffered, stop the flusher and close the bus."""
-        if self._flusher is not None:
-            self._flusher.cancel()
-            try:
-                await self._flusher
-            except asyncio.CancelledError:
-                pass
-            self._flusher = None
-        await self.flush()
+        """Publish what is buffered (a publish under way finishes first), stop, close the bus."""
+        self._closing = True
+        flusher, self._flusher = self._flusher, None
+        if flusher is not None:
+            self._pending.set()
+            await flusher  # it flushes once more and ends
+        else:
+            await self.flush()
         await self.bus.close()
