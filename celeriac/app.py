@@ -35,6 +35,7 @@ from celeriac.engines.options import (
     compresses_results,
     publisher_options,
 )
+from celeriac.events.api import AppEvents
 from celeriac.exceptions import ImproperlyConfigured, NotRegistered, OperationalError
 from celeriac.fixups.django import fixup as django_fixup
 from celeriac.fixups.django import installed_apps as installed_django_apps
@@ -351,6 +352,14 @@ class Celery:
         self.periodic_tasks.append(entry)
         return name or f"{getattr(sig, 'name', sig)}@{schedule!r}"
 
+    @property
+    def events(self) -> AppEvents:
+        """Celery's ``app.events``: ``Dispatcher``, ``Receiver`` and ``State`` on this app."""
+        found: AppEvents | None = self.__dict__.get("_events")
+        if found is None:
+            found = self.__dict__["_events"] = AppEvents(self)
+        return found
+
     # resources per event loop -----------------------------------------------------------
     def _loop_resources(self) -> _LoopResources:
         loop = asyncio.get_running_loop()
@@ -524,6 +533,8 @@ class Celery:
     def _announce_published(
         self, requests: Sequence[PublishRequest], outgoing: Sequence[Outgoing]
     ) -> None:
+        if self.conf["task_send_sent_event"] and self.events.supported:
+            self.events.sent.sent(requests)
         for req, out in zip(requests, outgoing, strict=True):
             announce_published(req, out.envelope)
 

@@ -26,6 +26,7 @@ from celeriac.masking import mask_url
 from celeriac.trace import arun_task
 from celeriac.transport import QueueSpec, Transport
 from celeriac.worker import child
+from celeriac.worker.events import WorkerEvents
 from celeriac.worker.executors import POOL_NAMES, create_executor
 from celeriac.worker.executors.base import Executor
 from celeriac.worker.executors.inloop import InLoopExecutor
@@ -59,6 +60,8 @@ class WorkerOptions:
     loglevel: str | None = None
     """-l: set up logging as Celery's worker program does (None: leave logging alone)."""
     logfile: str | None = None
+    task_events: bool | None = None  # -E (None: the worker_send_task_events setting)
+    heartbeat: bool = True  # worker-online/-heartbeat/-offline events (--without-heartbeat)
 
 
 def expand_hostname(name: str | None) -> str:
@@ -84,6 +87,7 @@ class Worker:
         self.transport: Transport | None = None
         self.backend: ResultBackend | None = None
         self.handler: TaskHandler | None = None
+        self.events: WorkerEvents | None = None
         self.exit_code = 0
 
     def _configure(self) -> None:
@@ -98,6 +102,11 @@ class Worker:
             1, self.options.prefetch_multiplier or conf["worker_prefetch_multiplier"]
         )
         self.queues: list[QueueSpec] = self.app.router.consume_specs(self.options.queues)
+        self.task_events = bool(
+            conf["worker_send_task_events"]
+            if self.options.task_events is None
+            else self.options.task_events
+        )
 
     # top level --------------------------------------------------------------------------
     def start(self) -> int:
@@ -114,6 +123,7 @@ class Worker:
         await self._connect()
         sync_pool, async_pool = await self._start_pools()
         self._create_handler(sync_pool, async_pool)
+        self._start_events()
         self._print_banner()
         await self._load_revoked()
         signals.worker_ready.send(sender=self.handler)
@@ -251,6 +261,28 @@ class Worker:
         self.handler.wake_consumer = self._room.set
         set_state_sink(self.handler.sink_from_any_thread())
 
+    def _start_events(self) -> None:
+        """Worker events (and task events with -E) where the broker can carry them."""
+        assert self.handler is not None
+        handler = self.handler
+        if not self.app.events.supported or not (self.task_events or self.options.heartbeat):
+            return  # as Celery: no dispatcher without -E when the heartbeat is off
+        self.events = handler.events = WorkerEvents(
+            self.app.events.Dispatcher(hostname=self.hostname),
+            task_events=self.task_events,
+            counts=lambda: (handler.executing, handler.processed),
+            heartbeat=self.options.heartbeat,
+        )
+        self.events.start()
+
+    def enable_events(self) -> bool:
+        """Start sending task events (the ``enable_events`` command); False if already on."""
+        return self.events is not None and self.events.enable()
+
+    def disable_events(self) -> bool:
+        """Stop sending task events (``disable_events``); False if already off."""
+        return self.events is not None and self.events.disable()
+
     def _print_banner(self) -> None:
         if not self.options.banner:
             logger.info("%s ready.", self.hostname)
@@ -272,11 +304,16 @@ class Worker:
             f"- ** ---------- .> transport:   {mask_url(self.app.broker_url, '**')}\n"
             f"- ** ---------- .> results:     {mask_url(backend, '**')}\n"
             f"- *** --- * --- .> concurrency: {self.concurrency} ({self.pool_name})\n"
-            f"-- ******* ---- .> task events: OFF\n--- ***** ----- \n"
+            f"-- ******* ---- .> task events: {self._events_line()}\n--- ***** ----- \n"
             f" -------------- [queues]\n{queues}\n\n[tasks]\n{tasks}\n"
         )
         print(banner, flush=True)
         logger.info("%s ready.", self.hostname)
+
+    def _events_line(self) -> str:
+        if self.events is None:
+            return "OFF (the broker carries no events)"
+        return "ON" if self.task_events else "OFF (enable -E to monitor tasks in this worker)"
 
     # consuming --------------------------------------------------------------------------
     @property
@@ -399,6 +436,8 @@ class Worker:
             except TimeoutError:
                 logger.warning("%d deliveries still unfinished after 10 s", self.handler.held)
             await self.handler.drain()
+        if self.events is not None:
+            await self.events.stop()
         set_state_sink(None)
         signals.worker_shutdown.send(sender=self)
         await self.app.aclose()

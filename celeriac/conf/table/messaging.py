@@ -65,8 +65,6 @@ SETTINGS = (
         "float",
         60.0,
         "Seconds an unused event-receiver queue lives before the broker deletes it.",
-        status=NOT_SUPPORTED,
-        reason="not supported yet: workers send no events",
         aliases=("CELERY_EVENT_QUEUE_EXPIRES",),
     ),
     Setting(
@@ -74,8 +72,6 @@ SETTINGS = (
         "float",
         5.0,
         "Seconds an event waits in a receiver's queue before it is dropped.",
-        status=NOT_SUPPORTED,
-        reason="not supported yet: workers send no events",
         aliases=("CELERY_EVENT_QUEUE_TTL",),
     ),
     Setting(
@@ -83,8 +79,6 @@ SETTINGS = (
         "string",
         "celeryev",
         "The name prefix of event-receiver queues.",
-        status=NOT_SUPPORTED,
-        reason="not supported yet: workers send no events",
         aliases=("CELERY_EVENT_QUEUE_PREFIX",),
     ),
     Setting(
@@ -92,8 +86,6 @@ SETTINGS = (
         "bool",
         True,
         "Declare event-receiver queues exclusive to their connection.",
-        status=NOT_SUPPORTED,
-        reason="not supported yet: workers send no events",
         aliases=("CELERY_EVENT_QUEUE_EXCLUSIVE",),
     ),
     Setting(
@@ -101,8 +93,6 @@ SETTINGS = (
         "bool",
         False,
         "Declare event-receiver queues durable.",
-        status=NOT_SUPPORTED,
-        reason="not supported yet: workers send no events",
         aliases=("CELERY_EVENT_QUEUE_DURABLE",),
     ),
     Setting(
@@ -110,8 +100,6 @@ SETTINGS = (
         "string",
         "json",
         "How events are encoded.",
-        status=NOT_SUPPORTED,
-        reason="not supported yet: workers send no events",
         aliases=("CELERY_EVENT_SERIALIZER",),
     ),
     Setting(
@@ -119,8 +107,6 @@ SETTINGS = (
         "string",
         "celeryev",
         "The name of the event exchange.",
-        status=NOT_SUPPORTED,
-        reason="not supported yet: workers send no events",
         aliases=("CELERY_EVENT_EXCHANGE",),
     ),
     Setting(

@@ -292,8 +292,6 @@ SETTINGS = (
         "bool",
         False,
         "Send task events (`-E`) that monitors such as Flower read.",
-        status=NOT_SUPPORTED,
-        reason="not supported yet: workers send no events",
         aliases=("CELERY_SEND_EVENTS",),
     ),
     Setting(
