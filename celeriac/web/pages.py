@@ -30,6 +30,9 @@ PAGE_SIZE = 100
 RECENT_FAILURES = 10
 """Failed tasks the overview lists."""
 
+PRETTY_WIDTH = 80
+"""Arguments longer than this are shown indented."""
+
 _TEMPLATES = Environment(
     loader=FileSystemLoader(Path(__file__).with_name("templates")),
     autoescape=select_autoescape(["html"]),
@@ -45,13 +48,16 @@ def _when(timestamp: float | None) -> str:
 
 
 def _pretty(value: Any) -> str:
-    """JSON text indented when it parses, else the text as it is."""
+    """Long JSON text indented (short stays on one line), anything else as it is."""
     if value is None:
         return ""
+    text = str(value)
+    if len(text) <= PRETTY_WIDTH:
+        return text
     try:
-        return json.dumps(json.loads(value), indent=2) if isinstance(value, str) else str(value)
+        return json.dumps(json.loads(text), indent=2)
     except ValueError:
-        return str(value)
+        return text
 
 
 _TEMPLATES.filters["when"] = _when
