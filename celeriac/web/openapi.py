@@ -72,6 +72,8 @@ _TASK_LIST_QUERY = [
     _query("workername", {"type": "string"}, "only tasks of this worker"),
     _query("taskname", {"type": "string"}, "only tasks of this name"),
     _query("search", {"type": "string"}, "a piece of the id, name, args, kwargs or result"),
+    _query("received_start", {"type": "string"}, "received after (YYYY-MM-DD HH:MM, local)"),
+    _query("received_end", {"type": "string"}, "received before (YYYY-MM-DD HH:MM, local)"),
     _query("sort_by", {"type": "string", "enum": [
         "name", "state", "received", "started", "-name", "-state", "-received", "-started"]},
         "sort key (- in front: descending); newest first without it"),

@@ -9,6 +9,8 @@ not make. :func:`select_tasks` filters and sorts as ``/api/tasks`` does.
 
 from __future__ import annotations
 
+import datetime as dt
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +18,7 @@ from typing import Any
 from celeriac.events.state import State, Task, Worker
 
 __all__ = [
+    "DATE_FILTER_FORMAT",
     "SORT_KEYS",
     "TASK_FIELDS",
     "BadQuery",
@@ -81,6 +84,8 @@ class TaskQuery:
     taskname: str | None = None
     sort_by: str | None = None
     search: str | None = None
+    received_start: float | None = None
+    received_end: float | None = None
 
     @classmethod
     def from_params(cls, params: Any) -> TaskQuery:
@@ -104,6 +109,8 @@ class TaskQuery:
             taskname=text("taskname"),
             sort_by=sort_by,
             search=text("search"),
+            received_start=_moment(params, "received_start"),
+            received_end=_moment(params, "received_end"),
         )
 
     def matches(self, task: Task) -> bool:
@@ -115,7 +122,17 @@ class TaskQuery:
         worker = task.worker.hostname if task.worker is not None else None
         if self.workername is not None and worker != self.workername:
             return False
+        if not self._received_within(task.received):
+            return False
         return self.search is None or self._found(task)
+
+    def _received_within(self, received: float | None) -> bool:
+        if self.received_start is None and self.received_end is None:
+            return True
+        if received is None:
+            return False
+        after = self.received_start is None or received > self.received_start
+        return after and (self.received_end is None or received < self.received_end)
 
     def _found(self, task: Task) -> bool:
         """``search``: a piece of the id, the name, or the text of args/kwargs/result."""
@@ -135,6 +152,20 @@ def _count(params: Any, key: str) -> int | None:
     if number < 0:
         raise BadQuery(f"{key} must not be negative, not {number}")
     return number
+
+
+DATE_FILTER_FORMAT = "%Y-%m-%d %H:%M"
+"""How ``received_start`` and ``received_end`` are written (Flower's format, local time)."""
+
+
+def _moment(params: Any, key: str) -> float | None:
+    value = params.get(key)
+    if value in (None, ""):
+        return None
+    try:
+        return time.mktime(dt.datetime.strptime(str(value), DATE_FILTER_FORMAT).timetuple())
+    except ValueError:
+        raise BadQuery(f"{key} must be written YYYY-MM-DD HH:MM, not {value!r}") from None
 
 
 def select_tasks(state: State, query: TaskQuery) -> list[Task]:

@@ -357,3 +357,71 @@ async def test_live_subscribers_get_every_event(web: Starlette) -> None:
     assert event["type"] == "worker-heartbeat"
     feed(web, [heartbeat()])  # after the block: no one listens, nothing queues
     assert queue.empty()
+
+
+async def test_task_list_filters_by_received_time(web: Starlette) -> None:
+    import datetime as dt  # noqa: PLC0415
+
+    task_id = str(uuid.uuid4())
+    feed(web, story(task_id))
+    now = dt.datetime.now()
+    before = (now - dt.timedelta(minutes=2)).strftime("%Y-%m-%d %H:%M")
+    after = (now + dt.timedelta(minutes=2)).strftime("%Y-%m-%d %H:%M")
+    async with client_of(web) as client:
+        inside = (await client.get("/api/tasks", params={"received_start": before,
+                                                         "received_end": after})).json()  # fmt: skip
+        later = (await client.get("/api/tasks", params={"received_start": after})).json()
+        bad = await client.get("/api/tasks", params={"received_end": "yesterday"})
+    assert list(inside) == [task_id]
+    assert later == {}
+    assert bad.status_code == 400 and "received_end" in bad.json()["error"]
+
+
+async def test_event_stream_writes_server_sent_events(web: Starlette) -> None:
+    from celeriac.web.api import _sse  # noqa: PLC0415
+
+    feed_ = web.state.dashboard.feed
+    stream = _sse(feed_, "task-")
+    assert await anext(stream) == ": connected\n\n"  # subscribed from here on
+    task_id = str(uuid.uuid4())
+    feed(web, [heartbeat(), *story(task_id)])
+    first = await anext(stream)
+    await stream.aclose()
+    assert first.startswith("event: task-received\ndata: {")
+    assert first.endswith("\n\n") and task_id in first
+
+
+async def test_feed_reconnects_after_the_broker_fails(
+    web: Starlette, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import asyncio  # noqa: PLC0415
+
+    from celeriac.retry import Backoff  # noqa: PLC0415
+
+    feed_ = web.state.dashboard.feed
+    attempts: list[int] = []
+
+    class Failing:
+        def __init__(self, **_: Any) -> None:
+            attempts.append(1)
+
+        async def aiter_events(self) -> AsyncIterator[dict[str, Any]]:
+            raise ConnectionError("broker down")
+            yield {}  # an async generator
+
+        async def aclose(self) -> None:
+            pass
+
+    async def no_wait(self: Backoff) -> None:
+        await asyncio.sleep(0)
+
+    monkeypatch.setattr(feed_.app.events, "Receiver", Failing)
+    monkeypatch.setattr(Backoff, "sleep", no_wait)
+    feed_.start()
+    for _ in range(200):
+        if len(attempts) >= 3:
+            break
+        await asyncio.sleep(0.01)
+    await feed_.stop()
+    assert len(attempts) >= 3
+    assert "broker down" in caplog.text and not feed_.connected
