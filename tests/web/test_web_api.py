@@ -368,8 +368,8 @@ async def test_task_list_filters_by_received_time(web: Starlette) -> None:
     before = (now - dt.timedelta(minutes=2)).strftime("%Y-%m-%d %H:%M")
     after = (now + dt.timedelta(minutes=2)).strftime("%Y-%m-%d %H:%M")
     async with client_of(web) as client:
-        inside = (await client.get("/api/tasks", params={"received_start": before,
-                                                         "received_end": after})).json()  # fmt: skip
+        window = {"received_start": before, "received_end": after}
+        inside = (await client.get("/api/tasks", params=window)).json()
         later = (await client.get("/api/tasks", params={"received_start": after})).json()
         bad = await client.get("/api/tasks", params={"received_end": "yesterday"})
     assert list(inside) == [task_id]
