@@ -4,7 +4,7 @@ Every handler takes the :class:`~celeriac.web.dashboard.Dashboard` from the requ
 app. Bad input gets a 4xx whose ``error`` names the problem: an unknown task (404), a
 body that is not JSON or not an object, ``args`` that are not an array, an option
 ``apply_async`` does not take (400), a body over :data:`MAX_BODY` bytes (413). Actions
-(submit, revoke) are refused with 403 where :meth:`Access.may_act` says so.
+(submit, revoke) are refused with 403 where :meth:`Access.refusal` says why.
 """
 
 from __future__ import annotations
@@ -120,11 +120,17 @@ def _date(value: Any) -> dt.datetime:
         return dt.datetime.fromisoformat(text)
 
 
+def refuse_unless_allowed(request: Request) -> None:
+    """403 naming the reason when the request may not run an action."""
+    reason = dashboard_of(request).access.refusal(request.scope)
+    if reason is not None:
+        raise ApiError(403, reason)
+
+
 async def submit(request: Request, name: str, registered: bool) -> Response:
     """Publish task ``name`` with the body's args, kwargs and options."""
     dashboard = dashboard_of(request)
-    if not dashboard.access.may_act(request.scope):
-        raise ApiError(403, "actions need --basic-auth when the dashboard is not on loopback")
+    refuse_unless_allowed(request)
     app = dashboard.app
     task = app.tasks.get(name)
     if registered and task is None:
@@ -242,8 +248,7 @@ def _flag(value: str | None) -> bool:
 async def revoke(request: Request) -> Response:
     """``POST /api/task/revoke/<id>``: workers skip the task (``terminate`` is not offered)."""
     dashboard = dashboard_of(request)
-    if not dashboard.access.may_act(request.scope):
-        raise ApiError(403, "actions need --basic-auth when the dashboard is not on loopback")
+    refuse_unless_allowed(request)
     task_id = request.path_params["task_id"]
     if _flag(request.query_params.get("terminate")):
         raise ApiError(

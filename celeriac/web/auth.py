@@ -4,7 +4,8 @@ With credentials configured (``--basic-auth user:pass[,user2:pass2]``, as Flower
 ``CELERIAC_WEB_BASIC_AUTH``) every request must carry one of them (401 otherwise). With
 none, anyone who reaches the server may read, but actions (submit, revoke) are refused
 (403) unless the server listens on a loopback address only: a dashboard bound to a public
-interface without credentials must not run tasks for strangers.
+interface without credentials must not run tasks for strangers. Browsers' cross-site
+requests may never run actions (:meth:`Access.refusal`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 __all__ = ["ENV_BASIC_AUTH", "Access", "AuthMiddleware", "parse_basic_auth"]
 
@@ -82,10 +84,33 @@ class Access:
             found |= same_user and same_password
         return found
 
-    def may_act(self, scope: Scope) -> bool:
-        """Whether a request may run an action: credentials exist, or only loopback listens."""
+    def refusal(self, scope: Scope) -> str | None:
+        """Why the request may not run an action (submit, revoke); None when it may.
+
+        A browser's cross-site request never may (another site's page must not make a
+        developer's browser run tasks: ``Origin`` must match ``Host``). Without credentials,
+        the server must listen on loopback only, and the ``Host`` must name a loopback
+        address (a page whose own name was pointed at 127.0.0.1 must not pass).
+        """
+        headers = {
+            key.decode("latin-1").lower(): value.decode("latin-1")
+            for key, value in scope.get("headers") or []
+        }
+        host = headers.get("host", "")
+        origin = headers.get("origin")
+        if headers.get("sec-fetch-site") == "cross-site" or (
+            origin is not None and urlsplit(origin).netloc != host
+        ):
+            return "a cross-site request may not run actions"
         if self.credentials:
-            return True  # the middleware already checked them
+            return None  # the middleware checked them
+        if not self._on_loopback(scope):
+            return "actions need --basic-auth when the dashboard is not bound to loopback"
+        if not is_loopback(urlsplit(f"//{host}").hostname):
+            return f"actions without --basic-auth need a loopback Host, not {host!r}"
+        return None
+
+    def _on_loopback(self, scope: Scope) -> bool:
         if self.address is not None:
             return is_loopback(self.address)
         server = scope.get("server")

@@ -425,3 +425,30 @@ async def test_feed_reconnects_after_the_broker_fails(
     await feed_.stop()
     assert len(attempts) >= 3
     assert "broker down" in caplog.text and not feed_.connected
+
+
+@pytest.mark.parametrize(
+    ("headers", "words"),
+    [
+        ({"origin": "http://evil.example"}, "cross-site"),
+        ({"sec-fetch-site": "cross-site"}, "cross-site"),
+        ({"host": "rebound.example:5555"}, "loopback Host"),
+    ],
+)
+async def test_browsers_of_other_sites_may_not_act(
+    web: Starlette, headers: dict[str, str], words: str
+) -> None:
+    async with client_of(web) as client:
+        posted = await client.post("/api/task/async-apply/web.add", json={}, headers=headers)
+        revoked = await client.post("/api/task/revoke/abc", headers=headers)
+        listed = await client.get("/api/tasks", headers=headers)
+    assert posted.status_code == 403 and words in posted.json()["error"]
+    assert revoked.status_code == 403
+    assert listed.status_code == 200  # reading stays open
+
+
+async def test_same_origin_pages_may_act(web: Starlette) -> None:
+    headers = {"origin": "http://127.0.0.1", "sec-fetch-site": "same-origin"}
+    async with client_of(web) as client:
+        posted = await client.post("/api/task/async-apply/web.add", json={}, headers=headers)
+    assert posted.status_code == 200
