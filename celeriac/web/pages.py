@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from celeriac.events.state import State
 from celeriac.web.api import ApiError, dashboard_of
 from celeriac.web.records import BadQuery, TaskQuery, select_tasks
 
-__all__ = ["PAGE_SIZE", "RECENT_FAILURES", "routes"]
+__all__ = ["PAGE_SIZE", "RECENT_FAILURES", "NameRow", "routes", "rows_by_name"]
 
 PAGE_SIZE = 100
 """Tasks one page of the task list shows."""
@@ -79,6 +80,37 @@ def counts_by_state(state: State) -> dict[str, int]:
     return dict(Counter(task.state for _, task in state.itertasks()))
 
 
+@dataclass
+class NameRow:
+    """One line of the overview's tasks-by-name table."""
+
+    name: str
+    total: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    runtime: float = 0.0
+    timed: int = 0
+
+    @property
+    def mean_runtime(self) -> float | None:
+        """The mean run time of the tasks whose events said it (successes), or None."""
+        return self.runtime / self.timed if self.timed else None
+
+
+def rows_by_name(state: State) -> list[NameRow]:
+    """Counts and mean run time of the tasks of each name, most frequent first."""
+    rows: dict[str, NameRow] = {}
+    for _, task in state.itertasks():
+        row = rows.setdefault(task.name or "?", NameRow(task.name or "?"))
+        row.total += 1
+        row.succeeded += task.state == "SUCCESS"
+        row.failed += task.state == "FAILURE"
+        if task.ready and task.runtime is not None:
+            row.runtime += float(task.runtime)
+            row.timed += 1
+    return sorted(rows.values(), key=lambda row: (-row.total, row.name))
+
+
 async def overview(request: Request) -> Response:
     """Counts by state, workers up, recent failures."""
     state = dashboard_of(request).feed.state
@@ -88,7 +120,7 @@ async def overview(request: Request) -> Response:
         counts=counts_by_state(state),
         workers_up=sum(1 for _ in state.alive_workers()),
         workers_known=len(state.workers),
-        failures=failures, events=state.event_count,
+        failures=failures, events=state.event_count, names=rows_by_name(state),
         connected=dashboard_of(request).feed.connected,
     )  # fmt: skip
 
