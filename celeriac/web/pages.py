@@ -61,7 +61,17 @@ def _pretty(value: Any) -> str:
         return text
 
 
+def _duration(seconds: float | None) -> str:
+    """``85 µs``, ``12.3 ms`` or ``4.56 s``; empty when unknown."""
+    if seconds is None:
+        return ""
+    if seconds < 0.001:
+        return f"{seconds * 1e6:.0f} µs"
+    return f"{seconds * 1000:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
 _TEMPLATES.filters["when"] = _when
+_TEMPLATES.filters["duration"] = _duration
 _TEMPLATES.filters["pretty"] = _pretty
 
 

@@ -333,7 +333,7 @@ async def test_pages_render_what_events_said(web: Starlette) -> None:
     assert overview.status_code == 200
     assert 'data-state="SUCCESS">1<' in overview.text and bad in overview.text  # recent failure
     names = overview.text.split('id="names"')[1].split("</table>")[0]
-    assert "web.add" in names and "<td>2</td>" in names and "0.012 s" in names
+    assert "web.add" in names and "<td>2</td>" in names and "12.0 ms" in names
     assert WORKER in workers.text and "ONLINE" in workers.text
     assert bad in tasks.text and ok not in tasks.text
     assert "ValueError: boom" in detail.text and "STARTED" in detail.text
