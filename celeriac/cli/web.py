@@ -31,6 +31,7 @@ def web(obj: Any, /, address: str, port: int, basic_auth: str | None, max_tasks:
         import uvicorn  # noqa: PLC0415 (an optional extra)
 
         from celeriac.web import create_app  # noqa: PLC0415 (needs starlette)
+        from celeriac.web.auth import is_loopback  # noqa: PLC0415
     except ImportError as exc:
         raise click.ClickException(
             f"the dashboard needs the web extra: pip install 'celeriac[web]' ({exc})"
@@ -43,4 +44,8 @@ def web(obj: Any, /, address: str, port: int, basic_auth: str | None, max_tasks:
     except (ValueError, ImproperlyConfigured) as exc:
         raise click.BadParameter(str(exc), param_hint="--basic-auth") from exc
     click.echo(f"celeriac dashboard on http://{address}:{port}/")
-    uvicorn.run(asgi, host=address, port=port, log_level="warning")
+    access = asgi.state.dashboard.access
+    if not access.credentials and not is_loopback(address):
+        click.echo("no --basic-auth: submitting and revoking over HTTP are refused", err=True)
+    # Open event streams would hold a graceful shutdown for ever: give them two seconds.
+    uvicorn.run(asgi, host=address, port=port, log_level="warning", timeout_graceful_shutdown=2)

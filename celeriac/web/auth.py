@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["ENV_BASIC_AUTH", "Access", "AuthMiddleware", "parse_basic_auth"]
+__all__ = ["ENV_BASIC_AUTH", "Access", "AuthMiddleware", "is_loopback", "parse_basic_auth"]
 
 ENV_BASIC_AUTH = "CELERIAC_WEB_BASIC_AUTH"
 
