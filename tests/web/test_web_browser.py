@@ -1,6 +1,6 @@
 """The dashboard's pages in headless Chromium (Debian's, driven by Playwright) against a
-worker on Redis: the overview and task list render, and a task sent while the task list is
-open appears there live and reaches SUCCESS. Screenshots go to the test's tmp dir."""
+worker on Redis, then on RabbitMQ: the overview and task list render, and a task sent while
+the list is open appears there live and reaches SUCCESS. Screenshots go to the tmp dir."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from celeriac.web import create_app
 from tests import services
 from tests.web.conftest import HOSTNAME
 
-pytestmark = [pytest.mark.redis, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.redis, pytest.mark.amqp, pytest.mark.timeout(120)]
 
 CHROMIUM = Path("/usr/bin/chromium")
 

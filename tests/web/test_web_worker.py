@@ -1,5 +1,5 @@
-"""The dashboard against a real worker on Redis: submit over the API, watch it in the
-task list and info (from the worker's events), read the result from the backend."""
+"""The dashboard against a real worker on Redis and on RabbitMQ: submit over the API, watch
+the task in the task list and info (from the worker's events), read its result."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from celeriac import Celery
 from celeriac.web import create_app
 from tests.web.conftest import HOSTNAME
 
-pytestmark = [pytest.mark.redis, pytest.mark.timeout(90)]
+pytestmark = [pytest.mark.redis, pytest.mark.amqp, pytest.mark.timeout(90)]
 
 AUTH = "ops:pw"
 
