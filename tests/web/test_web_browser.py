@@ -1,6 +1,7 @@
 """The dashboard's pages in headless Chromium (Debian's, driven by Playwright) against a
 worker on Redis, then on RabbitMQ: the overview and task list render, and a task sent while
-the list is open appears there live and reaches SUCCESS. Screenshots go to the tmp dir."""
+the list is open appears there live and reaches SUCCESS, a failure shows its traceback.
+Screenshots go to the test's tmp dir."""
 
 from __future__ import annotations
 
@@ -85,5 +86,12 @@ def test_pages_render_and_a_task_appears_live(
     assert "SUCCESS" in page.inner_text("h2")
     assert "STARTED" in page.inner_text(".timeline")
     page.screenshot(path=str(tmp_path / "task.png"), full_page=True)
+
+    failed = client_app.send_task("webw.fail", args=["in the browser"])
+    page.goto(server + "/tasks")
+    page.wait_for_selector(f'tr[data-id="{failed.id}"] td.state-FAILURE')
+    page.goto(f"{server}/task/{failed.id}")
+    assert "ValueError: in the browser" in page.inner_text(".traceback")
+    page.screenshot(path=str(tmp_path / "failed.png"), full_page=True)
     assert all((tmp_path / f"{name}.png").stat().st_size > 0
-               for name in ("overview", "workers", "tasks", "task"))  # fmt: skip
+               for name in ("overview", "workers", "tasks", "task", "failed"))  # fmt: skip
