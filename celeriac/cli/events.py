@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
+import threading
 import time
 from collections import OrderedDict
 from typing import IO, Any
@@ -116,27 +117,39 @@ def _live(app: Any, timeout: float | None, max_tasks: int, frequency: float) -> 
         ) from exc
     from celeriac.cli.monitor import render  # noqa: PLC0415 (needs rich)
 
-    state = State(max_tasks_in_memory=max_tasks)
+    gone: dict[str | None, Any] = {}  # workers that said worker-offline: still listed, OFFLINE
+    state = State(
+        max_tasks_in_memory=max_tasks,
+        on_node_join=lambda worker: gone.pop(worker.hostname, None),
+        on_node_leave=lambda worker: gone.__setitem__(worker.hostname, worker),
+    )
     receiver = app.events.Receiver(handlers={"*": state.event})
-    shown = 0.0
-    with Live(render(state, app), auto_refresh=False, screen=False) as live:
+    failed: list[BaseException] = []
+    # One capture for the whole view (a new subscription would miss what came in between);
+    # the State takes its events under its own lock while this thread redraws.
+    capture = threading.Thread(target=_capture, args=(receiver, failed), daemon=True)
+    capture.start()
+    seen, quiet_since = -1, time.monotonic()
+    with Live(render(state, app, gone), auto_refresh=False) as live:
         try:
-            for _ in _events_or_ticks(receiver, timeout):
-                if time.monotonic() - shown >= frequency:
-                    live.update(render(state, app), refresh=True)
-                    shown = time.monotonic()
-        except (KeyboardInterrupt, TimeoutError):
+            while capture.is_alive():
+                time.sleep(frequency)
+                live.update(render(state, app, gone), refresh=True)
+                if state.event_count != seen:
+                    seen, quiet_since = state.event_count, time.monotonic()
+                elif timeout is not None and time.monotonic() - quiet_since >= timeout:
+                    break
+        except KeyboardInterrupt:
             pass
-        live.update(render(state, app), refresh=True)
+        finally:
+            receiver.should_stop = True
+    capture.join(timeout=2.0)
+    if failed:
+        raise click.ClickException(f"receiving events failed: {failed[0]}")
 
 
-def _events_or_ticks(receiver: Any, timeout: float | None) -> Any:
-    """Every event, and a tick at least each second so the view's ages stay current."""
-    while True:
-        try:
-            yield from receiver.itercapture(limit=50, timeout=min(timeout or 1.0, 1.0))
-        except TimeoutError:
-            if timeout is not None and timeout <= 1.0:
-                raise
-            timeout = None if timeout is None else timeout - 1.0
-            yield None
+def _capture(receiver: Any, failed: list[BaseException]) -> None:
+    try:
+        receiver.capture()
+    except Exception as exc:
+        failed.append(exc)

@@ -89,7 +89,9 @@ def cli(
     show_default=True,
     help="async def tasks in flight at once.",
 )
-@click.option("--without-heartbeat", is_flag=True, help="Accepted for Celery compatibility.")
+@click.option(
+    "--without-heartbeat", is_flag=True, help="Send no worker-online/-heartbeat/-offline events."
+)
 @click.option("--without-gossip", is_flag=True, help="Accepted for Celery compatibility.")
 @click.option("--without-mingle", is_flag=True, help="Accepted for Celery compatibility.")
 @click.option("-E", "--task-events", is_flag=True, help="Send task events (for monitors).")
@@ -119,6 +121,7 @@ def worker(
     embed_beat: bool,
     loops: int,
     task_events: bool,
+    without_heartbeat: bool,
     **_: Any,
 ) -> None:
     """Start a worker."""
@@ -135,6 +138,7 @@ def worker(
         async_concurrency=async_concurrency,
         beat=embed_beat,
         task_events=task_events or None,
+        heartbeat=not without_heartbeat,
     )
     if loops > 1:
         sys.exit(run_loops(obj.app, options, loops))

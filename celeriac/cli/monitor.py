@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from rich.console import Group
 from rich.table import Table
 
-from celeriac.events.state import State
+from celeriac.events.state import State, Worker
 
 __all__ = ["TASKS_SHOWN", "render"]
 
@@ -19,17 +20,20 @@ TASKS_SHOWN = 25
 _STATE_STYLES = {"SUCCESS": "green", "FAILURE": "red", "RETRY": "yellow", "REVOKED": "magenta"}
 
 
-def render(state: State, app: Any) -> Group:
-    """The workers table and the latest tasks table."""
-    return Group(_workers(state, app), _tasks(state))
+def render(state: State, app: Any, gone: Mapping[str | None, Worker] | None = None) -> Group:
+    """The workers table (with ``gone``: those that went offline) and the latest tasks."""
+    return Group(_workers(state, app, gone or {}), _tasks(state))
 
 
-def _workers(state: State, app: Any) -> Table:
+def _workers(state: State, app: Any, gone: Mapping[str | None, Worker]) -> Table:
     table = Table(title=f"celeriac events: {app.broker_url}  ({state.event_count} events)")
     for column in ("worker", "status", "active", "processed", "load", "last heartbeat"):
         table.add_column(column)
     now = time.time()
-    for name, worker in sorted(state.workers.items()):
+    shown: dict[str | None, Worker] = dict(gone)
+    shown.update(state.workers.items())
+    for worker in sorted(shown.values(), key=lambda w: w.hostname or ""):
+        name = worker.hostname or ""
         last = f"{now - worker.heartbeats[-1]:.1f} s ago" if worker.heartbeats else "-"
         status = "[green]ONLINE" if worker.alive else "[red]OFFLINE"
         load = " ".join(str(x) for x in worker.loadavg or ())

@@ -29,6 +29,7 @@ except ImportError:  # pragma: no cover - exercised only without the speedups ex
     orjson = None  # type: ignore[assignment]
 
 from celeriac.engines import implementation
+from celeriac.exceptions import ImproperlyConfigured
 from celeriac.protocol.envelope import Envelope
 from celeriac.protocol.serializers import (
     content_type_of,
@@ -63,6 +64,11 @@ class EventChannel:
     @classmethod
     def from_conf(cls, conf: Mapping[str, Any]) -> EventChannel:
         """The channel the settings ``event_exchange``, ``event_queue_*`` ... describe."""
+        if conf.get("event_queue_exclusive", True) and conf.get("event_queue_durable"):
+            raise ImproperlyConfigured(
+                "event_queue_exclusive and event_queue_durable are both on: a queue cannot "
+                "be both exclusive and durable, choose one"
+            )
         return cls(
             exchange=str(conf.get("event_exchange") or "celeryev"),
             queue_prefix=str(conf.get("event_queue_prefix") or "celeryev"),

@@ -1,13 +1,13 @@
 """The worker's events: ``worker-online``/``-heartbeat``/``-offline`` and the task events.
 
 As a Celery worker does (``celery/worker/heartbeat.py``, ``consumer/events.py``), worker
-events are sent whenever the broker can carry events, ``-E`` or not: ``worker-online`` at
-start, ``worker-heartbeat`` every ``freq`` seconds (2 s) and ``worker-offline`` at
-shutdown, each with ``freq``, ``active``, ``processed``, ``loadavg`` and the software
-fields. Task events (``task-received``, ``-started``, ``-succeeded``, ``-failed``,
-``-retried``, ``-revoked``, ``-rejected``) are sent with ``-E`` /
-``worker_send_task_events``, or after :meth:`WorkerEvents.enable` (the ``enable_events``
-control command), for tasks whose ``send_events`` is true.
+events are sent whenever the broker can carry events, ``-E`` or not (but not with
+``--without-heartbeat``): ``worker-online`` at start, ``worker-heartbeat`` every ``freq``
+seconds (2 s) and ``worker-offline`` at shutdown, each with ``freq``, ``active``,
+``processed``, ``loadavg`` and the software fields. Task events (``task-received``,
+``-started``, ``-succeeded``, ``-failed``, ``-retried``, ``-revoked``, ``-rejected``) are
+sent with ``-E`` / ``worker_send_task_events``, or after :meth:`WorkerEvents.enable`
+(the ``enable_events`` control command), for tasks whose ``send_events`` is true.
 
 Nothing here touches the broker: every event goes to the dispatcher's buffer
 (:mod:`celeriac.events.dispatcher`), published in batches by its own task. The handler
@@ -48,9 +48,12 @@ class WorkerEvents:
         task_events: bool,
         counts: Callable[[], tuple[int, int]],
         freq: float = HEARTBEAT_FREQ,
+        heartbeat: bool = True,
     ) -> None:
         self.dispatcher = dispatcher
         self.freq = freq
+        self.beats = heartbeat
+        """Whether worker events are sent (not with ``--without-heartbeat``)."""
         self._counts = counts
         dispatcher.groups = {"worker", "task"} if task_events else {"worker"}
         self.tasks = task_events
@@ -76,6 +79,8 @@ class WorkerEvents:
     def start(self) -> None:
         """Send ``worker-online`` and start the heartbeat."""
         self.dispatcher.start()
+        if not self.beats:
+            return
         self._worker_event("worker-online")
         self._heart = asyncio.get_running_loop().create_task(
             self._beat(), name="celeriac-events-heartbeat"
@@ -90,7 +95,7 @@ class WorkerEvents:
         if self._heart is not None:
             self._heart.cancel()
             self._heart = None
-        self._worker_event("worker-offline")
+            self._worker_event("worker-offline")
         try:
             await asyncio.wait_for(self.dispatcher.close(), timeout=5.0)
         except Exception as exc:

@@ -56,6 +56,7 @@ class WorkerOptions:
     banner: bool = True
     beat: bool = False  # -B: run beat in this process
     task_events: bool | None = None  # -E (None: the worker_send_task_events setting)
+    heartbeat: bool = True  # worker-online/-heartbeat/-offline events (--without-heartbeat)
 
 
 def expand_hostname(name: str | None) -> str:
@@ -243,13 +244,13 @@ class Worker:
         """Worker events (and task events with -E) where the broker can carry them."""
         assert self.handler is not None
         handler = self.handler
-        dispatcher = self.app.events.Dispatcher(hostname=self.hostname)
-        if dispatcher is None:
-            return
+        if not self.app.events.supported or not (self.task_events or self.options.heartbeat):
+            return  # as Celery: no dispatcher without -E when the heartbeat is off
         self.events = handler.events = WorkerEvents(
-            dispatcher,
+            self.app.events.Dispatcher(hostname=self.hostname),
             task_events=self.task_events,
             counts=lambda: (handler.executing, handler.processed),
+            heartbeat=self.options.heartbeat,
         )
         self.events.start()
 

@@ -30,7 +30,14 @@ PREFIX = services.key_prefix("events")
 HOSTNAME = "evw@test"
 
 
-@pytest.fixture(scope="module", params=["redis", "amqp", "sqlite"])
+@pytest.fixture(
+    scope="module",
+    params=[
+        pytest.param("redis", marks=pytest.mark.redis),
+        pytest.param("amqp", marks=pytest.mark.amqp),
+        "sqlite",
+    ],
+)
 def broker(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:

@@ -1,11 +1,12 @@
-"""Events across the two implementations on Redis, with the real ``celery`` CLI and worker.
+"""Events across the two implementations on Redis and RabbitMQ, with the real ``celery``.
 
 * ``celery events --dump`` (Celery's own receiver) prints a celeriac worker's heartbeats
   and task events;
 * ``celeriac events --dump`` prints a Celery worker's (``celery worker -E``).
 
-Each side runs under a Redis key prefix of its own (``global_keyprefix``, which kombu
-applies to pub/sub channels too); every process is bounded in time.
+Each test runs under a Redis key prefix of its own (``global_keyprefix``, which kombu
+applies to pub/sub channels too) or in a RabbitMQ vhost of its own; every process is
+bounded in time.
 """
 
 from __future__ import annotations
@@ -24,14 +25,15 @@ from tests import services
 
 celery = pytest.importorskip("celery")
 
-pytestmark = [pytest.mark.timeout(120), pytest.mark.interop, pytest.mark.redis]
+pytestmark = [pytest.mark.timeout(120), pytest.mark.interop]
 
 ROOT = Path(__file__).resolve().parents[2]
 
 CELERY_APP = """
 from celery import Celery
 app = Celery("celapp", broker={url!r})
-app.conf.broker_transport_options = {{"global_keyprefix": {prefix!r}}}
+if {prefix!r}:
+    app.conf.broker_transport_options = {{"global_keyprefix": {prefix!r}}}
 app.conf.worker_hijack_root_logger = False
 
 @app.task(name="evt.add")
@@ -42,7 +44,8 @@ def add(x, y):
 CELERIAC_APP = """
 from celeriac import Celery
 app = Celery("cacapp", broker={url!r})
-app.conf.broker_transport_options = {{"global_keyprefix": {prefix!r}}}
+if {prefix!r}:
+    app.conf.broker_transport_options = {{"global_keyprefix": {prefix!r}}}
 """
 
 
@@ -69,14 +72,26 @@ class Output:
         return False
 
 
-@pytest.fixture
-def place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, str, Path]]:
-    """The Redis URL, a fresh key prefix, and a directory for the app modules (importable)."""
-    client = services.redis_client()
-    prefix = services.key_prefix("evinterop")
+@pytest.fixture(
+    params=[
+        pytest.param("redis", marks=pytest.mark.redis),
+        pytest.param("amqp", marks=pytest.mark.amqp),
+    ]
+)
+def place(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[str, str, Path]]:
+    """A broker URL (Redis under a fresh key prefix, or a RabbitMQ vhost of its own), the
+    prefix, and a directory for the app modules (importable)."""
     monkeypatch.syspath_prepend(str(tmp_path))
     for name in ("celapp", "cacapp"):
         monkeypatch.delitem(sys.modules, name, raising=False)
+    if request.param == "amqp":
+        with services.amqp_vhost() as vhost:
+            yield services.amqp_vhost_url(vhost), "", tmp_path
+        return
+    client = services.redis_client()
+    prefix = services.key_prefix("evinterop")
     yield services.REDIS_URL, prefix, tmp_path
     services.delete_prefixed(client, prefix)
     client.close()

@@ -460,3 +460,21 @@ def test_live_view_lists_workers_and_tasks() -> None:
     text = console.export_text()
     assert "w1@host" in text and "proj.add" in text and "SUCCESS" in text
     assert "FAILURE" in text and "E()" in text
+
+
+async def test_without_heartbeat_no_worker_events_but_task_events() -> None:
+    bus = FakeBus()
+    dispatcher = EventDispatcher(bus, "w1@host", linger=0.0)
+    events = WorkerEvents(dispatcher, task_events=True, counts=lambda: (0, 0), heartbeat=False)
+    events.start()
+    events.task_started(_message(), object())
+    await events.stop()
+    assert [e["type"] for e in _bodies(bus)] == ["task-started"]
+
+
+def test_exclusive_and_durable_receiver_queues_are_refused() -> None:
+    from celeriac.exceptions import ImproperlyConfigured  # noqa: PLC0415
+
+    with pytest.raises(ImproperlyConfigured, match="exclusive and durable"):
+        EventChannel.from_conf({"event_queue_exclusive": True, "event_queue_durable": True})
+    assert EventChannel.from_conf({"event_queue_exclusive": False, "event_queue_durable": True})

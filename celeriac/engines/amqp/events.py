@@ -13,12 +13,14 @@ a loss; a receiver whose connection dropped subscribes again on its next wait.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from celeriac.engines.amqp.connection import (
+    TRANSIENT_ERRORS,
     AMQPOptions,
     DeliveredMessage,
     Session,
@@ -29,6 +31,8 @@ from celeriac.events.bus import EventChannel, Published
 from celeriac.protocol.envelope import Envelope
 
 __all__ = ["AMQPEventBus", "AMQPSubscription"]
+
+logger = logging.getLogger("celeriac.events")
 
 
 class AMQPSubscription:
@@ -41,6 +45,7 @@ class AMQPSubscription:
         self.queue = f"{bus.channel.queue_prefix}.{uuid.uuid4()}"
         self._inbox: asyncio.Queue[Envelope] = asyncio.Queue()
         self._channel: Any = None
+        self._lost = False
 
     async def open(self) -> None:
         """Declare, bind and consume the queue (again after a lost connection)."""
@@ -67,9 +72,21 @@ class AMQPSubscription:
         self._inbox.put_nowait(envelope_of(message))
 
     async def receive(self, timeout: float) -> list[Envelope]:
-        """The messages that arrived, waiting up to ``timeout`` s for one."""
+        """The messages that arrived, waiting up to ``timeout`` s for one.
+
+        A lost connection is logged once and costs the wait; the next call declares and
+        consumes a queue again.
+        """
         if self._channel is None or self._channel.is_closed:
-            await self.open()
+            try:
+                await self.open()
+            except TRANSIENT_ERRORS as exc:
+                if not self._lost:
+                    logger.warning("event subscription lost (%s); subscribing again", exc)
+                self._lost = True
+                await asyncio.sleep(min(timeout, 1.0))
+                return []
+            self._lost = False
         try:
             first = await asyncio.wait_for(self._inbox.get(), timeout)
         except TimeoutError:

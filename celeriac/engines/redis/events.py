@@ -7,6 +7,7 @@ receiver ``PSUBSCRIBE``s ``/<db>.<exchange>/<binding>`` with ``#`` as ``*`` (the
 kombu's binding set ``_kombu.binding.<exchange>`` while it listens, as kombu does, so tools
 listing bindings see it. Publishing a batch is one pipelined round trip.
 
+A receiver whose connection drops logs it once and subscribes again on its next wait.
 Messages that are not kombu envelopes are handed on as invalid envelopes (content type
 ``application/x-celeriac-invalid``), which the receiver refuses and logs.
 """
@@ -14,6 +15,7 @@ Messages that are not kombu envelopes are handed on as invalid envelopes (conten
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -21,25 +23,56 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
-from celeriac.engines.redis.connection import connect_redis, parse_redis_url
+from celeriac.engines.redis.connection import TRANSIENT_ERRORS, connect_redis, parse_redis_url
 from celeriac.events.bus import EventChannel, Published
 from celeriac.protocol import kombu
 from celeriac.protocol.envelope import Envelope
 
 __all__ = ["RedisEventBus", "RedisSubscription"]
 
+logger = logging.getLogger("celeriac.events")
+
 
 class RedisSubscription:
-    """One receiver's pattern subscription."""
+    """One receiver's pattern subscription; subscribes again after a lost connection."""
 
-    def __init__(self, client: Redis[bytes], pubsub: PubSub, binding_key: str, member: str) -> None:
+    def __init__(self, client: Redis[bytes], pattern: str, binding_key: str, member: str) -> None:
         self._client = client
-        self._pubsub = pubsub
+        self._pattern = pattern
         self._binding_key = binding_key
         self._member = member
+        self._pubsub: PubSub | None = None
+        self._lost = False
+
+    async def open(self) -> None:
+        """``PSUBSCRIBE`` and wait for the confirmation (every later publish reaches us)."""
+        pubsub = self._client.pubsub()
+        await pubsub.psubscribe(self._pattern)
+        await pubsub.get_message(timeout=5.0)
+        self._pubsub = pubsub
 
     async def receive(self, timeout: float) -> list[Envelope]:
-        """Every message that arrived; waits up to ``timeout`` s for the first."""
+        """Every message that arrived; waits up to ``timeout`` s for the first.
+
+        A lost connection is logged once and costs the wait; the next call subscribes
+        again (events published meanwhile are lost, as with any pub/sub receiver).
+        """
+        try:
+            if self._pubsub is None:
+                await self.open()
+            found = await self._messages(timeout)
+        except TRANSIENT_ERRORS as exc:
+            if not self._lost:
+                logger.warning("event subscription lost (%s); subscribing again", exc)
+            self._lost = True
+            await self._drop()
+            await asyncio.sleep(min(timeout, 1.0))
+            return []
+        self._lost = False
+        return found
+
+    async def _messages(self, timeout: float) -> list[Envelope]:
+        assert self._pubsub is not None
         found: list[Envelope] = []
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -53,10 +86,18 @@ class RedisSubscription:
             if found or loop.time() >= deadline:
                 return found
 
+    async def _drop(self) -> None:
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
+            try:
+                await pubsub.aclose()  # type: ignore[attr-defined]
+            except Exception:  # already broken
+                pass
+
     async def close(self) -> None:
         """Unsubscribe and remove the binding-set member."""
+        await self._drop()
         try:
-            await self._pubsub.aclose()  # type: ignore[attr-defined]
             await self._client.srem(self._binding_key, self._member)
         except Exception:  # the connection is going away anyway
             pass
@@ -111,11 +152,10 @@ class RedisEventBus:
         queue = f"{self.channel.queue_prefix}.{uuid.uuid4()}"
         member = kombu.binding_member(binding, queue)
         await client.sadd(self._binding_key, member)
-        pubsub = client.pubsub()
-        await pubsub.psubscribe(self.channel_for(binding.replace("#", "*")))
-        # Wait for the confirmation: from then on every publish reaches this subscription.
-        await pubsub.get_message(timeout=5.0)
-        return RedisSubscription(client, pubsub, self._binding_key, member)
+        pattern = self.channel_for(binding.replace("#", "*"))
+        subscription = RedisSubscription(client, pattern, self._binding_key, member)
+        await subscription.open()
+        return subscription
 
     async def close(self) -> None:
         """Close the connection pool."""
