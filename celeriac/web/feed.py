@@ -2,7 +2,8 @@
 
 A :class:`Feed` runs one event receiver on the app's broker for as long as the web app
 lives (reconnecting with a :class:`~celeriac.retry.Backoff` when the broker goes away),
-feeds every event to a :class:`~celeriac.events.state.State` and to the metrics, and
+feeds every event to a :class:`~celeriac.events.state.State` (through a
+:class:`~celeriac.web.tally.Tally` that keeps its counts) and to the metrics, and
 hands a copy to each live subscriber (the ``/api/events`` stream). A subscriber that
 does not keep up loses its oldest events, never the feed's.
 """
@@ -17,6 +18,7 @@ from typing import Any
 
 from celeriac.events.state import State
 from celeriac.retry import Backoff
+from celeriac.web.tally import Tally
 
 __all__ = ["Feed"]
 
@@ -38,6 +40,8 @@ class Feed:
     ) -> None:
         self.app = app
         self.state = State(max_tasks_in_memory=max_tasks)
+        self.tally = Tally()
+        """The state's tasks counted by name and state."""
         self.on_event = on_event
         self.connected = False
         """Whether the receiver is subscribed to the event exchange now."""
@@ -46,7 +50,7 @@ class Feed:
 
     def take(self, event: dict[str, Any]) -> None:
         """Apply one event to the state and the metrics, and pass it to the subscribers."""
-        self.state.event(event)
+        self.tally.take(self.state, event)
         if self.on_event is not None:
             self.on_event(event, self.state)
         for queue in self._subscribers:

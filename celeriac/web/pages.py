@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +17,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from celeriac.events.state import State
 from celeriac.web.api import ApiError, dashboard_of
 from celeriac.web.records import BadQuery, TaskQuery, select_tasks
 
-__all__ = ["PAGE_SIZE", "RECENT_FAILURES", "NameRow", "routes", "rows_by_name"]
+__all__ = ["PAGE_SIZE", "RECENT_FAILURES", "routes"]
 
 PAGE_SIZE = 100
 """Tasks one page of the task list shows."""
@@ -85,53 +82,18 @@ def render(request: Request, template: str, page: str, **context: Any) -> Respon
     return HTMLResponse(html)
 
 
-def counts_by_state(state: State) -> dict[str, int]:
-    """How many tasks are in each state."""
-    return dict(Counter(task.state for _, task in state.itertasks()))
-
-
-@dataclass
-class NameRow:
-    """One line of the overview's tasks-by-name table."""
-
-    name: str
-    total: int = 0
-    succeeded: int = 0
-    failed: int = 0
-    runtime: float = 0.0
-    timed: int = 0
-
-    @property
-    def mean_runtime(self) -> float | None:
-        """The mean run time of the tasks whose events said it (successes), or None."""
-        return self.runtime / self.timed if self.timed else None
-
-
-def rows_by_name(state: State) -> list[NameRow]:
-    """Counts and mean run time of the tasks of each name, most frequent first."""
-    rows: dict[str, NameRow] = {}
-    for _, task in state.itertasks():
-        row = rows.setdefault(task.name or "?", NameRow(task.name or "?"))
-        row.total += 1
-        row.succeeded += task.state == "SUCCESS"
-        row.failed += task.state == "FAILURE"
-        if task.ready and task.runtime is not None:
-            row.runtime += float(task.runtime)
-            row.timed += 1
-    return sorted(rows.values(), key=lambda row: (-row.total, row.name))
-
-
 async def overview(request: Request) -> Response:
     """Counts by state, workers up, recent failures."""
-    state = dashboard_of(request).feed.state
+    feed = dashboard_of(request).feed
+    state = feed.state
     failures = select_tasks(state, TaskQuery(state="FAILURE", limit=RECENT_FAILURES))
     return render(
         request, "overview", "overview",
-        counts=counts_by_state(state),
+        counts=feed.tally.by_state(),
         workers_up=sum(1 for _ in state.alive_workers()),
         workers_known=len(state.workers),
-        failures=failures, events=state.event_count, names=rows_by_name(state),
-        connected=dashboard_of(request).feed.connected,
+        failures=failures, events=state.event_count, names=feed.tally.by_name(),
+        connected=feed.connected,
     )  # fmt: skip
 
 
@@ -153,7 +115,7 @@ async def tasks(request: Request) -> Response:
     return render(
         request, "tasks", "tasks",
         tasks=select_tasks(state, query), query=query,
-        names=state.task_types(), states=sorted(counts_by_state(state)),
+        names=state.task_types(),
     )  # fmt: skip
 
 

@@ -10,6 +10,7 @@ not make. :func:`select_tasks` filters and sorts as ``/api/tasks`` does.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -169,12 +170,21 @@ def _moment(params: Any, key: str) -> float | None:
 
 
 def select_tasks(state: State, query: TaskQuery) -> list[Task]:
-    """The tasks ``query`` selects: newest first, or by ``sort_by``; then offset and limit."""
-    tasks: Iterable[Task] = (task for _, task in state.tasks_by_time())
-    chosen = [task for task in tasks if query.matches(task)]
-    if query.sort_by is not None:
-        key = query.sort_by.lstrip("-")
-        chosen.sort(key=lambda task: _sort_value(task, key), reverse=query.sort_by[0] == "-")
+    """The tasks ``query`` selects: latest news first, or by ``sort_by``; then offset and limit.
+
+    The state keeps its tasks in the order their latest event came, so without ``sort_by``
+    the newest are read first and reading stops once ``offset + limit`` matched: the first
+    page costs the same with 1,000 tasks in memory as with 100,000.
+    """
+    newest_first: Iterable[Task] = reversed(list(state.tasks.values()))
+    matching = (task for task in newest_first if query.matches(task))
+    if query.sort_by is None:
+        end = None if query.limit is None else query.offset + query.limit
+        return list(itertools.islice(matching, query.offset, end))
+    key = query.sort_by.lstrip("-")
+    chosen = sorted(matching, key=lambda task: _sort_value(task, key))
+    if query.sort_by.startswith("-"):
+        chosen.reverse()
     end = None if query.limit is None else query.offset + query.limit
     return chosen[query.offset : end]
 
