@@ -13,6 +13,7 @@ import asyncio
 import builtins
 import datetime as dt
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from celeriac.exceptions import CeleriacError, TimeoutError
+from celeriac.exceptions import CeleriacError
 from celeriac.web.dashboard import Dashboard
 from celeriac.web.metrics import CONTENT_TYPE_LATEST
 from celeriac.web.records import BadQuery, TaskQuery, select_tasks, task_record, worker_record
@@ -32,6 +33,8 @@ MAX_BODY = 1 << 20
 
 DATE_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 """How ``eta`` and a date ``expires`` are written (Flower's format; ISO 8601 works too)."""
+
+logger = logging.getLogger("celeriac.web")
 
 SSE_PING = 15.0
 """Seconds between two keep-alive comments on an idle event stream."""
@@ -79,6 +82,8 @@ async def read_body(request: Request) -> dict[str, Any]:
         options = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, f"request body is not JSON: {exc}") from None
+    except RecursionError:
+        raise ApiError(400, "request body is nested too deeply") from None
     if not isinstance(options, dict):
         raise ApiError(400, f"request body must be a JSON object, not {type(options).__name__}")
     return options
@@ -141,11 +146,19 @@ async def submit(request: Request, name: str, registered: bool) -> Response:
         publish = app.build_request(name, args, kwargs, options, task)
     except (TypeError, ValueError, AttributeError, KeyError, CeleriacError) as exc:
         raise ApiError(400, f"cannot send {name}: {exc}") from None
-    await app.apublish([publish])
+    try:
+        await app.apublish([publish])
+    except (OSError, CeleriacError) as exc:
+        raise ApiError(503, f"the broker did not take {name}: {exc}") from None
     response: dict[str, Any] = {"task-id": publish.message.id}
     if app.result_backend_url is not None:
-        meta = await app.AsyncResult(publish.message.id).ameta()
-        response["state"] = meta.get("status")
+        try:
+            meta = await app.AsyncResult(publish.message.id).ameta()
+        except (OSError, CeleriacError) as exc:
+            # Published: an error now would have the client send it again. No state, then.
+            logger.warning("state of %s unread from the result backend: %s", name, exc)
+        else:
+            response["state"] = meta.get("status")
     return _json(response)
 
 
@@ -177,18 +190,27 @@ async def task_result(request: Request) -> Response:
     task_id = request.path_params["task_id"]
     timeout = _seconds(request.query_params.get("timeout"))
     result = app.AsyncResult(task_id)
-    if timeout:
-        try:
-            await result.aget(timeout=timeout, propagate=False)
-        except TimeoutError:
-            pass  # answer with the state it has now
-    meta = await result.ameta()
+    try:
+        meta = await _read_result(result, timeout)
+    except (OSError, CeleriacError) as exc:
+        raise ApiError(503, f"the result backend did not answer: {exc}") from None
     response: dict[str, Any] = {"task-id": task_id, "state": meta.get("status")}
     if meta.get("status") in ("SUCCESS", "FAILURE", "REVOKED"):
         response["result"] = safe_result(result.result)
         if meta.get("status") == "FAILURE":
             response["traceback"] = result.traceback
     return _json(response)
+
+
+async def _read_result(result: Any, timeout: float | None) -> dict[str, Any]:
+    """The stored meta, after waiting up to ``timeout`` s for the task to finish."""
+    if timeout:
+        try:
+            await result.aget(timeout=timeout, propagate=False)
+        except builtins.TimeoutError:
+            pass  # answer with the state it has now
+    meta: dict[str, Any] = await result.ameta()
+    return meta
 
 
 def _seconds(value: str | None) -> float | None:

@@ -454,3 +454,23 @@ async def test_same_origin_pages_may_act(web: Starlette) -> None:
     async with client_of(web) as client:
         posted = await client.post("/api/task/async-apply/web.add", json={}, headers=headers)
     assert posted.status_code == 200
+
+
+async def test_broker_or_backend_down_is_503_naming_it() -> None:
+    app = Celery("down", broker="redis://127.0.0.1:1/0")  # nothing listens on port 1
+    app.conf.broker_transport_options = {"max_retries": 0}
+    app.conf.result_backend_transport_options = {"max_retries": 0}
+    app.task(name="down.t")(lambda: None)
+    web = create_app(app)
+    async with client_of(web) as client:
+        posted = await client.post("/api/task/async-apply/down.t", json={})
+        result = await client.get("/api/task/result/abc")
+    assert posted.status_code == 503 and "broker did not take down.t" in posted.json()["error"]
+    assert result.status_code == 503 and "result backend" in result.json()["error"]
+
+
+async def test_deeply_nested_body_is_400(web: Starlette) -> None:
+    body = b'{"args": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    async with client_of(web) as client:
+        answer = await client.post("/api/task/async-apply/web.add", content=body)
+    assert answer.status_code == 400 and "nested" in answer.json()["error"]
