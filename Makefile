@@ -12,7 +12,7 @@ $(BIN)/celeriac: pyproject.toml
 	touch $@
 
 $(VENV)/.dev: $(BIN)/celeriac
-	$(BIN)/pip install -q 'pytest>=8' 'pytest-asyncio>=0.23' 'pytest-timeout>=2.3' 'celery[redis]>=5.5' 'coverage>=7.10' 'httpx>=0.27' 'playwright>=1.44' 'ruff>=0.6' 'mypy>=1.11' types-redis
+	$(BIN)/pip install -q 'pytest>=8' 'pytest-asyncio>=0.23' 'pytest-timeout>=2.3' 'celery[redis]>=5.5' 'coverage>=7.10' 'httpx>=0.27' 'playwright>=1.44' 'schemathesis>=4.0' 'ruff>=0.6' 'mypy>=1.11' types-redis
 	touch $@
 
 install: $(VENV)/.dev

@@ -273,8 +273,10 @@ async def revoke(request: Request) -> Response:
     refuse_unless_allowed(request)
     task_id = request.path_params["task_id"]
     if _flag(request.query_params.get("terminate")):
+        # A 4xx, not 501: the request asks for what this dashboard cannot do, and an
+        # API that is scripted against treats 5xx as "try again".
         raise ApiError(
-            501, "terminate needs remote control of the workers, which the dashboard lacks yet"
+            400, "terminate is not offered: stopping a running task needs remote control"
         )
     await dashboard.app.arevoke(task_id)
     return _json({"message": f"Revoked '{task_id}'"})

@@ -100,9 +100,9 @@ _PATHS: dict[str, Any] = {
     "/api/task/revoke/{task_id}": {"post": {
         "summary": "Revoke a task: workers skip it when it comes",
         "parameters": [_TASK_ID, _query("terminate", {"type": "boolean"},
-                       "not offered: needs remote control (501)")],
+                       "not offered: needs remote control (400)")],
         "responses": {"200": _json("revoked", "Message"), **_ACTION_ERRORS,
-                      "501": _error("terminate asked")},
+                      "400": _error("terminate asked")},
     }},
     "/api/task/types": {"get": {
         "summary": "Every task name seen",

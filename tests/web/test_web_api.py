@@ -218,7 +218,7 @@ async def test_result_timeout_must_be_a_number(web: Starlette) -> None:
     assert bad.status_code == 400 and "timeout" in bad.json()["error"]
 
 
-async def test_revoke_persists_and_terminate_is_501(web: Starlette) -> None:
+async def test_revoke_persists_and_terminate_is_refused(web: Starlette) -> None:
     app = web.state.dashboard.app
     task_id = str(uuid.uuid4())
     async with client_of(web) as client:
@@ -227,7 +227,7 @@ async def test_revoke_persists_and_terminate_is_501(web: Starlette) -> None:
     assert answer.status_code == 200 and answer.json() == {"message": f"Revoked '{task_id}'"}
     transport = await app.aget_transport()
     assert task_id in await transport.revoked()
-    assert terminate.status_code == 501 and "remote control" in terminate.json()["error"]
+    assert terminate.status_code == 400 and "remote control" in terminate.json()["error"]
 
 
 # --- security -----------------------------------------------------------------------------
