@@ -14,6 +14,7 @@ from celeriac.cli.demo import demo
 from celeriac.cli.events import events
 from celeriac.cli.loading import find_app
 from celeriac.cli.report import report
+from celeriac.cli.web import web
 from celeriac.worker.logging import setup_logging
 from celeriac.worker.supervisor import run_loops
 from celeriac.worker.worker import Worker, WorkerOptions
@@ -270,6 +271,7 @@ cli.add_command(beat)
 cli.add_command(demo)
 cli.add_command(events)
 cli.add_command(report)
+cli.add_command(web)
 
 
 def main() -> None:
