@@ -31,11 +31,13 @@ __all__ = [
     "unprefixed",
 ]
 
-Role = Literal["broker", "results", "schedules", "publisher", "waiter"]
+Role = Literal["broker", "results", "schedules", "publisher", "waiter", "subscriber"]
 """What an engine can be used as: ``publisher`` and ``waiter`` are the sync API's
 calling-thread fast paths (``BlockingPublisher`` in :mod:`celeriac.transport.base`,
 ``BlockingWaiter`` in :mod:`celeriac.backends.base`); each may still decline a URL
-(Sentinel, TLS) by returning None."""
+(Sentinel, TLS) by returning None. ``subscriber`` receives broadcasts where a queue
+bound to a fanout exchange would not (``Subscription`` in :mod:`celeriac.control.fanout`,
+which uses a queue of the broker where an engine names none)."""
 
 _PREFIXES = ("db+", "sqla+", "cache+")
 
@@ -50,6 +52,7 @@ class Engine:
     schedules: str | None = None
     publisher: str | None = None
     waiter: str | None = None
+    subscriber: str | None = None
 
     def path(self, role: Role) -> str | None:
         """The ``'module:attribute'`` of ``role``, or None."""
@@ -76,6 +79,7 @@ _REDIS = Engine(
     schedules="celeriac.engines.redis.schedules:RedisStore",
     publisher="celeriac.engines.redis.publishing:blocking_publisher",
     waiter="celeriac.engines.redis.blocking:blocking_waiter",
+    subscriber="celeriac.engines.redis.control:RedisSubscription",
 )
 _AMQP = Engine("amqp", broker="celeriac.engines.amqp.broker:AMQPTransport")
 _RPC = Engine("amqp", results="celeriac.engines.amqp.results:RPCBackend")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -71,6 +72,10 @@ class TaskHandler:
         self.wake_consumer: Callable[[], None] = lambda: None
         """Called when the window has room again: the consumer may fetch more."""
         self._background: set[asyncio.Task[None]] = set()
+        self.flights: dict[str, Flight] = {}
+        """Decoded deliveries not finished with, by task id (what remote control inspects)."""
+        self.totals: Counter[str] = Counter()
+        """Tasks run to an outcome since start, by name (``inspect stats``)."""
         # Each flight's callbacks, bound once.
         self._done = self._finished
         self._begin = self.run.started.begin
@@ -104,6 +109,7 @@ class TaskHandler:
         logger.info("Task %s[%s] received", msg.task, msg.id)
         acks_late = task.acks_late if task.acks_late is not None else self.config.acks_late
         flight = Flight(delivery, msg, task, acks_late, self._done, self._begin)
+        self.flights[msg.id] = flight
         if self.checks.clear(msg, task):
             self.run.start(flight)
         else:
@@ -112,6 +118,8 @@ class TaskHandler:
     async def _checked(self, flight: Flight) -> None:
         """Wait through the checks; then run the task, or discard it."""
         reason = await self.checks.wait(flight)
+        if reason is not None:
+            self._forget(flight)
         if reason is None:
             self.run.start(flight)
             # The job holds the delivery now (its callback lets go); this step lets go of its own.
@@ -122,6 +130,8 @@ class TaskHandler:
     def _finished(self, flight: Flight, ok: bool, value: Any) -> None:
         """A job's outcome (the executor's callback): conclude it now, or in the background."""
         self.run.ended(flight)
+        self._forget(flight)
+        self.totals[flight.task.name] += 1
         try:
             if self.conclusion.at_once(flight, ok, value):
                 self._release()
@@ -156,6 +166,10 @@ class TaskHandler:
         await self.settler.drain()
 
     # bookkeeping ------------------------------------------------------------------------
+    def _forget(self, flight: Flight) -> None:
+        if self.flights.get(flight.msg.id) is flight:
+            del self.flights[flight.msg.id]
+
     def _hold(self) -> None:
         self.held += 1
         self.idle.clear()

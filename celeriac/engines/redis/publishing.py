@@ -73,6 +73,7 @@ __all__ = [
     "Route",
     "Router",
     "blocking_publisher",
+    "fanout_channel",
     "encode_copy",
     "push_of",
 ]
@@ -223,9 +224,15 @@ class Router:
         return list(dict.fromkeys(found))
 
     def fanout_channel(self, msg: Outgoing) -> str:
-        """kombu's fanout channel ``/<db>.<exchange>[/<routing key>]``, key prefix included."""
-        suffix = f"/{msg.routing_key}" if msg.routing_key else ""
-        return f"{self.keys.prefix}/{self.db}.{msg.exchange}{suffix}"
+        """kombu's fanout channel of ``msg`` (see :func:`fanout_channel`)."""
+        return fanout_channel(self.keys.prefix, self.db, msg.exchange, msg.routing_key)
+
+
+def fanout_channel(prefix: str, db: int, exchange: str, routing_key: str = "") -> str:
+    """kombu's fanout channel ``/<db>.<exchange>[/<routing key>]``, key prefix included
+    (kombu's defaults ``fanout_prefix`` and ``fanout_patterns``)."""
+    suffix = f"/{routing_key}" if routing_key else ""
+    return f"{prefix}/{db}.{exchange}{suffix}"
 
 
 class Push:

@@ -303,6 +303,13 @@ class ProcessExecutor:
         """Pids of the current (not yet reaped) children."""
         return [child.pid for child in self._children]
 
+    def pid_running(self, entry: PendingJob) -> int | None:
+        """The pid of the child running ``entry``, or None when no child runs it."""
+        for child in self._children:
+            if child.entry is entry:
+                return child.pid
+        return None
+
     async def start(self) -> None:
         """Fork the children and wait until each has run its initializer."""
         if self._started:
