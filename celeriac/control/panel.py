@@ -24,7 +24,7 @@ from celeriac.transport import QueueSpec
 from celeriac.worker.flight import Flight
 from celeriac.worker.rate_limit import parse_rate
 
-__all__ = ["COMMANDS", "Command", "Node", "WorkerSide", "ok", "nok", "request_info"]
+__all__ = ["ALIASES", "COMMANDS", "Command", "Node", "WorkerSide", "ok", "nok", "request_info"]
 
 logger = logging.getLogger("celeriac.worker.control")
 
@@ -119,25 +119,57 @@ H = TypeVar("H", bound=Handler)
 
 @dataclass(frozen=True)
 class Command:
-    """A command: its kind, its handler and its default reply timeout (Celery's)."""
+    """A command: its kind, its handler, and how the command line passes it arguments
+    (Celery's ``Panel.meta``): positional ``args`` as (name, type), then the rest as the
+    list ``variadic``; ``signature`` is the usage shown by ``--list``."""
 
     kind: Kind
     handler: Handler
-    timeout: float = 1.0
+    args: tuple[tuple[str, Callable[[str], Any]], ...] = ()
+    variadic: str | None = None
+    signature: str = ""
+
+    @property
+    def help(self) -> str:
+        """The first line of the handler's docstring."""
+        return (self.handler.__doc__ or "").strip().splitlines()[0].replace("``", "")
 
 
 COMMANDS: dict[str, Command] = {}
 """Every command a worker answers, by name (Celery's ``Panel``); aliases included."""
 
 
-def _command(kind: Kind, *, aliases: Iterable[str] = (), timeout: float = 1.0) -> Callable[[H], H]:
+ALIASES: set[str] = set()
+"""Names in :data:`COMMANDS` that are another command's old name (hidden from ``--list``)."""
+
+
+def _command(
+    kind: Kind,
+    *,
+    aliases: Iterable[str] = (),
+    args: tuple[tuple[str, Callable[[str], Any]], ...] = (),
+    variadic: str | None = None,
+    signature: str = "",
+) -> Callable[[H], H]:
     def register(fn: H) -> H:
-        command = Command(kind, fn, timeout)
-        for name in (fn.__name__.removeprefix("do_"), *aliases):
-            COMMANDS[name] = command
+        command = Command(kind, fn, args, variadic, signature)
+        COMMANDS[fn.__name__] = command
+        for alias in aliases:
+            COMMANDS[alias] = command
+            ALIASES.add(alias)
         return fn
 
     return register
+
+
+def _flag(text: str) -> bool:
+    """Celery's ``strtobool``."""
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "y", "on"):
+        return True
+    if value in ("0", "false", "no", "n", "off"):
+        return False
+    raise ValueError(f"not a boolean: {text!r}")
 
 
 # -- requests -------------------------------------------------------------------------
@@ -207,7 +239,7 @@ async def scheduled(node: Node, **_: Any) -> list[dict[str, Any]]:
     ]
 
 
-@_command("inspect")
+@_command("inspect", variadic="ids", signature="[id1 [id2 [... [idN]]]]")
 async def query_task(node: Node, ids: Any = (), **_: Any) -> dict[str, Any]:
     """State and info of the given task ids that this worker holds."""
     wanted = [ids] if isinstance(ids, str) else list(ids or ())
@@ -223,7 +255,12 @@ async def revoked(node: Node, **_: Any) -> list[str]:
     return sorted(node.worker.revoked_ids)
 
 
-@_command("inspect", aliases=("dump_tasks",))
+@_command(
+    "inspect",
+    aliases=("dump_tasks",),
+    variadic="taskinfoitems",
+    signature="[attr1 [attr2 [... [attrN]]]]",
+)
 async def registered(
     node: Node, taskinfoitems: Any = None, builtins: bool = False, **_: Any
 ) -> list[str]:
@@ -246,7 +283,7 @@ async def registered(
 # -- the worker -----------------------------------------------------------------------
 
 
-@_command("inspect", timeout=0.2)
+@_command("inspect")
 async def ping(node: Node, **_: Any) -> dict[str, Any]:
     """Answer ``pong``."""
     return ok("pong")
@@ -324,7 +361,12 @@ async def report(node: Node, **_: Any) -> dict[str, Any]:
     return ok(bug_report(node.worker.app))
 
 
-@_command("inspect", aliases=("dump_conf",))
+@_command(
+    "inspect",
+    aliases=("dump_conf",),
+    args=(("with_defaults", _flag),),
+    signature="[include_defaults=False]",
+)
 async def conf(node: Node, with_defaults: bool = False, **_: Any) -> dict[str, Any]:
     """Settings (changed ones, unless ``with_defaults``), secrets masked."""
     table: dict[str, Any] = node.worker.app.conf.table(with_defaults=with_defaults)
@@ -373,7 +415,7 @@ def _queue_dict(spec: QueueSpec) -> dict[str, Any]:
 # -- control --------------------------------------------------------------------------
 
 
-@_command("control")
+@_command("control", variadic="task_id", signature="[id1 [id2 [... [idN]]]]")
 async def revoke(
     node: Node, task_id: Any = (), terminate: bool = False, signal: Any = None, **_: Any
 ) -> dict[str, Any]:
@@ -428,13 +470,22 @@ def _signal_number(value: Any) -> int:
         raise ValueError(f"unknown signal {value!r}") from None
 
 
-@_command("control")
+@_command(
+    "control",
+    args=(("signal", str),),
+    variadic="task_id",
+    signature="<signal> [id1 [id2 [... [idN]]]]",
+)
 async def terminate(node: Node, signal: Any = None, task_id: Any = (), **_: Any) -> dict[str, Any]:
     """Revoke and kill running tasks."""
     return await revoke(node, task_id, terminate=True, signal=signal)
 
 
-@_command("control")
+@_command(
+    "control",
+    args=(("task_name", str), ("rate_limit", str)),
+    signature="<task_name> <rate_limit (e.g., 5/s | 5/m | 5/h)>",
+)
 async def rate_limit(
     node: Node, task_name: str = "", rate_limit: Any = None, **_: Any
 ) -> dict[str, Any]:
@@ -456,7 +507,11 @@ async def rate_limit(
     return ok("new rate limit set successfully")
 
 
-@_command("control")
+@_command(
+    "control",
+    args=(("task_name", str), ("soft", float), ("hard", float)),
+    signature="<task_name> <soft_secs> [hard_secs]",
+)
 async def time_limit(
     node: Node, task_name: str = "", hard: Any = None, soft: Any = None, **_: Any
 ) -> dict[str, Any]:
@@ -478,25 +533,29 @@ async def shutdown(node: Node, msg: str = "Got shutdown from remote", **_: Any) 
     node.worker.shutdown()
 
 
-@_command("control")
+@_command("control", args=(("n", int),), signature="[N=1]")
 async def pool_grow(node: Node, n: int = 1, **_: Any) -> dict[str, Any]:
     """Not supported: celeriac's pools have a fixed size."""
     return nok(f"pool_grow is not supported: the {node.worker.pool_name} pool has a fixed size")
 
 
-@_command("control")
+@_command("control", args=(("n", int),), signature="[N=1]")
 async def pool_shrink(node: Node, n: int = 1, **_: Any) -> dict[str, Any]:
     """Not supported: celeriac's pools have a fixed size."""
     return nok(f"pool_shrink is not supported: the {node.worker.pool_name} pool has a fixed size")
 
 
-@_command("control")
+@_command("control", args=(("max", int), ("min", int)), signature="[max [min]]")
 async def autoscale(node: Node, max: Any = None, min: Any = None, **_: Any) -> dict[str, Any]:
     """Celery's answer for a worker started without ``--autoscale`` (celeriac has none)."""
     return nok(repr(ValueError("Autoscale not enabled")))
 
 
-@_command("control")
+@_command(
+    "control",
+    args=(("queue", str), ("exchange", str), ("exchange_type", str), ("routing_key", str)),
+    signature="<queue> [exchange [type [routing_key]]]",
+)
 async def add_consumer(
     node: Node,
     queue: str = "",
@@ -520,7 +579,7 @@ async def add_consumer(
     return ok(f"add consumer {queue}")
 
 
-@_command("control")
+@_command("control", args=(("queue", str),), signature="<queue>")
 async def cancel_consumer(node: Node, queue: str = "", **_: Any) -> dict[str, Any]:
     """Stop consuming ``queue``."""
     node.worker.cancel_queue(queue)
