@@ -366,6 +366,7 @@ class Inspect:
         self.matcher = matcher
 
     async def _arequest(self, command: str, **arguments: Any) -> Any:
+        """Send ``command`` and return the replies by node (Celery's ``_request``)."""
         one = isinstance(self.destination, str)
         destination = [self.destination] if isinstance(self.destination, str) else self.destination
         replies = await self.control.abroadcast(
@@ -384,57 +385,78 @@ class Inspect:
         by_node = flatten_reply(replies)
         return by_node.get(str(self.destination)) if one else by_node
 
-    def _request(self, command: str, **arguments: Any) -> Any:
-        return self.app.run_sync(self._arequest(command, **arguments))
-
-    def ping(self, destination: Sequence[str] | None = None) -> Any:
+    async def aping(self, destination: Sequence[str] | None = None) -> Any:
         """``{host: {'ok': 'pong'}}``."""
-        return self._request("ping")
+        return await self._arequest("ping")
 
-    def active(self, safe: bool | None = None) -> Any:
+    ping = sync_twin(aping)
+
+    async def aactive(self, safe: bool | None = None) -> Any:
         """Tasks being executed."""
-        return self._request("active", safe=safe) if safe is not None else self._request("active")
+        return await self._arequest("active", **({} if safe is None else {"safe": safe}))
 
-    def reserved(self, safe: bool | None = None) -> Any:
+    active = sync_twin(aactive)
+
+    async def areserved(self, safe: bool | None = None) -> Any:
         """Tasks received, waiting to run."""
-        return self._request("reserved")
+        return await self._arequest("reserved")
 
-    def scheduled(self, safe: bool | None = None) -> Any:
+    reserved = sync_twin(areserved)
+
+    async def ascheduled(self, safe: bool | None = None) -> Any:
         """Tasks held until their ETA."""
-        return self._request("scheduled")
+        return await self._arequest("scheduled")
 
-    def revoked(self) -> Any:
+    scheduled = sync_twin(ascheduled)
+
+    async def arevoked(self) -> Any:
         """Revoked task ids."""
-        return self._request("revoked")
+        return await self._arequest("revoked")
 
-    def registered(self, *taskinfoitems: str) -> Any:
+    revoked = sync_twin(arevoked)
+
+    async def aregistered(self, *taskinfoitems: str) -> Any:
         """Registered task names (with ``taskinfoitems`` attributes)."""
-        return self._request("registered", taskinfoitems=list(taskinfoitems) or None)
+        return await self._arequest("registered", taskinfoitems=list(taskinfoitems) or None)
 
+    registered = sync_twin(aregistered)
     registered_tasks = registered
 
-    def stats(self) -> Any:
+    async def astats(self) -> Any:
         """Worker statistics."""
-        return self._request("stats")
+        return await self._arequest("stats")
 
-    def active_queues(self) -> Any:
+    stats = sync_twin(astats)
+
+    async def aactive_queues(self) -> Any:
         """Queues consumed."""
-        return self._request("active_queues")
+        return await self._arequest("active_queues")
 
-    def conf(self, with_defaults: bool = False) -> Any:
+    active_queues = sync_twin(aactive_queues)
+
+    async def aconf(self, with_defaults: bool = False) -> Any:
         """Settings of each worker."""
-        return self._request("conf", with_defaults=with_defaults)
+        return await self._arequest("conf", with_defaults=with_defaults)
 
-    def query_task(self, *ids: str) -> Any:
+    conf = sync_twin(aconf)
+
+    async def aquery_task(self, *ids: str | Sequence[str]) -> Any:
         """State and info of the given task ids held by the workers."""
-        if len(ids) == 1 and isinstance(ids[0], list | tuple):
-            ids = tuple(ids[0])
-        return self._request("query_task", ids=list(ids))
+        flat: list[str] = []
+        for i in ids:
+            flat.extend([i] if isinstance(i, str) else i)
+        return await self._arequest("query_task", ids=flat)
 
-    def report(self) -> Any:
+    query_task = sync_twin(aquery_task)
+
+    async def areport(self) -> Any:
         """Bug reports of each worker."""
-        return self._request("report")
+        return await self._arequest("report")
 
-    def clock(self) -> Any:
+    report = sync_twin(areport)
+
+    async def aclock(self) -> Any:
         """Logical clocks."""
-        return self._request("clock")
+        return await self._arequest("clock")
+
+    clock = sync_twin(aclock)

@@ -109,7 +109,8 @@ class Conclusion:
         }
         await self._record(flight, make_meta(msg.id, states.REVOKED, error))
         await self.workflow.after_revoked(msg, error)
-        self.settler.ack(flight.delivery)
+        if flight.acks_late or flight.time_start is None:  # else acked as its job started
+            self.settler.ack(flight.delivery)
 
     # outcomes ---------------------------------------------------------------------------
     def _lost(self, flight: Flight, exc: Any) -> Outcome | None:

@@ -25,6 +25,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from celeriac.backends import Meta, ResultBackend
+from celeriac.exceptions import WorkerLostError
 from celeriac.transport import Delivery, Transport
 from celeriac.worker.checks import HANDED_BACK, Checks
 from celeriac.worker.conclude import Conclusion
@@ -132,6 +133,10 @@ class TaskHandler:
         self.run.ended(flight)
         self._forget(flight)
         self.totals[flight.task.name] += 1
+        if not ok and isinstance(value, WorkerLostError) and flight.msg.id in self.config.revoked:
+            # Killed by a remote ``terminate``: REVOKED, as Celery records it.
+            self._in_background(flight.delivery, self.conclusion.discard(flight, "terminated"))
+            return
         try:
             if self.conclusion.at_once(flight, ok, value):
                 self._release()

@@ -117,7 +117,8 @@ class Worker:
         finally:
             revoke_sync.cancel()
             if mailbox is not None:
-                await mailbox
+                mailbox.cancel()  # at once: it would notice the stop only at its next receive
+                await asyncio.gather(mailbox, return_exceptions=True)
             if beat is not None:
                 await stop_embedded_beat(beat)
             await self._shutdown(sync_pool, async_pool)
