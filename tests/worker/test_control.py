@@ -78,7 +78,9 @@ async def test_terminate_of_a_finished_task_says_it_is_not_running(
     await start_worker(hostname=NAME)
     result = app.send_task("tests.worker.apps.add", (2, 2))
     assert await result.aget(timeout=10) == 4
-    reply = await app.control.arevoke(result.id, terminate=True, reply=True, timeout=2, destination=TO)
+    reply = await app.control.arevoke(
+        result.id, terminate=True, reply=True, timeout=2, destination=TO
+    )
     assert reply == [{NAME: {"ok": "terminate: tasks unknown (not running on this worker)"}}]
     assert result.state == states.SUCCESS
 
@@ -86,16 +88,22 @@ async def test_terminate_of_a_finished_task_says_it_is_not_running(
 async def test_rate_and_time_limits(app: Celery, start_worker: StartWorker) -> None:
     await start_worker(hostname=NAME)
     control = app.control
-    reply = await control.arate_limit("tests.worker.apps.add", "100/s", reply=True, timeout=2, destination=TO)
+    reply = await control.arate_limit(
+        "tests.worker.apps.add", "100/s", reply=True, timeout=2, destination=TO
+    )
     assert reply == [{NAME: {"ok": "new rate limit set successfully"}}]
     registered = (await control.inspect(destination=TO, timeout=2).aregistered())[NAME]
     assert "tests.worker.apps.add [rate_limit=100/s]" in registered
     assert await control.arate_limit("nope", "1/s", reply=True, timeout=2, destination=TO) == [
         {NAME: {"error": "unknown task"}}
     ]
-    bad = await control.arate_limit("tests.worker.apps.add", "x/y", reply=True, timeout=2, destination=TO)
+    bad = await control.arate_limit(
+        "tests.worker.apps.add", "x/y", reply=True, timeout=2, destination=TO
+    )
     assert bad[0][NAME]["error"].startswith("Invalid rate limit string")
-    reply = await control.atime_limit("tests.worker.apps.add", 5, 10, reply=True, timeout=2, destination=TO)
+    reply = await control.atime_limit(
+        "tests.worker.apps.add", 5, 10, reply=True, timeout=2, destination=TO
+    )
     assert reply == [{NAME: {"ok": "time limits set successfully"}}]
     assert app.tasks["tests.worker.apps.add"].time_limit == 10
     await control.arate_limit("tests.worker.apps.add", 0, reply=True, timeout=2, destination=TO)
@@ -108,7 +116,10 @@ async def test_add_and_cancel_consumer(app: Celery, start_worker: StartWorker) -
     reply = await app.control.aadd_consumer("extra", reply=True, timeout=2, destination=TO)
     assert reply == [{NAME: {"ok": "add consumer extra"}}]
     assert await app.send_task("tests.worker.apps.add", (3, 4), queue="extra").aget(timeout=10) == 7
-    names = [q["name"] for q in (await app.control.inspect(destination=TO, timeout=2).aactive_queues())[NAME]]
+    names = [
+        q["name"]
+        for q in (await app.control.inspect(destination=TO, timeout=2).aactive_queues())[NAME]
+    ]
     assert names == ["celery", "extra"]
     reply = await app.control.acancel_consumer("extra", reply=True, timeout=2, destination=TO)
     assert reply == [{NAME: {"ok": "no longer consuming from extra"}}]
@@ -156,8 +167,12 @@ async def test_bad_messages_are_logged_once_and_the_worker_keeps_answering(
         Envelope(body=b'{"arguments": {}}', content_type="application/json"),
     ]
     with caplog.at_level(logging.DEBUG, logger="celeriac.worker.control"):
-        await transport.publish([Outgoing(e, exchange=names.exchange, routing_key="") for e in junk])
-        unknown = await app.control.abroadcast("no_such_command", destination=TO, reply=True, timeout=2)
+        await transport.publish(
+            [Outgoing(e, exchange=names.exchange, routing_key="") for e in junk]
+        )
+        unknown = await app.control.abroadcast(
+            "no_such_command", destination=TO, reply=True, timeout=2
+        )
         await app.control.abroadcast("no_such_command", destination=TO, reply=True, timeout=2)
         assert await app.control.aping(TO, timeout=2) == [{NAME: {"ok": "pong"}}]
     assert unknown == [{NAME: {"error": "unknown control command 'no_such_command'"}}]
