@@ -60,6 +60,7 @@ class Cluster:
 
 
 def _broker(kind: str, tmp: Path) -> Iterator[tuple[str, str]]:
+    """(broker URL, Redis key prefix) of a fresh broker of ``kind``."""
     if kind == "sqlite":
         yield f"sqlite:///{tmp / 'broker.sqlite'}", ""
     elif kind == "redis":
@@ -79,7 +80,13 @@ def cluster(
 ) -> Iterator[Cluster]:
     tmp = tmp_path_factory.mktemp(request.param)
     for url, prefix in _broker(request.param, tmp):
-        env = {**os.environ, "CONTROL_URL": url, "CONTROL_PREFIX": prefix, "PYTHONPATH": str(ROOT)}
+        env = {
+            **os.environ,
+            "CONTROL_URL": url,
+            "CONTROL_PREFIX": prefix,
+            "CONTROL_BACKEND": f"sqlite:///{tmp / 'results.sqlite'}",
+            "PYTHONPATH": str(ROOT),
+        }
         log = tmp / "worker.log"
         worker = subprocess.Popen(
             [
