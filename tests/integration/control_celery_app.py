@@ -6,8 +6,8 @@ import time
 from celery import Celery
 
 app = Celery("ctl", broker=os.environ.get("CONTROL_URL"), backend=os.environ.get("CONTROL_URL"))
-if os.environ.get("CONTROL_BACKEND"):  # results another process can read (not rpc://)
-    app.conf.result_backend = os.environ["CONTROL_BACKEND"]
+if os.environ.get("CONTROL_URL", "").startswith("amqp"):
+    app.conf.result_backend = "rpc://"
 if os.environ.get("CONTROL_PREFIX"):
     app.conf.broker_transport_options = {"global_keyprefix": os.environ["CONTROL_PREFIX"]}
     app.conf.result_backend_transport_options = {"global_keyprefix": os.environ["CONTROL_PREFIX"]}

@@ -7,131 +7,24 @@ CLI a user would type: ``call``, ``inspect``, ``control``, ``status``, ``result`
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.services import (
-    REDIS_URL,
-    amqp_vhost,
-    amqp_vhost_url,
-    delete_prefixed,
-    key_prefix,
-    redis_client,
-)
+from tests.integration.control_cluster import NAME, Cluster
+from tests.integration.control_cluster import cluster as running
 
-pytestmark = pytest.mark.timeout(120)
-
-ROOT = Path(__file__).resolve().parents[2]
-APP = "tests.integration.control_app"
-NAME = "ctl-worker@test"
-
-
-class Cluster:
-    """The environment of one broker and its worker."""
-
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.env = env
-        self.log = log
-
-    def cli(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-        """Run ``celeriac -A control_app ARGS``."""
-        return subprocess.run(
-            [sys.executable, "-m", "celeriac", "-A", APP, *args],
-            env=self.env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-
-    def json(self, *args: str) -> Any:
-        """The ``-j`` output of an inspect/control command to this module's worker."""
-        done = self.cli(*args, "-j", "-d", NAME, "-t", "5")
-        assert done.returncode == 0, done.stderr + done.stdout
-        return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def _broker(kind: str, tmp: Path) -> Iterator[tuple[str, str]]:
-    """(broker URL, Redis key prefix) of a fresh broker of ``kind``."""
-    if kind == "sqlite":
-        yield f"sqlite:///{tmp / 'broker.sqlite'}", ""
-    elif kind == "redis":
-        client = redis_client()
-        prefix = key_prefix("ctl")
-        yield REDIS_URL, prefix
-        delete_prefixed(client, prefix)
-        client.close()
-    else:
-        with amqp_vhost() as vhost:
-            yield amqp_vhost_url(vhost), ""
+pytestmark = pytest.mark.timeout(180)
 
 
 @pytest.fixture(scope="module", params=["sqlite", "redis", "amqp"])
 def cluster(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Cluster]:
-    tmp = tmp_path_factory.mktemp(request.param)
-    for url, prefix in _broker(request.param, tmp):
-        env = {
-            **os.environ,
-            "CONTROL_URL": url,
-            "CONTROL_PREFIX": prefix,
-            "CONTROL_BACKEND": f"sqlite:///{tmp / 'results.sqlite'}",
-            "PYTHONPATH": str(ROOT),
-        }
-        log = tmp / "worker.log"
-        worker = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celeriac",
-                "-A",
-                APP,
-                "worker",
-                "-n",
-                NAME,
-                "-c",
-                "2",
-                "-P",
-                "prefork",
-                "-l",
-                "info",
-            ],
-            env=env,
-            cwd=ROOT,
-            stdout=log.open("wb"),
-            stderr=subprocess.STDOUT,
-        )
-        here = Cluster(env, log)
-        try:
-            _wait_online(here, worker)
-            yield here
-        finally:
-            if worker.poll() is None:
-                worker.terminate()
-            try:
-                worker.wait(30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait()
-
-
-def _wait_online(cluster: Cluster, worker: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 40
-    while time.monotonic() < deadline:
-        if worker.poll() is not None:
-            raise AssertionError(f"worker exited: {cluster.log.read_text()[-3000:]}")
-        if cluster.cli("inspect", "ping", "-d", NAME, "-t", "1").returncode == 0:
-            return
-    raise AssertionError(f"worker never answered: {cluster.log.read_text()[-3000:]}")
+    with running(request.param, tmp_path_factory.mktemp(request.param)) as here:
+        yield here
 
 
 def test_status_and_ping(cluster: Cluster) -> None:
