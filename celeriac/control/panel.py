@@ -85,6 +85,9 @@ class WorkerSide(Protocol):
     def set_rate_limit(self, task_name: str, rate: Any) -> None:
         """Apply a new rate limit to ``task_name`` at once."""
 
+    def resize_pool(self, delta: int) -> str | None:
+        """Grow (or shrink, when negative) the pool; the reason when it cannot."""
+
     async def persist_revokes(self, task_ids: list[str], expires: float) -> None:
         """Persist revokes, as ``app.control.revoke`` does."""
 
@@ -535,14 +538,16 @@ async def shutdown(node: Node, msg: str = "Got shutdown from remote", **_: Any) 
 
 @_command("control", args=(("n", int),), signature="[N=1]")
 async def pool_grow(node: Node, n: int = 1, **_: Any) -> dict[str, Any]:
-    """Not supported: celeriac's pools have a fixed size."""
-    return nok(f"pool_grow is not supported: the {node.worker.pool_name} pool has a fixed size")
+    """Grow the pool by n processes (prefork pool)."""
+    refused = node.worker.resize_pool(int(n))
+    return nok(refused) if refused else ok("pool will grow")
 
 
 @_command("control", args=(("n", int),), signature="[N=1]")
 async def pool_shrink(node: Node, n: int = 1, **_: Any) -> dict[str, Any]:
-    """Not supported: celeriac's pools have a fixed size."""
-    return nok(f"pool_shrink is not supported: the {node.worker.pool_name} pool has a fixed size")
+    """Shrink the pool by n processes (prefork pool; never below one)."""
+    refused = node.worker.resize_pool(-int(n))
+    return nok(refused) if refused else ok("pool will shrink")
 
 
 @_command("control", args=(("max", int), ("min", int)), signature="[max [min]]")

@@ -106,6 +106,20 @@ class WorkerRemote:
         if handler is not None:
             handler.checks.rate_limiter.set(task_name, rate)
 
+    def resize_pool(self, delta: int) -> str | None:
+        """Grow or shrink a prefork pool, and the prefetch window with it."""
+        pool = self._worker.sync_pool
+        if not isinstance(pool, ProcessExecutor):
+            return f"the {self.pool_name} pool has a fixed size (-c)"
+        if delta == 0:
+            return None
+        if delta > 0:
+            pool.grow(delta)
+        elif pool.shrink(-delta) == 0:
+            return "the pool is down to one process"
+        self._worker.concurrency = self.concurrency = pool.capacity
+        return None
+
     async def persist_revokes(self, task_ids: list[str], expires: float) -> None:
         """Persist through the transport, as ``app.control.revoke`` does."""
         transport = self._worker.transport

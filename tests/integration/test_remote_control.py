@@ -54,6 +54,20 @@ def test_inspect_shapes(cluster: Cluster) -> None:
     assert "software ->" in cluster.json("inspect", "report")[NAME]["ok"]
 
 
+def test_pool_grow_and_shrink(cluster: Cluster) -> None:
+    def pool() -> tuple[int, int]:
+        stats = cluster.json("inspect", "stats")[NAME]
+        return stats["pool"]["max-concurrency"], len(stats["pool"]["processes"])
+
+    assert cluster.json("control", "pool_grow", "1") == {NAME: {"ok": "pool will grow"}}
+    assert pool() == (3, 3)
+    assert cluster.json("control", "pool_shrink", "1") == {NAME: {"ok": "pool will shrink"}}
+    deadline = time.monotonic() + 20
+    while pool() != (2, 2):
+        assert time.monotonic() < deadline, pool()
+    assert cluster.json("inspect", "stats")[NAME]["prefetch_count"] == 2 * 4
+
+
 def test_terminate_kills_the_running_task(cluster: Cluster) -> None:
     task_id = cluster.cli("call", "ctl.sleep", "-a", "[60]").stdout.strip()
     deadline = time.monotonic() + 20

@@ -135,7 +135,7 @@ async def test_commands_celeriac_does_not_support_say_so(
         {NAME: {"error": "ValueError('Autoscale not enabled')"}}
     ]
     grow = await control.apool_grow(1, reply=True, timeout=2, destination=TO)
-    assert "not supported" in grow[0][NAME]["error"]
+    assert grow == [{NAME: {"error": "the threads pool has a fixed size (-c)"}}]
     # No event dispatcher in this worker: Celery's reply for a worker without one.
     assert await control.aenable_events(reply=True, timeout=2, destination=TO) == [
         {NAME: {"error": "event dispatcher unavailable"}}
