@@ -176,54 +176,45 @@ def _run(
         raise _ClickExit(exc.message) from None
 
 
-@click.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-@click.argument("command")
-@click.argument("args", nargs=-1)
-@click.option(
-    "--list",
-    is_flag=True,
-    expose_value=False,
-    is_eager=True,
-    callback=_list_commands("inspect"),
-    help="List inspect commands and exit.",
-)
-@_options
-@click.pass_obj
-def inspect(
-    obj: Any,
-    command: str,
-    args: tuple[str, ...],
-    timeout: float,
-    destination: str | None,
-    as_json: bool,
-) -> None:
-    """Ask the workers about their state: ping, active, stats, registered, ..."""
-    _run(obj, "inspect", command, list(args), timeout, destination, as_json)
+def _remote_command(kind: Kind, doc: str) -> click.Command:
+    """``celeriac inspect`` or ``celeriac control``: COMMAND [ARGS...] to the workers."""
+
+    @click.command(
+        name=kind,
+        help=doc,
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    )
+    @click.argument("command")
+    @click.argument("args", nargs=-1)
+    @click.option(
+        "--list",
+        is_flag=True,
+        expose_value=False,
+        is_eager=True,
+        callback=_list_commands(kind),
+        help=f"List {kind} commands and exit.",
+    )
+    @_options
+    @click.pass_obj
+    def run(
+        obj: Any,
+        command: str,
+        args: tuple[str, ...],
+        timeout: float,
+        destination: str | None,
+        as_json: bool,
+    ) -> None:
+        _run(obj, kind, command, list(args), timeout, destination, as_json)
+
+    return run
 
 
-@click.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-@click.argument("command")
-@click.argument("args", nargs=-1)
-@click.option(
-    "--list",
-    is_flag=True,
-    expose_value=False,
-    is_eager=True,
-    callback=_list_commands("control"),
-    help="List control commands and exit.",
+inspect = _remote_command(
+    "inspect", "Ask the workers about their state: ping, active, stats, registered, ..."
 )
-@_options
-@click.pass_obj
-def control(
-    obj: Any,
-    command: str,
-    args: tuple[str, ...],
-    timeout: float,
-    destination: str | None,
-    as_json: bool,
-) -> None:
-    """Tell the workers to do something: revoke, rate_limit, shutdown, add_consumer, ..."""
-    _run(obj, "control", command, list(args), timeout, destination, as_json)
+control = _remote_command(
+    "control", "Tell the workers to do something: revoke, rate_limit, shutdown, add_consumer, ..."
+)
 
 
 @click.command()

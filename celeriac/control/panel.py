@@ -594,19 +594,22 @@ async def cancel_consumer(node: Node, queue: str = "", **_: Any) -> dict[str, An
 @_command("control")
 async def enable_events(node: Node, **_: Any) -> dict[str, Any]:
     """Start sending task events."""
-    changed = node.worker.set_task_events(True)
-    if changed is None:
-        return nok("event dispatcher unavailable")
-    return ok("task events enabled" if changed else "task events already enabled")
+    return _switch_events(node, True)
 
 
 @_command("control")
 async def disable_events(node: Node, **_: Any) -> dict[str, Any]:
     """Stop sending task events."""
-    changed = node.worker.set_task_events(False)
+    return _switch_events(node, False)
+
+
+def _switch_events(node: Node, enabled: bool) -> dict[str, Any]:
+    """Celery's replies: changed, already so, or no dispatcher."""
+    changed = node.worker.set_task_events(enabled)
     if changed is None:
         return nok("event dispatcher unavailable")
-    return ok("task events disabled" if changed else "task events already disabled")
+    word = "enabled" if enabled else "disabled"
+    return ok(f"task events {word}" if changed else f"task events already {word}")
 
 
 @_command("control")
