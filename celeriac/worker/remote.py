@@ -3,8 +3,9 @@
 :class:`WorkerRemote` adapts a :class:`~celeriac.worker.worker.Worker` to the
 :class:`~celeriac.control.panel.WorkerSide` the commands use, and runs the mailbox
 (:mod:`celeriac.control.mailbox`) beside the consume loop. ``worker_enable_remote_control
-= False`` starts none. The events helper's dispatcher plugs in through
-:attr:`WorkerRemote.events` (``set_task_events`` / ``send_heartbeat``).
+= False`` starts none. ``enable_events``, ``disable_events`` and ``heartbeat`` reach the
+worker's event dispatcher through ``Worker.events`` (an :class:`EventSwitch`; None while the
+worker sends no events).
 """
 
 from __future__ import annotations
@@ -48,8 +49,6 @@ class WorkerRemote:
         self.app = worker.app
         self.pool_name = worker.pool_name
         self.concurrency = worker.concurrency
-        self.events: EventSwitch | None = None
-        """The event dispatcher, when the worker sends events."""
         self._started = time.monotonic()
 
     @property
@@ -140,13 +139,15 @@ class WorkerRemote:
 
     def set_task_events(self, enabled: bool) -> bool | None:
         """Switch task events (None: this worker has no event dispatcher)."""
-        return self.events.set_task_events(enabled) if self.events is not None else None
+        events = self._worker.events
+        return events.set_task_events(enabled) if events is not None else None
 
     def send_heartbeat(self) -> bool:
-        """Send a heartbeat event now, when events are on."""
-        if self.events is None:
+        """Send a heartbeat event now, when the worker has an event dispatcher."""
+        events = self._worker.events
+        if events is None:
             return False
-        self.events.send_heartbeat()
+        events.send_heartbeat()
         return True
 
 

@@ -30,7 +30,7 @@ from celeriac.worker.executors.base import Executor
 from celeriac.worker.executors.inloop import InLoopExecutor
 from celeriac.worker.flight import HandlerConfig
 from celeriac.worker.handler import TaskHandler
-from celeriac.worker.remote import WorkerRemote, start_remote_control
+from celeriac.worker.remote import EventSwitch, WorkerRemote, start_remote_control
 
 __all__ = ["Worker", "WorkerOptions"]
 
@@ -91,6 +91,8 @@ class Worker:
         self.sync_pool: Executor | None = None
         self.remote: WorkerRemote | None = None
         """Remote control's view of this worker, while its mailbox runs."""
+        self.events: EventSwitch | None = None
+        """The event dispatcher remote control switches (None: this worker sends no events)."""
         self.exit_code = 0
 
     # top level --------------------------------------------------------------------------

@@ -195,3 +195,38 @@ async def test_remote_control_can_be_switched_off(app: Celery, start_worker: Sta
         assert await app.control.aping(timeout=0.5) == []
     finally:
         app.conf.worker_enable_remote_control = True
+
+
+class _Switch:
+    """An event dispatcher as remote control sees it."""
+
+    def __init__(self) -> None:
+        self.on = False
+        self.beats = 0
+
+    def set_task_events(self, enabled: bool) -> bool:
+        changed, self.on = self.on != enabled, enabled
+        return changed
+
+    def send_heartbeat(self) -> None:
+        self.beats += 1
+
+
+async def test_event_commands_reach_the_workers_dispatcher(
+    app: Celery, start_worker: StartWorker
+) -> None:
+    worker = await start_worker(hostname=NAME)
+    switch = worker.events = _Switch()
+    control = app.control
+    replies = [
+        await control.aenable_events(reply=True, timeout=2, destination=TO),
+        await control.aenable_events(reply=True, timeout=2, destination=TO),
+        await control.adisable_events(reply=True, timeout=2, destination=TO),
+    ]
+    assert replies == [
+        [{NAME: {"ok": "task events enabled"}}],
+        [{NAME: {"ok": "task events already enabled"}}],
+        [{NAME: {"ok": "task events disabled"}}],
+    ]
+    assert await control.aheartbeat(reply=True, timeout=2, destination=TO) == [{NAME: None}]
+    assert switch.beats == 1
