@@ -110,9 +110,9 @@ class Worker:
         self._create_handler(sync_pool, async_pool)
         self._print_banner()
         await self._load_revoked()
+        mailbox = await start_remote_control(self, self._stopping)  # answers once ready
         signals.worker_ready.send(sender=self)
         revoke_sync = asyncio.create_task(self._sync_revoked())
-        mailbox = await start_remote_control(self, self._stopping)
         beat = self._start_beat()
         try:
             await self._consume()
