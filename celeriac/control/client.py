@@ -96,7 +96,8 @@ class Control:
             if limit is None and destination:
                 limit = len(destination)
         envelope = wire.encode_request(request, self.clock.forward())
-        await transport.publish([Outgoing(envelope, exchange=self.names.exchange, routing_key="")])
+        broadcast = Outgoing(envelope, exchange=self.names.exchange, routing_key="", optional=True)
+        await transport.publish([broadcast])
         if not reply:
             return None
         assert request.ticket is not None

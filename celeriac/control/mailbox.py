@@ -121,6 +121,7 @@ class Mailbox:
             envelope,
             exchange=request.reply_to["exchange"],
             routing_key=request.reply_to["routing_key"],
+            optional=True,  # the client may have stopped waiting
         )
         try:
             await self.transport.publish([outgoing])

@@ -215,7 +215,7 @@ class Router:
             found = [b.queue for b in route.table if topic_matches(b.routing_key, msg.routing_key)]
         else:
             found = [b.queue for b in route.table if b.routing_key == msg.routing_key]
-        if not found:
+        if not found and not msg.optional:
             logger.warning(
                 "redis: message to exchange %r with routing key %r matches no queue; dropped",
                 msg.exchange,
