@@ -230,3 +230,13 @@ async def test_event_commands_reach_the_workers_dispatcher(
     ]
     assert await control.aheartbeat(reply=True, timeout=2, destination=TO) == [{NAME: None}]
     assert switch.beats == 1
+
+
+async def test_a_broadcast_nobody_hears_is_not_a_warning(
+    app: Celery, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        assert await app.control.aping(timeout=0.2) == []
+        await app.control.arate_limit("tests.worker.apps.add", "1/s")
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    await app.aclose()
