@@ -24,13 +24,15 @@ from collections import Counter
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from celeriac import signals
 from celeriac.backends import Meta, ResultBackend
 from celeriac.exceptions import WorkerLostError
 from celeriac.transport import Delivery, Transport
-from celeriac.worker.checks import HANDED_BACK, Checks
+from celeriac.worker.checks import HANDED_BACK, Checks, Rejection
 from celeriac.worker.conclude import Conclusion
 from celeriac.worker.executors.base import Executor
 from celeriac.worker.flight import Flight, HandlerConfig
+from celeriac.worker.request import Request
 from celeriac.worker.run import Runner
 from celeriac.worker.settle import Settler
 from celeriac.worker.workflow import Workflow
@@ -52,6 +54,7 @@ class TaskHandler:
         async_executor: Executor,
         config: HandlerConfig,
     ) -> None:
+        self.app = app
         self.transport = transport
         self.backend = backend
         self.config = config
@@ -63,6 +66,7 @@ class TaskHandler:
             progressed=lambda: self.wake_consumer(),
         )
         self.checks = Checks(app, transport, self.settler, config)
+        self.checks.consumer = self
         self.run = Runner(sync_executor, async_executor, self.settler, config, backend)
         workflow = Workflow(app, backend)
         self.conclusion = Conclusion(transport, backend, self.settler, workflow, config)
@@ -103,7 +107,7 @@ class TaskHandler:
 
     def _receive(self, delivery: Delivery) -> None:
         decoded = self.checks.decode(delivery)
-        if isinstance(decoded, str):
+        if isinstance(decoded, Rejection):
             self._in_background(delivery, self.checks.dead_letter(delivery, decoded))
             return
         msg, task = decoded
@@ -111,6 +115,8 @@ class TaskHandler:
         acks_late = task.acks_late if task.acks_late is not None else self.config.acks_late
         flight = Flight(delivery, msg, task, acks_late, self._done, self._begin)
         self.flights[msg.id] = flight
+        if signals.task_received.receivers and self.checks.unwanted(msg) is None:
+            signals.task_received.send(sender=self, request=Request(flight, self.config.hostname))
         if self.checks.clear(msg, task):
             self.run.start(flight)
         else:

@@ -12,12 +12,23 @@ from celeriac import Celery, states
 from celeriac.control import wire
 from celeriac.protocol.envelope import Envelope
 from celeriac.transport import Outgoing
+from celeriac.worker.worker import Worker
 from tests.worker.conftest import StartWorker
 
 pytestmark = pytest.mark.timeout(60)
 
 NAME = "ctl@test"
 TO = [NAME]  # one addressee: a call returns as soon as it answers
+
+
+async def _online(app: Celery, start_worker: StartWorker, **options: object) -> Worker:
+    """Start a worker named NAME and wait until its mailbox answers (it opens after the
+    pools, so a request sent before would reach nobody)."""
+    worker = await start_worker(hostname=NAME, **options)
+    deadline = time.monotonic() + 15
+    while not await app.control.aping(TO, timeout=0.3):
+        assert time.monotonic() < deadline, "the worker's mailbox never answered"
+    return worker
 
 
 async def _until(predicate: object, timeout: float = 10.0) -> None:
@@ -29,7 +40,7 @@ async def _until(predicate: object, timeout: float = 10.0) -> None:
 
 
 async def test_ping_stats_registered_and_conf(app: Celery, start_worker: StartWorker) -> None:
-    worker = await start_worker(hostname=NAME)
+    worker = await _online(app, start_worker)
     assert await app.control.aping(TO, timeout=2) == [{NAME: {"ok": "pong"}}]
     inspect = app.control.inspect(destination=TO, timeout=2)
     await app.send_task("tests.worker.apps.add", (1, 2)).aget(timeout=10)
@@ -49,7 +60,7 @@ async def test_ping_stats_registered_and_conf(app: Celery, start_worker: StartWo
 async def test_active_query_and_revoke_of_a_running_task(
     app: Celery, start_worker: StartWorker
 ) -> None:
-    await start_worker(hostname=NAME)
+    await _online(app, start_worker)
     inspect = app.control.inspect(destination=TO, timeout=2)
     result = app.send_task("tests.worker.apps.sleep", (1.0,))
     active: list[dict[str, object]] = []
@@ -75,7 +86,7 @@ async def test_active_query_and_revoke_of_a_running_task(
 async def test_terminate_of_a_finished_task_says_it_is_not_running(
     app: Celery, start_worker: StartWorker
 ) -> None:
-    await start_worker(hostname=NAME)
+    await _online(app, start_worker)
     result = app.send_task("tests.worker.apps.add", (2, 2))
     assert await result.aget(timeout=10) == 4
     reply = await app.control.arevoke(
@@ -86,7 +97,7 @@ async def test_terminate_of_a_finished_task_says_it_is_not_running(
 
 
 async def test_rate_and_time_limits(app: Celery, start_worker: StartWorker) -> None:
-    await start_worker(hostname=NAME)
+    await _online(app, start_worker)
     control = app.control
     reply = await control.arate_limit(
         "tests.worker.apps.add", "100/s", reply=True, timeout=2, destination=TO
@@ -112,7 +123,7 @@ async def test_rate_and_time_limits(app: Celery, start_worker: StartWorker) -> N
 
 
 async def test_add_and_cancel_consumer(app: Celery, start_worker: StartWorker) -> None:
-    worker = await start_worker(hostname=NAME)
+    worker = await _online(app, start_worker)
     reply = await app.control.aadd_consumer("extra", reply=True, timeout=2, destination=TO)
     assert reply == [{NAME: {"ok": "add consumer extra"}}]
     assert await app.send_task("tests.worker.apps.add", (3, 4), queue="extra").aget(timeout=10) == 7
@@ -129,7 +140,7 @@ async def test_add_and_cancel_consumer(app: Celery, start_worker: StartWorker) -
 async def test_commands_celeriac_does_not_support_say_so(
     app: Celery, start_worker: StartWorker
 ) -> None:
-    await start_worker(hostname=NAME)
+    await _online(app, start_worker)
     control = app.control
     assert await control.aautoscale(4, 2, reply=True, timeout=2, destination=TO) == [
         {NAME: {"error": "ValueError('Autoscale not enabled')"}}
@@ -144,7 +155,7 @@ async def test_commands_celeriac_does_not_support_say_so(
 
 
 async def test_destination_and_silent_hosts(app: Celery, start_worker: StartWorker) -> None:
-    await start_worker(hostname=NAME)
+    await _online(app, start_worker)
     assert await app.control.aping(destination=["ghost@nowhere"], timeout=0.5) == []
     replies = await app.control.aping(destination=[NAME, "ghost@nowhere"], timeout=1)
     assert replies == [{NAME: {"ok": "pong"}}]
@@ -158,7 +169,7 @@ async def test_destination_and_silent_hosts(app: Celery, start_worker: StartWork
 async def test_bad_messages_are_logged_once_and_the_worker_keeps_answering(
     app: Celery, start_worker: StartWorker, caplog: pytest.LogCaptureFixture
 ) -> None:
-    await start_worker(hostname=NAME)
+    await _online(app, start_worker)
     transport = await app.aget_transport()
     names = wire.MailboxNames()
     junk = [
@@ -183,7 +194,7 @@ async def test_bad_messages_are_logged_once_and_the_worker_keeps_answering(
 
 
 async def test_shutdown_stops_the_worker(app: Celery, start_worker: StartWorker) -> None:
-    worker = await start_worker(hostname=NAME)
+    worker = await _online(app, start_worker)
     assert await app.control.ashutdown(reply=True, timeout=0.5) == []
     await _until(lambda: worker._stopping.is_set())
 
@@ -215,7 +226,7 @@ class _Switch:
 async def test_event_commands_reach_the_workers_dispatcher(
     app: Celery, start_worker: StartWorker
 ) -> None:
-    worker = await start_worker(hostname=NAME)
+    worker = await _online(app, start_worker)
     switch = worker.events = _Switch()
     control = app.control
     replies = [
