@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import difflib
+import functools
 import importlib
 import logging
 import os
@@ -29,6 +30,7 @@ from celeriac.backends import ResultBackend, backend_from_url, can_hold_results
 from celeriac.conf import Settings, check_settings
 from celeriac.conf.checks import warn_once
 from celeriac.context import add_child
+from celeriac.control import Control
 from celeriac.engines.options import (
     backend_options,
     broker_options,
@@ -584,16 +586,35 @@ class Celery:
         return _result.AsyncResult(task_id, app=self, **kwargs)
 
     # control ----------------------------------------------------------------------------
+    @functools.cached_property
+    def control(self) -> Control:
+        """Remote control of the workers (Celery's ``app.control``)."""
+        return Control(self)
+
     async def arevoke(
-        self, task_ids: str | Sequence[str], *, expires: float = 86400 * 7, **kwargs: Any
+        self,
+        task_ids: str | Sequence[str],
+        *,
+        expires: float = 86400 * 7,
+        terminate: bool = False,
+        signal: str | None = None,
+        **kwargs: Any,
     ) -> None:
-        """Persist a revoke: workers skip these tasks, now or when they start later
-        (``terminate=`` and ``signal=`` are accepted; running tasks finish)."""
+        """Revoke tasks: persisted, so workers skip them now or when they start later, and
+        told to running workers over remote control (``terminate`` kills those running)."""
+        await self.apersist_revokes(task_ids, expires=expires)
+        arguments = {"task_id": task_ids, "terminate": terminate, "signal": signal or "SIGTERM"}
+        await self.control.abroadcast("revoke", arguments)
+
+    revoke = sync_twin(arevoke, via=lambda app: app)  # the app runs its own coroutines
+
+    async def apersist_revokes(
+        self, task_ids: str | Sequence[str], *, expires: float = 86400 * 7
+    ) -> None:
+        """Persist revokes in the broker for ``expires`` seconds (workers poll them)."""
         ids = [task_ids] if isinstance(task_ids, str) else list(task_ids)
         transport = await self.aget_transport()
         await transport.revoke(ids, expires=_utcnow().timestamp() + expires)
-
-    revoke = sync_twin(arevoke, via=lambda app: app)  # the app runs its own coroutines
 
     def uuid(self) -> str:
         """A new task id."""

@@ -10,6 +10,7 @@ import click
 
 from celeriac.app import Celery
 from celeriac.cli.beat import beat
+from celeriac.cli.control import control, inspect, status
 from celeriac.cli.demo import demo
 from celeriac.cli.events import events
 from celeriac.cli.loading import find_app
@@ -268,6 +269,9 @@ def dead_requeue(obj: AppContext, ids: tuple[str, ...], requeue_all: bool) -> No
 
 
 cli.add_command(beat)
+cli.add_command(control)
+cli.add_command(inspect)
+cli.add_command(status)
 cli.add_command(demo)
 cli.add_command(events)
 cli.add_command(report)

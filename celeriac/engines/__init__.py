@@ -32,12 +32,14 @@ __all__ = [
     "unprefixed",
 ]
 
-Role = Literal["broker", "results", "schedules", "publisher", "waiter", "events"]
+Role = Literal["broker", "results", "schedules", "publisher", "waiter", "events", "subscriber"]
 """What an engine can be used as: ``publisher`` and ``waiter`` are the sync API's
 calling-thread fast paths (``BlockingPublisher`` in :mod:`celeriac.transport.base`,
 ``BlockingWaiter`` in :mod:`celeriac.backends.base`); each may still decline a URL
 (Sentinel, TLS) by returning None. ``events`` is the broker's
-:class:`~celeriac.events.bus.EventBus`."""
+:class:`~celeriac.events.bus.EventBus`. ``subscriber`` receives broadcasts where a queue
+bound to a fanout exchange would not (``Subscription`` in :mod:`celeriac.control.fanout`,
+which uses a queue of the broker where an engine names none)."""
 
 _PREFIXES = ("db+", "sqla+", "cache+")
 
@@ -53,6 +55,7 @@ class Engine:
     publisher: str | None = None
     waiter: str | None = None
     events: str | None = None
+    subscriber: str | None = None
 
     def path(self, role: Role) -> str | None:
         """The ``'module:attribute'`` of ``role``, or None."""
@@ -82,6 +85,7 @@ _REDIS = Engine(
     publisher="celeriac.engines.redis.publishing:blocking_publisher",
     waiter="celeriac.engines.redis.blocking:blocking_waiter",
     events="celeriac.engines.redis.events:RedisEventBus",
+    subscriber="celeriac.engines.redis.control:RedisSubscription",
 )
 _AMQP = Engine(
     "amqp",

@@ -76,6 +76,14 @@ class WorkerEvents:
         self.tasks = False
         return was
 
+    def set_task_events(self, enabled: bool) -> bool:
+        """Remote control's switch (``enable_events`` / ``disable_events``)."""
+        return self.enable() if enabled else self.disable()
+
+    def send_heartbeat(self) -> None:
+        """Remote control's ``heartbeat`` command."""
+        self.heartbeat()
+
     # worker events ----------------------------------------------------------------------
     def start(self) -> None:
         """Send ``worker-online`` and start the heartbeat."""

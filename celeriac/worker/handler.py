@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -81,6 +82,10 @@ class TaskHandler:
         self.wake_consumer: Callable[[], None] = lambda: None
         """Called when the window has room again: the consumer may fetch more."""
         self._background: set[asyncio.Task[None]] = set()
+        self.flights: dict[str, Flight] = {}
+        """Decoded deliveries not finished with, by task id (what remote control inspects)."""
+        self.totals: Counter[str] = Counter()
+        """Tasks run to an outcome since start, by name (``inspect stats``)."""
         # Each flight's callbacks, bound once.
         self._done = self._finished
         self._begin = self.run.started.begin
@@ -121,6 +126,7 @@ class TaskHandler:
         events = self.events
         if events is not None and events.tasks:
             events.task_received(msg, task)
+        self.flights[msg.id] = flight
         if signals.task_received.receivers and self.checks.unwanted(msg) is None:
             signals.task_received.send(sender=self, request=Request(flight, self.config.hostname))
         if self.checks.clear(msg, task):
@@ -131,6 +137,8 @@ class TaskHandler:
     async def _checked(self, flight: Flight) -> None:
         """Wait through the checks; then run the task, or discard it."""
         reason = await self.checks.wait(flight)
+        if reason is not None:
+            self._forget(flight)
         if reason is None:
             self._start(flight)
             # The job holds the delivery now (its callback lets go); this step lets go of its own.
@@ -150,7 +158,13 @@ class TaskHandler:
     def _finished(self, flight: Flight, ok: bool, value: Any) -> None:
         """A job's outcome (the executor's callback): conclude it now, or in the background."""
         self.run.ended(flight)
+        self._forget(flight)
+        self.totals[flight.task.name] += 1
         self.processed += 1
+        if not ok and isinstance(value, WorkerLostError) and flight.msg.id in self.config.revoked:
+            # Killed by a remote ``terminate``: REVOKED, as Celery records it.
+            self._in_background(flight.delivery, self.conclusion.discard(flight, "terminated"))
+            return
         events = self.events
         if events is not None and events.tasks:
             self._outcome_event(events, flight, ok, value)
@@ -195,6 +209,10 @@ class TaskHandler:
         await self.settler.drain()
 
     # bookkeeping ------------------------------------------------------------------------
+    def _forget(self, flight: Flight) -> None:
+        if self.flights.get(flight.msg.id) is flight:
+            del self.flights[flight.msg.id]
+
     def _hold(self) -> None:
         self.held += 1
         self.idle.clear()

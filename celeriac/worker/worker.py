@@ -33,6 +33,7 @@ from celeriac.worker.executors.inloop import InLoopExecutor
 from celeriac.worker.flight import HandlerConfig
 from celeriac.worker.handler import TaskHandler
 from celeriac.worker.logging import setup_logging
+from celeriac.worker.remote import WorkerRemote, start_remote_control
 
 __all__ = ["Worker", "WorkerOptions"]
 
@@ -87,7 +88,11 @@ class Worker:
         self.transport: Transport | None = None
         self.backend: ResultBackend | None = None
         self.handler: TaskHandler | None = None
+        self.sync_pool: Executor | None = None
+        self.remote: WorkerRemote | None = None
+        """Remote control's view of this worker, while its mailbox runs."""
         self.events: WorkerEvents | None = None
+        """The worker's events (None: this worker sends none); remote control switches them."""
         self.exit_code = 0
 
     def _configure(self) -> None:
@@ -126,6 +131,7 @@ class Worker:
         self._start_events()
         self._print_banner()
         await self._load_revoked()
+        mailbox = await start_remote_control(self, self._stopping)  # answers once ready
         signals.worker_ready.send(sender=self.handler)
         revoke_sync = asyncio.create_task(self._sync_revoked())
         beat = self._start_beat()
@@ -133,6 +139,9 @@ class Worker:
             await self._consume()
         finally:
             revoke_sync.cancel()
+            if mailbox is not None:
+                mailbox.cancel()  # at once: it would notice the stop only at its next receive
+                await asyncio.gather(mailbox, return_exceptions=True)
             if beat is not None:
                 await stop_embedded_beat(beat)
             await self._shutdown(sync_pool, async_pool)
@@ -226,6 +235,7 @@ class Worker:
         )
         await sync_pool.start()
         await async_pool.start()
+        self.sync_pool = sync_pool
         return sync_pool, async_pool
 
     def _on_pool_note(self, note: Any) -> None:
@@ -328,11 +338,14 @@ class Worker:
 
     async def _consume(self) -> None:
         assert self.transport is not None and self.handler is not None
-        names = [q.name for q in self.queues]
         while not self._stopping.is_set():
             room = await self._wait_for_room()
             if room <= 0:
                 continue  # stopping
+            names = [q.name for q in self.queues]  # remote control may change them
+            if not names:
+                await asyncio.sleep(1.0)
+                continue
             try:
                 deliveries = await self.transport.fetch(names, limit=room, timeout=1.0)
             except Exception:
@@ -384,6 +397,23 @@ class Worker:
         held = handler.held - min(handler.settling, limit)
         backlog = max(0, handler.settler.queued - limit)
         return limit - held - backlog
+
+    async def add_queue(self, spec: QueueSpec) -> None:
+        """Declare ``spec`` and consume it from the next fetch on (``add_consumer``)."""
+        assert self.transport is not None
+        await self.transport.declare([spec])
+        if all(q.name != spec.name for q in self.queues):
+            self.queues = [*self.queues, spec]
+            logger.info("%s: started consuming from %s", self.hostname, spec.name)
+
+    def cancel_queue(self, name: str) -> bool:
+        """Stop consuming queue ``name`` (``cancel_consumer``); False if it was not consumed."""
+        kept = [q for q in self.queues if q.name != name]
+        changed = len(kept) != len(self.queues)
+        self.queues = kept
+        if changed:
+            logger.info("%s: stopped consuming from %s", self.hostname, name)
+        return changed
 
     @property
     def held(self) -> int:
