@@ -10,9 +10,12 @@ import click
 
 from celeriac.app import Celery
 from celeriac.cli.beat import beat
+from celeriac.cli.control import control, inspect, status
 from celeriac.cli.demo import demo
+from celeriac.cli.events import events
 from celeriac.cli.loading import find_app
 from celeriac.cli.report import report
+from celeriac.cli.web import web
 from celeriac.worker.logging import setup_logging
 from celeriac.worker.supervisor import run_loops
 from celeriac.worker.worker import Worker, WorkerOptions
@@ -80,10 +83,12 @@ def cli(
     show_default=True,
     help="async def tasks in flight at once.",
 )
-@click.option("--without-heartbeat", is_flag=True, help="Accepted for Celery compatibility.")
+@click.option(
+    "--without-heartbeat", is_flag=True, help="Send no worker-online/-heartbeat/-offline events."
+)
 @click.option("--without-gossip", is_flag=True, help="Accepted for Celery compatibility.")
 @click.option("--without-mingle", is_flag=True, help="Accepted for Celery compatibility.")
-@click.option("-E", "--task-events", is_flag=True, help="Accepted for Celery compatibility.")
+@click.option("-E", "--task-events", is_flag=True, help="Send task events (for monitors).")
 @click.option("-O", "optimization", help="Accepted for Celery compatibility.")
 @click.option("-B", "--beat", "embed_beat", is_flag=True, help="Also run beat in this worker.")
 @click.option(
@@ -109,6 +114,8 @@ def worker(
     async_concurrency: int,
     embed_beat: bool,
     loops: int,
+    task_events: bool,
+    without_heartbeat: bool,
     **_: Any,
 ) -> None:
     """Start a worker."""
@@ -124,6 +131,8 @@ def worker(
         soft_time_limit=soft_time_limit,
         async_concurrency=async_concurrency,
         beat=embed_beat,
+        task_events=task_events or None,
+        heartbeat=not without_heartbeat,
     )
     if loops > 1:
         setup_logging(obj.app, loglevel)  # the supervisor logs too; its workers inherit it
@@ -260,8 +269,13 @@ def dead_requeue(obj: AppContext, ids: tuple[str, ...], requeue_all: bool) -> No
 
 
 cli.add_command(beat)
+cli.add_command(control)
+cli.add_command(inspect)
+cli.add_command(status)
 cli.add_command(demo)
+cli.add_command(events)
 cli.add_command(report)
+cli.add_command(web)
 
 
 def main() -> None:

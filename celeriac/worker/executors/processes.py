@@ -296,6 +296,7 @@ class ProcessExecutor:
         self._respawns: set[asyncio.TimerHandle] = set()
         self._starting = False
         self._stopped = False
+        self._excess = 0  # children to retire as soon as they are idle (shrink)
 
     @property
     def capacity(self) -> int:
@@ -306,6 +307,37 @@ class ProcessExecutor:
     def pids(self) -> list[int]:
         """Pids of the current (not yet reaped) children."""
         return [child.pid for child in self._children]
+
+    def grow(self, n: int) -> None:
+        """Add ``n`` children (remote control's ``pool_grow``); they take jobs once ready."""
+        if n < 1 or not self._started or self._stopped:
+            raise ValueError("grow: n must be at least 1, on a running pool")
+        self._concurrency += n
+        for _ in range(n):
+            self._spawn()
+
+    def shrink(self, n: int) -> int:
+        """Retire up to ``n`` children, never the last one: idle ones now, busy ones when
+        their job ends (remote control's ``pool_shrink``). Returns how many will go."""
+        n = min(n, self._concurrency - 1)
+        if n < 1 or not self._started or self._stopped:
+            return 0
+        self._concurrency -= n
+        left = n
+        for child in list(self._idle):
+            if left == 0:
+                break
+            self._ask_to_exit(child)
+            left -= 1
+        self._excess += left
+        return n
+
+    def pid_running(self, entry: PendingJob) -> int | None:
+        """The pid of the child running ``entry``, or None when no child runs it."""
+        for child in self._children:
+            if child.entry is entry:
+                return child.pid
+        return None
 
     async def start(self) -> None:
         """Fork the children and wait until each has run its initializer."""
@@ -395,6 +427,10 @@ class ProcessExecutor:
 
     def _child_free(self, child: _Child) -> None:
         child.state = _State.IDLE
+        if self._excess > 0:  # the pool was shrunk while this child was busy
+            self._excess -= 1
+            self._ask_to_exit(child)
+            return
         self._idle.append(child)
         self._dispatch_queued()
 
@@ -586,7 +622,7 @@ class ProcessExecutor:
         if never_ready:
             self._on_init_failure(child, code)
         child.exited.set_result(code)
-        if not self._stopped and not never_ready:
+        if not self._stopped and not never_ready and len(self._children) < self._concurrency:
             self._respawn()
 
     def _on_init_failure(self, child: _Child, code: int | None) -> None:
