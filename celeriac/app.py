@@ -372,18 +372,40 @@ class Celery:
             res = self._resources[loop] = _LoopResources(urls=urls)
         return res
 
-    async def aget_transport(self) -> Transport:
-        """The connected transport for the running loop."""
+    async def aget_transport(self, *, first_try_only: bool = False) -> Transport:
+        """The connected transport for the running loop.
+
+        A first connection retries as ``broker_connection_retry_on_startup`` says (a worker
+        starting); ``first_try_only`` makes a single attempt instead, for a publish that
+        retries under its own policy, as Celery's clients do."""
         res = self._loop_resources()
         if res.transport is None:
             async with res.lock:
                 if res.transport is None:
-                    transport = transport_from_url(
-                        self.broker_url, broker_options(self.conf, self.broker_url)
-                    )
+                    options = broker_options(self.conf, self.broker_url)
+                    if first_try_only:
+                        options = {**options, "connect_max_retries": 0}
+                    transport = transport_from_url(self.broker_url, options)
                     await transport.connect()
                     res.transport = transport
         return res.transport
+
+    async def _publishing_transport(self, requests: Sequence[PublishRequest]) -> Transport:
+        """The transport to publish ``requests`` on: connected under their publish policy
+        (``task_publish_retry_policy``, ``retry=False``: one attempt) when not yet open."""
+        res = self._loop_resources()
+        if res.transport is not None:
+            return res.transport
+        policy = self._publish_policy(requests)
+        if policy is None:
+            return await self.aget_transport(first_try_only=True)
+        transport: Transport = await policy.call(
+            lambda: self.aget_transport(first_try_only=True),
+            retry_on=(ConnectionError,),
+            what="connecting to publish",
+            give_up=self._publish_failed,
+        )
+        return transport
 
     async def aget_backend(self) -> ResultBackend:
         """The connected result backend for the running loop; error when results are disabled."""
@@ -451,7 +473,7 @@ class Celery:
     async def apublish(self, requests: Sequence[PublishRequest]) -> None:
         """Encode and publish task messages in one batch, declaring their queues once."""
         res = self._loop_resources()
-        transport = res.transport if res.transport is not None else await self.aget_transport()
+        transport = await self._publishing_transport(requests)
         await self._set_reply_to(requests, res.urls[1])
         to_declare = _undeclared(requests, res.declared)
         if to_declare:
@@ -470,17 +492,18 @@ class Celery:
         if policy is None:
             await transport.publish(outgoing)
             return
-        url = self.broker_url
         await policy.call(
             lambda: transport.publish(outgoing),
             retry_on=(ConnectionError,),
             what="publish",
-            give_up=lambda exc, attempts: (
-                exc
-                if isinstance(exc, OperationalError)
-                else unreachable(url, "publish", exc, attempts)
-            ),
+            give_up=self._publish_failed,
         )
+
+    def _publish_failed(self, exc: BaseException, attempts: int) -> BaseException:
+        """What a publish that ran out of tries raises: OperationalError naming the broker."""
+        if isinstance(exc, OperationalError):
+            return exc
+        return unreachable(self.broker_url, "publish", exc, attempts)
 
     def _publish_policy(self, requests: Sequence[PublishRequest]) -> RetryPolicy | None:
         """How this batch's publish is retried (its first request's options decide)."""
@@ -515,7 +538,7 @@ class Celery:
     async def _apublish_outgoing(
         self, outgoing: list[Outgoing], requests: Sequence[PublishRequest]
     ) -> None:
-        await self._send(await self.aget_transport(), outgoing, requests)
+        await self._send(await self._publishing_transport(requests), outgoing, requests)
 
     def _outgoing(self, requests: Sequence[PublishRequest]) -> list[Outgoing]:
         """Encode each request and send ``before_task_publish`` with what will be sent."""

@@ -13,6 +13,7 @@ from celeriac.cli.beat import beat
 from celeriac.cli.control import control, inspect, status
 from celeriac.cli.demo import demo
 from celeriac.cli.events import events
+from celeriac.cli.flower import flower
 from celeriac.cli.loading import find_app
 from celeriac.cli.report import report
 from celeriac.cli.web import web
@@ -274,6 +275,7 @@ cli.add_command(inspect)
 cli.add_command(status)
 cli.add_command(demo)
 cli.add_command(events)
+cli.add_command(flower)
 cli.add_command(report)
 cli.add_command(web)
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from celeriac import Celery, states
+from celeriac import Celery, signals, states
 from celeriac.control import wire
 from celeriac.protocol.envelope import Envelope
 from celeriac.transport import Outgoing
@@ -147,10 +147,6 @@ async def test_commands_celeriac_does_not_support_say_so(
     ]
     grow = await control.apool_grow(1, reply=True, timeout=2, destination=TO)
     assert grow == [{NAME: {"error": "the threads pool has a fixed size (-c)"}}]
-    # No event dispatcher in this worker: Celery's reply for a worker without one.
-    assert await control.aenable_events(reply=True, timeout=2, destination=TO) == [
-        {NAME: {"error": "event dispatcher unavailable"}}
-    ]
     assert await control.aheartbeat(reply=True, timeout=2, destination=TO) == [{NAME: None}]
 
 
@@ -208,39 +204,35 @@ async def test_remote_control_can_be_switched_off(app: Celery, start_worker: Sta
         app.conf.worker_enable_remote_control = True
 
 
-class _Switch:
-    """An event dispatcher as remote control sees it."""
-
-    def __init__(self) -> None:
-        self.on = False
-        self.beats = 0
-
-    def set_task_events(self, enabled: bool) -> bool:
-        changed, self.on = self.on != enabled, enabled
-        return changed
-
-    def send_heartbeat(self) -> None:
-        self.beats += 1
-
-
 async def test_event_commands_reach_the_workers_dispatcher(
     app: Celery, start_worker: StartWorker
 ) -> None:
     worker = await _online(app, start_worker)
-    switch = worker.events = _Switch()
+    assert worker.events is not None and not worker.events.tasks
+    beats: list[object] = []
+
+    def count(sender: object = None, **_: object) -> None:
+        beats.append(sender)
+
+    signals.heartbeat_sent.connect(count, weak=False)
     control = app.control
-    replies = [
-        await control.aenable_events(reply=True, timeout=2, destination=TO),
-        await control.aenable_events(reply=True, timeout=2, destination=TO),
-        await control.adisable_events(reply=True, timeout=2, destination=TO),
-    ]
+    try:
+        replies = [
+            await control.aenable_events(reply=True, timeout=2, destination=TO),
+            await control.aenable_events(reply=True, timeout=2, destination=TO),
+        ]
+        enabled = worker.events.tasks
+        replies.append(await control.adisable_events(reply=True, timeout=2, destination=TO))
+        assert await control.aheartbeat(reply=True, timeout=2, destination=TO) == [{NAME: None}]
+    finally:
+        signals.heartbeat_sent.disconnect(count)
     assert replies == [
         [{NAME: {"ok": "task events enabled"}}],
         [{NAME: {"ok": "task events already enabled"}}],
         [{NAME: {"ok": "task events disabled"}}],
     ]
-    assert await control.aheartbeat(reply=True, timeout=2, destination=TO) == [{NAME: None}]
-    assert switch.beats == 1
+    assert enabled and not worker.events.tasks
+    assert beats == [worker.events]  # the heartbeat command sent one worker-heartbeat
 
 
 async def test_a_broadcast_nobody_hears_is_not_a_warning(
