@@ -38,6 +38,14 @@ class Context:
     is_eager: bool = False
     called_directly: bool = True
     priority: int | None = None
+    shadow: str | None = None
+    argsrepr: str | None = None
+    kwargsrepr: str | None = None
+    properties: dict[str, Any] = {}  # noqa: RUF012
+    """The message's properties (``correlation_id``, ``reply_to``, ``priority``, ...) and
+    its ``delivery_info``, as Celery's ``request.properties``."""
+    stamps: dict[str, Any] = {}  # noqa: RUF012
+    replaced_task_nesting: int = 0
 
     def __init__(self, **fields: Any) -> None:
         self.__dict__.update(fields)
@@ -45,7 +53,9 @@ class Context:
             self.called_directly = fields.get("called_directly", False)
 
     def get(self, key: str, default: Any = None) -> Any:
-        """Attribute lookup with a default (Celery's ``request.get``)."""
+        """Attribute lookup with a default (Celery's ``request.get``); custom headers are
+        found here under their own names, even ones that are not identifiers
+        (``request.get('x-tenant')``)."""
         return getattr(self, key, default)
 
     def as_dict(self) -> dict[str, Any]:

@@ -31,31 +31,55 @@ import builtins
 from typing import Any
 
 __all__ = [
+    "AlreadyRegistered",
+    "AlwaysEagerIgnored",
+    "BackendError",
+    "BackendGetMetaError",
+    "BackendStoreError",
+    "CDeprecationWarning",
+    "CPendingDeprecationWarning",
     "CeleriacError",
+    "CeleryError",
+    "CeleryWarning",
     "ChordError",
     "ContentDisallowed",
+    "DuplicateNodenameWarning",
+    "DuplicateTaskNameWarning",
+    "FixupWarning",
     "Ignore",
     "ImproperlyConfigured",
+    "IncompleteStream",
+    "InvalidTaskError",
     "MaxRetriesExceededError",
     "MessageError",
     "MissingDependency",
+    "NotConfigured",
     "NotRegistered",
     "QueueNotFound",
     "Reject",
     "RemoteError",
     "Retry",
+    "SecurityError",
+    "SecurityWarning",
     "SerializationError",
     "SoftTimeLimitExceeded",
     "TaskError",
+    "TaskPredicate",
     "TaskRevokedError",
+    "Terminated",
     "TimeLimitExceeded",
     "TimeoutError",
     "WorkerLostError",
+    "reraise",
 ]
 
 
 class CeleriacError(Exception):
     """Base class of every celeriac error."""
+
+
+CeleryError = CeleriacError
+"""Celery's name for the base class."""
 
 
 class ImproperlyConfigured(CeleriacError):
@@ -73,14 +97,6 @@ class NotRegistered(CeleriacError, KeyError):
         return str(self.args[0]) if self.args else "task not registered"
 
 
-class MessageError(CeleriacError):
-    """A message could not be decoded; workers dead-letter such messages."""
-
-
-class ContentDisallowed(MessageError):
-    """The message's content type is not in ``accept_content``."""
-
-
 class SerializationError(CeleriacError):
     """A value could not be serialized or deserialized."""
 
@@ -93,12 +109,100 @@ class TaskError(CeleriacError):
     """Base class of errors about a task's execution."""
 
 
+class InvalidTaskError(TaskError):
+    """A task message is malformed (Celery's name; celeriac raises MessageError)."""
+
+
+class MessageError(InvalidTaskError):
+    """A message could not be decoded; workers dead-letter such messages."""
+
+
+class ContentDisallowed(MessageError):
+    """The message's content type is not in ``accept_content``."""
+
+
+class TaskPredicate(TaskError):
+    """Base class of the exceptions a task raises to tell the worker what to do."""
+
+
+class IncompleteStream(TaskError):
+    """A stream of results ended before it was complete."""
+
+
+class AlreadyRegistered(TaskError):
+    """A task of this name is registered already."""
+
+
+class Terminated(CeleriacError):
+    """The task was terminated."""
+
+
+class SecurityError(CeleriacError):
+    """A message failed a security check."""
+
+
+class BackendError(CeleriacError):
+    """The result backend failed."""
+
+
+class BackendGetMetaError(BackendError):
+    """Reading a result from the backend failed."""
+
+
+class BackendStoreError(BackendError):
+    """Writing a result to the backend failed."""
+
+
+# Warnings, under Celery's names.
+class CeleryWarning(UserWarning):
+    """Base class of celeriac's warnings."""
+
+
+class AlwaysEagerIgnored(CeleryWarning):
+    """An option has no effect with ``task_always_eager``."""
+
+
+class DuplicateNodenameWarning(CeleryWarning):
+    """Two workers share a node name."""
+
+
+class DuplicateTaskNameWarning(CeleryWarning):
+    """Two tasks were registered under the same name."""
+
+
+class FixupWarning(CeleryWarning):
+    """A framework fix-up could not be applied."""
+
+
+class NotConfigured(CeleryWarning):
+    """Celery is used without configuration."""
+
+
+class SecurityWarning(CeleryWarning):
+    """A potential security problem in the configuration."""
+
+
+class CPendingDeprecationWarning(PendingDeprecationWarning):
+    """Something will be deprecated."""
+
+
+class CDeprecationWarning(DeprecationWarning):
+    """Something is deprecated."""
+
+
+def reraise(tp: type[BaseException] | None, value: BaseException, tb: Any = None) -> None:
+    """Raise ``value`` again, with traceback ``tb`` (Celery's helper)."""
+    if value.__traceback__ is not tb:
+        raise value.with_traceback(tb)
+    raise value
+
+
 class QueueNotFound(TaskError, KeyError):
     """A task was sent to (or a worker told to consume) a queue missing from ``task_queues``
     while ``task_create_missing_queues`` is False (Celery's ``QueueNotFound``)."""
 
 
-class Retry(TaskError):
+class Retry(TaskPredicate):
     """Raised by ``Task.retry()``: the worker re-sends the task and records RETRY."""
 
     def __init__(
@@ -118,11 +222,11 @@ class Retry(TaskError):
         return f"in {self.when}s" if self.when is not None else "now"
 
 
-class Ignore(TaskError):
+class Ignore(TaskPredicate):
     """The task asks the worker not to record any state for this run."""
 
 
-class Reject(TaskError):
+class Reject(TaskPredicate):
     """The task asks the worker to reject its message (optionally requeueing it)."""
 
     def __init__(self, reason: object = None, requeue: bool = False) -> None:

@@ -8,7 +8,9 @@ this process through the same serialization and execution path a worker uses.
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import inspect
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +19,7 @@ from celeriac._portal import sync_twin
 from celeriac.canvas.mapping import chunks, xmap, xstarmap
 from celeriac.canvas.signature import Signature
 from celeriac.context import Context, current_request, state_sink
-from celeriac.exceptions import ImproperlyConfigured, MaxRetriesExceededError, Retry
+from celeriac.exceptions import MaxRetriesExceededError, Retry
 from celeriac.protocol.results import make_meta
 from celeriac.publishing import PUBLISH_OPTIONS, PublishRequest, build_message
 from celeriac.trace import apply_eagerly
@@ -36,7 +38,9 @@ __all__ = [
     "shared_task",
 ]
 
-# The decorator options Celery users pass; anything else is an error, not silently ignored.
+# The decorator options Celery documents. Any other option becomes a task attribute, as in
+# Celery (``@app.task(my_flag=1)``, ``@app.task(on_failure=fn)``); one close to a known
+# name is probably a typo and gets a warning.
 TASK_OPTIONS = frozenset(
     {
         "name", "bind", "base", "max_retries", "default_retry_delay", "autoretry_for",
@@ -83,6 +87,9 @@ class Task:
     send_events: bool = True
     bind: bool = False
 
+    MaxRetriesExceededError = MaxRetriesExceededError
+    """Raised by ``retry()`` when retries are used up (``except self.MaxRetriesExceededError``)."""
+
     _app: Celery | None = None
     _fun: Callable[..., Any] | None = None
 
@@ -116,8 +123,14 @@ class Task:
         return self._fun(*args, **kwargs)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        """Run the body here and now, like calling the function."""
+        """Run the body here and now, like calling the function.
+
+        A worker calls this (not ``run``) when a subclass overrides it, so a base class
+        can wrap every run (an app context, a DB session, tracing), as in Celery.
+        """
         return self.run(*args, **kwargs)
+
+    __call__._celeriac_plain_call = True  # type: ignore[attr-defined]  # see trace.body_of
 
     # publishing -------------------------------------------------------------------------
     def delay(self, *args: Any, **kwargs: Any) -> AsyncResult:
@@ -309,29 +322,43 @@ def _task_name(app: Celery | None, fun: Callable[..., Any]) -> str:
     return f"{module}.{fun.__name__}"
 
 
+_NOT_ATTRIBUTES = frozenset({"name", "base", "shared", "lazy", "pydantic", "trail"})
+
+
+def _warn_typos(fun: Callable[..., Any], options: Mapping[str, Any]) -> None:
+    for key in set(options) - TASK_OPTIONS:
+        close = difflib.get_close_matches(key, sorted(TASK_OPTIONS), n=1, cutoff=0.8)
+        if close and not hasattr(Task, key):
+            warnings.warn(
+                f"task {fun.__module__}.{fun.__name__}: option {key!r} is not a task option"
+                f" (did you mean {close[0]!r}?); it is kept as a task attribute",
+                stacklevel=4,
+            )
+
+
+def _base_class(app: Celery | None, options: Mapping[str, Any]) -> type[Task]:
+    base: type[Task] | None = options.get("base")
+    if base is None and app is not None:
+        base = app.Task
+    return base or Task
+
+
 def _create_task(app: Celery | None, fun: Callable[..., Any], options: Mapping[str, Any]) -> Task:
-    unknown = set(options) - TASK_OPTIONS
-    if unknown:
-        raise ImproperlyConfigured(
-            f"unknown task option(s) {', '.join(sorted(unknown))} "
-            f"for {fun.__module__}.{fun.__name__}"
-        )
-    base = (
-        options.get("base")
-        or (app.task_cls if app is not None and isinstance(app.task_cls, type) else None)
-        or Task
-    )
-    task: Task = base()
-    task._app = app
-    task._fun = fun
-    task.name = options.get("name") or _task_name(app, fun)
+    """One class per task, its options as class attributes, as Celery makes them: a
+    function given as an option (``on_failure=fn``) becomes a method of the task."""
+    _warn_typos(fun, options)
+    attrs: dict[str, Any] = {"__module__": fun.__module__, "__doc__": fun.__doc__}
     for key, value in options.items():
-        if key in {"name", "base", "shared", "lazy", "pydantic", "trail"}:
+        if key in _NOT_ATTRIBUTES:
             continue
         if key in {"autoretry_for", "dont_autoretry_for", "throws"}:
             value = tuple(value)
-        setattr(task, key, value)
-    task.__doc__ = fun.__doc__
+        attrs[key] = value
+    cls = type(fun.__name__, (_base_class(app, options),), attrs)
+    task: Task = cls()
+    task._app = app
+    task._fun = fun
+    task.name = options.get("name") or _task_name(app, fun)
     task.__wrapped__ = fun  # type: ignore[attr-defined]
     return task
 

@@ -7,11 +7,12 @@ both run tasks through here, so eager mode is not a separate code path.
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import os
 import random
 import time
 import traceback as tb
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ from celeriac.exceptions import Ignore, Reject, Retry
 from celeriac.protocol.message import TaskMessage, decode_task, encode_task, format_time
 from celeriac.protocol.results import exception_to_dict, make_meta
 from celeriac.result import EagerResult
+from celeriac.utils.einfo import ExceptionInfo
 
 if TYPE_CHECKING:
     from celeriac.task import Task
@@ -29,6 +31,7 @@ __all__ = [
     "Outcome",
     "apply_eagerly",
     "arun_task",
+    "body_of",
     "context_for",
     "format_task_traceback",
     "retry_countdown",
@@ -80,8 +83,16 @@ def context_for(
     hostname: str | None,
     delivery_info: Mapping[str, Any] | None,
     is_eager: bool = False,
+    properties: Mapping[str, Any] | None = None,
 ) -> Context:
-    """Build ``self.request`` for one invocation."""
+    """Build ``self.request`` for one invocation (``properties``: the message's)."""
+    info = dict(delivery_info or {})
+    props: dict[str, Any] = dict(properties) if properties else {"correlation_id": msg.id}
+    if msg.reply_to:
+        props.setdefault("reply_to", msg.reply_to)
+    if msg.priority is not None:
+        props.setdefault("priority", msg.priority)
+    props["delivery_info"] = info
     return Context(
         id=msg.id,
         task=msg.task,
@@ -91,7 +102,7 @@ def context_for(
         eta=format_time(msg.eta),
         expires=format_time(msg.expires),
         hostname=hostname,
-        delivery_info=dict(delivery_info or {}),
+        delivery_info=info,
         root_id=msg.root_id,
         parent_id=msg.parent_id,
         group=msg.group,
@@ -109,7 +120,13 @@ def context_for(
         is_eager=is_eager,
         called_directly=False,
         priority=msg.priority,
-        **{k: v for k, v in msg.headers.items() if k.isidentifier() and not hasattr(Context, k)},
+        shadow=msg.shadow,
+        argsrepr=msg.argsrepr,
+        kwargsrepr=msg.kwargsrepr,
+        properties=props,
+        stamps=msg.stamps,
+        replaced_task_nesting=msg.replaced_task_nesting,
+        **{k: v for k, v in msg.headers.items() if not hasattr(Context, k)},
     )
 
 
@@ -133,12 +150,14 @@ def _retry_outcome(task: Task, retry: Retry, ctx: Context, started: float) -> Ou
     when = retry.when if retry.when is not None else 0.0
     eta: dt.datetime | None = getattr(retry, "eta", None)
     retry_eta = eta.timestamp() if eta is not None else time.time() + float(when)
-    task.on_retry(cause, ctx.id or "", ctx.args, ctx.kwargs, None)
-    signals.task_retry.send(sender=task, request=ctx, reason=cause, einfo=None)
+    text = format_task_traceback(cause)
+    einfo = ExceptionInfo.from_exception(cause, text)
+    task.on_retry(cause, ctx.id or "", ctx.args, ctx.kwargs, einfo)
+    signals.task_retry.send(sender=task, request=ctx, reason=cause, einfo=einfo)
     return Outcome(
         state=states.RETRY,
         value=exception_to_dict(cause),
-        traceback=format_task_traceback(cause),
+        traceback=text,
         runtime=time.perf_counter() - started,
         exc_repr=repr(cause),
         retry_eta=retry_eta,
@@ -161,7 +180,8 @@ def format_task_traceback(exc: BaseException) -> str:
 
 def _failure_outcome(task: Task, exc: BaseException, ctx: Context, started: float) -> Outcome:
     text = format_task_traceback(exc)
-    task.on_failure(exc, ctx.id or "", ctx.args, ctx.kwargs, text)
+    einfo = ExceptionInfo.from_exception(exc, text)
+    task.on_failure(exc, ctx.id or "", ctx.args, ctx.kwargs, einfo)
     signals.task_failure.send(
         sender=task,
         task_id=ctx.id,
@@ -169,7 +189,7 @@ def _failure_outcome(task: Task, exc: BaseException, ctx: Context, started: floa
         args=ctx.args,
         kwargs=ctx.kwargs,
         traceback=text,
-        einfo=text,
+        einfo=einfo,
     )
     return Outcome(
         state=states.FAILURE,
@@ -187,11 +207,15 @@ def _handle_exception(task: Task, exc: BaseException, ctx: Context, started: flo
     if isinstance(exc, Ignore):
         return Outcome(state=states.IGNORED, runtime=time.perf_counter() - started)
     if isinstance(exc, Reject):
+        # The exception travels so that a worker records a final rejection as FAILURE.
         return Outcome(
             state=states.REJECTED,
+            value=exception_to_dict(exc),
+            traceback=format_task_traceback(exc),
             requeue=exc.requeue,
             exc_repr=repr(exc.reason),
             runtime=time.perf_counter() - started,
+            exception=exc,
         )
     try:
         retry = _autoretry(task, exc, ctx)
@@ -208,11 +232,15 @@ def _success(task: Task, value: Any, ctx: Context, started: float) -> Outcome:
     return Outcome(state=states.SUCCESS, value=value, runtime=time.perf_counter() - started)
 
 
+_NO_AFTER_RETURN = frozenset({states.RETRY, states.IGNORED, states.REJECTED})
+
+
 def _finish(task: Task, outcome: Outcome, ctx: Context) -> Outcome:
     try:
-        task.after_return(
-            outcome.state, outcome.value, ctx.id or "", ctx.args, ctx.kwargs, outcome.traceback
-        )
+        if outcome.state not in _NO_AFTER_RETURN:  # as Celery: the run is not over yet
+            # Celery passes the exception itself as ``retval`` of a failure, and no einfo.
+            retval = outcome.exception if outcome.state == states.FAILURE else outcome.value
+            task.after_return(outcome.state, retval, ctx.id or "", ctx.args, ctx.kwargs, None)
     finally:
         signals.task_postrun.send(
             sender=task,
@@ -226,6 +254,23 @@ def _finish(task: Task, outcome: Outcome, ctx: Context) -> Outcome:
     return outcome
 
 
+_CUSTOM_CALL = "_celeriac_custom_call"
+
+
+def body_of(task: Task) -> Callable[..., Any]:
+    """What a run calls: the task itself when its class overrides ``__call__`` (so a base
+    class's wrapper runs, as in Celery), else ``task.run`` directly (one call less).
+
+    Checked once per task class; the answer is kept in the class's own ``__dict__``.
+    """
+    cls = type(task)
+    custom = cls.__dict__.get(_CUSTOM_CALL)
+    if custom is None:
+        custom = not getattr(cls.__call__, "_celeriac_plain_call", False)
+        setattr(cls, _CUSTOM_CALL, custom)
+    return task if custom else task.run
+
+
 def run_task(task: Task, ctx: Context) -> Outcome:
     """Run a sync task body with ``ctx`` as its request; never raises for task errors."""
     token = request_var.set(ctx)
@@ -235,7 +280,7 @@ def run_task(task: Task, ctx: Context) -> Outcome:
             sender=task, task_id=ctx.id, task=task, args=ctx.args, kwargs=ctx.kwargs
         )
         task.before_start(ctx.id or "", ctx.args, ctx.kwargs)
-        value = task.run(*ctx.args, **ctx.kwargs)
+        value = body_of(task)(*ctx.args, **ctx.kwargs)
         outcome = _success(task, value, ctx, started)
     except Exception as exc:
         outcome = _handle_exception(task, exc, ctx, started)
@@ -253,7 +298,9 @@ async def arun_task(task: Task, ctx: Context) -> Outcome:
             sender=task, task_id=ctx.id, task=task, args=ctx.args, kwargs=ctx.kwargs
         )
         task.before_start(ctx.id or "", ctx.args, ctx.kwargs)
-        value = await task.run(*ctx.args, **ctx.kwargs)
+        value = body_of(task)(*ctx.args, **ctx.kwargs)
+        if inspect.isawaitable(value):  # a custom __call__ may return run()'s coroutine
+            value = await value
         outcome = _success(task, value, ctx, started)
     except Exception as exc:
         outcome = _handle_exception(task, exc, ctx, started)

@@ -27,6 +27,7 @@ from celeriac.annotations import annotate, prepare_annotations
 from celeriac.backends import ResultBackend, backend_from_url, can_hold_results
 from celeriac.conf import Settings, check_settings
 from celeriac.conf.checks import warn_once
+from celeriac.conf.settings import load_object
 from celeriac.engines.options import (
     backend_options,
     broker_options,
@@ -132,6 +133,7 @@ class Celery:
             self.conf.from_object(config_source, namespace)
         self.tasks: dict[str, Task] = {}
         self.task_cls = task_cls
+        self._task_class: type[Task] | None = None
         self.on_after_configure = signals.Signal("on_after_configure")
         self.on_after_finalize = signals.Signal("on_after_finalize")
         self.on_configure = signals.Signal("on_configure")
@@ -503,6 +505,21 @@ class Celery:
     def uuid(self) -> str:
         """A new task id."""
         return uuid4()
+
+    # Last in the class body: annotations above it name the module-level Task class.
+    @property
+    def Task(self) -> type[Task]:
+        """The base class of this app's tasks (``class MyTask(app.Task)``): ``task_cls``
+        (a class or its import path), bound to this app."""
+        if self._task_class is None:
+            base = self.task_cls
+            if isinstance(base, str):
+                base = load_object(base)
+            base = base or Task
+            self._task_class = type(
+                base.__name__, (base,), {"_app": self, "__module__": base.__module__}
+            )
+        return self._task_class
 
 
 Celeriac = Celery

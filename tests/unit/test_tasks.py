@@ -6,7 +6,6 @@ import pytest
 
 from celeriac import Celery, shared_task, states
 from celeriac.exceptions import (
-    ImproperlyConfigured,
     MaxRetriesExceededError,
     NotRegistered,
     RemoteError,
@@ -36,11 +35,13 @@ def test_decorator_forms_and_names(app: Celery) -> None:
     assert bound(1) is bound
 
 
-def test_unknown_option_is_rejected_at_decoration(app: Celery) -> None:
-    with pytest.raises(ImproperlyConfigured, match="max_retry"):
+def test_an_option_close_to_a_known_one_is_kept_with_a_warning(app: Celery) -> None:
+    with pytest.warns(UserWarning, match="'max_retry'.*did you mean 'max_retries'"):
 
         @app.task(max_retry=3)
         def oops() -> None: ...
+
+    assert oops.max_retry == 3  # kept as an attribute, as Celery keeps it
 
 
 def test_eager_goes_through_serialization(app: Celery) -> None:
