@@ -20,6 +20,7 @@ from celeriac.canvas.mapping import chunks, xmap, xstarmap
 from celeriac.canvas.signature import Signature
 from celeriac.context import Context, current_request, state_sink
 from celeriac.exceptions import MaxRetriesExceededError, Retry
+from celeriac.local import Proxy
 from celeriac.protocol.results import make_meta
 from celeriac.publishing import PUBLISH_OPTIONS, PublishRequest, build_message
 from celeriac.trace import apply_eagerly
@@ -34,6 +35,8 @@ __all__ = [
     "PublishRequest",
     "Task",
     "build_message",
+    "current_task",
+    "get_current_task",
     "make_task_decorator",
     "shared_task",
 ]
@@ -394,3 +397,17 @@ def _register_shared(task: Task) -> None:
 def shared_task(*args: Any, **options: Any) -> Any:
     """Like ``@app.task`` but not tied to one app: it is registered on every app."""
     return make_task_decorator(None, args, options)
+
+
+def get_current_task() -> Task | None:
+    """The task running in this thread or coroutine (found by name in the current app's
+    registry), or None outside a task."""
+    request = current_request()
+    if request is None or request.task is None:
+        return None
+    found: Task | None = _state.get_current_app().tasks.get(request.task)
+    return found
+
+
+current_task: Any = Proxy(get_current_task, name="current_task")
+"""The running task, as Celery's ``current_task`` (falsy outside a task)."""

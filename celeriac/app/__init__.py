@@ -24,6 +24,9 @@ from celeriac import _state, signals
 from celeriac import result as _result
 from celeriac._portal import get_portal, sync_twin
 from celeriac.annotations import annotate, prepare_annotations
+from celeriac.app.amqp import AMQP
+from celeriac.app.backend import BackendView
+from celeriac.app.connection import Connection, ConnectionPool
 from celeriac.backends import ResultBackend, backend_from_url, can_hold_results
 from celeriac.conf import Settings, check_settings
 from celeriac.conf.checks import warn_once
@@ -40,7 +43,7 @@ from celeriac.protocol.message import encode_task
 from celeriac.protocol.result_codec import result_codec
 from celeriac.publishing import PERSISTENT, PublishRequest, TaskDefaults, build_message
 from celeriac.routing import Router
-from celeriac.task import Task, make_task_decorator
+from celeriac.task import Task, make_task_decorator, shared_task
 from celeriac.transport import (
     Outgoing,
     QueueSpec,
@@ -49,7 +52,7 @@ from celeriac.transport import (
     transport_from_url,
 )
 
-__all__ = ["Celery", "Celeriac", "current_app"]
+__all__ = ["Celeriac", "Celery", "app_or_default", "current_app", "shared_task"]
 
 logger = logging.getLogger("celeriac.app")
 
@@ -60,6 +63,11 @@ def current_app() -> Celery:
     """The most recently created app, or a default one (as Celery's ``current_app``)."""
     app: Celery = _state.get_current_app()
     return app
+
+
+def app_or_default(app: Celery | None = None) -> Celery:
+    """``app``, or the current app when it is None (Celery's helper)."""
+    return app if app is not None else current_app()
 
 
 @dataclass
@@ -505,6 +513,41 @@ class Celery:
     def uuid(self) -> str:
         """A new task id."""
         return uuid4()
+
+    # Celery's app objects projects reach for (see celeriac.app.connection, .backend, .amqp)
+    def set_current(self) -> None:
+        """Make this the app ``current_app`` returns."""
+        _state.set_current_app(self)
+
+    def set_default(self) -> None:
+        """Make this the app used where none is given (celeriac has one current app, so
+        this is :meth:`set_current`)."""
+        _state.set_current_app(self)
+
+    def connection_for_write(self, url: str | None = None, **_: Any) -> Connection:
+        """A connection to the broker (kombu's ``Connection`` surface that projects use)."""
+        return Connection(self, url)
+
+    connection = connection_for_read = broker_connection = connection_for_write
+
+    def connection_or_acquire(self, connection: Any = None, **_: Any) -> Connection:
+        """``connection`` when given, else a connection from :attr:`pool`."""
+        return connection if isinstance(connection, Connection) else self.pool.acquire()
+
+    @property
+    def pool(self) -> ConnectionPool:
+        """Broker connections, ``with app.pool.acquire(block=True) as conn``."""
+        return ConnectionPool(self)
+
+    @property
+    def backend(self) -> BackendView:
+        """The result store, from sync code: ``app.backend.get_task_meta(task_id)``."""
+        return BackendView(self)
+
+    @property
+    def amqp(self) -> AMQP:
+        """The queues and router (``app.amqp.queues``)."""
+        return AMQP(self)
 
     # Last in the class body: annotations above it name the module-level Task class.
     @property
