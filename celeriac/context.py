@@ -6,7 +6,17 @@ import contextvars
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["Context", "StateSink", "current_request", "request_var", "set_state_sink", "state_sink"]
+__all__ = [
+    "Context",
+    "StateSink",
+    "capture_run_contexts",
+    "current_request",
+    "note_run_context",
+    "request_var",
+    "reset_run_contexts",
+    "set_state_sink",
+    "state_sink",
+]
 
 
 class Context:
@@ -94,3 +104,29 @@ def set_state_sink(sink: StateSink | None) -> None:
 def state_sink() -> StateSink | None:
     """The worker's sink for this process, if any."""
     return _state_sink
+
+
+_run_contexts: contextvars.ContextVar[list[contextvars.Context] | None] = contextvars.ContextVar(
+    "celeriac_run_contexts", default=None
+)
+
+
+def capture_run_contexts() -> tuple[list[contextvars.Context], contextvars.Token[Any]]:
+    """Start noting the context in which an ``async def`` body is called (see
+    :func:`note_run_context`); reset ``_run_contexts`` with the token afterwards."""
+    holder: list[contextvars.Context] = []
+    return holder, _run_contexts.set(holder)
+
+
+def reset_run_contexts(token: contextvars.Token[Any]) -> None:
+    """Stop noting contexts (the token from :func:`capture_run_contexts`)."""
+    _run_contexts.reset(token)
+
+
+def note_run_context() -> None:
+    """Called as an ``async def`` body's coroutine is made: keep a copy of the context
+    then, so that a base class's sync ``__call__`` (``with app.app_context(): return
+    self.run()``) also holds while the coroutine runs."""
+    holder = _run_contexts.get()
+    if holder is not None:
+        holder.append(contextvars.copy_context())

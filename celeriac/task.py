@@ -18,7 +18,7 @@ from celeriac import _state
 from celeriac._portal import sync_twin
 from celeriac.canvas.mapping import chunks, xmap, xstarmap
 from celeriac.canvas.signature import Signature
-from celeriac.context import Context, current_request, state_sink
+from celeriac.context import Context, current_request, note_run_context, state_sink
 from celeriac.exceptions import MaxRetriesExceededError, Retry
 from celeriac.local import Proxy
 from celeriac.protocol.results import make_meta
@@ -95,6 +95,7 @@ class Task:
 
     _app: Celery | None = None
     _fun: Callable[..., Any] | None = None
+    _async = False
 
     # identity ---------------------------------------------------------------------------
     @property
@@ -121,6 +122,8 @@ class Task:
         """The task body: the decorated function (receiving ``self`` first when bound)."""
         if self._fun is None:
             raise NotImplementedError(f"task {self.name} has no body")
+        if self._async:
+            note_run_context()
         if self.bind:
             return self._fun(self, *args, **kwargs)
         return self._fun(*args, **kwargs)
@@ -361,6 +364,7 @@ def _create_task(app: Celery | None, fun: Callable[..., Any], options: Mapping[s
     task: Task = cls()
     task._app = app
     task._fun = fun
+    task._async = inspect.iscoroutinefunction(fun)
     task.name = options.get("name") or _task_name(app, fun)
     task.__wrapped__ = fun  # type: ignore[attr-defined]
     return task

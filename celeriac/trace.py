@@ -6,18 +6,20 @@ both run tasks through here, so eager mode is not a separate code path.
 
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 import inspect
 import os
 import random
 import time
 import traceback as tb
-from collections.abc import Callable, Mapping, Sequence
+import types
+from collections.abc import Callable, Coroutine, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from celeriac import signals, states
-from celeriac.context import Context, request_var
+from celeriac.context import Context, capture_run_contexts, request_var, reset_run_contexts
 from celeriac.exceptions import Ignore, Reject, Retry
 from celeriac.protocol.message import TaskMessage, decode_task, encode_task, format_time
 from celeriac.protocol.results import exception_to_dict, make_meta
@@ -298,15 +300,59 @@ async def arun_task(task: Task, ctx: Context) -> Outcome:
             sender=task, task_id=ctx.id, task=task, args=ctx.args, kwargs=ctx.kwargs
         )
         task.before_start(ctx.id or "", ctx.args, ctx.kwargs)
-        value = body_of(task)(*ctx.args, **ctx.kwargs)
-        if inspect.isawaitable(value):  # a custom __call__ may return run()'s coroutine
-            value = await value
+        body = body_of(task)
+        if body is task:
+            value = await _through_call(task, ctx)
+        else:
+            value = await body(*ctx.args, **ctx.kwargs)
         outcome = _success(task, value, ctx, started)
     except Exception as exc:
         outcome = _handle_exception(task, exc, ctx, started)
     finally:
         request_var.reset(token)
     return _finish(task, outcome, ctx)
+
+
+async def _through_call(task: Task, ctx: Context) -> Any:
+    """An ``async def`` task through its class's ``__call__``: an ``async def __call__``
+    is awaited; a sync one returns ``run()``'s coroutine, which then runs in the context
+    ``run()`` was called in (so the contextvars the wrapper set, e.g. Flask's app
+    context, are seen by the body; the wrapper's own clean-up has run by then)."""
+    contexts, token = capture_run_contexts()
+    try:
+        value = task(*ctx.args, **ctx.kwargs)
+    finally:
+        reset_run_contexts(token)
+    if not inspect.iscoroutine(value):
+        return await value if inspect.isawaitable(value) else value
+    if not contexts:
+        return await value
+    return await _in_context(value, contexts[-1])
+
+
+@types.coroutine
+def _in_context(
+    coro: Coroutine[Any, Any, Any], context: contextvars.Context
+) -> Generator[Any, Any, Any]:
+    """Drive ``coro`` in this asyncio task, each step inside ``context``."""
+    value: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            if error is None:
+                yielded = context.run(coro.send, value)
+            else:
+                yielded = context.run(coro.throw, error)
+        except StopIteration as stop:
+            return stop.value
+        value, error = None, None
+        try:
+            value = yield yielded
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as exc:
+            error = exc
 
 
 def _run_anywhere(task: Task, ctx: Context) -> Outcome:
