@@ -51,9 +51,8 @@ class Context:
     shadow: str | None = None
     argsrepr: str | None = None
     kwargsrepr: str | None = None
-    properties: dict[str, Any] = {}  # noqa: RUF012
-    """The message's properties (``correlation_id``, ``reply_to``, ``priority``, ...) and
-    its ``delivery_info``, as Celery's ``request.properties``."""
+    message_properties: dict[str, Any] | None = None
+    """The message's AMQP-style properties as received (see :attr:`properties`)."""
     stamps: dict[str, Any] = {}  # noqa: RUF012
     replaced_task_nesting: int = 0
 
@@ -61,6 +60,18 @@ class Context:
         self.__dict__.update(fields)
         if fields:
             self.called_directly = fields.get("called_directly", False)
+
+    @property
+    def properties(self) -> dict[str, Any]:
+        """The message's properties (``correlation_id``, ``reply_to``, ``priority``, ...)
+        with its ``delivery_info``, as Celery's ``request.properties`` (built on use)."""
+        props = dict(self.message_properties or {"correlation_id": self.correlation_id})
+        if self.reply_to:
+            props.setdefault("reply_to", self.reply_to)
+        if self.priority is not None:
+            props.setdefault("priority", self.priority)
+        props["delivery_info"] = self.delivery_info
+        return props
 
     def get(self, key: str, default: Any = None) -> Any:
         """Attribute lookup with a default (Celery's ``request.get``); custom headers are

@@ -88,13 +88,6 @@ def context_for(
     properties: Mapping[str, Any] | None = None,
 ) -> Context:
     """Build ``self.request`` for one invocation (``properties``: the message's)."""
-    info = dict(delivery_info or {})
-    props: dict[str, Any] = dict(properties) if properties else {"correlation_id": msg.id}
-    if msg.reply_to:
-        props.setdefault("reply_to", msg.reply_to)
-    if msg.priority is not None:
-        props.setdefault("priority", msg.priority)
-    props["delivery_info"] = info
     return Context(
         id=msg.id,
         task=msg.task,
@@ -104,7 +97,7 @@ def context_for(
         eta=format_time(msg.eta),
         expires=format_time(msg.expires),
         hostname=hostname,
-        delivery_info=info,
+        delivery_info=dict(delivery_info or {}),
         root_id=msg.root_id,
         parent_id=msg.parent_id,
         group=msg.group,
@@ -125,7 +118,7 @@ def context_for(
         shadow=msg.shadow,
         argsrepr=msg.argsrepr,
         kwargsrepr=msg.kwargsrepr,
-        properties=props,
+        message_properties=properties,
         stamps=msg.stamps,
         replaced_task_nesting=msg.replaced_task_nesting,
         **{k: v for k, v in msg.headers.items() if not hasattr(Context, k)},
