@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 from celeriac import local, states
 from celeriac._version import __version__
-from celeriac.app import Celeriac, Celery, current_app
+from celeriac.app import Celeriac, Celery, bugreport, current_app
 from celeriac.canvas import (
     Signature,
     chain,
@@ -19,7 +19,6 @@ from celeriac.canvas import (
     xmap,
     xstarmap,
 )
-from celeriac.conf.report import bug_report
 from celeriac.result import AsyncResult, EagerResult, GroupResult, ResultSet
 from celeriac.routing import Exchange, Queue
 from celeriac.task import Task, current_task, shared_task
@@ -48,11 +47,6 @@ VERSION = version_info = _version_tuple(__version__)
 """celeriac's own version, not Celery's: code that compares it with Celery's versions
 must compare ``celery.VERSION`` instead."""
 VERSION_BANNER = f"{__version__} ({SERIES})"
-
-
-def bugreport(app: Celery | None = None) -> str:
-    """The text of ``celeriac report`` for ``app`` (the current app by default)."""
-    return bug_report(app or current_app())
 
 
 __all__ = [

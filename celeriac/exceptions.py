@@ -1,25 +1,34 @@
 """Exceptions raised by celeriac.
 
-The hierarchy::
+The hierarchy (``CeleryError`` is another name of ``CeleriacError``; the classes are
+caught by the same base classes as Celery's, which ``tests/unit/test_import_paths.py``
+checks against the real ``celery.exceptions``)::
 
     CeleriacError
     ├── ImproperlyConfigured        a setting or option is wrong
     ├── MissingDependency           an optional client library is not installed
-    ├── NotRegistered               no task of that name in the registry (KeyError too)
-    ├── MessageError                a message cannot be decoded (dead-lettered by workers)
-    │   └── ContentDisallowed       its content type is not in accept_content
     ├── SerializationError          arguments or a result cannot be serialized
-    ├── TimeoutError                AsyncResult.get() waited too long (builtins.TimeoutError too)
+    ├── SecurityError, Terminated
+    ├── BackendError                the result backend failed
+    │   └── BackendGetMetaError, BackendStoreError
     ├── TaskError                   raised inside tasks or by the worker about a task
-    │   ├── Retry                   raised by Task.retry() to ask for a retry
-    │   ├── Ignore                  the task asks the worker to forget it
-    │   ├── Reject                  the task asks the worker to reject its message
-    │   ├── MaxRetriesExceededError
-    │   ├── TaskRevokedError
+    │   ├── NotRegistered           no task of that name in the registry (KeyError too)
+    │   ├── TimeoutError            AsyncResult.get() waited too long (builtins.TimeoutError too)
+    │   ├── QueueNotFound           (KeyError too)
+    │   ├── InvalidTaskError
+    │   │   └── MessageError        a message cannot be decoded (dead-lettered by workers)
+    │   │       └── ContentDisallowed   its content type is not in accept_content
+    │   ├── TaskPredicate           what a task raises to tell the worker what to do
+    │   │   ├── Retry               raised by Task.retry() to ask for a retry
+    │   │   ├── Ignore              the task asks the worker to forget it
+    │   │   └── Reject              the task asks the worker to reject its message
+    │   ├── MaxRetriesExceededError, TaskRevokedError, IncompleteStream, AlreadyRegistered
     │   ├── TimeLimitExceeded       hard limit: the task's process was killed
     │   ├── WorkerLostError         the process running the task died
     │   └── ChordError              a chord's header failed
     └── RemoteError                 a task failed with an exception type we cannot import here
+
+Warnings: ``CeleryWarning`` (a ``UserWarning``) and its subclasses, under Celery's names.
 
 ``SoftTimeLimitExceeded`` derives from ``Exception`` directly (as in Celery) so that
 a task's broad ``except Exception`` can still catch it to clean up.
@@ -90,23 +99,23 @@ class MissingDependency(CeleriacError, ImportError):
     """An optional client library is missing; the message says which extra to install."""
 
 
-class NotRegistered(CeleriacError, KeyError):
+class SerializationError(CeleriacError):
+    """A value could not be serialized or deserialized."""
+
+
+class TaskError(CeleriacError):
+    """Base class of errors about a task's execution."""
+
+
+class NotRegistered(TaskError, KeyError):
     """No task with this name is registered."""
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else "task not registered"
 
 
-class SerializationError(CeleriacError):
-    """A value could not be serialized or deserialized."""
-
-
-class TimeoutError(CeleriacError, builtins.TimeoutError):
+class TimeoutError(TaskError, builtins.TimeoutError):
     """Waiting for a result took longer than the timeout."""
-
-
-class TaskError(CeleriacError):
-    """Base class of errors about a task's execution."""
 
 
 class InvalidTaskError(TaskError):

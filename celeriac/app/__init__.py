@@ -30,6 +30,7 @@ from celeriac.app.connection import Connection, ConnectionPool
 from celeriac.backends import ResultBackend, backend_from_url, can_hold_results
 from celeriac.conf import Settings, check_settings
 from celeriac.conf.checks import warn_once
+from celeriac.conf.report import bug_report
 from celeriac.conf.settings import load_object
 from celeriac.engines.options import (
     backend_options,
@@ -52,7 +53,7 @@ from celeriac.transport import (
     transport_from_url,
 )
 
-__all__ = ["Celeriac", "Celery", "app_or_default", "current_app", "shared_task"]
+__all__ = ["Celeriac", "Celery", "app_or_default", "bugreport", "current_app", "shared_task"]
 
 logger = logging.getLogger("celeriac.app")
 
@@ -63,6 +64,11 @@ def current_app() -> Celery:
     """The most recently created app, or a default one (as Celery's ``current_app``)."""
     app: Celery = _state.get_current_app()
     return app
+
+
+def bugreport(app: Celery | None = None) -> str:
+    """The text of ``celeriac report`` for ``app`` (the current app by default)."""
+    return bug_report(app or current_app())
 
 
 def app_or_default(app: Celery | None = None) -> Celery:
