@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from celeriac.conf.report import mask_url
 from celeriac.retry import RetryPolicy
@@ -56,8 +56,14 @@ class Connection:
         self._connected = False
 
     def as_uri(self, include_password: bool = False, mask: str = "**", **_: Any) -> str:
-        """The broker URL; the password is masked unless ``include_password``."""
-        return self.url if include_password else mask_url(self.url)
+        """The broker URL; the password is replaced by ``mask`` unless ``include_password``
+        (kombu's default mask)."""
+        if include_password or self.password is None:
+            return self.url
+        parts = urlsplit(self.url)
+        user = parts.username or ""
+        host = parts.netloc.rpartition("@")[2]
+        return urlunsplit(parts._replace(netloc=f"{user}:{mask}@{host}"))
 
     def info(self) -> dict[str, Any]:
         """Where the broker is (a subset of kombu's ``Connection.info()``)."""

@@ -1,0 +1,129 @@
+"""One small Celery project, run unchanged on Celery and on celeriac but for the import.
+
+:func:`run` returns what a user can observe, as plain data, so that the parity test
+can compare the two. Tasks run eagerly (``apply()``), through each library's real
+execution path for a single task.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import importlib
+import logging
+from typing import Any
+
+__all__ = ["run"]
+
+
+def _import(flavor: str, path: str) -> Any:
+    return importlib.import_module(path.replace("celery", flavor, 1))
+
+
+def run(flavor: str) -> dict[str, Any]:
+    """Run the project on ``flavor`` (``'celery'`` or ``'celeriac'``); what it observed."""
+    lib = _import(flavor, "celery")
+    exceptions = _import(flavor, "celery.exceptions")
+    log = _import(flavor, "celery.utils.log")
+    app = lib.Celery("parity", broker="memory://", set_as_current=False)
+    app.conf.task_store_eager_result = False
+    seen: dict[str, Any] = {"events": []}
+    events: list[Any] = seen["events"]
+    inside: contextvars.ContextVar[str | None] = contextvars.ContextVar("inside", default=None)
+
+    class ContextTask(app.Task):  # type: ignore[misc, name-defined]
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            token = inside.set("app context")
+            try:
+                return super().__call__(*args, **kwargs)
+            finally:
+                inside.reset(token)
+
+        def after_return(self, status: str, retval: Any, *args: Any) -> None:
+            events.append(("after_return", self.name, status, type(retval).__name__))
+
+    @app.task(base=ContextTask, name="p.wrapped")
+    def wrapped() -> str | None:
+        return inside.get()
+
+    def on_failure(
+        self: Any, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
+    ) -> None:
+        events.append(
+            (
+                "on_failure",
+                self.name,
+                einfo.type.__name__,
+                isinstance(einfo.traceback, str) and "ValueError: broken" in einfo.traceback,
+                "ValueError: broken" in str(einfo),
+            )
+        )
+
+    @app.task(name="p.failing", base=ContextTask, on_failure=on_failure, my_flag=7)
+    def failing() -> None:
+        raise ValueError("broken")
+
+    @app.task(bind=True, base=ContextTask, name="p.retry_once", default_retry_delay=0)
+    def retry_once(self: Any) -> int:
+        if self.request.retries == 0:
+            raise self.retry(countdown=0)
+        return int(self.request.retries)
+
+    @app.task(bind=True, name="p.limited", max_retries=0)
+    def limited(self: Any) -> str:
+        try:
+            self.retry(countdown=0)
+        except self.MaxRetriesExceededError:
+            return "max retries exceeded"
+        return "retried"
+
+    @app.task(bind=True, name="p.fields")
+    def fields(self: Any) -> dict[str, Any]:
+        req = self.request
+        return {
+            "missing": req.get("x-missing", "default"),
+            "is_eager": req.is_eager,
+            "retries": req.retries,
+            "called_directly": req.called_directly,
+        }
+
+    @app.task(name="p.reject")
+    def reject() -> None:
+        raise exceptions.Reject("bad input", requeue=False)
+
+    task_logger = log.get_task_logger("proj.tasks")
+
+    seen["wrapped"] = wrapped.apply().get()
+    seen["direct_call"] = wrapped()
+    failed = failing.apply()
+    seen["failed"] = (failed.state, type(failed.result).__name__)
+    seen["my_flag"] = failing.my_flag
+    seen["is_subclass"] = isinstance(failing, ContextTask) and isinstance(failing, app.Task)
+    seen["task_app"] = failing.app is app
+    seen["max_retries_error"] = (
+        retry_once.MaxRetriesExceededError is exceptions.MaxRetriesExceededError
+    )
+    seen["limited"] = limited.apply().get()
+    seen["fields"] = fields.apply().get()
+    seen["reject_state"] = reject.apply().state
+    events.append("retry follows")
+    retried = retry_once.apply()
+    seen["retried_result"] = retried.get() if retried.state == "SUCCESS" else retried.state
+    seen["task_logger_parent"] = task_logger.parent.name.replace(flavor, "<lib>")
+    try:
+        log.get_task_logger(f"{flavor}.task")
+        seen["reserved"] = "accepted"
+    except RuntimeError:
+        seen["reserved"] = "RuntimeError"
+    seen["logger_level"] = logging.getLevelName(task_logger.getEffectiveLevel()) is not None
+
+    app.set_default()
+    seen["current_app"] = lib.current_app.main if flavor == "celery" else lib.current_app().main
+    conn = app.connection_for_write("amqp://user:secret@broker.example:5673/vhost")
+    seen["connection"] = {
+        "hostname": conn.hostname,
+        "port": conn.port,
+        "userid": conn.userid,
+        "virtual_host": conn.virtual_host,
+        "uri": conn.as_uri(),
+    }
+    return seen
