@@ -30,6 +30,58 @@ def run(flavor: str) -> dict[str, Any]:
     events: list[Any] = seen["events"]
     inside: contextvars.ContextVar[str | None] = contextvars.ContextVar("inside", default=None)
 
+    tasks = _define_tasks(app, exceptions, events, inside)
+    wrapped, failing, retry_once = tasks["wrapped"], tasks["failing"], tasks["retry_once"]
+    limited, fields, reject, ContextTask = (
+        tasks["limited"],
+        tasks["fields"],
+        tasks["reject"],
+        tasks["ContextTask"],
+    )
+    task_logger = log.get_task_logger("proj.tasks")
+
+    seen["wrapped"] = wrapped.apply().get()
+    seen["direct_call"] = wrapped()
+    failed = failing.apply()
+    seen["failed"] = (failed.state, type(failed.result).__name__)
+    seen["my_flag"] = failing.my_flag
+    seen["is_subclass"] = isinstance(failing, ContextTask) and isinstance(failing, app.Task)
+    seen["task_app"] = failing.app is app
+    seen["max_retries_error"] = (
+        retry_once.MaxRetriesExceededError is exceptions.MaxRetriesExceededError
+    )
+    seen["limited"] = limited.apply().get()
+    seen["fields"] = fields.apply().get()
+    seen["reject_state"] = reject.apply().state
+    events.append("retry follows")
+    retried = retry_once.apply()
+    seen["retried_result"] = retried.get() if retried.state == "SUCCESS" else retried.state
+    seen["task_logger_parent"] = task_logger.parent.name.replace(flavor, "<lib>")
+    try:
+        log.get_task_logger(f"{flavor}.task")
+        seen["reserved"] = "accepted"
+    except RuntimeError:
+        seen["reserved"] = "RuntimeError"
+    seen["logger_level"] = logging.getLevelName(task_logger.getEffectiveLevel()) is not None
+
+    app.set_default()
+    seen["current_app"] = lib.current_app.main if flavor == "celery" else lib.current_app().main
+    conn = app.connection_for_write("amqp://user:secret@broker.example:5673/vhost")
+    seen["connection"] = {
+        "hostname": conn.hostname,
+        "port": conn.port,
+        "userid": conn.userid,
+        "virtual_host": conn.virtual_host,
+        "uri": conn.as_uri(),
+    }
+    return seen
+
+
+def _define_tasks(
+    app: Any, exceptions: Any, events: list[Any], inside: contextvars.ContextVar[str | None]
+) -> dict[str, Any]:
+    """The project's tasks: a Flask-style ContextTask base, handlers, retries, Reject."""
+
     class ContextTask(app.Task):  # type: ignore[misc, name-defined]
         def __call__(self, *args: Any, **kwargs: Any) -> Any:
             token = inside.set("app context")
@@ -90,40 +142,12 @@ def run(flavor: str) -> dict[str, Any]:
     def reject() -> None:
         raise exceptions.Reject("bad input", requeue=False)
 
-    task_logger = log.get_task_logger("proj.tasks")
-
-    seen["wrapped"] = wrapped.apply().get()
-    seen["direct_call"] = wrapped()
-    failed = failing.apply()
-    seen["failed"] = (failed.state, type(failed.result).__name__)
-    seen["my_flag"] = failing.my_flag
-    seen["is_subclass"] = isinstance(failing, ContextTask) and isinstance(failing, app.Task)
-    seen["task_app"] = failing.app is app
-    seen["max_retries_error"] = (
-        retry_once.MaxRetriesExceededError is exceptions.MaxRetriesExceededError
-    )
-    seen["limited"] = limited.apply().get()
-    seen["fields"] = fields.apply().get()
-    seen["reject_state"] = reject.apply().state
-    events.append("retry follows")
-    retried = retry_once.apply()
-    seen["retried_result"] = retried.get() if retried.state == "SUCCESS" else retried.state
-    seen["task_logger_parent"] = task_logger.parent.name.replace(flavor, "<lib>")
-    try:
-        log.get_task_logger(f"{flavor}.task")
-        seen["reserved"] = "accepted"
-    except RuntimeError:
-        seen["reserved"] = "RuntimeError"
-    seen["logger_level"] = logging.getLevelName(task_logger.getEffectiveLevel()) is not None
-
-    app.set_default()
-    seen["current_app"] = lib.current_app.main if flavor == "celery" else lib.current_app().main
-    conn = app.connection_for_write("amqp://user:secret@broker.example:5673/vhost")
-    seen["connection"] = {
-        "hostname": conn.hostname,
-        "port": conn.port,
-        "userid": conn.userid,
-        "virtual_host": conn.virtual_host,
-        "uri": conn.as_uri(),
+    return {
+        "ContextTask": ContextTask,
+        "wrapped": wrapped,
+        "failing": failing,
+        "retry_once": retry_once,
+        "limited": limited,
+        "fields": fields,
+        "reject": reject,
     }
-    return seen
