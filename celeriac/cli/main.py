@@ -14,6 +14,7 @@ from celeriac.cli.beat import beat
 from celeriac.cli.demo import demo
 from celeriac.cli.loading import find_app
 from celeriac.cli.report import report
+from celeriac.utils.log import setup_task_logger
 from celeriac.worker.supervisor import run_loops
 from celeriac.worker.worker import Worker, WorkerOptions
 
@@ -46,6 +47,7 @@ class AppContext:
 def setup_logging(level: str) -> None:
     """Log like Celery's worker does."""
     logging.basicConfig(level=level.upper(), format=_LOG_FORMAT, stream=sys.stderr, force=True)
+    setup_task_logger(level, stream=sys.stderr)  # task loggers: "name[id]: message"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
