@@ -26,7 +26,8 @@ FORMAT = "%(levelname)s %(task_name)s[%(task_id)s]: %(message)s"
 @pytest.fixture
 def restored() -> Iterator[None]:
     """Put the ``celeriac.task`` logger back as it was."""
-    handlers, level, propagate = list(task_logger.handlers), task_logger.level, task_logger.propagate
+    handlers, level = list(task_logger.handlers), task_logger.level
+    propagate = task_logger.propagate
     yield
     task_logger.handlers[:] = handlers
     task_logger.setLevel(level)
@@ -66,7 +67,8 @@ def test_records_name_the_running_task_as_celery_formats_them() -> None:
             logger.removeHandler(handler)
         lines[name] = stream.getvalue().replace(task_id, "<id>")
     assert lines["celeriac"] == lines["celery"]
-    assert lines["celery"] == "WARNING proj.tasks.hello[<id>]: hello world\nWARNING ???[???]: outside\n"
+    expected = "WARNING proj.tasks.hello[<id>]: hello world\nWARNING ???[???]: outside\n"
+    assert lines["celery"] == expected
 
 
 def test_any_formatter_can_use_the_task_fields() -> None:
@@ -91,7 +93,7 @@ def test_the_worker_handler_prints_task_lines(restored: None) -> None:
 
 def test_task_loggers_sit_under_the_task_logger_and_reserved_names_are_refused() -> None:
     assert get_task_logger("proj.d").parent is task_logger
-X
+    assert celery_task_logger("proj.e").parent.name == "celery.task"  # Celery's counterpart
     for name in ("celeriac.task", "celeriac", "celery.task"):
         with pytest.raises(RuntimeError, match="reserved"):
             get_task_logger(name)
