@@ -55,6 +55,8 @@ class Context:
     """The message's AMQP-style properties as received (see :attr:`properties`)."""
     stamps: dict[str, Any] = {}  # noqa: RUF012
     replaced_task_nesting: int = 0
+    task_object: Any = None
+    """The Task instance running with this request (``current_task``); set by the run."""
 
     def __init__(self, **fields: Any) -> None:
         self.__dict__.update(fields)
@@ -80,11 +82,11 @@ class Context:
         return getattr(self, key, default)
 
     def as_dict(self) -> dict[str, Any]:
-        """The fields set on this context."""
-        return dict(self.__dict__)
+        """The fields set on this context (the message's, not the running task object)."""
+        return {k: v for k, v in self.__dict__.items() if k != "task_object"}
 
     def __repr__(self) -> str:
-        return f"<Context: {self.__dict__!r}>"
+        return f"<Context: {self.as_dict()!r}>"
 
 
 request_var: contextvars.ContextVar[Context | None] = contextvars.ContextVar(

@@ -404,12 +404,9 @@ def shared_task(*args: Any, **options: Any) -> Any:
 
 
 def get_current_task() -> Task | None:
-    """The task running in this thread or coroutine (found by name in the current app's
-    registry), or None outside a task."""
+    """The task running in this thread or coroutine, or None outside a task."""
     request = current_request()
-    if request is None or request.task is None:
-        return None
-    found: Task | None = _state.get_current_app().tasks.get(request.task)
+    found: Task | None = None if request is None else request.task_object
     return found
 
 

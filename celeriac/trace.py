@@ -268,6 +268,7 @@ def body_of(task: Task) -> Callable[..., Any]:
 
 def run_task(task: Task, ctx: Context) -> Outcome:
     """Run a sync task body with ``ctx`` as its request; never raises for task errors."""
+    ctx.task_object = task  # for current_task
     token = request_var.set(ctx)
     started = time.perf_counter()
     try:
@@ -286,6 +287,7 @@ def run_task(task: Task, ctx: Context) -> Outcome:
 
 async def arun_task(task: Task, ctx: Context) -> Outcome:
     """Run an ``async def`` task body with ``ctx`` as its request."""
+    ctx.task_object = task  # for current_task
     token = request_var.set(ctx)
     started = time.perf_counter()
     try:

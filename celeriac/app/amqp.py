@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from celeriac.app.connection import not_offered
+
 if TYPE_CHECKING:
     from celeriac.app import Celery
     from celeriac.routing import Router
@@ -52,9 +54,10 @@ class AMQP:
         return self._app.router
 
     def __getattr__(self, name: str) -> Any:
-        if name in _KOMBU_ONLY:
-            raise NotImplementedError(
-                f"app.amqp.{name}: celeriac builds no kombu producers or messages;"
-                " publish with task.apply_async() or app.send_task()"
-            )
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        raise not_offered(
+            self,
+            name,
+            _KOMBU_ONLY,
+            "celeriac builds no kombu producers or messages;"
+            " publish with task.apply_async() or app.send_task()",
+        )

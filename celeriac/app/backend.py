@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from celeriac import states
+from celeriac.app.connection import not_offered
 from celeriac.exceptions import TaskRevokedError
 from celeriac.protocol.results import exception_to_dict, make_meta
 
@@ -110,12 +111,13 @@ class BackendView:
         self._app.run_sync(forget())
 
     def __getattr__(self, name: str) -> Any:
-        if name in _RAW:
-            raise NotImplementedError(
-                f"app.backend.{name}: celeriac's result stores have no raw client or"
-                " key-value calls; use get_task_meta/store_result/forget or AsyncResult"
-            )
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        raise not_offered(
+            self,
+            name,
+            _RAW,
+            "celeriac's result stores have no raw client or key-value calls;"
+            " use get_task_meta/store_result/forget or AsyncResult",
+        )
 
     def __repr__(self) -> str:
         return f"<BackendView: {self.url}>"

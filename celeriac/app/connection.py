@@ -24,7 +24,7 @@ from celeriac.retry import RetryPolicy
 if TYPE_CHECKING:
     from celeriac.app import Celery
 
-__all__ = ["Connection", "ConnectionPool", "NoKombuChannels"]
+__all__ = ["Connection", "ConnectionPool", "NoKombuChannels", "not_offered"]
 
 _INSTEAD = "publish with task.apply_async() / app.send_task(), read results with AsyncResult"
 _KOMBU_ONLY = frozenset(
@@ -37,7 +37,16 @@ _KOMBU_ONLY = frozenset(
 
 
 class NoKombuChannels(NotImplementedError, AttributeError):
-    """A kombu feature celeriac's connections do not have."""
+    """A kombu or Celery backend feature celeriac's app objects do not have; an
+    AttributeError too, so ``hasattr()`` and ``getattr(obj, name, default)`` work."""
+
+
+def not_offered(obj: object, name: str, known: frozenset[str], advice: str) -> AttributeError:
+    """The error for ``obj.name``: what to use instead when ``name`` is one of Celery's
+    (``known``), a plain AttributeError's message otherwise."""
+    if name in known:
+        return NoKombuChannels(f"{type(obj).__name__}.{name}: {advice}")
+    return AttributeError(f"{type(obj).__name__!r} object has no attribute {name!r}")
 
 
 class Connection:
@@ -144,9 +153,7 @@ class Connection:
         self.release()
 
     def __getattr__(self, name: str) -> Any:
-        if name in _KOMBU_ONLY:
-            raise NoKombuChannels(f"Connection.{name}: celeriac has no kombu channels; {_INSTEAD}")
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        raise not_offered(self, name, _KOMBU_ONLY, f"celeriac has no kombu channels; {_INSTEAD}")
 
     def __repr__(self) -> str:
         return f"<Connection: {self.as_uri()}>"
