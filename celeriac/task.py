@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from celeriac.result import AsyncResult, EagerResult
 
 __all__ = [
+    "NO_EFFECT_OPTIONS",
     "PUBLISH_OPTIONS",
     "TASK_OPTIONS",
     "PublishRequest",
@@ -48,7 +49,8 @@ TASK_OPTIONS = frozenset(
     {
         "name", "bind", "base", "max_retries", "default_retry_delay", "autoretry_for",
         "dont_autoretry_for", "retry_kwargs", "retry_backoff", "retry_backoff_max",
-        "retry_jitter", "acks_late", "acks_on_failure_or_timeout", "reject_on_worker_lost",
+        "retry_jitter", "acks_late", "acks_on_failure_or_timeout", "acks_on_failure",
+        "acks_on_timeout", "reject_on_worker_lost",
         "ignore_result", "store_errors_even_if_ignored", "time_limit", "soft_time_limit",
         "rate_limit", "queue", "exchange", "routing_key", "priority", "serializer",
         "compression", "track_started", "expires", "typing", "throws", "shared", "trail",
@@ -275,6 +277,11 @@ class Task:
 
         self.app.run_sync(store())
 
+    @property
+    def backend(self) -> Any:
+        """The app's result store, from sync code (``app.backend``)."""
+        return self.app.backend
+
     def AsyncResult(self, task_id: str, **kwargs: Any) -> AsyncResult:
         """A handle on a result of this task."""
         return self.app.AsyncResult(task_id, task_name=self.name, **kwargs)
@@ -330,8 +337,29 @@ def _task_name(app: Celery | None, fun: Callable[..., Any]) -> str:
 
 _NOT_ATTRIBUTES = frozenset({"name", "base", "shared", "lazy", "pydantic", "trail"})
 
+# Celery task attributes that change how Celery runs a task and that celeriac does not
+# implement: given as options they would be kept with no effect, so they get a warning.
+NO_EFFECT_OPTIONS = {
+    "Request": "celeriac's worker has no Request class to replace",
+    "Strategy": "celeriac's worker has no task strategies",
+    "start_strategy": "celeriac's worker has no task strategies",
+    "backend": "every task uses the app's result backend",
+    "resultrepr_maxsize": "the logged result is truncated at a fixed length",
+    "shadow_name": "give apply_async(shadow=...) instead",
+    "from_config": "task defaults are read from the settings table",
+    "request_stack": "the request is a context variable",
+}
+
 
 def _warn_typos(fun: Callable[..., Any], options: Mapping[str, Any]) -> None:
+    """Warn about options that would be kept with no effect: Celery's unsupported ones and
+    probable typos of known ones."""
+    for key in sorted(set(options) & NO_EFFECT_OPTIONS.keys()):
+        warnings.warn(
+            f"task {fun.__module__}.{fun.__name__}: option {key!r} has no effect in celeriac"
+            f" ({NO_EFFECT_OPTIONS[key]})",
+            stacklevel=4,
+        )
     for key in set(options) - TASK_OPTIONS:
         close = difflib.get_close_matches(key, sorted(TASK_OPTIONS), n=1, cutoff=0.8)
         if close and not hasattr(Task, key):

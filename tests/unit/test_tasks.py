@@ -129,3 +129,32 @@ def test_unregistered_name_suggests(app: Celery) -> None:
 
     with pytest.raises(NotRegistered, match=r"did you mean tasks\.add"):
         app.get_task("tasks.ad")
+
+
+def test_any_option_becomes_a_task_attribute_and_functions_become_methods(app: Celery) -> None:
+    def handler(self: object, *args: object) -> object:
+        return self
+
+    @app.task(my_flag=1, on_failure=handler, acks_on_failure=False)
+    def flagged() -> None: ...
+
+    assert flagged.my_flag == 1 and flagged.acks_on_failure is False
+    assert flagged.on_failure(ValueError(), "id", (), {}, None) is flagged  # bound, as Celery
+
+
+def test_an_option_celeriac_does_not_implement_gets_a_warning(app: Celery) -> None:
+    with pytest.warns(UserWarning, match="'Request' has no effect"):
+
+        @app.task(Request="proj.requests:Custom")
+        def custom() -> None: ...
+
+
+def test_task_classes_are_made_per_task(app: Celery) -> None:
+    @app.task(max_retries=1)
+    def one() -> None: ...
+
+    @app.task
+    def two() -> None: ...
+
+    assert type(one) is not type(two) and one.max_retries == 1 and two.max_retries == 3
+    assert type(one).__name__ == "one" and one.__doc__ is None
