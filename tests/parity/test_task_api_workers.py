@@ -62,7 +62,7 @@ def _send(lib_name: str, prefix: str) -> dict[str, Any]:
         "parity.fields", (2,), headers={"x-custom": "tenant-1"}, shadow="shown.name"
     )
     seen["fields"] = fields.get(timeout=10)
-    client.close() if hasattr(client, "close") else None
+    client.close()
     return seen
 
 
