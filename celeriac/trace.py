@@ -146,9 +146,11 @@ def _retry_outcome(task: Task, retry: Retry, ctx: Context, started: float) -> Ou
     eta: dt.datetime | None = getattr(retry, "eta", None)
     retry_eta = eta.timestamp() if eta is not None else time.time() + float(when)
     text = format_task_traceback(cause)
-    einfo = ExceptionInfo.from_exception(cause, text)
-    task.on_retry(cause, ctx.id or "", ctx.args, ctx.kwargs, einfo)
-    signals.task_retry.send(sender=task, request=ctx, reason=cause, einfo=einfo)
+    # As Celery: the handler gets the retry's cause (None without one), the einfo and the
+    # signal's ``reason`` are the Retry itself.
+    einfo = ExceptionInfo.from_exception(retry, format_task_traceback(retry))
+    task.on_retry(retry.exc, ctx.id or "", ctx.args, ctx.kwargs, einfo)
+    signals.task_retry.send(sender=task, request=ctx, reason=retry, einfo=einfo)
     return Outcome(
         state=states.RETRY,
         value=exception_to_dict(cause),

@@ -56,6 +56,7 @@ def run(flavor: str) -> dict[str, Any]:
     events.append("retry follows")
     retried = retry_once.apply()
     seen["retried_result"] = retried.get() if retried.state == "SUCCESS" else retried.state
+    seen["retried_with_exc"] = tasks["retry_with_exc"].apply().state
     seen["task_logger_parent"] = task_logger.parent.name.replace(flavor, "<lib>")
     try:
         log.get_task_logger(f"{flavor}.task")
@@ -90,6 +91,10 @@ def _define_tasks(
             finally:
                 inside.reset(token)
 
+        def on_retry(self, exc: Any, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+            cause = type(exc).__name__ if exc is not None else None
+            events.append(("on_retry", self.name, cause, einfo.type.__name__, bool(str(einfo))))
+
         def after_return(self, status: str, retval: Any, *args: Any) -> None:
             events.append(("after_return", self.name, status, type(retval).__name__))
 
@@ -120,6 +125,12 @@ def _define_tasks(
             raise self.retry(countdown=0)
         return int(self.request.retries)
 
+    @app.task(bind=True, base=ContextTask, name="p.retry_with_exc", default_retry_delay=0)
+    def retry_with_exc(self: Any) -> int:
+        if self.request.retries == 0:
+            raise self.retry(exc=KeyError("again"), countdown=0)
+        return int(self.request.retries)
+
     @app.task(bind=True, name="p.limited", max_retries=0)
     def limited(self: Any) -> str:
         try:
@@ -147,6 +158,7 @@ def _define_tasks(
         "wrapped": wrapped,
         "failing": failing,
         "retry_once": retry_once,
+        "retry_with_exc": retry_with_exc,
         "limited": limited,
         "fields": fields,
         "reject": reject,
