@@ -307,13 +307,13 @@ class Task:
 
     def on_retry(
         self,
-        exc: BaseException,
+        exc: BaseException | None,
         task_id: str,
         args: Sequence[Any],
         kwargs: Mapping[str, Any],
         einfo: Any,
     ) -> None:
-        """Called when the task is retried."""
+        """Called when the task is retried; ``exc`` is the retry's cause (None without one)."""
 
     def after_return(
         self,

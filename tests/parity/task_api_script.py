@@ -83,20 +83,7 @@ def _define_tasks(
 ) -> dict[str, Any]:
     """The project's tasks: a Flask-style ContextTask base, handlers, retries, Reject."""
 
-    class ContextTask(app.Task):  # type: ignore[misc, name-defined]
-        def __call__(self, *args: Any, **kwargs: Any) -> Any:
-            token = inside.set("app context")
-            try:
-                return super().__call__(*args, **kwargs)
-            finally:
-                inside.reset(token)
-
-        def on_retry(self, exc: Any, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
-            cause = type(exc).__name__ if exc is not None else None
-            events.append(("on_retry", self.name, cause, einfo.type.__name__, bool(str(einfo))))
-
-        def after_return(self, status: str, retval: Any, *args: Any) -> None:
-            events.append(("after_return", self.name, status, type(retval).__name__))
+    ContextTask = _context_task(app, events, inside)
 
     @app.task(base=ContextTask, name="p.wrapped")
     def wrapped() -> str | None:
@@ -163,3 +150,26 @@ def _define_tasks(
         "fields": fields,
         "reject": reject,
     }
+
+
+def _context_task(
+    app: Any, events: list[Any], inside: contextvars.ContextVar[str | None]
+) -> type[Any]:
+    """Flask's ContextTask recipe, with handlers that note what they are given."""
+
+    class ContextTask(app.Task):  # type: ignore[misc, name-defined]
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            token = inside.set("app context")
+            try:
+                return super().__call__(*args, **kwargs)
+            finally:
+                inside.reset(token)
+
+        def on_retry(self, exc: Any, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+            cause = type(exc).__name__ if exc is not None else None
+            events.append(("on_retry", self.name, cause, einfo.type.__name__, bool(str(einfo))))
+
+        def after_return(self, status: str, retval: Any, *args: Any) -> None:
+            events.append(("after_return", self.name, status, type(retval).__name__))
+
+    return ContextTask
