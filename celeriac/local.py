@@ -44,6 +44,10 @@ class Proxy:
         """The object this proxy stands for now."""
         return self.__local(*self.__args, **self.__kwargs)
 
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:  # isinstance() sees the object's class, as in Celery
+        return type(self._get_current_object())
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._get_current_object(), name)
 

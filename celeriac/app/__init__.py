@@ -39,6 +39,7 @@ from celeriac.engines.options import (
     publisher_options,
 )
 from celeriac.exceptions import ImproperlyConfigured, NotRegistered
+from celeriac.local import Proxy
 from celeriac.protocol.ids import uuid4
 from celeriac.protocol.message import encode_task
 from celeriac.protocol.result_codec import result_codec
@@ -60,10 +61,22 @@ logger = logging.getLogger("celeriac.app")
 DEFAULT_BROKER = "sqlite://"
 
 
-def current_app() -> Celery:
-    """The most recently created app, or a default one (as Celery's ``current_app``)."""
-    app: Celery = _state.get_current_app()
-    return app
+class _CurrentApp(Proxy):
+    """``current_app``: the most recently created app (or a default one), as Celery's
+    proxy: ``current_app.conf``, ``current_app.send_task(...)``,
+    ``isinstance(current_app, Celery)``. Calling it, ``current_app()``, gives the app
+    itself."""
+
+    __slots__ = ()
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Celery:
+        if args or kwargs:
+            raise TypeError("current_app() takes no arguments: it returns the current app")
+        app: Celery = self._get_current_object()
+        return app
+
+
+current_app = _CurrentApp(_state.get_current_app, name="current_app")
 
 
 def bugreport(app: Celery | None = None) -> str:

@@ -66,7 +66,7 @@ def run(flavor: str) -> dict[str, Any]:
     seen["logger_level"] = logging.getLevelName(task_logger.getEffectiveLevel()) is not None
 
     app.set_default()
-    seen["current_app"] = lib.current_app.main if flavor == "celery" else lib.current_app().main
+    seen["current_app"] = (lib.current_app.main, isinstance(lib.current_app, lib.Celery))
     conn = app.connection_for_write("amqp://user:secret@broker.example:5673/vhost")
     seen["connection"] = {
         "hostname": conn.hostname,

@@ -118,3 +118,15 @@ def test_app_task_is_the_base_of_the_apps_tasks(app: Celery) -> None:
 def test_version_is_celeriacs_own() -> None:
     assert celeriac.VERSION[:3] == tuple(int(p) for p in celeriac.__version__.split(".")[:3])
     assert celeriac.VERSION_BANNER.startswith(celeriac.__version__)
+
+
+def test_current_app_is_a_proxy_as_in_celery(app: Celery) -> None:
+    previous = current_app()
+    try:
+        app.set_current()
+        assert current_app.main == "objects" and current_app() is app
+        assert isinstance(current_app, Celery)  # as isinstance(celery.current_app, Celery)
+        with pytest.raises(TypeError, match="no arguments"):
+            current_app("x")
+    finally:
+        previous.set_current()
