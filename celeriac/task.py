@@ -138,7 +138,9 @@ class Task:
         """
         return self.run(*args, **kwargs)
 
-    __call__._celeriac_plain_call = True  # type: ignore[attr-defined]  # see trace.body_of
+    # Marks the plain __call__ (see trace.body_of); it points at itself so that a wrapper
+    # made with functools.wraps, which copies the attribute, is still seen as an override.
+    __call__._celeriac_plain_call = __call__  # type: ignore[attr-defined]
 
     # publishing -------------------------------------------------------------------------
     def delay(self, *args: Any, **kwargs: Any) -> AsyncResult:

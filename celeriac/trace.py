@@ -263,7 +263,8 @@ def body_of(task: Task) -> Callable[..., Any]:
     cls = type(task)
     custom = cls.__dict__.get(_CUSTOM_CALL)
     if custom is None:
-        custom = not getattr(cls.__call__, "_celeriac_plain_call", False)
+        call = cls.__call__
+        custom = getattr(call, "_celeriac_plain_call", None) is not call
         setattr(cls, _CUSTOM_CALL, custom)
     return task if custom else task.run
 

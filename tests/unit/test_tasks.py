@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 import pytest
 
-from celeriac import Celery, shared_task, states
+from celeriac import Celery, Task, shared_task, states
 from celeriac.exceptions import (
     MaxRetriesExceededError,
     NotRegistered,
@@ -12,6 +15,7 @@ from celeriac.exceptions import (
     SerializationError,
 )
 from celeriac.protocol.results import exception_from_dict, exception_to_dict
+from celeriac.trace import body_of
 
 
 @pytest.fixture
@@ -158,3 +162,25 @@ def test_task_classes_are_made_per_task(app: Celery) -> None:
 
     assert type(one) is not type(two) and one.max_retries == 1 and two.max_retries == 3
     assert type(one).__name__ == "one" and one.__doc__ is None
+
+
+def test_a_run_goes_through_call_only_when_the_class_overrides_it(app: Celery) -> None:
+    calls: list[str] = []
+
+    class Wrapping(app.Task):  # type: ignore[misc, name-defined]
+        @functools.wraps(Task.__call__)  # a wrapper that copies the base method's attributes
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            calls.append(self.name)
+            return super().__call__(*args, **kwargs)
+
+    @app.task(base=Wrapping, name="t.wrapped")
+    def wrapped() -> int:
+        return 1
+
+    @app.task(name="t.plain")
+    def plain() -> int:
+        return 2
+
+    assert body_of(wrapped) == wrapped and body_of(plain) == plain.run
+    assert wrapped.apply().get() == 1 and plain.apply().get() == 2
+    assert calls == ["t.wrapped"]
