@@ -26,7 +26,7 @@ from celeriac._portal import get_portal, sync_twin
 from celeriac.annotations import annotate, prepare_annotations
 from celeriac.app.amqp import AMQP
 from celeriac.app.backend import BackendView
-from celeriac.app.connection import Connection, ConnectionPool
+from celeriac.app.connection import Connection, ConnectionPool, not_offered
 from celeriac.backends import ResultBackend, backend_from_url, can_hold_results
 from celeriac.conf import Settings, check_settings
 from celeriac.conf.checks import warn_once
@@ -557,6 +557,18 @@ class Celery:
     def pool(self) -> ConnectionPool:
         """Broker connections, ``with app.pool.acquire(block=True) as conn``."""
         return ConnectionPool(self)
+
+    @property
+    def producer_pool(self) -> Any:
+        """Not offered: celeriac builds no kombu producers (NotImplementedError saying what
+        to use instead)."""
+        raise not_offered(
+            self,
+            "producer_pool",
+            frozenset({"producer_pool"}),
+            "celeriac builds no kombu producers; publish with task.apply_async() or"
+            " app.send_task()",
+        )
 
     @property
     def backend(self) -> BackendView:

@@ -81,6 +81,8 @@ def test_amqp_lists_the_queues(app: Celery) -> None:
     assert app.amqp.router is app.router
     with pytest.raises(NotImplementedError, match="send_task"):
         app.amqp.send_task_message  # noqa: B018
+    with pytest.raises(NotImplementedError, match="send_task"):
+        app.producer_pool  # noqa: B018
 
 
 def test_set_default_makes_the_current_app(app: Celery) -> None:
