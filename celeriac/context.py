@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import contextvars
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
+
+R = TypeVar("R")
 
 __all__ = [
     "Context",
     "StateSink",
+    "add_child",
     "capture_run_contexts",
     "current_request",
     "note_run_context",
@@ -53,7 +56,9 @@ class Context:
     kwargsrepr: str | None = None
     message_properties: dict[str, Any] | None = None
     """The message's AMQP-style properties as received (see :attr:`properties`)."""
-    stamps: dict[str, Any] = {}  # noqa: RUF012
+    stamps: dict[str, Any] = {}  # noqa: RUF012 - replaced per instance, never mutated
+    """The canvas stamps of this task (``celeriac.canvas.stamping``)."""
+    stamped_headers: list[str] | None = None
     replaced_task_nesting: int = 0
     task_object: Any = None
     """The Task instance running with this request (``current_task``); set by the run."""
@@ -97,6 +102,17 @@ request_var: contextvars.ContextVar[Context | None] = contextvars.ContextVar(
 def current_request() -> Context | None:
     """The context of the task running in this thread/coroutine, if any."""
     return request_var.get()
+
+
+def add_child(result: R) -> R:
+    """Record ``result`` as a child of the task running here (Celery's trail: the results
+    a task publishes become its result's ``children``); returns ``result``."""
+    req = request_var.get()
+    if req is not None and not req.called_directly:
+        trail = req.__dict__.setdefault("children", [])
+        if result not in trail:
+            trail.append(result)
+    return result
 
 
 StateSink = Callable[[str, dict[str, Any]], None]

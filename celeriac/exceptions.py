@@ -134,10 +134,6 @@ class TaskPredicate(TaskError):
     """Base class of the exceptions a task raises to tell the worker what to do."""
 
 
-class IncompleteStream(TaskError):
-    """A stream of results ended before it was complete."""
-
-
 class AlreadyRegistered(TaskError):
     """A task of this name is registered already."""
 
@@ -242,6 +238,10 @@ class Reject(TaskPredicate):
         self.reason = reason
         self.requeue = requeue
         super().__init__(reason, requeue)
+
+
+class IncompleteStream(TaskError):
+    """A walk over a result graph met a result that is not ready yet."""
 
 
 class MaxRetriesExceededError(TaskError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import functools
 import inspect
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -17,9 +18,12 @@ from typing import TYPE_CHECKING, Any
 from celeriac import _state
 from celeriac._portal import sync_twin
 from celeriac.canvas.mapping import chunks, xmap, xstarmap
+from celeriac.canvas.replace import add_to_chord as _add_to_chord
+from celeriac.canvas.replace import replace as _replace
 from celeriac.canvas.signature import Signature
-from celeriac.context import Context, current_request, note_run_context, state_sink
+from celeriac.context import Context, add_child, current_request, note_run_context, state_sink
 from celeriac.exceptions import MaxRetriesExceededError, Retry
+from celeriac.fixups.django import on_commit
 from celeriac.local import Proxy
 from celeriac.protocol.results import make_meta
 from celeriac.publishing import PUBLISH_OPTIONS, PublishRequest, build_message
@@ -91,6 +95,8 @@ class Task:
     throws: tuple[type[BaseException], ...] = ()
     send_events: bool = True
     bind: bool = False
+    trail: bool = True
+    """Record the results this task publishes while it runs as its result's ``children``."""
 
     MaxRetriesExceededError = MaxRetriesExceededError
     """Raised by ``retry()`` when retries are used up (``except self.MaxRetriesExceededError``)."""
@@ -151,6 +157,15 @@ class Task:
         """Async twin of ``delay``."""
         return await self.aapply_async(args, kwargs)
 
+    def delay_on_commit(self, *args: Any, **kwargs: Any) -> None:
+        """``delay`` once Django's current transaction commits (at once outside one); nothing
+        is sent if it rolls back. Returns nothing: the task does not exist before the commit."""
+        on_commit(functools.partial(self.delay, *args, **kwargs))
+
+    def apply_async_on_commit(self, *args: Any, **kwargs: Any) -> None:
+        """``apply_async`` once Django's current transaction commits; see ``delay_on_commit``."""
+        on_commit(functools.partial(self.apply_async, *args, **kwargs))
+
     async def aapply_async(
         self,
         args: Sequence[Any] | None = None,
@@ -162,7 +177,7 @@ class Task:
             return self.apply(args, kwargs, **options)
         request = self.app.build_request(self.name, args, kwargs, options, self)
         await self.app.apublish([request])
-        return self.app.AsyncResult(request.message.id, task_name=self.name)
+        return add_child(self.AsyncResult(request.message.id))
 
     def _apply_async_here(
         self, *, args: Sequence[Any] | None, kwargs: Mapping[str, Any] | None, **options: Any
@@ -172,7 +187,7 @@ class Task:
             return self.apply(args, kwargs, **options)
         request = self.app.build_request(self.name, args, kwargs, options, self)
         self.app.publish([request])
-        return self.app.AsyncResult(request.message.id, task_name=self.name)
+        return add_child(self.AsyncResult(request.message.id))
 
     apply_async = sync_twin(aapply_async, here=_apply_async_here)
 
@@ -260,6 +275,16 @@ class Task:
             return retry
         raise retry
 
+    def replace(self, sig: Any) -> Any:
+        """Replace this running task by ``sig`` (a task, chain or group signature): see
+        :mod:`celeriac.canvas.replace`. Raises Ignore (the worker stores nothing for this
+        task; the replacement's result appears under its id)."""
+        return _replace(self, sig)
+
+    def add_to_chord(self, sig: Any, lazy: bool = False) -> Any:
+        """Add ``sig`` to the chord this task is a header member of; its AsyncResult."""
+        return _add_to_chord(self, sig, lazy)
+
     def update_state(
         self, task_id: str | None = None, state: str | None = None, meta: Any = None, **kwargs: Any
     ) -> None:
@@ -337,7 +362,7 @@ def _task_name(app: Celery | None, fun: Callable[..., Any]) -> str:
     return f"{module}.{fun.__name__}"
 
 
-_NOT_ATTRIBUTES = frozenset({"name", "base", "shared", "lazy", "pydantic", "trail"})
+_NOT_ATTRIBUTES = frozenset({"name", "base", "shared", "lazy", "pydantic"})
 
 # Celery task attributes that change how Celery runs a task and that celeriac does not
 # implement: given as options they would be kept with no effect, so they get a warning.

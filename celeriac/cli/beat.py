@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import sys
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,12 +20,11 @@ from celeriac._version import __version__
 from celeriac.beat.scheduler import Beat, BeatOptions
 from celeriac.beat.stores import store_for_app
 from celeriac.exceptions import ImproperlyConfigured
+from celeriac.worker.logging import setup_logging
 
 __all__ = ["beat"]
 
 logger = logging.getLogger("celeriac.beat")
-
-_LOG_FORMAT = "[%(asctime)s: %(levelname)s/%(processName)s] %(message)s"
 
 
 def _redact(url: str) -> str:
@@ -65,6 +63,7 @@ async def _serve(beat: Beat, loglevel: str) -> None:
     try:
         await beat.start()
         click.echo(banner(beat, loglevel))
+        setup_logging(beat.app, loglevel)  # after the imports and the banner, as Celery's beat
         for entry in beat.entries:
             logger.debug("beat: entry %s -> %s %r", entry.name, entry.task, entry.schedule)
         logger.info("beat: Starting...")
@@ -99,7 +98,6 @@ def beat(
     **_: Any,
 ) -> None:
     """Start the periodic task scheduler (safe to run several: one sends each tick)."""
-    logging.basicConfig(level=loglevel.upper(), format=_LOG_FORMAT, stream=sys.stderr, force=True)
     app = obj.app
     try:
         scheduler = Beat(

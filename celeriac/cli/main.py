@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from typing import Any
 
@@ -14,13 +13,11 @@ from celeriac.cli.beat import beat
 from celeriac.cli.demo import demo
 from celeriac.cli.loading import find_app
 from celeriac.cli.report import report
-from celeriac.utils.log import setup_task_logger
+from celeriac.worker.logging import setup_logging
 from celeriac.worker.supervisor import run_loops
 from celeriac.worker.worker import Worker, WorkerOptions
 
 __all__ = ["cli", "main"]
-
-_LOG_FORMAT = "[%(asctime)s: %(levelname)s/%(processName)s] %(message)s"
 
 
 class AppContext:
@@ -42,12 +39,6 @@ class AppContext:
             if self.backend:
                 self._app.conf["result_backend"] = self.backend
         return self._app
-
-
-def setup_logging(level: str) -> None:
-    """Log like Celery's worker does."""
-    logging.basicConfig(level=level.upper(), format=_LOG_FORMAT, stream=sys.stderr, force=True)
-    setup_task_logger(level, stream=sys.stderr)  # task loggers: "name[id]: message"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -121,8 +112,8 @@ def worker(
     **_: Any,
 ) -> None:
     """Start a worker."""
-    setup_logging(loglevel)
     options = WorkerOptions(
+        loglevel=loglevel,
         hostname=hostname,
         queues=[q.strip() for q in queues.split(",") if q.strip()],
         concurrency=concurrency,
@@ -135,6 +126,7 @@ def worker(
         beat=embed_beat,
     )
     if loops > 1:
+        setup_logging(obj.app, loglevel)  # the supervisor logs too; its workers inherit it
         sys.exit(run_loops(obj.app, options, loops))
     sys.exit(Worker(obj.app, options).start())
 

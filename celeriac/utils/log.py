@@ -1,26 +1,26 @@
 """Loggers for task modules: ``logger = get_task_logger(__name__)``, as in Celery.
 
-Every task logger is a child of the ``celeriac.task`` logger (Celery's is ``celery.task``),
-and its records carry ``task_name`` and ``task_id`` (``'???'`` outside a task), so a
-format such as Celery's ``worker_task_log_format`` prints ``tasks.add[<id>]: message``.
-The worker gives ``celeriac.task`` a handler with that format
-(:func:`setup_task_logger`); other loggers from :func:`get_logger` sit under ``celeriac``.
+Every task logger is a child of Celery's ``celery.task`` logger, and its records carry
+``task_name`` and ``task_id`` (``'???'`` outside a task), so a format such as Celery's
+``worker_task_log_format`` prints ``tasks.add[<id>]: message``. The worker gives
+``celery.task`` a handler with that format (:mod:`celeriac.worker.logging`, which also
+holds the formatters re-exported here); other loggers from :func:`get_logger` sit under
+``celeriac``.
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing.util
-import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import IO, Any
+from typing import Any
 
 from celeriac.context import current_request
+from celeriac.worker.logging import TASK_LOGGER, ColorFormatter, TaskFormatter
 
 __all__ = [
     "LOG_LEVELS",
-    "TASK_LOG_FORMAT",
     "ColorFormatter",
     "LoggingProxy",
     "TaskFormatter",
@@ -32,7 +32,6 @@ __all__ = [
     "mlevel",
     "reset_multiprocessing_logger",
     "set_in_sighandler",
-    "setup_task_logger",
     "task_logger",
 ]
 
@@ -41,11 +40,6 @@ LOG_LEVELS: dict[Any, Any] = {
     **{level: name for name, level in logging.getLevelNamesMapping().items()},
 }
 """Level names to numbers and back (``LOG_LEVELS['INFO'] == 20``, ``LOG_LEVELS[20]``)."""
-
-TASK_LOG_FORMAT = (
-    "[%(asctime)s: %(levelname)s/%(processName)s] %(task_name)s[%(task_id)s]: %(message)s"
-)
-"""Celery's default ``worker_task_log_format``."""
 
 _RESERVED = frozenset({"celeriac", "celeriac.task", "celery", "celery.task"})
 _in_sighandler = False
@@ -88,56 +82,18 @@ class _TaskFields(logging.Filter):
 
 _TASK_FIELDS = _TaskFields()
 
-task_logger = get_logger("celeriac.task")
-"""The parent of every task logger; the worker puts its handler here."""
+task_logger = logging.getLogger(TASK_LOGGER)
+"""The parent of every task logger (``celery.task``); the worker puts its handler here."""
 
 
 def get_task_logger(name: str) -> logging.Logger:
-    """The logger for a task module: under ``celeriac.task``, with the task's name and id."""
+    """The logger for a task module: under ``celery.task``, with the task's name and id."""
     if name in _RESERVED:
         raise RuntimeError(f"logger name {name!r} is reserved for celeriac's own loggers")
     logger = _under(task_logger, get_logger(name))
     if _TASK_FIELDS not in logger.filters:
         logger.addFilter(_TASK_FIELDS)
     return logger
-
-
-class ColorFormatter(logging.Formatter):
-    """A formatter that colours the level name by severity on a terminal."""
-
-    COLORS = {"DEBUG": 34, "INFO": 0, "WARNING": 33, "ERROR": 31, "CRITICAL": 35}  # noqa: RUF012
-
-    def __init__(self, fmt: str | None = None, use_color: bool = True, **kwargs: Any) -> None:
-        super().__init__(fmt, **kwargs)
-        self.use_color = use_color
-
-    def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
-        code = self.COLORS.get(record.levelname) if self.use_color else None
-        return f"\033[{code}m{text}\033[0m" if code else text
-
-
-class TaskFormatter(ColorFormatter):
-    """Celery's task formatter: ``task_name`` and ``task_id`` are always there to format."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        _TASK_FIELDS.filter(record)
-        return super().format(record)
-
-
-def setup_task_logger(
-    loglevel: int | str, fmt: str = TASK_LOG_FORMAT, stream: IO[str] | None = None
-) -> logging.Logger:
-    """Give ``celeriac.task`` its own handler with the task format (the worker does this,
-    as Celery's worker does); its records then do not reach the root logger."""
-    handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(TaskFormatter(fmt, use_color=False))
-    for old in list(task_logger.handlers):
-        task_logger.removeHandler(old)
-    task_logger.addHandler(handler)
-    task_logger.setLevel(mlevel(loglevel))
-    task_logger.propagate = False
-    return task_logger
 
 
 def mlevel(level: int | str) -> int:

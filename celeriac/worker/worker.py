@@ -30,6 +30,7 @@ from celeriac.worker.executors.base import Executor
 from celeriac.worker.executors.inloop import InLoopExecutor
 from celeriac.worker.flight import HandlerConfig
 from celeriac.worker.handler import TaskHandler
+from celeriac.worker.logging import setup_logging
 
 __all__ = ["Worker", "WorkerOptions"]
 
@@ -54,6 +55,9 @@ class WorkerOptions:
     async_concurrency: int = 100
     banner: bool = True
     beat: bool = False  # -B: run beat in this process
+    loglevel: str | None = None
+    """-l: set up logging as Celery's worker program does (None: leave logging alone)."""
+    logfile: str | None = None
 
 
 def expand_hostname(name: str | None) -> str:
@@ -71,16 +75,8 @@ class Worker:
     def __init__(self, app: Any, options: WorkerOptions | None = None) -> None:
         self.app = app
         self.options = options or WorkerOptions()
-        conf = app.conf
         self.hostname = expand_hostname(self.options.hostname)
-        self.concurrency = (
-            self.options.concurrency or conf["worker_concurrency"] or default_concurrency()
-        )
-        self.pool_name = self.options.pool or conf["worker_pool"]
-        self.prefetch_multiplier = max(
-            1, self.options.prefetch_multiplier or conf["worker_prefetch_multiplier"]
-        )
-        self.queues: list[QueueSpec] = app.router.consume_specs(self.options.queues)
+        self._configure()
         self._stopping = asyncio.Event()
         self._cold_requested = asyncio.Event()
         self._room = asyncio.Event()
@@ -89,6 +85,19 @@ class Worker:
         self.handler: TaskHandler | None = None
         self.exit_code = 0
 
+    def _configure(self) -> None:
+        """Read the options and settings the worker is built from (again after
+        ``celeryd_init``, whose receivers may change ``conf``, as in Celery)."""
+        conf = self.app.conf
+        self.concurrency = (
+            self.options.concurrency or conf["worker_concurrency"] or default_concurrency()
+        )
+        self.pool_name = self.options.pool or conf["worker_pool"]
+        self.prefetch_multiplier = max(
+            1, self.options.prefetch_multiplier or conf["worker_prefetch_multiplier"]
+        )
+        self.queues: list[QueueSpec] = self.app.router.consume_specs(self.options.queues)
+
     # top level --------------------------------------------------------------------------
     def start(self) -> int:
         """Run the worker until it is stopped; return the process exit code."""
@@ -96,15 +105,17 @@ class Worker:
         return self.exit_code
 
     async def run(self) -> None:
-        """The worker's whole life, in order."""
+        """The worker's whole life, in order (the signals in Celery's order)."""
         self._load_app()
         self._install_signal_handlers()
+        # Before connecting, as Celery's: receivers may still change the queues consumed.
+        signals.celeryd_after_setup.send(sender=self.hostname, instance=self, conf=self.app.conf)
         await self._connect()
         sync_pool, async_pool = await self._start_pools()
         self._create_handler(sync_pool, async_pool)
         self._print_banner()
         await self._load_revoked()
-        signals.worker_ready.send(sender=self)
+        signals.worker_ready.send(sender=self.handler)
         revoke_sync = asyncio.create_task(self._sync_revoked())
         beat = self._start_beat()
         try:
@@ -132,7 +143,13 @@ class Worker:
     def _load_app(self) -> None:
         self.app.import_default_modules()
         self.app.finalize()
+        signals.celeryd_init.send(
+            sender=self.hostname, instance=self, conf=self.app.conf, options=vars(self.options)
+        )
+        self._configure()
         signals.worker_init.send(sender=self)
+        if self.options.loglevel is not None:
+            setup_logging(self.app, self.options.loglevel, self.options.logfile)
 
     def _install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
@@ -179,7 +196,7 @@ class Worker:
             self.backend = await self.app.aget_backend()
 
     async def _start_pools(self) -> tuple[Executor, Executor]:
-        child.bind_app(self.app)
+        child.bind_app(self.app, self.hostname)
         conf = self.app.conf
         in_processes = POOL_NAMES.get(self.pool_name) == "processes"
         sync_pool = create_executor(
@@ -188,8 +205,10 @@ class Worker:
             concurrency=self.concurrency,
             max_tasks_per_child=self.options.max_tasks_per_child
             or conf["worker_max_tasks_per_child"],
-            initializer=child.child_initializer if in_processes else child.thread_initializer,
+            initializer=child.initializer_for(self.pool_name),
             on_note=self._on_pool_note,
+            before_spawn=child.before_child,
+            finalizer=child.child_finalizer,
         )
         async_pool = InLoopExecutor(
             _run_async_payload(self.app), concurrency=self.options.async_concurrency

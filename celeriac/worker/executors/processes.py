@@ -274,6 +274,8 @@ class ProcessExecutor:
         max_tasks_per_child: int | None = None,
         initializer: Callable[[], None] | None = None,
         on_note: Callable[[Any], None] | None = None,
+        before_spawn: Callable[[ProcessExecutor], None] | None = None,
+        finalizer: Callable[[int], None] | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -284,6 +286,8 @@ class ProcessExecutor:
         self._concurrency = concurrency
         self._max_tasks = max_tasks_per_child
         self._initializer = initializer
+        self._before_spawn = before_spawn
+        self._finalizer = finalizer
         self._started = False
         self._children: list[_Child] = []
         self._idle: deque[_Child] = deque()
@@ -457,6 +461,8 @@ class ProcessExecutor:
 
     def _spawn(self) -> _Child:
         loop = asyncio.get_running_loop()
+        if self._before_spawn is not None:
+            self._before_spawn(self)
         parent_conn, child_conn = Pipe(duplex=True)
         inherited = [parent_conn.fileno()]
         for other in self._children:
@@ -494,6 +500,11 @@ class ProcessExecutor:
         except BaseException:
             traceback.print_exc()
         finally:
+            if self._finalizer is not None:
+                try:
+                    self._finalizer(code)
+                except BaseException:
+                    traceback.print_exc()
             _flush_stdio()
             os._exit(code)
 
