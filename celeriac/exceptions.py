@@ -8,7 +8,8 @@ checks against the real ``celery.exceptions``)::
     ├── ImproperlyConfigured        a setting or option is wrong
     ├── MissingDependency           an optional client library is not installed
     ├── SerializationError          arguments or a result cannot be serialized
-    ├── SecurityError, Terminated
+    │   └── SecurityError           a signature is wrong, or a key or certificate unusable
+    ├── Terminated
     ├── BackendError                the result backend failed
     │   └── BackendGetMetaError, BackendStoreError
     ├── TaskError                   raised inside tasks or by the worker about a task
@@ -140,10 +141,6 @@ class AlreadyRegistered(TaskError):
 
 class Terminated(CeleriacError):
     """The task was terminated."""
-
-
-class SecurityError(CeleriacError):
-    """A message failed a security check."""
 
 
 class BackendError(CeleriacError):
@@ -286,3 +283,8 @@ class RemoteError(CeleriacError):
         if isinstance(msg, list | tuple):
             msg = ", ".join(str(part) for part in msg)
         return f"{where}: {msg}"
+
+
+class SecurityError(SerializationError):
+    """Message signing failed: a bad or missing signature, an unknown or expired certificate,
+    or a key or certificate that cannot be used (Celery's ``SecurityError``)."""

@@ -213,6 +213,24 @@ class Celery:
         self.conf.from_envvar(variable_name, namespace or self.namespace, silent=silent)
         self._router = None
 
+    def setup_security(
+        self,
+        allowed_serializers: Any = None,
+        key: str | None = None,
+        key_password: bytes | str | None = None,
+        cert: str | None = None,
+        store: str | None = None,
+        digest: str | None = None,
+        serializer: str = "json",
+    ) -> None:
+        """Sign the messages this app sends and verify those it receives (Celery's ``auth``
+        serializer; :mod:`celeriac.signing`). Arguments default to the ``security_*`` settings."""
+        from celeriac.signing import setup_security  # noqa: PLC0415 - most apps never sign
+
+        setup_security(
+            self.conf, allowed_serializers, key, key_password, cert, store, digest, serializer
+        )
+
     def finalize(self) -> None:
         """Fire ``on_after_configure`` and ``on_after_finalize`` once (workers and beat do)."""
         with self._lock:

@@ -7,7 +7,7 @@ celeriac's defaults live here.
 
 from __future__ import annotations
 
-from celeriac.conf.model import NOT_SUPPORTED, Setting
+from celeriac.conf.model import CELERIAC_ONLY, NOT_SUPPORTED, Setting
 
 __all__ = ["SETTINGS"]
 
@@ -400,5 +400,17 @@ SETTINGS = (
         status=NOT_SUPPORTED,
         reason="errbacks linked to a chord run once, on the chord's failure",
         aliases=("CELERY_ALLOW_ERROR_CB_ON_CHORD_HEADER",),
+    ),
+    Setting(
+        "task_message_max_size",
+        "int",
+        CELERIAC_ONLY,
+        (
+            "The largest task message body a worker decodes, in bytes, after decompression "
+            "(0: no limit). A larger one is dead-lettered with the reason in the log, and a "
+            'compressed body is never inflated beyond this size, so a small "zip bomb" '
+            "cannot take the worker's memory."
+        ),
+        default=64 * 1024 * 1024,
     ),
 )

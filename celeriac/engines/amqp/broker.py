@@ -82,6 +82,7 @@ from celeriac.engines.amqp.connection import (
 from celeriac.engines.amqp.delay import DelayLadder, DelayPlan, delay_tokens, stamp
 from celeriac.engines.amqp.leases import Leases
 from celeriac.engines.amqp.sidequeues import DeadLetters, Revokes
+from celeriac.masking import mask_url
 from celeriac.retry import Backoff
 from celeriac.transport.base import DeadLetter, Delivery, Outgoing, QueueSpec
 
@@ -119,7 +120,7 @@ class AMQPTransport:
         self._maintenance: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
-        return f"<AMQPTransport {self.url}>"
+        return f"<AMQPTransport {mask_url(self.url)}>"
 
     @property
     def _closed(self) -> bool:

@@ -41,6 +41,7 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 from celeriac.exceptions import ImproperlyConfigured, MissingDependency
+from celeriac.masking import mask_url
 from celeriac.protocol.envelope import Envelope
 from celeriac.retry import RetryPolicy
 from celeriac.transport.base import QueueSpec
@@ -189,7 +190,7 @@ def connection_url(url: str, *, heartbeat: int, name: str = "celeriac", tls: boo
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme not in {"amqp", "amqps", "pyamqp", "rpc"}:
-        raise ImproperlyConfigured(f"not an AMQP URL: {url!r}")
+        raise ImproperlyConfigured(f"not an AMQP URL: {mask_url(url)!r}")
     tls = tls or scheme == "amqps"
     user = unquote(parts.username) if parts.username is not None else "guest"
     password = unquote(parts.password) if parts.password is not None else "guest"
@@ -337,7 +338,7 @@ class Session:
             if self._conn is not None and not self._conn.is_closed:
                 return self._conn
             if self.closed:
-                raise RuntimeError(f"AMQP session for {self.url} is closed")
+                raise RuntimeError(f"AMQP session for {mask_url(self.url)} is closed")
             self._channels.clear()
             self._conn = await connect(self.url, self.options, self.name)
             await self._on_connect()
@@ -370,7 +371,7 @@ class Session:
         )
 
     def _unreachable(self, exc: BaseException, attempts: int) -> ConnectionError:
-        return ConnectionError(f"RabbitMQ at {self.url}: {exc}")
+        return ConnectionError(f"RabbitMQ at {mask_url(self.url)}: {mask_url(str(exc))}")
 
     def _is_closed(self) -> bool:
         return self.closed

@@ -45,6 +45,7 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from celeriac.exceptions import ImproperlyConfigured, MissingDependency
+from celeriac.masking import mask_url
 from celeriac.retry import RetryPolicy
 
 try:
@@ -252,7 +253,7 @@ def parse_redis_url(url: str, options: Mapping[str, Any] | None = None) -> Redis
         if tls:
             connection.update(_ssl_options(query, opts))
     else:
-        raise ImproperlyConfigured(f"not a Redis URL: {url!r}")
+        raise ImproperlyConfigured(f"not a Redis URL: {mask_url(url)!r}")
     connection.update(_common_options(opts))
     if "path" in connection:
         connection.pop("socket_keepalive")  # a TCP option; Unix sockets refuse it
