@@ -9,6 +9,9 @@ checks against the real ``celery.exceptions``)::
     ├── MissingDependency           an optional client library is not installed
     ├── SerializationError          arguments or a result cannot be serialized
     │   └── SecurityError           a signature is wrong, or a key or certificate unusable
+    ├── OperationalError            a broker or result store stayed unreachable through the
+    │                               retries (builtins.ConnectionError too, and kombu's
+    │                               OperationalError when kombu is installed)
     ├── Terminated
     ├── BackendError                the result backend failed
     │   └── BackendGetMetaError, BackendStoreError
@@ -30,6 +33,11 @@ checks against the real ``celery.exceptions``)::
     └── RemoteError                 a task failed with an exception type we cannot import here
 
 Warnings: ``CeleryWarning`` (a ``UserWarning``) and its subclasses, under Celery's names.
+
+``OperationalError`` is also ``kombu.exceptions.OperationalError`` when kombu can be imported
+(Celery code catches that one): creating one makes an instance of a subclass of both, built
+when the first is raised, so that importing celeriac does not import kombu (85 ms) and kombu
+stays optional.
 
 ``SoftTimeLimitExceeded`` derives from ``Exception`` directly (as in Celery) so that
 a task's broad ``except Exception`` can still catch it to clean up.
@@ -65,6 +73,7 @@ __all__ = [
     "MissingDependency",
     "NotConfigured",
     "NotRegistered",
+    "OperationalError",
     "QueueNotFound",
     "Reject",
     "RemoteError",
@@ -197,6 +206,53 @@ def reraise(tp: type[BaseException] | None, value: BaseException, tb: Any = None
     if value.__traceback__ is not tb:
         raise value.with_traceback(tb)
     raise value
+
+
+class OperationalError(CeleriacError, builtins.ConnectionError):
+    """A broker or result store could not be reached through every retry the policy allows.
+
+    The message names the server with its password masked; ``__cause__`` is the last
+    error of the client library. With kombu installed, every instance is also a
+    ``kombu.exceptions.OperationalError`` (see the module docstring).
+    """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> OperationalError:
+        """An instance of the kombu-compatible twin of ``cls``, when kombu is installed."""
+        return super().__new__(_kombu_compatible(cls), *args, **kwargs)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The twin is built at run time: unpickle through the class it was built from.
+        return (_KOMBU_ORIGINS.get(type(self), type(self)), self.args)
+
+
+_KOMBU_TWINS: dict[type[OperationalError], type[OperationalError]] = {}
+_KOMBU_ORIGINS: dict[type[OperationalError], type[OperationalError]] = {}
+
+
+def _kombu_compatible(cls: type[OperationalError]) -> type[OperationalError]:
+    """``cls`` made a subclass of kombu's OperationalError too (``cls`` itself without
+    kombu, or when it already is one)."""
+    twin = _KOMBU_TWINS.get(cls)
+    if twin is None:
+        try:
+            from kombu.exceptions import (  # noqa: PLC0415 - optional, 85 ms: on first use
+                OperationalError as KombuOperationalError,
+            )
+        except ImportError:
+            twin = cls
+        else:
+            if issubclass(cls, KombuOperationalError):
+                twin = cls
+            else:
+                twin = type(
+                    cls.__name__,
+                    (cls, KombuOperationalError),
+                    {"__module__": cls.__module__, "__doc__": cls.__doc__},
+                )
+                twin.__qualname__ = cls.__qualname__
+                _KOMBU_ORIGINS[twin] = cls
+        _KOMBU_TWINS[cls] = twin
+    return twin
 
 
 class QueueNotFound(TaskError, KeyError):

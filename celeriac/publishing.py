@@ -79,6 +79,10 @@ class PublishRequest:
     serializer: str
     compression: str | None = None
     delivery_mode: int = PERSISTENT
+    retry: Any = None
+    """``apply_async``'s ``retry`` (None: ``task_publish_retry``)."""
+    retry_policy: Mapping[str, Any] | None = None
+    """``apply_async``'s ``retry_policy``, over ``task_publish_retry_policy``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +236,8 @@ def build_message(
             if options.get("delivery_mode") is None
             else delivery_mode(options["delivery_mode"])
         ),
+        retry=options.get("retry"),
+        retry_policy=options.get("retry_policy"),
     )
 
 

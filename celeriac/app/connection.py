@@ -7,8 +7,8 @@ connection on to ``apply_async(connection=...)``. celeriac has no kombu channels
 ``channel()``, ``Producer``, ``SimpleQueue`` and the like raise :class:`NoKombuChannels`
 (a ``NotImplementedError`` and an ``AttributeError``) saying what to use instead.
 
-A :class:`Connection` is a view: it connects the app's transport for the sync API (the
-one ``delay()`` uses), and closing it leaves that transport open for the app.
+A :class:`Connection` opens its own connection to the app's broker, in one attempt per
+``connect()`` (``ensure_connection`` retries as asked), and closes it on ``release()``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from celeriac.conf.report import mask_url
+from celeriac.engines.options import broker_options
 from celeriac.retry import RetryPolicy
+from celeriac.transport import Transport, transport_from_url
 
 if TYPE_CHECKING:
     from celeriac.app import Celery
@@ -62,7 +64,7 @@ class Connection:
         self.userid = unquote(parts.username) if parts.username else None
         self.password = unquote(parts.password) if parts.password else None
         self.virtual_host = unquote(parts.path[1:]) if parts.path[1:] else "/"
-        self._connected = False
+        self._transport: Transport | None = None
 
     def as_uri(self, include_password: bool = False, mask: str = "**", **_: Any) -> str:
         """The broker URL; the password is replaced by ``mask`` unless ``include_password``
@@ -86,15 +88,23 @@ class Connection:
         }
 
     def connect(self) -> Connection:
-        """Connect to the broker now (with the engine's retry policy); raises if it cannot."""
+        """Open a connection to the broker now, in one attempt (``ensure_connection``
+        retries); raises the engine's error (an OperationalError) if it cannot."""
         if self.url != self._app.broker_url:
             raise NotImplementedError(
                 f"celeriac connects to the app's broker only ({mask_url(self._app.broker_url)}), "
                 f"not to {mask_url(self.url)}: set broker_url instead"
             )
-        self._app.run_sync(self._app.aget_transport())
-        self._connected = True
+        if self._transport is None:
+            self._transport = self._app.run_sync(self._open())
         return self
+
+    async def _open(self) -> Transport:
+        # One attempt: the retries are ensure_connection's, as kombu's are.
+        options = {**broker_options(self._app.conf, self.url), "connect_max_retries": 0}
+        transport = transport_from_url(self.url, options)
+        await transport.connect()
+        return transport
 
     def ensure_connection(
         self,
@@ -133,11 +143,13 @@ class Connection:
     @property
     def connected(self) -> bool:
         """Whether :meth:`connect` succeeded and the connection was not closed since."""
-        return self._connected
+        return self._transport is not None
 
     def close(self) -> None:
-        """Forget this view; the app's own connection stays open for ``delay()``."""
-        self._connected = False
+        """Close the connection (the app's own, which ``delay()`` uses, stays open)."""
+        transport, self._transport = self._transport, None
+        if transport is not None:
+            self._app.run_sync(transport.close())
 
     release = close
 

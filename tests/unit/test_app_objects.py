@@ -52,7 +52,6 @@ def test_connection_connects_and_refuses_kombu_channels(app: Celery) -> None:
 
 def test_ensure_connection_gives_up_after_max_retries_calling_errback() -> None:
     app = Celery("down", broker="redis://127.0.0.1:1/0", set_as_current=False)
-    app.conf.broker_transport_options = {"max_retries": 0}
     calls: list[float] = []
     with pytest.raises(ConnectionError):
         app.connection().ensure_connection(

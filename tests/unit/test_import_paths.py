@@ -48,7 +48,6 @@ PATHS: dict[str, tuple[str, dict[str, str]]] = {
     "celery.exceptions": (
         "celeriac.exceptions",
         {
-            "OperationalError": "added with the reconnect policy (issue 16)",
             "WorkerShutdown": "raising it does not stop a celeriac worker",
             "WorkerTerminate": "raising it does not stop a celeriac worker",
             "CeleryCommandException": "celeriac's commands raise click's own exceptions",
@@ -59,7 +58,6 @@ PATHS: dict[str, tuple[str, dict[str, str]]] = {
         "celeriac.result",
         {
             "ResultBase": "added with the result API (issue 15, result part)",
-            "result_from_tuple": "added with the result API (issue 15, result part)",
         },
     ),
     "celery.schedules": ("celeriac.schedules", {}),

@@ -243,10 +243,9 @@ SETTINGS = (
         "task_publish_retry",
         "bool",
         True,
-        "Retry sending a task when the broker connection fails.",
-        status=NOT_SUPPORTED,
-        reason=(
-            "not supported yet: a publish that fails is retried by the engine's connection policy"
+        (
+            "Retry sending a task when the broker connection fails (then raise "
+            "`OperationalError`); `apply_async(retry=...)` overrides it per call."
         ),
         aliases=("CELERY_TASK_PUBLISH_RETRY",),
     ),
@@ -256,11 +255,8 @@ SETTINGS = (
         {"max_retries": 3, "interval_start": 0, "interval_max": 1, "interval_step": 0.2},
         (
             "How sending a task is retried: `max_retries`, `interval_start`, `interval_step`, "
-            "`interval_max`."
-        ),
-        status=NOT_SUPPORTED,
-        reason=(
-            "not supported yet: a publish that fails is retried by the engine's connection policy"
+            "`interval_max` (waits as kombu's); `apply_async(retry_policy=...)` overrides keys. "
+            "Each attempt itself rides out an outage of up to the lease (30 s)."
         ),
         aliases=("CELERY_TASK_PUBLISH_RETRY_POLICY",),
     ),
