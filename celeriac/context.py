@@ -12,8 +12,11 @@ __all__ = [
     "Context",
     "StateSink",
     "add_child",
+    "capture_run_contexts",
     "current_request",
+    "note_run_context",
     "request_var",
+    "reset_run_contexts",
     "set_state_sink",
     "state_sink",
 ]
@@ -48,25 +51,47 @@ class Context:
     is_eager: bool = False
     called_directly: bool = True
     priority: int | None = None
+    shadow: str | None = None
+    argsrepr: str | None = None
+    kwargsrepr: str | None = None
+    message_properties: dict[str, Any] | None = None
+    """The message's AMQP-style properties as received (see :attr:`properties`)."""
     stamps: dict[str, Any] = {}  # noqa: RUF012 - replaced per instance, never mutated
     """The canvas stamps of this task (``celeriac.canvas.stamping``)."""
     stamped_headers: list[str] | None = None
+    replaced_task_nesting: int = 0
+    task_object: Any = None
+    """The Task instance running with this request (``current_task``); set by the run."""
 
     def __init__(self, **fields: Any) -> None:
         self.__dict__.update(fields)
         if fields:
             self.called_directly = fields.get("called_directly", False)
 
+    @property
+    def properties(self) -> dict[str, Any]:
+        """The message's properties (``correlation_id``, ``reply_to``, ``priority``, ...)
+        with its ``delivery_info``, as Celery's ``request.properties`` (built on use)."""
+        props = dict(self.message_properties or {"correlation_id": self.correlation_id})
+        if self.reply_to:
+            props.setdefault("reply_to", self.reply_to)
+        if self.priority is not None:
+            props.setdefault("priority", self.priority)
+        props["delivery_info"] = self.delivery_info
+        return props
+
     def get(self, key: str, default: Any = None) -> Any:
-        """Attribute lookup with a default (Celery's ``request.get``)."""
+        """Attribute lookup with a default (Celery's ``request.get``); custom headers are
+        found here under their own names, even ones that are not identifiers
+        (``request.get('x-tenant')``)."""
         return getattr(self, key, default)
 
     def as_dict(self) -> dict[str, Any]:
-        """The fields set on this context."""
-        return dict(self.__dict__)
+        """The fields set on this context (the message's, not the running task object)."""
+        return {k: v for k, v in self.__dict__.items() if k != "task_object"}
 
     def __repr__(self) -> str:
-        return f"<Context: {self.__dict__!r}>"
+        return f"<Context: {self.as_dict()!r}>"
 
 
 request_var: contextvars.ContextVar[Context | None] = contextvars.ContextVar(
@@ -108,3 +133,29 @@ def set_state_sink(sink: StateSink | None) -> None:
 def state_sink() -> StateSink | None:
     """The worker's sink for this process, if any."""
     return _state_sink
+
+
+_run_contexts: contextvars.ContextVar[list[contextvars.Context] | None] = contextvars.ContextVar(
+    "celeriac_run_contexts", default=None
+)
+
+
+def capture_run_contexts() -> tuple[list[contextvars.Context], contextvars.Token[Any]]:
+    """Start noting the context in which an ``async def`` body is called (see
+    :func:`note_run_context`); reset ``_run_contexts`` with the token afterwards."""
+    holder: list[contextvars.Context] = []
+    return holder, _run_contexts.set(holder)
+
+
+def reset_run_contexts(token: contextvars.Token[Any]) -> None:
+    """Stop noting contexts (the token from :func:`capture_run_contexts`)."""
+    _run_contexts.reset(token)
+
+
+def note_run_context() -> None:
+    """Called as an ``async def`` body's coroutine is made: keep a copy of the context
+    then, so that a base class's sync ``__call__`` (``with app.app_context(): return
+    self.run()``) also holds while the coroutine runs."""
+    holder = _run_contexts.get()
+    if holder is not None:
+        holder.append(contextvars.copy_context())

@@ -1,29 +1,38 @@
 """Exceptions raised by celeriac.
 
-The hierarchy::
+The hierarchy (``CeleryError`` is another name of ``CeleriacError``; the classes are
+caught by the same base classes as Celery's, which ``tests/unit/test_import_paths.py``
+checks against the real ``celery.exceptions``)::
 
     CeleriacError
     ├── ImproperlyConfigured        a setting or option is wrong
     ├── MissingDependency           an optional client library is not installed
-    ├── NotRegistered               no task of that name in the registry (KeyError too)
-    ├── MessageError                a message cannot be decoded (dead-lettered by workers)
-    │   └── ContentDisallowed       its content type is not in accept_content
     ├── SerializationError          arguments or a result cannot be serialized
     │   └── SecurityError           a signature is wrong, or a key or certificate unusable
-    ├── TimeoutError                AsyncResult.get() waited too long (builtins.TimeoutError too)
     ├── OperationalError            a broker or result store stayed unreachable through the
     │                               retries (builtins.ConnectionError too, and kombu's
     │                               OperationalError when kombu is installed)
+    ├── Terminated
+    ├── BackendError                the result backend failed
+    │   └── BackendGetMetaError, BackendStoreError
     ├── TaskError                   raised inside tasks or by the worker about a task
-    │   ├── Retry                   raised by Task.retry() to ask for a retry
-    │   ├── Ignore                  the task asks the worker to forget it
-    │   ├── Reject                  the task asks the worker to reject its message
-    │   ├── MaxRetriesExceededError
-    │   ├── TaskRevokedError
+    │   ├── NotRegistered           no task of that name in the registry (KeyError too)
+    │   ├── TimeoutError            AsyncResult.get() waited too long (builtins.TimeoutError too)
+    │   ├── QueueNotFound           (KeyError too)
+    │   ├── InvalidTaskError
+    │   │   └── MessageError        a message cannot be decoded (dead-lettered by workers)
+    │   │       └── ContentDisallowed   its content type is not in accept_content
+    │   ├── TaskPredicate           what a task raises to tell the worker what to do
+    │   │   ├── Retry               raised by Task.retry() to ask for a retry
+    │   │   ├── Ignore              the task asks the worker to forget it
+    │   │   └── Reject              the task asks the worker to reject its message
+    │   ├── MaxRetriesExceededError, TaskRevokedError, IncompleteStream, AlreadyRegistered
     │   ├── TimeLimitExceeded       hard limit: the task's process was killed
     │   ├── WorkerLostError         the process running the task died
     │   └── ChordError              a chord's header failed
     └── RemoteError                 a task failed with an exception type we cannot import here
+
+Warnings: ``CeleryWarning`` (a ``UserWarning``) and its subclasses, under Celery's names.
 
 ``OperationalError`` is also ``kombu.exceptions.OperationalError`` when kombu can be imported
 (Celery code catches that one): creating one makes an instance of a subclass of both, built
@@ -40,15 +49,29 @@ import builtins
 from typing import Any
 
 __all__ = [
+    "AlreadyRegistered",
+    "AlwaysEagerIgnored",
+    "BackendError",
+    "BackendGetMetaError",
+    "BackendStoreError",
+    "CDeprecationWarning",
+    "CPendingDeprecationWarning",
     "CeleriacError",
+    "CeleryError",
+    "CeleryWarning",
     "ChordError",
     "ContentDisallowed",
+    "DuplicateNodenameWarning",
+    "DuplicateTaskNameWarning",
+    "FixupWarning",
     "Ignore",
     "ImproperlyConfigured",
     "IncompleteStream",
+    "InvalidTaskError",
     "MaxRetriesExceededError",
     "MessageError",
     "MissingDependency",
+    "NotConfigured",
     "NotRegistered",
     "OperationalError",
     "QueueNotFound",
@@ -56,18 +79,26 @@ __all__ = [
     "RemoteError",
     "Retry",
     "SecurityError",
+    "SecurityWarning",
     "SerializationError",
     "SoftTimeLimitExceeded",
     "TaskError",
+    "TaskPredicate",
     "TaskRevokedError",
+    "Terminated",
     "TimeLimitExceeded",
     "TimeoutError",
     "WorkerLostError",
+    "reraise",
 ]
 
 
 class CeleriacError(Exception):
     """Base class of every celeriac error."""
+
+
+CeleryError = CeleriacError
+"""Celery's name for the base class."""
 
 
 class ImproperlyConfigured(CeleriacError):
@@ -78,14 +109,30 @@ class MissingDependency(CeleriacError, ImportError):
     """An optional client library is missing; the message says which extra to install."""
 
 
-class NotRegistered(CeleriacError, KeyError):
+class SerializationError(CeleriacError):
+    """A value could not be serialized or deserialized."""
+
+
+class TaskError(CeleriacError):
+    """Base class of errors about a task's execution."""
+
+
+class NotRegistered(TaskError, KeyError):
     """No task with this name is registered."""
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else "task not registered"
 
 
-class MessageError(CeleriacError):
+class TimeoutError(TaskError, builtins.TimeoutError):
+    """Waiting for a result took longer than the timeout."""
+
+
+class InvalidTaskError(TaskError):
+    """A task message is malformed (Celery's name; celeriac raises MessageError)."""
+
+
+class MessageError(InvalidTaskError):
     """A message could not be decoded; workers dead-letter such messages."""
 
 
@@ -93,12 +140,72 @@ class ContentDisallowed(MessageError):
     """The message's content type is not in ``accept_content``."""
 
 
-class SerializationError(CeleriacError):
-    """A value could not be serialized or deserialized."""
+class TaskPredicate(TaskError):
+    """Base class of the exceptions a task raises to tell the worker what to do."""
 
 
-class TimeoutError(CeleriacError, builtins.TimeoutError):
-    """Waiting for a result took longer than the timeout."""
+class AlreadyRegistered(TaskError):
+    """A task of this name is registered already."""
+
+
+class Terminated(CeleriacError):
+    """The task was terminated."""
+
+
+class BackendError(CeleriacError):
+    """The result backend failed."""
+
+
+class BackendGetMetaError(BackendError):
+    """Reading a result from the backend failed."""
+
+
+class BackendStoreError(BackendError):
+    """Writing a result to the backend failed."""
+
+
+# Warnings, under Celery's names.
+class CeleryWarning(UserWarning):
+    """Base class of celeriac's warnings."""
+
+
+class AlwaysEagerIgnored(CeleryWarning):
+    """An option has no effect with ``task_always_eager``."""
+
+
+class DuplicateNodenameWarning(CeleryWarning):
+    """Two workers share a node name."""
+
+
+class DuplicateTaskNameWarning(CeleryWarning):
+    """Two tasks were registered under the same name."""
+
+
+class FixupWarning(CeleryWarning):
+    """A framework fix-up could not be applied."""
+
+
+class NotConfigured(CeleryWarning):
+    """Celery is used without configuration."""
+
+
+class SecurityWarning(CeleryWarning):
+    """A potential security problem in the configuration."""
+
+
+class CPendingDeprecationWarning(PendingDeprecationWarning):
+    """Something will be deprecated."""
+
+
+class CDeprecationWarning(DeprecationWarning):
+    """Something is deprecated."""
+
+
+def reraise(tp: type[BaseException] | None, value: BaseException, tb: Any = None) -> None:
+    """Raise ``value`` again, with traceback ``tb`` (Celery's helper)."""
+    if value.__traceback__ is not tb:
+        raise value.with_traceback(tb)
+    raise value
 
 
 class OperationalError(CeleriacError, builtins.ConnectionError):
@@ -148,16 +255,12 @@ def _kombu_compatible(cls: type[OperationalError]) -> type[OperationalError]:
     return twin
 
 
-class TaskError(CeleriacError):
-    """Base class of errors about a task's execution."""
-
-
 class QueueNotFound(TaskError, KeyError):
     """A task was sent to (or a worker told to consume) a queue missing from ``task_queues``
     while ``task_create_missing_queues`` is False (Celery's ``QueueNotFound``)."""
 
 
-class Retry(TaskError):
+class Retry(TaskPredicate):
     """Raised by ``Task.retry()``: the worker re-sends the task and records RETRY."""
 
     def __init__(
@@ -177,11 +280,11 @@ class Retry(TaskError):
         return f"in {self.when}s" if self.when is not None else "now"
 
 
-class Ignore(TaskError):
+class Ignore(TaskPredicate):
     """The task asks the worker not to record any state for this run."""
 
 
-class Reject(TaskError):
+class Reject(TaskPredicate):
     """The task asks the worker to reject its message (optionally requeueing it)."""
 
     def __init__(self, reason: object = None, requeue: bool = False) -> None:

@@ -8,7 +8,7 @@ description back into a schedule with :func:`schedule_from_dict`.
 
 from __future__ import annotations
 
-from celeriac.beat.crontab import Cronspec, crontab
+from celeriac.beat.crontab import CronField, Cronspec, ParseException, crontab, parse_cronspec
 from celeriac.beat.schedules import (
     BaseSchedule,
     Schedule,
@@ -22,9 +22,11 @@ from celeriac.beat.solar import solar
 __all__ = [
     "BaseSchedule",
     "Cronspec",
+    "ParseException",
     "Schedule",
     "ScheduleDict",
     "crontab",
+    "crontab_parser",
     "maybe_schedule",
     "schedstate",
     "schedule",
@@ -43,3 +45,15 @@ def schedule_from_dict(data: ScheduleDict) -> BaseSchedule:
     if kind == solar.kind:
         return solar.from_dict(data)
     raise ValueError(f"unknown schedule kind {kind!r} in {data!r}")
+
+
+class crontab_parser:
+    """Parse one crontab field whose values run from ``min_`` to ``max_ - 1``
+    (Celery's ``crontab_parser``: ``crontab_parser(24).parse('*/4')``)."""
+
+    def __init__(self, max_: int = 60, min_: int = 0) -> None:
+        self._field = CronField("field", min_, max_ - 1, max_ - 1, {})
+
+    def parse(self, spec: str) -> set[int]:
+        """The values ``spec`` selects; ParseException when it is invalid."""
+        return set(parse_cronspec(self._field, spec))

@@ -18,6 +18,7 @@ __all__ = [
     "SUCCESS",
     "UNREADY_STATES",
     "precedence",
+    "state",
 ]
 
 PENDING = "PENDING"
@@ -49,3 +50,22 @@ def precedence(state: str) -> int:
         return _PRECEDENCE.index(state)
     except ValueError:
         return _PRECEDENCE.index(None)
+
+
+class state(str):
+    """A state name that compares by precedence: ``state(SUCCESS) > state(STARTED)``;
+    a custom state ranks below SUCCESS and FAILURE and above the other built-in ones."""
+
+    __slots__ = ()
+
+    def __gt__(self, other: str) -> bool:
+        return precedence(self) < precedence(other)
+
+    def __ge__(self, other: str) -> bool:
+        return precedence(self) <= precedence(other)
+
+    def __lt__(self, other: str) -> bool:
+        return precedence(self) > precedence(other)
+
+    def __le__(self, other: str) -> bool:
+        return precedence(self) >= precedence(other)

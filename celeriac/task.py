@@ -8,8 +8,10 @@ this process through the same serialization and execution path a worker uses.
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import functools
 import inspect
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -19,9 +21,10 @@ from celeriac.canvas.mapping import chunks, xmap, xstarmap
 from celeriac.canvas.replace import add_to_chord as _add_to_chord
 from celeriac.canvas.replace import replace as _replace
 from celeriac.canvas.signature import Signature
-from celeriac.context import Context, add_child, current_request, state_sink
-from celeriac.exceptions import ImproperlyConfigured, MaxRetriesExceededError, Retry
+from celeriac.context import Context, add_child, current_request, note_run_context, state_sink
+from celeriac.exceptions import MaxRetriesExceededError, Retry
 from celeriac.fixups.django import on_commit
+from celeriac.local import Proxy
 from celeriac.protocol.results import make_meta
 from celeriac.publishing import PUBLISH_OPTIONS, PublishRequest, build_message
 from celeriac.trace import apply_eagerly
@@ -31,21 +34,27 @@ if TYPE_CHECKING:
     from celeriac.result import AsyncResult, EagerResult
 
 __all__ = [
+    "NO_EFFECT_OPTIONS",
     "PUBLISH_OPTIONS",
     "TASK_OPTIONS",
     "PublishRequest",
     "Task",
     "build_message",
+    "current_task",
+    "get_current_task",
     "make_task_decorator",
     "shared_task",
 ]
 
-# The decorator options Celery users pass; anything else is an error, not silently ignored.
+# The decorator options Celery documents. Any other option becomes a task attribute, as in
+# Celery (``@app.task(my_flag=1)``, ``@app.task(on_failure=fn)``); one close to a known
+# name is probably a typo and gets a warning.
 TASK_OPTIONS = frozenset(
     {
         "name", "bind", "base", "max_retries", "default_retry_delay", "autoretry_for",
         "dont_autoretry_for", "retry_kwargs", "retry_backoff", "retry_backoff_max",
-        "retry_jitter", "acks_late", "acks_on_failure_or_timeout", "reject_on_worker_lost",
+        "retry_jitter", "acks_late", "acks_on_failure_or_timeout", "acks_on_failure",
+        "acks_on_timeout", "reject_on_worker_lost",
         "ignore_result", "store_errors_even_if_ignored", "time_limit", "soft_time_limit",
         "rate_limit", "queue", "exchange", "routing_key", "priority", "serializer",
         "compression", "track_started", "expires", "typing", "throws", "shared", "trail",
@@ -89,8 +98,12 @@ class Task:
     trail: bool = True
     """Record the results this task publishes while it runs as its result's ``children``."""
 
+    MaxRetriesExceededError = MaxRetriesExceededError
+    """Raised by ``retry()`` when retries are used up (``except self.MaxRetriesExceededError``)."""
+
     _app: Celery | None = None
     _fun: Callable[..., Any] | None = None
+    _async = False
 
     # identity ---------------------------------------------------------------------------
     @property
@@ -117,13 +130,23 @@ class Task:
         """The task body: the decorated function (receiving ``self`` first when bound)."""
         if self._fun is None:
             raise NotImplementedError(f"task {self.name} has no body")
+        if self._async:
+            note_run_context()
         if self.bind:
             return self._fun(self, *args, **kwargs)
         return self._fun(*args, **kwargs)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        """Run the body here and now, like calling the function."""
+        """Run the body here and now, like calling the function.
+
+        A worker calls this (not ``run``) when a subclass overrides it, so a base class
+        can wrap every run (an app context, a DB session, tracing), as in Celery.
+        """
         return self.run(*args, **kwargs)
+
+    # Marks the plain __call__ (see trace.body_of); it points at itself so that a wrapper
+    # made with functools.wraps, which copies the attribute, is still seen as an override.
+    __call__._celeriac_plain_call = __call__  # type: ignore[attr-defined]
 
     # publishing -------------------------------------------------------------------------
     def delay(self, *args: Any, **kwargs: Any) -> AsyncResult:
@@ -281,6 +304,11 @@ class Task:
 
         self.app.run_sync(store())
 
+    @property
+    def backend(self) -> Any:
+        """The app's result store, from sync code (``app.backend``)."""
+        return self.app.backend
+
     def AsyncResult(self, task_id: str, **kwargs: Any) -> AsyncResult:
         """A handle on a result of this task."""
         return self.app.AsyncResult(task_id, task_name=self.name, **kwargs)
@@ -306,13 +334,13 @@ class Task:
 
     def on_retry(
         self,
-        exc: BaseException,
+        exc: BaseException | None,
         task_id: str,
         args: Sequence[Any],
         kwargs: Mapping[str, Any],
         einfo: Any,
     ) -> None:
-        """Called when the task is retried."""
+        """Called when the task is retried; ``exc`` is the retry's cause (None without one)."""
 
     def after_return(
         self,
@@ -334,29 +362,65 @@ def _task_name(app: Celery | None, fun: Callable[..., Any]) -> str:
     return f"{module}.{fun.__name__}"
 
 
-def _create_task(app: Celery | None, fun: Callable[..., Any], options: Mapping[str, Any]) -> Task:
-    unknown = set(options) - TASK_OPTIONS
-    if unknown:
-        raise ImproperlyConfigured(
-            f"unknown task option(s) {', '.join(sorted(unknown))} "
-            f"for {fun.__module__}.{fun.__name__}"
+_NOT_ATTRIBUTES = frozenset({"name", "base", "shared", "lazy", "pydantic"})
+
+# Celery task attributes that change how Celery runs a task and that celeriac does not
+# implement: given as options they would be kept with no effect, so they get a warning.
+NO_EFFECT_OPTIONS = {
+    "Request": "celeriac's worker has no Request class to replace",
+    "Strategy": "celeriac's worker has no task strategies",
+    "start_strategy": "celeriac's worker has no task strategies",
+    "backend": "every task uses the app's result backend",
+    "resultrepr_maxsize": "the logged result is truncated at a fixed length",
+    "shadow_name": "give apply_async(shadow=...) instead",
+    "from_config": "task defaults are read from the settings table",
+    "request_stack": "the request is a context variable",
+}
+
+
+def _warn_typos(fun: Callable[..., Any], options: Mapping[str, Any]) -> None:
+    """Warn about options that would be kept with no effect: Celery's unsupported ones and
+    probable typos of known ones."""
+    for key in sorted(set(options) & NO_EFFECT_OPTIONS.keys()):
+        warnings.warn(
+            f"task {fun.__module__}.{fun.__name__}: option {key!r} has no effect in celeriac"
+            f" ({NO_EFFECT_OPTIONS[key]})",
+            stacklevel=4,
         )
-    base = (
-        options.get("base")
-        or (app.task_cls if app is not None and isinstance(app.task_cls, type) else None)
-        or Task
-    )
-    task: Task = base()
-    task._app = app
-    task._fun = fun
-    task.name = options.get("name") or _task_name(app, fun)
+    for key in set(options) - TASK_OPTIONS:
+        close = difflib.get_close_matches(key, sorted(TASK_OPTIONS), n=1, cutoff=0.8)
+        if close and not hasattr(Task, key):
+            warnings.warn(
+                f"task {fun.__module__}.{fun.__name__}: option {key!r} is not a task option"
+                f" (did you mean {close[0]!r}?); it is kept as a task attribute",
+                stacklevel=4,
+            )
+
+
+def _base_class(app: Celery | None, options: Mapping[str, Any]) -> type[Task]:
+    base: type[Task] | None = options.get("base")
+    if base is None and app is not None:
+        base = app.Task
+    return base or Task
+
+
+def _create_task(app: Celery | None, fun: Callable[..., Any], options: Mapping[str, Any]) -> Task:
+    """One class per task, its options as class attributes, as Celery makes them: a
+    function given as an option (``on_failure=fn``) becomes a method of the task."""
+    _warn_typos(fun, options)
+    attrs: dict[str, Any] = {"__module__": fun.__module__, "__doc__": fun.__doc__}
     for key, value in options.items():
-        if key in {"name", "base", "shared", "lazy", "pydantic"}:
+        if key in _NOT_ATTRIBUTES:
             continue
         if key in {"autoretry_for", "dont_autoretry_for", "throws"}:
             value = tuple(value)
-        setattr(task, key, value)
-    task.__doc__ = fun.__doc__
+        attrs[key] = value
+    cls = type(fun.__name__, (_base_class(app, options),), attrs)
+    task: Task = cls()
+    task._app = app
+    task._fun = fun
+    task._async = inspect.iscoroutinefunction(fun)
+    task.name = options.get("name") or _task_name(app, fun)
     task.__wrapped__ = fun  # type: ignore[attr-defined]
     return task
 
@@ -392,3 +456,14 @@ def _register_shared(task: Task) -> None:
 def shared_task(*args: Any, **options: Any) -> Any:
     """Like ``@app.task`` but not tied to one app: it is registered on every app."""
     return make_task_decorator(None, args, options)
+
+
+def get_current_task() -> Task | None:
+    """The task running in this thread or coroutine, or None outside a task."""
+    request = current_request()
+    found: Task | None = None if request is None else request.task_object
+    return found
+
+
+current_task: Any = Proxy(get_current_task, name="current_task")
+"""The running task, as Celery's ``current_task`` (falsy outside a task)."""

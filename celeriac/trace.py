@@ -6,21 +6,25 @@ both run tasks through here, so eager mode is not a separate code path.
 
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
+import inspect
 import os
 import random
 import time
 import traceback as tb
-from collections.abc import Mapping, Sequence
+import types
+from collections.abc import Callable, Coroutine, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from celeriac import signals, states
-from celeriac.context import Context, request_var
+from celeriac.context import Context, capture_run_contexts, request_var, reset_run_contexts
 from celeriac.exceptions import Ignore, Reject, Retry
 from celeriac.protocol.message import TaskMessage, decode_task, encode_task, format_time
 from celeriac.protocol.results import exception_to_dict, make_meta
 from celeriac.result import EagerResult
+from celeriac.utils.einfo import ExceptionInfo
 
 if TYPE_CHECKING:
     from celeriac.task import Task
@@ -29,6 +33,7 @@ __all__ = [
     "Outcome",
     "apply_eagerly",
     "arun_task",
+    "body_of",
     "context_for",
     "format_task_traceback",
     "retry_countdown",
@@ -82,8 +87,9 @@ def context_for(
     hostname: str | None,
     delivery_info: Mapping[str, Any] | None,
     is_eager: bool = False,
+    properties: Mapping[str, Any] | None = None,
 ) -> Context:
-    """Build ``self.request`` for one invocation."""
+    """Build ``self.request`` for one invocation (``properties``: the message's)."""
     return Context(
         id=msg.id,
         task=msg.task,
@@ -111,9 +117,14 @@ def context_for(
         is_eager=is_eager,
         called_directly=False,
         priority=msg.priority,
+        shadow=msg.shadow,
+        argsrepr=msg.argsrepr,
+        kwargsrepr=msg.kwargsrepr,
+        message_properties=properties,
         stamps=msg.stamps,
         stamped_headers=list(msg.stamps) or None,
-        **{k: v for k, v in msg.headers.items() if k.isidentifier() and not hasattr(Context, k)},
+        replaced_task_nesting=msg.replaced_task_nesting,
+        **{k: v for k, v in msg.headers.items() if not hasattr(Context, k)},
     )
 
 
@@ -137,12 +148,16 @@ def _retry_outcome(task: Task, retry: Retry, ctx: Context, started: float) -> Ou
     when = retry.when if retry.when is not None else 0.0
     eta: dt.datetime | None = getattr(retry, "eta", None)
     retry_eta = eta.timestamp() if eta is not None else time.time() + float(when)
-    task.on_retry(cause, ctx.id or "", ctx.args, ctx.kwargs, None)
-    signals.task_retry.send(sender=task, request=ctx, reason=cause, einfo=None)
+    text = format_task_traceback(cause)
+    # As Celery: the handler gets the retry's cause (None without one), the einfo and the
+    # signal's ``reason`` are the Retry itself.
+    einfo = ExceptionInfo.from_exception(retry, format_task_traceback(retry))
+    task.on_retry(retry.exc, ctx.id or "", ctx.args, ctx.kwargs, einfo)
+    signals.task_retry.send(sender=task, request=ctx, reason=retry, einfo=einfo)
     return Outcome(
         state=states.RETRY,
         value=exception_to_dict(cause),
-        traceback=format_task_traceback(cause),
+        traceback=text,
         runtime=time.perf_counter() - started,
         exc_repr=repr(cause),
         retry_eta=retry_eta,
@@ -165,7 +180,8 @@ def format_task_traceback(exc: BaseException) -> str:
 
 def _failure_outcome(task: Task, exc: BaseException, ctx: Context, started: float) -> Outcome:
     text = format_task_traceback(exc)
-    task.on_failure(exc, ctx.id or "", ctx.args, ctx.kwargs, text)
+    einfo = ExceptionInfo.from_exception(exc, text)
+    task.on_failure(exc, ctx.id or "", ctx.args, ctx.kwargs, einfo)
     signals.task_failure.send(
         sender=task,
         task_id=ctx.id,
@@ -173,7 +189,7 @@ def _failure_outcome(task: Task, exc: BaseException, ctx: Context, started: floa
         args=ctx.args,
         kwargs=ctx.kwargs,
         traceback=text,
-        einfo=text,
+        einfo=einfo,
     )
     return _failed(exc, text, started)
 
@@ -195,11 +211,15 @@ def _handle_exception(task: Task, exc: BaseException, ctx: Context, started: flo
     if isinstance(exc, Ignore):
         return Outcome(state=states.IGNORED, runtime=time.perf_counter() - started)
     if isinstance(exc, Reject):
+        # The exception travels so that a worker records a final rejection as FAILURE.
         return Outcome(
             state=states.REJECTED,
+            value=exception_to_dict(exc),
+            traceback=format_task_traceback(exc),
             requeue=exc.requeue,
             exc_repr=repr(exc.reason),
             runtime=time.perf_counter() - started,
+            exception=exc,
         )
     try:
         retry = _autoretry(task, exc, ctx)
@@ -234,14 +254,18 @@ def _internal_error(task: Task, ctx: Context, exc: Exception, started: float) ->
     return _failed(exc, text, started)
 
 
+_NO_AFTER_RETURN = frozenset({states.RETRY, states.IGNORED, states.REJECTED})
+
+
 def _finish(task: Task, outcome: Outcome, ctx: Context) -> Outcome:
     trail = ctx.__dict__.get("children")
     if trail and task.trail:
         outcome.children = [result.as_tuple() for result in trail]
     try:
-        task.after_return(
-            outcome.state, outcome.value, ctx.id or "", ctx.args, ctx.kwargs, outcome.traceback
-        )
+        if outcome.state not in _NO_AFTER_RETURN:  # as Celery: the run is not over yet
+            # Celery passes the exception itself as ``retval`` of a failure, and no einfo.
+            retval = outcome.exception if outcome.state == states.FAILURE else outcome.value
+            task.after_return(outcome.state, retval, ctx.id or "", ctx.args, ctx.kwargs, None)
     finally:
         signals.task_postrun.send(
             sender=task,
@@ -255,8 +279,27 @@ def _finish(task: Task, outcome: Outcome, ctx: Context) -> Outcome:
     return outcome
 
 
+_CUSTOM_CALL = "_celeriac_custom_call"
+
+
+def body_of(task: Task) -> Callable[..., Any]:
+    """What a run calls: the task itself when its class overrides ``__call__`` (so a base
+    class's wrapper runs, as in Celery), else ``task.run`` directly (one call less).
+
+    Checked once per task class; the answer is kept in the class's own ``__dict__``.
+    """
+    cls = type(task)
+    custom = cls.__dict__.get(_CUSTOM_CALL)
+    if custom is None:
+        call = cls.__call__
+        custom = getattr(call, "_celeriac_plain_call", None) is not call
+        setattr(cls, _CUSTOM_CALL, custom)
+    return task if custom else task.run
+
+
 def run_task(task: Task, ctx: Context) -> Outcome:
     """Run a sync task body with ``ctx`` as its request; never raises for task errors."""
+    ctx.task_object = task  # for current_task
     token = request_var.set(ctx)
     started = time.perf_counter()
     try:
@@ -264,7 +307,9 @@ def run_task(task: Task, ctx: Context) -> Outcome:
             sender=task, task_id=ctx.id, task=task, args=ctx.args, kwargs=ctx.kwargs
         )
         task.before_start(ctx.id or "", ctx.args, ctx.kwargs)
-        value = task.run(*ctx.args, **ctx.kwargs)
+        # body_of's answer, read inline: the common case costs no extra call.
+        plain = type(task).__dict__.get(_CUSTOM_CALL) is False
+        value = (task.run if plain else body_of(task))(*ctx.args, **ctx.kwargs)
         outcome = _success(task, value, ctx, started)
     except Exception as exc:
         outcome = _handle_exception(task, exc, ctx, started)
@@ -278,6 +323,7 @@ def run_task(task: Task, ctx: Context) -> Outcome:
 
 async def arun_task(task: Task, ctx: Context) -> Outcome:
     """Run an ``async def`` task body with ``ctx`` as its request."""
+    ctx.task_object = task  # for current_task
     token = request_var.set(ctx)
     started = time.perf_counter()
     try:
@@ -285,7 +331,11 @@ async def arun_task(task: Task, ctx: Context) -> Outcome:
             sender=task, task_id=ctx.id, task=task, args=ctx.args, kwargs=ctx.kwargs
         )
         task.before_start(ctx.id or "", ctx.args, ctx.kwargs)
-        value = await task.run(*ctx.args, **ctx.kwargs)
+        body = body_of(task)
+        if body is task:
+            value = await _through_call(task, ctx)
+        else:
+            value = await body(*ctx.args, **ctx.kwargs)
         outcome = _success(task, value, ctx, started)
     except Exception as exc:
         outcome = _handle_exception(task, exc, ctx, started)
@@ -295,6 +345,48 @@ async def arun_task(task: Task, ctx: Context) -> Outcome:
         return _finish(task, outcome, ctx)
     except Exception as exc:
         return _internal_error(task, ctx, exc, started)
+
+
+async def _through_call(task: Task, ctx: Context) -> Any:
+    """An ``async def`` task through its class's ``__call__``: an ``async def __call__``
+    is awaited; a sync one returns ``run()``'s coroutine, which then runs in the context
+    ``run()`` was called in (so the contextvars the wrapper set, e.g. Flask's app
+    context, are seen by the body; the wrapper's own clean-up has run by then)."""
+    contexts, token = capture_run_contexts()
+    try:
+        value = task(*ctx.args, **ctx.kwargs)
+    finally:
+        reset_run_contexts(token)
+    if not inspect.iscoroutine(value):
+        return await value if inspect.isawaitable(value) else value
+    if not contexts:
+        return await value
+    return await _in_context(value, contexts[-1])
+
+
+@types.coroutine
+def _in_context(
+    coro: Coroutine[Any, Any, Any], context: contextvars.Context
+) -> Generator[Any, Any, Any]:
+    """Drive ``coro`` in this asyncio task, each step inside ``context``."""
+    value: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            if error is None:
+                yielded = context.run(coro.send, value)
+            else:
+                yielded = context.run(coro.throw, error)
+        except StopIteration as stop:
+            return stop.value
+        value, error = None, None
+        try:
+            value = yield yielded
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as exc:
+            error = exc
 
 
 def _run_anywhere(task: Task, ctx: Context) -> Outcome:

@@ -45,6 +45,7 @@ __all__ = [
     "MONTH_OF_YEAR",
     "CronField",
     "Cronspec",
+    "ParseException",
     "crontab",
     "parse_cronspec",
     "render_cronspec",
@@ -107,9 +108,13 @@ DAY_OF_MONTH = CronField("day_of_month", 1, 31, 31, {})
 MONTH_OF_YEAR = CronField("month_of_year", 1, 12, 12, _names(_MONTH_NAMES, 1))
 
 
+class ParseException(ValueError):
+    """A crontab field cannot be parsed (Celery's ``celery.schedules.ParseException``)."""
+
+
 def _bad(field: CronField, value: object, why: str) -> ValueError:
-    """Build the ValueError for an invalid value of ``field``."""
-    return ValueError(f"crontab {field.name}: invalid value {value!r} ({why})")
+    """Build the error for an invalid value of ``field``."""
+    return ParseException(f"crontab {field.name}: invalid value {value!r} ({why})")
 
 
 def _number(field: CronField, token: str, spec: object) -> int:

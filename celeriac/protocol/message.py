@@ -127,7 +127,8 @@ def _headers_of(msg: TaskMessage) -> dict[str, Any]:
         "timelimit": [msg.time_limit, msg.soft_time_limit],
         "root_id": msg.root_id or msg.id,
         "parent_id": msg.parent_id,
-        "argsrepr": msg.argsrepr if msg.argsrepr is not None else safe_repr(msg.args),
+        # A tuple's repr, as Celery's client shows the arguments of delay() and send_task().
+        "argsrepr": msg.argsrepr if msg.argsrepr is not None else safe_repr(tuple(msg.args)),
         "kwargsrepr": msg.kwargsrepr if msg.kwargsrepr is not None else safe_repr(msg.kwargs),
         "origin": msg.origin or _ORIGIN,
         "ignore_result": msg.ignore_result,

@@ -15,7 +15,8 @@ between runs the task again instead of losing its result or the rest of its work
   is then acked, unless ``acks_on_failure`` / ``acks_on_timeout`` (the task's, else the
   ``task_acks_on_*`` settings) say no: a failed task's message is rejected without requeue,
   a timed-out one's requeued, as in Celery.
-* **reject** (the task raised ``Reject``): the delivery is rejected, requeued if asked.
+* **reject** (the task raised ``Reject``): the delivery is rejected, requeued if asked;
+  one not requeued will never run again, so FAILURE is recorded first (as Celery does).
 * **ignore** (the task raised ``Ignore``): acked, nothing recorded.
 * **lost** (the job ended without an outcome): one that never started (the executor
   stopped) is requeued; one whose process died or hit its hard time limit fails with
@@ -38,11 +39,12 @@ from celeriac.announce import announce_publish, announce_published
 from celeriac.backends import Meta, ResultBackend
 from celeriac.exceptions import SerializationError, TimeLimitExceeded, WorkerLostError
 from celeriac.protocol.message import TaskMessage, encode_task, safe_repr
-from celeriac.protocol.results import exception_to_dict, make_meta
+from celeriac.protocol.results import exception_from_dict, exception_to_dict, make_meta
 from celeriac.publishing import PublishRequest
 from celeriac.routing import Route
 from celeriac.trace import Outcome, context_for
 from celeriac.transport import Delivery, Outgoing, Transport
+from celeriac.utils.einfo import ExceptionInfo
 from celeriac.worker.checks import EXPIRED
 from celeriac.worker.executors.base import ExecutorStopped
 from celeriac.worker.flight import Flight, HandlerConfig
@@ -159,6 +161,8 @@ class Conclusion:
             return
         if state == states.REJECTED:
             logger.warning("Task %s[%s] rejected itself: %s", msg.task, msg.id, outcome.exc_repr)
+            if not outcome.requeue:  # it will never run again: FAILURE, as Celery records
+                await self._rejected_for_good(flight, outcome)
             await self.transport.reject([flight.delivery], requeue=outcome.requeue)
             return
         if state == states.RETRY:
@@ -227,6 +231,24 @@ class Conclusion:
         )
         await self._record(flight, meta)
         await self.workflow.after_failure(msg, outcome)
+
+    async def _rejected_for_good(self, flight: Flight, outcome: Outcome) -> None:
+        """``Reject(requeue=False)``: FAILURE with the Reject as its exception, the canvas
+        told and ``task_failure`` sent (from the worker, as Celery sends it)."""
+        msg = flight.msg
+        # A pool process sends the exception back as its dict only.
+        exc = outcome.exception or exception_from_dict(outcome.value)
+        outcome = Outcome(**{**outcome.__dict__, "state": states.FAILURE})
+        await self._failed(flight, outcome)
+        signals.task_failure.send(
+            sender=flight.task,
+            task_id=msg.id,
+            exception=exc,
+            args=msg.args,
+            kwargs=msg.kwargs,
+            traceback=outcome.traceback,
+            einfo=ExceptionInfo.from_exception(exc, outcome.traceback),
+        )
 
     async def _retry(self, flight: Flight, outcome: Outcome) -> None:
         msg, delivery = flight.msg, flight.delivery

@@ -108,6 +108,7 @@ class Runner:
                 "priority": msg.priority,
                 "redelivered": delivery.redelivered,
             },
+            properties=delivery.envelope.properties,
         )
         on_start = None
         if self._reports_started(flight):

@@ -49,9 +49,7 @@ def test_a_broken_tasks_module_is_not_hidden(packages: str, tmp_path: Path) -> N
         app.autodiscover_tasks([f"blog_{packages}"], force=True)
 
 
-def test_no_packages_without_django_warns(
-    packages: str, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_no_packages_without_django_warns(packages: str, caplog: pytest.LogCaptureFixture) -> None:
     app = Celery("discover", set_as_current=False)
     with caplog.at_level(logging.WARNING):
         app.autodiscover_tasks()

@@ -71,7 +71,7 @@ def test_round_trip_keeps_every_field() -> None:
     assert env.headers["timelimit"] == [30, 20]  # Celery sends [hard, soft]
     back = decode_task(env, {"json"})
     expected = dataclasses.replace(
-        msg, argsrepr="[1, 'a']", kwargsrepr="{'k': [1, 2]}", origin=back.origin
+        msg, argsrepr="(1, 'a')", kwargsrepr="{'k': [1, 2]}", origin=back.origin
     )
     assert back == expected
 

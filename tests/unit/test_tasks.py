@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 import pytest
 
-from celeriac import Celery, shared_task, states
+from celeriac import Celery, Task, shared_task, states
 from celeriac.exceptions import (
-    ImproperlyConfigured,
     MaxRetriesExceededError,
     NotRegistered,
     RemoteError,
     SerializationError,
 )
 from celeriac.protocol.results import exception_from_dict, exception_to_dict
+from celeriac.trace import body_of
 
 
 @pytest.fixture
@@ -36,11 +39,13 @@ def test_decorator_forms_and_names(app: Celery) -> None:
     assert bound(1) is bound
 
 
-def test_unknown_option_is_rejected_at_decoration(app: Celery) -> None:
-    with pytest.raises(ImproperlyConfigured, match="max_retry"):
+def test_an_option_close_to_a_known_one_is_kept_with_a_warning(app: Celery) -> None:
+    with pytest.warns(UserWarning, match="'max_retry'.*did you mean 'max_retries'"):
 
         @app.task(max_retry=3)
         def oops() -> None: ...
+
+    assert oops.max_retry == 3  # kept as an attribute, as Celery keeps it
 
 
 def test_eager_goes_through_serialization(app: Celery) -> None:
@@ -128,3 +133,54 @@ def test_unregistered_name_suggests(app: Celery) -> None:
 
     with pytest.raises(NotRegistered, match=r"did you mean tasks\.add"):
         app.get_task("tasks.ad")
+
+
+def test_any_option_becomes_a_task_attribute_and_functions_become_methods(app: Celery) -> None:
+    def handler(self: object, *args: object) -> object:
+        return self
+
+    @app.task(my_flag=1, on_failure=handler, acks_on_failure=False)
+    def flagged() -> None: ...
+
+    assert flagged.my_flag == 1 and flagged.acks_on_failure is False
+    assert flagged.on_failure(ValueError(), "id", (), {}, None) is flagged  # bound, as Celery
+
+
+def test_an_option_celeriac_does_not_implement_gets_a_warning(app: Celery) -> None:
+    with pytest.warns(UserWarning, match="'Request' has no effect"):
+
+        @app.task(Request="proj.requests:Custom")
+        def custom() -> None: ...
+
+
+def test_task_classes_are_made_per_task(app: Celery) -> None:
+    @app.task(max_retries=1)
+    def one() -> None: ...
+
+    @app.task
+    def two() -> None: ...
+
+    assert type(one) is not type(two) and one.max_retries == 1 and two.max_retries == 3
+    assert type(one).__name__ == "one" and one.__doc__ is None
+
+
+def test_a_run_goes_through_call_only_when_the_class_overrides_it(app: Celery) -> None:
+    calls: list[str] = []
+
+    class Wrapping(app.Task):  # type: ignore[misc, name-defined]
+        @functools.wraps(Task.__call__)  # a wrapper that copies the base method's attributes
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            calls.append(self.name)
+            return super().__call__(*args, **kwargs)
+
+    @app.task(base=Wrapping, name="t.wrapped")
+    def wrapped() -> int:
+        return 1
+
+    @app.task(name="t.plain")
+    def plain() -> int:
+        return 2
+
+    assert body_of(wrapped) == wrapped and body_of(plain) == plain.run
+    assert wrapped.apply().get() == 1 and plain.apply().get() == 2
+    assert calls == ["t.wrapped"]

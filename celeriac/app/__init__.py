@@ -26,9 +26,14 @@ from celeriac import result as _result
 from celeriac._portal import get_portal, sync_twin
 from celeriac.annotations import annotate, prepare_annotations
 from celeriac.announce import announce_publish, announce_published
+from celeriac.app.amqp import AMQP
+from celeriac.app.backend import BackendView
+from celeriac.app.connection import Connection, ConnectionPool, not_offered
 from celeriac.backends import ResultBackend, backend_from_url, can_hold_results
 from celeriac.conf import Settings, check_settings
 from celeriac.conf.checks import warn_once
+from celeriac.conf.report import bug_report
+from celeriac.conf.settings import load_object
 from celeriac.context import add_child
 from celeriac.control import Control
 from celeriac.engines.options import (
@@ -41,6 +46,7 @@ from celeriac.events.api import AppEvents
 from celeriac.exceptions import ImproperlyConfigured, NotRegistered, OperationalError
 from celeriac.fixups.django import fixup as django_fixup
 from celeriac.fixups.django import installed_apps as installed_django_apps
+from celeriac.local import Proxy
 from celeriac.protocol.ids import uuid4
 from celeriac.protocol.message import encode_task
 from celeriac.protocol.result_codec import result_codec
@@ -48,7 +54,7 @@ from celeriac.publishing import PERSISTENT, PublishRequest, TaskDefaults, build_
 from celeriac.reconnect import publish_policy, unreachable
 from celeriac.retry import RetryPolicy
 from celeriac.routing import Router
-from celeriac.task import Task, make_task_decorator
+from celeriac.task import Task, make_task_decorator, shared_task
 from celeriac.transport import (
     Outgoing,
     QueueSpec,
@@ -57,17 +63,39 @@ from celeriac.transport import (
     transport_from_url,
 )
 
-__all__ = ["Celery", "Celeriac", "current_app"]
+__all__ = ["Celeriac", "Celery", "app_or_default", "bugreport", "current_app", "shared_task"]
 
 logger = logging.getLogger("celeriac.app")
 
 DEFAULT_BROKER = "sqlite://"
 
 
-def current_app() -> Celery:
-    """The most recently created app, or a default one (as Celery's ``current_app``)."""
-    app: Celery = _state.get_current_app()
-    return app
+class _CurrentApp(Proxy):
+    """``current_app``: the most recently created app (or a default one), as Celery's
+    proxy: ``current_app.conf``, ``current_app.send_task(...)``,
+    ``isinstance(current_app, Celery)``. Calling it, ``current_app()``, gives the app
+    itself."""
+
+    __slots__ = ()
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Celery:
+        if args or kwargs:
+            raise TypeError("current_app() takes no arguments: it returns the current app")
+        app: Celery = self._get_current_object()
+        return app
+
+
+current_app = _CurrentApp(_state.get_current_app, name="current_app")
+
+
+def bugreport(app: Celery | None = None) -> str:
+    """The text of ``celeriac report`` for ``app`` (the current app by default)."""
+    return bug_report(app or current_app())
+
+
+def app_or_default(app: Celery | None = None) -> Celery:
+    """``app``, or the current app when it is None (Celery's helper)."""
+    return app if app is not None else current_app()
 
 
 @dataclass
@@ -141,6 +169,7 @@ class Celery:
             self.conf.from_object(config_source, namespace)
         self.tasks: dict[str, Task] = {}
         self.task_cls = task_cls
+        self._task_class: type[Task] | None = None
         self.on_after_configure = signals.Signal("on_after_configure")
         self.on_after_finalize = signals.Signal("on_after_finalize")
         self.on_configure = signals.Signal("on_configure")
@@ -262,7 +291,7 @@ class Celery:
             warn_once(
                 "autodiscover-without-django",
                 "autodiscover_tasks() without packages looks for Django apps, but "
-                "DJANGO_SETTINGS_MODULE is not set: name the packages to search"
+                "DJANGO_SETTINGS_MODULE is not set: name the packages to search",
             )
             return
         if force:
@@ -642,6 +671,68 @@ class Celery:
     def uuid(self) -> str:
         """A new task id."""
         return uuid4()
+
+    # Celery's app objects projects reach for (see celeriac.app.connection, .backend, .amqp)
+    def set_current(self) -> None:
+        """Make this the app ``current_app`` returns."""
+        _state.set_current_app(self)
+
+    def set_default(self) -> None:
+        """Make this the app used where none is given (celeriac has one current app, so
+        this is :meth:`set_current`)."""
+        _state.set_current_app(self)
+
+    def connection_for_write(self, url: str | None = None, **_: Any) -> Connection:
+        """A connection to the broker (kombu's ``Connection`` surface that projects use)."""
+        return Connection(self, url)
+
+    connection = connection_for_read = broker_connection = connection_for_write
+
+    def connection_or_acquire(self, connection: Any = None, **_: Any) -> Connection:
+        """``connection`` when given, else a connection from :attr:`pool`."""
+        return connection if isinstance(connection, Connection) else self.pool.acquire()
+
+    @property
+    def pool(self) -> ConnectionPool:
+        """Broker connections, ``with app.pool.acquire(block=True) as conn``."""
+        return ConnectionPool(self)
+
+    @property
+    def producer_pool(self) -> Any:
+        """Not offered: celeriac builds no kombu producers (NotImplementedError saying what
+        to use instead)."""
+        raise not_offered(
+            self,
+            "producer_pool",
+            frozenset({"producer_pool"}),
+            "celeriac builds no kombu producers; publish with task.apply_async() or"
+            " app.send_task()",
+        )
+
+    @property
+    def backend(self) -> BackendView:
+        """The result store, from sync code: ``app.backend.get_task_meta(task_id)``."""
+        return BackendView(self)
+
+    @property
+    def amqp(self) -> AMQP:
+        """The queues and router (``app.amqp.queues``)."""
+        return AMQP(self)
+
+    # Last in the class body: annotations above it name the module-level Task class.
+    @property
+    def Task(self) -> type[Task]:
+        """The base class of this app's tasks (``class MyTask(app.Task)``): ``task_cls``
+        (a class or its import path), bound to this app."""
+        if self._task_class is None:
+            base = self.task_cls
+            if isinstance(base, str):
+                base = load_object(base)
+            base = base or Task
+            self._task_class = type(
+                base.__name__, (base,), {"_app": self, "__module__": base.__module__}
+            )
+        return self._task_class
 
 
 Celeriac = Celery
