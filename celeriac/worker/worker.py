@@ -22,6 +22,7 @@ from celeriac.backends import ResultBackend
 from celeriac.beat.scheduler import run_embedded_beat, stop_embedded_beat
 from celeriac.conf.defaults import default_concurrency
 from celeriac.context import Context, set_state_sink
+from celeriac.routing import worker_direct
 from celeriac.trace import arun_task
 from celeriac.transport import QueueSpec, Transport
 from celeriac.worker import child
@@ -45,6 +46,7 @@ class WorkerOptions:
 
     hostname: str | None = None
     queues: list[str] = field(default_factory=list)
+    exclude_queues: list[str] = field(default_factory=list)  # -X
     concurrency: int | None = None
     pool: str | None = None
     prefetch_multiplier: int | None = None
@@ -80,7 +82,11 @@ class Worker:
         self.prefetch_multiplier = max(
             1, self.options.prefetch_multiplier or conf["worker_prefetch_multiplier"]
         )
-        self.queues: list[QueueSpec] = app.router.consume_specs(self.options.queues)
+        self.queues: list[QueueSpec] = app.router.consume_specs(
+            self.options.queues, self.options.exclude_queues
+        )
+        if conf["worker_direct"]:
+            self.queues.append(app.router.add(worker_direct(self.hostname)))
         self._stopping = asyncio.Event()
         self._cold_requested = asyncio.Event()
         self._room = asyncio.Event()

@@ -84,11 +84,9 @@ SETTINGS = (
         "bool",
         False,
         (
-            "Give each worker its own queue `<hostname>.dq`, bound to the `C.dq2` exchange, to "
-            "send tasks to one worker."
+            "Give each worker its own queue `<hostname>.dq2`, bound to the `C.dq2` exchange, to "
+            "send tasks to one worker (`celeriac.routing.worker_direct(hostname)` names it)."
         ),
-        status=NOT_SUPPORTED,
-        reason="not supported yet: no per-worker queue is declared",
         aliases=("CELERY_WORKER_DIRECT",),
     ),
     Setting(

@@ -418,7 +418,9 @@ class Topology:
             if spec.exchange:
                 await self._declare_exchange(spec.exchange, spec.exchange_type)
             channel = await self._admin()
-            await channel.queue_declare(spec.name, durable=spec.durable, arguments=queue_args)
+            await channel.queue_declare(
+                spec.name, durable=spec.durable, auto_delete=spec.auto_delete, arguments=queue_args
+            )
             if spec.exchange:
                 await channel.queue_bind(
                     spec.name, spec.exchange, routing_key=spec.routing_key, arguments=binding_args
