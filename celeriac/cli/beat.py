@@ -20,6 +20,7 @@ import click
 from celeriac._version import __version__
 from celeriac.beat.scheduler import Beat, BeatOptions
 from celeriac.beat.stores import store_for_app
+from celeriac.cli.params import LOG_LEVEL
 from celeriac.exceptions import ImproperlyConfigured
 
 __all__ = ["beat"]
@@ -75,7 +76,12 @@ async def _serve(beat: Beat, loglevel: str) -> None:
 
 @click.command()
 @click.option(
-    "-l", "--loglevel", default="WARNING", show_default=True, help="DEBUG, INFO, WARNING, ERROR."
+    "-l",
+    "--loglevel",
+    type=LOG_LEVEL,
+    default="WARNING",
+    show_default=True,
+    help="DEBUG, INFO, WARNING, ERROR, CRITICAL or FATAL.",
 )
 @click.option(
     "-s",

@@ -12,7 +12,9 @@ import click
 from celeriac.app import Celery
 from celeriac.cli.beat import beat
 from celeriac.cli.demo import demo
+from celeriac.cli.errors import UserErrorGroup
 from celeriac.cli.loading import find_app
+from celeriac.cli.params import LOG_LEVEL
 from celeriac.cli.report import report
 from celeriac.worker.supervisor import run_loops
 from celeriac.worker.worker import Worker, WorkerOptions
@@ -48,7 +50,7 @@ def setup_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format=_LOG_FORMAT, stream=sys.stderr, force=True)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=UserErrorGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-A", "--app", "app_spec", help="The app: module, module:attr or package.module.")
 @click.option("-b", "--broker", help="Broker URL (overrides broker_url).")
 @click.option("--result-backend", help="Result backend URL (overrides result_backend).")
@@ -63,7 +65,12 @@ def cli(
 
 @cli.command()
 @click.option(
-    "-l", "--loglevel", default="WARNING", show_default=True, help="DEBUG, INFO, WARNING, ERROR."
+    "-l",
+    "--loglevel",
+    type=LOG_LEVEL,
+    default="WARNING",
+    show_default=True,
+    help="DEBUG, INFO, WARNING, ERROR, CRITICAL or FATAL.",
 )
 @click.option("-c", "--concurrency", type=int, help="Pool size (default: number of CPUs).")
 @click.option("-Q", "--queues", default="", help="Comma-separated queues to consume.")

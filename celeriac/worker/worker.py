@@ -138,6 +138,14 @@ class Worker:
     def _load_app(self) -> None:
         self.app.import_default_modules()
         self.app.finalize()
+        if not any(not name.startswith("celery.") for name in self.app.tasks):
+            # Celery starts quietly here; a worker that can run nothing is almost always a
+            # missing -A, so say so rather than reject every task it receives.
+            logger.warning(
+                "no tasks are registered in app %r: give the app with -A/--app "
+                "(e.g. celeriac -A proj worker) or list task modules in `include`",
+                self.app.main,
+            )
         signals.worker_init.send(sender=self)
 
     def _install_signal_handlers(self) -> None:

@@ -1,0 +1,23 @@
+"""Click parameter types shared by the commands, named and checked as Celery's are."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+__all__ = ["LOG_LEVEL", "LogLevel"]
+
+
+class LogLevel(click.Choice[str]):
+    """A log level name, any case: DEBUG, INFO, WARNING, ERROR, CRITICAL or FATAL."""
+
+    def __init__(self) -> None:
+        super().__init__(("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL", "FATAL"))
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        """The level name in upper case, or a usage error listing the valid ones."""
+        return super().convert(str(value).upper(), param, ctx)
+
+
+LOG_LEVEL = LogLevel()

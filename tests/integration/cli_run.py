@@ -1,0 +1,93 @@
+"""Run the ``celeriac`` command in a subprocess, bounded in time, for the CLI tests."""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["ROOT", "celeriac", "start", "wait_for_line", "write_app"]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+APP_SOURCE = """\
+from celeriac import Celery
+
+app = Celery("cliapp", broker={broker!r}, backend={backend!r})
+
+
+@app.task(name="cliapp.add")
+def add(x, y):
+    return x + y
+"""
+
+
+def write_app(directory: Path, broker: str = "memory://", backend: str | None = None) -> Path:
+    """Write ``cliapp.py`` (one task, ``cliapp.add``) into ``directory``; return its path."""
+    path = directory / "cliapp.py"
+    path.write_text(APP_SOURCE.format(broker=broker, backend=backend or broker))
+    return path
+
+
+def celeriac(
+    *args: str, cwd: Path, timeout: float = 60, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``celeriac ARGS`` run in ``cwd``; its exit status, stdout and stderr."""
+    environ = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "celeriac", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=environ,
+        check=False,
+    )
+
+
+def start(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
+    """``celeriac ARGS`` started in ``cwd`` (a long-running command: worker, beat)."""
+    environ = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    return subprocess.Popen(
+        [sys.executable, "-m", "celeriac", *args],
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environ,
+    )
+
+
+def wait_for_line(process: subprocess.Popen[str], text: str, timeout: float = 60) -> str:
+    """Read ``process``'s stderr until a line contains ``text``; stop the process; return
+    everything read. Raises AssertionError when it ends or the time is up first."""
+    assert process.stderr is not None
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    try:
+        with selectors.DefaultSelector() as selector:
+            selector.register(process.stderr, selectors.EVENT_READ)
+            while time.monotonic() < deadline:
+                if not selector.select(timeout=0.5):
+                    continue
+                line = process.stderr.readline()
+                if not line:
+                    break
+                seen.append(line)
+                if text in line:
+                    return "".join(seen)
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    raise AssertionError(f"{text!r} not seen in:\n{''.join(seen)}")
