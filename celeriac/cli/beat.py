@@ -58,14 +58,15 @@ def banner(beat: Beat, loglevel: str) -> str:
     )
 
 
-async def _serve(beat: Beat, loglevel: str) -> None:
+async def _serve(beat: Beat, loglevel: str, quiet: bool = False) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     try:
         await beat.start()
-        click.echo(banner(beat, loglevel))
+        if not quiet:
+            click.echo(banner(beat, loglevel))
         for entry in beat.entries:
             logger.debug("beat: entry %s -> %s %r", entry.name, entry.task, entry.schedule)
         logger.info("beat: Starting...")
@@ -113,6 +114,6 @@ def beat(
             store_for_app(app, store_url),
             options=BeatOptions.from_conf(app.conf, max_interval),
         )
-        asyncio.run(_serve(scheduler, loglevel))
+        asyncio.run(_serve(scheduler, loglevel, getattr(obj, "quiet", False)))
     except ImproperlyConfigured as exc:
         raise click.ClickException(str(exc)) from exc

@@ -13,7 +13,7 @@ from celeriac.app import Celery
 from celeriac.cli.beat import beat
 from celeriac.cli.demo import demo
 from celeriac.cli.errors import UserErrorGroup
-from celeriac.cli.loading import find_app
+from celeriac.cli.loading import apply_config_module, change_directory, check_loader, find_app
 from celeriac.cli.params import LOG_LEVEL
 from celeriac.cli.report import report
 from celeriac.worker.supervisor import run_loops
@@ -27,17 +27,29 @@ _LOG_FORMAT = "[%(asctime)s: %(levelname)s/%(processName)s] %(message)s"
 class AppContext:
     """What the group options give every subcommand."""
 
-    def __init__(self, app_spec: str | None, broker: str | None, backend: str | None) -> None:
+    def __init__(
+        self,
+        app_spec: str | None,
+        broker: str | None,
+        backend: str | None,
+        config: str | None = None,
+        quiet: bool = False,
+        no_color: bool = False,
+    ) -> None:
         self.app_spec = app_spec
         self.broker = broker
         self.backend = backend
+        self.config = config
+        self.quiet = quiet
+        self.no_color = no_color
         self._app: Celery | None = None
 
     @property
     def app(self) -> Celery:
-        """The loaded app, with -b/--result-backend applied."""
+        """The loaded app, with --config, -b and --result-backend applied."""
         if self._app is None:
             self._app = find_app(self.app_spec)
+            apply_config_module(self._app, self.config, default_app=not self.app_spec)
             if self.broker:
                 self._app.conf["broker_url"] = self.broker
             if self.backend:
@@ -51,16 +63,59 @@ def setup_logging(level: str) -> None:
 
 
 @click.group(cls=UserErrorGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-A", "--app", "app_spec", help="The app: module, module:attr or package.module.")
+@click.option(
+    "-A",
+    "--app",
+    "app_spec",
+    envvar="CELERY_APP",
+    help="The app: module, module:attr or package.module (env CELERY_APP).",
+)
 @click.option("-b", "--broker", help="Broker URL (overrides broker_url).")
 @click.option("--result-backend", help="Result backend URL (overrides result_backend).")
+@click.option(
+    "--loader",
+    envvar="CELERY_LOADER",
+    callback=check_loader,
+    help="Only Celery's app/default loaders: celeriac has no pluggable loader.",
+)
+@click.option(
+    "--config",
+    envvar="CELERY_CONFIG_MODULE",
+    help="Settings module read before the app's own (env CELERY_CONFIG_MODULE).",
+)
+@click.option(
+    "--workdir",
+    type=click.Path(exists=True, file_okay=False),
+    callback=change_directory,
+    is_eager=True,
+    expose_value=False,
+    help="Change to this directory before anything else.",
+)
+@click.option(
+    "-C", "--no-color", is_flag=True, envvar="NO_COLOR", help="No colours (celeriac uses none)."
+)
+@click.option("-q", "--quiet", is_flag=True, help="No start-up banners.")
+@click.option(
+    "--skip-checks",
+    is_flag=True,
+    envvar="CELERY_SKIP_CHECKS",
+    help="Celery's switch for Django's checks; celeriac runs none, so nothing is skipped.",
+)
 @click.version_option(package_name="celeriac")
 @click.pass_context
 def cli(
-    ctx: click.Context, app_spec: str | None, broker: str | None, result_backend: str | None
+    ctx: click.Context,
+    /,
+    app_spec: str | None,
+    broker: str | None,
+    result_backend: str | None,
+    config: str | None,
+    no_color: bool,
+    quiet: bool,
+    **_: Any,
 ) -> None:
     """celeriac: a Celery-compatible task queue."""
-    ctx.obj = AppContext(app_spec, broker, result_backend)
+    ctx.obj = AppContext(app_spec, broker, result_backend, config, quiet, no_color)
 
 
 @cli.command()
@@ -138,6 +193,7 @@ def worker(
         soft_time_limit=soft_time_limit,
         async_concurrency=async_concurrency,
         beat=embed_beat,
+        banner=not obj.quiet,
     )
     if loops > 1:
         sys.exit(run_loops(obj.app, options, loops))

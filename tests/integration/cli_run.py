@@ -49,9 +49,7 @@ def celeriac(
     )
 
 
-def start(
-    *args: str, cwd: Path, env: dict[str, str] | None = None
-) -> subprocess.Popen[str]:
+def start(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     """``celeriac ARGS`` started in ``cwd`` (a long-running command: worker, beat)."""
     environ = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     return subprocess.Popen(
