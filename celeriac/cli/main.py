@@ -16,8 +16,8 @@ from celeriac.cli.errors import UserErrorGroup
 from celeriac.cli.loading import apply_config_module, change_directory, check_loader, find_app
 from celeriac.cli.params import LOG_LEVEL
 from celeriac.cli.report import report
-from celeriac.worker.supervisor import run_loops
-from celeriac.worker.worker import Worker, WorkerOptions
+from celeriac.cli.worker_start import WorkerFlags, parse_autoscale, run_worker
+from celeriac.worker.executors import GREEN_POOLS, POOL_NAMES
 
 __all__ = ["cli", "main"]
 
@@ -118,6 +118,24 @@ def cli(
     ctx.obj = AppContext(app_spec, broker, result_backend, config, quiet, no_color)
 
 
+def _pool_choice(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``-P``: Celery's pool names; gevent and eventlet are refused with what to use."""
+    if value is None:
+        return None
+    kind = value.strip().lower()
+    if kind in GREEN_POOLS:
+        raise click.BadParameter(GREEN_POOLS[kind], ctx, param)
+    if kind not in POOL_NAMES:
+        raise click.BadParameter(
+            f"{value!r} is not one of {', '.join(sorted(POOL_NAMES))}", ctx, param
+        )
+    return kind
+
+
+def _comma_list(value: str | None) -> list[str]:
+    return [item.strip() for item in (value or "").split(",") if item.strip()]
+
+
 @cli.command()
 @click.option(
     "-l",
@@ -129,19 +147,36 @@ def cli(
 )
 @click.option("-c", "--concurrency", type=int, help="Pool size (default: number of CPUs).")
 @click.option("-Q", "--queues", default="", help="Comma-separated queues to consume.")
+@click.option("-X", "--exclude-queues", default="", help="Comma-separated queues not to consume.")
+@click.option("-I", "--include", default="", help="Comma-separated modules to import.")
 @click.option("-n", "--hostname", help="Node name, e.g. worker1@%h.")
 @click.option(
     "-P",
     "--pool",
-    type=click.Choice(["prefork", "processes", "threads", "solo"]),
-    help="Pool for sync tasks.",
+    callback=_pool_choice,
+    help="Pool for sync tasks: prefork (processes), threads or solo.",
+)
+@click.option(
+    "--autoscale",
+    callback=lambda ctx, param, value: parse_autoscale(value, ctx, param),
+    help="MAX,MIN: grow the pool up to MAX processes under load, shrink to MIN when idle.",
 )
 @click.option(
     "--max-tasks-per-child", type=int, help="Replace a pool process after this many tasks."
 )
+@click.option(
+    "--max-memory-per-child",
+    type=click.IntRange(min=1),
+    help="Replace a pool process once its resident memory exceeds this many KiB.",
+)
 @click.option("--time-limit", type=float, help="Hard time limit per task, seconds.")
 @click.option("--soft-time-limit", type=float, help="Soft time limit per task, seconds.")
 @click.option("--prefetch-multiplier", type=int, help="Messages held per pool slot.")
+@click.option(
+    "--disable-prefetch",
+    is_flag=True,
+    help="Hold only as many messages as there are free pool slots (worker_disable_prefetch).",
+)
 @click.option(
     "--async-concurrency",
     type=int,
@@ -149,11 +184,39 @@ def cli(
     show_default=True,
     help="async def tasks in flight at once.",
 )
-@click.option("--without-heartbeat", is_flag=True, help="Accepted for Celery compatibility.")
-@click.option("--without-gossip", is_flag=True, help="Accepted for Celery compatibility.")
-@click.option("--without-mingle", is_flag=True, help="Accepted for Celery compatibility.")
-@click.option("-E", "--task-events", is_flag=True, help="Accepted for Celery compatibility.")
-@click.option("-O", "optimization", help="Accepted for Celery compatibility.")
+@click.option(
+    "--purge", "--discard", "purge_first", is_flag=True, help="Purge the queues before start."
+)
+@click.option("--pidfile", help="Write the pid here (%n, %h, %i expanded); refuse if held.")
+@click.option("-f", "--logfile", help="Log to this file instead of stderr (%n, %h, %i).")
+@click.option("-D", "--detach", is_flag=True, help="Run in the background (use --logfile).")
+@click.option("--uid", help="Run as this user (name or id).")
+@click.option("--gid", help="Run as this group (name or id).")
+@click.option("--umask", help="Octal umask of the worker, e.g. 022.")
+@click.option(
+    "--statedb", help="Celery's revokes file: not needed (revokes are kept in the broker)."
+)
+@click.option(
+    "-E", "--task-events", is_flag=True, help="Send task events (worker_send_task_events)."
+)
+@click.option(
+    "-O",
+    "optimization",
+    type=click.Choice(["default", "fair"]),
+    help="Celery's scheduling: celeriac always gives a task to a free slot (fair).",
+)
+@click.option("--heartbeat-interval", type=float, help="Seconds between worker heartbeat events.")
+@click.option("--without-heartbeat", is_flag=True, help="Send no worker heartbeat events.")
+@click.option(
+    "--without-gossip",
+    is_flag=True,
+    help="Celery's gossip: celeriac has none (nothing to disable).",
+)
+@click.option(
+    "--without-mingle",
+    is_flag=True,
+    help="Celery's mingle: celeriac has none (nothing to disable).",
+)
 @click.option("-B", "--beat", "embed_beat", is_flag=True, help="Also run beat in this worker.")
 @click.option(
     "--loops",
@@ -163,41 +226,9 @@ def cli(
     help="Run this many complete workers (one event loop each) in their own processes.",
 )
 @click.pass_obj
-def worker(
-    obj: AppContext,
-    /,
-    loglevel: str,
-    concurrency: int | None,
-    queues: str,
-    hostname: str | None,
-    pool: str | None,
-    max_tasks_per_child: int | None,
-    time_limit: float | None,
-    soft_time_limit: float | None,
-    prefetch_multiplier: int | None,
-    async_concurrency: int,
-    embed_beat: bool,
-    loops: int,
-    **_: Any,
-) -> None:
+def worker(obj: AppContext, /, **flags: Any) -> None:
     """Start a worker."""
-    setup_logging(loglevel)
-    options = WorkerOptions(
-        hostname=hostname,
-        queues=[q.strip() for q in queues.split(",") if q.strip()],
-        concurrency=concurrency,
-        pool=pool,
-        prefetch_multiplier=prefetch_multiplier,
-        max_tasks_per_child=max_tasks_per_child,
-        time_limit=time_limit,
-        soft_time_limit=soft_time_limit,
-        async_concurrency=async_concurrency,
-        beat=embed_beat,
-        banner=not obj.quiet,
-    )
-    if loops > 1:
-        sys.exit(run_loops(obj.app, options, loops))
-    sys.exit(Worker(obj.app, options).start())
+    run_worker(obj, WorkerFlags(**flags), setup_logging)
 
 
 @cli.command()

@@ -22,10 +22,12 @@ from celeriac.backends import ResultBackend
 from celeriac.beat.scheduler import run_embedded_beat, stop_embedded_beat
 from celeriac.conf.defaults import default_concurrency
 from celeriac.context import Context, set_state_sink
+from celeriac.exceptions import ImproperlyConfigured
 from celeriac.routing import worker_direct
 from celeriac.trace import arun_task
 from celeriac.transport import QueueSpec, Transport
 from celeriac.worker import child
+from celeriac.worker.autoscale import Autoscaler, Resizable
 from celeriac.worker.executors import POOL_NAMES, create_executor
 from celeriac.worker.executors.base import Executor
 from celeriac.worker.executors.inloop import InLoopExecutor
@@ -56,6 +58,8 @@ class WorkerOptions:
     async_concurrency: int = 100
     banner: bool = True
     beat: bool = False  # -B: run beat in this process
+    max_memory_per_child: int | None = None  # KiB; else worker_max_memory_per_child
+    autoscale: tuple[int, int] | None = None  # (max, min) pool processes
 
 
 def expand_hostname(name: str | None) -> str:
@@ -79,9 +83,18 @@ class Worker:
             self.options.concurrency or conf["worker_concurrency"] or default_concurrency()
         )
         self.pool_name = self.options.pool or conf["worker_pool"]
+        if self.options.autoscale is not None:
+            if POOL_NAMES.get(self.pool_name) != "processes":
+                raise ImproperlyConfigured(
+                    f"--autoscale needs the prefork pool; the {self.pool_name} pool has a "
+                    "fixed size (use -c)"
+                )
+            self.concurrency = self.options.autoscale[0]  # the window is sized for the max
         self.prefetch_multiplier = max(
             1, self.options.prefetch_multiplier or conf["worker_prefetch_multiplier"]
         )
+        if conf["worker_disable_prefetch"]:
+            self.prefetch_multiplier = 1  # hold no more messages than there are slots
         self.queues: list[QueueSpec] = app.router.consume_specs(
             self.options.queues, self.options.exclude_queues
         )
@@ -113,10 +126,13 @@ class Worker:
         signals.worker_ready.send(sender=self)
         revoke_sync = asyncio.create_task(self._sync_revoked())
         beat = self._start_beat()
+        scaler = self._start_autoscaler(sync_pool)
         try:
             await self._consume()
         finally:
             revoke_sync.cancel()
+            if scaler is not None:
+                scaler.cancel()
             if beat is not None:
                 await stop_embedded_beat(beat)
             await self._shutdown(sync_pool, async_pool)
@@ -126,6 +142,13 @@ class Worker:
         if not self.options.beat:
             return None
         return asyncio.create_task(run_embedded_beat(self.app, self._stopping))
+
+    def _start_autoscaler(self, pool: Executor) -> asyncio.Task[None] | None:
+        if self.options.autoscale is None or not isinstance(pool, Resizable):
+            return None
+        maximum, minimum = self.options.autoscale
+        scaler = Autoscaler(pool, maximum, minimum, lambda: self.held)
+        return asyncio.create_task(scaler.run(self._stopping))
 
     def stop(self, *, cold: bool = False) -> None:
         """Ask for a warm (or cold) shutdown."""
@@ -199,11 +222,15 @@ class Worker:
         sync_pool = create_executor(
             self.pool_name,
             child.run_in_child if in_processes else child.run_in_thread,
-            concurrency=self.concurrency,
+            concurrency=max(1, self.options.autoscale[1])
+            if self.options.autoscale
+            else self.concurrency,
             max_tasks_per_child=self.options.max_tasks_per_child
             or conf["worker_max_tasks_per_child"],
             initializer=child.child_initializer if in_processes else child.thread_initializer,
             on_note=self._on_pool_note,
+            max_memory_per_child=self.options.max_memory_per_child
+            or conf["worker_max_memory_per_child"],
         )
         async_pool = InLoopExecutor(
             _run_async_payload(self.app), concurrency=self.options.async_concurrency
