@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
-import selectors
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -50,36 +51,40 @@ def celeriac(
 
 
 def start(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    """``celeriac ARGS`` started in ``cwd`` (a long-running command: worker, beat)."""
-    environ = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    """``celeriac ARGS`` started in ``cwd`` (a long-running command: worker, beat); its
+    stdout and stderr both come through ``process.stderr``."""
+    environ = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", **(env or {})}
     return subprocess.Popen(
         [sys.executable, "-m", "celeriac", *args],
         cwd=cwd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
         env=environ,
     )
 
 
 def wait_for_line(process: subprocess.Popen[str], text: str, timeout: float = 60) -> str:
-    """Read ``process``'s stderr until a line contains ``text``; stop the process; return
+    """Read ``process``'s output until a line contains ``text``; stop the process; return
     everything read. Raises AssertionError when it ends or the time is up first."""
-    assert process.stderr is not None
+    stream = process.stdout
+    assert stream is not None
+    lines: queue.Queue[str] = queue.Queue()
+    # A thread reads, so that lines already buffered by Python are never missed.
+    threading.Thread(target=lambda: [lines.put(line) for line in stream], daemon=True).start()
     seen: list[str] = []
     deadline = time.monotonic() + timeout
     try:
-        with selectors.DefaultSelector() as selector:
-            selector.register(process.stderr, selectors.EVENT_READ)
-            while time.monotonic() < deadline:
-                if not selector.select(timeout=0.5):
-                    continue
-                line = process.stderr.readline()
-                if not line:
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = lines.get(timeout=min(left, 0.5))
+            except queue.Empty:
+                if process.poll() is not None and lines.empty():
                     break
-                seen.append(line)
-                if text in line:
-                    return "".join(seen)
+                continue
+            seen.append(line)
+            if text in line:
+                return "".join(seen)
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)

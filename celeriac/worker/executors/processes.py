@@ -25,6 +25,7 @@ and learns of deaths from a pidfd (Linux; elsewhere pipe EOF + ``waitpid`` polli
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import enum
 import gc
@@ -450,8 +451,12 @@ class ProcessExecutor:
         child.jobs_done += 1
         if child.state is not _State.BUSY:
             pass  # already reaped (outcome drained from its pipe after it exited)
-        elif child.retire or (self._max_tasks is not None and child.jobs_done >= self._max_tasks):
+        elif self._max_tasks is not None and child.jobs_done >= self._max_tasks:
             child.state = _State.RETIRING  # it exits by itself; replaced when reaped
+        elif child.retire:
+            child.state = _State.RETIRING  # over its memory limit, or the pool shrank
+            with contextlib.suppress(OSError):  # already gone (memory limit): nothing to say
+                child.conn.send_bytes(_EXIT_MESSAGE)
         else:
             self._child_free(child)
         entry.finish(ok, value if ok else job_error(value))
