@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 from datetime import datetime
@@ -18,8 +19,11 @@ from urllib.parse import urlsplit
 import click
 
 from celeriac._version import __version__
+from celeriac.beat.foreign import is_native, load_scheduler_class, run_scheduler
 from celeriac.beat.scheduler import Beat, BeatOptions
 from celeriac.beat.stores import store_for_app
+from celeriac.cli.daemon import Pidfile, drop_privileges, log_to_file, parse_umask
+from celeriac.cli.daemon import detach as daemonize
 from celeriac.cli.params import LOG_LEVEL
 from celeriac.exceptions import ImproperlyConfigured
 
@@ -58,11 +62,26 @@ def banner(beat: Beat, loglevel: str) -> str:
     )
 
 
-async def _serve(beat: Beat, loglevel: str, quiet: bool = False) -> None:
+def _stop_event() -> asyncio.Event:
+    """Set by SIGTERM or SIGINT."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    return stop
+
+
+async def _serve_class(cls: type[Any], app: Any, max_interval: float, store: str | None) -> None:
+    try:
+        await run_scheduler(
+            cls, app, _stop_event(), max_interval=max_interval, schedule_filename=store
+        )
+    finally:
+        await app.aclose()
+
+
+async def _serve(beat: Beat, loglevel: str, quiet: bool = False) -> None:
+    stop = _stop_event()
     try:
         await beat.start()
         if not quiet:
@@ -94,8 +113,18 @@ async def _serve(beat: Beat, loglevel: str, quiet: bool = False) -> None:
 @click.option(
     "--max-interval", type=float, help="Longest sleep between checks, seconds (default 5)."
 )
-@click.option("-S", "--scheduler", help="Accepted for Celery compatibility (one scheduler).")
-@click.option("--pidfile", help="Accepted for Celery compatibility (no pid file is written).")
+@click.option(
+    "-S",
+    "--scheduler",
+    help="A scheduler class with Celery's interface, module:Class (default: celeriac's own,"
+    " leased; also beat_scheduler).",
+)
+@click.option("--pidfile", help="Write the pid here; refuse to start while it is held.")
+@click.option("-f", "--logfile", help="Log to this file instead of stderr.")
+@click.option("--detach", is_flag=True, help="Run in the background (use --logfile).")
+@click.option("--uid", help="Run as this user (name or id).")
+@click.option("--gid", help="Run as this group (name or id).")
+@click.option("--umask", help="Octal umask, e.g. 022.")
 @click.pass_obj
 def beat(
     obj: Any,
@@ -103,17 +132,39 @@ def beat(
     loglevel: str,
     store_url: str | None,
     max_interval: float | None,
-    **_: Any,
+    scheduler: str | None,
+    pidfile: str | None,
+    logfile: str | None,
+    detach: bool,
+    uid: str | None,
+    gid: str | None,
+    umask: str | None,
 ) -> None:
     """Start the periodic task scheduler (safe to run several: one sends each tick)."""
+    mask = parse_umask(umask)
+    if mask is not None:
+        os.umask(mask)
+    if detach:
+        daemonize()
+    if pidfile:
+        Pidfile(pidfile).acquire()
+    drop_privileges(uid, gid)
     logging.basicConfig(level=loglevel.upper(), format=_LOG_FORMAT, stream=sys.stderr, force=True)
+    if logfile:
+        log_to_file(logfile)
     app = obj.app
+    path = scheduler or app.conf["beat_scheduler"]
+    if not is_native(path):
+        options = BeatOptions.from_conf(app.conf, max_interval)
+        cls = load_scheduler_class(path)
+        asyncio.run(_serve_class(cls, app, options.max_interval, store_url))
+        return
     try:
-        scheduler = Beat(
+        scheduler_ = Beat(
             app,
             store_for_app(app, store_url),
             options=BeatOptions.from_conf(app.conf, max_interval),
         )
-        asyncio.run(_serve(scheduler, loglevel, getattr(obj, "quiet", False)))
+        asyncio.run(_serve(scheduler_, loglevel, getattr(obj, "quiet", False)))
     except ImproperlyConfigured as exc:
         raise click.ClickException(str(exc)) from exc
