@@ -13,9 +13,14 @@ from celeriac.app import Celery
 from celeriac.cli.beat import beat
 from celeriac.cli.demo import demo
 from celeriac.cli.errors import UserErrorGroup
+from celeriac.cli.listing import list_
 from celeriac.cli.loading import apply_config_module, change_directory, check_loader, find_app
+from celeriac.cli.multi import multi
 from celeriac.cli.params import LOG_LEVEL
 from celeriac.cli.report import report
+from celeriac.cli.shell import shell
+from celeriac.cli.unsupported import unsupported_commands
+from celeriac.cli.upgrade import upgrade
 from celeriac.cli.worker_start import WorkerFlags, parse_autoscale, run_worker
 from celeriac.worker.executors import GREEN_POOLS, POOL_NAMES
 
@@ -362,6 +367,12 @@ def dead_requeue(obj: AppContext, ids: tuple[str, ...], requeue_all: bool) -> No
 cli.add_command(beat)
 cli.add_command(demo)
 cli.add_command(report)
+cli.add_command(shell)
+cli.add_command(multi)
+cli.add_command(list_)
+cli.add_command(upgrade)
+for _command in unsupported_commands():
+    cli.add_command(_command)
 
 
 def main() -> None:
