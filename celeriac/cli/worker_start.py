@@ -140,8 +140,15 @@ def worker_options(flags: WorkerFlags) -> WorkerOptions:
     )
     known = {field.name for field in fields(WorkerOptions)}
     for name in ("autoscale", "heartbeat_interval", "without_heartbeat", "max_memory_per_child"):
+        value = getattr(flags, name)
         if name in known:
-            setattr(options, name, getattr(flags, name))
+            setattr(options, name, value)
+        elif value:
+            # Heartbeats are events; where the worker sends none, say so instead of ignoring.
+            logger.warning(
+                "--%s has no effect: this worker sends no heartbeat events",
+                name.replace("_", "-"),
+            )
     return options
 
 

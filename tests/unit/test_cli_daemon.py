@@ -13,6 +13,7 @@ from celeriac import Celery
 from celeriac.cli.daemon import Pidfile, expand_node_format, parse_umask
 from celeriac.cli.worker_start import WorkerFlags, parse_autoscale, worker_options
 from celeriac.routing import Queue
+from celeriac.worker.worker import WorkerOptions
 
 
 def test_node_formats_as_celery_multi_writes_them() -> None:
@@ -71,3 +72,14 @@ def test_exclude_queues_as_celery_deselects() -> None:
     names = [spec.name for spec in app.router.consume_specs(None, ["b"])]
     assert names == ["a", "c"]
     assert [spec.name for spec in app.router.consume_specs(["a", "b"], ["a"])] == ["b"]
+
+
+def test_heartbeat_flags_warn_when_the_worker_sends_no_heartbeats(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    if "heartbeat_interval" in WorkerOptions.__dataclass_fields__:
+        pytest.skip("this worker sends heartbeat events")
+    with caplog.at_level("WARNING"):
+        worker_options(WorkerFlags(heartbeat_interval=5.0, without_heartbeat=True))
+    assert "--heartbeat-interval has no effect" in caplog.text
+    assert "--without-heartbeat has no effect" in caplog.text
