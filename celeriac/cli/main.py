@@ -15,6 +15,7 @@ from celeriac.cli.demo import demo
 from celeriac.cli.errors import UserErrorGroup
 from celeriac.cli.listing import list_
 from celeriac.cli.loading import apply_config_module, change_directory, check_loader, find_app
+from celeriac.cli.migrate import migrate
 from celeriac.cli.multi import multi
 from celeriac.cli.params import LOG_LEVEL
 from celeriac.cli.report import report
@@ -369,6 +370,7 @@ cli.add_command(demo)
 cli.add_command(report)
 cli.add_command(shell)
 cli.add_command(multi)
+cli.add_command(migrate)
 cli.add_command(list_)
 cli.add_command(upgrade)
 for _command in unsupported_commands():

@@ -25,10 +25,6 @@ UNSUPPORTED = {
         "logtool is not supported: grep the worker log (lines 'Task <name>[<id>] "
         "succeeded/raised/retry') or use `celeriac events`"
     ),
-    "migrate": (
-        "migrate is not supported: drain the old broker with a worker configured for it, "
-        "or requeue dead letters with `celeriac dead requeue`"
-    ),
 }
 """Command name → the message that says what to use instead."""
 

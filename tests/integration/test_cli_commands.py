@@ -130,8 +130,46 @@ def test_upgrade_settings_matches_celery(tmp_path: Path) -> None:
         assert (tmp_path / "ours.py.orig").read_text() == source
 
 
-@pytest.mark.parametrize("command", ["amqp", "graph", "logtool", "migrate"])
+@pytest.mark.parametrize("command", ["amqp", "graph", "logtool"])
 def test_unsupported_commands_say_what_to_use(tmp_path: Path, command: str) -> None:
     done = celeriac(command, "anything", cwd=tmp_path)
     assert done.returncode == 2
     assert "Error:" in done.stderr and "No such command" not in done.stderr
+
+
+def test_migrate_moves_or_copies_messages(tmp_path: Path) -> None:
+    source, target = f"sqlite:///{tmp_path / 'a.db'}", f"sqlite:///{tmp_path / 'b.db'}"
+    write_app(tmp_path, broker=source)
+    (tmp_path / "cliapp.py").write_text(
+        (tmp_path / "cliapp.py").read_text()
+        + "\n@app.task(name='cliapp.other')\ndef other():\n    return 1\n"
+    )
+    for name in ("cliapp.add", "cliapp.add", "cliapp.other"):
+        celeriac(
+            "-A",
+            "cliapp",
+            "call",
+            name,
+            "-a",
+            "[1, 2]" if name.endswith("add") else "[]",
+            cwd=tmp_path,
+        )
+    moved = celeriac(
+        "-A",
+        "cliapp",
+        "migrate",
+        source,
+        target,
+        "-T",
+        "cliapp.add",
+        "--ack-messages",
+        cwd=tmp_path,
+    )
+    assert moved.returncode == 0, moved.stderr
+    assert "Migrated 2 messages." in moved.stdout
+    copied = celeriac("-A", "cliapp", "migrate", source, target, cwd=tmp_path)
+    assert "Migrated 1 message." in copied.stdout  # cliapp.other, copied: still in the source
+    left = celeriac("-A", "cliapp", "purge", "-f", cwd=tmp_path)
+    assert "Purged 1 message " in left.stdout
+    arrived = celeriac("-b", target, "-A", "cliapp", "purge", "-f", cwd=tmp_path)
+    assert "Purged 3 messages " in arrived.stdout
