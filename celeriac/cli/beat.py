@@ -22,9 +22,16 @@ from celeriac._version import __version__
 from celeriac.beat.foreign import is_native, load_scheduler_class, run_scheduler
 from celeriac.beat.scheduler import Beat, BeatOptions
 from celeriac.beat.stores import store_for_app
-from celeriac.cli.daemon import Pidfile, drop_privileges, log_to_file, parse_umask
+from celeriac.cli.daemon import (
+    Pidfile,
+    daemon_options,
+    drop_privileges,
+    expand_node_format,
+    log_to_file,
+    parse_umask,
+)
 from celeriac.cli.daemon import detach as daemonize
-from celeriac.cli.params import LOG_LEVEL
+from celeriac.cli.params import loglevel_option
 from celeriac.exceptions import ImproperlyConfigured
 
 __all__ = ["beat"]
@@ -95,14 +102,7 @@ async def _serve(beat: Beat, loglevel: str, quiet: bool = False) -> None:
 
 
 @click.command()
-@click.option(
-    "-l",
-    "--loglevel",
-    type=LOG_LEVEL,
-    default="WARNING",
-    show_default=True,
-    help="DEBUG, INFO, WARNING, ERROR, CRITICAL or FATAL.",
-)
+@loglevel_option
 @click.option(
     "-s",
     "--schedule",
@@ -119,12 +119,7 @@ async def _serve(beat: Beat, loglevel: str, quiet: bool = False) -> None:
     help="A scheduler class with Celery's interface, module:Class (default: celeriac's own,"
     " leased; also beat_scheduler).",
 )
-@click.option("--pidfile", help="Write the pid here; refuse to start while it is held.")
-@click.option("-f", "--logfile", help="Log to this file instead of stderr.")
-@click.option("--detach", is_flag=True, help="Run in the background (use --logfile).")
-@click.option("--uid", help="Run as this user (name or id).")
-@click.option("--gid", help="Run as this group (name or id).")
-@click.option("--umask", help="Octal umask, e.g. 022.")
+@daemon_options
 @click.pass_obj
 def beat(
     obj: Any,
@@ -147,11 +142,11 @@ def beat(
     if detach:
         daemonize()
     if pidfile:
-        Pidfile(pidfile).acquire()
+        Pidfile(expand_node_format(pidfile, None)).acquire()
     drop_privileges(uid, gid)
     logging.basicConfig(level=loglevel.upper(), format=_LOG_FORMAT, stream=sys.stderr, force=True)
     if logfile:
-        log_to_file(logfile)
+        log_to_file(expand_node_format(logfile, None))
     app = obj.app
     path = scheduler or app.conf["beat_scheduler"]
     if not is_native(path):

@@ -20,11 +20,14 @@ import os
 import pwd
 import socket
 import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
 __all__ = [
     "Pidfile",
+    "daemon_options",
     "detach",
     "drop_privileges",
     "expand_node_format",
@@ -140,30 +143,22 @@ def parse_umask(value: str | None) -> int | None:
         raise click.BadParameter(f"{value!r} is not an octal umask such as 022") from None
 
 
-def _uid(value: str) -> int:
+def _resolve(value: str, lookup: Callable[[str], Any], kind: str) -> int:
+    """A user or group id from its number or its name."""
     if value.isdigit():
         return int(value)
     try:
-        return pwd.getpwnam(value).pw_uid
+        return int(lookup(value)[2])  # pw_uid / gr_gid
     except KeyError:
-        raise click.BadParameter(f"no such user: {value!r}") from None
-
-
-def _gid(value: str) -> int:
-    if value.isdigit():
-        return int(value)
-    try:
-        return grp.getgrnam(value).gr_gid
-    except KeyError:
-        raise click.BadParameter(f"no such group: {value!r}") from None
+        raise click.BadParameter(f"no such {kind}: {value!r}") from None
 
 
 def drop_privileges(uid: str | None, gid: str | None) -> None:
     """Become ``gid`` then ``uid`` (the group first, while we still may change it)."""
     if gid:
-        os.setgid(_gid(gid))
+        os.setgid(_resolve(gid, grp.getgrnam, "group"))
     if uid:
-        user = _uid(uid)
+        user = _resolve(uid, pwd.getpwnam, "user")
         if not gid:
             os.setgid(pwd.getpwuid(user).pw_gid)
         with contextlib.suppress(OSError):
@@ -189,3 +184,22 @@ def detach() -> None:
             if exc.errno != errno.EBADF:
                 raise
     os.close(null)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def daemon_options(function: F) -> F:
+    """``--pidfile``, ``-f/--logfile``, ``--detach``, ``--uid``, ``--gid``, ``--umask``: the
+    options the worker and beat share (Celery's)."""
+    options = [
+        click.option("--pidfile", help="Write the pid here (%n, %h, %i); refuse if held."),
+        click.option("-f", "--logfile", help="Log to this file instead of stderr (%n, %h, %i)."),
+        click.option("-D", "--detach", is_flag=True, help="Run in the background (use -f)."),
+        click.option("--uid", help="Run as this user (name or id)."),
+        click.option("--gid", help="Run as this group (name or id)."),
+        click.option("--umask", help="Octal umask, e.g. 022."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function

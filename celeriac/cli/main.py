@@ -11,13 +11,14 @@ import click
 
 from celeriac.app import Celery
 from celeriac.cli.beat import beat
+from celeriac.cli.daemon import daemon_options
 from celeriac.cli.demo import demo
 from celeriac.cli.errors import UserErrorGroup
 from celeriac.cli.listing import list_
 from celeriac.cli.loading import apply_config_module, change_directory, check_loader, find_app
 from celeriac.cli.migrate import migrate
 from celeriac.cli.multi import multi
-from celeriac.cli.params import LOG_LEVEL
+from celeriac.cli.params import loglevel_option
 from celeriac.cli.report import report
 from celeriac.cli.shell import shell
 from celeriac.cli.unsupported import unsupported_commands
@@ -143,14 +144,7 @@ def _comma_list(value: str | None) -> list[str]:
 
 
 @cli.command()
-@click.option(
-    "-l",
-    "--loglevel",
-    type=LOG_LEVEL,
-    default="WARNING",
-    show_default=True,
-    help="DEBUG, INFO, WARNING, ERROR, CRITICAL or FATAL.",
-)
+@loglevel_option
 @click.option("-c", "--concurrency", type=int, help="Pool size (default: number of CPUs).")
 @click.option("-Q", "--queues", default="", help="Comma-separated queues to consume.")
 @click.option("-X", "--exclude-queues", default="", help="Comma-separated queues not to consume.")
@@ -193,12 +187,7 @@ def _comma_list(value: str | None) -> list[str]:
 @click.option(
     "--purge", "--discard", "purge_first", is_flag=True, help="Purge the queues before start."
 )
-@click.option("--pidfile", help="Write the pid here (%n, %h, %i expanded); refuse if held.")
-@click.option("-f", "--logfile", help="Log to this file instead of stderr (%n, %h, %i).")
-@click.option("-D", "--detach", is_flag=True, help="Run in the background (use --logfile).")
-@click.option("--uid", help="Run as this user (name or id).")
-@click.option("--gid", help="Run as this group (name or id).")
-@click.option("--umask", help="Octal umask of the worker, e.g. 022.")
+@daemon_options
 @click.option(
     "--statedb", help="Celery's revokes file: not needed (revokes are kept in the broker)."
 )

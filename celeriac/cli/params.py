@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
-__all__ = ["LOG_LEVEL", "LogLevel"]
+__all__ = ["LOG_LEVEL", "LogLevel", "loglevel_option"]
 
 
 class LogLevel(click.Choice[str]):
@@ -21,3 +22,18 @@ class LogLevel(click.Choice[str]):
 
 
 LOG_LEVEL = LogLevel()
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def loglevel_option(function: F) -> F:
+    """``-l/--loglevel``, as the worker and beat take it (default WARNING)."""
+    return click.option(
+        "-l",
+        "--loglevel",
+        type=LOG_LEVEL,
+        default="WARNING",
+        show_default=True,
+        help="DEBUG, INFO, WARNING, ERROR, CRITICAL or FATAL.",
+    )(function)

@@ -9,9 +9,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["ROOT", "celeriac", "start", "wait_for_line", "write_app"]
+__all__ = ["ROOT", "celeriac", "start", "wait_for_line", "wait_until", "write_app"]
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -94,3 +95,11 @@ def wait_for_line(process: subprocess.Popen[str], text: str, timeout: float = 60
             process.kill()
             process.wait()
     raise AssertionError(f"{text!r} not seen in:\n{''.join(seen)}")
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 60) -> None:
+    """Poll ``predicate`` until it holds; AssertionError when ``timeout`` passes first."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.1)

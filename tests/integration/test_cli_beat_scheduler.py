@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.integration.cli_run import celeriac, start, wait_for_line
+from tests.integration.cli_run import celeriac, start, wait_for_line, wait_until
 
 pytestmark = [pytest.mark.timeout(120)]
 
@@ -61,10 +60,7 @@ def test_a_celery_interface_scheduler_runs_and_is_closed(beat_dir: Path) -> None
     seen = wait_for_line(beat, "ticker tick")
     assert "max_interval=2.0" in seen
     assert f"pid={beat.pid}" in seen
-    deadline = time.monotonic() + 30
-    while not (beat_dir / "closed.txt").exists():
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    wait_until((beat_dir / "closed.txt").exists, timeout=30)
     assert not pidfile.exists()  # removed at exit
 
 
@@ -72,10 +68,7 @@ def test_the_pidfile_is_written_by_the_native_scheduler(beat_dir: Path) -> None:
     pidfile = beat_dir / "native.pid"
     beat = start("-A", "bapp", "beat", "-l", "info", "--pidfile", str(pidfile), cwd=beat_dir)
     try:
-        deadline = time.monotonic() + 30
-        while not pidfile.exists():
-            assert time.monotonic() < deadline and beat.poll() is None
-            time.sleep(0.1)
+        wait_until(lambda: pidfile.exists() or beat.poll() is not None, timeout=30)
         assert int(pidfile.read_text()) == beat.pid
     finally:
         wait_for_line(beat, "Starting")

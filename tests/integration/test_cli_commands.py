@@ -6,12 +6,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.integration.cli_run import ROOT, celeriac, write_app
+from tests.integration.cli_run import ROOT, celeriac, wait_until, write_app
 
 pytestmark = [pytest.mark.timeout(180)]
 
@@ -62,10 +61,7 @@ def test_multi_start_stop_restart(app_dir: Path) -> None:
     assert "w1@" in started.stdout and ": OK" in started.stdout
     pidfiles = [app_dir / "run" / f"{name}.pid" for name in names]
     try:
-        deadline = time.monotonic() + 60
-        while not all(p.exists() for p in pidfiles):
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        wait_until(lambda: all(p.exists() for p in pidfiles))
         first = [_pid(p) for p in pidfiles]
         assert len(set(first)) == 2
         again = celeriac("multi", "start", *names, *options, cwd=app_dir)
@@ -78,10 +74,7 @@ def test_multi_start_stop_restart(app_dir: Path) -> None:
         restarted = celeriac("multi", "restart", *names, *options, cwd=app_dir)
         assert restarted.returncode == 0, restarted.stdout + restarted.stderr
         assert all(_gone(pid) for pid in first)
-        deadline = time.monotonic() + 60
-        while not all(p.exists() for p in pidfiles):
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        wait_until(lambda: all(p.exists() for p in pidfiles))
         second = [_pid(p) for p in pidfiles]
         assert not set(second) & set(first)
         assert (app_dir / "log" / "w1.log").exists()

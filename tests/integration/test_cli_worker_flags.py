@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.integration.cli_run import celeriac, start, wait_for_line, write_app
+from tests.integration.cli_run import celeriac, start, wait_for_line, wait_until, write_app
 
 pytestmark = [pytest.mark.timeout(120)]
 
@@ -24,13 +23,6 @@ def app_dir(tmp_path: Path) -> Path:
         "    return seconds\n"
     )
     return tmp_path
-
-
-def _wait_for(predicate: object, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.1)
 
 
 def test_detach_with_pidfile_and_logfile(app_dir: Path) -> None:
@@ -54,7 +46,7 @@ def test_detach_with_pidfile_and_logfile(app_dir: Path) -> None:
     )
     assert started.returncode == 0, started.stderr
     pidfile, logfile = run / "w1.pid", run / "w1-0.log"
-    _wait_for(lambda: pidfile.exists() and "ready" in logfile.read_text())
+    wait_until(lambda: pidfile.exists() and "ready" in logfile.read_text())
     pid = int(pidfile.read_text())
     try:
         held = celeriac(
@@ -70,7 +62,7 @@ def test_detach_with_pidfile_and_logfile(app_dir: Path) -> None:
         assert result.stdout.strip() == "5"
     finally:
         os.kill(pid, signal.SIGTERM)
-    _wait_for(lambda: not pidfile.exists())  # removed at exit
+    wait_until(lambda: not pidfile.exists())  # removed at exit
     assert "warm shutdown" in logfile.read_text()
 
 
