@@ -234,6 +234,9 @@ def worker(obj: AppContext, /, **flags: Any) -> None:
 @click.option("--eta", help="ISO-8601 time to run at.")
 @click.option("--expires", type=float, help="Seconds after which the task is discarded.")
 @click.option("--queue", help="Queue to send to.")
+@click.option("--exchange", help="Exchange to send to (with --routing-key).")
+@click.option("--routing-key", help="Routing key of the message.")
+@click.option("--serializer", help="json, pickle, yaml or msgpack (default: task_serializer).")
 @click.option("--priority", type=int)
 @click.pass_obj
 def call(
@@ -245,6 +248,9 @@ def call(
     eta: str | None,
     expires: float | None,
     queue: str | None,
+    exchange: str | None,
+    routing_key: str | None,
+    serializer: str | None,
     priority: int | None,
 ) -> None:
     """Send task NAME and print its id."""
@@ -260,6 +266,9 @@ def call(
         "eta": eta,
         "expires": expires,
         "queue": queue,
+        "exchange": exchange,
+        "routing_key": routing_key,
+        "serializer": serializer,
         "priority": priority,
     }
     result = obj.app.send_task(
@@ -292,14 +301,16 @@ def result(
 
 @cli.command()
 @click.option("-Q", "--queues", default="", help="Queues to purge (default: the consumed queues).")
+@click.option("-X", "--exclude-queues", default="", help="Queues not to purge.")
 @click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation.")
 @click.pass_obj
-def purge(obj: AppContext, queues: str, force: bool) -> None:
+def purge(obj: AppContext, queues: str, exclude_queues: str, force: bool) -> None:
     """Delete all waiting messages from the queues."""
     app = obj.app
-    names = [q.strip() for q in queues.split(",") if q.strip()] or [
-        q.name for q in app.router.consume_specs(None)
-    ]
+    specs = app.router.consume_specs(_comma_list(queues), _comma_list(exclude_queues))
+    names = [spec.name for spec in specs]
+    if not names:
+        raise click.UsageError("no queue left to purge")
     if not force:
         click.confirm(f"Purge all waiting messages from {', '.join(names)}?", abort=True)
 

@@ -166,3 +166,26 @@ def test_migrate_moves_or_copies_messages(tmp_path: Path) -> None:
     assert "Purged 1 message " in left.stdout
     arrived = celeriac("-b", target, "-A", "cliapp", "purge", "-f", cwd=tmp_path)
     assert "Purged 3 messages " in arrived.stdout
+
+
+def test_call_with_exchange_and_serializer_then_purge_excluding(app_dir: Path) -> None:
+    sent = celeriac(
+        "-A",
+        "cliapp",
+        "call",
+        "cliapp.add",
+        "-a",
+        "[1, 2]",
+        "--serializer",
+        "pickle",
+        "--exchange",
+        "celery",
+        "--routing-key",
+        "celery",
+        cwd=app_dir,
+    )
+    assert sent.returncode == 0, sent.stderr
+    none_left = celeriac("-A", "cliapp", "purge", "-f", "-X", "celery", cwd=app_dir)
+    assert none_left.returncode == 2 and "no queue left to purge" in none_left.stderr
+    purged = celeriac("-A", "cliapp", "purge", "-f", cwd=app_dir)
+    assert "Purged 1 message " in purged.stdout
