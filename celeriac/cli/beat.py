@@ -119,6 +119,13 @@ async def _serve(beat: Beat, loglevel: str, quiet: bool = False) -> None:
     help="A scheduler class with Celery's interface, module:Class (default: celeriac's own,"
     " leased; also beat_scheduler).",
 )
+@click.option("-n", "--hostname", help="The name this beat holds its lease under.")
+@click.option(
+    "--enable-remote-control/--no-enable-remote-control",
+    default=False,
+    help="Celery's beat remote control: not supported (beat answers no commands).",
+)
+@click.option("--executable", help="Celery's Python for --detach: celeriac forks instead.")
 @daemon_options
 @click.pass_obj
 def beat(
@@ -134,8 +141,15 @@ def beat(
     uid: str | None,
     gid: str | None,
     umask: str | None,
+    hostname: str | None,
+    enable_remote_control: bool,
+    executable: str | None,
 ) -> None:
     """Start the periodic task scheduler (safe to run several: one sends each tick)."""
+    if enable_remote_control:
+        raise click.UsageError("--enable-remote-control is not supported: beat answers no commands")
+    if executable:
+        logger.warning("--executable has no effect: celeriac's --detach forks this process")
     mask = parse_umask(umask)
     if mask is not None:
         os.umask(mask)
@@ -159,6 +173,7 @@ def beat(
             app,
             store_for_app(app, store_url),
             options=BeatOptions.from_conf(app.conf, max_interval),
+            holder=hostname,
         )
         asyncio.run(_serve(scheduler_, loglevel, getattr(obj, "quiet", False)))
     except ImproperlyConfigured as exc:

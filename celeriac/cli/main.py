@@ -192,10 +192,16 @@ def _comma_list(value: str | None) -> list[str]:
     "--statedb", help="Celery's revokes file: not needed (revokes are kept in the broker)."
 )
 @click.option(
-    "-E", "--task-events", is_flag=True, help="Send task events (worker_send_task_events)."
+    "-E",
+    "--task-events",
+    "--events",
+    "task_events",
+    is_flag=True,
+    help="Send task events (worker_send_task_events).",
 )
 @click.option(
     "-O",
+    "--optimization",
     "optimization",
     type=click.Choice(["default", "fair"]),
     help="Celery's scheduling: celeriac always gives a task to a free slot (fair).",
@@ -213,6 +219,24 @@ def _comma_list(value: str | None) -> list[str]:
     help="Celery's mingle: celeriac has none (nothing to disable).",
 )
 @click.option("-B", "--beat", "embed_beat", is_flag=True, help="Also run beat in this worker.")
+@click.option(
+    "-s",
+    "--schedule-filename",
+    "--schedule",
+    "schedule",
+    help="With -B: the schedule store (beat_schedule_store), as beat's -s.",
+)
+@click.option(
+    "-S", "--scheduler", help="With -B: Celery's default scheduler only (use beat -S for others)."
+)
+@click.option(
+    "--pool-start-method",
+    type=click.Choice(["fork"]),
+    help="How prefork children start: celeriac's always fork.",
+)
+@click.option(
+    "--executable", help="Celery's Python for --detach: celeriac forks, so it is not used."
+)
 @click.option(
     "--loops",
     type=click.IntRange(min=1),
@@ -284,9 +308,17 @@ def call(
 @click.option(
     "--traceback", "show_traceback", is_flag=True, help="Print the traceback of a failure."
 )
+@click.option(
+    "-t", "--task", help="The task's name (Celery picks its backend; celeriac has one store)."
+)
 @click.pass_obj
 def result(
-    obj: AppContext, task_id: str, wait: bool, timeout: float | None, show_traceback: bool
+    obj: AppContext,
+    task_id: str,
+    wait: bool,
+    timeout: float | None,
+    show_traceback: bool,
+    task: str | None,
 ) -> None:
     """Print the state and result of TASK_ID."""
     res = obj.app.AsyncResult(task_id)

@@ -2,10 +2,11 @@
 
 As Celery's ``celery multi``: ``multi start w1 w2 -A proj -l INFO`` starts one detached
 ``celeriac worker`` per name, node ``<name>@<host>`` (``multi start 3``: ``celery1`` ..
-``celery3``), each with its own pid file and log file, ``--pidfile=%n.pid`` and
-``--logfile=%n%I.log`` unless given (``%n`` the name, ``%h`` the host, ``%i``/``%I`` the
-process index). The options after the names go to every worker; the global ones (``-A``,
-``-b``, ``--result-backend``, ``--config``, ``--workdir``) are moved before ``worker``.
+``celery3``), each with its own pid file and log file: Celery's defaults
+``--pidfile=/var/run/celery/%n.pid`` and ``--logfile=/var/log/celery/%n%I.log`` unless
+given (``%n`` the name, ``%h`` the host, ``%i``/``%I`` the process index). The options
+after the names go to every worker; the global ones (``-A``, ``-b``, ``--result-backend``,
+``--config``, ``--workdir``) are moved before ``worker``.
 ``stop`` sends SIGTERM (a warm shutdown) and waits; ``stopwait`` the same; ``kill``
 sends SIGKILL; ``restart`` stops then starts; ``names`` and ``show`` print the nodes and
 their commands. Celery's per-node options (``-c:1 3``) are not supported.
@@ -31,8 +32,8 @@ from celeriac.cli.daemon import Pidfile, expand_node_format
 __all__ = ["Node", "multi", "plan_nodes"]
 
 _GLOBAL_OPTIONS = ("-A", "--app", "-b", "--broker", "--result-backend", "--config", "--workdir")
-_DEFAULT_PIDFILE = "%n.pid"
-_DEFAULT_LOGFILE = "%n%I.log"
+_DEFAULT_PIDFILE = "/var/run/celery/%n.pid"  # Celery's defaults
+_DEFAULT_LOGFILE = "/var/log/celery/%n%I.log"
 
 
 @dataclass
@@ -95,7 +96,7 @@ def plan_nodes(args: Sequence[str], obj: Any) -> list[Node]:
     if not names:
         raise click.UsageError("give the node names (e.g. multi start w1 w2) or a count")
     host = socket.gethostname()
-    pidfile, options = _take_option(options, ("--pidfile",))
+    pidfile, options = _take_option(options, ("--pidfile", "-p"))
     logfile, options = _take_option(options, ("--logfile", "-f"))
     prefix: list[str] = []
     for flag, value in (("-A", obj.app_spec), ("-b", obj.broker)):

@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from celeriac.beat.foreign import is_native
 from celeriac.cli.daemon import (
     Pidfile,
     detach,
@@ -66,6 +67,10 @@ class WorkerFlags:
     without_gossip: bool = False
     without_mingle: bool = False
     embed_beat: bool = False
+    schedule: str | None = None
+    scheduler: str | None = None
+    pool_start_method: str | None = None
+    executable: str | None = None
     loops: int = 1
 
 
@@ -112,6 +117,17 @@ def _apply_settings(app: Any, flags: WorkerFlags) -> None:
         conf["worker_disable_prefetch"] = True
     if flags.max_memory_per_child:
         conf["worker_max_memory_per_child"] = flags.max_memory_per_child
+    if flags.schedule:
+        conf["beat_schedule_store"] = flags.schedule
+    if flags.scheduler:
+        if not is_native(flags.scheduler):
+            raise click.UsageError(
+                f"-S {flags.scheduler}: a worker's embedded beat (-B) runs celeriac's own "
+                "scheduler; run `celeriac beat -S ...` as its own process for another class"
+            )
+        conf["beat_scheduler"] = flags.scheduler
+    if flags.executable:
+        logger.warning("--executable has no effect: celeriac's --detach forks this process")
 
 
 def _purge(app: Any, names: list[str]) -> None:

@@ -55,8 +55,9 @@ def _gone(pid: int) -> bool:
 
 def test_multi_start_stop_restart(app_dir: Path) -> None:
     names = ("w1", "w2")
-    options = ("-A", "cliapp", "-c", "1", "-l", "info", "--pidfile", "run/%n.pid")
-    started = celeriac("multi", "start", *names, *options, "--logfile", "log/%n%I.log", cwd=app_dir)
+    options = ("-A", "cliapp", "-c", "1", "-l", "info", "--pidfile", "run/%n.pid",
+               "--logfile", "log/%n%I.log")  # fmt: skip
+    started = celeriac("multi", "start", *names, *options, cwd=app_dir)
     assert started.returncode == 0, started.stdout + started.stderr
     assert "w1@" in started.stdout and ": OK" in started.stdout
     pidfiles = [app_dir / "run" / f"{name}.pid" for name in names]
@@ -89,11 +90,22 @@ def test_multi_start_stop_restart(app_dir: Path) -> None:
                 os.kill(_pid(path), signal.SIGKILL)
 
 
-def test_multi_names_from_a_count(app_dir: Path) -> None:
-    done = celeriac("multi", "names", "3", cwd=app_dir)
-    assert [line.split("@")[0] for line in done.stdout.split()] == [
-        "celery1", "celery2", "celery3",
-    ]  # fmt: skip
+@pytest.mark.parametrize("names", [("3",), ("w1", "w2")])
+def test_multi_names_as_celery(app_dir: Path, names: tuple[str, ...]) -> None:
+    pytest.importorskip("celery")
+    ours = celeriac("multi", "names", *names, "-A", "cliapp", cwd=app_dir)
+    theirs = subprocess.run(
+        [sys.executable, "-m", "celery", "multi", "names", *names, "-A", "cliapp"],
+        capture_output=True, text=True, timeout=60, cwd=app_dir, check=False,
+    )  # fmt: skip
+    assert ours.stdout.split() == theirs.stdout.split()
+    assert len(ours.stdout.split()) == (3 if names == ("3",) else 2)
+
+
+def test_multi_default_files_are_celerys(app_dir: Path) -> None:
+    shown = celeriac("multi", "show", "w1", "-A", "cliapp", cwd=app_dir).stdout
+    assert "--pidfile /var/run/celery/w1.pid" in shown
+    assert "--logfile /var/log/celery/w1.log" in shown
 
 
 def test_list_bindings_is_celerys_table(app_dir: Path) -> None:
