@@ -150,6 +150,7 @@ def beat(
         raise click.UsageError("--enable-remote-control is not supported: beat answers no commands")
     if executable:
         logger.warning("--executable has no effect: celeriac's --detach forks this process")
+    app = obj.app  # imported first, as Celery does: before detaching and changing user
     mask = parse_umask(umask)
     if mask is not None:
         os.umask(mask)
@@ -161,7 +162,6 @@ def beat(
     logging.basicConfig(level=loglevel.upper(), format=_LOG_FORMAT, stream=sys.stderr, force=True)
     if logfile:
         log_to_file(expand_node_format(logfile, None))
-    app = obj.app
     path = scheduler or app.conf["beat_scheduler"]
     if not is_native(path):
         options = BeatOptions.from_conf(app.conf, max_interval)

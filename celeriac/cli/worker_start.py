@@ -171,11 +171,11 @@ def worker_options(flags: WorkerFlags) -> WorkerOptions:
 def run_worker(obj: Any, flags: WorkerFlags, setup_logging: Callable[[str], None]) -> None:
     """Daemonize as asked, apply the flags and run the worker until it stops."""
     nodename = expand_hostname(flags.hostname)
+    app = obj.app  # imported first, as Celery does: before detaching and changing user
     _become_daemon(flags, nodename)
     setup_logging(flags.loglevel)
     if flags.logfile:
         log_to_file(expand_node_format(flags.logfile, nodename))
-    app = obj.app
     _apply_settings(app, flags)
     options = worker_options(flags)
     options.banner = options.banner and not getattr(obj, "quiet", False)

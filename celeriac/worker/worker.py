@@ -143,6 +143,13 @@ class Worker:
             return None
         return asyncio.create_task(run_embedded_beat(self.app, self._stopping))
 
+    def _concurrency_text(self) -> str:
+        """The banner's concurrency, as Celery prints it (``{min=1, max=4}`` with autoscale)."""
+        if self.options.autoscale is None:
+            return str(self.concurrency)
+        maximum, minimum = self.options.autoscale
+        return f"{{min={minimum}, max={maximum}}}"
+
     def _start_autoscaler(self, pool: Executor) -> asyncio.Task[None] | None:
         if self.options.autoscale is None or not isinstance(pool, Resizable):
             return None
@@ -291,7 +298,7 @@ class Worker:
             f"- ** ---------- .> app:         {self.app.main or '__main__'}:{id(self.app):#x}\n"
             f"- ** ---------- .> transport:   {_redact(self.app.broker_url)}\n"
             f"- ** ---------- .> results:     {_redact(backend)}\n"
-            f"- *** --- * --- .> concurrency: {self.concurrency} ({self.pool_name})\n"
+            f"- *** --- * --- .> concurrency: {self._concurrency_text()} ({self.pool_name})\n"
             f"-- ******* ---- .> task events: OFF\n--- ***** ----- \n"
             f" -------------- [queues]\n{queues}\n\n[tasks]\n{tasks}\n"
         )

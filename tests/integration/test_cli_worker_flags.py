@@ -46,7 +46,7 @@ def test_detach_with_pidfile_and_logfile(app_dir: Path) -> None:
     )
     assert started.returncode == 0, started.stderr
     pidfile, logfile = run / "w1.pid", run / "w1-0.log"
-    wait_until(lambda: pidfile.exists() and "ready" in logfile.read_text())
+    wait_until(lambda: logfile.exists() and "ready" in logfile.read_text() and pidfile.exists())
     pid = int(pidfile.read_text())
     try:
         held = celeriac(
@@ -123,3 +123,45 @@ def test_autoscale_needs_the_prefork_pool(app_dir: Path) -> None:
 def test_bad_autoscale_value(app_dir: Path) -> None:
     done = celeriac("-A", "cliapp", "worker", "--autoscale", "many", cwd=app_dir)
     assert done.returncode == 2 and "expected MAX,MIN" in done.stderr
+
+
+def test_autoscale_banner_as_celery(app_dir: Path) -> None:
+    worker = start("-A", "cliapp", "worker", "--autoscale", "3,1", cwd=app_dir)
+    assert "{min=1, max=3} (prefork)" in wait_for_line(worker, "concurrency:")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="changing user needs root")
+def test_uid_gid_umask_are_applied(tmp_path: Path) -> None:
+    write_app(tmp_path)  # memory broker: nothing to write as the other user
+    tmp_path.chmod(0o755)
+    worker = start(
+        "-A",
+        "cliapp",
+        "worker",
+        "-P",
+        "solo",
+        "--uid",
+        "nobody",
+        "--gid",
+        "nogroup",
+        "--umask",
+        "027",
+        "-l",
+        "info",
+        cwd=tmp_path,
+    )
+    try:
+        wait_until(lambda: worker.poll() is not None or _status(worker.pid).get("Umask") == "0027")
+        status = _status(worker.pid)
+        assert status["Uid"].split()[0] == "65534"
+        assert status["Gid"].split()[0] == "65534"
+    finally:
+        wait_for_line(worker, "ready")
+
+
+def _status(pid: int) -> dict[str, str]:
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except FileNotFoundError:
+        return {}
+    return dict(line.split(":\t", 1) for line in lines if ":\t" in line)
