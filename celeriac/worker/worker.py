@@ -100,6 +100,8 @@ class Worker:
         )
         if conf["worker_direct"]:
             self.queues.append(app.router.add(worker_direct(self.hostname)))
+        if not self.queues:
+            raise ImproperlyConfigured("no queue to consume: -X excludes every queue of -Q")
         self._stopping = asyncio.Event()
         self._cold_requested = asyncio.Event()
         self._room = asyncio.Event()

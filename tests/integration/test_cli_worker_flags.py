@@ -165,3 +165,8 @@ def _status(pid: int) -> dict[str, str]:
     except FileNotFoundError:
         return {}
     return dict(line.split(":\t", 1) for line in lines if ":\t" in line)
+
+
+def test_excluding_every_queue_is_an_error(app_dir: Path) -> None:
+    done = celeriac("-A", "cliapp", "worker", "-Q", "a,b", "-X", "a,b", cwd=app_dir)
+    assert done.returncode == 1 and "no queue to consume" in done.stderr
