@@ -227,6 +227,9 @@ class Router:
         self.broadcast: set[str] = set()
         for queue in conf["task_queues"] or ():
             self.add(queue)
+        self.configured = list(self.queues.values())
+        """What a worker consumes with no -Q: task_queues, not the queues made on demand
+        later (Celery's ``_default_consume_from``)."""
         self._routes = _compile_routes(conf["task_routes"])
         self.by_name_only = all(isinstance(route, _MappingRouter) for route in self._routes)
         """True when no router function is configured: a route depends on the task name
@@ -295,8 +298,8 @@ class Router:
         default; less the ``-X`` names."""
         if names:
             specs = [self.queue_named(name) for name in names]
-        elif self.queues:
-            specs = list(self.queues.values())
+        elif self.configured:
+            specs = list(self.configured)
         else:
             specs = [self.default_queue_spec()]
         excluded = {self.aliases[n].name if n in self.aliases else n for n in exclude}

@@ -83,3 +83,10 @@ def test_heartbeat_flags_warn_when_the_worker_sends_no_heartbeats(
         worker_options(WorkerFlags(heartbeat_interval=5.0, without_heartbeat=True))
     assert "--heartbeat-interval has no effect" in caplog.text
     assert "--without-heartbeat has no effect" in caplog.text
+
+
+def test_queues_made_on_demand_are_not_consumed_by_default() -> None:
+    app = Celery("x", broker="memory://", set_as_current=False)
+    app.conf.task_queues = [Queue("a")]
+    app.router.route("t", (), {}, {"queue": "made-later"})
+    assert [spec.name for spec in app.router.consume_specs(None)] == ["a"]
