@@ -9,10 +9,8 @@ from pathlib import Path
 import click
 import pytest
 
-from celeriac import Celery
 from celeriac.cli.daemon import Pidfile, expand_node_format, parse_umask
 from celeriac.cli.worker_start import WorkerFlags, parse_autoscale, worker_options
-from celeriac.routing import Queue
 from celeriac.worker.worker import WorkerOptions
 
 
@@ -66,14 +64,6 @@ def test_flags_become_worker_options() -> None:
     assert options.autoscale == (5, 2) and options.max_memory_per_child == 9
 
 
-def test_exclude_queues_as_celery_deselects() -> None:
-    app = Celery("x", broker="memory://", set_as_current=False)
-    app.conf.task_queues = [Queue("a"), Queue("b"), Queue("c")]
-    names = [spec.name for spec in app.router.consume_specs(None, ["b"])]
-    assert names == ["a", "c"]
-    assert [spec.name for spec in app.router.consume_specs(["a", "b"], ["a"])] == ["b"]
-
-
 def test_heartbeat_flags_warn_when_the_worker_sends_no_heartbeats(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -83,10 +73,3 @@ def test_heartbeat_flags_warn_when_the_worker_sends_no_heartbeats(
         worker_options(WorkerFlags(heartbeat_interval=5.0, without_heartbeat=True))
     assert "--heartbeat-interval has no effect" in caplog.text
     assert "--without-heartbeat has no effect" in caplog.text
-
-
-def test_queues_made_on_demand_are_not_consumed_by_default() -> None:
-    app = Celery("x", broker="memory://", set_as_current=False)
-    app.conf.task_queues = [Queue("a")]
-    app.router.route("t", (), {}, {"queue": "made-later"})
-    assert [spec.name for spec in app.router.consume_specs(None)] == ["a"]
