@@ -24,9 +24,11 @@ from celeriac import _state, signals
 from celeriac import result as _result
 from celeriac._portal import get_portal, sync_twin
 from celeriac.annotations import annotate, prepare_annotations
+from celeriac.announce import announce_publish, announce_published
 from celeriac.backends import ResultBackend, backend_from_url, can_hold_results
 from celeriac.conf import Settings, check_settings
 from celeriac.conf.checks import warn_once
+from celeriac.context import add_child
 from celeriac.engines.options import (
     backend_options,
     broker_options,
@@ -34,6 +36,8 @@ from celeriac.engines.options import (
     publisher_options,
 )
 from celeriac.exceptions import ImproperlyConfigured, NotRegistered
+from celeriac.fixups.django import fixup as django_fixup
+from celeriac.fixups.django import installed_apps as installed_django_apps
 from celeriac.protocol.ids import uuid4
 from celeriac.protocol.message import encode_task
 from celeriac.protocol.result_codec import result_codec
@@ -151,6 +155,8 @@ class Celery:
         """``app.GroupResult(gid, results)`` and ``app.GroupResult.restore(gid)``."""
         self._lock = threading.Lock()
         self._blocking = _SyncPublishing()
+        self._django = django_fixup(self)
+        self._discoveries: list[tuple[Iterable[str] | Callable[[], Iterable[str]] | None, str]] = []
         for make in list(_state.shared_task_constructors()):
             make(self)
         if set_as_current:
@@ -204,18 +210,50 @@ class Celery:
                 self._prepared = True
 
     def import_default_modules(self) -> None:
-        """Import the modules listed in ``imports`` and ``include``."""
+        """Send ``import_modules`` (a receiver's exception is raised, as Celery's loader
+        does), then import the modules listed in ``imports`` and ``include`` and those that
+        ``autodiscover_tasks()`` asked for (workers and beat call this at start)."""
+        for _, response in signals.import_modules.send(sender=self):
+            if isinstance(response, Exception):
+                raise response
+        if self._django is not None:
+            self._django.on_import_modules()
         for module in (*self.conf["imports"], *self.conf["include"]):
             importlib.import_module(module)
+        discoveries, self._discoveries = self._discoveries, []
+        for packages, related_name in discoveries:
+            self._discover(packages, related_name)
 
     def autodiscover_tasks(
         self,
-        packages: Iterable[str] | Callable[[], Iterable[str]],
+        packages: Iterable[str] | Callable[[], Iterable[str]] | None = None,
         related_name: str = "tasks",
         force: bool = False,
     ) -> None:
-        """Import ``<package>.<related_name>`` for each package that has one."""
-        names = packages() if callable(packages) else packages
+        """Import ``<package>.<related_name>`` for each package that has one.
+
+        With no ``packages``, the installed Django apps (when ``DJANGO_SETTINGS_MODULE`` is
+        set). As in Celery the import waits until a worker or beat imports its task modules,
+        unless ``force`` is true; a process that only sends tasks never imports them."""
+        if packages is None and self._django is None:
+            warn_once(
+                "autodiscover-without-django",
+                "autodiscover_tasks() without packages looks for Django apps, but "
+                "DJANGO_SETTINGS_MODULE is not set: name the packages to search"
+            )
+            return
+        if force:
+            self._discover(packages, related_name)
+        else:
+            self._discoveries.append((packages, related_name))
+
+    def _discover(
+        self, packages: Iterable[str] | Callable[[], Iterable[str]] | None, related_name: str
+    ) -> None:
+        if packages is None:
+            names: Iterable[str] = installed_django_apps()
+        else:
+            names = packages() if callable(packages) else packages
         for package in names:
             try:
                 importlib.import_module(f"{package}.{related_name}")
@@ -388,8 +426,9 @@ class Celery:
         if to_declare:
             await transport.declare(to_declare)
             res.declared.update(q.name for q in to_declare)
-        await transport.publish(self._outgoing(requests))
-        self._announce_published(requests)
+        outgoing = self._outgoing(requests)
+        await transport.publish(outgoing)
+        self._announce_published(requests, outgoing)
 
     def _publish_here(self, *, requests: Sequence[PublishRequest]) -> None:
         """A Redis broker publishes plain messages straight from the calling thread (no
@@ -402,7 +441,7 @@ class Celery:
         outgoing = self._outgoing(requests)
         if not publisher.publish(outgoing):
             self.run_sync(self._apublish_outgoing(outgoing))
-        self._announce_published(requests)
+        self._announce_published(requests, outgoing)
 
     publish = sync_twin(apublish, here=_publish_here)
 
@@ -410,21 +449,13 @@ class Celery:
         await (await self.aget_transport()).publish(outgoing)
 
     def _outgoing(self, requests: Sequence[PublishRequest]) -> list[Outgoing]:
-        """Send ``before_task_publish`` and encode each request."""
+        """Encode each request and send ``before_task_publish`` with what will be sent."""
         outgoing = []
-        announce = signals.before_task_publish.has_listeners()
         for req in requests:
-            if announce:  # receivers may still change the headers: send before encoding
-                signals.before_task_publish.send(
-                    sender=req.message.task,
-                    body=None,
-                    headers=req.message.headers,
-                    routing_key=req.route.routing_key,
-                    exchange=req.route.exchange,
-                )
             envelope = encode_task(req.message, req.serializer, req.compression)
             if req.delivery_mode != PERSISTENT:
                 envelope.properties["delivery_mode"] = req.delivery_mode
+            announce_publish(self, req, envelope)  # receivers may change the headers
             eta = req.message.eta
             not_before = eta.timestamp() if eta is not None and eta > _utcnow() else None
             outgoing.append(
@@ -432,16 +463,11 @@ class Celery:
             )
         return outgoing
 
-    def _announce_published(self, requests: Sequence[PublishRequest]) -> None:
-        if not signals.after_task_publish.has_listeners():
-            return
-        for req in requests:
-            signals.after_task_publish.send(
-                sender=req.message.task,
-                headers=req.message.headers,
-                routing_key=req.route.routing_key,
-                exchange=req.route.exchange,
-            )
+    def _announce_published(
+        self, requests: Sequence[PublishRequest], outgoing: Sequence[Outgoing]
+    ) -> None:
+        for req, out in zip(requests, outgoing, strict=True):
+            announce_published(req, out.envelope)
 
     def build_request(
         self,
@@ -467,7 +493,7 @@ class Celery:
         task = self.tasks.get(name)
         request = self.build_request(name, args, kwargs, options, task)
         await self.apublish([request])
-        return self.AsyncResult(request.message.id, task_name=name)
+        return add_child(self.AsyncResult(request.message.id, task_name=name))
 
     def _send_task_here(
         self,
@@ -480,7 +506,7 @@ class Celery:
         """It publishes from the calling thread where the broker can (see ``publish``)."""
         request = self.build_request(name, args, kwargs, options, self.tasks.get(name))
         self.publish([request])
-        return self.AsyncResult(request.message.id, task_name=name)
+        return add_child(self.AsyncResult(request.message.id, task_name=name))
 
     send_task = sync_twin(asend_task, here=_send_task_here)
 

@@ -4,9 +4,19 @@ from __future__ import annotations
 
 import contextvars
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
-__all__ = ["Context", "StateSink", "current_request", "request_var", "set_state_sink", "state_sink"]
+R = TypeVar("R")
+
+__all__ = [
+    "Context",
+    "StateSink",
+    "add_child",
+    "current_request",
+    "request_var",
+    "set_state_sink",
+    "state_sink",
+]
 
 
 class Context:
@@ -38,6 +48,9 @@ class Context:
     is_eager: bool = False
     called_directly: bool = True
     priority: int | None = None
+    stamps: dict[str, Any] = {}  # noqa: RUF012 - replaced per instance, never mutated
+    """The canvas stamps of this task (``celeriac.canvas.stamping``)."""
+    stamped_headers: list[str] | None = None
 
     def __init__(self, **fields: Any) -> None:
         self.__dict__.update(fields)
@@ -64,6 +77,17 @@ request_var: contextvars.ContextVar[Context | None] = contextvars.ContextVar(
 def current_request() -> Context | None:
     """The context of the task running in this thread/coroutine, if any."""
     return request_var.get()
+
+
+def add_child(result: R) -> R:
+    """Record ``result`` as a child of the task running here (Celery's trail: the results
+    a task publishes become its result's ``children``); returns ``result``."""
+    req = request_var.get()
+    if req is not None and not req.called_directly:
+        trail = req.__dict__.setdefault("children", [])
+        if result not in trail:
+            trail.append(result)
+    return result
 
 
 StateSink = Callable[[str, dict[str, Any]], None]

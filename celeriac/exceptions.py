@@ -36,6 +36,7 @@ __all__ = [
     "ContentDisallowed",
     "Ignore",
     "ImproperlyConfigured",
+    "IncompleteStream",
     "MaxRetriesExceededError",
     "MessageError",
     "MissingDependency",
@@ -129,6 +130,10 @@ class Reject(TaskError):
         self.reason = reason
         self.requeue = requeue
         super().__init__(reason, requeue)
+
+
+class IncompleteStream(TaskError):
+    """A walk over a result graph met a result that is not ready yet."""
 
 
 class MaxRetriesExceededError(TaskError):

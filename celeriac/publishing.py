@@ -267,7 +267,21 @@ def _message(
         priority=_or(get("priority"), defaults.priority),
         argsrepr=get("argsrepr"),
         kwargsrepr=get("kwargsrepr"),
+        replaced_task_nesting=int(get("replaced_task_nesting") or 0),
+        stamps=_stamps(get("stamps"), get("stamped_headers"), options),
     )
+
+
+def _stamps(
+    stamps: Mapping[str, Any] | None, names: Sequence[str] | None, options: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The message's stamps: the ``stamps`` option, and any ``stamped_headers`` named in
+    the options themselves (Celery's form for ``apply_async``)."""
+    found = dict(stamps or {})
+    for name in names or ():
+        if name not in found:
+            found[name] = options.get(name)
+    return found
 
 
 def _default_message(

@@ -12,20 +12,24 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import os
 import threading
 import weakref
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from celeriac import _state, states
-from celeriac._portal import sync_twin
+from celeriac._portal import get_portal, sync_twin
 from celeriac.backends import BlockingWaiter, blocking_waiter_from_url
 from celeriac.backends.base import Unavailable
 from celeriac.context import current_request
 from celeriac.engines.options import backend_options
-from celeriac.exceptions import TaskRevokedError, TimeoutError
+from celeriac.exceptions import IncompleteStream, TaskRevokedError, TimeoutError
 from celeriac.protocol.results import exception_from_dict
+from celeriac.utils.graph import DependencyGraph, GraphFormatter
 
 if TYPE_CHECKING:
     from celeriac.app import Celery
@@ -38,6 +42,7 @@ __all__ = [
     "ResultSet",
     "bound_group_result",
     "close_blocking_waiter",
+    "result_from_tuple",
 ]
 
 
@@ -61,6 +66,8 @@ class AsyncResult:
         app: Celery | None = None,
         parent: AsyncResult | None = None,
     ) -> None:
+        if id is None:
+            raise ValueError(f"AsyncResult requires valid id, not {type(id)}")
         self.id = id
         self.task_name = task_name
         self.app: Celery = app if app is not None else _state.get_current_app()
@@ -139,9 +146,126 @@ class AsyncResult:
         return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
     @property
-    def children(self) -> list[Any]:
-        """Results of tasks this task published (raw tuples)."""
-        return list(self._get_meta().get("children") or [])
+    def children(self) -> list[AsyncResult | GroupResult] | None:
+        """Results of the tasks this task published (chain steps, callbacks, groups), as
+        AsyncResult/GroupResult; None while nothing is stored (as Celery)."""
+        found = self._get_meta().get("children")
+        if found is None:
+            return None
+        return [result_from_tuple(child, self.app) for child in found]
+
+    # result_extended fields: None unless the worker stored them.
+    @property
+    def name(self) -> str | None:
+        """The task's name (``result_extended``)."""
+        return self._get_meta().get("name")
+
+    @property
+    def args(self) -> Any:
+        """The task's positional arguments (``result_extended``)."""
+        return self._get_meta().get("args")
+
+    @property
+    def kwargs(self) -> Any:
+        """The task's keyword arguments (``result_extended``)."""
+        return self._get_meta().get("kwargs")
+
+    @property
+    def worker(self) -> str | None:
+        """The host name of the worker that ran the task (``result_extended``)."""
+        return self._get_meta().get("worker")
+
+    @property
+    def retries(self) -> int | None:
+        """How many times the task was retried (``result_extended``)."""
+        return self._get_meta().get("retries")
+
+    @property
+    def queue(self) -> str | None:
+        """The routing key the task was delivered with (``result_extended``)."""
+        return self._get_meta().get("queue")
+
+    async def aexists(self) -> bool:
+        """True if the backend holds a document for this task (a PENDING task that was
+        never sent, or whose result was forgotten or expired, has none)."""
+        if self._meta is not None and not isinstance(self, EagerResult):
+            return True
+        backend = await self.app.aget_backend()
+        return (await backend.get([self.id]))[0] is not None
+
+    exists = sync_twin(aexists)
+
+    # the result graph -------------------------------------------------------------------
+    def _parents(self) -> Iterator[Any]:
+        node = self.parent
+        while node:
+            yield node
+            node = node.parent
+
+    def iterdeps(self, intermediate: bool = False) -> Iterator[tuple[Any, Any]]:
+        """``(parent, result)`` pairs of this result and its children, breadth first.
+
+        A result that is not ready ends the walk with IncompleteStream, unless
+        ``intermediate`` (then its children are not followed)."""
+        stack: deque[tuple[Any, Any]] = deque([(None, self)])
+        while stack:
+            parent, node = stack.popleft()
+            yield parent, node
+            if node.ready():
+                stack.extend((node, child) for child in node.children or [])
+            elif not intermediate:
+                raise IncompleteStream(f"result {node.id} is not ready")
+
+    def collect(self, intermediate: bool = False, **kwargs: Any) -> Iterator[tuple[Any, Any]]:
+        """``(result, value)`` for this result and every result below it (its children,
+        theirs ...), waiting for each as ``get(**kwargs)`` does."""
+        for _, node in self.iterdeps(intermediate=intermediate):
+            yield node, node.get(**kwargs)
+
+    def get_leaf(self) -> Any:
+        """The value of the last result ``iterdeps`` reaches."""
+        value = None
+        for _, node in self.iterdeps():
+            value = node.get()
+        return value
+
+    def build_graph(self, intermediate: bool = False, formatter: Any = None) -> DependencyGraph:
+        """The graph of this result and its descendants (an edge from each to its children)."""
+        graph = DependencyGraph(formatter=formatter or GraphFormatter(root=self.id, shape="oval"))
+        for parent, node in self.iterdeps(intermediate=intermediate):
+            graph.add_arc(node)
+            if parent:
+                graph.add_edge(parent, node)
+        return graph
+
+    @functools.cached_property
+    def graph(self) -> DependencyGraph:
+        """``build_graph()``, computed once."""
+        return self.build_graph()
+
+    def then(
+        self,
+        callback: Callable[[Any], Any],
+        on_error: Callable[[BaseException], Any] | None = None,
+        weak: bool = False,
+    ) -> Future[Any]:
+        """Call ``callback(result)`` once this result is ready (in celeriac's background
+        thread); an exception it raises goes to ``on_error``. Returns a Future of its value."""
+        return _call_when_ready(self, callback, on_error)
+
+    def maybe_throw(self, propagate: bool = True, callback: Any = None) -> Any:
+        """Raise the task's exception if it failed (when ``propagate``); else its value."""
+        meta = self._get_meta()
+        value = _outcome(meta, propagate)
+        if callback is not None:
+            callback(self.id, value)
+        return value
+
+    maybe_reraise = maybe_throw
+
+    def as_list(self) -> list[str]:
+        """This task's id and its parents' ids."""
+        return [self.id, *(self.parent.as_list() if self.parent is not None else [])]
 
     def ready(self) -> bool:
         """True once the task succeeded, failed or was revoked."""
@@ -169,7 +293,25 @@ class AsyncResult:
         if self._meta is None:
             backend = await self.app.aget_backend()
             self._accept(await backend.wait(self.id, timeout), timeout)
+        if self._parent_may_raise(propagate):
+            await self._araise_failed_parent()
         return self._final(propagate)
+
+    def _parent_may_raise(self, propagate: bool) -> bool:
+        """Whether a failure should first look for a failed parent (chain step, chord
+        header): Celery's ``get`` re-raises the first failure from the root down."""
+        meta = self._meta or {}
+        return (
+            propagate and self.parent is not None and meta.get("status") in states.PROPAGATE_STATES
+        )
+
+    async def _araise_failed_parent(self) -> None:
+        for node in reversed(list(self._parents())):
+            await node._amaybe_throw()
+
+    async def _amaybe_throw(self, propagate: bool = True) -> Any:
+        """``maybe_throw`` from async code."""
+        return _outcome(await self.ameta(), propagate)
 
     def _get_here(
         self, *, timeout: float | None, propagate: bool, disable_sync_subtasks: bool, **_: Any
@@ -182,6 +324,8 @@ class AsyncResult:
             timeout = self._wait_here(timeout)
         if self._meta is None:
             return self.app.run_sync(self.aget(timeout, propagate))
+        if self._parent_may_raise(propagate):
+            self.app.run_sync(self._araise_failed_parent())
         return self._final(propagate)
 
     get = sync_twin(aget, here=_get_here)
@@ -282,6 +426,39 @@ def close_blocking_waiter(app: Celery) -> None:
         found[1].close()
 
 
+def result_from_tuple(value: Any, app: Celery | None = None) -> Any:
+    """An AsyncResult or GroupResult from Celery's serialized form (``as_tuple()``, e.g.
+    the ``children`` of a result document); a result object is returned as it is."""
+    if isinstance(value, AsyncResult | ResultSet):
+        return value
+    the_app = app if app is not None else _state.get_current_app()
+    head, members = value
+    task_id, parent = head if isinstance(head, list | tuple) else (head, None)
+    parent_result = result_from_tuple(parent, the_app) if parent else None
+    if members is not None:
+        results = [result_from_tuple(member, the_app) for member in members]
+        return the_app.GroupResult(task_id, results, parent=parent_result)
+    return the_app.AsyncResult(task_id, parent=parent_result)
+
+
+def _call_when_ready(
+    result: Any, callback: Callable[[Any], Any], on_error: Callable[[BaseException], Any] | None
+) -> Future[Any]:
+    """Run ``callback(result)`` on the portal once ``result`` is ready (Celery's
+    ``result.then``); ``on_error(exc)`` gets what the callback raised."""
+
+    async def when_ready() -> Any:
+        await result.aget(propagate=False, disable_sync_subtasks=False)
+        try:
+            return callback(result)
+        except Exception as exc:
+            if on_error is None:
+                raise
+            return on_error(exc)
+
+    return get_portal().submit(when_ready())
+
+
 def _decode_result(meta: dict[str, Any]) -> Any:
     status = meta.get("status")
     value = meta.get("result")
@@ -305,9 +482,14 @@ class EagerResult(AsyncResult):
     """The result of ``Task.apply``: already known, nothing stored."""
 
     def __init__(
-        self, id: str, outcome: Outcome, app: Celery | None = None, propagate: bool = False
+        self,
+        id: str,
+        outcome: Outcome,
+        app: Celery | None = None,
+        propagate: bool = False,
+        name: str | None = None,
     ) -> None:
-        super().__init__(id, app=app)
+        super().__init__(id, app=app, task_name=name)
         self.outcome = outcome
         if outcome.state == states.FAILURE and propagate and outcome.exception is not None:
             raise outcome.exception
@@ -317,6 +499,7 @@ class EagerResult(AsyncResult):
             "traceback": outcome.traceback,
             "task_id": id,
             "date_done": dt.datetime.now(dt.UTC).isoformat(),
+            "name": name,
         }
 
     @property
@@ -491,6 +674,26 @@ class ResultSet:
     def supports_native_join(self) -> bool:
         """Celery API: joins are always efficient here."""
         return True
+
+    def then(
+        self,
+        callback: Callable[[Any], Any],
+        on_error: Callable[[BaseException], Any] | None = None,
+        weak: bool = False,
+    ) -> Future[Any]:
+        """Call ``callback(self)`` once every member is ready (see ``AsyncResult.then``)."""
+        return _call_when_ready(self, callback, on_error)
+
+    async def _amaybe_throw(self, propagate: bool = True) -> list[Any]:
+        """Raise the first failed member's exception (member order); else the values."""
+        return [_outcome(meta, propagate) for meta in await self.ametas()]
+
+    def maybe_throw(self, callback: Any = None, propagate: bool = True) -> None:
+        """Raise the first failed member's exception, as Celery's ``ResultSet.maybe_throw``."""
+        values = self.app.run_sync(self._amaybe_throw(propagate))
+        if callback is not None:
+            for result, value in zip(self.leaves(), values, strict=True):
+                callback(result.id, value)
 
     # changing state --------------------------------------------------------------------
     async def aforget(self) -> None:

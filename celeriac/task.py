@@ -8,6 +8,7 @@ this process through the same serialization and execution path a worker uses.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -15,9 +16,12 @@ from typing import TYPE_CHECKING, Any
 from celeriac import _state
 from celeriac._portal import sync_twin
 from celeriac.canvas.mapping import chunks, xmap, xstarmap
+from celeriac.canvas.replace import add_to_chord as _add_to_chord
+from celeriac.canvas.replace import replace as _replace
 from celeriac.canvas.signature import Signature
-from celeriac.context import Context, current_request, state_sink
+from celeriac.context import Context, add_child, current_request, state_sink
 from celeriac.exceptions import ImproperlyConfigured, MaxRetriesExceededError, Retry
+from celeriac.fixups.django import on_commit
 from celeriac.protocol.results import make_meta
 from celeriac.publishing import PUBLISH_OPTIONS, PublishRequest, build_message
 from celeriac.trace import apply_eagerly
@@ -82,6 +86,8 @@ class Task:
     throws: tuple[type[BaseException], ...] = ()
     send_events: bool = True
     bind: bool = False
+    trail: bool = True
+    """Record the results this task publishes while it runs as its result's ``children``."""
 
     _app: Celery | None = None
     _fun: Callable[..., Any] | None = None
@@ -128,6 +134,15 @@ class Task:
         """Async twin of ``delay``."""
         return await self.aapply_async(args, kwargs)
 
+    def delay_on_commit(self, *args: Any, **kwargs: Any) -> None:
+        """``delay`` once Django's current transaction commits (at once outside one); nothing
+        is sent if it rolls back. Returns nothing: the task does not exist before the commit."""
+        on_commit(functools.partial(self.delay, *args, **kwargs))
+
+    def apply_async_on_commit(self, *args: Any, **kwargs: Any) -> None:
+        """``apply_async`` once Django's current transaction commits; see ``delay_on_commit``."""
+        on_commit(functools.partial(self.apply_async, *args, **kwargs))
+
     async def aapply_async(
         self,
         args: Sequence[Any] | None = None,
@@ -139,7 +154,7 @@ class Task:
             return self.apply(args, kwargs, **options)
         request = self.app.build_request(self.name, args, kwargs, options, self)
         await self.app.apublish([request])
-        return self.app.AsyncResult(request.message.id, task_name=self.name)
+        return add_child(self.AsyncResult(request.message.id))
 
     def _apply_async_here(
         self, *, args: Sequence[Any] | None, kwargs: Mapping[str, Any] | None, **options: Any
@@ -149,7 +164,7 @@ class Task:
             return self.apply(args, kwargs, **options)
         request = self.app.build_request(self.name, args, kwargs, options, self)
         self.app.publish([request])
-        return self.app.AsyncResult(request.message.id, task_name=self.name)
+        return add_child(self.AsyncResult(request.message.id))
 
     apply_async = sync_twin(aapply_async, here=_apply_async_here)
 
@@ -236,6 +251,16 @@ class Task:
         if not throw:
             return retry
         raise retry
+
+    def replace(self, sig: Any) -> Any:
+        """Replace this running task by ``sig`` (a task, chain or group signature): see
+        :mod:`celeriac.canvas.replace`. Raises Ignore (the worker stores nothing for this
+        task; the replacement's result appears under its id)."""
+        return _replace(self, sig)
+
+    def add_to_chord(self, sig: Any, lazy: bool = False) -> Any:
+        """Add ``sig`` to the chord this task is a header member of; its AsyncResult."""
+        return _add_to_chord(self, sig, lazy)
 
     def update_state(
         self, task_id: str | None = None, state: str | None = None, meta: Any = None, **kwargs: Any
@@ -326,7 +351,7 @@ def _create_task(app: Celery | None, fun: Callable[..., Any], options: Mapping[s
     task._fun = fun
     task.name = options.get("name") or _task_name(app, fun)
     for key, value in options.items():
-        if key in {"name", "base", "shared", "lazy", "pydantic", "trail"}:
+        if key in {"name", "base", "shared", "lazy", "pydantic"}:
             continue
         if key in {"autoretry_for", "dont_autoretry_for", "throws"}:
             value = tuple(value)

@@ -51,6 +51,8 @@ class Outcome:
     retry_args: list[Any] | None = None
     retry_kwargs: dict[str, Any] | None = None
     requeue: bool = False
+    children: list[Any] | None = None
+    """The results the task published while it ran (``as_tuple()`` forms; Celery's trail)."""
     exception: BaseException | None = field(default=None, repr=False)
     """The exception object itself; only kept in-process (dropped before pickling)."""
 
@@ -109,6 +111,8 @@ def context_for(
         is_eager=is_eager,
         called_directly=False,
         priority=msg.priority,
+        stamps=msg.stamps,
+        stamped_headers=list(msg.stamps) or None,
         **{k: v for k, v in msg.headers.items() if k.isidentifier() and not hasattr(Context, k)},
     )
 
@@ -171,6 +175,10 @@ def _failure_outcome(task: Task, exc: BaseException, ctx: Context, started: floa
         traceback=text,
         einfo=text,
     )
+    return _failed(exc, text, started)
+
+
+def _failed(exc: BaseException, text: str, started: float) -> Outcome:
     return Outcome(
         state=states.FAILURE,
         value=exception_to_dict(exc),
@@ -203,12 +211,33 @@ def _handle_exception(task: Task, exc: BaseException, ctx: Context, started: flo
 
 
 def _success(task: Task, value: Any, ctx: Context, started: float) -> Outcome:
+    runtime = time.perf_counter() - started
     task.on_success(value, ctx.id or "", ctx.args, ctx.kwargs)
-    signals.task_success.send(sender=task, result=value)
-    return Outcome(state=states.SUCCESS, value=value, runtime=time.perf_counter() - started)
+    signals.task_success.send(sender=task, result=value, runtime=runtime)
+    return Outcome(state=states.SUCCESS, value=value, runtime=runtime)
+
+
+def _internal_error(task: Task, ctx: Context, exc: Exception, started: float) -> Outcome:
+    """An error outside the task body (``after_return``, a ``task_postrun`` wrapper...):
+    Celery's ``task_internal_error`` is sent and the task fails with it."""
+    text = format_task_traceback(exc)
+    signals.task_internal_error.send(
+        sender=task,
+        task_id=ctx.id,
+        args=ctx.args,
+        kwargs=ctx.kwargs,
+        request=ctx,
+        exception=exc,
+        traceback=exc.__traceback__,
+        einfo=text,
+    )
+    return _failed(exc, text, started)
 
 
 def _finish(task: Task, outcome: Outcome, ctx: Context) -> Outcome:
+    trail = ctx.__dict__.get("children")
+    if trail and task.trail:
+        outcome.children = [result.as_tuple() for result in trail]
     try:
         task.after_return(
             outcome.state, outcome.value, ctx.id or "", ctx.args, ctx.kwargs, outcome.traceback
@@ -241,7 +270,10 @@ def run_task(task: Task, ctx: Context) -> Outcome:
         outcome = _handle_exception(task, exc, ctx, started)
     finally:
         request_var.reset(token)
-    return _finish(task, outcome, ctx)
+    try:
+        return _finish(task, outcome, ctx)
+    except Exception as exc:
+        return _internal_error(task, ctx, exc, started)
 
 
 async def arun_task(task: Task, ctx: Context) -> Outcome:
@@ -259,7 +291,10 @@ async def arun_task(task: Task, ctx: Context) -> Outcome:
         outcome = _handle_exception(task, exc, ctx, started)
     finally:
         request_var.reset(token)
-    return _finish(task, outcome, ctx)
+    try:
+        return _finish(task, outcome, ctx)
+    except Exception as exc:
+        return _internal_error(task, ctx, exc, started)
 
 
 def _run_anywhere(task: Task, ctx: Context) -> Outcome:
@@ -293,7 +328,8 @@ def apply_eagerly(
             request.message.kwargs = outcome.retry_kwargs
     if _stores_eager_result(task) and not msg.ignore_result:
         _store_eager(task, msg.id, outcome)
-    return EagerResult(msg.id, outcome, app=app, propagate=app.conf["task_eager_propagates"])
+    propagate = app.conf["task_eager_propagates"]
+    return EagerResult(msg.id, outcome, app=app, propagate=propagate, name=task.name)
 
 
 def _stores_eager_result(task: Task) -> bool:

@@ -95,6 +95,10 @@ class ResultBackend(Protocol):
         kept; a "done" mark left by an earlier chord with this id is cleared.
         """
 
+    async def add_to_chord(self, group_id: str, count: int) -> int:
+        """Make chord ``group_id`` wait for ``count`` more parts (``Task.add_to_chord``);
+        return its new size. On Redis this is Celery's ``.t`` adjustment."""
+
     async def chord_part_done(
         self, group_id: str, index: int, part: ChordPart, size: int | None
     ) -> list[ChordPart] | None:

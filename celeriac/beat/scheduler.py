@@ -75,6 +75,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from celeriac import signals
 from celeriac.beat.entry import Entry, entries_from_app
 from celeriac.beat.schedules import Schedule
 from celeriac.beat.schedules import schedule as interval
@@ -253,8 +254,11 @@ class Beat:
         clock: Clock | None = None,
         send: Sender | None = None,
         holder: str | None = None,
+        embedded: bool = False,
     ) -> None:
         self.app = app
+        self.embedded = embedded
+        """Runs inside a worker (``worker -B``): ``beat_embedded_init`` is sent too."""
         self.store = store
         self.entries: list[Entry] = list(entries) if entries is not None else []
         self._entries_given = entries is not None
@@ -299,6 +303,9 @@ class Beat:
     async def run(self, stop: asyncio.Event) -> None:
         """Tick until ``stop`` is set, then shut down."""
         await self.start()
+        signals.beat_init.send(sender=self)
+        if self.embedded:
+            signals.beat_embedded_init.send(sender=self)
         try:
             while not stop.is_set():
                 try:
@@ -428,7 +435,7 @@ async def _sleep_unless(stop: asyncio.Event, delay: float) -> None:
 async def run_embedded_beat(app: Any, stop: asyncio.Event) -> None:
     """Run beat inside a worker (``worker -B``) until ``stop`` is set; never raises."""
     try:
-        beat = Beat(app, store_for_app(app), options=BeatOptions.from_conf(app.conf))
+        beat = Beat(app, store_for_app(app), options=BeatOptions.from_conf(app.conf), embedded=True)
         logger.info("beat: embedded in this worker, store %s", beat.store.url)
         await beat.run(stop)
     except asyncio.CancelledError:

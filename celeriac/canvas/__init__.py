@@ -10,10 +10,12 @@ from celeriac.canvas.chord import chord
 from celeriac.canvas.group import group
 from celeriac.canvas.mapping import chunks, xmap, xstarmap
 from celeriac.canvas.signature import Dispatch, Signature, maybe_signature, signature
+from celeriac.canvas.stamping import StampingVisitor
 
 __all__ = [
     "Dispatch",
     "Signature",
+    "StampingVisitor",
     "chain",
     "chord",
     "chunks",

@@ -2,8 +2,9 @@
 
 A Celery client's canvas may publish these by name, so a celeriac worker must know
 them: ``celery.map``, ``celery.starmap`` (run a task's body over many argument
-sets, in the worker, returning the list) and ``celery.chunks`` (apply a group of
-``celery.starmap`` parts; its result is that group's result tuple).
+sets, in the worker, returning the list), ``celery.chunks`` (apply a group of
+``celery.starmap`` parts; its result is that group's result tuple) and
+``celery.accumulate`` (returns its arguments; see ``celeriac.canvas.replace``).
 """
 
 from __future__ import annotations
@@ -44,11 +45,24 @@ def _chunks(self: Task, task: Mapping[str, Any], it: Iterable[Any], n: int) -> A
     return chunks(task, it, n, app=self.app).apply_async().as_tuple()
 
 
-_BUILTINS = {"celery.map": _map, "celery.starmap": _starmap, "celery.chunks": _chunks}
+def _accumulate(self: Task, *args: Any, **kwargs: Any) -> Any:
+    """``celery.accumulate``: its arguments (or the one at ``index``); the body that
+    ``Task.replace`` gives a group."""
+    index = kwargs.get("index")
+    return args[index] if index is not None else args
+
+
+_BUILTINS = {
+    "celery.map": _map,
+    "celery.starmap": _starmap,
+    "celery.chunks": _chunks,
+    "celery.accumulate": _accumulate,
+}
 
 
 def register_builtins(app: Any) -> None:
-    """Register ``celery.map``, ``celery.starmap`` and ``celery.chunks`` on ``app``."""
+    """Register ``celery.map``, ``celery.starmap``, ``celery.chunks`` and
+    ``celery.accumulate`` on ``app``."""
     for name, fun in _BUILTINS.items():
         app.task(name=name, bind=True, shared=False, lazy=False)(fun)
 

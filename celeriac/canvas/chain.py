@@ -140,6 +140,12 @@ class chain(Compound):
         self.options["task_id"] = results[-1].id  # as Celery: the last task id
         return results[-1]
 
+    def stamp(self, visitor: Any = None, append_stamps: bool = False, **headers: Any) -> chain:
+        """Stamp every step (``visitor.on_chain_start``/``on_chain_end`` around them)."""
+        hooks = ("on_chain_start", "on_chain_end")
+        self._stamp_members(self.tasks, visitor, append_stamps, headers, hooks)
+        return self
+
     def result_ids(self) -> list[str]:
         """Ids of every step's results (when frozen)."""
         return [tid for step in self.steps() for tid in step.result_ids()]

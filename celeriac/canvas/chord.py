@@ -33,22 +33,19 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from celeriac import states
-from celeriac.canvas.errbacks import run_errbacks_eagerly
 from celeriac.canvas.group import group, listify
 from celeriac.canvas.signature import (
     Dispatch,
     Signature,
     as_signature,
-    eager_request,
     make,
     new_id,
     result_root,
     to_dict,
 )
-from celeriac.exceptions import ChordError
-from celeriac.protocol.results import exception_from_dict, exception_to_dict
-from celeriac.result import EagerResult, GroupResult
-from celeriac.trace import Outcome
+from celeriac.canvas.stamping import merge_stamps
+from celeriac.protocol.results import exception_from_dict
+from celeriac.result import GroupResult
 
 if TYPE_CHECKING:
     from celeriac.app import Celery
@@ -121,6 +118,17 @@ class chord(Signature):
     def body(self, value: Any) -> None:
         """Set the body (a signature or a wire dict)."""
         self["kwargs"]["body"] = as_signature(value, self._app)
+
+    def stamp(self, visitor: Any = None, append_stamps: bool = False, **headers: Any) -> chord:
+        """Stamp the header tasks (``on_chord_header_start``/``_end``) and, with a visitor,
+        the body (``on_chord_body``), as Celery does."""
+        hooks = ("on_chord_header_start", "on_chord_header_end")
+        given = self._stamp_members(self.tasks, visitor, append_stamps, headers, hooks)
+        body = self.body
+        if visitor is not None and body is not None:
+            found = visitor.on_chord_body(self, **given)
+            body.stamp(visitor, append_stamps, **merge_stamps(given, found, append_stamps))
+        return self
 
     def clone(
         self,
@@ -242,19 +250,18 @@ class chord(Signature):
         self,
         args: Sequence[Any] | None = None,
         kwargs: Mapping[str, Any] | None = None,
+        propagate: bool = True,
         **options: Any,
     ) -> Any:
-        """Run the header here, then the body with its results (or fail it with ChordError)."""
+        """Run the header here, then the body with its results, as Celery's eager chord:
+        a failed header task raises its exception here (``propagate``), or its exception
+        is passed to the body among the results (``propagate=False``)."""
         body, gid, header_opts, _ = self._split(options)
         for key in ("link", "link_error", "chord", "chain"):
             header_opts.pop(key, None)
         partial = [*(args or ()), *self.args] if not self.immutable else list(args or ())
         header_result = self.header.apply(partial, kwargs, **{**header_opts, "task_id": gid})
-        failed = next((r for r in header_result.results if not r.successful()), None)
-        if failed is None:
-            result = body.apply(([r.get() for r in header_result.results],))
-        else:
-            result = _failed_body(body, failed)
+        result = body.apply((header_result.get(propagate=propagate),))
         result_root(result).parent = header_result
         return result
 
@@ -290,22 +297,3 @@ def _as_group(header: Any, app: Celery | None) -> group:
         return sig if isinstance(sig, group) else group(sig, app=app)
     members: Iterable[Any] = header
     return group(list(members), app=app)
-
-
-def _failed_body(body: Signature, failed: EagerResult) -> EagerResult:
-    """Eager mode: the body's result when a header task failed, and its errbacks run."""
-    meta = failed._get_meta()
-    message = chord_error_message(failed.id, str(meta.get("status")), failed.result)
-    error = ChordError(message)
-    outcome = Outcome(
-        state=states.FAILURE,
-        value=exception_to_dict(error),
-        traceback=f"ChordError: {message}\n",
-        exc_repr=repr(error),
-        exception=error,
-    )
-    body_id = body.id or new_id()
-    result = EagerResult(body_id, outcome, app=body.app)
-    errbacks = [as_signature(e, body._app) for e in body.options.get("link_error") or ()]
-    run_errbacks_eagerly(body.app, errbacks, eager_request(result, body), error, outcome.traceback)
-    return result

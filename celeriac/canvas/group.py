@@ -99,6 +99,25 @@ class group(Compound):
             task.link_error(as_signature(errback, self._app).clone())
         return errback
 
+    def stamp(self, visitor: Any = None, append_stamps: bool = False, **headers: Any) -> group:
+        """Stamp every member (``visitor.on_group_start``/``on_group_end`` around them)."""
+        hooks = ("on_group_start", "on_group_end")
+        self._stamp_members(self.tasks, visitor, append_stamps, headers, hooks)
+        return self
+
+    def skew(self, start: float = 1.0, stop: float | None = None, step: float = 1.0) -> group:
+        """Spread the members out in time: member ``i`` gets ``countdown=start + i*step``;
+        once past ``stop``, the rest get the last value below it (Celery's ``fxrange``);
+        returns self."""
+        countdown = float(start)
+        for task in self.tasks:
+            if not stop or countdown <= stop:
+                task.set(countdown=countdown)
+                countdown += step
+            else:
+                task.set(countdown=countdown - step)
+        return self
+
     def result_ids(self) -> list[str]:
         """Ids of every member's results."""
         return [tid for member in self.members() for tid in member.result_ids()]

@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from celeriac import _state
 from celeriac._portal import sync_twin
 from celeriac.canvas.errbacks import run_errbacks_eagerly
-from celeriac.context import Context
+from celeriac.canvas.stamping import merge_stamps, stamps_to_options
+from celeriac.context import Context, add_child
 from celeriac.protocol.ids import uuid4
 from celeriac.result import EagerResult
 
@@ -87,7 +88,11 @@ class Dispatch:
         self, name: str, args: Sequence[Any], kwargs: Mapping[str, Any], options: Mapping[str, Any]
     ) -> PublishRequest:
         """Build the message of one task and queue it for publishing."""
-        opts = {k: v for k, v in options.items() if k not in _CANVAS_ONLY and v is not None}
+        opts = {
+            k: v
+            for k, v in stamps_to_options(options).items()
+            if k not in _CANVAS_ONLY and v is not None
+        }
         if self.allowed is not None:
             opts = {k: v for k, v in opts.items() if k in self.allowed}
         for key in _SIGNATURE_OPTIONS:
@@ -257,6 +262,64 @@ class Signature(dict[str, Any]):
         sig["options"] = {**sig.options, **options}
         return sig
 
+    def replace(
+        self,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> Signature:
+        """A copy with ``args``, ``kwargs`` or ``options`` replaced (not merged), as
+        Celery's ``Signature.replace``."""
+        sig = self.clone()
+        if args is not None:
+            sig["args"] = list(args)
+        if kwargs is not None:
+            sig["kwargs"] = dict(kwargs)
+        if options is not None:
+            sig["options"] = dict(options)
+        return sig
+
+    # stamping (see celeriac.canvas.stamping) --------------------------------------------------
+    def stamp(self, visitor: Any = None, append_stamps: bool = False, **headers: Any) -> Signature:
+        """Stamp this signature and its callbacks/errbacks with ``headers`` and the stamps
+        ``visitor.on_signature`` returns; returns self."""
+        self.stamp_links(visitor, append_stamps, **headers)
+        found = visitor.on_signature(self, **headers) if visitor is not None else None
+        return self.set(**merge_stamps(headers, found, append_stamps, self.options))
+
+    def stamp_links(self, visitor: Any = None, append_stamps: bool = False, **headers: Any) -> None:
+        """Stamp the ``link`` and ``link_error`` signatures (``on_callback``/``on_errback``)."""
+        for key, hook in (("link", "on_callback"), ("link_error", "on_errback")):
+            links = self.options.get(key)
+            if not links:
+                continue
+            stamped = []
+            for link in links if isinstance(links, list | tuple) else [links]:
+                sig = as_signature(link, self._app)
+                found = getattr(visitor, hook)(sig, **headers) if visitor is not None else None
+                sig.stamp(visitor, append_stamps, **merge_stamps(headers, found, append_stamps))
+                stamped.append(sig)
+            self.options[key] = stamped
+
+    def _stamp_members(
+        self,
+        members: Sequence[Signature],
+        visitor: Any,
+        append_stamps: bool,
+        headers: Mapping[str, Any],
+        hooks: tuple[str, str],
+    ) -> dict[str, Any]:
+        """Stamp a composite's members between ``visitor.<start hook>`` and ``<end hook>``;
+        returns the headers the members got."""
+        found = getattr(visitor, hooks[0])(self, **headers) if visitor is not None else None
+        given = merge_stamps(headers, found, append_stamps, self.options)
+        self.stamp_links(visitor, append_stamps, **given)
+        for member in members:
+            member.stamp(visitor, append_stamps, **given)
+        if visitor is not None:
+            getattr(visitor, hooks[1])(self, **given)
+        return given
+
     def set(self, immutable: bool | None = None, **options: Any) -> Signature:
         """Update options in place; return self."""
         if immutable is not None:
@@ -354,7 +417,7 @@ class Signature(dict[str, Any]):
         dispatch = Dispatch(self.app)
         result = self._emit(dispatch, tuple(args or ()), dict(kwargs or {}), options)
         await dispatch.send()
-        return result
+        return add_child(result)
 
     def _apply_async_here(
         self, *, args: Sequence[Any] | None, kwargs: Mapping[str, Any] | None, **options: Any
@@ -362,7 +425,7 @@ class Signature(dict[str, Any]):
         """Eager signatures run in the calling thread; the others publish from the portal."""
         if self.app.conf["task_always_eager"]:
             return self.apply(args, kwargs, **options)
-        return self.app.run_sync(self.aapply_async(args, kwargs, **options))
+        return add_child(self.app.run_sync(self.aapply_async(args, kwargs, **options)))
 
     apply_async = sync_twin(aapply_async, here=_apply_async_here)
 
@@ -383,7 +446,7 @@ class Signature(dict[str, Any]):
         """Run here (eagerly), then its ``link``/``link_error`` signatures, also eagerly."""
         sig = self.clone(args, kwargs, **options)
         skip = {"link", "link_error", "chain", "chord", *_CANVAS_ONLY}
-        opts = {k: v for k, v in sig.options.items() if k not in skip}
+        opts = {k: v for k, v in stamps_to_options(sig.options).items() if k not in skip}
         result: EagerResult = sig.app.get_task(sig.name).apply(sig.args, sig.kwargs, **opts)
         if result.successful():
             for callback in sig.options.get("link") or ():

@@ -11,7 +11,6 @@ import asyncio
 import logging
 import os
 import signal
-import sys
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -27,18 +26,17 @@ from celeriac.cli.daemon import (
     daemon_options,
     drop_privileges,
     expand_node_format,
-    log_to_file,
     parse_umask,
+    prepare_logfile,
 )
 from celeriac.cli.daemon import detach as daemonize
 from celeriac.cli.params import loglevel_option
 from celeriac.exceptions import ImproperlyConfigured
+from celeriac.worker.logging import setup_logging
 
 __all__ = ["beat"]
 
 logger = logging.getLogger("celeriac.beat")
-
-_LOG_FORMAT = "[%(asctime)s: %(levelname)s/%(processName)s] %(message)s"
 
 
 def _redact(url: str) -> str:
@@ -78,7 +76,10 @@ def _stop_event() -> asyncio.Event:
     return stop
 
 
-async def _serve_class(cls: type[Any], app: Any, max_interval: float, store: str | None) -> None:
+async def _serve_class(
+    cls: type[Any], app: Any, max_interval: float, store: str | None, log: tuple[str, str | None]
+) -> None:
+    setup_logging(app, *log)
     try:
         await run_scheduler(
             cls, app, _stop_event(), max_interval=max_interval, schedule_filename=store
@@ -87,12 +88,15 @@ async def _serve_class(cls: type[Any], app: Any, max_interval: float, store: str
         await app.aclose()
 
 
-async def _serve(beat: Beat, loglevel: str, quiet: bool = False) -> None:
+async def _serve(
+    beat: Beat, loglevel: str, quiet: bool = False, logfile: str | None = None
+) -> None:
     stop = _stop_event()
     try:
         await beat.start()
         if not quiet:
             click.echo(banner(beat, loglevel))
+        setup_logging(beat.app, loglevel, logfile)  # after the imports and the banner, as Celery
         for entry in beat.entries:
             logger.debug("beat: entry %s -> %s %r", entry.name, entry.task, entry.schedule)
         logger.info("beat: Starting...")
@@ -159,14 +163,12 @@ def beat(
     if pidfile:
         Pidfile(expand_node_format(pidfile, None)).acquire()
     drop_privileges(uid, gid)
-    logging.basicConfig(level=loglevel.upper(), format=_LOG_FORMAT, stream=sys.stderr, force=True)
-    if logfile:
-        log_to_file(expand_node_format(logfile, None))
+    logfile = prepare_logfile(logfile and expand_node_format(logfile, None))
     path = scheduler or app.conf["beat_scheduler"]
     if not is_native(path):
         options = BeatOptions.from_conf(app.conf, max_interval)
         cls = load_scheduler_class(path)
-        asyncio.run(_serve_class(cls, app, options.max_interval, store_url))
+        asyncio.run(_serve_class(cls, app, options.max_interval, store_url, (loglevel, logfile)))
         return
     try:
         scheduler_ = Beat(
@@ -175,6 +177,6 @@ def beat(
             options=BeatOptions.from_conf(app.conf, max_interval),
             holder=hostname,
         )
-        asyncio.run(_serve(scheduler_, loglevel, getattr(obj, "quiet", False)))
+        asyncio.run(_serve(scheduler_, loglevel, getattr(obj, "quiet", False), logfile))
     except ImproperlyConfigured as exc:
         raise click.ClickException(str(exc)) from exc

@@ -15,7 +15,6 @@ import atexit
 import contextlib
 import errno
 import grp
-import logging
 import os
 import pwd
 import socket
@@ -31,8 +30,8 @@ __all__ = [
     "detach",
     "drop_privileges",
     "expand_node_format",
-    "log_to_file",
     "parse_umask",
+    "prepare_logfile",
 ]
 
 
@@ -119,18 +118,13 @@ class Pidfile:
                 os.unlink(self.path)
 
 
-def log_to_file(path: str) -> None:
-    """Send the root logger's records to ``path`` (appended) instead of its stream handlers,
-    keeping their format and level."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    handler = logging.FileHandler(path, encoding="utf-8")
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        if isinstance(old, logging.StreamHandler) and not isinstance(old, logging.FileHandler):
-            handler.setFormatter(old.formatter or logging.Formatter())
-            root.removeHandler(old)
-    root.addHandler(handler)
+def prepare_logfile(path: str | None) -> str | None:
+    """``path`` made absolute, its directory created (as ``celery multi`` creates it)."""
+    if not path:
+        return None
+    path = os.path.abspath(path)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    return path
 
 
 def parse_umask(value: str | None) -> int | None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
-import sys
 from typing import Any
 
 import click
@@ -27,8 +25,6 @@ from celeriac.cli.worker_start import WorkerFlags, parse_autoscale, run_worker
 from celeriac.worker.executors import GREEN_POOLS, POOL_NAMES
 
 __all__ = ["cli", "main"]
-
-_LOG_FORMAT = "[%(asctime)s: %(levelname)s/%(processName)s] %(message)s"
 
 
 class AppContext:
@@ -64,11 +60,6 @@ class AppContext:
         return self._app
 
 
-def setup_logging(level: str) -> None:
-    """Log like Celery's worker does."""
-    logging.basicConfig(level=level.upper(), format=_LOG_FORMAT, stream=sys.stderr, force=True)
-
-
 @click.group(cls=UserErrorGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "-A",
@@ -99,7 +90,7 @@ def setup_logging(level: str) -> None:
     help="Change to this directory before anything else.",
 )
 @click.option(
-    "-C", "--no-color", is_flag=True, envvar="NO_COLOR", help="No colours (celeriac uses none)."
+    "-C", "--no-color", is_flag=True, envvar="NO_COLOR", help="No colours in the worker's log."
 )
 @click.option("-q", "--quiet", is_flag=True, help="No start-up banners.")
 @click.option(
@@ -247,7 +238,7 @@ def _comma_list(value: str | None) -> list[str]:
 @click.pass_obj
 def worker(obj: AppContext, /, **flags: Any) -> None:
     """Start a worker."""
-    run_worker(obj, WorkerFlags(**flags), setup_logging)
+    run_worker(obj, WorkerFlags(**flags))
 
 
 @cli.command()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -22,9 +21,10 @@ from celeriac.cli.daemon import (
     detach,
     drop_privileges,
     expand_node_format,
-    log_to_file,
     parse_umask,
+    prepare_logfile,
 )
+from celeriac.worker.logging import setup_logging
 from celeriac.worker.supervisor import run_loops
 from celeriac.worker.worker import Worker, WorkerOptions, expand_hostname
 
@@ -168,20 +168,22 @@ def worker_options(flags: WorkerFlags) -> WorkerOptions:
     return options
 
 
-def run_worker(obj: Any, flags: WorkerFlags, setup_logging: Callable[[str], None]) -> None:
+def run_worker(obj: Any, flags: WorkerFlags) -> None:
     """Daemonize as asked, apply the flags and run the worker until it stops."""
     nodename = expand_hostname(flags.hostname)
     app = obj.app  # imported first, as Celery does: before detaching and changing user
     _become_daemon(flags, nodename)
-    setup_logging(flags.loglevel)
-    if flags.logfile:
-        log_to_file(expand_node_format(flags.logfile, nodename))
+    if getattr(obj, "no_color", False):
+        app.conf["worker_log_color"] = False
     _apply_settings(app, flags)
     options = worker_options(flags)
+    options.loglevel = flags.loglevel
+    options.logfile = prepare_logfile(flags.logfile and expand_node_format(flags.logfile, nodename))
     options.banner = options.banner and not getattr(obj, "quiet", False)
     if flags.purge_first:
         queues = app.router.consume_specs(options.queues, options.exclude_queues)
         _purge(app, [queue.name for queue in queues])
     if flags.loops > 1:
+        setup_logging(app, flags.loglevel, options.logfile)  # the supervisor logs too
         sys.exit(run_loops(app, options, flags.loops))
     sys.exit(Worker(app, options).start())

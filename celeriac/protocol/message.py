@@ -131,7 +131,7 @@ def _headers_of(msg: TaskMessage) -> dict[str, Any]:
         "origin": msg.origin or _ORIGIN,
         "ignore_result": msg.ignore_result,
         "replaced_task_nesting": msg.replaced_task_nesting,
-        "stamped_headers": None,
+        "stamped_headers": list(msg.stamps) if msg.stamps else None,
         "stamps": msg.stamps,
     }
     for key, value in msg.headers.items():

@@ -1,7 +1,9 @@
 """The checks a delivery passes before its task runs, in this order.
 
-1. Its message decodes, in an accepted content type; else it goes to the dead letters.
-2. Its task is registered in this worker; else it goes to the dead letters.
+1. Its message decodes, in an accepted content type; else it goes to the dead letters
+   (``task_rejected`` is sent).
+2. Its task is registered in this worker; else it goes to the dead letters, its result is
+   recorded as a FAILURE with ``NotRegistered`` and ``task_unknown`` is sent, as Celery's.
 3. It is neither revoked nor expired; else it is discarded (the conclusion records REVOKED).
 4. Its ETA has come. A near one is waited for here; a far one (beyond
    ``worker_eta_hold_seconds``, e.g. put straight on the queue by a Celery client) is handed
@@ -18,23 +20,35 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
-from celeriac.exceptions import MessageError
+from celeriac import signals, states
+from celeriac.exceptions import MessageError, NotRegistered
 from celeriac.protocol.message import TaskMessage, decode_task
+from celeriac.protocol.results import make_meta
 from celeriac.task import Task
 from celeriac.transport import Delivery, Outgoing, Transport
 from celeriac.worker.flight import Flight, HandlerConfig
 from celeriac.worker.rate_limit import RateLimiter
 from celeriac.worker.settle import Settler
 
-__all__ = ["EXPIRED", "HANDED_BACK", "REVOKED", "Checks"]
+__all__ = ["EXPIRED", "HANDED_BACK", "REVOKED", "Checks", "Rejection"]
 
 logger = logging.getLogger("celeriac.worker")
 
 REVOKED = "revoked"
 EXPIRED = "expired"
 HANDED_BACK = "handed back to the broker"
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why a delivery failed check 1 or 2; ``msg`` is set when only its task is unknown."""
+
+    reason: str
+    exc: Exception
+    msg: TaskMessage | None = None
 
 
 class Checks:
@@ -48,22 +62,46 @@ class Checks:
         self.settler = settler
         self.config = config
         self.rate_limiter = RateLimiter()
+        self.consumer: Any = None
+        """The sender of ``task_unknown`` and ``task_rejected`` (Celery's: its consumer)."""
 
-    def decode(self, delivery: Delivery) -> tuple[TaskMessage, Task] | str:
+    def decode(self, delivery: Delivery) -> tuple[TaskMessage, Task] | Rejection:
         """The delivery's message and task (checks 1 and 2), or why it is dead-lettered."""
         try:
             msg = decode_task(delivery.envelope, self.config.accept)
         except MessageError as exc:
-            return f"undecodable message: {exc}"
+            return Rejection(f"undecodable message: {exc}", exc)
         task = self.app.tasks.get(msg.task)
         if task is None:
-            return f"unregistered task {msg.task!r} (id {msg.id})"
+            reason = f"unregistered task {msg.task!r} (id {msg.id})"
+            return Rejection(reason, NotRegistered(msg.task), msg)
         return msg, task
 
-    async def dead_letter(self, delivery: Delivery, reason: str) -> None:
-        """Set a delivery that failed check 1 or 2 aside, with the reason."""
-        logger.error("Rejecting message %s to the dead-letter store: %s", delivery.tag, reason)
-        await self.transport.dead_letter(delivery, reason)
+    async def dead_letter(self, delivery: Delivery, rejection: Rejection) -> None:
+        """Set a delivery that failed check 1 or 2 aside, with the reason; an unknown task's
+        result becomes a FAILURE (NotRegistered), as Celery records it."""
+        logger.error(
+            "Rejecting message %s to the dead-letter store: %s", delivery.tag, rejection.reason
+        )
+        await self.transport.dead_letter(delivery, rejection.reason)
+        msg = rejection.msg
+        if msg is None:
+            signals.task_rejected.send(sender=self.consumer, message=delivery, exc=rejection.exc)
+            return
+        error = {
+            "exc_type": "NotRegistered",
+            "exc_message": [msg.task],
+            "exc_module": "celery.exceptions",
+        }
+        if self.settler.backend is not None:
+            meta = make_meta(msg.id, states.FAILURE, error)
+            try:
+                await self.settler.store(msg.id, meta, msg.reply_to)
+            except Exception as exc:  # the message is safe in the dead letters already
+                logger.warning("could not record task %s as not registered: %r", msg.id, exc)
+        signals.task_unknown.send(
+            sender=self.consumer, message=delivery, exc=rejection.exc, name=msg.task, id=msg.id
+        )
 
     def clear(self, msg: TaskMessage, task: Task) -> bool:
         """Whether checks 3 to 5 pass right now with nothing to wait for (the common case)."""

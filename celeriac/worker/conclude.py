@@ -33,13 +33,17 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
-from celeriac import states
+from celeriac import signals, states
+from celeriac.announce import announce_publish, announce_published
 from celeriac.backends import Meta, ResultBackend
 from celeriac.exceptions import TimeLimitExceeded, WorkerLostError
 from celeriac.protocol.message import TaskMessage, encode_task, safe_repr
 from celeriac.protocol.results import exception_to_dict, make_meta
-from celeriac.trace import Outcome
+from celeriac.publishing import PublishRequest
+from celeriac.routing import Route
+from celeriac.trace import Outcome, context_for
 from celeriac.transport import Delivery, Outgoing, Transport
+from celeriac.worker.checks import EXPIRED
 from celeriac.worker.executors.base import ExecutorStopped
 from celeriac.worker.flight import Flight, HandlerConfig
 from celeriac.worker.settle import Document, Settler
@@ -79,7 +83,7 @@ class Conclusion:
         msg = flight.msg
         if msg.chain or msg.callbacks or msg.chord:
             return False
-        self._settle(flight, self._success_document(msg, value, None))
+        self._settle(flight, self._success_document(flight, value, None))
         return True
 
     def later(self, flight: Flight, ok: bool, value: Any) -> Coroutine[Any, Any, None]:
@@ -110,6 +114,15 @@ class Conclusion:
         await self._record(flight, make_meta(msg.id, states.REVOKED, error))
         await self.workflow.after_revoked(msg, error)
         self.settler.ack(flight.delivery)
+        if signals.task_revoked.receivers:
+            request = context_for(msg, hostname=self.config.hostname, delivery_info=None)
+            signals.task_revoked.send(
+                sender=flight.task,
+                request=request,
+                terminated=False,
+                signum=None,
+                expired=reason == EXPIRED,
+            )
 
     # outcomes ---------------------------------------------------------------------------
     def _lost(self, flight: Flight, exc: Any) -> Outcome | None:
@@ -178,7 +191,7 @@ class Conclusion:
         """A success with a canvas: follow-ups first, then as a plain success."""
         msg = flight.msg
         children = await self.workflow.on_success(msg, outcome.value)
-        document = self._success_document(msg, outcome, children)
+        document = self._success_document(flight, outcome, children)
         if msg.chord is None:
             self._settle(flight, document)
             return
@@ -204,7 +217,8 @@ class Conclusion:
             states.FAILURE,
             outcome.value,
             traceback=outcome.traceback,
-            extra=self._extended(msg),
+            children=outcome.children,
+            extra=self._extended(msg, flight.delivery),
         )
         await self._record(flight, meta)
         await self.workflow.after_failure(msg, outcome)
@@ -219,10 +233,16 @@ class Conclusion:
             msg.kwargs = outcome.retry_kwargs
         eta = outcome.retry_eta or time.time()
         msg.eta = dt.datetime.fromtimestamp(eta, dt.UTC)
-        envelope = encode_task(msg, _serializer_name(delivery), None)
+        serializer = _serializer_name(delivery)
+        envelope = encode_task(msg, serializer, None)
+        # Celery's retry is a publish: the same publish signals are sent.
+        route = Route(delivery.exchange, delivery.routing_key, None)
+        again = PublishRequest(msg, route, serializer)
+        announce_publish(self.workflow.app, again, envelope)
         await self.transport.publish(
             [Outgoing(envelope, delivery.exchange, delivery.routing_key, eta)]
         )
+        announce_published(again, envelope)
         logger.info(
             "Task %s[%s] retry: Retry in %.1fs: %s",
             msg.task,
@@ -230,14 +250,18 @@ class Conclusion:
             max(0.0, eta - time.time()),
             outcome.exc_repr,
         )
-        meta = make_meta(msg.id, states.RETRY, outcome.value, traceback=outcome.traceback)
+        extra = self._extended(msg, delivery)
+        meta = make_meta(
+            msg.id, states.RETRY, outcome.value, traceback=outcome.traceback, extra=extra
+        )
         await self._record(flight, meta)
 
     # recording --------------------------------------------------------------------------
     def _success_document(
-        self, msg: TaskMessage, outcome: Outcome, children: list[Any] | None
+        self, flight: Flight, outcome: Outcome, children: list[Any] | None
     ) -> Document | None:
         """Log a success; its result document, or None when its result is not kept."""
+        msg = flight.msg
         if logger.isEnabledFor(logging.INFO):
             logger.info(
                 "Task %s[%s] succeeded in %.6fs: %s",
@@ -248,10 +272,9 @@ class Conclusion:
             )
         if self.backend is None or msg.ignore_result:  # (only failures may be kept regardless)
             return None
-        extra = self._extended(msg)
-        return msg.id, make_meta(
-            msg.id, states.SUCCESS, outcome.value, children=children, extra=extra
-        )
+        extra = self._extended(msg, flight.delivery)
+        trail = [*(outcome.children or ()), *(children or ())]
+        return msg.id, make_meta(msg.id, states.SUCCESS, outcome.value, children=trail, extra=extra)
 
     def _settle(self, flight: Flight, document: Document | None) -> None:
         """Queue the result with the ack (written in that order): the flight is concluded."""
@@ -271,7 +294,7 @@ class Conclusion:
         keep_errors = self.config.store_errors_even_if_ignored if own is None else own
         return not (keep_errors and status in (states.FAILURE, states.RETRY))
 
-    def _extended(self, msg: TaskMessage) -> dict[str, Any] | None:
+    def _extended(self, msg: TaskMessage, delivery: Delivery) -> dict[str, Any] | None:
         extra: dict[str, Any] = {"parent_id": msg.parent_id, "group_id": msg.group}
         if self.config.result_extended:
             extra.update(
@@ -280,8 +303,10 @@ class Conclusion:
                 kwargs=msg.kwargs,
                 worker=self.config.hostname,
                 retries=msg.retries,
-                queue=None,
+                queue=delivery.routing_key or None,  # Celery's: the delivery's key
             )
+            if msg.stamps:
+                extra.update(msg.stamps, stamped_headers=list(msg.stamps))
         return extra
 
 

@@ -23,12 +23,14 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from celeriac import signals
 from celeriac.backends import Meta, ResultBackend
 from celeriac.transport import Delivery, Transport
-from celeriac.worker.checks import HANDED_BACK, Checks
+from celeriac.worker.checks import HANDED_BACK, Checks, Rejection
 from celeriac.worker.conclude import Conclusion
 from celeriac.worker.executors.base import Executor
 from celeriac.worker.flight import Flight, HandlerConfig
+from celeriac.worker.request import Request
 from celeriac.worker.run import Runner
 from celeriac.worker.settle import Settler
 from celeriac.worker.workflow import Workflow
@@ -50,6 +52,7 @@ class TaskHandler:
         async_executor: Executor,
         config: HandlerConfig,
     ) -> None:
+        self.app = app
         self.transport = transport
         self.backend = backend
         self.config = config
@@ -61,6 +64,7 @@ class TaskHandler:
             progressed=lambda: self.wake_consumer(),
         )
         self.checks = Checks(app, transport, self.settler, config)
+        self.checks.consumer = self
         self.run = Runner(sync_executor, async_executor, self.settler, config, backend)
         workflow = Workflow(app, backend)
         self.conclusion = Conclusion(transport, backend, self.settler, workflow, config)
@@ -97,13 +101,15 @@ class TaskHandler:
 
     def _receive(self, delivery: Delivery) -> None:
         decoded = self.checks.decode(delivery)
-        if isinstance(decoded, str):
+        if isinstance(decoded, Rejection):
             self._in_background(delivery, self.checks.dead_letter(delivery, decoded))
             return
         msg, task = decoded
         logger.info("Task %s[%s] received", msg.task, msg.id)
         acks_late = task.acks_late if task.acks_late is not None else self.config.acks_late
         flight = Flight(delivery, msg, task, acks_late, self._done, self._begin)
+        if signals.task_received.receivers and self.checks.unwanted(msg) is None:
+            signals.task_received.send(sender=self, request=Request(flight, self.config.hostname))
         if self.checks.clear(msg, task):
             self.run.start(flight)
         else:

@@ -33,6 +33,7 @@ from celeriac.worker.executors.base import Executor
 from celeriac.worker.executors.inloop import InLoopExecutor
 from celeriac.worker.flight import HandlerConfig
 from celeriac.worker.handler import TaskHandler
+from celeriac.worker.logging import setup_logging
 
 __all__ = ["Worker", "WorkerOptions"]
 
@@ -60,6 +61,9 @@ class WorkerOptions:
     beat: bool = False  # -B: run beat in this process
     max_memory_per_child: int | None = None  # KiB; else worker_max_memory_per_child
     autoscale: tuple[int, int] | None = None  # (max, min) pool processes
+    loglevel: str | None = None
+    """-l: set up logging as Celery's worker program does (None: leave logging alone)."""
+    logfile: str | None = None
 
 
 def expand_hostname(name: str | None) -> str:
@@ -77,8 +81,20 @@ class Worker:
     def __init__(self, app: Any, options: WorkerOptions | None = None) -> None:
         self.app = app
         self.options = options or WorkerOptions()
-        conf = app.conf
         self.hostname = expand_hostname(self.options.hostname)
+        self._configure()
+        self._stopping = asyncio.Event()
+        self._cold_requested = asyncio.Event()
+        self._room = asyncio.Event()
+        self.transport: Transport | None = None
+        self.backend: ResultBackend | None = None
+        self.handler: TaskHandler | None = None
+        self.exit_code = 0
+
+    def _configure(self) -> None:
+        """Read the options and settings the worker is built from (again after
+        ``celeryd_init``, whose receivers may change ``conf``, as in Celery)."""
+        conf = self.app.conf
         self.concurrency = (
             self.options.concurrency or conf["worker_concurrency"] or default_concurrency()
         )
@@ -95,20 +111,13 @@ class Worker:
         )
         if conf["worker_disable_prefetch"]:
             self.prefetch_multiplier = 1  # hold no more messages than there are slots
-        self.queues: list[QueueSpec] = app.router.consume_specs(
+        self.queues: list[QueueSpec] = self.app.router.consume_specs(
             self.options.queues, self.options.exclude_queues
         )
         if conf["worker_direct"]:
-            self.queues.append(app.router.add(worker_direct(self.hostname)))
+            self.queues.append(self.app.router.add(worker_direct(self.hostname)))
         if not self.queues:
             raise ImproperlyConfigured("no queue to consume: -X excludes every queue of -Q")
-        self._stopping = asyncio.Event()
-        self._cold_requested = asyncio.Event()
-        self._room = asyncio.Event()
-        self.transport: Transport | None = None
-        self.backend: ResultBackend | None = None
-        self.handler: TaskHandler | None = None
-        self.exit_code = 0
 
     # top level --------------------------------------------------------------------------
     def start(self) -> int:
@@ -117,15 +126,17 @@ class Worker:
         return self.exit_code
 
     async def run(self) -> None:
-        """The worker's whole life, in order."""
+        """The worker's whole life, in order (the signals in Celery's order)."""
         self._load_app()
         self._install_signal_handlers()
+        # Before connecting, as Celery's: receivers may still change the queues consumed.
+        signals.celeryd_after_setup.send(sender=self.hostname, instance=self, conf=self.app.conf)
         await self._connect()
         sync_pool, async_pool = await self._start_pools()
         self._create_handler(sync_pool, async_pool)
         self._print_banner()
         await self._load_revoked()
-        signals.worker_ready.send(sender=self)
+        signals.worker_ready.send(sender=self.handler)
         revoke_sync = asyncio.create_task(self._sync_revoked())
         beat = self._start_beat()
         scaler = self._start_autoscaler(sync_pool)
@@ -170,6 +181,13 @@ class Worker:
     def _load_app(self) -> None:
         self.app.import_default_modules()
         self.app.finalize()
+        signals.celeryd_init.send(
+            sender=self.hostname, instance=self, conf=self.app.conf, options=vars(self.options)
+        )
+        self._configure()
+        signals.worker_init.send(sender=self)
+        if self.options.loglevel is not None:
+            setup_logging(self.app, self.options.loglevel, self.options.logfile)
         if not any(not name.startswith("celery.") for name in self.app.tasks):
             # Celery starts quietly here; a worker that can run nothing is almost always a
             # missing -A, so say so rather than reject every task it receives.
@@ -178,7 +196,6 @@ class Worker:
                 "(e.g. celeriac -A proj worker) or list task modules in `include`",
                 self.app.main,
             )
-        signals.worker_init.send(sender=self)
 
     def _install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
@@ -225,7 +242,7 @@ class Worker:
             self.backend = await self.app.aget_backend()
 
     async def _start_pools(self) -> tuple[Executor, Executor]:
-        child.bind_app(self.app)
+        child.bind_app(self.app, self.hostname)
         conf = self.app.conf
         in_processes = POOL_NAMES.get(self.pool_name) == "processes"
         sync_pool = create_executor(
@@ -236,10 +253,12 @@ class Worker:
             else self.concurrency,
             max_tasks_per_child=self.options.max_tasks_per_child
             or conf["worker_max_tasks_per_child"],
-            initializer=child.child_initializer if in_processes else child.thread_initializer,
+            initializer=child.initializer_for(self.pool_name),
             on_note=self._on_pool_note,
             max_memory_per_child=self.options.max_memory_per_child
             or conf["worker_max_memory_per_child"],
+            before_spawn=child.before_child,
+            finalizer=child.child_finalizer,
         )
         async_pool = InLoopExecutor(
             _run_async_payload(self.app), concurrency=self.options.async_concurrency

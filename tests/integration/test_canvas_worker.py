@@ -150,15 +150,17 @@ async def test_chord_with_failing_header_fails_the_body(
     header = [add.s(1, 1), fail.si("header boom"), add.s(2, 2)]
     result = await chord(header, xsum.s()).aapply_async(link_error=errbacks)
     failing = result.parent.results[1].id
-    with pytest.raises(Exception) as caught:
+    # As Celery's get(): the failed header task's own exception, found through the parent.
+    with pytest.raises(ValueError, match="header boom"):
         await result.aget(timeout=WAIT)
-    assert type(caught.value).__name__ == "ChordError"
-    assert str(caught.value) == f"Dependency {failing} raised ValueError('header boom')"
+    body = await result.aget(timeout=WAIT, propagate=False)
+    assert type(body).__name__ == "ChordError"
+    assert str(body) == f"Dependency {failing} raised ValueError('header boom')"
     assert (await result.ameta())["status"] == states.FAILURE
     # Old-style errback: a task given the body's id; new-style: called with the request.
     assert await app.AsyncResult(handled).aget(timeout=WAIT) == f"handled {result.id}"
     assert await asyncio.to_thread(t.errback_seen.wait, WAIT)
-    assert t.errback_calls[result.id][:2] == ("ChordError", str(caught.value))
+    assert t.errback_calls[result.id][:2] == ("ChordError", str(body))
     # The other header tasks ran normally.
     assert await result.parent.results[2].aget(timeout=WAIT) == 4
 
@@ -283,9 +285,14 @@ async def test_chord_with_revoked_header_task_does_not_hang(
     revoked = result.parent.results[0]
     await revoked.arevoke()
     await start_worker()
-    with pytest.raises(Exception, match=f"Dependency {revoked.id} raised") as caught:
+    # As Celery's get(): the revoked header task raises first (TaskRevokedError) ...
+    with pytest.raises(Exception) as caught:
         await result.aget(timeout=WAIT)
-    assert type(caught.value).__name__ == "ChordError"
+    assert type(caught.value).__name__ == "TaskRevokedError"
+    # ... and the body's own result is the ChordError naming it.
+    body = await result.aget(timeout=WAIT, propagate=False)
+    assert type(body).__name__ == "ChordError"
+    assert str(body).startswith(f"Dependency {revoked.id} ")
 
 
 async def test_unpublishable_follow_up_does_not_requeue_the_task(

@@ -133,7 +133,15 @@ async def test_publish_signals_reach_connected_receivers(
     ]
     _, _, before = recorded[0]
     assert before["routing_key"] == "sig" and before["exchange"] == ""
-    assert before["body"] is None and before["signal"] is signals.before_task_publish
+    assert before["signal"] is signals.before_task_publish
+    assert before["body"] == ([0], {}, {"callbacks": None, "errbacks": None, "chain": None,
+                                        "chord": None})  # fmt: skip
+    # Celery's arguments: the whole headers, the properties, what to declare, the policy.
+    assert before["headers"]["id"] == requests[0].message.id
+    assert before["headers"]["task"] == "pub.task"
+    assert before["properties"]["correlation_id"] == requests[0].message.id
+    assert [q.name for q in before["declare"]] == ["sig"]
+    assert before["retry_policy"] == app.conf["task_publish_retry_policy"]
     transport = await app.aget_transport()
     deliveries = await transport.fetch(["sig"], limit=10, timeout=1)
     messages = [decode_task(d.envelope, ["json"]) for d in deliveries]

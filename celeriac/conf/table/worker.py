@@ -124,9 +124,10 @@ SETTINGS = (
         "worker_hijack_root_logger",
         "bool",
         True,
-        "Let the worker replace the root logger's handlers with its own.",
-        status=NOT_SUPPORTED,
-        reason="not supported yet: the command line sets up logging itself",
+        (
+            "Let the worker and beat programs remove the root logger's handlers before adding "
+            "their own (unless a `setup_logging` receiver configures logging)."
+        ),
         aliases=("CELERYD_HIJACK_ROOT_LOGGER",),
     ),
     Setting(
@@ -134,8 +135,6 @@ SETTINGS = (
         "bool",
         None,
         "Colour the worker's log lines; None: when writing to a terminal.",
-        status=NOT_SUPPORTED,
-        reason="not supported yet: log lines are not coloured",
         aliases=("CELERYD_LOG_COLOR",),
     ),
     Setting(
@@ -143,8 +142,6 @@ SETTINGS = (
         "string",
         None,
         "The date format of the worker's log lines.",
-        status=NOT_SUPPORTED,
-        reason="not supported yet: the command line's log format is fixed",
         aliases=("CELERYD_LOG_DATEFMT",),
     ),
     Setting(
@@ -152,8 +149,6 @@ SETTINGS = (
         "string",
         "[%(asctime)s: %(levelname)s/%(processName)s] %(message)s",
         "The format of the worker's log lines.",
-        status=NOT_SUPPORTED,
-        reason="not supported yet: the command line's log format is fixed",
         aliases=("CELERYD_LOG_FORMAT",),
     ),
     Setting(
@@ -315,17 +310,13 @@ SETTINGS = (
         "string",
         None,
         "The date format of log lines written from tasks.",
-        status=NOT_SUPPORTED,
-        reason="not supported yet: the command line's log format is fixed",
         aliases=("CELERYD_TASK_LOG_DATEFMT",),
     ),
     Setting(
         "worker_task_log_format",
         "string",
         "[%(asctime)s: %(levelname)s/%(processName)s] %(task_name)s[%(task_id)s]: %(message)s",
-        "The format of log lines written from tasks.",
-        status=NOT_SUPPORTED,
-        reason="not supported yet: the command line's log format is fixed",
+        "The format of log lines written from tasks (`%(task_name)s`, `%(task_id)s`).",
         aliases=("CELERYD_TASK_LOG_FORMAT",),
     ),
     Setting(

@@ -273,6 +273,10 @@ class RPCBackend:
         """Chords need counters, which rpc:// does not have."""
         raise NotImplementedError(_CHORDS)
 
+    async def add_to_chord(self, group_id: str, count: int) -> int:
+        """Chords need counters, which rpc:// does not have."""
+        raise NotImplementedError(_CHORDS)
+
     async def chord_part_done(
         self, group_id: str, index: int, part: ChordPart, size: int
     ) -> list[ChordPart] | None:

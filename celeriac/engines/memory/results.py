@@ -237,6 +237,13 @@ class MemoryBackend:
             chord = self._live_chord(group_id)
             chord.size, chord.done, chord.deadline = size, False, self._deadline()
 
+    async def add_to_chord(self, group_id: str, count: int) -> int:
+        """Grow the chord's size by ``count``; the new size."""
+        with self._store.lock:
+            chord = self._live_chord(group_id)
+            chord.size = (chord.size or 0) + count
+            return chord.size
+
     async def chord_part_done(
         self, group_id: str, index: int, part: ChordPart, size: int | None
     ) -> list[ChordPart] | None:

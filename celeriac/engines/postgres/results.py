@@ -124,6 +124,10 @@ def _statements(t: Mapping[str, str]) -> dict[str, str]:
         ),
         # Creates the row if needed and locks it (the no-op update) for the transaction;
         # returns the row as it was before this call.
+        "chord_grow": (
+            f"UPDATE {chord} SET size = COALESCE(size, 0) + :count WHERE group_id = :gid"
+            " RETURNING size"
+        ),
         "chord_lock": (
             f"INSERT INTO {chord} AS c (group_id, size, done, expires_at)"
             " VALUES (:gid, NULL, false, :exp)"
@@ -387,6 +391,13 @@ class SQLBackend:
         now = time.time()
         params = {"gid": group_id, "size": size, "now": now, "exp": self._expires_at(now)}
         await self._tables.run("set_chord_size", params)
+
+    async def add_to_chord(self, group_id: str, count: int) -> int:
+        """Grow the chord's size by ``count``; the new size."""
+        rows = await self._tables.run("chord_grow", {"gid": group_id, "count": count})
+        if not rows or not isinstance(rows[0][0], int):
+            raise KeyError(f"chord {group_id} has no size: it was never started or is done")
+        return int(rows[0][0])
 
     async def chord_part_done(
         self, group_id: str, index: int, part: ChordPart, size: int | None

@@ -298,6 +298,22 @@ class RedisBackend:
 
         await self._retry("set_chord_size", op)
 
+    async def add_to_chord(self, group_id: str, count: int) -> int:
+        """``INCRBY .t`` as Celery does; the new size (``.s`` + ``.t``)."""
+        base = self._group_prefix + group_id
+
+        async def op() -> list[Any]:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.incrby(f"{base}.t", count)
+            if self.expires is not None:
+                pipe.expire(f"{base}.t", max(int(self.expires), 1))
+            pipe.get(f"{base}.s")
+            replies: list[Any] = await pipe.execute()
+            return replies
+
+        replies = await self._retry("add_to_chord", op)
+        return int(replies[0]) + int(replies[-1] or 0)
+
     async def chord_part_done(
         self, group_id: str, index: int, part: ChordPart, size: int | None
     ) -> list[ChordPart] | None:

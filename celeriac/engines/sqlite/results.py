@@ -342,6 +342,11 @@ class SQLiteBackend:
         )
         await self._file.call(_write_one, sql, (group_id, self._expires_at(time.time()), size))
 
+    async def add_to_chord(self, group_id: str, count: int) -> int:
+        """Grow the chord's size by ``count``; the new size."""
+        size: int = await self._file.call(_grow_chord, group_id, count)
+        return size
+
     async def chord_part_done(
         self, group_id: str, index: int, part: ChordPart, size: int | None
     ) -> list[ChordPart] | None:
@@ -399,6 +404,21 @@ def _read_one(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> Any:
     """First column of the first row, or None (file thread)."""
     row = conn.execute(sql, params).fetchone()
     return None if row is None else row[0]
+
+
+def _grow_chord(conn: sqlite3.Connection, group_id: str, count: int) -> int:
+    """Add ``count`` to a chord's size; the new size (file thread)."""
+    with write_transaction(conn):
+        conn.execute(
+            "UPDATE celeriac_chord SET size = COALESCE(size, 0) + ? WHERE group_id = ?",
+            (count, group_id),
+        )
+        row = conn.execute(
+            "SELECT size FROM celeriac_chord WHERE group_id = ?", (group_id,)
+        ).fetchone()
+    if row is None:
+        raise KeyError(f"chord {group_id} has no size: it was never started or is done")
+    return int(row[0])
 
 
 def _chord_part(

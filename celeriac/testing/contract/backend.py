@@ -347,6 +347,16 @@ class BackendContract:
         done = await backend.chord_part_done(g2, 1, ("c", states.SUCCESS, 3), 2)
         assert _as_tuples(done) == [("b", states.SUCCESS, 2), ("c", states.SUCCESS, 3)]
 
+    async def test_add_to_chord_grows_the_stored_size(self, backend: ResultBackend) -> None:
+        """``add_to_chord`` makes the chord wait for one more part, at the next index."""
+        gid, ids = _tid(), [_tid() for _ in range(3)]
+        parts = [(ids[i], states.SUCCESS, i) for i in range(3)]
+        await backend.set_chord_size(gid, 2)
+        assert await backend.add_to_chord(gid, 1) == 3
+        assert await backend.chord_part_done(gid, 0, parts[0], None) is None
+        assert await backend.chord_part_done(gid, 1, parts[1], None) is None
+        assert _as_tuples(await backend.chord_part_done(gid, 2, parts[2], None)) == parts
+
     async def test_chord_concurrent_callers_exactly_one_wins(
         self, backend: ResultBackend, make_backend: BackendFactory
     ) -> None:

@@ -57,13 +57,17 @@ def create_executor(
     initializer: Callable[[], None] | None = None,
     on_note: Callable[[Any], None] | None = None,
     max_memory_per_child: int | None = None,
+    before_spawn: Callable[[Any], None] | None = None,
+    finalizer: Callable[[int], None] | None = None,
 ) -> Executor:
     """Build the executor for Celery pool ``name`` running ``fn``.
 
     ``prefork``/``processes``: :class:`ProcessExecutor`; ``threads``:
     :class:`ThreadExecutor`; ``solo``: a ThreadExecutor with one thread (whatever
-    ``concurrency`` says). ``max_tasks_per_child``, ``max_memory_per_child`` and ``on_note`` (see
-    :func:`~celeriac.worker.executors.processes.send_note`) only apply to processes.
+    ``concurrency`` says). ``max_tasks_per_child``, ``max_memory_per_child``, ``on_note`` (see
+    :func:`~celeriac.worker.executors.processes.send_note`), ``before_spawn`` (called with
+    the executor before each fork) and ``finalizer`` (called in a child as it exits, with
+    its exit code) only apply to processes.
     """
     kind = name.strip().lower()
     if kind in ("prefork", "processes"):
@@ -74,6 +78,8 @@ def create_executor(
             initializer=initializer,
             on_note=on_note,
             max_memory_per_child=max_memory_per_child,
+            before_spawn=before_spawn,
+            finalizer=finalizer,
         )
     if kind == "threads":
         return ThreadExecutor(fn, concurrency=concurrency, initializer=initializer)

@@ -303,6 +303,8 @@ class ProcessExecutor:
         initializer: Callable[[], None] | None = None,
         on_note: Callable[[Any], None] | None = None,
         max_memory_per_child: int | None = None,
+        before_spawn: Callable[[ProcessExecutor], None] | None = None,
+        finalizer: Callable[[int], None] | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -314,6 +316,8 @@ class ProcessExecutor:
         self._max_tasks = max_tasks_per_child
         self._max_memory = max_memory_per_child or None
         self._initializer = initializer
+        self._before_spawn = before_spawn
+        self._finalizer = finalizer
         self._started = False
         self._children: list[_Child] = []
         self._idle: deque[_Child] = deque()
@@ -510,6 +514,8 @@ class ProcessExecutor:
 
     def _spawn(self) -> _Child:
         loop = asyncio.get_running_loop()
+        if self._before_spawn is not None:
+            self._before_spawn(self)
         parent_conn, child_conn = Pipe(duplex=True)
         inherited = [parent_conn.fileno()]
         for other in self._children:
@@ -549,6 +555,11 @@ class ProcessExecutor:
         except BaseException:
             traceback.print_exc()
         finally:
+            if self._finalizer is not None:
+                try:
+                    self._finalizer(code)
+                except BaseException:
+                    traceback.print_exc()
             _flush_stdio()
             os._exit(code)
 

@@ -1,0 +1,1 @@
+"""Utilities under Celery's ``celery.utils`` import paths."""
