@@ -35,13 +35,15 @@ from celeriac.engines.options import (
     compresses_results,
     publisher_options,
 )
-from celeriac.exceptions import ImproperlyConfigured, NotRegistered
+from celeriac.exceptions import ImproperlyConfigured, NotRegistered, OperationalError
 from celeriac.fixups.django import fixup as django_fixup
 from celeriac.fixups.django import installed_apps as installed_django_apps
 from celeriac.protocol.ids import uuid4
 from celeriac.protocol.message import encode_task
 from celeriac.protocol.result_codec import result_codec
 from celeriac.publishing import PERSISTENT, PublishRequest, TaskDefaults, build_message
+from celeriac.reconnect import publish_policy, unreachable
+from celeriac.retry import RetryPolicy
 from celeriac.routing import Router
 from celeriac.task import Task, make_task_decorator
 from celeriac.transport import (
@@ -183,6 +185,24 @@ class Celery:
         """Load settings from the module named by an environment variable."""
         self.conf.from_envvar(variable_name, namespace or self.namespace, silent=silent)
         self._router = None
+
+    def setup_security(
+        self,
+        allowed_serializers: Any = None,
+        key: str | None = None,
+        key_password: bytes | str | None = None,
+        cert: str | None = None,
+        store: str | None = None,
+        digest: str | None = None,
+        serializer: str = "json",
+    ) -> None:
+        """Sign the messages this app sends and verify those it receives (Celery's ``auth``
+        serializer; :mod:`celeriac.signing`). Arguments default to the ``security_*`` settings."""
+        from celeriac.signing import setup_security  # noqa: PLC0415 - most apps never sign
+
+        setup_security(
+            self.conf, allowed_serializers, key, key_password, cert, store, digest, serializer
+        )
 
     def finalize(self) -> None:
         """Fire ``on_after_configure`` and ``on_after_finalize`` once (workers and beat do)."""
@@ -427,8 +447,36 @@ class Celery:
             await transport.declare(to_declare)
             res.declared.update(q.name for q in to_declare)
         outgoing = self._outgoing(requests)
-        await transport.publish(outgoing)
+        await self._send(transport, outgoing, requests)
         self._announce_published(requests, outgoing)
+
+    async def _send(
+        self, transport: Transport, outgoing: list[Outgoing], requests: Sequence[PublishRequest]
+    ) -> None:
+        """Publish, again after connection errors as ``task_publish_retry_policy`` (or the
+        requests' own ``retry``/``retry_policy``) says; then raise OperationalError."""
+        policy = self._publish_policy(requests)
+        if policy is None:
+            await transport.publish(outgoing)
+            return
+        url = self.broker_url
+        await policy.call(
+            lambda: transport.publish(outgoing),
+            retry_on=(ConnectionError,),
+            what="publish",
+            give_up=lambda exc, attempts: (
+                exc
+                if isinstance(exc, OperationalError)
+                else unreachable(url, "publish", exc, attempts)
+            ),
+        )
+
+    def _publish_policy(self, requests: Sequence[PublishRequest]) -> RetryPolicy | None:
+        """How this batch's publish is retried (its first request's options decide)."""
+        first = requests[0] if requests else None
+        if first is None:
+            return publish_policy(self.conf)
+        return publish_policy(self.conf, first.retry, first.retry_policy)
 
     def _publish_here(self, *, requests: Sequence[PublishRequest]) -> None:
         """A Redis broker publishes plain messages straight from the calling thread (no
@@ -439,14 +487,24 @@ class Celery:
             self._blocking.declared.update(r.route.queue.name for r in requests if r.route.queue)
             return
         outgoing = self._outgoing(requests)
-        if not publisher.publish(outgoing):
-            self.run_sync(self._apublish_outgoing(outgoing))
+        try:
+            sent = publisher.publish(outgoing)
+        except OperationalError as exc:  # unreachable, or a reply lost: as the policy says
+            if self._publish_policy(requests) is None:
+                raise
+            if getattr(exc, "maybe_sent", True):  # (a blocking publisher may say it was not)
+                logger.warning("%s; publishing again (the message may be queued twice)", exc)
+            sent = False
+        if not sent:
+            self.run_sync(self._apublish_outgoing(outgoing, requests))
         self._announce_published(requests, outgoing)
 
     publish = sync_twin(apublish, here=_publish_here)
 
-    async def _apublish_outgoing(self, outgoing: list[Outgoing]) -> None:
-        await (await self.aget_transport()).publish(outgoing)
+    async def _apublish_outgoing(
+        self, outgoing: list[Outgoing], requests: Sequence[PublishRequest]
+    ) -> None:
+        await self._send(await self.aget_transport(), outgoing, requests)
 
     def _outgoing(self, requests: Sequence[PublishRequest]) -> list[Outgoing]:
         """Encode each request and send ``before_task_publish`` with what will be sent."""

@@ -9,7 +9,11 @@ The hierarchy::
     ├── MessageError                a message cannot be decoded (dead-lettered by workers)
     │   └── ContentDisallowed       its content type is not in accept_content
     ├── SerializationError          arguments or a result cannot be serialized
+    │   └── SecurityError           a signature is wrong, or a key or certificate unusable
     ├── TimeoutError                AsyncResult.get() waited too long (builtins.TimeoutError too)
+    ├── OperationalError            a broker or result store stayed unreachable through the
+    │                               retries (builtins.ConnectionError too, and kombu's
+    │                               OperationalError when kombu is installed)
     ├── TaskError                   raised inside tasks or by the worker about a task
     │   ├── Retry                   raised by Task.retry() to ask for a retry
     │   ├── Ignore                  the task asks the worker to forget it
@@ -20,6 +24,11 @@ The hierarchy::
     │   ├── WorkerLostError         the process running the task died
     │   └── ChordError              a chord's header failed
     └── RemoteError                 a task failed with an exception type we cannot import here
+
+``OperationalError`` is also ``kombu.exceptions.OperationalError`` when kombu can be imported
+(Celery code catches that one): creating one makes an instance of a subclass of both, built
+when the first is raised, so that importing celeriac does not import kombu (85 ms) and kombu
+stays optional.
 
 ``SoftTimeLimitExceeded`` derives from ``Exception`` directly (as in Celery) so that
 a task's broad ``except Exception`` can still catch it to clean up.
@@ -41,10 +50,12 @@ __all__ = [
     "MessageError",
     "MissingDependency",
     "NotRegistered",
+    "OperationalError",
     "QueueNotFound",
     "Reject",
     "RemoteError",
     "Retry",
+    "SecurityError",
     "SerializationError",
     "SoftTimeLimitExceeded",
     "TaskError",
@@ -88,6 +99,53 @@ class SerializationError(CeleriacError):
 
 class TimeoutError(CeleriacError, builtins.TimeoutError):
     """Waiting for a result took longer than the timeout."""
+
+
+class OperationalError(CeleriacError, builtins.ConnectionError):
+    """A broker or result store could not be reached through every retry the policy allows.
+
+    The message names the server with its password masked; ``__cause__`` is the last
+    error of the client library. With kombu installed, every instance is also a
+    ``kombu.exceptions.OperationalError`` (see the module docstring).
+    """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> OperationalError:
+        """An instance of the kombu-compatible twin of ``cls``, when kombu is installed."""
+        return super().__new__(_kombu_compatible(cls), *args, **kwargs)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The twin is built at run time: unpickle through the class it was built from.
+        return (_KOMBU_ORIGINS.get(type(self), type(self)), self.args)
+
+
+_KOMBU_TWINS: dict[type[OperationalError], type[OperationalError]] = {}
+_KOMBU_ORIGINS: dict[type[OperationalError], type[OperationalError]] = {}
+
+
+def _kombu_compatible(cls: type[OperationalError]) -> type[OperationalError]:
+    """``cls`` made a subclass of kombu's OperationalError too (``cls`` itself without
+    kombu, or when it already is one)."""
+    twin = _KOMBU_TWINS.get(cls)
+    if twin is None:
+        try:
+            from kombu.exceptions import (  # noqa: PLC0415 - optional, 85 ms: on first use
+                OperationalError as KombuOperationalError,
+            )
+        except ImportError:
+            twin = cls
+        else:
+            if issubclass(cls, KombuOperationalError):
+                twin = cls
+            else:
+                twin = type(
+                    cls.__name__,
+                    (cls, KombuOperationalError),
+                    {"__module__": cls.__module__, "__doc__": cls.__doc__},
+                )
+                twin.__qualname__ = cls.__qualname__
+                _KOMBU_ORIGINS[twin] = cls
+        _KOMBU_TWINS[cls] = twin
+    return twin
 
 
 class TaskError(CeleriacError):
@@ -178,3 +236,8 @@ class RemoteError(CeleriacError):
         if isinstance(msg, list | tuple):
             msg = ", ".join(str(part) for part in msg)
         return f"{where}: {msg}"
+
+
+class SecurityError(SerializationError):
+    """Message signing failed: a bad or missing signature, an unknown or expired certificate,
+    or a key or certificate that cannot be used (Celery's ``SecurityError``)."""

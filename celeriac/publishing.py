@@ -19,6 +19,7 @@ from celeriac.context import current_request
 from celeriac.exceptions import QueueNotFound
 from celeriac.protocol.ids import uuid4
 from celeriac.protocol.message import TaskMessage
+from celeriac.publish_checks import check_options, check_task_defaults
 from celeriac.routing import Route, Router
 
 if TYPE_CHECKING:
@@ -78,6 +79,10 @@ class PublishRequest:
     serializer: str
     compression: str | None = None
     delivery_mode: int = PERSISTENT
+    retry: Any = None
+    """``apply_async``'s ``retry`` (None: ``task_publish_retry``)."""
+    retry_policy: Mapping[str, Any] | None = None
+    """``apply_async``'s ``retry_policy``, over ``task_publish_retry_policy``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,13 +124,17 @@ def task_defaults(app: Celery, name: str, task: Task | None) -> TaskDefaults:
     (expires, time_limit, soft_time_limit, ignore_result, priority, serializer, compression,
      *route_values) = values  # fmt: skip
     route_options = dict(zip(_ROUTE_OPTIONS, route_values, strict=True))
+    time_limit = _or(time_limit, conf["task_time_limit"])
+    soft_time_limit = _or(soft_time_limit, conf["task_soft_time_limit"])
+    priority = _or(priority, conf["task_default_priority"])
+    check_task_defaults(time_limit, soft_time_limit, priority)
     defaults = TaskDefaults(
         key=key,
         expires=expires,
-        time_limit=_or(time_limit, conf["task_time_limit"]),
-        soft_time_limit=_or(soft_time_limit, conf["task_soft_time_limit"]),
+        time_limit=time_limit,
+        soft_time_limit=soft_time_limit,
         ignore_result=bool(_or(ignore_result, conf["task_ignore_result"])),
-        priority=_or(priority, conf["task_default_priority"]),
+        priority=priority,
         serializer=_or(serializer, conf["task_serializer"]),
         compression=_or(compression, conf["task_compression"]),
         delivery_mode=delivery_mode(conf["task_default_delivery_mode"]),
@@ -209,6 +218,7 @@ def build_message(
         return PublishRequest(
             message, found, defaults.serializer, defaults.compression, defaults.delivery_mode
         )
+    check_options(options)
     message = _message(name, args, kwargs, options, defaults)
     route = defaults.route
     if route is None or any(options.get(key) is not None for key in _ROUTE_OPTIONS):
@@ -226,6 +236,8 @@ def build_message(
             if options.get("delivery_mode") is None
             else delivery_mode(options["delivery_mode"])
         ),
+        retry=options.get("retry"),
+        retry_policy=options.get("retry_policy"),
     )
 
 

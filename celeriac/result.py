@@ -11,6 +11,7 @@ to the portal's loop and blocking on its answer (two thread switches per call).
 from __future__ import annotations
 
 import asyncio
+import builtins
 import datetime as dt
 import functools
 import os
@@ -39,11 +40,15 @@ __all__ = [
     "AsyncResult",
     "EagerResult",
     "GroupResult",
+    "WAIT_GRACE",
     "ResultSet",
     "bound_group_result",
     "close_blocking_waiter",
     "result_from_tuple",
 ]
+
+WAIT_GRACE = 0.05
+"""Seconds past its timeout a wait may take to give its last answer (a final read)."""
 
 
 def _assert_not_in_task() -> None:
@@ -291,8 +296,7 @@ class AsyncResult:
         """Wait until the result is ready (or ``timeout`` s: TimeoutError) and return it;
         re-raise the task's exception when ``propagate``."""
         if self._meta is None:
-            backend = await self.app.aget_backend()
-            self._accept(await backend.wait(self.id, timeout), timeout)
+            self._accept(await self._await_document(timeout), timeout)
         if self._parent_may_raise(propagate):
             await self._araise_failed_parent()
         return self._final(propagate)
@@ -312,6 +316,20 @@ class AsyncResult:
     async def _amaybe_throw(self, propagate: bool = True) -> Any:
         """``maybe_throw`` from async code."""
         return _outcome(await self.ameta(), propagate)
+
+    async def _await_document(self, timeout: float | None) -> dict[str, Any] | None:
+        """The backend's wait, bounded by ``timeout`` even while the store cannot be reached
+        (its connection retries would outlast it): None when the time is up."""
+        if timeout is None:
+            return await (await self.app.aget_backend()).wait(self.id, None)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        try:
+            async with asyncio.timeout_at(deadline + WAIT_GRACE):
+                backend = await self.app.aget_backend()
+                return await backend.wait(self.id, max(0.0, deadline - loop.time()))
+        except builtins.TimeoutError:
+            return None
 
     def _get_here(
         self, *, timeout: float | None, propagate: bool, disable_sync_subtasks: bool, **_: Any

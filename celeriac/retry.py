@@ -7,8 +7,11 @@ operation use :meth:`RetryPolicy.call` (or :meth:`RetryPolicy.call_blocking` fro
 thread); loops that reconnect for as long as they live keep a :class:`Backoff`.
 
 The policy is read from an engine's options (``max_retries``, ``retry_backoff_max``,
-``retry_interval_start`` — the names of its ``broker_transport_options`` /
-``result_backend_transport_options``) by :meth:`RetryPolicy.from_options`.
+``retry_interval_start``, ``retry_deadline`` — the names of its ``broker_transport_options``
+/ ``result_backend_transport_options``, where :mod:`celeriac.reconnect` puts Celery's
+``broker_connection_*`` and ``result_backend_*_retries`` settings) by
+:meth:`RetryPolicy.from_options`; a ``prefix`` reads another set of the same names
+(``connect_max_retries``: the first connection, ``broker_connection_retry_on_startup``).
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ class RetryPolicy:
 
     ``max_retries=None`` retries for ever (up to ``deadline`` if one is set); a
     ``deadline`` (seconds from the first failure) stops retrying once the next wait
-    would pass it.
+    would pass it. Each wait is the previous one times ``factor`` plus ``step`` (Celery's
+    ``interval_step``, with ``factor=1``), capped at ``max_delay``.
     """
 
     first: float = 0.05
@@ -41,21 +45,25 @@ class RetryPolicy:
     max_delay: float = 2.0
     max_retries: int | None = 7
     deadline: float | None = None
+    step: float = 0.0
 
     @classmethod
     def from_options(
-        cls, options: Mapping[str, Any], *, default: RetryPolicy | None = None
+        cls, options: Mapping[str, Any], *, default: RetryPolicy | None = None, prefix: str = ""
     ) -> RetryPolicy:
         """The policy an engine's options ask for, over ``default`` (or the class defaults)."""
         base = default or cls()
         changes: dict[str, Any] = {}
-        if "max_retries" in options:
-            value = options["max_retries"]
+        if prefix + "max_retries" in options:
+            value = options[prefix + "max_retries"]
             changes["max_retries"] = None if value is None else int(value)
-        if "retry_backoff_max" in options:
-            changes["max_delay"] = float(options["retry_backoff_max"])
-        if "retry_interval_start" in options:
-            changes["first"] = float(options["retry_interval_start"])
+        if prefix + "retry_backoff_max" in options:
+            changes["max_delay"] = float(options[prefix + "retry_backoff_max"])
+        if prefix + "retry_interval_start" in options:
+            changes["first"] = float(options[prefix + "retry_interval_start"])
+        if prefix + "retry_deadline" in options:
+            value = options[prefix + "retry_deadline"]
+            changes["deadline"] = None if value is None else float(value)
         return replace(base, **changes) if changes else base
 
     def delays(self) -> Iterator[float]:
@@ -64,7 +72,7 @@ class RetryPolicy:
         count = 0
         while self.max_retries is None or count < self.max_retries:
             yield min(delay, self.max_delay)
-            delay = min(delay * self.factor, self.max_delay)
+            delay = min(delay * self.factor + self.step, self.max_delay)
             count += 1
 
     def backoff(self) -> Backoff:

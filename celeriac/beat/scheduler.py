@@ -81,6 +81,7 @@ from celeriac.beat.schedules import Schedule
 from celeriac.beat.schedules import schedule as interval
 from celeriac.beat.stores import ScheduleStore, store_for_app
 from celeriac.exceptions import ImproperlyConfigured, MessageError, SerializationError
+from celeriac.masking import mask_url
 
 __all__ = [
     "Beat",
@@ -436,7 +437,7 @@ async def run_embedded_beat(app: Any, stop: asyncio.Event) -> None:
     """Run beat inside a worker (``worker -B``) until ``stop`` is set; never raises."""
     try:
         beat = Beat(app, store_for_app(app), options=BeatOptions.from_conf(app.conf), embedded=True)
-        logger.info("beat: embedded in this worker, store %s", beat.store.url)
+        logger.info("beat: embedded in this worker, store %s", mask_url(beat.store.url))
         await beat.run(stop)
     except asyncio.CancelledError:
         raise

@@ -30,6 +30,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from celeriac.engines import engine_for, implementation, offers, roles_for, unprefixed
 from celeriac.exceptions import ImproperlyConfigured
+from celeriac.masking import mask_url
 
 __all__ = ["ScheduleStore", "store_for_app", "store_from_url", "store_url_for_app"]
 
@@ -97,7 +98,7 @@ def store_from_url(
     if not offers(url, "schedules"):
         known = ", ".join(roles_for("schedules"))
         raise ImproperlyConfigured(
-            f"no beat schedule store for {url!r} (known schemes: {known}, or a file path)"
+            f"no beat schedule store for {mask_url(url)!r} (known schemes: {known}, or a file path)"
         )
     cls, url = implementation(url, "schedules", "beat schedule store")
     store: ScheduleStore = cls(url, namespace=namespace, options=dict(options or {}))

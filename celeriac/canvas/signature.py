@@ -26,6 +26,7 @@ from celeriac._portal import sync_twin
 from celeriac.canvas.errbacks import run_errbacks_eagerly
 from celeriac.canvas.stamping import merge_stamps, stamps_to_options
 from celeriac.context import Context, add_child
+from celeriac.masking import mask_url
 from celeriac.protocol.ids import uuid4
 from celeriac.result import EagerResult
 
@@ -113,8 +114,9 @@ class Dispatch:
         if self.chord_sizes:
             backend = await self.app.aget_backend()
             if not backend.supports_chords:
+                where = mask_url(str(self.app.result_backend_url))
                 raise NotImplementedError(
-                    f"chords are not supported by the {self.app.result_backend_url} result "
+                    f"chords are not supported by the {where} result "
                     "backend; use Redis or SQLite results for chords"
                 )
             for group_id, size in self.chord_sizes:

@@ -13,7 +13,6 @@ import os
 import signal
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import click
 
@@ -32,20 +31,12 @@ from celeriac.cli.daemon import (
 from celeriac.cli.daemon import detach as daemonize
 from celeriac.cli.params import loglevel_option
 from celeriac.exceptions import ImproperlyConfigured
+from celeriac.masking import mask_url
 from celeriac.worker.logging import setup_logging
 
 __all__ = ["beat"]
 
 logger = logging.getLogger("celeriac.beat")
-
-
-def _redact(url: str) -> str:
-    """``url`` with its password replaced by ``**``."""
-    try:
-        password = urlsplit(url).password
-    except ValueError:
-        return url
-    return url.replace(f":{password}@", ":**@", 1) if password else url
 
 
 def banner(beat: Beat, loglevel: str) -> str:
@@ -56,10 +47,10 @@ def banner(beat: Beat, loglevel: str) -> str:
         "__    -    ... __   -        _\n"
         f"LocalTime -> {datetime.now().astimezone():%Y-%m-%d %H:%M:%S}\n"
         "Configuration ->\n"
-        f"    . broker -> {_redact(beat.app.broker_url)}\n"
+        f"    . broker -> {mask_url(beat.app.broker_url, '**')}\n"
         f"    . scheduler -> celeriac.beat.scheduler.Beat"
         f" (lease {opts.lease_seconds:g}s, renewed every {opts.renew_interval:g}s)\n"
-        f"    . store -> {_redact(beat.store.url)} [namespace {beat.store.namespace}]\n"
+        f"    . store -> {mask_url(beat.store.url, '**')} [namespace {beat.store.namespace}]\n"
         f"    . holder -> {beat.holder}\n"
         f"    . logfile -> [stderr]@%{loglevel.upper()}\n"
         f"    . maxinterval -> {opts.max_interval:g} seconds\n"

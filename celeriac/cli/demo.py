@@ -21,6 +21,7 @@ from typing import Any
 import click
 
 from celeriac.canvas import chain, group
+from celeriac.masking import mask_url
 
 __all__ = ["demo"]
 
@@ -137,7 +138,7 @@ def demo(demo_broker: str | None, key_prefix: str | None, keep: bool) -> None:
     if key_prefix:  # read by celeriac.demo.tasks, here and in the worker process
         os.environ["CELERIAC_DEMO_KEY_PREFIX"] = key_prefix
     where = "embedded SQLite, no server" if demo_broker is None else "as given"
-    click.echo(f"broker: {broker}  ({where})")
+    click.echo(f"broker: {mask_url(broker)}  ({where})")
     worker = _start_worker(broker, workdir)
     failures = 0
     try:
@@ -147,7 +148,7 @@ def demo(demo_broker: str | None, key_prefix: str | None, keep: bool) -> None:
                 value = run()
                 ok = check(value)
             except Exception as exc:
-                value, ok = f"{type(exc).__name__}: {exc}", False
+                value, ok = mask_url(f"{type(exc).__name__}: {exc}"), False
             failures += not ok
             mark = "ok " if ok else "FAIL"
             click.echo(f"[{mark}] {title}: {value!r}  ({time.perf_counter() - started:.2f}s)")
@@ -158,7 +159,7 @@ def demo(demo_broker: str | None, key_prefix: str | None, keep: bool) -> None:
             f"worker stopped with a warm shutdown (exit {code}); log: {workdir / 'worker.log'}"
         )
         if failures or code:
-            click.echo((workdir / "worker.log").read_text(errors="replace")[-4000:])
+            click.echo(mask_url((workdir / "worker.log").read_text(errors="replace")[-4000:]))
     if not keep and not failures:
         shutil.rmtree(workdir, ignore_errors=True)
     if failures:

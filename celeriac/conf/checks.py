@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import difflib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from celeriac.conf.model import Setting
 from celeriac.conf.table import ALIASES, SETTINGS
 from celeriac.exceptions import ImproperlyConfigured
+from celeriac.protocol.serializers import is_registered
 
 __all__ = [
     "check_settings",
@@ -94,12 +95,49 @@ _REFUSED: dict[str, Callable[[Any], str | None]] = {"task_protocol": _protocol_2
 """Settings with values celeriac refuses to start with: name -> value -> error or None."""
 
 
+_PICKLE = frozenset({"pickle", "application/x-python-serialize"})
+
+
+def _warn_pickle(conf: Mapping[str, Any]) -> None:
+    """Pickle runs code while decoding: say so whenever it is accepted (never by default)."""
+    for name in ("accept_content", "result_accept_content"):
+        accepted = conf.get(name) or ()
+        if isinstance(accepted, str):
+            accepted = (accepted,)
+        if isinstance(accepted, Collection) and any(
+            isinstance(item, str) and item in _PICKLE for item in accepted
+        ):
+            warn_once(
+                f"pickle:{name}",
+                "%s accepts pickle: anyone who can write to the broker or the result store "
+                "can run any code in this process. Accept pickle only from trusted producers, "
+                "or sign messages (task_serializer='auth'; see docs/security.md)",
+                name,
+            )
+
+
+def _warn_auth_not_set_up(conf: Mapping[str, Any]) -> None:
+    """Signing named in the settings but never set up: nothing signed could be sent or read."""
+    accepted = conf.get("accept_content") or ()
+    named = conf.get("task_serializer") == "auth" or (
+        isinstance(accepted, Collection) and "auth" in accepted
+    )
+    if named and not is_registered("auth"):
+        warn_once(
+            "auth:not-set-up",
+            "task_serializer or accept_content names 'auth' but app.setup_security() was not "
+            "called: signed messages can be neither sent nor verified (see docs/security.md)",
+        )
+
+
 def check_settings(conf: Mapping[str, Any]) -> None:
     """At start: refuse impossible values; warn once about each unsupported setting in use."""
     for name, refuse in _REFUSED.items():
         error = refuse(conf.get(name, SETTINGS[name].value))
         if error is not None:
             raise ImproperlyConfigured(error)
+    _warn_pickle(conf)
+    _warn_auth_not_set_up(conf)
     for row, value in unsupported_in_use(conf):
         warn_once(
             f"unsupported:{row.name}",

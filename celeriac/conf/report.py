@@ -17,23 +17,17 @@ from typing import Any
 
 from celeriac._version import __version__
 from celeriac.conf.checks import unsupported_in_use
+from celeriac.masking import MASK, mask_url
 
 __all__ = ["bug_report", "censor", "humanize", "mask_url"]
 
-MASK = "********"
 _HIDDEN = re.compile(
     "API|TOKEN|KEY|SECRET|PASS|PROFANITIES_LIST|SIGNATURE|DATABASE|BEAT_DBURI", re.IGNORECASE
 )
 """Setting names whose values are hidden entirely (Celery's list)."""
-_CREDENTIALS = re.compile(r"(?P<scheme>[\w+.-]+://)(?P<user>[^:@/;]*):(?P<password>[^@/;]*)@")
 _LIBRARIES = (
     "redis", "hiredis", "aio-pika", "aiormq", "sqlalchemy", "psycopg", "msgpack", "orjson",
 )  # fmt: skip
-
-
-def mask_url(url: str) -> str:
-    """``url`` with the password of each ``scheme://user:password@`` part replaced by a mask."""
-    return _CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", url)
 
 
 def _censored(key: Any, value: Any) -> Any:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from celeriac.exceptions import ImproperlyConfigured
+from celeriac.masking import mask_url
 
 __all__ = [
     "Engine",
@@ -107,7 +108,7 @@ def scheme_of(url: str) -> str:
     """The URL scheme, lowercased (``redis`` for ``redis://...``)."""
     scheme, sep, _ = url.partition("://")
     if not sep:
-        raise ImproperlyConfigured(f"not a URL: {url!r} (expected scheme://...)")
+        raise ImproperlyConfigured(f"not a URL: {mask_url(url)!r} (expected scheme://...)")
     return scheme.lower()
 
 
@@ -147,7 +148,7 @@ def implementation(url: str, role: Role, what: str) -> tuple[Any, str]:
     if path is None:
         known = ", ".join(roles_for(role))
         raise ImproperlyConfigured(
-            f"unknown {what} URL scheme {scheme_of(url)!r} in {url!r} (known: {known})"
+            f"unknown {what} URL scheme {scheme_of(url)!r} in {mask_url(url)!r} (known: {known})"
         )
     return load_class(path), unprefixed(url)
 

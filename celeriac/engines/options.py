@@ -21,6 +21,9 @@ setting                         option                                engines
 ``redis_max_connections``       ``max_connections``                   Redis results
 ``database_*``                  the same names                        PostgreSQL
 ``result_persistent``           ``persistent``                        rpc://
+``broker_connection_*``,        ``max_retries``, ``retry_deadline``,  every engine
+``result_backend_*_retr*``      ``connect_max_retries``... (see
+                                :mod:`celeriac.reconnect`)
 =============================== ===================================== =================
 """
 
@@ -30,6 +33,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from celeriac.engines import engine_for
+from celeriac.reconnect import backend_retry_options, broker_retry_options
 
 __all__ = [
     "COMPRESSING_ENGINES",
@@ -84,7 +88,11 @@ def option_flag(value: Any) -> bool:
 def broker_options(conf: Mapping[str, Any], url: str) -> dict[str, Any]:
     """The options of the broker at ``url``: its transport options plus the settings."""
     options = dict(conf.get("broker_transport_options") or {})
+    for name, value in broker_retry_options(conf, options).items():
+        options.setdefault(name, value)
     engine = _engine(url)
+    if engine == "redis" and "connect_timeout" in options:
+        options.setdefault("socket_connect_timeout", options["connect_timeout"])
     if engine in ("redis", "amqp") and conf.get("broker_use_ssl"):
         options.setdefault("ssl", conf["broker_use_ssl"])
     if engine == "amqp" and conf.get("broker_heartbeat") is not None:
@@ -107,6 +115,8 @@ def publisher_options(conf: Mapping[str, Any], url: str) -> dict[str, Any]:
 def backend_options(conf: Mapping[str, Any], url: str, broker_url: str) -> dict[str, Any]:
     """The options of the result store at ``url``: its transport options plus the settings."""
     options = dict(conf.get("result_backend_transport_options") or {})
+    for name, value in backend_retry_options(conf).items():
+        options.setdefault(name, value)
     engine = _engine(url)
     if engine == "redis":
         _add(options, conf, _REDIS_RESULTS)

@@ -58,6 +58,7 @@ __all__ = [
     "decode",
     "encode",
     "encode_dict",
+    "invalid_envelope",
     "mark_redelivered",
     "parse_binding",
     "topic_pattern",
@@ -167,15 +168,22 @@ def encode(envelope: Envelope, *, exchange: str, routing_key: str, delivery_tag:
     )
 
 
-def _invalid(raw: bytes, reason: str) -> KombuMessage:
-    """An envelope that carries undecodable bytes to the worker, which dead-letters it."""
-    envelope = Envelope(
+def invalid_envelope(raw: bytes, reason: str) -> Envelope:
+    """An envelope that carries undecodable bytes to the worker, which dead-letters it.
+
+    Any transport that cannot make an envelope of what it stored uses it, so that the
+    message is set aside alone, with ``reason`` in the worker's log line.
+    """
+    return Envelope(
         body=raw,
         headers={INVALID_HEADER: reason},
         content_type=INVALID_CONTENT_TYPE,
         content_encoding="binary",
     )
-    return KombuMessage(envelope=envelope, valid=False)
+
+
+def _invalid(raw: bytes, reason: str) -> KombuMessage:
+    return KombuMessage(envelope=invalid_envelope(raw, reason), valid=False)
 
 
 def _decode_body(body: Any, encoding: Any) -> bytes:
@@ -199,6 +207,8 @@ def decode(raw: bytes | str) -> KombuMessage:
         payload = _fastjson.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         return _invalid(data, f"not JSON: {exc}")
+    except RecursionError:
+        return _invalid(data, "envelope JSON nested too deeply to decode")
     if type(payload) is not dict:
         return _invalid(data, f"envelope is a JSON {type(payload).__name__}, not an object")
     # The parsed objects are ours alone: take them apart in place instead of copying.
@@ -244,7 +254,7 @@ def mark_redelivered(raw: bytes) -> tuple[bytes, int]:
     """
     try:
         payload = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return raw, 0
     if not isinstance(payload, dict):
         return raw, 0

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from celeriac.exceptions import MessageError, SerializationError
-from celeriac.protocol import compression
+from celeriac.protocol import compression, fields
 from celeriac.protocol.envelope import Envelope
+from celeriac.protocol.kombu import INVALID_CONTENT_TYPE, INVALID_HEADER
 from celeriac.protocol.serializers import check_accept, get_serializer, serializer_for_content_type
 
 __all__ = [
@@ -171,7 +172,8 @@ def encode_task(
         body=body,
         headers=headers,
         content_type=codec.content_type,
-        content_encoding="utf-8" if codec.name == "json" else "binary",
+        content_encoding=getattr(codec, "content_encoding", None)
+        or ("utf-8" if codec.name == "json" else "binary"),
         properties=properties,
     )
 
@@ -191,21 +193,39 @@ def _explain_unserializable(msg: TaskMessage, dumps: Any, exc: Exception) -> str
     return f"task {msg.task}: {exc}"
 
 
-def decode_task(envelope: Envelope, accept: Collection[str]) -> TaskMessage:
-    """Decode an envelope into a TaskMessage; MessageError explains any problem."""
+def decode_task(envelope: Envelope, accept: Collection[str], max_size: int = 0) -> TaskMessage:
+    """Decode an envelope into a TaskMessage; MessageError explains any problem.
+
+    Every way a message can be wrong (an undecodable body, a header of the wrong type, data
+    nested too deeply to parse, a body beyond ``max_size`` bytes once decompressed, when
+    ``max_size`` is not 0) is a MessageError naming the cause, so the worker dead-letters
+    that message alone.
+    """
     headers = envelope.headers
+    if envelope.content_type == INVALID_CONTENT_TYPE:
+        reason = headers.get(INVALID_HEADER) or "no reason given"
+        raise MessageError(f"unreadable message: {reason}")
     check_accept(envelope.content_type, accept)
     raw = envelope.body
+    if max_size and len(raw) > max_size:
+        raise MessageError(
+            f"message body is {len(raw)} bytes, more than task_message_max_size ({max_size})"
+        )
     if headers.get("compression"):
-        raw = compression.decompress(str(headers["compression"]), raw)
+        raw = compression.decompress(str(headers["compression"]), raw, max_size)
     try:
         body = serializer_for_content_type(envelope.content_type).loads(raw)
     except SerializationError as exc:
         raise MessageError(f"undecodable body ({envelope.content_type}): {exc}") from exc
-    if "task" in headers:
-        return _decode_v2(headers, body, envelope)
-    if isinstance(body, dict) and "task" in body:
-        return _decode_v1(body, envelope)
+    try:
+        if "task" in headers:
+            return _decode_v2(headers, body, envelope)
+        if isinstance(body, dict) and "task" in body:
+            return _decode_v1(body, envelope)
+    except (TypeError, ValueError) as exc:
+        raise MessageError(f"invalid task message: {exc}") from exc
+    except RecursionError as exc:
+        raise MessageError("invalid task message: data nested too deeply") from exc
     raise MessageError("not a task message: no 'task' header (protocol 2) nor body field (1)")
 
 
@@ -215,46 +235,53 @@ def _decode_v2(headers: dict[str, Any], body: Any, envelope: Envelope) -> TaskMe
     args, kwargs, embed = body
     if not isinstance(args, list | tuple) or not isinstance(kwargs, dict):
         raise MessageError("protocol 2 body: args must be a list and kwargs an object")
-    if not isinstance(embed, dict):
-        embed = {}
+    embed = fields.mapping(embed, "body embed") if isinstance(embed, dict) else {}
     get = headers.get
     task_id = get("id")
     if not isinstance(task_id, str) or not task_id:
         raise MessageError("task message has no 'id' header")
-    limits = get("timelimit") or (None, None)
-    if not isinstance(limits, list | tuple) or len(limits) != 2:
-        limits = (None, None)
+    name = get("task")
+    if not isinstance(name, str) or not name:
+        raise MessageError(f"header 'task' must be a task name, not {fields.describe(name)}")
+    time_limit, soft_time_limit = fields.time_limits(get("timelimit"))
     eta, expires = get("eta"), get("expires")
     properties = envelope.properties
     return TaskMessage(
         id=task_id,
-        task=str(headers["task"]),
+        task=name,
         args=args if type(args) is list else list(args),
-        kwargs=kwargs,
+        kwargs=fields.mapping(kwargs, "kwargs"),
         eta=None if eta is None else parse_time(eta, "eta"),
         expires=None if expires is None else parse_time(expires, "expires"),
-        retries=int(get("retries") or 0),
-        root_id=get("root_id") or task_id,
-        parent_id=get("parent_id"),
-        group=get("group"),
-        group_index=get("group_index"),
-        time_limit=limits[0],
-        soft_time_limit=limits[1],
+        retries=fields.count(get("retries"), "header 'retries'"),
+        root_id=fields.optional_text(get("root_id"), "header 'root_id'") or task_id,
+        parent_id=fields.optional_text(get("parent_id"), "header 'parent_id'"),
+        group=fields.optional_text(get("group"), "header 'group'"),
+        group_index=fields.optional_int(get("group_index"), "header 'group_index'"),
+        time_limit=time_limit,
+        soft_time_limit=soft_time_limit,
         ignore_result=bool(get("ignore_result", False)),
-        origin=get("origin"),
-        shadow=get("shadow"),
-        callbacks=embed.get("callbacks"),
-        errbacks=embed.get("errbacks"),
-        chain=embed.get("chain"),
-        chord=embed.get("chord"),
+        origin=_text_or_none(get("origin")),
+        shadow=fields.optional_text(get("shadow"), "header 'shadow'"),
+        callbacks=fields.signatures(embed.get("callbacks"), "embed 'callbacks'"),
+        errbacks=fields.signatures(embed.get("errbacks"), "embed 'errbacks'"),
+        chain=fields.signatures(embed.get("chain"), "embed 'chain'"),
+        chord=fields.optional_mapping(embed.get("chord"), "embed 'chord'"),
         headers=_extra_headers(headers),
-        reply_to=properties.get("reply_to") or None,
-        priority=properties.get("priority"),
-        replaced_task_nesting=int(get("replaced_task_nesting") or 0),
-        stamps=get("stamps") or {},
-        argsrepr=get("argsrepr"),
-        kwargsrepr=get("kwargsrepr"),
+        reply_to=_text_or_none(properties.get("reply_to")) or None,
+        priority=fields.priority(properties.get("priority"), "property 'priority'"),
+        replaced_task_nesting=fields.count(
+            get("replaced_task_nesting"), "header 'replaced_task_nesting'"
+        ),
+        stamps=fields.mapping(get("stamps"), "header 'stamps'"),
+        argsrepr=_text_or_none(get("argsrepr")),
+        kwargsrepr=_text_or_none(get("kwargsrepr")),
     )
+
+
+def _text_or_none(value: Any) -> str | None:
+    """An informational header (origin, reprs): kept if it is text, else dropped."""
+    return value if isinstance(value, str) else None
 
 
 def _extra_headers(headers: dict[str, Any]) -> dict[str, Any]:
@@ -268,22 +295,25 @@ def _decode_v1(body: dict[str, Any], envelope: Envelope) -> TaskMessage:
     task_id = body.get("id")
     if not isinstance(task_id, str):
         raise MessageError("protocol 1 message has no 'id'")
-    limits = body.get("timelimit") or [None, None]
+    time_limit, soft_time_limit = fields.time_limits(body.get("timelimit"))
+    args = body.get("args")
+    if args is not None and not isinstance(args, list | tuple):
+        raise TypeError(f"field 'args' must be a list, not {fields.describe(args)}")
     return TaskMessage(
         id=task_id,
         task=str(body["task"]),
-        args=list(body.get("args") or []),
-        kwargs=dict(body.get("kwargs") or {}),
+        args=list(args or []),
+        kwargs=fields.mapping(body.get("kwargs"), "field 'kwargs'"),
         eta=parse_time(body.get("eta"), "eta"),
         expires=parse_time(body.get("expires"), "expires"),
-        retries=int(body.get("retries") or 0),
+        retries=fields.count(body.get("retries"), "field 'retries'"),
         root_id=task_id,
-        group=body.get("taskset"),
-        time_limit=limits[0],
-        soft_time_limit=limits[1],
-        callbacks=body.get("callbacks"),
-        errbacks=body.get("errbacks"),
-        chord=body.get("chord"),
-        reply_to=envelope.properties.get("reply_to") or None,
-        priority=envelope.properties.get("priority"),
+        group=fields.optional_text(body.get("taskset"), "field 'taskset'"),
+        time_limit=time_limit,
+        soft_time_limit=soft_time_limit,
+        callbacks=fields.signatures(body.get("callbacks"), "field 'callbacks'"),
+        errbacks=fields.signatures(body.get("errbacks"), "field 'errbacks'"),
+        chord=fields.optional_mapping(body.get("chord"), "field 'chord'"),
+        reply_to=_text_or_none(envelope.properties.get("reply_to")) or None,
+        priority=fields.priority(envelope.properties.get("priority"), "property 'priority'"),
     )

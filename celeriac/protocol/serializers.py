@@ -26,6 +26,8 @@ __all__ = [
     "check_accept",
     "content_type_of",
     "get_serializer",
+    "is_registered",
+    "register_serializer",
     "serializer_for_content_type",
 ]
 
@@ -116,7 +118,7 @@ class JSONSerializer:
         if _fastjson.HAVE_ORJSON and isinstance(data, bytes) and _untagged(data):
             try:
                 return _fastjson.loads(data)  # no tagged values: no object hook needed
-            except (UnicodeDecodeError, ValueError):
+            except (UnicodeDecodeError, ValueError, RecursionError):
                 pass  # the standard path below reports it
         try:
             text = (
@@ -125,6 +127,8 @@ class JSONSerializer:
             return self._decoder.decode(text)
         except (UnicodeDecodeError, ValueError) as exc:
             raise SerializationError(f"invalid JSON: {exc}") from exc
+        except RecursionError as exc:
+            raise SerializationError("JSON nested too deeply to decode") from exc
 
 
 class PickleSerializer:
@@ -197,11 +201,27 @@ def get_serializer(name: str) -> Serializer:
     key = _CONTENT_TYPES.get(name, name)
     if key not in _cache:
         factory = _FACTORIES.get(key)
+        if factory is None and key in ("auth", "application/data"):
+            raise SerializationError(
+                "the 'auth' serializer (message signing) is set up by app.setup_security()"
+            )
         if factory is None:
             known = ", ".join(sorted(_FACTORIES))
             raise SerializationError(f"unknown serializer {name!r} (known: {known})")
         _cache[key] = factory()
     return _cache[key]
+
+
+def is_registered(name: str) -> bool:
+    """Whether a serializer of that name (or content type) is known in this process."""
+    return _CONTENT_TYPES.get(name, name) in _FACTORIES
+
+
+def register_serializer(serializer: Serializer) -> None:
+    """Make ``serializer`` known by its name and content type (e.g. the signing ``auth``)."""
+    _FACTORIES[serializer.name] = lambda: serializer
+    _CONTENT_TYPES[serializer.content_type] = serializer.name
+    _cache[serializer.name] = serializer
 
 
 def serializer_for_content_type(content_type: str) -> Serializer:

@@ -25,6 +25,7 @@ __all__ = [
     "BlockingPublisher",
     "DeadLetter",
     "Delivery",
+    "LeaseHolder",
     "Outgoing",
     "QueueSpec",
     "Rotation",
@@ -81,6 +82,21 @@ class DeadLetter:
     reason: str
     dead_at: float
     envelope: Envelope
+
+
+@runtime_checkable
+class LeaseHolder(Protocol):
+    """A transport that can tell whether its consumer still holds a delivery (optional).
+
+    ``holds(delivery)``: True while the lease holds; False once another consumer took the
+    message over (it must not run here); None when the consumer cannot tell (it has not
+    renewed its lease for most of the lease's length: frozen, cut off). Workers start a
+    task only on True, and put back a delivery with a late ack otherwise.
+    """
+
+    def holds(self, delivery: Delivery) -> bool | None:
+        """See the class docstring."""
+        ...
 
 
 @runtime_checkable
@@ -144,7 +160,10 @@ class BlockingPublisher(Protocol):
     """Publishes from the calling thread (the sync API), where an engine has one.
 
     A fast path only: ``publish`` returns False, having sent nothing, for messages it
-    does not handle; those then go through the asyncio :class:`Transport`.
+    does not handle; those then go through the asyncio :class:`Transport`. It does not
+    retry: when the broker cannot be reached it raises
+    :class:`~celeriac.exceptions.OperationalError` (the caller retries as its publish
+    policy says, through the Transport).
     """
 
     def publish(self, messages: Sequence[Outgoing]) -> bool:

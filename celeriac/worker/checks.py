@@ -68,9 +68,12 @@ class Checks:
     def decode(self, delivery: Delivery) -> tuple[TaskMessage, Task] | Rejection:
         """The delivery's message and task (checks 1 and 2), or why it is dead-lettered."""
         try:
-            msg = decode_task(delivery.envelope, self.config.accept)
+            msg = decode_task(delivery.envelope, self.config.accept, self.config.max_message_size)
         except MessageError as exc:
             return Rejection(f"undecodable message: {exc}", exc)
+        except Exception as exc:  # the decoder's own bug must not loop on this message
+            logger.exception("unexpected error decoding message %s", delivery.tag)
+            return Rejection(f"undecodable message: {type(exc).__name__}: {exc}", exc)
         task = self.app.tasks.get(msg.task)
         if task is None:
             reason = f"unregistered task {msg.task!r} (id {msg.id})"

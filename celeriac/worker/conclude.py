@@ -36,7 +36,7 @@ from typing import Any
 from celeriac import signals, states
 from celeriac.announce import announce_publish, announce_published
 from celeriac.backends import Meta, ResultBackend
-from celeriac.exceptions import TimeLimitExceeded, WorkerLostError
+from celeriac.exceptions import SerializationError, TimeLimitExceeded, WorkerLostError
 from celeriac.protocol.message import TaskMessage, encode_task, safe_repr
 from celeriac.protocol.results import exception_to_dict, make_meta
 from celeriac.publishing import PublishRequest
@@ -129,7 +129,11 @@ class Conclusion:
         """The outcome of a job that ended without one; None when it is to be requeued."""
         if isinstance(exc, ExecutorStopped):
             return None  # shutting down before the job started: it never ran
-        if not isinstance(exc, TimeLimitExceeded | WorkerLostError):
+        if isinstance(exc, SerializationError):
+            # The job could not be handed to its pool (arguments nested too deeply to
+            # pickle, say): it would fail alike on every redelivery, so it fails now, once.
+            logger.error("Task %s[%s] cannot run: %s", flight.msg.task, flight.msg.id, exc)
+        elif not isinstance(exc, TimeLimitExceeded | WorkerLostError):
             raise exc  # a bug in the executor's function: the handler requeues the delivery
         # A job killed by our cold shutdown is unfinished, not failed; so is one whose process
         # died when task_reject_on_worker_lost asks for that.

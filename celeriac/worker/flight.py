@@ -37,6 +37,8 @@ class HandlerConfig:
     store_errors_even_if_ignored: bool = False
     rate_limits: bool = True
     default_rate_limit: str | float | None = None
+    max_message_size: int = 0
+    """``task_message_max_size``: the largest body decoded, in bytes (0: no limit)."""
     revoked: set[str] = field(default_factory=set)
 
 

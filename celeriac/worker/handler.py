@@ -95,9 +95,13 @@ class TaskHandler:
         self._hold()
         try:
             self._receive(delivery)
-        except Exception:
-            logger.exception("internal error handling delivery %s; requeueing it", delivery.tag)
-            self._in_background(delivery, self._requeue(delivery))
+        except Exception as exc:
+            # Whatever fails here fails again for the same message: requeueing it would
+            # loop, so it is set aside alone, with the cause, and the batch goes on.
+            logger.exception("internal error handling delivery %s", delivery.tag)
+            reason = f"internal error handling it: {type(exc).__name__}: {exc}"
+            rejection = Rejection(reason, exc)
+            self._in_background(delivery, self.checks.dead_letter(delivery, rejection))
 
     def _receive(self, delivery: Delivery) -> None:
         decoded = self.checks.decode(delivery)

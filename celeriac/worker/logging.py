@@ -23,7 +23,7 @@ import logging.handlers
 import sys
 from typing import Any
 
-from celeriac import signals
+from celeriac import masking, signals
 from celeriac.context import request_var
 
 __all__ = ["TASK_LOGGER", "ColorFormatter", "TaskFormatter", "parse_level", "setup_logging"]
@@ -85,6 +85,7 @@ def setup_logging(
     if _done:
         return False
     _done = True
+    masking.install()  # no password of a broker or backend URL in any log line, custom or not
     conf = app.conf
     level = parse_level(loglevel)
     fmt = conf["worker_log_format"]

@@ -2,8 +2,11 @@
 
 Sync tasks go to the pool (processes or threads), ``async def`` tasks to the event loop's
 executor, always through the executor's callback API (``Executor.run``): a job costs a
-callback, not a coroutine, task or future. Its outcome comes back to the flight's
-:meth:`~celeriac.worker.flight.Flight.done`, in the loop's thread.
+callback, not a coroutine, task or future. Where the transport can tell whether the worker
+still holds a message (:class:`~celeriac.transport.LeaseHolder`), the job's guard lets it
+start only then; a job it stops ends as never started and its message goes back. Its
+outcome comes back to the flight's :meth:`~celeriac.worker.flight.Flight.done`, in the
+loop's thread.
 
 While a job runs, the runner also carries what the task says about itself: its STARTED
 state, written by one timer only for tasks still running :data:`STARTED_AFTER` seconds
@@ -14,10 +17,13 @@ which supersedes a STARTED not yet written. With rpc:// results both travel to t
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from celeriac import states
 from celeriac.backends import Meta, ResultBackend
 from celeriac.protocol.results import make_meta
 from celeriac.trace import context_for
+from celeriac.transport import LeaseHolder
 from celeriac.worker.executors.base import Executor, Job
 from celeriac.worker.flight import Flight, HandlerConfig
 from celeriac.worker.settle import Settler
@@ -53,6 +59,9 @@ class Runner:
             {} if backend is not None and backend.replies is not None else None
         )
         """``reply_to`` of running tasks by id, when results travel to the sender (rpc://)."""
+        transport = settler.transport
+        self._leases = transport if isinstance(transport, LeaseHolder) else None
+        """The transport, when it can tell whether it still holds a delivery."""
 
     def start(self, flight: Flight) -> None:
         """Hand the flight's job to its executor (acking it first unless it acks late)."""
@@ -108,7 +117,17 @@ class Runner:
             time_limit=msg.time_limit or task.time_limit or config.time_limit,
             soft_time_limit=msg.soft_time_limit or task.soft_time_limit or config.soft_time_limit,
             on_start=on_start,
+            guard=self._guard(flight) if self._leases is not None and flight.acks_late else None,
         )
+
+    def _guard(self, flight: Flight) -> Callable[[], bool]:
+        """Whether the job may start: only while the worker holds its message, so that a
+        worker that was frozen or cut off past its lease (or whose channel died) does not
+        run what another worker was given meanwhile. Only for late acks: a message acked
+        as it was handed to the executor is this worker's to run, or it is lost."""
+        leases, delivery = self._leases, flight.delivery
+        assert leases is not None
+        return lambda: leases.holds(delivery) is True
 
     def _reports_started(self, flight: Flight) -> bool:
         """Whether a STARTED state is written if the task runs long enough."""

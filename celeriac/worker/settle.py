@@ -3,8 +3,12 @@
 At least once: a delivery is acked only after the result of its task is stored, so a
 crash in between runs the task again instead of losing its result. Both travel in one
 batch: ``settle(result, delivery)`` queues the pair, and a flush stores every result of
-the batch (one backend call) before it acks every delivery (one transport call). A
-batch whose results could not be stored gives its deliveries back to the queue.
+the batch (one backend call) before it acks every delivery (one transport call).
+
+A write that fails is retried by the engine's policy (:mod:`celeriac.reconnect`) for as long
+as the lease holds (30 s by default), so an outage shorter than that delays the batch
+instead of sending its tasks round again. Only a batch whose results still could not be
+stored then gives its deliveries back to the queue (by then another worker may have them).
 
 When results travel to each task's sender (rpc://, ``ResultBackend.replies``), a document
 is queued with the ``reply_to`` of its task's message and sent there.

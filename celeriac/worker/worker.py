@@ -23,6 +23,7 @@ from celeriac.beat.scheduler import run_embedded_beat, stop_embedded_beat
 from celeriac.conf.defaults import default_concurrency
 from celeriac.context import Context, set_state_sink
 from celeriac.exceptions import ImproperlyConfigured
+from celeriac.masking import mask_url
 from celeriac.routing import worker_direct
 from celeriac.trace import arun_task
 from celeriac.transport import QueueSpec, Transport
@@ -292,6 +293,7 @@ class Worker:
             store_errors_even_if_ignored=bool(conf["task_store_errors_even_if_ignored"]),
             rate_limits=not conf["worker_disable_rate_limits"],
             default_rate_limit=conf["task_default_rate_limit"],
+            max_message_size=int(conf["task_message_max_size"] or 0),
         )
         self.handler = TaskHandler(
             self.app, self.transport, self.backend, sync_pool, async_pool, config
@@ -317,8 +319,8 @@ class Worker:
             f"--- ***** ----- \n-- ******* ---- {sys.platform} python {sys.version.split()[0]}\n"
             f"- *** --- * --- \n- ** ---------- [config]\n"
             f"- ** ---------- .> app:         {self.app.main or '__main__'}:{id(self.app):#x}\n"
-            f"- ** ---------- .> transport:   {_redact(self.app.broker_url)}\n"
-            f"- ** ---------- .> results:     {_redact(backend)}\n"
+            f"- ** ---------- .> transport:   {mask_url(self.app.broker_url, '**')}\n"
+            f"- ** ---------- .> results:     {mask_url(backend, '**')}\n"
             f"- *** --- * --- .> concurrency: {self._concurrency_text()} ({self.pool_name})\n"
             f"-- ******* ---- .> task events: OFF\n--- ***** ----- \n"
             f" -------------- [queues]\n{queues}\n\n[tasks]\n{tasks}\n"
@@ -480,11 +482,3 @@ def _log_task_stacks() -> None:
                 awaitable, "gi_yieldfrom", None
             )
         logger.warning("task %s awaits:\n%s", task.get_name(), "\n".join(lines))
-
-
-def _redact(url: str) -> str:
-    scheme, sep, rest = url.partition("://")
-    if "@" in rest and ":" in rest.split("@", 1)[0]:
-        user = rest.split(":", 1)[0]
-        rest = f"{user}:**@{rest.split('@', 1)[1]}"
-    return f"{scheme}{sep}{rest}"

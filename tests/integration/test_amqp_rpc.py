@@ -6,13 +6,15 @@ import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import pytest
 
 from celeriac.engines.amqp.results import RPCBackend, broker_url_for
 from celeriac.exceptions import ImproperlyConfigured
+from celeriac.protocol.result_codec import result_codec
 from celeriac.protocol.results import make_meta
-from celeriac.protocol.serializers import JSON
+from celeriac.protocol.serializers import JSON, get_serializer
 from tests.contract import test_transport_amqp as amqp_fixtures
 from tests.services import rabbitmqctl
 
@@ -131,3 +133,37 @@ def test_broker_url_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
     assert broker_url_for("rpc://", {}) == "pyamqp://x//"
     with pytest.raises(ImproperlyConfigured):
         broker_url_for("rpc://", {"broker_url": "redis://localhost"})
+
+
+class _Trap:
+    """Unpickling it creates a file: proof that a pickle was decoded."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return (open, (self.path, "w"))
+
+
+async def test_a_pickled_reply_is_refused_unless_pickle_is_accepted(
+    amqp_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    codec = result_codec({"result_serializer": "json", "accept_content": ["json"]})
+    client = RPCBackend("rpc://", serializer=codec, expires=600, options={"broker_url": amqp_url})
+    sender = RPCBackend(
+        "rpc://", serializer=get_serializer("pickle"), expires=600,
+        options={"broker_url": amqp_url},
+    )  # fmt: skip
+    await client.connect()
+    await sender.connect()
+    try:
+        trap, task_id = tmp_path / "unpickled", tid()
+        with caplog.at_level(logging.WARNING):
+            meta = make_meta(task_id, "SUCCESS", _Trap(str(trap)))
+            await sender.store_for(client.oid, [(task_id, meta)])
+            assert await client.wait(task_id, 1.5) is None
+        assert not trap.exists()
+        assert any("not in accept_content" in r.getMessage() for r in caplog.records)
+    finally:
+        await client.close()
+        await sender.close()

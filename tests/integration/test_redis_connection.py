@@ -22,7 +22,7 @@ import pytest
 from celeriac.engines.redis.broker import RedisTransport
 from celeriac.engines.redis.connection import parse_redis_url
 from celeriac.engines.redis.results import RedisBackend
-from celeriac.exceptions import ImproperlyConfigured
+from celeriac.exceptions import ImproperlyConfigured, OperationalError
 from celeriac.protocol.envelope import Envelope
 from celeriac.protocol.serializers import JSON
 from celeriac.transport.base import Delivery, Outgoing
@@ -181,7 +181,7 @@ async def test_publish_raises_after_retries_when_down(server: RedisServer) -> No
     transport = RedisTransport(server.url, options={**FAST_RETRY, "max_retries": 2})
     await transport.connect()
     server.kill()
-    with pytest.raises(ConnectionError, match="publish failed after 3 attempts"):
+    with pytest.raises(OperationalError, match=r"publish at redis://.* failed after 3 attempts"):
         await transport.publish([Outgoing(env(b"x"), routing_key="q")])
     started = time.monotonic()
     assert await transport.fetch(["q"], limit=1, timeout=0.5) == []  # logs, never raises

@@ -167,6 +167,7 @@ def test_report_masks_secrets_and_lists_unsupported_settings() -> None:
         broker="redis://user:hunter2@localhost:6379/0",
         backend="db+postgresql://app:hunter2@db/app",
         security_key="/etc/key.pem",
+        worker_agent="proj.agent:Agent",
         broker_transport_options={"password": "hunter2", "visibility_timeout": 10},
     )
     text = bug_report(app)
@@ -174,7 +175,7 @@ def test_report_masks_secrets_and_lists_unsupported_settings() -> None:
     assert "transport:redis://user:********@localhost:6379/0" in text
     assert "results:db+postgresql://app:********@db/app" in text
     assert "'visibility_timeout': 10" in text and "security_key: '********'" in text
-    assert "security_key: message signing" in text
+    assert "worker_agent: no monitoring agent is started" in text
     assert text.startswith("software -> celeriac:")
 
 

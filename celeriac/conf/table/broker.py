@@ -70,10 +70,9 @@ SETTINGS = (
         "broker_connection_timeout",
         "float",
         4,
-        "Seconds to wait for a broker connection to open before giving up on that attempt.",
-        status=NOT_SUPPORTED,
-        reason=(
-            "not supported yet: each engine's `broker_transport_options` set its connect timeout"
+        (
+            "Seconds to wait for a broker connection to open before giving up on that attempt "
+            "(Redis: `socket_connect_timeout`; RabbitMQ: `connect_timeout`)."
         ),
         aliases=("BROKER_CONNECTION_TIMEOUT",),
     ),
@@ -81,10 +80,10 @@ SETTINGS = (
         "broker_connection_retry",
         "bool",
         True,
-        "Retry a lost broker connection instead of giving up.",
-        status=NOT_SUPPORTED,
-        reason=(
-            "not supported yet: the engines always retry lost connections with their own policy"
+        (
+            "Retry a lost broker connection instead of giving up. A failed operation is "
+            "retried for at most the lease (`lease_timeout`, 30 s), then raises "
+            "`OperationalError`."
         ),
         aliases=("BROKER_CONNECTION_RETRY",),
     ),
@@ -93,11 +92,9 @@ SETTINGS = (
         "bool",
         None,
         (
-            "Retry the first broker connection when the broker is not up yet; None follows "
-            "`broker_connection_retry`."
+            "Retry the first broker connection (a worker's start, a client's first publish) "
+            "when the broker is not up yet; None follows `broker_connection_retry`."
         ),
-        status=NOT_SUPPORTED,
-        reason="not supported yet: the engines' own retry policy applies at start-up too",
         aliases=("BROKER_CONNECTION_RETRY_ON_STARTUP",),
     ),
     Setting(
@@ -105,13 +102,8 @@ SETTINGS = (
         "int",
         100,
         (
-            "How many times a broker connection is retried before giving up; 0 or None retries "
-            "forever."
-        ),
-        status=NOT_SUPPORTED,
-        reason=(
-            "not supported yet: `max_retries` in `broker_transport_options` bounds the "
-            "engines' retries"
+            "How many times a broker operation is retried before giving up; 0 or None retries "
+            "forever. Mid-run the lease (30 s) also bounds the retries; at start-up only this."
         ),
         aliases=("BROKER_CONNECTION_MAX_RETRIES",),
     ),

@@ -127,27 +127,24 @@ SETTINGS = (
         "security_certificate",
         "string",
         None,
-        "The X.509 certificate (PEM file) that signed messages are verified with.",
-        status=NOT_SUPPORTED,
-        reason="message signing (Celery's `auth` serializer) is not implemented",
+        (
+            "The X.509 certificate (PEM file) of `security_key`, which names the signer of "
+            "each message; read by `app.setup_security()`."
+        ),
         aliases=("CELERY_SECURITY_CERTIFICATE",),
     ),
     Setting(
         "security_cert_store",
         "string",
         None,
-        "A directory of certificates trusted to sign messages.",
-        status=NOT_SUPPORTED,
-        reason="message signing (Celery's `auth` serializer) is not implemented",
+        "A directory (or glob) of the PEM certificates trusted to sign messages.",
         aliases=("CELERY_SECURITY_CERT_STORE",),
     ),
     Setting(
         "security_key",
         "string",
         None,
-        "The private key (PEM file) messages are signed with.",
-        status=NOT_SUPPORTED,
-        reason="message signing (Celery's `auth` serializer) is not implemented",
+        "The RSA private key (PEM file) messages are signed with.",
         aliases=("CELERY_SECURITY_KEY",),
     ),
     Setting(
@@ -155,8 +152,6 @@ SETTINGS = (
         "bytes",
         None,
         "The password of that private key.",
-        status=NOT_SUPPORTED,
-        reason="message signing (Celery's `auth` serializer) is not implemented",
         aliases=("CELERY_SECURITY_KEY_PASSWORD",),
     ),
     Setting(
@@ -164,8 +159,6 @@ SETTINGS = (
         "string",
         "sha256",
         "The digest algorithm of message signatures.",
-        status=NOT_SUPPORTED,
-        reason="message signing (Celery's `auth` serializer) is not implemented",
         aliases=("CELERY_SECURITY_DIGEST",),
     ),
 )

@@ -313,11 +313,9 @@ SETTINGS = (
         "result_backend_max_retries",
         "float",
         math.inf,
-        "How many times a failed result-store operation is retried.",
-        status=NOT_SUPPORTED,
-        reason=(
-            "each engine retries connection errors with its own policy (`max_retries` and"
-            " `retry_backoff_max` in the transport options)"
+        (
+            "How many times a failed result-store operation is retried (with "
+            "`result_backend_always_retry`)."
         ),
         aliases=("CELERY_RESULT_BACKEND_MAX_RETRIES",),
     ),
@@ -337,11 +335,10 @@ SETTINGS = (
         "result_backend_always_retry",
         "bool",
         False,
-        "Retry result-store operations that fail with errors the backend deems recoverable.",
-        status=NOT_SUPPORTED,
-        reason=(
-            "each engine retries connection errors with its own policy (`max_retries` and"
-            " `retry_backoff_max` in the transport options)"
+        (
+            "Retry result-store operations up to `result_backend_max_retries` with no time "
+            "limit. False (the default) still rides out an outage shorter than the lease "
+            "(30 s): a failed write or read is retried that long, then raises `OperationalError`."
         ),
         aliases=("CELERY_RESULT_BACKEND_ALWAYS_RETRY",),
     ),

@@ -7,7 +7,7 @@ celeriac's defaults live here.
 
 from __future__ import annotations
 
-from celeriac.conf.model import NOT_SUPPORTED, Setting
+from celeriac.conf.model import CELERIAC_ONLY, NOT_SUPPORTED, Setting
 
 __all__ = ["SETTINGS"]
 
@@ -239,10 +239,9 @@ SETTINGS = (
         "task_publish_retry",
         "bool",
         True,
-        "Retry sending a task when the broker connection fails.",
-        status=NOT_SUPPORTED,
-        reason=(
-            "not supported yet: a publish that fails is retried by the engine's connection policy"
+        (
+            "Retry sending a task when the broker connection fails (then raise "
+            "`OperationalError`); `apply_async(retry=...)` overrides it per call."
         ),
         aliases=("CELERY_TASK_PUBLISH_RETRY",),
     ),
@@ -252,11 +251,8 @@ SETTINGS = (
         {"max_retries": 3, "interval_start": 0, "interval_max": 1, "interval_step": 0.2},
         (
             "How sending a task is retried: `max_retries`, `interval_start`, `interval_step`, "
-            "`interval_max`."
-        ),
-        status=NOT_SUPPORTED,
-        reason=(
-            "not supported yet: a publish that fails is retried by the engine's connection policy"
+            "`interval_max` (waits as kombu's); `apply_async(retry_policy=...)` overrides keys. "
+            "Each attempt itself rides out an outage of up to the lease (30 s)."
         ),
         aliases=("CELERY_TASK_PUBLISH_RETRY_POLICY",),
     ),
@@ -396,5 +392,17 @@ SETTINGS = (
         status=NOT_SUPPORTED,
         reason="errbacks linked to a chord run once, on the chord's failure",
         aliases=("CELERY_ALLOW_ERROR_CB_ON_CHORD_HEADER",),
+    ),
+    Setting(
+        "task_message_max_size",
+        "int",
+        CELERIAC_ONLY,
+        (
+            "The largest task message body a worker decodes, in bytes, after decompression "
+            "(0: no limit). A larger one is dead-lettered with the reason in the log, and a "
+            'compressed body is never inflated beyond this size, so a small "zip bomb" '
+            "cannot take the worker's memory."
+        ),
+        default=64 * 1024 * 1024,
     ),
 )

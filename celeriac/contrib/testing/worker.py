@@ -90,7 +90,8 @@ class TestWorkController:
         await self.app.aclose()
 
     def _on_ready(self, sender: Any = None, **_: Any) -> None:
-        if sender is self.worker:
+        # Sent by the worker's task handler (Celery's consumer), as in Celery.
+        if sender is not None and sender is self.worker.handler:
             self._ready.set()
 
     def ensure_started(self, timeout: float | None = 30.0) -> None:

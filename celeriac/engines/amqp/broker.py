@@ -83,6 +83,7 @@ from celeriac.engines.amqp.connection import (
 from celeriac.engines.amqp.delay import DelayLadder, DelayPlan, delay_tokens, stamp
 from celeriac.engines.amqp.leases import Leases
 from celeriac.engines.amqp.sidequeues import DeadLetters, Revokes
+from celeriac.masking import mask_url
 from celeriac.retry import Backoff
 from celeriac.transport.base import DeadLetter, Delivery, Outgoing, QueueSpec
 
@@ -120,7 +121,7 @@ class AMQPTransport:
         self._maintenance: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
-        return f"<AMQPTransport {self.url}>"
+        return f"<AMQPTransport {mask_url(self.url)}>"
 
     @property
     def _closed(self) -> bool:
@@ -130,7 +131,7 @@ class AMQPTransport:
     async def connect(self) -> None:
         """Open the connection (idempotent, retried) and start the lease/idle housekeeping."""
         self._session.closed = False
-        await self._session.retrying(self._session.connection)
+        await self._session.retrying(self._session.connection, self._opts.connect_retry)
         if self._maintenance is None or self._maintenance.done():
             self._maintenance = asyncio.get_running_loop().create_task(self._maintain())
 
@@ -352,6 +353,17 @@ class AMQPTransport:
         if consumer.outstanding.get(held.amqp_tag) is held:
             consumer.buffers.setdefault(queue, deque()).append(held)
             consumer.wake.set()
+
+    def holds(self, delivery: Delivery) -> bool:
+        """Whether ``delivery`` is still this consumer's: leased, or on a live channel. One
+        from a channel that died is back in the broker (maybe with another worker already)
+        and must not run here (:class:`~celeriac.transport.LeaseHolder`)."""
+        held = self._held.get(delivery.tag)
+        if held is None:
+            return False
+        if held.lease is not None:
+            return True
+        return held.channel is not None and held.channel.alive
 
     # settling ---------------------------------------------------------------------------------
     async def ack(self, deliveries: Sequence[Delivery]) -> None:

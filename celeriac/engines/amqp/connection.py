@@ -41,7 +41,9 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 from celeriac.exceptions import ImproperlyConfigured, MissingDependency
+from celeriac.masking import mask_url
 from celeriac.protocol.envelope import Envelope
+from celeriac.reconnect import unreachable
 from celeriac.retry import RetryPolicy
 from celeriac.transport.base import QueueSpec
 
@@ -118,6 +120,10 @@ _QUEUE_ARGUMENTS = frozenset(
 )
 
 
+_UNLIMITED = 2**31 - 1
+"""A retry count meaning "no limit" (the options' None)."""
+
+
 @dataclass(frozen=True, slots=True)
 class AMQPOptions:
     """``broker_transport_options`` understood by the AMQP transport (unknown keys ignored)."""
@@ -130,7 +136,14 @@ class AMQPOptions:
     heartbeat: int = 60
     connect_timeout: float = 10.0
     max_retries: int = 3
+    """Retries of a failed operation; None in the options: no limit."""
     retry_backoff_max: float = 5.0
+    retry_deadline: float = 0.0
+    """Seconds from an operation's first failure after which it is not retried (0: none)."""
+    connect_max_retries: int = -1
+    """Retries of the first connection (``broker_connection_retry_on_startup``); -1: as
+    ``max_retries``; None in the options: no limit."""
+    connect_retry_backoff_max: float = 2.0
     delayed_delivery: bool = True
     dead_letter_queue: str = "celeriac.dead"
     revoked_queue: str = "celeriac.revoked"
@@ -146,6 +159,9 @@ class AMQPOptions:
         for f in fields(cls):
             if f.name == "ssl":
                 values["ssl"] = opts.get("ssl") or None
+            elif f.name in ("max_retries", "connect_max_retries") and f.name in opts:
+                value = opts[f.name]  # None: retry for ever
+                values[f.name] = _UNLIMITED if value is None else _convert(int, value, f.name)
             elif f.name in opts and opts[f.name] is not None:
                 kind = type(getattr(cls(), f.name))
                 values[f.name] = _convert(kind, opts[f.name], f.name)
@@ -163,7 +179,23 @@ class AMQPOptions:
     def retry(self) -> RetryPolicy:
         """How operations are retried: from 0.1 s, doubling up to ``retry_backoff_max``."""
         return RetryPolicy(
-            first=0.1, factor=2.0, max_delay=self.retry_backoff_max, max_retries=self.max_retries
+            first=0.1,
+            factor=2.0,
+            max_delay=self.retry_backoff_max,
+            max_retries=None if self.max_retries >= _UNLIMITED else self.max_retries,
+            deadline=self.retry_deadline or None,
+        )
+
+    @property
+    def connect_retry(self) -> RetryPolicy:
+        """How the first connection is retried: as :attr:`retry`, with its own count and
+        no time limit."""
+        count = self.max_retries if self.connect_max_retries == -1 else self.connect_max_retries
+        return RetryPolicy(
+            first=0.1,
+            factor=2.0,
+            max_delay=self.connect_retry_backoff_max,
+            max_retries=None if count >= _UNLIMITED else count,
         )
 
     @property
@@ -189,7 +221,7 @@ def connection_url(url: str, *, heartbeat: int, name: str = "celeriac", tls: boo
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme not in {"amqp", "amqps", "pyamqp", "rpc"}:
-        raise ImproperlyConfigured(f"not an AMQP URL: {url!r}")
+        raise ImproperlyConfigured(f"not an AMQP URL: {mask_url(url)!r}")
     tls = tls or scheme == "amqps"
     user = unquote(parts.username) if parts.username is not None else "guest"
     password = unquote(parts.password) if parts.password is not None else "guest"
@@ -356,7 +388,7 @@ class Session:
             if self._conn is not None and not self._conn.is_closed:
                 return self._conn
             if self.closed:
-                raise RuntimeError(f"AMQP session for {self.url} is closed")
+                raise RuntimeError(f"AMQP session for {mask_url(self.url)} is closed")
             self._channels.clear()
             self._conn = await connect(self.url, self.options, self.name)
             await self._on_connect()
@@ -377,9 +409,12 @@ class Session:
         """The channel for declarations and probes."""
         return await self.channel("admin")
 
-    async def retrying(self, call: Callable[[], Awaitable[T]]) -> T:
-        """Run ``call``, again after connection errors; ConnectionError when out of tries."""
-        return await self.retry.call(
+    async def retrying(
+        self, call: Callable[[], Awaitable[T]], policy: RetryPolicy | None = None
+    ) -> T:
+        """Run ``call``, again after connection errors as ``policy`` (default: the
+        options') says; OperationalError (password masked) when out of tries."""
+        return await (policy or self.retry).call(
             call,
             retry_on=TRANSIENT_ERRORS,
             fatal=PERMANENT_ERRORS,
@@ -389,7 +424,7 @@ class Session:
         )
 
     def _unreachable(self, exc: BaseException, attempts: int) -> ConnectionError:
-        return ConnectionError(f"RabbitMQ at {self.url}: {exc}")
+        return unreachable(self.url, "RabbitMQ operation", exc, attempts)
 
     def _is_closed(self) -> bool:
         return self.closed

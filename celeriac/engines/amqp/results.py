@@ -46,7 +46,7 @@ from celeriac.engines.amqp.connection import (
 )
 from celeriac.engines.options import option_flag
 from celeriac.exceptions import ImproperlyConfigured
-from celeriac.protocol.serializers import Serializer, serializer_for_content_type
+from celeriac.protocol.serializers import Serializer, check_accept, serializer_for_content_type
 from celeriac.states import READY_STATES
 
 __all__ = ["RPCBackend"]
@@ -176,11 +176,14 @@ class RPCBackend:
             return
         try:
             content_type = props.content_type or self.serializer.content_type
-            codec = (
-                self.serializer
-                if content_type == self.serializer.content_type
-                else serializer_for_content_type(content_type)
-            )
+            codec = self.serializer
+            if content_type != codec.content_type:
+                accept = getattr(
+                    codec, "accept", None
+                )  # result_accept_content: pickle only if listed
+                if accept is not None:
+                    check_accept(content_type, accept)
+                codec = serializer_for_content_type(content_type)
             meta = codec.loads(bytes(message.body))
         except Exception as exc:
             logger.warning("rpc:// result for %s cannot be decoded: %s", task_id, exc)

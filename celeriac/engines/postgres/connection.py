@@ -42,6 +42,7 @@ from typing import Any
 
 from celeriac.engines.options import option_flag
 from celeriac.exceptions import ImproperlyConfigured, MissingDependency
+from celeriac.masking import mask_url
 
 try:
     from sqlalchemy import MetaData, Table, text
@@ -131,10 +132,10 @@ def parse_sql_settings(
     try:
         parsed = make_url(_strip_prefix(url))
     except ArgumentError as exc:
-        raise ImproperlyConfigured(f"not a database URL: {url!r} ({exc})") from exc
+        raise ImproperlyConfigured(f"not a database URL: {mask_url(url)!r} ({exc})") from exc
     if parsed.drivername.lower() not in _POSTGRES_SCHEMES:
         raise ImproperlyConfigured(
-            f"unsupported SQL URL {url!r}: celeriac's SQL backend and beat store run on"
+            f"unsupported SQL URL {mask_url(url)!r}: celeriac's SQL backend and beat store run on"
             " PostgreSQL (postgresql://, postgres:// or postgresql+psycopg://)"
         )
     query = parsed.query.get("schema")

@@ -88,6 +88,7 @@ from celeriac.engines.redis.publishing import (
 from celeriac.engines.redis.scripts import NOTIFY_CAP, RedisKeys
 from celeriac.exceptions import ImproperlyConfigured, MissingDependency
 from celeriac.protocol import kombu
+from celeriac.retry import RetryPolicy
 from celeriac.transport.base import DeadLetter, Delivery, Outgoing, QueueSpec, Rotation
 
 try:
@@ -126,6 +127,8 @@ class RedisTransport:
             raise ImproperlyConfigured(f"priority_order: higher_first or lower_first, not {order}")
         self._steps = (9, 6, 3, 0) if order == "higher_first" else (0, 3, 6, 9)
         self.retry = retry_policy(opts)
+        self.connect_retry = RetryPolicy.from_options(opts, default=self.retry, prefix="connect_")
+        """The first connection's policy (``broker_connection_retry_on_startup``)."""
         self.consumer_id = uuid.uuid4().hex
         self._client: Redis[bytes] | None = None
         self._leases: Leases | None = None
@@ -160,7 +163,9 @@ class RedisTransport:
         client = connect_redis(self._settings)
         self._scripts = {name: client.register_script(src) for name, src in lua.SCRIPTS.items()}
         try:
-            await self._retry("connect", client.ping)
+            await retried(
+                self.connect_retry, TRANSIENT_ERRORS, "redis connect", client.ping, url=self.url
+            )
         except BaseException:
             await client.connection_pool.disconnect()
             raise
@@ -204,7 +209,7 @@ class RedisTransport:
 
     def _retry(self, what: str, op: Callable[[], Awaitable[T]]) -> Coroutine[Any, Any, T]:
         """Run ``op``, retrying transient errors with backoff; then raise ConnectionError."""
-        return retried(self.retry, TRANSIENT_ERRORS, f"redis {what}", op)
+        return retried(self.retry, TRANSIENT_ERRORS, f"redis {what}", op, url=self.url)
 
     # -- declare and publish --------------------------------------------------------------
 
@@ -376,6 +381,13 @@ class RedisTransport:
         if moved:
             logger.debug("redis: moved %d due delayed messages", moved)
 
+    def holds(self, delivery: Delivery) -> bool | None:
+        """Whether this consumer's lease on ``delivery`` still holds (True), was taken over by
+        a sweep (False), or may have been (None: no heartbeat for most of a lease). A worker
+        starts a task only while it holds its message (:class:`~celeriac.transport.LeaseHolder`)."""
+        leases = self._leases
+        return True if leases is None else leases.holds(delivery.tag)
+
     async def ack(self, deliveries: Sequence[Delivery]) -> None:
         """Forget finished deliveries: one MULTI removing them from unacked and the lease."""
         if deliveries:
@@ -396,6 +408,9 @@ class RedisTransport:
         """Drop deliveries, or put them back first in line with kombu's redelivered flags."""
         if not deliveries:
             return
+        leases = self._leases
+        if leases is not None and leases.lost:  # taken over: nothing of ours to put back
+            leases.lost.difference_update(d.tag for d in deliveries)
         if not requeue:
             await self._retry("reject", lambda: self._drop(deliveries))
             return

@@ -19,8 +19,9 @@ an ``ssl`` dict, as ``broker_use_ssl`` gives them; an ``ssl`` option also turns 
 callers, which prefix every key with it as kombu does).
 
 redis-py's own retries are switched off: the callers retry with the engine's
-:class:`~celeriac.retry.RetryPolicy` (:func:`retry_policy`: ``max_retries``, default 6, and
-``retry_backoff_max``, default 2 s) so that they can tell a retried write from a lost one.
+:class:`~celeriac.retry.RetryPolicy` (:func:`retry_policy`: ``max_retries``, default 6,
+``retry_backoff_max``, default 2 s, and ``retry_deadline``; an app fills them from Celery's
+settings, :mod:`celeriac.reconnect`) so that they can tell a retried write from a lost one.
 redis-py's connections speak RESP2 (redis-py 8 would pick RESP3, which Redis < 6 lacks and
 which turns pub/sub replies into push messages); the result-wait connection, which is ours,
 says ``HELLO 3`` (:class:`Endpoint`).
@@ -45,6 +46,8 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from celeriac.exceptions import ImproperlyConfigured, MissingDependency
+from celeriac.masking import mask_url
+from celeriac.reconnect import unreachable
 from celeriac.retry import RetryPolicy
 
 try:
@@ -252,7 +255,7 @@ def parse_redis_url(url: str, options: Mapping[str, Any] | None = None) -> Redis
         if tls:
             connection.update(_ssl_options(query, opts))
     else:
-        raise ImproperlyConfigured(f"not a Redis URL: {url!r}")
+        raise ImproperlyConfigured(f"not a Redis URL: {mask_url(url)!r}")
     connection.update(_common_options(opts))
     if "path" in connection:
         connection.pop("socket_keepalive")  # a TCP option; Unix sockets refuse it
@@ -278,9 +281,11 @@ def retried(
     what: str,
     op: Callable[[], Awaitable[T]],
     fatal: tuple[type[BaseException], ...] = (),
+    url: str = "redis://",
 ) -> Coroutine[Any, Any, T]:
-    """``op()``, again after ``errors`` as ``policy`` says; then ConnectionError naming ``what``.
-    ``fatal`` errors are raised at once, even when they are among ``errors``.
+    """``op()``, again after ``errors`` as ``policy`` says; then OperationalError naming
+    ``what`` and ``url`` (password masked). ``fatal`` errors are raised at once, even when
+    they are among ``errors``.
 
     A plain function returning the policy's coroutine: no coroutine frame of its own on
     every publish, ack and store."""
@@ -288,9 +293,7 @@ def retried(
         op,
         retry_on=errors,
         what=what,
-        give_up=lambda exc, attempts: ConnectionError(
-            f"{what} failed after {attempts} attempts: {exc}"
-        ),
+        give_up=lambda exc, attempts: unreachable(url, what, exc, attempts),
         fatal=fatal,
     )
 

@@ -96,8 +96,39 @@ class Leases:
         self.unsure: set[int] = set()
         """Sequence numbers of fetch calls whose reply was lost (their leases go back)."""
         self.registered = False
+        self.last_beat = time.monotonic()
+        """When the last heartbeat succeeded (monotonic clock)."""
+        self.lost: set[str] = set()
+        """Tags of our deliveries that a sweep requeued while we were thought dead."""
+        self._stale_noted = False
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+
+    @property
+    def stale_after(self) -> float:
+        """Seconds without a heartbeat after which our lease may be taken over any moment:
+        half a heartbeat interval before it would expire."""
+        return max(self.lease_timeout - self.heartbeat_interval / 2, self.lease_timeout / 2)
+
+    def holds(self, tag: str) -> bool | None:
+        """Whether our lease on ``tag`` still holds: True; False when a sweep requeued it;
+        None when we cannot tell (no heartbeat for :attr:`stale_after` seconds: frozen,
+        cut off). Says so once per loss in the log."""
+        if tag in self.lost:
+            return False
+        silent = time.monotonic() - self.last_beat
+        if silent < self.stale_after:
+            return True
+        if not self._stale_noted:
+            self._stale_noted = True
+            logger.warning(
+                "redis consumer %s: no heartbeat for %.1fs (lease %.0fs): its lease may be "
+                "lost, so it starts none of the deliveries it holds; they go back to the queue",
+                self.consumer_id,
+                silent,
+                self.lease_timeout,
+            )
+        return None
 
     async def ensure_registered(self) -> None:
         """Register before the first lease and keep the heartbeat task running."""
@@ -107,18 +138,22 @@ class Leases:
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run())
 
-    async def beat(self) -> bool:
-        """Renew liveness and our tags' unacked_index scores; True if (re)registered."""
+    async def beat(self) -> tuple[bool, list[str]]:
+        """Renew liveness and our tags' unacked_index scores: whether we were (re)registered,
+        and the tags a sweep requeued meanwhile."""
         me = self.consumer_id
         keys = [
             self.keys.live(me),
             self.keys.consumers,
             self.keys.lease(me),
             self.keys.unacked_index,
+            self.keys.requeued(me),
         ]
         ms = int(self.lease_timeout * 1000)
-        added = await self.scripts["HEARTBEAT"](keys=keys, args=[me, ms, repr(time.time())])
-        return bool(added)
+        reply = await self.scripts["HEARTBEAT"](keys=keys, args=[me, ms, repr(time.time())])
+        self.last_beat = time.monotonic()
+        self._stale_noted = False
+        return bool(reply[0]), [t.decode() if isinstance(t, bytes) else str(t) for t in reply[1:]]
 
     async def _run(self) -> None:
         """Background task: heartbeat, sweep dead consumers, reconcile lost fetch replies.
@@ -160,13 +195,28 @@ class Leases:
                     logger.exception("redis heartbeat: unexpected error; retrying in %.1fs", delay)
 
     async def _tick(self) -> None:
-        """One heartbeat; warns when this consumer had been declared dead meanwhile."""
-        if await self.beat():
+        """One heartbeat; says what happened when this consumer had to register again."""
+        silent = time.monotonic() - self.last_beat
+        added, requeued = await self.beat()
+        if not added:
+            return
+        if requeued:
+            self.lost.update(requeued)
             logger.warning(
-                "redis consumer %s was declared dead (no heartbeat for %.0fs): its "
-                "unacked messages were requeued and may run twice",
+                "redis consumer %s was declared dead after %.1fs without a heartbeat (lease "
+                "%.0fs): %d of its messages were requeued to other consumers; it will not "
+                "run them",
                 self.consumer_id,
+                silent,
                 self.lease_timeout,
+                len(requeued),
+            )
+        else:
+            logger.warning(
+                "redis consumer %s registered again after %.1fs without a heartbeat (Redis "
+                "restarted or lost its data); none of its messages were requeued",
+                self.consumer_id,
+                silent,
             )
 
     async def stop_heartbeat(self) -> None:
@@ -254,6 +304,7 @@ class Leases:
             self.keys.lease(owner),
             self.keys.live(owner),
             self.keys.consumers,
+            self.keys.requeued(owner),
         ]
         args: list[Any] = ["1" if only_if_dead else "0", owner, NOTIFY_CAP]
         for (tag, queue), entry in zip(items, entries, strict=True):

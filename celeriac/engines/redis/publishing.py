@@ -43,6 +43,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from celeriac.conf.report import mask_url
 from celeriac.engines.redis.connection import (
     UNREACHABLE,
     RedisSettings,
@@ -51,7 +52,7 @@ from celeriac.engines.redis.connection import (
     parse_redis_url,
 )
 from celeriac.engines.redis.scripts import NOTIFY_CAP, NOTIFY_TTL, RedisKeys
-from celeriac.exceptions import MissingDependency
+from celeriac.exceptions import MissingDependency, OperationalError
 from celeriac.protocol import kombu
 from celeriac.protocol.ids import uuid4
 from celeriac.transport.base import Outgoing, QueueSpec
@@ -308,13 +309,17 @@ class BlockingPusher(_Connections):
         super().__init__(pool, max_connections, timeout)
         self._lock = threading.Lock()
 
-    def push(self, push: Push) -> None:
-        """Store one publish; raise redis-py's errors on failure."""
+    def push(self, push: Push) -> bool:
+        """Store one publish and return True; False when Redis could not be reached (nothing
+        was sent); raise redis-py's errors on other failures."""
         conn = self._checkout()
         try:
             if _stale_blocking(conn):
                 conn.disconnect()  # closed by the server while idle: connect afresh
-            conn.connect()  # no-op when connected; Sentinel connections resolve the master here
+            try:
+                conn.connect()  # no-op when connected
+            except UNREACHABLE:
+                return False  # nothing sent: the caller's retrying path may send it
             conn.send_packed_command([push.data])
             replies = [_reply_blocking(conn) for _ in range(push.replies)]
         except BaseException:
@@ -323,6 +328,7 @@ class BlockingPusher(_Connections):
         finally:
             self._idle.append(conn)
         push.check(replies)
+        return True
 
     def _checkout(self) -> Any:
         deadline = None
@@ -431,6 +437,18 @@ async def _reply_async(conn: Any) -> Any:
         return exc
 
 
+class ReplyLost(OperationalError):
+    """A publish was sent and its reply lost: the message may or may not be stored."""
+
+    maybe_sent = True
+
+
+class NotSent(OperationalError):
+    """Redis could not be reached: nothing was sent."""
+
+    maybe_sent = False
+
+
 class RedisBlockingPublisher:
     """Stores default-exchange messages that are due now, from the calling thread.
 
@@ -439,7 +457,8 @@ class RedisBlockingPublisher:
     touching Redis, and the caller uses the asyncio transport instead.
     """
 
-    def __init__(self, settings: RedisSettings) -> None:
+    def __init__(self, settings: RedisSettings, url: str = "redis://") -> None:
+        self.url = url
         self.keys = RedisKeys(settings.key_prefix)
         self._router = Router(self.keys, settings.db, ())
         self._client = connect_redis_blocking(settings)
@@ -448,11 +467,18 @@ class RedisBlockingPublisher:
         )
 
     def publish(self, messages: Sequence[Outgoing]) -> bool:
-        """Store ``messages`` and return True, or return False (nothing sent) if not ours."""
+        """Store ``messages`` and return True, or return False (nothing sent) if not ours;
+        :class:`NotSent` when Redis cannot be reached, :class:`ReplyLost` when the reply to
+        a sent publish was lost."""
         if not messages or len(messages) > PUSH_LIMIT or not all(map(_is_plain, messages)):
             return False
         batch = self._router.batch(messages, {}, delayed=False, poll_interval=0.0)
-        self._pusher.push(push_of(self.keys, batch.pushes, batch.wake))
+        try:
+            sent = self._pusher.push(push_of(self.keys, batch.pushes, batch.wake))
+        except UNREACHABLE as exc:  # sent, and the reply lost: stored or not, we cannot tell
+            raise ReplyLost(f"redis publish at {mask_url(self.url)}: {exc}") from exc
+        if not sent:
+            raise NotSent(f"redis publish at {mask_url(self.url)}: cannot connect")
         return True
 
     def close(self) -> None:
@@ -472,4 +498,4 @@ def blocking_publisher(url: str, options: Mapping[str, Any]) -> RedisBlockingPub
     settings = parse_redis_url(url, dict(options))
     if settings.sentinels:
         return None  # master discovery lives in the asyncio client
-    return RedisBlockingPublisher(settings)
+    return RedisBlockingPublisher(settings, url)

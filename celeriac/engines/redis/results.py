@@ -56,11 +56,13 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise MissingDependency("Redis result backend: pip install 'celeriac[redis]'") from exc
 
-__all__ = ["RedisBackend", "decode_document", "get_reply"]
+__all__ = ["LAST_LOOK", "RedisBackend", "decode_document", "get_reply"]
 
 T = TypeVar("T")
 
 _DONE_TTL = 86400
+LAST_LOOK = 0.05
+"""Seconds the read at a wait's timeout may take (``get(timeout=)`` overshoots by no more)."""
 
 STORE_BATCH = """
 -- SET (with Celery's expiry) and PUBLISH every document of a batch, in one call.
@@ -163,7 +165,9 @@ class RedisBackend:
 
     def _retry(self, what: str, op: Callable[[], Awaitable[T]]) -> Coroutine[Any, Any, T]:
         """Run ``op``, retrying transient errors with backoff; then raise ConnectionError."""
-        return retried(self.retry, UNREACHABLE, f"redis result backend: {what}", op, self._fatal)
+        return retried(
+            self.retry, UNREACHABLE, f"redis result backend: {what}", op, self._fatal, self.url
+        )
 
     def _key(self, task_id: str) -> str:
         return self._task_prefix + task_id
@@ -220,11 +224,22 @@ class RedisBackend:
     async def wait(self, task_id: str, timeout: float | None) -> Meta | None:
         """Return the document once ready, or the latest one at ``timeout``."""
         if timeout is not None and timeout <= 0:
-            return (await self.get([task_id]))[0]
+            return await self._last_look(task_id)
         watched = await (self._listener or await self._start_listener()).wait(task_id, timeout)
         if watched.outcome is None and not watched.answered:
-            return (await self.get([task_id]))[0]  # no connection in time: read through the pool
+            return await self._last_look(task_id)  # no connection in time: read through the pool
         return watched.result()
+
+    async def _last_look(self, task_id: str) -> Meta | None:
+        """One read at a wait's timeout, bounded by :data:`LAST_LOOK` and not retried, so
+        that the timeout holds (None when Redis cannot answer that fast)."""
+        key = self._key(task_id)
+        try:
+            async with asyncio.timeout(LAST_LOOK):
+                values = await self.client.mget([key])
+        except (*UNREACHABLE, TimeoutError):
+            return None
+        return None if values[0] is None else self._decode(key, values[0])
 
     async def _start_listener(self) -> Listener:
         """The one listener of this backend, started on first use."""

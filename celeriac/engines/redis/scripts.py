@@ -69,6 +69,10 @@ class RedisKeys:
         """Hash tag -> queue of the messages leased to a consumer."""
         return f"{self.prefix}celeriac:lease:{consumer_id}"
 
+    def requeued(self, consumer_id: str) -> str:
+        """Set of a consumer's delivery tags that a sweep requeued (it was thought dead)."""
+        return f"{self.prefix}celeriac:requeued:{consumer_id}"
+
     def live(self, consumer_id: str) -> str:
         """A consumer's liveness key (expires ``lease_timeout`` after its last heartbeat)."""
         return f"{self.prefix}celeriac:consumer:{consumer_id}"
@@ -224,8 +228,9 @@ return {moved, nxt[2] or ''}
 
 HEARTBEAT = """
 -- Keep a consumer alive and its leased tags fresh for kombu's visibility sweep.
--- KEYS: liveness key, consumers set, lease hash, unacked_index.
--- ARGV: consumer id, lease ms, now.  Returns 1 when the consumer was (re)registered.
+-- KEYS: liveness key, consumers set, lease hash, unacked_index, requeued set.
+-- ARGV: consumer id, lease ms, now.  Returns {1, requeued tags...} when the consumer was
+-- (re)registered (the tags another consumer's sweep requeued meanwhile), else {0}.
 redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[2])
 local added = redis.call('SADD', KEYS[2], ARGV[1])
 local tags = redis.call('HKEYS', KEYS[3])
@@ -238,15 +243,21 @@ for i, tag in ipairs(tags) do
     args = {}
   end
 end
-return added
+if added == 0 then return {0} end
+local requeued = redis.call('SMEMBERS', KEYS[5])
+redis.call('DEL', KEYS[5])
+table.insert(requeued, 1, 1)
+return requeued
 """
 
 RESTORE = """
 -- Put leased messages back at the consuming end of their lists (kombu's restore).
--- KEYS: unacked, unacked_index, lease hash, liveness key, consumers set, then a
---       (list key, notify key) pair per message.
+-- KEYS: unacked, unacked_index, lease hash, liveness key, consumers set, the owner's
+--       requeued set, then a (list key, notify key) pair per message.
 -- ARGV: only-if-dead flag, consumer id, notify cap, then (tag, stored entry, payload)
---       per message.  An entry changed or gone since it was read is left alone.
+--       per message.  An entry changed or gone since it was read is left alone.  A sweep
+--       (only-if-dead) notes the tags it requeued in the requeued set, for a day, so that
+--       the owner, should it come back, knows which of its deliveries it must not run.
 if ARGV[1] == '1' and redis.call('EXISTS', KEYS[4]) == 1 then return -1 end
 local cap = tonumber(ARGV[3])
 local restored = 0
@@ -254,16 +265,18 @@ for i = 0, (#ARGV - 3) / 3 - 1 do
   local tag, expected = ARGV[4 + 3 * i], ARGV[5 + 3 * i]
   local current = redis.call('HGET', KEYS[1], tag)
   if current and current == expected then
-    redis.call('RPUSH', KEYS[6 + 2 * i], ARGV[6 + 3 * i])
+    redis.call('RPUSH', KEYS[7 + 2 * i], ARGV[6 + 3 * i])
     redis.call('HDEL', KEYS[1], tag)
     redis.call('ZREM', KEYS[2], tag)
-    redis.call('LPUSH', KEYS[7 + 2 * i], '1')
-    redis.call('LTRIM', KEYS[7 + 2 * i], 0, cap - 1)
-    redis.call('EXPIRE', KEYS[7 + 2 * i], 60)
+    redis.call('LPUSH', KEYS[8 + 2 * i], '1')
+    redis.call('LTRIM', KEYS[8 + 2 * i], 0, cap - 1)
+    redis.call('EXPIRE', KEYS[8 + 2 * i], 60)
+    if ARGV[1] == '1' then redis.call('SADD', KEYS[6], tag) end
     restored = restored + 1
   end
   redis.call('HDEL', KEYS[3], tag)
 end
+if ARGV[1] == '1' and restored > 0 then redis.call('EXPIRE', KEYS[6], 86400) end
 if ARGV[1] == '1' and redis.call('EXISTS', KEYS[3]) == 0 then
   redis.call('SREM', KEYS[5], ARGV[2])
 end

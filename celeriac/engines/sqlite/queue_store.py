@@ -24,6 +24,7 @@ from typing import Any
 from celeriac.engines.sqlite.connection import write_transaction
 from celeriac.exceptions import SerializationError
 from celeriac.protocol.envelope import Envelope
+from celeriac.protocol.kombu import invalid_envelope
 from celeriac.transport.base import DeadLetter, Outgoing, QueueSpec
 from celeriac.transport.exchanges import Binding, binding_for, route
 
@@ -162,13 +163,22 @@ class MessageRow:
 
 
 def _envelope(cols: Sequence[Any]) -> Envelope:
+    """The envelope of a row; one whose columns cannot be read becomes an invalid envelope
+    (the worker dead-letters it alone: the rest of the fetch goes on)."""
     body, headers, properties, content_type, content_encoding = cols
+    try:
+        headers, properties = json.loads(headers), json.loads(properties)
+    except (ValueError, TypeError, RecursionError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        return invalid_envelope(bytes(body), f"stored headers or properties unreadable: {reason}")
+    if type(headers) is not dict or type(properties) is not dict:
+        return invalid_envelope(bytes(body), "stored headers or properties are not objects")
     return Envelope(
         body=bytes(body),
-        headers=json.loads(headers),
+        headers=headers,
         content_type=content_type,
         content_encoding=content_encoding,
-        properties=json.loads(properties),
+        properties=properties,
     )
 
 

@@ -19,6 +19,9 @@ Contract common to every executor:
 * After ``stop()`` (and for submissions still waiting for a slot when it is
   called) ``submit`` raises :class:`ExecutorStopped`, a
   :class:`~celeriac.exceptions.WorkerLostError` meaning "this job never started".
+* ``Job.guard``, if set, is asked right before the job would start; False means "do not
+  start it": the job ends with :class:`NotStarted` (an :class:`ExecutorStopped`, so the
+  worker puts the delivery back) and never runs.
 * ``run(job, done)`` is the same without a coroutine: the worker's hot path uses it,
   so a job costs a callback instead of a task and a future. ``submit`` is ``run``
   plus a future (:func:`submit_and_wait`).
@@ -42,6 +45,7 @@ __all__ = [
     "ExecutorStopped",
     "Job",
     "JobQueue",
+    "NotStarted",
     "PendingJob",
     "RunningCount",
     "Slots",
@@ -66,12 +70,26 @@ class Job:
     time_limit: float | None = None
     soft_time_limit: float | None = None
     on_start: Callable[[int], None] | None = None
+    guard: Callable[[], bool] | None = None
+    """Asked right before the job starts (in the thread that starts it); False: it does not
+    run and ends with :class:`NotStarted`."""
+
+    def may_start(self) -> bool:
+        """Whether the guard (if any) lets the job start now."""
+        return self.guard is None or self.guard()
 
 
 class ExecutorStopped(WorkerLostError):
     """The executor was stopped before this job started; the job never ran."""
 
     def __init__(self, message: str = "executor stopped before the job started") -> None:
+        super().__init__(message)
+
+
+class NotStarted(ExecutorStopped):
+    """The job's guard said not to start it (the worker no longer holds its message)."""
+
+    def __init__(self, message: str = "not started: the worker's lease was lost") -> None:
         super().__init__(message)
 
 
@@ -186,11 +204,16 @@ class JobQueue:
         self._entries.appendleft(entry)
 
     def pop(self) -> PendingJob | None:
-        """Take the oldest job still wanted, or None."""
+        """Take the oldest job still wanted and allowed to start (its guard), or None; a job
+        its guard refuses ends with :class:`NotStarted`."""
         while self._entries:
             entry = self._entries.popleft()
-            if entry.waiting:
-                return entry
+            if not entry.waiting:
+                continue
+            if not entry.job.may_start():
+                entry.finish(False, NotStarted())
+                continue
+            return entry
         return None
 
     def fail_all(self) -> None:

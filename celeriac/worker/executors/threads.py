@@ -47,6 +47,7 @@ from celeriac.worker.executors.base import (
     Done,
     ExecutorStopped,
     Job,
+    NotStarted,
     PendingJob,
     RunningCount,
     job_error,
@@ -311,6 +312,10 @@ class ThreadExecutor:
 
     def _run_job(self, run: _ThreadRun, ident: int) -> None:
         job = run.entry.job
+        if not job.may_start():
+            run.value = NotStarted()
+            self._report(run)
+            return
         if job.on_start is not None:
             try:
                 job.on_start(ident)
