@@ -15,7 +15,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["MemoryPeak", "MemorySample", "WorkerProcess", "descendants", "tree_memory"]
+__all__ = [
+    "tree_cpu_seconds",
+    "MemoryPeak",
+    "MemorySample",
+    "WorkerProcess",
+    "descendants",
+    "tree_memory",
+]
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,23 @@ def tree_memory(pid: int) -> MemorySample:
         if found is not None:
             pss, rss, count = pss + found[0], rss + found[1], count + 1
     return MemorySample(pss, rss, count)
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) used so far by ``pid``, its live descendants and the
+    children it has reaped."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for member in descendants(pid):
+        try:
+            with open(f"/proc/{member}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+        if member == pid:
+            total += int(fields[13]) + int(fields[14])  # cutime, cstime
+    return total / ticks
 
 
 class MemoryPeak:

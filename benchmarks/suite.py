@@ -15,7 +15,7 @@ from benchmarks.workloads import ClientError, Runner
 
 __all__ = ["WORKLOADS", "run_suite"]
 
-WORKLOADS = ("throughput", "latency", "io", "cpu", "memory", "amqp", "sqlite")
+WORKLOADS = ("throughput", "latency", "io", "cpu", "memory", "amqp", "sqlite", "events")
 
 
 def _log(text: str) -> None:
@@ -189,4 +189,11 @@ def run_suite(runner: Runner, systems: Sequence[System], workloads: Sequence[str
     for broker in ("amqp", "sqlite"):
         if broker in workloads:
             suite.other_broker(broker)
+    if "events" in workloads:
+        suite.drain_cases("redis", "events", _event_cases, settings.n)
     return records
+
+
+def _event_cases(system: System) -> list[Case]:
+    """Each (events off, events on) pair of ``system``, in that order."""
+    return [case for pair in system.events for case in pair]

@@ -20,7 +20,7 @@ import redis
 
 from benchmarks.brokers import REDIS_HOST, REDIS_PORT, BrokerSetup
 from benchmarks.counter import Counter, Drain
-from benchmarks.procs import MemoryPeak, MemorySample, WorkerProcess, tree_memory
+from benchmarks.procs import MemoryPeak, MemorySample, WorkerProcess, tree_cpu_seconds, tree_memory
 from benchmarks.systems import Case, System
 
 __all__ = ["Paths", "Runner", "Settings"]
@@ -131,11 +131,12 @@ class Runner:
                 with MemoryPeak(worker.pid) as peak:
                     drained = counter.wait(n, stall=self._stall(n), alive=worker.alive)
                     peak.sample()  # a short drain may end between two samples
+                cpu = tree_cpu_seconds(worker.pid)  # start-up included, the same for all
             finally:
                 worker.stop()
             if not drained.complete:
                 print(f"    incomplete: {drained.count}/{n}\n{worker.log_tail()}", file=sys.stderr)
-            return _drain_record(enq["seconds"], n, drained, peak.peak)
+            return {**_drain_record(enq["seconds"], n, drained, peak.peak), "worker_cpu_s": cpu}
         finally:
             counter.remove()
             setup.cleanup()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import difflib
+import functools
 import importlib
 import logging
 import os
@@ -29,12 +30,14 @@ from celeriac.backends import ResultBackend, backend_from_url, can_hold_results
 from celeriac.conf import Settings, check_settings
 from celeriac.conf.checks import warn_once
 from celeriac.context import add_child
+from celeriac.control import Control
 from celeriac.engines.options import (
     backend_options,
     broker_options,
     compresses_results,
     publisher_options,
 )
+from celeriac.events.api import AppEvents
 from celeriac.exceptions import ImproperlyConfigured, NotRegistered, OperationalError
 from celeriac.fixups.django import fixup as django_fixup
 from celeriac.fixups.django import installed_apps as installed_django_apps
@@ -351,6 +354,14 @@ class Celery:
         self.periodic_tasks.append(entry)
         return name or f"{getattr(sig, 'name', sig)}@{schedule!r}"
 
+    @property
+    def events(self) -> AppEvents:
+        """Celery's ``app.events``: ``Dispatcher``, ``Receiver`` and ``State`` on this app."""
+        found: AppEvents | None = self.__dict__.get("_events")
+        if found is None:
+            found = self.__dict__["_events"] = AppEvents(self)
+        return found
+
     # resources per event loop -----------------------------------------------------------
     def _loop_resources(self) -> _LoopResources:
         loop = asyncio.get_running_loop()
@@ -524,6 +535,8 @@ class Celery:
     def _announce_published(
         self, requests: Sequence[PublishRequest], outgoing: Sequence[Outgoing]
     ) -> None:
+        if self.conf["task_send_sent_event"] and self.events.supported:
+            self.events.sent.sent(requests)
         for req, out in zip(requests, outgoing, strict=True):
             announce_published(req, out.envelope)
 
@@ -573,16 +586,35 @@ class Celery:
         return _result.AsyncResult(task_id, app=self, **kwargs)
 
     # control ----------------------------------------------------------------------------
+    @functools.cached_property
+    def control(self) -> Control:
+        """Remote control of the workers (Celery's ``app.control``)."""
+        return Control(self)
+
     async def arevoke(
-        self, task_ids: str | Sequence[str], *, expires: float = 86400 * 7, **kwargs: Any
+        self,
+        task_ids: str | Sequence[str],
+        *,
+        expires: float = 86400 * 7,
+        terminate: bool = False,
+        signal: str | None = None,
+        **kwargs: Any,
     ) -> None:
-        """Persist a revoke: workers skip these tasks, now or when they start later
-        (``terminate=`` and ``signal=`` are accepted; running tasks finish)."""
+        """Revoke tasks: persisted, so workers skip them now or when they start later, and
+        told to running workers over remote control (``terminate`` kills those running)."""
+        await self.apersist_revokes(task_ids, expires=expires)
+        arguments = {"task_id": task_ids, "terminate": terminate, "signal": signal or "SIGTERM"}
+        await self.control.abroadcast("revoke", arguments)
+
+    revoke = sync_twin(arevoke, via=lambda app: app)  # the app runs its own coroutines
+
+    async def apersist_revokes(
+        self, task_ids: str | Sequence[str], *, expires: float = 86400 * 7
+    ) -> None:
+        """Persist revokes in the broker for ``expires`` seconds (workers poll them)."""
         ids = [task_ids] if isinstance(task_ids, str) else list(task_ids)
         transport = await self.aget_transport()
         await transport.revoke(ids, expires=_utcnow().timestamp() + expires)
-
-    revoke = sync_twin(arevoke, via=lambda app: app)  # the app runs its own coroutines
 
     def uuid(self) -> str:
         """A new task id."""

@@ -61,3 +61,5 @@ class System:
     countdown: bool = True
     extra_cases: Mapping[str, tuple[Case, ...]] = field(default_factory=dict)
     """Drain cases on other brokers (``amqp``, ``sqlite``)."""
+    events: tuple[tuple[Case, Case], ...] = ()
+    """Pairs of drain cases on Redis, task events off then on (``-E``): what events cost."""

@@ -31,6 +31,13 @@ SYSTEM = System(
         "loops-threads": Variant(
             "--loops 2 -P threads -c 1", (*_WORKER, "--loops", "2", "-P", "threads", "-c", "1")
         ),
+        "prefork-events": Variant(
+            "-P prefork -c 2 -E", (*_WORKER, "-P", "prefork", "-c", "2", "-E")
+        ),
+        "loops-threads-events": Variant(
+            "--loops 2 -P threads -c 1 -E",
+            (*_WORKER, "--loops", "2", "-P", "threads", "-c", "1", "-E"),
+        ),
         "loops-async": Variant(
             "async def tasks, --loops 2 -P threads -c 1",
             (*_WORKER, "--loops", "2", "-P", "threads", "-c", "1"),
@@ -52,6 +59,13 @@ SYSTEM = System(
     latency_fns=("round_trip", "around_trip"),
     enqueue_fns=("enqueue", "aenqueue", "enqueue_bulk"),
     brokers=frozenset({"redis", "amqp", "sqlite"}),
+    events=(
+        (Case("prefork", "noop", True), Case("prefork-events", "noop", True)),
+        (
+            Case("loops-threads", "noop", True, enqueue_fn=_BULK),
+            Case("loops-threads-events", "noop", True, enqueue_fn=_BULK),
+        ),
+    ),
     extra_cases={
         "amqp": (
             Case("prefork", "noop", True),

@@ -9,9 +9,11 @@ import click
 
 from celeriac.app import Celery
 from celeriac.cli.beat import beat
+from celeriac.cli.control import control, inspect, status
 from celeriac.cli.daemon import daemon_options
 from celeriac.cli.demo import demo
 from celeriac.cli.errors import UserErrorGroup
+from celeriac.cli.events import events
 from celeriac.cli.listing import list_
 from celeriac.cli.loading import apply_config_module, change_directory, check_loader, find_app
 from celeriac.cli.migrate import migrate
@@ -21,6 +23,7 @@ from celeriac.cli.report import report
 from celeriac.cli.shell import shell
 from celeriac.cli.unsupported import unsupported_commands
 from celeriac.cli.upgrade import upgrade
+from celeriac.cli.web import web
 from celeriac.cli.worker_start import WorkerFlags, parse_autoscale, run_worker
 from celeriac.worker.executors import GREEN_POOLS, POOL_NAMES
 
@@ -198,7 +201,9 @@ def _comma_list(value: str | None) -> list[str]:
     help="Celery's scheduling: celeriac always gives a task to a free slot (fair).",
 )
 @click.option("--heartbeat-interval", type=float, help="Seconds between worker heartbeat events.")
-@click.option("--without-heartbeat", is_flag=True, help="Send no worker heartbeat events.")
+@click.option(
+    "--without-heartbeat", is_flag=True, help="Send no worker-online/-heartbeat/-offline events."
+)
 @click.option(
     "--without-gossip",
     is_flag=True,
@@ -389,8 +394,13 @@ def dead_requeue(obj: AppContext, ids: tuple[str, ...], requeue_all: bool) -> No
 
 
 cli.add_command(beat)
+cli.add_command(control)
+cli.add_command(inspect)
+cli.add_command(status)
 cli.add_command(demo)
+cli.add_command(events)
 cli.add_command(report)
+cli.add_command(web)
 cli.add_command(shell)
 cli.add_command(multi)
 cli.add_command(migrate)

@@ -109,8 +109,6 @@ def _apply_settings(app: Any, flags: WorkerFlags) -> None:
     conf = app.conf
     if flags.include:
         conf["include"] = [*conf["include"], *_split(flags.include)]
-    if flags.task_events:
-        conf["worker_send_task_events"] = True
     if flags.statedb:
         conf["worker_state_db"] = flags.statedb
     if flags.disable_prefetch:
@@ -154,8 +152,10 @@ def worker_options(flags: WorkerFlags) -> WorkerOptions:
         async_concurrency=flags.async_concurrency,
         beat=flags.embed_beat,
     )
+    options.task_events = flags.task_events or None  # None: worker_send_task_events
+    options.heartbeat = not flags.without_heartbeat
     known = {field.name for field in fields(WorkerOptions)}
-    for name in ("autoscale", "heartbeat_interval", "without_heartbeat", "max_memory_per_child"):
+    for name in ("autoscale", "heartbeat_interval", "max_memory_per_child"):
         value = getattr(flags, name)
         if name in known:
             setattr(options, name, value)

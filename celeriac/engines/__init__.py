@@ -32,11 +32,14 @@ __all__ = [
     "unprefixed",
 ]
 
-Role = Literal["broker", "results", "schedules", "publisher", "waiter"]
+Role = Literal["broker", "results", "schedules", "publisher", "waiter", "events", "subscriber"]
 """What an engine can be used as: ``publisher`` and ``waiter`` are the sync API's
 calling-thread fast paths (``BlockingPublisher`` in :mod:`celeriac.transport.base`,
 ``BlockingWaiter`` in :mod:`celeriac.backends.base`); each may still decline a URL
-(Sentinel, TLS) by returning None."""
+(Sentinel, TLS) by returning None. ``events`` is the broker's
+:class:`~celeriac.events.bus.EventBus`. ``subscriber`` receives broadcasts where a queue
+bound to a fanout exchange would not (``Subscription`` in :mod:`celeriac.control.fanout`,
+which uses a queue of the broker where an engine names none)."""
 
 _PREFIXES = ("db+", "sqla+", "cache+")
 
@@ -51,6 +54,8 @@ class Engine:
     schedules: str | None = None
     publisher: str | None = None
     waiter: str | None = None
+    events: str | None = None
+    subscriber: str | None = None
 
     def path(self, role: Role) -> str | None:
         """The ``'module:attribute'`` of ``role``, or None."""
@@ -63,12 +68,14 @@ _MEMORY = Engine(
     broker="celeriac.engines.memory.broker:MemoryTransport",
     results="celeriac.engines.memory.results:MemoryBackend",
     schedules="celeriac.engines.memory.schedules:MemoryStore",
+    events="celeriac.engines.memory.events:MemoryEventBus",
 )
 _SQLITE = Engine(
     "sqlite",
     broker="celeriac.engines.sqlite.broker:SQLiteTransport",
     results="celeriac.engines.sqlite.results:SQLiteBackend",
     schedules="celeriac.engines.sqlite.schedules:SQLiteStore",
+    events="celeriac.engines.sqlite.events:SQLiteEventBus",
 )
 _REDIS = Engine(
     "redis",
@@ -77,8 +84,14 @@ _REDIS = Engine(
     schedules="celeriac.engines.redis.schedules:RedisStore",
     publisher="celeriac.engines.redis.publishing:blocking_publisher",
     waiter="celeriac.engines.redis.blocking:blocking_waiter",
+    events="celeriac.engines.redis.events:RedisEventBus",
+    subscriber="celeriac.engines.redis.control:RedisSubscription",
 )
-_AMQP = Engine("amqp", broker="celeriac.engines.amqp.broker:AMQPTransport")
+_AMQP = Engine(
+    "amqp",
+    broker="celeriac.engines.amqp.broker:AMQPTransport",
+    events="celeriac.engines.amqp.events:AMQPEventBus",
+)
 _RPC = Engine("amqp", results="celeriac.engines.amqp.results:RPCBackend")
 _POSTGRES = Engine(
     "postgres",

@@ -53,12 +53,17 @@ class QueueSpec:
 
 @dataclass(slots=True)
 class Outgoing:
-    """One message to publish: where to, and not before when (epoch seconds)."""
+    """One message to publish: where to, and not before when (epoch seconds).
+
+    ``optional`` marks a message nobody may be listening for (a broadcast, a reply to a
+    client that gave up): reaching no queue is then normal, and dropped without a warning.
+    """
 
     envelope: Envelope
     exchange: str = ""
     routing_key: str = "celery"
     not_before: float | None = None
+    optional: bool = False
 
 
 @dataclass(slots=True)

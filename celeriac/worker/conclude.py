@@ -113,13 +113,14 @@ class Conclusion:
         }
         await self._record(flight, make_meta(msg.id, states.REVOKED, error))
         await self.workflow.after_revoked(msg, error)
-        self.settler.ack(flight.delivery)
+        if flight.acks_late or flight.time_start is None:  # else acked as its job started
+            self.settler.ack(flight.delivery)
         if signals.task_revoked.receivers:
             request = context_for(msg, hostname=self.config.hostname, delivery_info=None)
             signals.task_revoked.send(
                 sender=flight.task,
                 request=request,
-                terminated=False,
+                terminated=reason == "terminated",  # killed by a remote terminate
                 signum=None,
                 expired=reason == EXPIRED,
             )

@@ -14,6 +14,7 @@ from typing import Any
 from celeriac.protocol.message import TaskMessage
 from celeriac.task import Task
 from celeriac.transport import Delivery
+from celeriac.worker.executors.base import PendingJob
 
 __all__ = ["Flight", "HandlerConfig"]
 
@@ -50,7 +51,17 @@ class Flight:
     job starts (in any thread).
     """
 
-    __slots__ = ("acks_late", "delivery", "msg", "on_begin", "on_done", "task", "tracked")
+    __slots__ = (
+        "acks_late",
+        "delivery",
+        "job",
+        "msg",
+        "on_begin",
+        "on_done",
+        "task",
+        "time_start",
+        "tracked",
+    )
 
     def __init__(
         self,
@@ -70,6 +81,10 @@ class Flight:
         self.on_begin = on_begin
         self.tracked = False
         """Whether its STARTED is written should the job run long enough."""
+        self.time_start: float | None = None
+        """Epoch seconds its job was handed to an executor (None: not yet)."""
+        self.job: PendingJob | None = None
+        """The job on its executor, once started (remote control finds its process)."""
 
     def began(self, pid: int) -> None:
         """The executor started the job (``Job.on_start``; in any thread)."""

@@ -20,14 +20,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from celeriac import signals
 from celeriac.backends import Meta, ResultBackend
+from celeriac.exceptions import TimeLimitExceeded, WorkerLostError
 from celeriac.transport import Delivery, Transport
 from celeriac.worker.checks import HANDED_BACK, Checks, Rejection
 from celeriac.worker.conclude import Conclusion
+from celeriac.worker.events import WorkerEvents
 from celeriac.worker.executors.base import Executor
 from celeriac.worker.flight import Flight, HandlerConfig
 from celeriac.worker.request import Request
@@ -70,11 +73,19 @@ class TaskHandler:
         self.conclusion = Conclusion(transport, backend, self.settler, workflow, config)
         self.held = 0
         """Deliveries received and not yet finished with (their result and ack queued)."""
+        self.processed = 0
+        """Jobs whose outcome came back since the worker started (heartbeats report it)."""
+        self.events: WorkerEvents | None = None
+        """The worker's events, when its broker carries events."""
         self.idle = asyncio.Event()
         self.idle.set()
         self.wake_consumer: Callable[[], None] = lambda: None
         """Called when the window has room again: the consumer may fetch more."""
         self._background: set[asyncio.Task[None]] = set()
+        self.flights: dict[str, Flight] = {}
+        """Decoded deliveries not finished with, by task id (what remote control inspects)."""
+        self.totals: Counter[str] = Counter()
+        """Tasks run to an outcome since start, by name (``inspect stats``)."""
         # Each flight's callbacks, bound once.
         self._done = self._finished
         self._begin = self.run.started.begin
@@ -112,26 +123,51 @@ class TaskHandler:
         logger.info("Task %s[%s] received", msg.task, msg.id)
         acks_late = task.acks_late if task.acks_late is not None else self.config.acks_late
         flight = Flight(delivery, msg, task, acks_late, self._done, self._begin)
+        events = self.events
+        if events is not None and events.tasks:
+            events.task_received(msg, task)
+        self.flights[msg.id] = flight
         if signals.task_received.receivers and self.checks.unwanted(msg) is None:
             signals.task_received.send(sender=self, request=Request(flight, self.config.hostname))
         if self.checks.clear(msg, task):
-            self.run.start(flight)
+            self._start(flight)
         else:
             self._in_background(delivery, self._checked(flight))
 
     async def _checked(self, flight: Flight) -> None:
         """Wait through the checks; then run the task, or discard it."""
         reason = await self.checks.wait(flight)
+        if reason is not None:
+            self._forget(flight)
         if reason is None:
-            self.run.start(flight)
+            self._start(flight)
             # The job holds the delivery now (its callback lets go); this step lets go of its own.
             self._hold()
         elif reason != HANDED_BACK:
+            events = self.events
+            if events is not None and events.tasks:
+                events.task_revoked(flight.msg, flight.task, reason)
             await self.conclusion.discard(flight, reason)
+
+    def _start(self, flight: Flight) -> None:
+        events = self.events
+        if events is not None and events.tasks:
+            events.task_started(flight.msg, flight.task)
+        self.run.start(flight)
 
     def _finished(self, flight: Flight, ok: bool, value: Any) -> None:
         """A job's outcome (the executor's callback): conclude it now, or in the background."""
         self.run.ended(flight)
+        self._forget(flight)
+        self.totals[flight.task.name] += 1
+        self.processed += 1
+        if not ok and isinstance(value, WorkerLostError) and flight.msg.id in self.config.revoked:
+            # Killed by a remote ``terminate``: REVOKED, as Celery records it.
+            self._in_background(flight.delivery, self.conclusion.discard(flight, "terminated"))
+            return
+        events = self.events
+        if events is not None and events.tasks:
+            self._outcome_event(events, flight, ok, value)
         try:
             if self.conclusion.at_once(flight, ok, value):
                 self._release()
@@ -142,6 +178,13 @@ class TaskHandler:
             return
         self._in_background(flight.delivery, self.conclusion.later(flight, ok, value))
         self.wake_consumer()  # a concluding task leaves room in the window
+
+    @staticmethod
+    def _outcome_event(events: WorkerEvents, flight: Flight, ok: bool, value: Any) -> None:
+        if ok:
+            events.task_outcome(flight.msg, flight.task, value)
+        elif isinstance(value, TimeLimitExceeded | WorkerLostError):
+            events.task_failed(flight.msg, repr(value), None)
 
     async def _requeue(self, delivery: Delivery) -> None:
         await self.transport.reject([delivery], requeue=True)
@@ -166,6 +209,10 @@ class TaskHandler:
         await self.settler.drain()
 
     # bookkeeping ------------------------------------------------------------------------
+    def _forget(self, flight: Flight) -> None:
+        if self.flights.get(flight.msg.id) is flight:
+            del self.flights[flight.msg.id]
+
     def _hold(self) -> None:
         self.held += 1
         self.idle.clear()

@@ -17,6 +17,7 @@ which supersedes a STARTED not yet written. With rpc:// results both travel to t
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from celeriac import states
@@ -73,7 +74,8 @@ class Runner:
         job = self._job(flight)
         self.executing += 1
         executor = self.async_executor if task.is_async else self.sync_executor
-        executor.run(job, flight.done)
+        flight.time_start = time.time()
+        flight.job = executor.run(job, flight.done)
 
     def ended(self, flight: Flight) -> None:
         """The job's outcome came back (before it is concluded): it reports no more states."""

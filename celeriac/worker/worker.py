@@ -29,12 +29,14 @@ from celeriac.trace import arun_task
 from celeriac.transport import QueueSpec, Transport
 from celeriac.worker import child
 from celeriac.worker.autoscale import Autoscaler, Resizable
+from celeriac.worker.events import HEARTBEAT_FREQ, WorkerEvents
 from celeriac.worker.executors import POOL_NAMES, create_executor
 from celeriac.worker.executors.base import Executor
 from celeriac.worker.executors.inloop import InLoopExecutor
 from celeriac.worker.flight import HandlerConfig
 from celeriac.worker.handler import TaskHandler
 from celeriac.worker.logging import setup_logging
+from celeriac.worker.remote import WorkerRemote, start_remote_control
 
 __all__ = ["Worker", "WorkerOptions"]
 
@@ -62,9 +64,12 @@ class WorkerOptions:
     beat: bool = False  # -B: run beat in this process
     max_memory_per_child: int | None = None  # KiB; else worker_max_memory_per_child
     autoscale: tuple[int, int] | None = None  # (max, min) pool processes
+    heartbeat_interval: float | None = None  # --heartbeat-interval, seconds (else 2)
     loglevel: str | None = None
     """-l: set up logging as Celery's worker program does (None: leave logging alone)."""
     logfile: str | None = None
+    task_events: bool | None = None  # -E (None: the worker_send_task_events setting)
+    heartbeat: bool = True  # worker-online/-heartbeat/-offline events (--without-heartbeat)
 
 
 def expand_hostname(name: str | None) -> str:
@@ -90,6 +95,11 @@ class Worker:
         self.transport: Transport | None = None
         self.backend: ResultBackend | None = None
         self.handler: TaskHandler | None = None
+        self.sync_pool: Executor | None = None
+        self.remote: WorkerRemote | None = None
+        """Remote control's view of this worker, while its mailbox runs."""
+        self.events: WorkerEvents | None = None
+        """The worker's events (None: this worker sends none); remote control switches them."""
         self.exit_code = 0
 
     def _configure(self) -> None:
@@ -119,6 +129,11 @@ class Worker:
             self.queues.append(self.app.router.add(worker_direct(self.hostname)))
         if not self.queues:
             raise ImproperlyConfigured("no queue to consume: -X excludes every queue of -Q")
+        self.task_events = bool(
+            conf["worker_send_task_events"]
+            if self.options.task_events is None
+            else self.options.task_events
+        )
 
     # top level --------------------------------------------------------------------------
     def start(self) -> int:
@@ -135,8 +150,10 @@ class Worker:
         await self._connect()
         sync_pool, async_pool = await self._start_pools()
         self._create_handler(sync_pool, async_pool)
+        self._start_events()
         self._print_banner()
         await self._load_revoked()
+        mailbox = await start_remote_control(self, self._stopping)  # answers once ready
         signals.worker_ready.send(sender=self.handler)
         revoke_sync = asyncio.create_task(self._sync_revoked())
         beat = self._start_beat()
@@ -145,6 +162,9 @@ class Worker:
             await self._consume()
         finally:
             revoke_sync.cancel()
+            if mailbox is not None:
+                mailbox.cancel()  # at once: it would notice the stop only at its next receive
+                await asyncio.gather(mailbox, return_exceptions=True)
             if scaler is not None:
                 scaler.cancel()
             if beat is not None:
@@ -266,6 +286,7 @@ class Worker:
         )
         await sync_pool.start()
         await async_pool.start()
+        self.sync_pool = sync_pool
         return sync_pool, async_pool
 
     def _on_pool_note(self, note: Any) -> None:
@@ -301,6 +322,29 @@ class Worker:
         self.handler.wake_consumer = self._room.set
         set_state_sink(self.handler.sink_from_any_thread())
 
+    def _start_events(self) -> None:
+        """Worker events (and task events with -E) where the broker can carry them."""
+        assert self.handler is not None
+        handler = self.handler
+        if not self.app.events.supported or not (self.task_events or self.options.heartbeat):
+            return  # as Celery: no dispatcher without -E when the heartbeat is off
+        self.events = handler.events = WorkerEvents(
+            self.app.events.Dispatcher(hostname=self.hostname),
+            task_events=self.task_events,
+            counts=lambda: (handler.executing, handler.processed),
+            heartbeat=self.options.heartbeat,
+            freq=self.options.heartbeat_interval or HEARTBEAT_FREQ,
+        )
+        self.events.start()
+
+    def enable_events(self) -> bool:
+        """Start sending task events (the ``enable_events`` command); False if already on."""
+        return self.events is not None and self.events.enable()
+
+    def disable_events(self) -> bool:
+        """Stop sending task events (``disable_events``); False if already off."""
+        return self.events is not None and self.events.disable()
+
     def _print_banner(self) -> None:
         if not self.options.banner:
             logger.info("%s ready.", self.hostname)
@@ -322,11 +366,16 @@ class Worker:
             f"- ** ---------- .> transport:   {mask_url(self.app.broker_url, '**')}\n"
             f"- ** ---------- .> results:     {mask_url(backend, '**')}\n"
             f"- *** --- * --- .> concurrency: {self._concurrency_text()} ({self.pool_name})\n"
-            f"-- ******* ---- .> task events: OFF\n--- ***** ----- \n"
+            f"-- ******* ---- .> task events: {self._events_line()}\n--- ***** ----- \n"
             f" -------------- [queues]\n{queues}\n\n[tasks]\n{tasks}\n"
         )
         print(banner, flush=True)
         logger.info("%s ready.", self.hostname)
+
+    def _events_line(self) -> str:
+        if self.events is None:
+            return "OFF (the broker carries no events)"
+        return "ON" if self.task_events else "OFF (enable -E to monitor tasks in this worker)"
 
     # consuming --------------------------------------------------------------------------
     @property
@@ -341,11 +390,14 @@ class Worker:
 
     async def _consume(self) -> None:
         assert self.transport is not None and self.handler is not None
-        names = [q.name for q in self.queues]
         while not self._stopping.is_set():
             room = await self._wait_for_room()
             if room <= 0:
                 continue  # stopping
+            names = [q.name for q in self.queues]  # remote control may change them
+            if not names:
+                await asyncio.sleep(1.0)
+                continue
             try:
                 deliveries = await self.transport.fetch(names, limit=room, timeout=1.0)
             except Exception:
@@ -398,6 +450,23 @@ class Worker:
         backlog = max(0, handler.settler.queued - limit)
         return limit - held - backlog
 
+    async def add_queue(self, spec: QueueSpec) -> None:
+        """Declare ``spec`` and consume it from the next fetch on (``add_consumer``)."""
+        assert self.transport is not None
+        await self.transport.declare([spec])
+        if all(q.name != spec.name for q in self.queues):
+            self.queues = [*self.queues, spec]
+            logger.info("%s: started consuming from %s", self.hostname, spec.name)
+
+    def cancel_queue(self, name: str) -> bool:
+        """Stop consuming queue ``name`` (``cancel_consumer``); False if it was not consumed."""
+        kept = [q for q in self.queues if q.name != name]
+        changed = len(kept) != len(self.queues)
+        self.queues = kept
+        if changed:
+            logger.info("%s: stopped consuming from %s", self.hostname, name)
+        return changed
+
     @property
     def held(self) -> int:
         """Deliveries this worker holds (received and not finished with)."""
@@ -449,6 +518,8 @@ class Worker:
             except TimeoutError:
                 logger.warning("%d deliveries still unfinished after 10 s", self.handler.held)
             await self.handler.drain()
+        if self.events is not None:
+            await self.events.stop()
         set_state_sink(None)
         signals.worker_shutdown.send(sender=self)
         await self.app.aclose()

@@ -11,7 +11,6 @@ import pytest
 
 from celeriac.cli.daemon import Pidfile, expand_node_format, parse_umask
 from celeriac.cli.worker_start import WorkerFlags, parse_autoscale, worker_options
-from celeriac.worker.worker import WorkerOptions
 
 
 def test_node_formats_as_celery_multi_writes_them() -> None:
@@ -64,12 +63,7 @@ def test_flags_become_worker_options() -> None:
     assert options.autoscale == (5, 2) and options.max_memory_per_child == 9
 
 
-def test_heartbeat_flags_warn_when_the_worker_sends_no_heartbeats(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    if "heartbeat_interval" in WorkerOptions.__dataclass_fields__:
-        pytest.skip("this worker sends heartbeat events")
-    with caplog.at_level("WARNING"):
-        worker_options(WorkerFlags(heartbeat_interval=5.0, without_heartbeat=True))
-    assert "--heartbeat-interval has no effect" in caplog.text
-    assert "--without-heartbeat has no effect" in caplog.text
+def test_heartbeat_flags_become_worker_options() -> None:
+    options = worker_options(WorkerFlags(heartbeat_interval=5.0, without_heartbeat=True))
+    assert options.heartbeat_interval == 5.0
+    assert options.heartbeat is False

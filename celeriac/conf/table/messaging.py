@@ -20,8 +20,6 @@ SETTINGS = (
             "Seconds a remote-control message waits in a worker's control queue before it is "
             "dropped."
         ),
-        status=NOT_SUPPORTED,
-        reason="not supported yet: workers have no remote control",
         aliases=("CONTROL_QUEUE_TTL",),
     ),
     Setting(
@@ -29,8 +27,6 @@ SETTINGS = (
         "float",
         10.0,
         "Seconds an unused control queue lives before the broker deletes it.",
-        status=NOT_SUPPORTED,
-        reason="not supported yet: workers have no remote control",
         aliases=("CONTROL_QUEUE_EXPIRES",),
     ),
     Setting(
@@ -39,7 +35,10 @@ SETTINGS = (
         True,
         "Declare control queues exclusive to their connection.",
         status=NOT_SUPPORTED,
-        reason="not supported yet: workers have no remote control",
+        reason=(
+            "workers declare their control queue non-exclusive; it expires "
+            "control_queue_expires seconds after its worker is gone"
+        ),
         aliases=("CONTROL_QUEUE_EXCLUSIVE",),
     ),
     Setting(
@@ -48,7 +47,7 @@ SETTINGS = (
         False,
         "Declare control queues durable.",
         status=NOT_SUPPORTED,
-        reason="not supported yet: workers have no remote control",
+        reason="control queues are transient, as Celery's default",
         aliases=("CONTROL_QUEUE_DURABLE",),
     ),
     Setting(
@@ -56,8 +55,6 @@ SETTINGS = (
         "string",
         "celery",
         "The name of the remote-control exchange (`<name>.pidbox`).",
-        status=NOT_SUPPORTED,
-        reason="not supported yet: workers have no remote control",
         aliases=("CONTROL_EXCHANGE",),
     ),
     Setting(
@@ -65,8 +62,6 @@ SETTINGS = (
         "float",
         60.0,
         "Seconds an unused event-receiver queue lives before the broker deletes it.",
-        status=NOT_SUPPORTED,
-        reason="not supported yet: workers send no events",
         aliases=("CELERY_EVENT_QUEUE_EXPIRES",),
     ),
     Setting(
@@ -74,8 +69,6 @@ SETTINGS = (
         "float",
         5.0,
         "Seconds an event waits in a receiver's queue before it is dropped.",
-        status=NOT_SUPPORTED,
-        reason="not supported yet: workers send no events",
         aliases=("CELERY_EVENT_QUEUE_TTL",),
     ),
     Setting(
@@ -83,8 +76,6 @@ SETTINGS = (
         "string",
         "celeryev",
         "The name prefix of event-receiver queues.",
-        status=NOT_SUPPORTED,
-        reason="not supported yet: workers send no events",
         aliases=("CELERY_EVENT_QUEUE_PREFIX",),
     ),
     Setting(
@@ -92,8 +83,6 @@ SETTINGS = (
         "bool",
         True,
         "Declare event-receiver queues exclusive to their connection.",
-        status=NOT_SUPPORTED,
-        reason="not supported yet: workers send no events",
         aliases=("CELERY_EVENT_QUEUE_EXCLUSIVE",),
     ),
     Setting(
@@ -101,8 +90,6 @@ SETTINGS = (
         "bool",
         False,
         "Declare event-receiver queues durable.",
-        status=NOT_SUPPORTED,
-        reason="not supported yet: workers send no events",
         aliases=("CELERY_EVENT_QUEUE_DURABLE",),
     ),
     Setting(
@@ -110,8 +97,6 @@ SETTINGS = (
         "string",
         "json",
         "How events are encoded.",
-        status=NOT_SUPPORTED,
-        reason="not supported yet: workers send no events",
         aliases=("CELERY_EVENT_SERIALIZER",),
     ),
     Setting(
@@ -119,8 +104,6 @@ SETTINGS = (
         "string",
         "celeryev",
         "The name of the event exchange.",
-        status=NOT_SUPPORTED,
-        reason="not supported yet: workers send no events",
         aliases=("CELERY_EVENT_EXCHANGE",),
     ),
     Setting(

@@ -334,8 +334,6 @@ SETTINGS = (
         "bool",
         False,
         "Send a `task-sent` event for each published task.",
-        status=NOT_SUPPORTED,
-        reason="not supported yet: no `task-sent` events are sent",
         aliases=("CELERY_SEND_TASK_SENT_EVENT",),
     ),
     Setting(

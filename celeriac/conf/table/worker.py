@@ -116,8 +116,6 @@ SETTINGS = (
         "bool",
         True,
         "Let the worker answer remote-control commands (`inspect`, `control`).",
-        status=NOT_SUPPORTED,
-        reason="not supported yet: workers have no remote control",
         aliases=("CELERY_ENABLE_REMOTE_CONTROL",),
     ),
     Setting(
@@ -292,8 +290,6 @@ SETTINGS = (
         "bool",
         False,
         "Send task events (`-E`) that monitors such as Flower read.",
-        status=NOT_SUPPORTED,
-        reason="not supported yet: workers send no events",
         aliases=("CELERY_SEND_EVENTS",),
     ),
     Setting(

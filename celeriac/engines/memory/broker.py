@@ -81,7 +81,7 @@ class _Store:
         with self.lock:
             for out in messages:
                 queues = self.routing.route(out.exchange, out.routing_key, out.envelope.headers)
-                unroutable += not queues
+                unroutable += not queues and not out.optional
                 for queue in queues:
                     self._add(queue, out, now)
         self.bell.ring()

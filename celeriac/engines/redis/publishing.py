@@ -74,6 +74,7 @@ __all__ = [
     "Route",
     "Router",
     "blocking_publisher",
+    "fanout_channel",
     "encode_copy",
     "push_of",
 ]
@@ -215,7 +216,7 @@ class Router:
             found = [b.queue for b in route.table if topic_matches(b.routing_key, msg.routing_key)]
         else:
             found = [b.queue for b in route.table if b.routing_key == msg.routing_key]
-        if not found:
+        if not found and not msg.optional:
             logger.warning(
                 "redis: message to exchange %r with routing key %r matches no queue; dropped",
                 msg.exchange,
@@ -224,9 +225,15 @@ class Router:
         return list(dict.fromkeys(found))
 
     def fanout_channel(self, msg: Outgoing) -> str:
-        """kombu's fanout channel ``/<db>.<exchange>[/<routing key>]``, key prefix included."""
-        suffix = f"/{msg.routing_key}" if msg.routing_key else ""
-        return f"{self.keys.prefix}/{self.db}.{msg.exchange}{suffix}"
+        """kombu's fanout channel of ``msg`` (see :func:`fanout_channel`)."""
+        return fanout_channel(self.keys.prefix, self.db, msg.exchange, msg.routing_key)
+
+
+def fanout_channel(prefix: str, db: int, exchange: str, routing_key: str = "") -> str:
+    """kombu's fanout channel ``/<db>.<exchange>[/<routing key>]``, key prefix included
+    (kombu's defaults ``fanout_prefix`` and ``fanout_patterns``)."""
+    suffix = f"/{routing_key}" if routing_key else ""
+    return f"{prefix}/{db}.{exchange}{suffix}"
 
 
 class Push:

@@ -275,7 +275,7 @@ def publish(conn: sqlite3.Connection, messages: Sequence[Outgoing], now: float) 
                 env.headers,
                 bindings.get(out.exchange, ()),
             )
-            unroutable += not queues
+            unroutable += not queues and not out.optional
             delayed = out.not_before is not None and out.not_before > now
             visible = out.not_before if delayed and out.not_before is not None else now
             rows.extend(

@@ -326,6 +326,7 @@ class ProcessExecutor:
         self._respawns: set[asyncio.TimerHandle] = set()
         self._starting = False
         self._stopped = False
+        self._excess = 0  # children to retire as soon as they are idle (shrink)
 
     @property
     def capacity(self) -> int:
@@ -333,28 +334,50 @@ class ProcessExecutor:
         return self._concurrency
 
     def resize(self, size: int) -> None:
-        """Run ``size`` children from now on (``--autoscale``): fork the missing ones; ask
-        idle extra ones to exit, and busy extra ones to exit after their job."""
+        """Run ``size`` children from now on (``--autoscale``), through :meth:`grow` and
+        :meth:`shrink` (idle extra children leave at once, busy ones after their job)."""
         if size < 1:
             raise ValueError("an executor needs at least one child")
-        self._concurrency = size
-        live = [c for c in self._children if c.state not in (_State.RETIRING, _State.DEAD)]
-        for _ in range(size - len(live)):
-            self._spawn()
-        excess = len(live) - size
-        for child in [c for c in live if c.state is _State.IDLE][: max(0, excess)]:
-            self._ask_to_exit(child)
-            excess -= 1
-        for child in [c for c in live if c.state is _State.BUSY and not c.retire][: max(0, excess)]:
-            child.retire = True
-
-    def _live_children(self) -> int:
-        return sum(1 for c in self._children if c.state not in (_State.RETIRING, _State.DEAD))
+        if size > self._concurrency:
+            self.grow(size - self._concurrency)
+        elif size < self._concurrency:
+            self.shrink(self._concurrency - size)
 
     @property
     def pids(self) -> list[int]:
         """Pids of the current (not yet reaped) children."""
         return [child.pid for child in self._children]
+
+    def grow(self, n: int) -> None:
+        """Add ``n`` children (remote control's ``pool_grow``); they take jobs once ready."""
+        if n < 1 or not self._started or self._stopped:
+            raise ValueError("grow: n must be at least 1, on a running pool")
+        self._concurrency += n
+        for _ in range(n):
+            self._spawn()
+
+    def shrink(self, n: int) -> int:
+        """Retire up to ``n`` children, never the last one: idle ones now, busy ones when
+        their job ends (remote control's ``pool_shrink``). Returns how many will go."""
+        n = min(n, self._concurrency - 1)
+        if n < 1 or not self._started or self._stopped:
+            return 0
+        self._concurrency -= n
+        left = n
+        for child in list(self._idle):
+            if left == 0:
+                break
+            self._ask_to_exit(child)
+            left -= 1
+        self._excess += left
+        return n
+
+    def pid_running(self, entry: PendingJob) -> int | None:
+        """The pid of the child running ``entry``, or None when no child runs it."""
+        for child in self._children:
+            if child.entry is entry:
+                return child.pid
+        return None
 
     async def start(self) -> None:
         """Fork the children and wait until each has run its initializer."""
@@ -444,6 +467,10 @@ class ProcessExecutor:
 
     def _child_free(self, child: _Child) -> None:
         child.state = _State.IDLE
+        if self._excess > 0:  # the pool was shrunk while this child was busy
+            self._excess -= 1
+            self._ask_to_exit(child)
+            return
         self._idle.append(child)
         self._dispatch_queued()
 
@@ -649,7 +676,7 @@ class ProcessExecutor:
         if never_ready:
             self._on_init_failure(child, code)
         child.exited.set_result(code)
-        if not self._stopped and not never_ready and self._live_children() < self._concurrency:
+        if not self._stopped and not never_ready and len(self._children) < self._concurrency:
             self._respawn()
 
     def _on_init_failure(self, child: _Child, code: int | None) -> None:

@@ -1,0 +1,51 @@
+"""``celeriac web``: serve the dashboard (pages, Flower's API, metrics) with uvicorn.
+
+The flags are Flower's: ``--address`` (127.0.0.1 by default: only this machine reaches
+it), ``--port`` (5555) and ``--basic-auth user:pass[,user2:pass2]`` (or
+``CELERIAC_WEB_BASIC_AUTH``). Needs the ``web`` extra.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from celeriac.exceptions import ImproperlyConfigured
+
+__all__ = ["web"]
+
+
+@click.command()
+@click.option("--address", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", type=click.IntRange(0, 65535), default=5555, show_default=True,
+              help="Port to listen on.")  # fmt: skip
+@click.option("--basic-auth", "basic_auth", default=None, metavar="USER:PASS[,USER:PASS]",
+              help="Credentials every request needs (or CELERIAC_WEB_BASIC_AUTH).")  # fmt: skip
+@click.option("--max-tasks", type=click.IntRange(1), default=10000, show_default=True,
+              help="Tasks kept in memory.")  # fmt: skip
+@click.pass_obj
+def web(obj: Any, /, address: str, port: int, basic_auth: str | None, max_tasks: int) -> None:
+    """Serve the dashboard and its HTTP API."""
+    try:
+        import uvicorn  # noqa: PLC0415 (an optional extra)
+
+        from celeriac.web import create_app  # noqa: PLC0415 (needs starlette)
+        from celeriac.web.auth import is_loopback  # noqa: PLC0415
+    except ImportError as exc:
+        raise click.ClickException(
+            f"the dashboard needs the web extra: pip install 'celeriac[web]' ({exc})"
+        ) from exc
+    app = obj.app
+    if not app.events.supported:
+        raise click.ClickException(f"the broker {app.broker_url} carries no events")
+    try:
+        asgi = create_app(app, basic_auth=basic_auth, address=address, max_tasks=max_tasks)
+    except (ValueError, ImproperlyConfigured) as exc:
+        raise click.BadParameter(str(exc), param_hint="--basic-auth") from exc
+    click.echo(f"celeriac dashboard on http://{address}:{port}/")
+    access = asgi.state.dashboard.access
+    if not access.credentials and not is_loopback(address):
+        click.echo("no --basic-auth: submitting and revoking over HTTP are refused", err=True)
+    # Open event streams would hold a graceful shutdown for ever: give them two seconds.
+    uvicorn.run(asgi, host=address, port=port, log_level="warning", timeout_graceful_shutdown=2)

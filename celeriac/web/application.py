@@ -1,0 +1,87 @@
+"""``create_app(app)``: the dashboard as an ASGI application (Starlette).
+
+The returned app serves the pages, the API, ``/metrics`` and the static files. Its
+event receiver starts with the ASGI lifespan (``uvicorn`` sends it), or on the first
+request when the dashboard is mounted in another app that does not pass the lifespan on
+(Starlette's and FastAPI's ``Mount``), and stops at shutdown.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Mount
+from starlette.staticfiles import StaticFiles
+
+from celeriac.web import api, openapi, pages
+from celeriac.web.auth import AuthMiddleware
+from celeriac.web.dashboard import Dashboard
+
+__all__ = ["STATIC", "StartFeed", "create_app"]
+
+STATIC = Path(__file__).with_name("static")
+
+
+def create_app(
+    app: Any,
+    *,
+    basic_auth: str | None = None,
+    address: str | None = None,
+    max_tasks: int = 10000,
+) -> Starlette:
+    """The dashboard of the celeriac (or Celery-configured) ``app``.
+
+    ``basic_auth`` is ``user:pass[,user2:pass2]`` (default: ``CELERIAC_WEB_BASIC_AUTH``);
+    ``address`` the address the server binds (None when mounted: then each request's
+    server address tells whether actions without credentials are allowed);
+    ``max_tasks`` how many tasks the dashboard keeps in memory.
+    """
+    dashboard = Dashboard.build(app, basic_auth=basic_auth, address=address, max_tasks=max_tasks)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        dashboard.feed.start()
+        try:
+            yield
+        finally:
+            await dashboard.feed.stop()
+
+    routes: list[BaseRoute] = [*api.routes(), *openapi.routes(), *pages.routes()]
+    routes.append(Mount("/static", StaticFiles(directory=STATIC), name="static"))
+    web = Starlette(
+        routes=routes,
+        middleware=[
+            Middleware(AuthMiddleware, access=dashboard.access),
+            Middleware(StartFeed, feed=dashboard.feed),
+        ],
+        exception_handlers={api.ApiError: _api_error},
+        lifespan=lifespan,
+    )
+    web.state.dashboard = dashboard
+    return web
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    del request
+    assert isinstance(exc, api.ApiError)
+    return api.error_response(exc)
+
+
+class StartFeed:
+    """Starts the feed on the first request (for a mounted dashboard without lifespan)."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]], feed: Any) -> None:
+        self.app = app
+        self.feed = feed
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            self.feed.start()
+        await self.app(scope, receive, send)

@@ -1,0 +1,32 @@
+"""What one dashboard holds: the app it watches, who may use it, its feed and its metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from celeriac.web.auth import Access
+from celeriac.web.feed import Feed
+from celeriac.web.metrics import Metrics
+
+__all__ = ["Dashboard"]
+
+
+@dataclass
+class Dashboard:
+    """The state behind one web app (``request.app.state.dashboard``)."""
+
+    app: Any
+    access: Access
+    feed: Feed
+    metrics: Metrics
+
+    @classmethod
+    def build(
+        cls, app: Any, *, basic_auth: str | None, address: str | None, max_tasks: int
+    ) -> Dashboard:
+        """A dashboard of ``app``: the metrics count what the feed receives."""
+        metrics = Metrics()
+        feed = Feed(app, max_tasks=max_tasks, on_event=metrics.observe)
+        metrics.bind(feed.state)
+        return cls(app, Access.configure(basic_auth, address), feed, metrics)

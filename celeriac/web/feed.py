@@ -1,0 +1,100 @@
+"""The dashboard's view of the cluster: events in, cluster state and live subscribers out.
+
+A :class:`Feed` runs one event receiver on the app's broker for as long as the web app
+lives (reconnecting with a :class:`~celeriac.retry.Backoff` when the broker goes away),
+feeds every event to a :class:`~celeriac.events.state.State` (through a
+:class:`~celeriac.web.tally.Tally` that keeps its counts) and to the metrics, and
+hands a copy to each live subscriber (the ``/api/events`` stream). A subscriber that
+does not keep up loses its oldest events, never the feed's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from celeriac.events.state import State
+from celeriac.retry import Backoff
+from celeriac.web.tally import Tally
+
+__all__ = ["Feed"]
+
+logger = logging.getLogger("celeriac.web")
+
+SUBSCRIBER_BACKLOG = 1000
+"""Events a live subscriber may fall behind by before it loses the oldest."""
+
+
+class Feed:
+    """The cluster state of one app, kept current from its events."""
+
+    def __init__(
+        self,
+        app: Any,
+        *,
+        max_tasks: int = 10000,
+        on_event: Callable[[dict[str, Any], State], None] | None = None,
+    ) -> None:
+        self.app = app
+        self.state = State(max_tasks_in_memory=max_tasks)
+        self.tally = Tally()
+        """The state's tasks counted by name and state."""
+        self.on_event = on_event
+        self.connected = False
+        """Whether the receiver is subscribed to the event exchange now."""
+        self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    def take(self, event: dict[str, Any]) -> None:
+        """Apply one event to the state and the metrics, and pass it to the subscribers."""
+        self.tally.take(self.state, event)
+        if self.on_event is not None:
+            self.on_event(event, self.state)
+        for queue in self._subscribers:
+            if queue.full():
+                queue.get_nowait()  # this subscriber is behind: drop its oldest
+            queue.put_nowait(event)
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:
+        """A queue that receives every event from now until the block ends."""
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(SUBSCRIBER_BACKLOG)
+        self._subscribers.add(queue)
+        try:
+            yield queue
+        finally:
+            self._subscribers.discard(queue)
+
+    def start(self) -> None:
+        """Start receiving in the running loop (no-op when already started)."""
+        if self._task is None and self.app.events.supported:
+            self._task = asyncio.create_task(self._run(), name="celeriac-web-events")
+
+    async def stop(self) -> None:
+        """Stop receiving."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _run(self) -> None:
+        backoff = Backoff(first=0.5, max_delay=10.0)
+        while True:
+            receiver = self.app.events.Receiver(handlers={"*": self.take})
+            try:
+                self.connected = True
+                async for _ in receiver.aiter_events():
+                    backoff.reset()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the broker went away: reconnect
+                logger.warning("the dashboard lost the event stream (%s); reconnecting", exc)
+            finally:
+                self.connected = False
+                with contextlib.suppress(Exception):
+                    await receiver.aclose()
+            await backoff.sleep()

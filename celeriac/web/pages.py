@@ -1,0 +1,141 @@
+"""The dashboard's pages, rendered on the server (Jinja2 templates, no build step).
+
+Each page has a ``live`` section; ``static/live.js`` listens to ``/api/events`` and, at
+most twice a second while events come, fetches the same page with ``?fragment=live`` and
+swaps that section in, so what the page shows comes from one place: these handlers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from celeriac.web.api import ApiError, dashboard_of
+from celeriac.web.records import BadQuery, TaskQuery, select_tasks
+
+__all__ = ["PAGE_SIZE", "RECENT_FAILURES", "routes"]
+
+PAGE_SIZE = 100
+"""Tasks one page of the task list shows."""
+
+RECENT_FAILURES = 10
+"""Failed tasks the overview lists."""
+
+PRETTY_WIDTH = 80
+"""Arguments longer than this are shown indented."""
+
+_TEMPLATES = Environment(
+    loader=FileSystemLoader(Path(__file__).with_name("templates")),
+    autoescape=select_autoescape(["html"]),
+)
+
+
+def _when(timestamp: float | None) -> str:
+    """A UTC time of day, or an empty string."""
+    if not timestamp:
+        return ""
+    moment = dt.datetime.fromtimestamp(timestamp, dt.UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def _pretty(value: Any) -> str:
+    """Long JSON text indented (short stays on one line), anything else as it is."""
+    if value is None:
+        return ""
+    text = str(value)
+    if len(text) <= PRETTY_WIDTH:
+        return text
+    try:
+        return json.dumps(json.loads(text), indent=2)
+    except ValueError:
+        return text
+
+
+def _duration(seconds: float | None) -> str:
+    """``85 µs``, ``12.3 ms`` or ``4.56 s``; empty when unknown."""
+    if seconds is None:
+        return ""
+    if seconds < 0.001:
+        return f"{seconds * 1e6:.0f} µs"
+    return f"{seconds * 1000:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
+_TEMPLATES.filters["when"] = _when
+_TEMPLATES.filters["duration"] = _duration
+_TEMPLATES.filters["pretty"] = _pretty
+
+
+def render(request: Request, template: str, page: str, **context: Any) -> Response:
+    """The page, or only its live section when asked with ``?fragment=live``."""
+    fragment = request.query_params.get("fragment") == "live"
+    name = f"{template}.html"
+    html = _TEMPLATES.get_template(name).render(
+        page=page, fragment=fragment, root=request.scope.get("root_path", ""), **context
+    )
+    return HTMLResponse(html)
+
+
+async def overview(request: Request) -> Response:
+    """Counts by state, workers up, recent failures."""
+    feed = dashboard_of(request).feed
+    state = feed.state
+    failures = select_tasks(state, TaskQuery(state="FAILURE", limit=RECENT_FAILURES))
+    return render(
+        request, "overview", "overview",
+        counts=feed.tally.by_state(),
+        workers_up=sum(1 for _ in state.alive_workers()),
+        workers_known=len(state.workers),
+        failures=failures, events=state.event_count, names=feed.tally.by_name(),
+        connected=feed.connected,
+    )  # fmt: skip
+
+
+async def workers(request: Request) -> Response:
+    """Each worker events told of."""
+    state = dashboard_of(request).feed.state
+    rows = sorted(state.workers.values(), key=lambda worker: str(worker.hostname))
+    return render(request, "workers", "workers", workers=rows)
+
+
+async def tasks(request: Request) -> Response:
+    """The task list, searched by id/name/args (``search``), ``state`` and ``taskname``."""
+    state = dashboard_of(request).feed.state
+    params = {**request.query_params, "limit": str(PAGE_SIZE)}
+    try:
+        query = TaskQuery.from_params(params)
+    except BadQuery as exc:
+        raise ApiError(400, str(exc)) from None
+    return render(
+        request, "tasks", "tasks",
+        tasks=select_tasks(state, query), query=query,
+        names=state.task_types(),
+    )  # fmt: skip
+
+
+async def task_detail(request: Request) -> Response:
+    """One task: arguments, result, traceback and the timeline of its events."""
+    task_id = request.path_params["task_id"]
+    task = dashboard_of(request).feed.state.tasks.get(task_id)
+    if task is None:
+        html = _TEMPLATES.get_template("missing.html").render(
+            page="tasks", task_id=task_id, root=request.scope.get("root_path", "")
+        )
+        return HTMLResponse(html, status_code=404)
+    return render(request, "task", "tasks", task=task)
+
+
+def routes() -> list[Route]:
+    """The pages' routes."""
+    return [
+        Route("/", overview, methods=["GET"]),
+        Route("/workers", workers, methods=["GET"]),
+        Route("/tasks", tasks, methods=["GET"]),
+        Route("/task/{task_id}", task_detail, methods=["GET"]),
+    ]

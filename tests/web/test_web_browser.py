@@ -1,0 +1,97 @@
+"""The dashboard's pages in headless Chromium (Debian's, driven by Playwright) against a
+worker on Redis, then on RabbitMQ: the overview and task list render, and a task sent while
+the list is open appears there live and reaches SUCCESS, a failure shows its traceback.
+Screenshots go to the test's tmp dir."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from celeriac import Celery
+from celeriac.web import create_app
+from tests import services
+from tests.web.conftest import HOSTNAME
+
+pytestmark = [pytest.mark.redis, pytest.mark.amqp, pytest.mark.timeout(120)]
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.fixture
+def server(client_app: Celery) -> Iterator[str]:
+    """The dashboard served by uvicorn on a free loopback port; its base URL."""
+    import uvicorn  # noqa: PLC0415
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(create_app(client_app, address="127.0.0.1"), log_level="warning")
+    web = uvicorn.Server(config)
+    thread = threading.Thread(target=web.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not web.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    web.should_exit = True
+    thread.join(timeout=10)
+    sock.close()
+
+
+@pytest.fixture
+def page(tmp_path: Path) -> Iterator[Any]:
+    """A Chromium page (no browser download: the system's chromium)."""
+    if not CHROMIUM.exists():
+        services.unavailable(f"{CHROMIUM} is missing (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright  # noqa: PLC0415
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.set_default_timeout(30_000)
+        yield page
+        browser.close()
+
+
+def test_pages_render_and_a_task_appears_live(
+    server: str, page: Any, client_app: Celery, worker: Path, tmp_path: Path
+) -> None:
+    page.goto(server + "/")
+    page.wait_for_selector("#live-status.up")  # the event stream is open
+    page.wait_for_function("document.getElementById('workers-up').textContent !== '0'")
+    assert page.title() == "Overview · celeriac"
+    page.screenshot(path=str(tmp_path / "overview.png"), full_page=True)
+
+    page.goto(server + "/workers")
+    page.wait_for_selector(f"text={HOSTNAME}")
+    page.screenshot(path=str(tmp_path / "workers.png"), full_page=True)
+
+    page.goto(server + "/tasks")
+    page.wait_for_selector("#live-status.up")
+    result = client_app.send_task("webw.add", args=[3, 4])
+    row = page.wait_for_selector(f'tr[data-id="{result.id}"]')
+    assert row is not None, worker.read_text()
+    page.wait_for_selector(f'tr[data-id="{result.id}"] td.state-SUCCESS')
+    assert "webw.add" in row.inner_text()
+    page.screenshot(path=str(tmp_path / "tasks.png"), full_page=True)
+
+    page.goto(f"{server}/task/{result.id}")
+    assert "SUCCESS" in page.inner_text("h2")
+    assert "STARTED" in page.inner_text(".timeline")
+    page.screenshot(path=str(tmp_path / "task.png"), full_page=True)
+
+    failed = client_app.send_task("webw.fail", args=["in the browser"])
+    page.goto(server + "/tasks")
+    page.wait_for_selector(f'tr[data-id="{failed.id}"] td.state-FAILURE')
+    page.goto(f"{server}/task/{failed.id}")
+    assert "ValueError: in the browser" in page.inner_text(".traceback")
+    page.screenshot(path=str(tmp_path / "failed.png"), full_page=True)
+    assert all((tmp_path / f"{name}.png").stat().st_size > 0
+               for name in ("overview", "workers", "tasks", "task", "failed"))  # fmt: skip

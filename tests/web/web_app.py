@@ -1,0 +1,28 @@
+"""The app of the dashboard tests' worker subprocess: broker, backend, key prefix from the env."""
+
+from __future__ import annotations
+
+import os
+
+from celeriac import Celery
+
+app = Celery(
+    "webw",
+    broker=os.environ.get("CELERIAC_BROKER_URL", "memory://"),
+    backend=os.environ.get("CELERIAC_RESULT_BACKEND") or None,
+)
+app.conf.task_send_sent_event = True
+if os.environ.get("TEST_KEYPREFIX"):
+    options = {"global_keyprefix": os.environ["TEST_KEYPREFIX"]}
+    app.conf.broker_transport_options = options
+    app.conf.result_backend_transport_options = options
+
+
+@app.task(name="webw.add")
+def add(x: int, y: int) -> int:
+    return x + y
+
+
+@app.task(name="webw.fail")
+def fail(message: str) -> None:
+    raise ValueError(message)
