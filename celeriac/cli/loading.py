@@ -10,8 +10,9 @@ from typing import Any
 import click
 
 from celeriac.app import Celery, current_app
+from celeriac.conf.settings import Settings
 
-__all__ = ["find_app"]
+__all__ = ["apply_config_module", "change_directory", "check_loader", "find_app"]
 
 
 def _import_module(name: str) -> Any:
@@ -23,15 +24,48 @@ def _import_module(name: str) -> Any:
         raise
 
 
-def _app_in(module: Any) -> Celery | None:
+def _named_app(module: Any) -> Celery | None:
+    """The module's ``app`` or ``celery`` attribute when it is an app (Celery checks these
+    first); a ``celery`` submodule is searched as a module."""
     for attr in ("app", "celery"):
         found = getattr(module, attr, None)
         if isinstance(found, Celery):
             return found
+    return None
+
+
+def _any_app(module: Any) -> Celery | None:
     for value in vars(module).values():
         if isinstance(value, Celery):
             return value
     return None
+
+
+def _celery_submodule(package: Any) -> Any:
+    """``<package>.celery`` imported (Celery's layout for Django projects), or None."""
+    if getattr(package, "__path__", None) is None:
+        return None
+    name = f"{package.__name__}.celery"
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name == name:
+            return None
+        raise
+
+
+def _app_in(module: Any) -> Celery | None:
+    """Celery's order: ``module.app``, ``module.celery``, then the app of the package's
+    ``celery`` module (imported if needed), then any app among the module's globals."""
+    app = _named_app(module)
+    if app is not None:
+        return app
+    submodule = _celery_submodule(module)
+    if submodule is not None:
+        app = _named_app(submodule) or _any_app(submodule)
+        if app is not None:
+            return app
+    return _any_app(module)
 
 
 def find_app(spec: str | None) -> Celery:
@@ -58,9 +92,52 @@ def find_app(spec: str | None) -> Celery:
         raise
     app = _app_in(module)
     if app is None:
-        celery_module = getattr(module, "celery", None)
-        if celery_module is not None and not isinstance(celery_module, Celery):
-            app = _app_in(celery_module)
-    if app is None:
         raise click.UsageError(f"module {spec!r} has no celeriac app (expected an attribute 'app')")
     return app
+
+
+DEFAULT_CONFIG_MODULE = "celeryconfig"
+
+_LOADERS = frozenset(
+    {
+        "app",
+        "default",
+        "celery.loaders.app:AppLoader",
+        "celery.loaders.app.AppLoader",
+        "celery.loaders.default:Loader",
+        "celery.loaders.default.Loader",
+    }
+)
+"""Celery's own loaders: what celeriac does anyway (settings from the app and from
+``--config``/``celeryconfig``, task modules from ``imports`` and ``include``)."""
+
+
+def check_loader(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Accept Celery's built-in loaders; refuse a custom one, which celeriac cannot run."""
+    if value and value not in _LOADERS:
+        raise click.BadParameter(
+            f"{value!r}: custom loaders are not supported; celeriac reads settings from the "
+            "app (config_from_object, --config) and task modules from imports/include",
+            ctx,
+            param,
+        )
+    return value
+
+
+def change_directory(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    """``--workdir``: change directory before the app is imported (Celery's order)."""
+    if value:
+        os.chdir(value)
+
+
+def apply_config_module(app: Celery, module: str | None, default_app: bool) -> None:
+    """Read ``--config`` (env ``CELERY_CONFIG_MODULE``) under the app's own settings, as
+    Celery's loader does: what the app set itself wins. The default app (no ``-A``) also
+    reads ``celeryconfig`` when it exists, as Celery's default loader does."""
+    if not module and not default_app:
+        return
+    loaded = Settings()
+    loaded.from_object(module or DEFAULT_CONFIG_MODULE, app.namespace, silent=not module)
+    for key, value in loaded.without_defaults().items():
+        if not app.conf.is_set(key):
+            app.conf[key] = value

@@ -114,6 +114,7 @@ class Control:
             exchange_type="direct",
             routing_key=self.client_id,
             durable=False,
+            auto_delete=True,  # as kombu's reply queue
             queue_arguments={
                 "x-expires": int(float(self.app.conf["control_queue_expires"] or 10) * 1000)
             },

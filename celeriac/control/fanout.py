@@ -84,6 +84,8 @@ class QueueSubscription:
                     exchange_type=spec.exchange_type,
                     routing_key=spec.routing_key,
                     durable=False,
+                    # as kombu declares a mailbox queue: gone with its last consumer
+                    auto_delete=True,
                     queue_arguments=dict(spec.queue_arguments),
                 )
             ]

@@ -48,6 +48,7 @@ class QueueSpec:
     max_priority: int | None = None
     durable: bool = True
     queue_arguments: dict[str, Any] = field(default_factory=dict)
+    auto_delete: bool = False
 
 
 @dataclass(slots=True)

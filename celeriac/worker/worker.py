@@ -22,11 +22,14 @@ from celeriac.backends import ResultBackend
 from celeriac.beat.scheduler import run_embedded_beat, stop_embedded_beat
 from celeriac.conf.defaults import default_concurrency
 from celeriac.context import Context, set_state_sink
+from celeriac.exceptions import ImproperlyConfigured
 from celeriac.masking import mask_url
+from celeriac.routing import worker_direct
 from celeriac.trace import arun_task
 from celeriac.transport import QueueSpec, Transport
 from celeriac.worker import child
-from celeriac.worker.events import WorkerEvents
+from celeriac.worker.autoscale import Autoscaler, Resizable
+from celeriac.worker.events import HEARTBEAT_FREQ, WorkerEvents
 from celeriac.worker.executors import POOL_NAMES, create_executor
 from celeriac.worker.executors.base import Executor
 from celeriac.worker.executors.inloop import InLoopExecutor
@@ -49,6 +52,7 @@ class WorkerOptions:
 
     hostname: str | None = None
     queues: list[str] = field(default_factory=list)
+    exclude_queues: list[str] = field(default_factory=list)  # -X
     concurrency: int | None = None
     pool: str | None = None
     prefetch_multiplier: int | None = None
@@ -58,6 +62,9 @@ class WorkerOptions:
     async_concurrency: int = 100
     banner: bool = True
     beat: bool = False  # -B: run beat in this process
+    max_memory_per_child: int | None = None  # KiB; else worker_max_memory_per_child
+    autoscale: tuple[int, int] | None = None  # (max, min) pool processes
+    heartbeat_interval: float | None = None  # --heartbeat-interval, seconds (else 2)
     loglevel: str | None = None
     """-l: set up logging as Celery's worker program does (None: leave logging alone)."""
     logfile: str | None = None
@@ -103,10 +110,25 @@ class Worker:
             self.options.concurrency or conf["worker_concurrency"] or default_concurrency()
         )
         self.pool_name = self.options.pool or conf["worker_pool"]
+        if self.options.autoscale is not None:
+            if POOL_NAMES.get(self.pool_name) != "processes":
+                raise ImproperlyConfigured(
+                    f"--autoscale needs the prefork pool; the {self.pool_name} pool has a "
+                    "fixed size (use -c)"
+                )
+            self.concurrency = self.options.autoscale[0]  # the window is sized for the max
         self.prefetch_multiplier = max(
             1, self.options.prefetch_multiplier or conf["worker_prefetch_multiplier"]
         )
-        self.queues: list[QueueSpec] = self.app.router.consume_specs(self.options.queues)
+        if conf["worker_disable_prefetch"]:
+            self.prefetch_multiplier = 1  # hold no more messages than there are slots
+        self.queues: list[QueueSpec] = self.app.router.consume_specs(
+            self.options.queues, self.options.exclude_queues
+        )
+        if conf["worker_direct"]:
+            self.queues.append(self.app.router.add(worker_direct(self.hostname)))
+        if not self.queues:
+            raise ImproperlyConfigured("no queue to consume: -X excludes every queue of -Q")
         self.task_events = bool(
             conf["worker_send_task_events"]
             if self.options.task_events is None
@@ -135,6 +157,7 @@ class Worker:
         signals.worker_ready.send(sender=self.handler)
         revoke_sync = asyncio.create_task(self._sync_revoked())
         beat = self._start_beat()
+        scaler = self._start_autoscaler(sync_pool)
         try:
             await self._consume()
         finally:
@@ -142,6 +165,8 @@ class Worker:
             if mailbox is not None:
                 mailbox.cancel()  # at once: it would notice the stop only at its next receive
                 await asyncio.gather(mailbox, return_exceptions=True)
+            if scaler is not None:
+                scaler.cancel()
             if beat is not None:
                 await stop_embedded_beat(beat)
             await self._shutdown(sync_pool, async_pool)
@@ -151,6 +176,20 @@ class Worker:
         if not self.options.beat:
             return None
         return asyncio.create_task(run_embedded_beat(self.app, self._stopping))
+
+    def _concurrency_text(self) -> str:
+        """The banner's concurrency, as Celery prints it (``{min=1, max=4}`` with autoscale)."""
+        if self.options.autoscale is None:
+            return str(self.concurrency)
+        maximum, minimum = self.options.autoscale
+        return f"{{min={minimum}, max={maximum}}}"
+
+    def _start_autoscaler(self, pool: Executor) -> asyncio.Task[None] | None:
+        if self.options.autoscale is None or not isinstance(pool, Resizable):
+            return None
+        maximum, minimum = self.options.autoscale
+        scaler = Autoscaler(pool, maximum, minimum, lambda: self.held)
+        return asyncio.create_task(scaler.run(self._stopping))
 
     def stop(self, *, cold: bool = False) -> None:
         """Ask for a warm (or cold) shutdown."""
@@ -170,6 +209,14 @@ class Worker:
         signals.worker_init.send(sender=self)
         if self.options.loglevel is not None:
             setup_logging(self.app, self.options.loglevel, self.options.logfile)
+        if not any(not name.startswith("celery.") for name in self.app.tasks):
+            # Celery starts quietly here; a worker that can run nothing is almost always a
+            # missing -A, so say so rather than reject every task it receives.
+            logger.warning(
+                "no tasks are registered in app %r: give the app with -A/--app "
+                "(e.g. celeriac -A proj worker) or list task modules in `include`",
+                self.app.main,
+            )
 
     def _install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
@@ -222,11 +269,15 @@ class Worker:
         sync_pool = create_executor(
             self.pool_name,
             child.run_in_child if in_processes else child.run_in_thread,
-            concurrency=self.concurrency,
+            concurrency=max(1, self.options.autoscale[1])
+            if self.options.autoscale
+            else self.concurrency,
             max_tasks_per_child=self.options.max_tasks_per_child
             or conf["worker_max_tasks_per_child"],
             initializer=child.initializer_for(self.pool_name),
             on_note=self._on_pool_note,
+            max_memory_per_child=self.options.max_memory_per_child
+            or conf["worker_max_memory_per_child"],
             before_spawn=child.before_child,
             finalizer=child.child_finalizer,
         )
@@ -282,6 +333,7 @@ class Worker:
             task_events=self.task_events,
             counts=lambda: (handler.executing, handler.processed),
             heartbeat=self.options.heartbeat,
+            freq=self.options.heartbeat_interval or HEARTBEAT_FREQ,
         )
         self.events.start()
 
@@ -313,7 +365,7 @@ class Worker:
             f"- ** ---------- .> app:         {self.app.main or '__main__'}:{id(self.app):#x}\n"
             f"- ** ---------- .> transport:   {mask_url(self.app.broker_url, '**')}\n"
             f"- ** ---------- .> results:     {mask_url(backend, '**')}\n"
-            f"- *** --- * --- .> concurrency: {self.concurrency} ({self.pool_name})\n"
+            f"- *** --- * --- .> concurrency: {self._concurrency_text()} ({self.pool_name})\n"
             f"-- ******* ---- .> task events: {self._events_line()}\n--- ***** ----- \n"
             f" -------------- [queues]\n{queues}\n\n[tasks]\n{tasks}\n"
         )

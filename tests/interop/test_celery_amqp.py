@@ -117,7 +117,8 @@ def test_failures_cross_over(env: Env, start_worker: StartWorker) -> None:
 
 
 def test_routed_queue_and_priority(env: Env, start_worker: StartWorker) -> None:
-    start_worker("celeriac", "-Q", "alt")
+    # Two nodes need two names: each declares its own pidbox queue (Celery 5.7: exclusive).
+    start_worker("celeriac", "-Q", "alt", "-n", "alt@%h")
     start_worker("celery", "-Q", "celery")
     code = (
         "print(side.whoami.apply_async(queue='alt', priority=5).get(timeout=30),"

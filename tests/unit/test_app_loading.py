@@ -69,6 +69,32 @@ def test_a_package_with_a_celery_module(project: tuple[Path, str]) -> None:
     assert find_app(name).main == "django-style"
 
 
+def test_a_package_with_an_empty_init_and_a_celery_module(project: tuple[Path, str]) -> None:
+    """``proj/__init__.py`` empty: ``proj.celery`` is imported to find the app, as Celery does."""
+    root, name = project
+    write(root / name / "__init__.py", "")
+    write(root / name / "celery.py", APP.format(name="app", label="empty-init"))
+    assert find_app(name).main == "empty-init"
+    assert f"{name}.celery" in sys.modules
+
+
+def test_the_celery_module_wins_over_other_apps_of_the_package(
+    project: tuple[Path, str],
+) -> None:
+    root, name = project
+    write(root / name / "__init__.py", APP.format(name="other", label="in-init"))
+    write(root / name / "celery.py", APP.format(name="app", label="in-celery-module"))
+    assert find_app(name).main == "in-celery-module"
+
+
+def test_an_error_inside_the_celery_module_is_not_hidden(project: tuple[Path, str]) -> None:
+    root, name = project
+    write(root / name / "__init__.py", "")
+    write(root / name / "celery.py", "import celeriac_no_such_dependency\n")
+    with pytest.raises(ModuleNotFoundError, match="celeriac_no_such_dependency"):
+        find_app(name)
+
+
 def test_no_spec_is_the_current_app(project: tuple[Path, str]) -> None:
     assert find_app(None) is current_app()
 

@@ -122,10 +122,10 @@ SETTINGS = (
         "beat_scheduler",
         "string",
         "celery.beat:PersistentScheduler",
-        "The scheduler class beat runs, as `module:Class`.",
-        status=NOT_SUPPORTED,
-        reason=(
-            "not supported yet: beat runs celeriac's leased scheduler and loads no other class"
+        (
+            "The scheduler class beat runs, as `module:Class`: Celery's default means "
+            "celeriac's leased scheduler; another class with Celery's interface (`tick()`) "
+            "is run as Celery's beat runs it, without the lease."
         ),
         aliases=("CELERYBEAT_SCHEDULER",),
     ),

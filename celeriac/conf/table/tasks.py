@@ -106,20 +106,16 @@ SETTINGS = (
         "string",
         "classic",
         "The RabbitMQ queue type (`classic` or `quorum`) of queues created on demand.",
-        status=NOT_SUPPORTED,
-        reason=(
-            "queues are declared classic; give `queue_arguments={'x-queue-type': "
-            "'quorum'}` in `task_queues` for quorum queues"
-        ),
         aliases=("CELERY_CREATE_MISSING_QUEUE_TYPE",),
     ),
     Setting(
         "task_create_missing_queue_exchange_type",
         "string",
         None,
-        "The exchange type of queues created on demand.",
-        status=NOT_SUPPORTED,
-        reason="queues created on demand are bound to a direct exchange of their name",
+        (
+            "The type of the exchange (named as the queue) that a queue created on demand is "
+            "bound to; None: `direct`."
+        ),
         aliases=("CELERY_CREATE_MISSING_QUEUE_EXCHANGE_TYPE",),
     ),
     Setting(

@@ -27,7 +27,10 @@ SETTINGS = (
         "celery.worker.autoscale:Autoscaler",
         "The class that grows and shrinks the pool with `--autoscale`.",
         status=NOT_SUPPORTED,
-        reason="not supported yet: the pool has a fixed size",
+        reason=(
+            "another autoscaler class cannot be loaded: `--autoscale MAX,MIN` uses celeriac's "
+            "own (Celery's rule, `celeriac.worker.autoscale`)"
+        ),
         aliases=("CELERYD_AUTOSCALER",),
     ),
     Setting(
@@ -84,11 +87,9 @@ SETTINGS = (
         "bool",
         False,
         (
-            "Give each worker its own queue `<hostname>.dq`, bound to the `C.dq2` exchange, to "
-            "send tasks to one worker."
+            "Give each worker its own queue `<hostname>.dq2`, bound to the `C.dq2` exchange, to "
+            "send tasks to one worker (`celeriac.routing.worker_direct(hostname)` names it)."
         ),
-        status=NOT_SUPPORTED,
-        reason="not supported yet: no per-worker queue is declared",
         aliases=("CELERY_WORKER_DIRECT",),
     ),
     Setting(
@@ -167,9 +168,10 @@ SETTINGS = (
         "worker_max_memory_per_child",
         "int",
         None,
-        "Replace a pool process once its resident memory exceeds this many kilobytes.",
-        status=NOT_SUPPORTED,
-        reason="not supported yet: pool processes are not replaced by memory use",
+        (
+            "Replace a prefork pool process once its resident memory exceeds this many "
+            "kilobytes, after the task that passed it."
+        ),
         aliases=("CELERYD_MAX_MEMORY_PER_CHILD",),
     ),
     Setting(
@@ -262,9 +264,7 @@ SETTINGS = (
         "worker_disable_prefetch",
         "bool",
         False,
-        "Fetch a message only when a pool slot is free.",
-        status=NOT_SUPPORTED,
-        reason="not supported yet: the worker holds up to its prefetch window",
+        "Fetch a message only when a pool slot is free (the prefetch multiplier becomes 1).",
         aliases=("CELERYD_DISABLE_PREFETCH",),
     ),
     Setting(

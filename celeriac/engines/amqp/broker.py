@@ -4,7 +4,8 @@ Wire (SPEC §4). Task messages go to the default exchange with the queue name as
 or to a named exchange as routed; properties, headers and body as in
 :mod:`~celeriac.engines.amqp.connection`; ``delivery_mode`` 2 unless the envelope says otherwise.
 ``declare`` creates what a Celery worker creates for the same ``Queue``: a durable exchange of
-the given type, a durable non-auto-delete queue whose arguments are exactly
+the given type, a queue (durable and auto-delete as the spec says, kombu's defaults
+durable and not auto-delete) whose arguments are exactly
 ``queue_arguments`` plus ``x-max-priority`` when ``max_priority`` is set (so the two never
 disagree with PRECONDITION_FAILED), and the binding. For a headers exchange the non-queue
 entries of ``queue_arguments`` (``x-match`` and the values) are the binding arguments.

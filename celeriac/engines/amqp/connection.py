@@ -247,9 +247,28 @@ async def connect(url: str, options: AMQPOptions, name: str) -> AbstractConnecti
         extra["context"] = tls_context(tls)
         if tls.get("server_hostname"):
             extra["server_hostname"] = str(tls["server_hostname"])
-    async with asyncio.timeout(options.connect_timeout):
-        connection: AbstractConnection = await aiormq.connect(target, **extra)
+    try:
+        async with asyncio.timeout(options.connect_timeout):
+            connection: AbstractConnection = await aiormq.connect(target, **extra)
+    except amqp_errors.InvalidFrameError as exc:
+        if "Connection.OpenOk" not in str(exc):
+            raise
+        # The server closes instead of opening: the vhost is missing or this user may not use it.
+        raise ImproperlyConfigured(_vhost_refused(url)) from None
     return connection
+
+
+def _vhost_refused(url: str) -> str:
+    """One line naming the vhost the server would not open, and how to fix it."""
+    split = urlsplit(url)
+    vhost = unquote(split.path[1:]) if len(split.path) > 1 else "/"
+    where = f"{split.hostname or 'localhost'}:{split.port or 5672}"
+    return (
+        f"RabbitMQ at {where} refused to open vhost {vhost!r} for user "
+        f"{unquote(split.username or 'guest')!r}: it does not exist or the user has no "
+        f"permissions on it (rabbitmqctl add_vhost {vhost}; rabbitmqctl set_permissions "
+        f"-p {vhost} <user> '.*' '.*' '.*')"
+    )
 
 
 _CERT_REQS = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}
@@ -453,7 +472,9 @@ class Topology:
             if spec.exchange:
                 await self._declare_exchange(spec.exchange, spec.exchange_type)
             channel = await self._admin()
-            await channel.queue_declare(spec.name, durable=spec.durable, arguments=queue_args)
+            await channel.queue_declare(
+                spec.name, durable=spec.durable, auto_delete=spec.auto_delete, arguments=queue_args
+            )
             if spec.exchange:
                 await channel.queue_bind(
                     spec.name, spec.exchange, routing_key=spec.routing_key, arguments=binding_args

@@ -22,10 +22,22 @@ __all__ = [
     "ExecutorStopped",
     "InLoopExecutor",
     "Job",
+    "GREEN_POOLS",
     "ProcessExecutor",
     "ThreadExecutor",
     "create_executor",
 ]
+
+#: Celery's green pools, refused with what to use instead (docs/worker.md says why).
+GREEN_POOLS = {
+    kind: (
+        f"the {kind} pool is not supported: celeriac does not monkey-patch the standard "
+        "library. Use -P threads for blocking I/O code (requests, psycopg2), or write the "
+        "tasks as `async def` (they run on the worker's event loop, many at once); see "
+        "docs/worker.md"
+    )
+    for kind in ("gevent", "eventlet")
+}
 
 #: Celery's pool names we accept, and the executor each one means.
 POOL_NAMES = {
@@ -44,6 +56,7 @@ def create_executor(
     max_tasks_per_child: int | None = None,
     initializer: Callable[[], None] | None = None,
     on_note: Callable[[Any], None] | None = None,
+    max_memory_per_child: int | None = None,
     before_spawn: Callable[[Any], None] | None = None,
     finalizer: Callable[[int], None] | None = None,
 ) -> Executor:
@@ -51,7 +64,7 @@ def create_executor(
 
     ``prefork``/``processes``: :class:`ProcessExecutor`; ``threads``:
     :class:`ThreadExecutor`; ``solo``: a ThreadExecutor with one thread (whatever
-    ``concurrency`` says). ``max_tasks_per_child``, ``on_note`` (see
+    ``concurrency`` says). ``max_tasks_per_child``, ``max_memory_per_child``, ``on_note`` (see
     :func:`~celeriac.worker.executors.processes.send_note`), ``before_spawn`` (called with
     the executor before each fork) and ``finalizer`` (called in a child as it exits, with
     its exit code) only apply to processes.
@@ -64,6 +77,7 @@ def create_executor(
             max_tasks_per_child=max_tasks_per_child,
             initializer=initializer,
             on_note=on_note,
+            max_memory_per_child=max_memory_per_child,
             before_spawn=before_spawn,
             finalizer=finalizer,
         )
@@ -71,7 +85,8 @@ def create_executor(
         return ThreadExecutor(fn, concurrency=concurrency, initializer=initializer)
     if kind == "solo":
         return ThreadExecutor(fn, concurrency=1, initializer=initializer)
-    hint = " (use async def tasks instead)" if kind in ("eventlet", "gevent") else ""
+    if kind in GREEN_POOLS:
+        raise ImproperlyConfigured(GREEN_POOLS[kind])
     raise ImproperlyConfigured(
-        f"unknown pool {name!r}{hint}; choose one of: {', '.join(sorted(POOL_NAMES))}"
+        f"unknown pool {name!r}; choose one of: {', '.join(sorted(POOL_NAMES))}"
     )

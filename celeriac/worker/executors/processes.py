@@ -25,12 +25,14 @@ and learns of deaths from a pidfd (Linux; elsewhere pipe EOF + ``waitpid`` polli
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import enum
 import gc
 import logging
 import os
 import pickle
+import resource
 import signal
 import sys
 import traceback
@@ -68,6 +70,7 @@ _INIT_FAILED = "init-failed"
 _OK = "ok"
 _ERROR = "error"
 _NOTE = "note"
+_RETIRE = "retire"  # sent before an outcome: the child exits after it (memory limit)
 
 _EXIT_MESSAGE = pickle.dumps(None)
 _EXIT_GRACE = 10.0  # seconds children get to exit after stop(wait=True) asks them to
@@ -122,10 +125,17 @@ def send_note(obj: Any) -> None:
 class _ChildLoop:
     """The job loop of a forked child: receive, run ``fn``, send the outcome, repeat."""
 
-    def __init__(self, conn: Connection, fn: Callable[[Any], Any], max_tasks: int | None):
+    def __init__(
+        self,
+        conn: Connection,
+        fn: Callable[[Any], Any],
+        max_tasks: int | None,
+        max_memory: int | None = None,
+    ):
         self._conn = conn
         self._fn = fn
         self._max_tasks = max_tasks
+        self._max_memory = max_memory
         self._soft_armed = False
         self._soft_limit: float | None = None
 
@@ -145,9 +155,23 @@ class _ChildLoop:
                 return 0  # the parent is gone: nobody wants our results any more
             if data == _EXIT_MESSAGE:
                 return 0
-            self._conn.send_bytes(self._handle(data))
+            reply = self._handle(data)
+            rss = self._over_memory()
+            if rss is not None:
+                # Told before the outcome, so that the parent never gives us another job.
+                self._conn.send_bytes(_dumps((_RETIRE, rss)))
+                self._conn.send_bytes(reply)
+                return 0
+            self._conn.send_bytes(reply)
             done += 1
         return 0
+
+    def _over_memory(self) -> int | None:
+        """Peak resident memory in KiB when above ``max_memory`` (Celery's rule), else None."""
+        if self._max_memory is None:
+            return None
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+        return rss if rss > self._max_memory else None
 
     def _handle(self, data: bytes) -> bytes:
         try:
@@ -181,6 +205,7 @@ def _child_main(
     fn: Callable[[Any], Any],
     initializer: Callable[[], None] | None,
     max_tasks: int | None,
+    max_memory: int | None = None,
 ) -> int:
     """Body of a freshly forked child; returns its exit code."""
     global _note_conn
@@ -202,7 +227,7 @@ def _child_main(
             conn.send_bytes(_dumps((_INIT_FAILED, traceback.format_exc())))
             return 1
     conn.send_bytes(_dumps((_READY, None)))
-    child_loop = _ChildLoop(conn, fn, max_tasks)
+    child_loop = _ChildLoop(conn, fn, max_tasks, max_memory)
     signal.signal(signal.SIGALRM, child_loop.on_alarm)
     return child_loop.run()
 
@@ -256,12 +281,15 @@ class _Child:
         self.job_no = 0
         self.jobs_done = 0
         self.init_error: str | None = None
+        self.retire = False  # exits after its running job (over max_memory_per_child)
 
 
 class ProcessExecutor:
     """Runs ``fn(payload)`` in ``concurrency`` forked children, one job per child at a time.
 
-    ``max_tasks_per_child`` recycles a child after that many jobs; ``initializer``
+    ``max_tasks_per_child`` recycles a child after that many jobs, ``max_memory_per_child``
+    once its peak resident memory exceeds that many KiB (after the job that passed it, as
+    Celery's prefork pool does); ``initializer``
     runs once in every new child before its first job. A failing initializer
     makes ``start()`` raise; later it is logged and the child retried after a pause.
     """
@@ -274,6 +302,7 @@ class ProcessExecutor:
         max_tasks_per_child: int | None = None,
         initializer: Callable[[], None] | None = None,
         on_note: Callable[[Any], None] | None = None,
+        max_memory_per_child: int | None = None,
         before_spawn: Callable[[ProcessExecutor], None] | None = None,
         finalizer: Callable[[int], None] | None = None,
     ) -> None:
@@ -285,6 +314,7 @@ class ProcessExecutor:
         self._on_note = on_note
         self._concurrency = concurrency
         self._max_tasks = max_tasks_per_child
+        self._max_memory = max_memory_per_child or None
         self._initializer = initializer
         self._before_spawn = before_spawn
         self._finalizer = finalizer
@@ -302,6 +332,16 @@ class ProcessExecutor:
     def capacity(self) -> int:
         """Number of children, i.e. of jobs that run at once."""
         return self._concurrency
+
+    def resize(self, size: int) -> None:
+        """Run ``size`` children from now on (``--autoscale``), through :meth:`grow` and
+        :meth:`shrink` (idle extra children leave at once, busy ones after their job)."""
+        if size < 1:
+            raise ValueError("an executor needs at least one child")
+        if size > self._concurrency:
+            self.grow(size - self._concurrency)
+        elif size < self._concurrency:
+            self.shrink(self._concurrency - size)
 
     @property
     def pids(self) -> list[int]:
@@ -444,6 +484,10 @@ class ProcessExecutor:
             pass  # already reaped (outcome drained from its pipe after it exited)
         elif self._max_tasks is not None and child.jobs_done >= self._max_tasks:
             child.state = _State.RETIRING  # it exits by itself; replaced when reaped
+        elif child.retire:
+            child.state = _State.RETIRING  # over its memory limit, or the pool shrank
+            with contextlib.suppress(OSError):  # already gone (memory limit): nothing to say
+                child.conn.send_bytes(_EXIT_MESSAGE)
         else:
             self._child_free(child)
         entry.finish(ok, value if ok else job_error(value))
@@ -530,7 +574,9 @@ class ProcessExecutor:
         """Run the child's job loop and exit; never returns to the parent's code."""
         code = 1
         try:
-            code = _child_main(conn, inherited, self._fn, self._initializer, self._max_tasks)
+            code = _child_main(
+                conn, inherited, self._fn, self._initializer, self._max_tasks, self._max_memory
+            )
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
         except BaseException:
@@ -582,6 +628,14 @@ class ProcessExecutor:
             child.init_error = value
         elif kind == _NOTE:
             self._note(value)
+        elif kind == _RETIRE:
+            child.retire = True
+            logger.info(
+                "child %s exceeds max_memory_per_child (%s KiB > %s KiB): replaced after its task",
+                child.pid,
+                value,
+                self._max_memory,
+            )
         else:
             self._finish_job(child, kind == _OK, value)
 
