@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Seed 004's topology natively on loopback, for machines without a Docker engine:
 # nginx (127.0.0.1:$HTTP_PORT) → gunicorn/Flask → RabbitMQ → two celeriac workers, beat,
-# PostgreSQL for the app's jobs and the results, and the dashboard when celeriac has one.
+# PostgreSQL for the app's jobs and the results, and celeriac's dashboard (`celeriac web`).
 #
 #   run-local.sh up       start everything; returns once the API answers through nginx
 #   run-local.sh stress   the seed's 50 POSTs (extra arguments go to stress.sh: -n N -c C)
@@ -49,20 +49,20 @@ up() {
     mkdir -p "$RUN_DIR"
     if [ -n "$(running)" ]; then echo "run-local: already up ($RUN_DIR); run down first" >&2; exit 1; fi
     "$BIN/python" -c 'from process_data.db import create_tables; create_tables()'
-    start worker1 "$BIN/celeriac" -A "$APP" worker -n "worker1@%h" -c 2 -l info
-    start worker2 "$BIN/celeriac" -A "$APP" worker -n "worker2@%h" -c 2 -l info
+    start worker1 "$BIN/celeriac" -A "$APP" worker -n "worker1@%h" -c 2 -l info -E
+    start worker2 "$BIN/celeriac" -A "$APP" worker -n "worker2@%h" -c 2 -l info -E
     start beat "$BIN/celeriac" -A "$APP" beat -l info
     start web "$BIN/gunicorn" --workers 4 --bind "127.0.0.1:$WEB_PORT" --access-logfile - \
         --graceful-timeout 5 --control-socket "$RUN_DIR/gunicorn.ctl" "process_data:create_app()"
-    if "$BIN/celeriac" dashboard --help >/dev/null 2>&1; then
-        start dashboard "$BIN/celeriac" -A "$APP" dashboard --port "$DASHBOARD_PORT"
-    fi
+    start dashboard "$BIN/celeriac" -A "$APP" web --port "$DASHBOARD_PORT"
     nginx_conf
     start nginx "$NGINX" -p "$RUN_DIR" -c "$RUN_DIR/nginx.conf" -g "daemon off;"
     wait_for "worker1" 30 grep -q "ready" "$RUN_DIR/worker1.log"
     wait_for "worker2" 30 grep -q "ready" "$RUN_DIR/worker2.log"
     wait_for "the API through nginx" 30 curl -fsS "http://127.0.0.1:$HTTP_PORT/healthz"
-    echo "run-local: up — API http://127.0.0.1:$HTTP_PORT/api/process_data, logs in $RUN_DIR"
+    wait_for "the dashboard" 30 curl -fsS "http://127.0.0.1:$DASHBOARD_PORT/api/workers"
+    echo "run-local: up — API http://127.0.0.1:$HTTP_PORT/api/process_data, dashboard" \
+        "http://127.0.0.1:$DASHBOARD_PORT, logs in $RUN_DIR"
 }
 
 running() {  # the names whose process is alive

@@ -167,6 +167,14 @@ def test_seed_posts_and_a_bounded_load_all_complete_on_both_workers(stack: Stack
     latencies = sorted(elapsed * 1000 for _, _, elapsed in load)
     p50, p99 = latencies[len(latencies) // 2], latencies[int(len(latencies) * 0.99)]
     print(f"POST through nginx, concurrency 50: p50 {p50:.1f} ms, p99 {p99:.1f} ms; {by_worker}")
+    # The dashboard saw the work through the workers' events, on both workers.
+    dashboard = int(stack.env["DASHBOARD_PORT"])
+    conn = http.client.HTTPConnection("127.0.0.1", dashboard, timeout=30)
+    conn.request("GET", "/api/tasks?limit=100000&state=SUCCESS")
+    listed = json.loads(conn.getresponse().read())
+    conn.close()
+    assert {task_id for task_id in listed} >= {reply["task_id"] for _, reply, _ in seed}
+    assert {task["worker"].split("@")[0] for task in listed.values()} == {"worker1", "worker2"}
     for _, reply, _ in seed[:5]:
         status, body = stack.request("GET", f"/api/tasks/{reply['task_id']}")
         assert status == 200 and body["state"] == "SUCCESS", body
@@ -218,7 +226,7 @@ def test_a_post_answers_503_when_the_broker_is_down(stack: Stack) -> None:
 
 def test_down_stops_every_process_it_started(stack: Stack) -> None:
     status = stack.run_local("status")
-    assert set(status.stdout.split()) == {"beat", "nginx", "web", "worker1", "worker2"}
+    assert set(status.stdout.split()) == {"beat", "dashboard", "nginx", "web", "worker1", "worker2"}
     run_dir = Path(stack.env["RUN_DIR"])
     pids = [int((run_dir / f"{name}.pid").read_text()) for name in status.stdout.split()]
     stack.run_local("down")
