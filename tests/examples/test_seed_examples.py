@@ -187,3 +187,16 @@ def test_seed_003_tutorial_prints_what_the_tutorial_says(servers: dict[str, str]
         "608281864034267560872252163321295376887552831379210240000000000",
         "'str' object cannot be interpreted as an integer",
     ]
+
+
+def test_flasks_recipe_runs_tasks_inside_the_app_context(servers: dict[str, str]) -> None:
+    env = example_env("flask_app", servers)
+    with worker("flask_app", env, "-A", "flask_app", "worker", "-l", "info") as node:
+        node.wait_for("ready")
+        out = run(
+            "flask_app",
+            env,
+            "-c",
+            "from flask_app import greet\nprint(greet.delay('Ann').get(timeout=60))",
+        )
+    assert out.strip() == "hello from the Flask config, Ann"
