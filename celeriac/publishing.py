@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from celeriac.context import current_request
 from celeriac.exceptions import QueueNotFound
 from celeriac.protocol.ids import uuid4
-from celeriac.protocol.message import TaskMessage
+from celeriac.protocol.message import TaskMessage, safe_repr
 from celeriac.publish_checks import check_options, check_task_defaults
 from celeriac.routing import Route, Router
 
@@ -277,7 +277,7 @@ def _message(
         headers=dict(get("headers") or {}),
         reply_to=get("reply_to"),
         priority=_or(get("priority"), defaults.priority),
-        argsrepr=get("argsrepr"),
+        argsrepr=get("argsrepr") or _list_repr(args),
         kwargsrepr=get("kwargsrepr"),
         replaced_task_nesting=int(get("replaced_task_nesting") or 0),
         stamps=_stamps(get("stamps"), get("stamped_headers"), options),
@@ -318,4 +318,12 @@ def _default_message(
         soft_time_limit=defaults.soft_time_limit,
         ignore_result=defaults.ignore_result,
         priority=defaults.priority,
+        argsrepr=_list_repr(args),
     )
+
+
+def _list_repr(args: Sequence[Any] | None) -> str | None:
+    """Celery's argsrepr is the repr of the args as given: ``[1, 2]`` for a list. The
+    message holds a list either way and encodes ``(1, 2)`` when no repr is set, so only
+    a non-empty list needs its repr taken here."""
+    return safe_repr(args) if type(args) is list and args else None

@@ -56,9 +56,10 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 def _worker(kind: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     program = "celery" if kind == "celery" else "celeriac"
     command = [sys.executable, "-m", program, "-A", "tests.parity.signals_app", "worker",
-               "-P", "prefork", "-c", "1", "-l", "info"]  # fmt: skip
-    if kind == "celery":
-        command += ["--without-mingle", "--without-gossip", "--without-heartbeat"]
+               "-P", "prefork", "-c", "1", "-l", "info",
+               # the same flags on both sides: a heartbeat every 2 s would add a number of
+               # heartbeat_sent that depends on timing
+               "--without-mingle", "--without-gossip", "--without-heartbeat"]  # fmt: skip
     return subprocess.Popen(
         command, env=env, cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT
     )
