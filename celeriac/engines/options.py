@@ -88,6 +88,9 @@ def option_flag(value: Any) -> bool:
 def broker_options(conf: Mapping[str, Any], url: str) -> dict[str, Any]:
     """The options of the broker at ``url``: its transport options plus the settings."""
     options = dict(conf.get("broker_transport_options") or {})
+    if "max_retries" in options:
+        # kombu bounds connection attempts by this transport option as well
+        options.setdefault("connect_max_retries", options["max_retries"])
     for name, value in broker_retry_options(conf, options).items():
         options.setdefault(name, value)
     engine = _engine(url)

@@ -69,7 +69,10 @@ def test_broker_connection_settings() -> None:
     assert broker_options(app.conf, "redis://h")["socket_connect_timeout"] == 1.5
     # The transport options win over the settings.
     app.conf.broker_transport_options = {"max_retries": 2}
-    assert RetryPolicy.from_options(broker_options(app.conf, "redis://h")).max_retries == 2
+    options = broker_options(app.conf, "redis://h")
+    assert RetryPolicy.from_options(options).max_retries == 2
+    # as kombu's: the transport option bounds the connection attempts too
+    assert RetryPolicy.from_options(options, prefix="connect_").max_retries == 2
 
 
 def test_redis_transport_takes_the_startup_policy() -> None:
