@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -140,6 +141,17 @@ class Workers:
     def log(self, index: int) -> str:
         return (self.workdir / f"worker-{index}.log").read_text(errors="replace")
 
+    def logged_at(self, index: int, pattern: str) -> list[float]:
+        """When worker ``index`` logged lines matching ``pattern`` (epoch seconds, from the
+        log's local-time stamps)."""
+        found = []
+        for line in self.log(index).splitlines():
+            stamp = re.match(r"\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}):", line)
+            if stamp and re.search(pattern, line):
+                local = time.strptime(stamp.group(1), "%Y-%m-%d %H:%M:%S")
+                found.append(time.mktime(local) + int(stamp.group(2)) / 1000)
+        return found
+
     def logs(self) -> str:
         return "\n".join(self.log(i) for i in range(len(self.procs)))
 
@@ -204,6 +216,22 @@ class Record:
 
     def started(self) -> Counter[int]:
         return Counter(n for kind, n, _ in self.lines() if kind == "start")
+
+    def running_at(self, pids: set[int], at: float, settle: float, lag: float = 0.0) -> set[int]:
+        """Tasks whose execution by one of ``pids`` had started by ``at`` (or within ``lag``
+        after it: handed to a pool process before ``at``) and had not ended, or had ended
+        less than ``settle`` seconds before (its result and ack in flight)."""
+        starts: dict[tuple[int, int], float] = {}
+        found = set()
+        for kind, n, pid, when in self.entries():
+            if pid not in pids:
+                continue
+            if kind == "start":
+                starts[(n, pid)] = when
+            elif starts.pop((n, pid), at + lag + 1) <= at + lag and at <= when + settle:
+                found.add(n)
+        found |= {n for (n, _), began in starts.items() if began <= at + lag}  # never ended
+        return found
 
     def interrupted(self, pids: set[int]) -> set[int]:
         """Tasks whose execution by one of ``pids`` started and never ended."""
@@ -331,11 +359,11 @@ class RabbitVhost:
         return pids
 
     def close_connections(self) -> int:
-        """Close every connection to this vhost (only ours live there); how many."""
-        pids = self.connections()
-        for pid in pids:
-            self._ctl("close_connection", pid, "fault test: closed by the server")
-        return len(pids)
+        """Close every connection to this vhost (only ours live there), in one command so
+        that they close together; how many there were just before."""
+        count = len(self.connections())
+        self._ctl("close_all_connections", "--vhost", self.name, "fault test: closed by the server")
+        return count
 
 
 def module_redis(aof: bool) -> Any:

@@ -192,7 +192,7 @@ class AMQPTransport:
             await self._session.connection()
             pending = await self._publish_once(pending)
             if pending:
-                raise _Unconfirmed(f"{len(pending)} message(s) not confirmed")
+                raise _Unconfirmed(f"{len(pending)} published message(s) not confirmed")
 
         await self._session.retrying(attempt)
 
