@@ -27,7 +27,7 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import pytest
@@ -88,6 +88,35 @@ def _import_all(modules: Sequence[str]) -> None:
         importlib.import_module(module)
 
 
+def _fixture_app(
+    request: pytest.FixtureRequest,
+    config: Mapping[str, Any],
+    parameters: Mapping[str, Any],
+    enable_logging: bool,
+    use_trap: bool,
+) -> AbstractContextManager[Any]:
+    """The test app the app fixtures make, from the override fixtures' values."""
+    return _create_app(
+        enable_logging=enable_logging,
+        use_trap=use_trap,
+        parameters=parameters,
+        **_config(request, config),
+    )
+
+
+@contextmanager
+def _fixture_worker(
+    app: Any, includes: Sequence[str], pool: str, parameters: Mapping[str, Any]
+) -> Iterator[Any]:
+    """The embedded worker the worker fixtures start (None under ``NO_WORKER``)."""
+    if NO_WORKER:
+        yield None
+        return
+    _import_all(includes)
+    with testing_worker.start_worker(app, pool=pool, **parameters) as started:
+        yield started
+
+
 @pytest.fixture(scope="session")
 def use_celery_app_trap() -> bool:
     """Override to return True: any use of the current app then raises RuntimeError."""
@@ -103,11 +132,8 @@ def celery_session_app(
     use_celery_app_trap: bool,
 ) -> Iterator[Any]:
     """The test app of the whole session (current unless the trap is on)."""
-    with _create_app(
-        enable_logging=celery_enable_logging,
-        use_trap=use_celery_app_trap,
-        parameters=celery_parameters,
-        **_config(request, celery_config),
+    with _fixture_app(
+        request, celery_config, celery_parameters, celery_enable_logging, use_celery_app_trap
     ) as app:
         if not use_celery_app_trap:
             _state.set_current_app(app)
@@ -124,14 +150,11 @@ def celery_session_worker(
     celery_worker_parameters: Mapping[str, Any],
 ) -> Iterator[Any]:
     """An embedded worker on ``celery_session_app`` for the whole session."""
-    if NO_WORKER:
-        yield None
-        return
-    _import_all(celery_includes)
-    for task in celery_class_tasks:
-        celery_session_app.register_task(task)
-    with testing_worker.start_worker(
-        celery_session_app, pool=celery_worker_pool, **celery_worker_parameters
+    if not NO_WORKER:
+        for task in celery_class_tasks:
+            celery_session_app.register_task(task)
+    with _fixture_worker(
+        celery_session_app, celery_includes, celery_worker_pool, celery_worker_parameters
     ) as started:
         yield started
 
@@ -182,11 +205,8 @@ def celery_app(
     use_celery_app_trap: bool,
 ) -> Iterator[Any]:
     """A test app for one test."""
-    with _create_app(
-        enable_logging=celery_enable_logging,
-        use_trap=use_celery_app_trap,
-        parameters=celery_parameters,
-        **_config(request, celery_config),
+    with _fixture_app(
+        request, celery_config, celery_parameters, celery_enable_logging, use_celery_app_trap
     ) as app:
         yield app
 
@@ -206,12 +226,8 @@ def celery_worker(
     celery_worker_parameters: Mapping[str, Any],
 ) -> Iterator[Any]:
     """An embedded worker on ``celery_app`` for one test."""
-    if NO_WORKER:
-        yield None
-        return
-    _import_all(celery_includes)
-    with testing_worker.start_worker(
-        celery_app, pool=celery_worker_pool, **celery_worker_parameters
+    with _fixture_worker(
+        celery_app, celery_includes, celery_worker_pool, celery_worker_parameters
     ) as started:
         yield started
 
