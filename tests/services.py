@@ -23,9 +23,11 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import NoReturn
 from urllib.parse import unquote, urlsplit
 
@@ -45,6 +47,7 @@ __all__ = [
     "redis_address",
     "redis_client",
     "redis_url_at",
+    "running_worker",
     "unavailable",
 ]
 
@@ -152,3 +155,29 @@ def amqp_vhost() -> Iterator[str]:
         yield vhost
     finally:
         subprocess.run(["rabbitmqctl", "delete_vhost", vhost], capture_output=True, timeout=60)
+
+
+@contextmanager
+def running_worker(
+    app: str, log: Path, env: dict[str, str], *args: str, hostname: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``celeriac -A app worker -E -c 1 -P threads -n hostname *args`` in a subprocess that
+    logs to ``log``, with ``env`` over this process's environment; stopped (warm, then
+    killed after 20 s) on exit."""
+    command = [sys.executable, "-m", "celeriac", "-A", app, "worker", "-E", "-c", "1",
+               "-P", "threads", "-n", hostname, "-l", "info", *args]  # fmt: skip
+    root = Path(__file__).resolve().parent.parent
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command, env={**os.environ, "PYTHONPATH": str(root), **env}, cwd=root,
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

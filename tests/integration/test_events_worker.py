@@ -8,9 +8,6 @@ cluster state built from those events says the worker is alive and the tasks fin
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +22,6 @@ from tests.integration import events_app
 
 pytestmark = pytest.mark.timeout(90)
 
-ROOT = Path(__file__).resolve().parents[2]
 PREFIX = services.key_prefix("events")
 HOSTNAME = "evw@test"
 
@@ -58,20 +54,9 @@ def broker(
 def worker(broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """One worker with -E on ``broker``; its log file."""
     log = tmp_path_factory.mktemp("events-log") / "worker.log"
-    env = {**os.environ, "CELERIAC_BROKER_URL": broker, "TEST_KEYPREFIX": PREFIX,
-           "PYTHONPATH": str(ROOT)}  # fmt: skip
-    process = subprocess.Popen(
-        [sys.executable, "-m", "celeriac", "-A", "tests.integration.events_app", "worker",
-         "-E", "-c", "1", "-P", "threads", "-n", HOSTNAME, "-l", "info"],
-        env=env, cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    yield log
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    env = {"CELERIAC_BROKER_URL": broker, "TEST_KEYPREFIX": PREFIX}
+    with services.running_worker("tests.integration.events_app", log, env, hostname=HOSTNAME):
+        yield log
 
 
 @pytest.fixture(scope="module")

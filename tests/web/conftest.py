@@ -4,9 +4,6 @@ db 9 under a key prefix of their own (deleted afterwards); RabbitMQ runs in its 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +15,6 @@ from celeriac import Celery
 from tests import services
 from tests.web import web_app
 
-ROOT = Path(__file__).resolve().parents[2]
 HOSTNAME = "webw@test"
 
 
@@ -58,21 +54,10 @@ def servers(request: pytest.FixtureRequest) -> Iterator[Servers]:
 def worker(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """One worker with -E on the broker; its log file."""
     log = tmp_path_factory.mktemp("web-worker") / "worker.log"
-    env = {**os.environ, "CELERIAC_BROKER_URL": servers.broker,
-           "CELERIAC_RESULT_BACKEND": servers.backend, "TEST_KEYPREFIX": servers.prefix,
-           "PYTHONPATH": str(ROOT)}  # fmt: skip
-    process = subprocess.Popen(
-        [sys.executable, "-m", "celeriac", "-A", "tests.web.web_app", "worker",
-         "-E", "-c", "1", "-P", "threads", "-n", HOSTNAME, "-l", "info"],
-        env=env, cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    yield log
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    env = {"CELERIAC_BROKER_URL": servers.broker, "CELERIAC_RESULT_BACKEND": servers.backend,
+           "TEST_KEYPREFIX": servers.prefix}  # fmt: skip
+    with services.running_worker("tests.web.web_app", log, env, hostname=HOSTNAME):
+        yield log
 
 
 @pytest.fixture(scope="session")
