@@ -38,7 +38,9 @@ a traceback means a bug in celeriac.
 def _walk(
     command: click.Command, path: list[str], parent: click.Context | None
 ) -> Iterator[tuple[list[str], click.Command, click.Context]]:
-    ctx = click.Context(command, info_name=path[-1], parent=parent)
+    # The command's context settings, as make_context applies them (help_option_names, which
+    # subcommands inherit): without them the page depends on click's per-command caches.
+    ctx = click.Context(command, info_name=path[-1], parent=parent, **command.context_settings)
     yield path, command, ctx
     if isinstance(command, click.Group):
         for name in sorted(command.list_commands(ctx)):
