@@ -54,7 +54,8 @@ up() {
     start beat "$BIN/celeriac" -A "$APP" beat -l info
     start web "$BIN/gunicorn" --workers 4 --bind "127.0.0.1:$WEB_PORT" --access-logfile - \
         --graceful-timeout 5 --control-socket "$RUN_DIR/gunicorn.ctl" "process_data:create_app()"
-    start dashboard "$BIN/celeriac" -A "$APP" web --port "$DASHBOARD_PORT"
+    start dashboard "$BIN/celeriac" -A "$APP" web --port "$DASHBOARD_PORT" \
+        --history "$RUN_DIR/dashboard-history.sqlite"
     nginx_conf
     start nginx "$NGINX" -p "$RUN_DIR" -c "$RUN_DIR/nginx.conf" -g "daemon off;"
     wait_for "worker1" 30 grep -q "ready" "$RUN_DIR/worker1.log"

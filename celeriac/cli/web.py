@@ -2,7 +2,9 @@
 
 The flags are Flower's: ``--address`` (127.0.0.1 by default: only this machine reaches
 it), ``--port`` (5555) and ``--basic-auth user:pass[,user2:pass2]`` (or
-``CELERIAC_WEB_BASIC_AUTH``). Needs the ``web`` extra.
+``CELERIAC_WEB_BASIC_AUTH``). The task history is kept in ``--history``, a SQLite file
+(``celeriac-dashboard.sqlite`` in the current directory; ``--no-history``: memory only, as
+Flower without ``--persistent``). Needs the ``web`` extra.
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ import click
 
 from celeriac.exceptions import ImproperlyConfigured
 
-__all__ = ["web"]
+__all__ = ["DEFAULT_HISTORY", "web"]
+
+DEFAULT_HISTORY = "celeriac-dashboard.sqlite"
+"""The task history's file, in the current directory, unless ``--history`` names another."""
 
 
 @click.command()
@@ -24,14 +29,34 @@ __all__ = ["web"]
               help="Credentials every request needs (or CELERIAC_WEB_BASIC_AUTH).")  # fmt: skip
 @click.option("--max-tasks", type=click.IntRange(1), default=10000, show_default=True,
               help="Tasks kept in memory.")  # fmt: skip
+@click.option("--history", type=click.Path(dir_okay=False), default=DEFAULT_HISTORY,
+              show_default=True, envvar="CELERIAC_WEB_HISTORY",
+              help="SQLite file that keeps the task history across restarts.")  # fmt: skip
+@click.option("--no-history", is_flag=True, help="Keep tasks in memory only.")
+@click.option("--history-max-age", type=click.FloatRange(min=1), default=7 * 24.0,
+              show_default=True, help="Hours a task stays in the history.")  # fmt: skip
+@click.option("--history-max-tasks", type=click.IntRange(1), default=1_000_000,
+              show_default=True, help="Tasks the history keeps at most.")  # fmt: skip
 @click.pass_obj
-def web(obj: Any, /, address: str, port: int, basic_auth: str | None, max_tasks: int) -> None:
+def web(
+    obj: Any,
+    /,
+    address: str,
+    port: int,
+    basic_auth: str | None,
+    max_tasks: int,
+    history: str,
+    no_history: bool,
+    history_max_age: float,
+    history_max_tasks: int,
+) -> None:
     """Serve the dashboard and its HTTP API."""
     try:
         import uvicorn  # noqa: PLC0415 (an optional extra)
 
         from celeriac.web import create_app  # noqa: PLC0415 (needs starlette)
         from celeriac.web.auth import is_loopback  # noqa: PLC0415
+        from celeriac.web.history import History  # noqa: PLC0415
     except ImportError as exc:
         raise click.ClickException(
             f"the dashboard needs the web extra: pip install 'celeriac[web]' ({exc})"
@@ -39,11 +64,17 @@ def web(obj: Any, /, address: str, port: int, basic_auth: str | None, max_tasks:
     app = obj.app
     if not app.events.supported:
         raise click.ClickException(f"the broker {app.broker_url} carries no events")
+    kept = None
+    if not no_history:
+        kept = History(history, max_age=history_max_age * 3600, max_rows=history_max_tasks)
     try:
-        asgi = create_app(app, basic_auth=basic_auth, address=address, max_tasks=max_tasks)
+        asgi = create_app(
+            app, basic_auth=basic_auth, address=address, max_tasks=max_tasks, history=kept
+        )
     except (ValueError, ImproperlyConfigured) as exc:
         raise click.BadParameter(str(exc), param_hint="--basic-auth") from exc
     click.echo(f"celeriac dashboard on http://{address}:{port}/")
+    click.echo(f"task history: {kept.path if kept is not None else 'in memory only'}")
     access = asgi.state.dashboard.access
     if not access.credentials and not is_loopback(address):
         click.echo("no --basic-auth: submitting and revoking over HTTP are refused", err=True)

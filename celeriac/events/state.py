@@ -317,6 +317,15 @@ class State:
         task = self.tasks[uuid] = Task(uuid)
         return task, True
 
+    def add_task(self, task: Task) -> None:
+        """Hold ``task`` as the most recently updated (one restored from a stored history)."""
+        if task.uuid is None:
+            raise ValueError("a task to add needs its uuid")
+        with self._mutex:
+            self.tasks[task.uuid] = task
+            if task.name is not None:
+                self._seen_types.add(task.name)
+
     def freeze_while(self, fun: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Call ``fun`` while no event is taken (``clear_after=True`` clears after)."""
         clear_after = kwargs.pop("clear_after", False)

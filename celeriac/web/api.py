@@ -18,10 +18,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from celeriac.exceptions import CeleriacError
+from celeriac.web.auth import HEALTHCHECK
 from celeriac.web.dashboard import Dashboard
 from celeriac.web.metrics import CONTENT_TYPE_LATEST
 from celeriac.web.records import BadQuery, TaskQuery, select_tasks, task_record, worker_record
@@ -228,10 +229,15 @@ def _seconds(value: str | None) -> float | None:
 async def task_info(request: Request) -> Response:
     """``GET /api/task/info/<id>``: what events said of the task."""
     task_id = request.path_params["task_id"]
-    task = dashboard_of(request).feed.state.tasks.get(task_id)
-    if task is None:
+    feed = dashboard_of(request).feed
+    task = feed.state.tasks.get(task_id)
+    if task is not None:
+        return _json(task_record(task))
+    stored = await feed.history.find(task_id) if feed.history is not None else None
+    if stored is None:
         raise ApiError(404, f"Unknown task '{task_id}'")
-    return _json(task_record(task))
+    stored.pop("timeline", None)
+    return _json(stored)
 
 
 async def list_tasks(request: Request) -> Response:
@@ -307,6 +313,12 @@ async def _sse(feed: Any, prefix: str) -> AsyncIterator[str]:
                 yield f"event: {type}\ndata: {json.dumps(event, default=repr)}\n\n"
 
 
+async def healthcheck(request: Request) -> Response:
+    """``GET /healthcheck``: ``OK`` while the dashboard serves (Flower's liveness probe)."""
+    del request
+    return PlainTextResponse("OK")
+
+
 async def metrics(request: Request) -> Response:
     """``GET /metrics``: Prometheus' text format."""
     return Response(dashboard_of(request).metrics.render(), media_type=CONTENT_TYPE_LATEST)
@@ -325,4 +337,5 @@ def routes() -> list[Route]:
         Route("/api/workers", list_workers, methods=["GET"]),
         Route("/api/events", event_stream, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        Route(HEALTHCHECK, healthcheck, methods=["GET"]),
     ]

@@ -23,6 +23,7 @@ from starlette.staticfiles import StaticFiles
 from celeriac.web import api, openapi, pages
 from celeriac.web.auth import AuthMiddleware
 from celeriac.web.dashboard import Dashboard
+from celeriac.web.history import History
 
 __all__ = ["STATIC", "StartFeed", "create_app"]
 
@@ -35,15 +36,22 @@ def create_app(
     basic_auth: str | None = None,
     address: str | None = None,
     max_tasks: int = 10000,
+    history: str | Path | History | None = None,
 ) -> Starlette:
     """The dashboard of the celeriac (or Celery-configured) ``app``.
 
     ``basic_auth`` is ``user:pass[,user2:pass2]`` (default: ``CELERIAC_WEB_BASIC_AUTH``);
     ``address`` the address the server binds (None when mounted: then each request's
     server address tells whether actions without credentials are allowed);
-    ``max_tasks`` how many tasks the dashboard keeps in memory.
+    ``max_tasks`` how many tasks the dashboard keeps in memory; ``history`` the SQLite
+    file (or a :class:`~celeriac.web.history.History`) that keeps them across restarts
+    (None: memory only).
     """
-    dashboard = Dashboard.build(app, basic_auth=basic_auth, address=address, max_tasks=max_tasks)
+    if history is not None and not isinstance(history, History):
+        history = History(history)
+    dashboard = Dashboard.build(
+        app, basic_auth=basic_auth, address=address, max_tasks=max_tasks, history=history
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:

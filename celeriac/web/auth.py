@@ -20,9 +20,19 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["ENV_BASIC_AUTH", "Access", "AuthMiddleware", "is_loopback", "parse_basic_auth"]
+__all__ = [
+    "ENV_BASIC_AUTH",
+    "HEALTHCHECK",
+    "Access",
+    "AuthMiddleware",
+    "is_loopback",
+    "parse_basic_auth",
+]
 
 ENV_BASIC_AUTH = "CELERIAC_WEB_BASIC_AUTH"
+
+HEALTHCHECK = "/healthcheck"
+"""The one path that answers without credentials: a container's or balancer's probe."""
 
 Scope = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Any, Any], Awaitable[None]]
@@ -125,7 +135,7 @@ class AuthMiddleware:
         self.access = access
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or not self.access.credentials:
+        if scope["type"] != "http" or not self.access.credentials or scope["path"] == HEALTHCHECK:
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])

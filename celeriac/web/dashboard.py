@@ -7,6 +7,7 @@ from typing import Any
 
 from celeriac.web.auth import Access
 from celeriac.web.feed import Feed
+from celeriac.web.history import History
 from celeriac.web.metrics import Metrics
 
 __all__ = ["Dashboard"]
@@ -23,10 +24,16 @@ class Dashboard:
 
     @classmethod
     def build(
-        cls, app: Any, *, basic_auth: str | None, address: str | None, max_tasks: int
+        cls,
+        app: Any,
+        *,
+        basic_auth: str | None,
+        address: str | None,
+        max_tasks: int,
+        history: History | None = None,
     ) -> Dashboard:
         """A dashboard of ``app``: the metrics count what the feed receives."""
         metrics = Metrics()
-        feed = Feed(app, max_tasks=max_tasks, on_event=metrics.observe)
+        feed = Feed(app, max_tasks=max_tasks, on_event=metrics.observe, history=history)
         metrics.bind(feed.state)
         return cls(app, Access.configure(basic_auth, address), feed, metrics)

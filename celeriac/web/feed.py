@@ -5,7 +5,9 @@ lives (reconnecting with a :class:`~celeriac.retry.Backoff` when the broker goes
 feeds every event to a :class:`~celeriac.events.state.State` (through a
 :class:`~celeriac.web.tally.Tally` that keeps its counts) and to the metrics, and
 hands a copy to each live subscriber (the ``/api/events`` stream). A subscriber that
-does not keep up loses its oldest events, never the feed's.
+does not keep up loses its oldest events, never the feed's. With a
+:class:`~celeriac.web.history.History`, the state is loaded from it before the first event
+and every task an event changes is written to it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 from celeriac.events.state import State
 from celeriac.retry import Backoff
+from celeriac.web.history import History
 from celeriac.web.tally import Tally
 
 __all__ = ["Feed"]
@@ -37,8 +40,11 @@ class Feed:
         *,
         max_tasks: int = 10000,
         on_event: Callable[[dict[str, Any], State], None] | None = None,
+        history: History | None = None,
     ) -> None:
         self.app = app
+        self.history = history
+        """Where tasks are kept across restarts, or None (memory only)."""
         self.state = State(max_tasks_in_memory=max_tasks)
         self.tally = Tally()
         """The state's tasks counted by name and state."""
@@ -51,6 +57,9 @@ class Feed:
     def take(self, event: dict[str, Any]) -> None:
         """Apply one event to the state and the metrics, and pass it to the subscribers."""
         self.tally.take(self.state, event)
+        uuid = event.get("uuid")
+        if self.history is not None and isinstance(uuid, str) and uuid in self.state.tasks:
+            self.history.changed(uuid)
         if self.on_event is not None:
             self.on_event(event, self.state)
         for queue in self._subscribers:
@@ -82,6 +91,24 @@ class Feed:
                 await task
 
     async def _run(self) -> None:
+        if self.history is None:
+            await self._receive()
+            return
+        try:
+            loaded = await self.history.load(self.state, self.tally)
+        except Exception as exc:  # a broken file must not keep the dashboard from the events
+            logger.warning("the dashboard could not read its history %s: %s", self.history, exc)
+        else:
+            logger.info("the dashboard loaded %d tasks from %s", loaded, self.history.path)
+        keeper = asyncio.create_task(self.history.run(self.state), name="celeriac-web-history")
+        try:
+            await self._receive()
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+
+    async def _receive(self) -> None:
         backoff = Backoff(first=0.5, max_delay=10.0)
         while True:
             receiver = self.app.events.Receiver(handlers={"*": self.take})

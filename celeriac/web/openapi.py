@@ -136,6 +136,11 @@ _PATHS: dict[str, Any] = {
                               "content": {"text/plain": {"schema": {"type": "string"}}}},
                       **_AUTH},
     }},
+    "/healthcheck": {"get": {
+        "summary": "OK while the dashboard serves (no credentials needed, as Flower's)",
+        "responses": {"200": {"description": "the text OK",
+                              "content": {"text/plain": {"schema": {"const": "OK"}}}}},
+    }},
     "/api/openapi.json": {"get": {
         "summary": "This schema",
         "responses": {"200": {"description": "OpenAPI 3.1",

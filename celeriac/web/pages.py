@@ -18,6 +18,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from celeriac.web.api import ApiError, dashboard_of
+from celeriac.web.history import restore_task
 from celeriac.web.records import BadQuery, TaskQuery, select_tasks
 
 __all__ = ["PAGE_SIZE", "RECENT_FAILURES", "routes"]
@@ -122,7 +123,11 @@ async def tasks(request: Request) -> Response:
 async def task_detail(request: Request) -> Response:
     """One task: arguments, result, traceback and the timeline of its events."""
     task_id = request.path_params["task_id"]
-    task = dashboard_of(request).feed.state.tasks.get(task_id)
+    feed = dashboard_of(request).feed
+    task = feed.state.tasks.get(task_id)
+    if task is None and feed.history is not None:  # older than what memory holds
+        stored = await feed.history.find(task_id)
+        task = restore_task(stored) if stored is not None else None
     if task is None:
         html = _TEMPLATES.get_template("missing.html").render(
             page="tasks", task_id=task_id, root=request.scope.get("root_path", "")

@@ -69,6 +69,10 @@ class Tally:
         if task is not None:
             self._add(_key(task), +1)
 
+    def add(self, task: Task) -> None:
+        """Count ``task``, put into the state without an event (restored from history)."""
+        self._add(_key(task), +1)
+
     def _add(self, key: tuple[str, str, float | None], sign: int) -> None:
         name, task_state, runtime = key
         self.counts[(name, task_state)] += sign

@@ -48,6 +48,7 @@ def test_compose_file_is_valid_and_lays_out_seed_004() -> None:
         "worker2",
         "beat",
         "nginx",
+        "dashboard",
         "flower",
     }
 

@@ -305,7 +305,7 @@ async def test_metrics_count_tasks_runtime_and_workers(web: Starlette) -> None:
 def _route_table(routes: list[Any]) -> set[tuple[str, str]]:
     found = set()
     for route in routes:
-        if isinstance(route, Route) and route.path.startswith(("/api", "/metrics")):
+        if isinstance(route, Route) and route.path.startswith(("/api", "/metrics", "/healthcheck")):
             for method in route.methods or ():
                 if method != "HEAD":
                     found.add((route.path.replace(":path", ""), method.lower()))
