@@ -27,7 +27,15 @@ from celeriac.web.dashboard import Dashboard
 from celeriac.web.metrics import CONTENT_TYPE_LATEST
 from celeriac.web.records import BadQuery, TaskQuery, select_tasks, task_record, worker_record
 
-__all__ = ["MAX_BODY", "ApiError", "routes"]
+__all__ = [
+    "MAX_BODY",
+    "ApiError",
+    "dashboard_of",
+    "json_response",
+    "read_body",
+    "refuse_unless_allowed",
+    "routes",
+]
 
 MAX_BODY = 1 << 20
 """The largest request body the API reads (1 MiB)."""
@@ -60,7 +68,7 @@ def dashboard_of(request: Request) -> Dashboard:
     return dashboard
 
 
-def _json(data: Any) -> Response:
+def json_response(data: Any) -> Response:
     """JSON of anything (what JSON cannot say is written as its repr)."""
     body = json.dumps(data, default=repr)
     return Response(body, media_type="application/json")
@@ -160,7 +168,7 @@ async def submit(request: Request, name: str, registered: bool) -> Response:
             logger.warning("state of %s unread from the result backend: %s", name, exc)
         else:
             response["state"] = meta.get("status")
-    return _json(response)
+    return json_response(response)
 
 
 async def async_apply(request: Request) -> Response:
@@ -200,7 +208,7 @@ async def task_result(request: Request) -> Response:
         response["result"] = safe_result(result.result)
         if meta.get("status") == "FAILURE":
             response["traceback"] = result.traceback
-    return _json(response)
+    return json_response(response)
 
 
 async def _read_result(result: Any, timeout: float | None) -> dict[str, Any]:
@@ -232,12 +240,12 @@ async def task_info(request: Request) -> Response:
     feed = dashboard_of(request).feed
     task = feed.state.tasks.get(task_id)
     if task is not None:
-        return _json(task_record(task))
+        return json_response(task_record(task))
     stored = await feed.history.find(task_id) if feed.history is not None else None
     if stored is None:
         raise ApiError(404, f"Unknown task '{task_id}'")
     stored.pop("timeline", None)
-    return _json(stored)
+    return json_response(stored)
 
 
 async def list_tasks(request: Request) -> Response:
@@ -247,12 +255,12 @@ async def list_tasks(request: Request) -> Response:
     except BadQuery as exc:
         raise ApiError(400, str(exc)) from None
     tasks = select_tasks(dashboard_of(request).feed.state, query)
-    return _json({task.uuid: task_record(task) for task in tasks})
+    return json_response({task.uuid: task_record(task) for task in tasks})
 
 
 async def task_types(request: Request) -> Response:
     """``GET /api/task/types``: every task name seen."""
-    return _json({"task-types": dashboard_of(request).feed.state.task_types()})
+    return json_response({"task-types": dashboard_of(request).feed.state.task_types()})
 
 
 async def list_workers(request: Request) -> Response:
@@ -265,8 +273,8 @@ async def list_workers(request: Request) -> Response:
             raise ApiError(404, f"Unknown worker '{name}'")
         workers = {name: workers[name]}
     if _flag(request.query_params.get("status")):
-        return _json({host: worker.alive for host, worker in workers.items()})
-    return _json({host: worker_record(worker) for host, worker in workers.items()})
+        return json_response({host: worker.alive for host, worker in workers.items()})
+    return json_response({host: worker_record(worker) for host, worker in workers.items()})
 
 
 def _flag(value: str | None) -> bool:
@@ -285,7 +293,7 @@ async def revoke(request: Request) -> Response:
             400, "terminate is not offered: stopping a running task needs remote control"
         )
     await dashboard.app.arevoke(task_id)
-    return _json({"message": f"Revoked '{task_id}'"})
+    return json_response({"message": f"Revoked '{task_id}'"})
 
 
 # --- live ---------------------------------------------------------------------------------

@@ -4,11 +4,11 @@ The feed's :class:`~celeriac.events.state.State` holds the newest ``max_tasks`` 
 answers the pages and the API. A :class:`History` writes each task that events changed to
 a SQLite file once a second (one transaction a batch, on the file's own thread, so the
 event loop never waits on the disk), and when the dashboard starts it loads the newest
-``max_tasks`` back (by the time of their latest event): yesterday's failures, their tracebacks and the overview's counts are
-there after a restart. A task older than what memory holds is still found by id
-(``/api/task/info``, the task page) from the file. Rows go when they are older than
-``max_age`` seconds (since their latest event) or beyond the newest ``max_rows``, checked
-once a minute.
+``max_tasks`` back (by the time of their latest event): yesterday's failures, their
+tracebacks and the overview's counts are there after a restart. A task older than what
+memory holds is still found by id (``/api/task/info``, the task page) from the file.
+Rows go when they are older than ``max_age`` seconds (since their latest event) or beyond
+the newest ``max_rows``, checked once a minute.
 """
 
 from __future__ import annotations

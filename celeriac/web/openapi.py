@@ -136,6 +136,21 @@ _PATHS: dict[str, Any] = {
                               "content": {"text/plain": {"schema": {"type": "string"}}}},
                       **_AUTH},
     }},
+    "/api/dead-letters": {"get": {
+        "summary": "The messages workers set aside, with the reason, oldest first",
+        "parameters": [_query("limit", {"type": "integer", "minimum": 0, "maximum": 10000},
+                              "at most this many (100)")],
+        "responses": {"200": _json("the dead letters", "DeadLetters"), **_AUTH,
+                      "400": _error("bad limit"), "503": _error("the broker did not answer")},
+    }},
+    "/api/dead-letters/requeue": {"post": {
+        "summary": "Put dead letters back on their queues",
+        "requestBody": {"required": True, "content": {"application/json": {
+            "schema": {"$ref": "#/components/schemas/Requeue"}}}},
+        "responses": {"200": _json("how many were requeued", "Requeued"), **_ACTION_ERRORS,
+                      "400": _error("neither ids nor all"), "413": _error("body over 1 MiB"),
+                      "503": _error("the broker did not answer")},
+    }},
     "/healthcheck": {"get": {
         "summary": "OK while the dashboard serves (no credentials needed, as Flower's)",
         "responses": {"200": {"description": "the text OK",
@@ -186,6 +201,16 @@ _SCHEMAS: dict[str, Any] = {
         "processed": {"type": ["integer", "null"]}, "loadavg": {},
         "sw_ident": _NULLABLE_STRING, "sw_ver": _NULLABLE_STRING, "sw_sys": _NULLABLE_STRING,
         "stats": {"type": "object"}}},
+    "DeadLetters": {"type": "array", "items": {"type": "object", "required": [
+        "id", "queue", "reason", "dead_at"], "properties": {
+        "id": {"type": "string"}, "queue": {"type": "string"}, "reason": {"type": "string"},
+        "dead_at": {"type": "number"}, "task": {}, "task_id": {}, "argsrepr": {},
+        "kwargsrepr": {}, "size": {"type": "integer"}}}},
+    "Requeue": {"type": "object", "properties": {
+        "ids": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+        "all": {"type": "boolean"}}},
+    "Requeued": {"type": "object", "required": ["requeued"], "properties": {
+        "requeued": {"type": "integer"}}},
     "WorkerMap": {"type": "object", "additionalProperties": {
         "oneOf": [{"$ref": "#/components/schemas/Worker"}, {"type": "boolean"}]}},
 }

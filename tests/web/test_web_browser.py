@@ -1,7 +1,7 @@
 """The dashboard's pages in headless Chromium (Debian's, driven by Playwright) against a
 worker on Redis, then on RabbitMQ: the overview and task list render, and a task sent while
-the list is open appears there live and reaches SUCCESS, a failure shows its traceback.
-Screenshots go to the test's tmp dir."""
+the list is open appears there live and reaches SUCCESS, a failure shows its traceback, a
+dead letter is listed and requeued from its button. Screenshots go to the test's tmp dir."""
 
 from __future__ import annotations
 
@@ -93,5 +93,19 @@ def test_pages_render_and_a_task_appears_live(
     page.goto(f"{server}/task/{failed.id}")
     assert "ValueError: in the browser" in page.inner_text(".traceback")
     page.screenshot(path=str(tmp_path / "failed.png"), full_page=True)
+
+    unknown = client_app.send_task("webw.not-there", args=[1])
+    deadline = time.monotonic() + 30
+    page.goto(server + "/dead-letters")
+    while not page.query_selector(f'a[href$="/task/{unknown.id}"]'):
+        assert time.monotonic() < deadline, worker.read_text()
+        time.sleep(0.3)
+        page.reload()
+    row = page.locator("tr", has=page.locator(f'a[href$="/task/{unknown.id}"]'))
+    assert "unregistered" in row.inner_text()
+    page.screenshot(path=str(tmp_path / "dead-letters.png"), full_page=True)
+    row.get_by_role("button", name="Requeue").click()
+    page.wait_for_selector("text=Requeued 1 message(s).")
     assert all((tmp_path / f"{name}.png").stat().st_size > 0
-               for name in ("overview", "workers", "tasks", "task", "failed"))  # fmt: skip
+               for name in ("overview", "workers", "tasks", "task", "failed",
+                            "dead-letters"))  # fmt: skip
