@@ -151,6 +151,11 @@ _PATHS: dict[str, Any] = {
                       "400": _error("neither ids nor all"), "413": _error("body over 1 MiB"),
                       "503": _error("the broker did not answer")},
     }},
+    "/api/queues/length": {"get": {
+        "summary": "Messages waiting in each queue the workers consume (Flower's)",
+        "responses": {"200": _json("the queues", "QueueLengths"), **_AUTH,
+                      "503": _error("the broker did not answer")},
+    }},
     "/healthcheck": {"get": {
         "summary": "OK while the dashboard serves (no credentials needed, as Flower's)",
         "responses": {"200": {"description": "the text OK",
@@ -206,6 +211,10 @@ _SCHEMAS: dict[str, Any] = {
         "id": {"type": "string"}, "queue": {"type": "string"}, "reason": {"type": "string"},
         "dead_at": {"type": "number"}, "task": {}, "task_id": {}, "argsrepr": {},
         "kwargsrepr": {}, "size": {"type": "integer"}}}},
+    "QueueLengths": {"type": "object", "required": ["active_queues"], "properties": {
+        "active_queues": {"type": "array", "items": {"type": "object", "required": [
+            "name", "messages"], "properties": {
+            "name": {"type": "string"}, "messages": {"type": "integer"}}}}}},
     "Requeue": {"type": "object", "properties": {
         "ids": {"type": "array", "items": {"type": "string"}, "minItems": 1},
         "all": {"type": "boolean"}}},

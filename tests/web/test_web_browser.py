@@ -73,6 +73,10 @@ def test_pages_render_and_a_task_appears_live(
     page.wait_for_selector(f"text={HOSTNAME}")
     page.screenshot(path=str(tmp_path / "workers.png"), full_page=True)
 
+    page.goto(server + "/queues")
+    page.wait_for_selector(f"#queues >> text={HOSTNAME}")
+    page.screenshot(path=str(tmp_path / "queues.png"), full_page=True)
+
     page.goto(server + "/tasks")
     page.wait_for_selector("#live-status.up")
     result = client_app.send_task("webw.add", args=[3, 4])
@@ -107,5 +111,5 @@ def test_pages_render_and_a_task_appears_live(
     row.get_by_role("button", name="Requeue").click()
     page.wait_for_selector("text=Requeued 1 message(s).")
     assert all((tmp_path / f"{name}.png").stat().st_size > 0
-               for name in ("overview", "workers", "tasks", "task", "failed",
+               for name in ("overview", "workers", "queues", "tasks", "task", "failed",
                             "dead-letters"))  # fmt: skip
