@@ -156,6 +156,12 @@ _PATHS: dict[str, Any] = {
         "responses": {"200": _json("the queues", "QueueLengths"), **_AUTH,
                       "503": _error("the broker did not answer")},
     }},
+    "/api/schedules": {"get": {
+        "summary": "The app's periodic tasks, their last and next runs, the beat holding the lease",
+        "responses": {"200": _json("the schedules", "Schedules"), **_AUTH,
+                      "400": _error("the app's schedule is wrong"),
+                      "503": _error("the beat store did not answer")},
+    }},
     "/healthcheck": {"get": {
         "summary": "OK while the dashboard serves (no credentials needed, as Flower's)",
         "responses": {"200": {"description": "the text OK",
@@ -215,6 +221,13 @@ _SCHEMAS: dict[str, Any] = {
         "active_queues": {"type": "array", "items": {"type": "object", "required": [
             "name", "messages"], "properties": {
             "name": {"type": "string"}, "messages": {"type": "integer"}}}}}},
+    "Schedules": {"type": "object", "required": ["holder", "entries"], "properties": {
+        "holder": _NULLABLE_STRING, "entries": {"type": "array", "items": {
+            "type": "object", "required": ["name", "task", "next_run"], "properties": {
+                "name": {"type": "string"}, "task": {"type": "string"},
+                "schedule": {"type": "string"}, "args": {"type": "string"},
+                "kwargs": {"type": "string"}, "last_run": _NULLABLE_NUMBER,
+                "next_run": {"type": "number"}}}}}},
     "Requeue": {"type": "object", "properties": {
         "ids": {"type": "array", "items": {"type": "string"}, "minItems": 1},
         "all": {"type": "boolean"}}},

@@ -46,6 +46,7 @@ async def test_a_requeued_dead_letter_runs_once_its_task_is_known() -> None:
             )
             assert form.status_code == 303, form.text
             assert form.headers["location"].endswith("/dead-letters?requeued=1")
+
             async def succeeded() -> bool:  # FAILURE (NotRegistered) until it runs
                 return (await app.AsyncResult(sent.id).ameta()).get("status") == "SUCCESS"
 

@@ -95,6 +95,7 @@ async def test_a_restarted_dashboard_shows_yesterdays_failure(
 
     second = create_app(client_app, basic_auth=AUTH, history=kept, max_tasks=1)
     async with second.router.lifespan_context(second), client_of(second) as client:
+
         async def loaded() -> Any:
             listed = (await client.get("/api/tasks")).json()
             return listed or None

@@ -26,3 +26,9 @@ def add(x: int, y: int) -> int:
 @app.task(name="webw.fail")
 def fail(message: str) -> None:
     raise ValueError(message)
+
+
+if os.environ.get("WEB_BEAT"):  # the schedules test's beat: one entry a second
+    app.conf.beat_schedule = {
+        "add-every-second": {"task": "webw.add", "schedule": 1.0, "args": (1, 1)},
+    }
