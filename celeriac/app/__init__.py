@@ -30,6 +30,7 @@ from celeriac.app.amqp import AMQP
 from celeriac.app.backend import BackendView
 from celeriac.app.connection import Connection, ConnectionPool, not_offered
 from celeriac.backends import ResultBackend, backend_from_url, can_hold_results
+from celeriac.canvas.signature import Signature, signature
 from celeriac.conf import Settings, check_settings
 from celeriac.conf.checks import warn_once
 from celeriac.conf.report import bug_report
@@ -636,6 +637,10 @@ class Celery:
     def AsyncResult(self, task_id: str, **kwargs: Any) -> _result.AsyncResult:
         """A handle on the result of task ``task_id``."""
         return _result.AsyncResult(task_id, app=self, **kwargs)
+
+    def signature(self, *args: Any, **kwargs: Any) -> Signature:
+        """A signature bound to this app: ``app.signature("proj.add", (2, 2))`` (Celery's)."""
+        return signature(*args, **{**kwargs, "app": self})
 
     # control ----------------------------------------------------------------------------
     @functools.cached_property

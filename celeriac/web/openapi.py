@@ -162,6 +162,13 @@ _PATHS: dict[str, Any] = {
                       "400": _error("the app's schedule is wrong"),
                       "503": _error("the beat store did not answer")},
     }},
+    "/api/workflow/{root_id}": {"get": {
+        "summary": "The tasks of one workflow (chain, group, chord) as trees by parent",
+        "parameters": [{"name": "root_id", "in": "path", "required": True,
+                        "schema": {"type": "string"}}],
+        "responses": {"200": _json("the workflow", "Workflow"), **_AUTH,
+                      "404": _error("no task of that workflow is known")},
+    }},
     "/healthcheck": {"get": {
         "summary": "OK while the dashboard serves (no credentials needed, as Flower's)",
         "responses": {"200": {"description": "the text OK",
@@ -228,6 +235,13 @@ _SCHEMAS: dict[str, Any] = {
                 "schedule": {"type": "string"}, "args": {"type": "string"},
                 "kwargs": {"type": "string"}, "last_run": _NULLABLE_NUMBER,
                 "next_run": {"type": "number"}}}}}},
+    "Workflow": {"type": "object", "required": ["root_id", "trees"], "properties": {
+        "root_id": {"type": "string"},
+        "trees": {"type": "array", "items": {"$ref": "#/components/schemas/WorkflowNode"}}}},
+    "WorkflowNode": {"type": "object", "required": ["uuid", "state", "children"], "properties": {
+        "uuid": {"type": "string"}, "name": _NULLABLE_STRING, "state": {"type": "string"},
+        "parent_id": _NULLABLE_STRING,
+        "children": {"type": "array", "items": {"$ref": "#/components/schemas/WorkflowNode"}}}},
     "Requeue": {"type": "object", "properties": {
         "ids": {"type": "array", "items": {"type": "string"}, "minItems": 1},
         "all": {"type": "boolean"}}},

@@ -150,3 +150,15 @@ def test_eager_result_fields() -> None:
         return [result.name.rpartition(".")[2], *(getattr(result, f) for f in fields)]
 
     assert _on_both(scenario)[0] == "add"
+
+
+def test_app_signature_binds_the_app_and_runs() -> None:
+    """``app.signature(name, args, kwargs, **options)``, and from a wire dict."""
+
+    def scenario(lib: Any, app: Any) -> Any:
+        sig = app.signature("p.add", (2, 3), {}, countdown=1)
+        wire = app.signature({"task": "p.add", "args": [4], "kwargs": {"y": 5}, "options": {}})
+        fields = (sig["task"], list(sig["args"]), sig["kwargs"], sig["options"])
+        return fields, sig.apply_async().get(), wire.delay().get()
+
+    assert _on_both(scenario) == (("p.add", [2, 3], {}, {"countdown": 1}), 5, 9)
