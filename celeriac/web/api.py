@@ -282,17 +282,17 @@ def _flag(value: str | None) -> bool:
 
 
 async def revoke(request: Request) -> Response:
-    """``POST /api/task/revoke/<id>``: workers skip the task (``terminate`` is not offered)."""
+    """``POST /api/task/revoke/<id>[?terminate=true&signal=SIGTERM]``: workers skip the
+    task; with ``terminate``, the worker running it kills it with ``signal``."""
     dashboard = dashboard_of(request)
     refuse_unless_allowed(request)
     task_id = request.path_params["task_id"]
-    if _flag(request.query_params.get("terminate")):
-        # A 4xx, not 501: the request asks for what this dashboard cannot do, and an
-        # API that is scripted against treats 5xx as "try again".
-        raise ApiError(
-            400, "terminate is not offered: stopping a running task needs remote control"
-        )
-    await dashboard.app.arevoke(task_id)
+    terminate = _flag(request.query_params.get("terminate"))
+    signal = request.query_params.get("signal") or "SIGTERM"
+    try:
+        await dashboard.app.arevoke(task_id, terminate=terminate, signal=signal)
+    except (OSError, CeleriacError) as exc:
+        raise ApiError(503, f"the broker did not take the revoke: {exc}") from None
     return json_response({"message": f"Revoked '{task_id}'"})
 
 

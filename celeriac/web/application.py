@@ -20,7 +20,16 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
-from celeriac.web import api, deadletters, openapi, pages, queues, schedules, workflows
+from celeriac.web import (
+    api,
+    control,
+    deadletters,
+    openapi,
+    pages,
+    queues,
+    schedules,
+    workflows,
+)
 from celeriac.web.auth import AuthMiddleware
 from celeriac.web.dashboard import Dashboard
 from celeriac.web.history import History
@@ -61,7 +70,8 @@ def create_app(
         finally:
             await dashboard.feed.stop()
 
-    routes: list[BaseRoute] = [*api.routes(), *deadletters.routes(), *queues.routes()]
+    routes: list[BaseRoute] = [*api.routes(), *control.routes(), *deadletters.routes()]
+    routes += queues.routes()
     routes += [*schedules.routes(), *workflows.routes(), *openapi.routes()]
     routes += pages.routes()
     routes.append(Mount("/static", StaticFiles(directory=STATIC), name="static"))

@@ -49,6 +49,21 @@ _SUBMIT_BODY = {
 }
 
 
+def _control(summary: str, path: str, *query: dict[str, Any]) -> dict[str, Any]:
+    """A control action: a POST naming a worker (``name``) or a task (``taskname``)."""
+    target = {"name": path, "in": "path", "required": True, "schema": {"type": "string"}}
+    return {"post": {
+        "summary": summary,
+        "parameters": [target, *query],
+        "responses": {"200": _json("the worker's answer", "Message"), **_ACTION_ERRORS,
+                      "400": _error("a bad or missing parameter"),
+                      "404": _error("unknown worker or task"),
+                      "403": _error("the worker refused, or an action without credentials"),
+                      "503": _error("the broker did not carry the command"),
+                      "504": _error("the worker did not answer in time")},
+    }}  # fmt: skip
+
+
 def _submit(summary: str, extra: dict[str, Any]) -> dict[str, Any]:
     return {
         "post": {
@@ -100,9 +115,10 @@ _PATHS: dict[str, Any] = {
     "/api/task/revoke/{task_id}": {"post": {
         "summary": "Revoke a task: workers skip it when it comes",
         "parameters": [_TASK_ID, _query("terminate", {"type": "boolean"},
-                       "not offered: needs remote control (400)")],
+                       "also kill it where it runs"),
+                       _query("signal", {"type": "string"}, "with this signal (SIGTERM)")],
         "responses": {"200": _json("revoked", "Message"), **_ACTION_ERRORS,
-                      "400": _error("terminate asked")},
+                      "503": _error("the broker did not take the revoke")},
     }},
     "/api/task/types": {"get": {
         "summary": "Every task name seen",
@@ -169,6 +185,29 @@ _PATHS: dict[str, Any] = {
         "responses": {"200": _json("the workflow", "Workflow"), **_AUTH,
                       "404": _error("no task of that workflow is known")},
     }},
+    "/api/worker/shutdown/{name}": _control("Shut the worker down (warm)", "name"),
+    "/api/worker/pool/restart/{name}": _control("Restart the pool (not offered: 403)", "name"),
+    "/api/worker/pool/grow/{name}": _control(
+        "Add processes to the pool", "name", _query("n", {"type": "integer"}, "how many (1)")),
+    "/api/worker/pool/shrink/{name}": _control(
+        "Take processes from the pool", "name",
+        _query("n", {"type": "integer"}, "how many (1)")),
+    "/api/worker/pool/autoscale/{name}": _control(
+        "Set the autoscale bounds", "name", _query("min", {"type": "integer"}, "fewest"),
+        _query("max", {"type": "integer"}, "most")),
+    "/api/worker/queue/add-consumer/{name}": _control(
+        "Consume one more queue", "name", _query("queue", {"type": "string"}, "the queue")),
+    "/api/worker/queue/cancel-consumer/{name}": _control(
+        "Stop consuming a queue", "name", _query("queue", {"type": "string"}, "the queue")),
+    "/api/task/timeout/{taskname}": _control(
+        "Set a task's time limits on a worker", "taskname",
+        _query("workername", {"type": "string"}, "the worker"),
+        _query("soft", {"type": "number"}, "soft limit, seconds"),
+        _query("hard", {"type": "number"}, "hard limit, seconds")),
+    "/api/task/rate-limit/{taskname}": _control(
+        "Set a task's rate limit on a worker", "taskname",
+        _query("workername", {"type": "string"}, "the worker"),
+        _query("ratelimit", {"type": "string"}, "e.g. 10/m")),
     "/healthcheck": {"get": {
         "summary": "OK while the dashboard serves (no credentials needed, as Flower's)",
         "responses": {"200": {"description": "the text OK",

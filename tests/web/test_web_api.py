@@ -128,7 +128,9 @@ async def test_task_list_filters_sorts_and_pages(web: Starlette) -> None:
         found = (await client.get("/api/tasks", params={"search": other[:8]})).json()
         bad_limit = await client.get("/api/tasks", params={"limit": "ten"})
         bad_sort = await client.get("/api/tasks", params={"sort_by": "args"})
+        huge = await client.get("/api/tasks", params={"limit": 2**63, "offset": 2**64})
     assert set(everything) == {ok, bad, other}
+    assert huge.status_code == 200 and huge.json() == {}  # found by schemathesis: was a 500
     assert list(failed) == [bad] and failed[bad]["traceback"].endswith("ValueError: boom")
     assert list(named) == [other]
     assert by_worker == {}
@@ -218,16 +220,14 @@ async def test_result_timeout_must_be_a_number(web: Starlette) -> None:
     assert bad.status_code == 400 and "timeout" in bad.json()["error"]
 
 
-async def test_revoke_persists_and_terminate_is_refused(web: Starlette) -> None:
+async def test_revoke_persists(web: Starlette) -> None:
     app = web.state.dashboard.app
     task_id = str(uuid.uuid4())
     async with client_of(web) as client:
         answer = await client.post(f"/api/task/revoke/{task_id}")
-        terminate = await client.post(f"/api/task/revoke/{task_id}", params={"terminate": "1"})
     assert answer.status_code == 200 and answer.json() == {"message": f"Revoked '{task_id}'"}
     transport = await app.aget_transport()
     assert task_id in await transport.revoked()
-    assert terminate.status_code == 400 and "remote control" in terminate.json()["error"]
 
 
 # --- security -----------------------------------------------------------------------------

@@ -32,3 +32,11 @@ if os.environ.get("WEB_BEAT"):  # the schedules test's beat: one entry a second
     app.conf.beat_schedule = {
         "add-every-second": {"task": "webw.add", "schedule": 1.0, "args": (1, 1)},
     }
+
+
+@app.task(name="webw.sleep")
+def sleep(seconds: float) -> str:
+    import time  # noqa: PLC0415
+
+    time.sleep(seconds)
+    return "woke"
