@@ -17,6 +17,7 @@ which supersedes a STARTED not yet written. With rpc:// results both travel to t
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 
@@ -37,6 +38,10 @@ STARTED_AFTER = 0.05
 their final state: the write would cost a round trip on the result's critical path)."""
 
 
+_OVERWRITABLE = frozenset({states.PENDING, states.RECEIVED, states.STARTED})
+"""States a late STARTED may replace (anything else was set by someone since)."""
+
+
 class Runner:
     """Starts jobs on the executors and notes what running tasks report."""
 
@@ -53,7 +58,9 @@ class Runner:
         self.settler = settler
         self.config = config
         self.keeps_states = backend is not None
+        self.backend = backend
         self.started = StartedNotes(self._write_started, after=STARTED_AFTER)
+        self._checks: set[asyncio.Task[None]] = set()
         self.executing = 0
         """Jobs handed to an executor whose outcome has not come back."""
         self.reply_to: dict[str, str] | None = (
@@ -92,6 +99,24 @@ class Runner:
 
     def _write_started(self, task_id: str, pid: int) -> None:
         meta = make_meta(task_id, states.STARTED, {"pid": pid, "hostname": self.config.hostname})
+        if self.reply_to is not None:  # rpc://: states travel as messages, none to read
+            self.settler.state(task_id, meta, self._reply_to(task_id))
+            return
+        check = asyncio.get_running_loop().create_task(self._started_unless_set(task_id, meta))
+        self._checks.add(check)
+        check.add_done_callback(self._checks.discard)
+
+    async def _started_unless_set(self, task_id: str, meta: Meta) -> None:
+        """Write STARTED unless someone set the task's state meanwhile: STARTED is written
+        a moment after the task began, and must not replace an ``abort()`` (ABORTED) or a
+        revoke made in that moment, which the running task polls for."""
+        assert self.backend is not None
+        try:
+            (current,) = await self.backend.get([task_id])
+        except Exception:  # unreadable now: STARTED is informative, write it
+            current = None
+        if current is not None and current.get("status") not in _OVERWRITABLE:
+            return
         self.settler.state(task_id, meta, self._reply_to(task_id))
 
     def _reply_to(self, task_id: str) -> str | None:

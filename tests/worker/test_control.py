@@ -25,8 +25,8 @@ async def _online(app: Celery, start_worker: StartWorker, **options: object) -> 
     """Start a worker named NAME and wait until its mailbox answers (it opens after the
     pools, so a request sent before would reach nobody)."""
     worker = await start_worker(hostname=NAME, **options)
-    deadline = time.monotonic() + 15
-    while not await app.control.aping(TO, timeout=0.3):
+    deadline = time.monotonic() + 40  # SQLite under a loaded machine is slow to start
+    while not await app.control.aping(TO, timeout=0.5):
         assert time.monotonic() < deadline, "the worker's mailbox never answered"
     return worker
 

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from celeriac import Celery, states
+from celeriac.contrib.abortable import ABORTED, AbortableAsyncResult
 from celeriac.exceptions import TimeLimitExceeded
 from celeriac.protocol.envelope import Envelope
 from celeriac.protocol.message import encode_task
@@ -144,6 +145,19 @@ async def test_update_state_is_not_overwritten_by_a_late_started(
     await asyncio.sleep(0.2)  # well past the moment STARTED would have been written
     assert (await app.AsyncResult(result.id).ameta())["status"] == "PROGRESS"
     assert await result.aget(timeout=10) == "finished"
+
+
+async def test_an_abort_is_not_overwritten_by_a_late_started(
+    app: Celery, start_worker: StartWorker
+) -> None:
+    """abort() stored before the task began: the STARTED written 50 ms into the run must
+    not replace it, or the task, polling is_aborted(), never sees it."""
+    result = await apps.sleep.adelay(0.5)
+    await AbortableAsyncResult(result.id, app=app).aabort()
+    await start_worker(pool="threads" if app.broker_url.startswith("memory") else "prefork")
+    await asyncio.sleep(0.3)  # the task has begun and STARTED was due
+    assert (await app.AsyncResult(result.id).ameta())["status"] == ABORTED
+    assert await result.aget(timeout=10) == 0.5
 
 
 async def test_expired_task_is_revoked_without_running(
