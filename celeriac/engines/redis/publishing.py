@@ -150,6 +150,21 @@ class Router:
             if kind == "fanout":
                 pipe.sadd(self.keys.fanout(exchange), spec.name)
 
+    def unbind(self, pipe: Any, specs: Sequence[QueueSpec]) -> None:
+        """Queue on ``pipe`` the removal of the bindings :meth:`declare` wrote for ``specs``
+        (the exchange's type record stays: other queues may be bound to it); the lists of
+        an ``auto_delete`` queue go too."""
+        for spec in specs:
+            exchange, kind = spec.exchange or spec.name, spec.exchange_type
+            rk = spec.routing_key or ("" if kind == "fanout" else spec.name)
+            member = kombu.binding_member(rk, spec.name, topic=kind == "topic")
+            pipe.srem(self.keys.binding(exchange), member)
+            pipe.srem(self.keys.binding_permanent(exchange), member)
+            if kind == "fanout":
+                pipe.srem(self.keys.fanout(exchange), spec.name)
+            if spec.auto_delete:
+                pipe.delete(*self.keys.buckets(spec.name), self.keys.notify(spec.name))
+
     async def load(self, client: Any, messages: Sequence[Outgoing]) -> dict[str, Route]:
         """Type and bindings of each named exchange in ``messages`` (one round trip)."""
         names = sorted({m.exchange for m in messages if m.exchange})
