@@ -485,6 +485,9 @@ class Celery:
         if res is None:
             return
         if res.transport is not None:
+            control = self.__dict__.get("control")  # only if it was used
+            if control is not None:
+                await control.arelease(res.transport)
             await res.transport.close()
         if res.backend is not None:
             await res.backend.close()

@@ -124,6 +124,16 @@ class Batch:
         return not self.delayed and not self.broadcasts and len(self.pushes) <= PUSH_LIMIT
 
 
+_FORGET_UNBOUND = """
+-- Drop an exchange's type record once nothing is bound to it (one step: a declare that
+-- binds it again meanwhile keeps it).  KEYS: its binding sets, fanout set, exchanges hash.
+if redis.call('EXISTS', KEYS[1], KEYS[2], KEYS[3]) == 0 then
+  redis.call('HDEL', KEYS[4], ARGV[1])
+end
+return 1
+"""
+
+
 class Router:
     """Declares bindings and resolves where published messages go."""
 
@@ -162,6 +172,13 @@ class Router:
             pipe.srem(self.keys.binding_permanent(exchange), member)
             if kind == "fanout":
                 pipe.srem(self.keys.fanout(exchange), spec.name)
+            keys = [
+                self.keys.binding(exchange),
+                self.keys.binding_permanent(exchange),
+                self.keys.fanout(exchange),
+                self.keys.exchanges,
+            ]
+            pipe.eval(_FORGET_UNBOUND, len(keys), *keys, exchange)
             if spec.auto_delete:
                 pipe.delete(*self.keys.buckets(spec.name), self.keys.notify(spec.name))
 
