@@ -139,6 +139,13 @@ class Checks:
             await self.rate_limiter.acquire(task.name, rate)
         return reason
 
+    def defers(self, msg: TaskMessage) -> bool:
+        """Whether the ETA is far enough that the delivery goes to the broker's delayed
+        store (check 4) rather than waiting here; a revoked or expired one does not."""
+        if msg.eta is None or self.unwanted(msg) is not None:
+            return False
+        return msg.eta.timestamp() - time.time() > self.config.eta_hold_seconds
+
     def unwanted(self, msg: TaskMessage) -> str | None:
         """:data:`REVOKED` or :data:`EXPIRED` when the task must not run (check 3), else None."""
         if msg.id in self.config.revoked:

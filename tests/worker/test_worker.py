@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from celeriac import Celery, states
+from celeriac import Celery, signals, states
 from celeriac.exceptions import TimeLimitExceeded
 from celeriac.protocol.envelope import Envelope
 from celeriac.protocol.message import encode_task
@@ -200,6 +200,12 @@ async def test_far_countdown_from_a_celeriac_client_waits_broker_side_then_runs(
     # The client puts it on the queue with its eta header (as Celery's does); the worker
     # moves it into the broker's delayed store instead of holding it, and runs it when due.
     app.conf.worker_eta_hold_seconds = 0.5
+    received: list[str] = []
+
+    def on_received(request: Any, **_: Any) -> None:
+        received.append(request.id)
+
+    signals.task_received.connect(on_received)
     try:
         worker = await start_worker()
         result = await apps.add.aapply_async((5, 6), countdown=3)
@@ -211,7 +217,9 @@ async def test_far_countdown_from_a_celeriac_client_waits_broker_side_then_runs(
         assert await result.aget(timeout=15) == 11
         done = (await app.AsyncResult(result.id).ameta())["date_done"]
         assert dt.datetime.fromisoformat(done).timestamp() >= eta - 0.1  # not before its ETA
+        assert received == [result.id]  # received once (when due), not once per fetch
     finally:
+        signals.task_received.disconnect(on_received)
         app.conf.worker_eta_hold_seconds = 2.0
 
 
