@@ -41,6 +41,7 @@ from celeriac.engines.options import (
     backend_options,
     broker_options,
     compresses_results,
+    delayed_delivery,
     publisher_options,
 )
 from celeriac.events.api import AppEvents
@@ -485,6 +486,9 @@ class Celery:
         if res is None:
             return
         if res.transport is not None:
+            control = self.__dict__.get("control")  # only if it was used
+            if control is not None:
+                await control.arelease(res.transport)
             await res.transport.close()
         if res.backend is not None:
             await res.backend.close()
@@ -571,15 +575,21 @@ class Celery:
         await self._send(await self._publishing_transport(requests), outgoing, requests)
 
     def _outgoing(self, requests: Sequence[PublishRequest]) -> list[Outgoing]:
-        """Encode each request and send ``before_task_publish`` with what will be sent."""
+        """Encode each request and send ``before_task_publish`` with what will be sent.
+
+        An ETA task goes on its queue with its ``eta`` header, as Celery sends it (any
+        worker, Celery's too, runs it; celeriac workers move far ones into the broker's
+        delayed store), unless ``broker_delayed_delivery`` puts it in that store now."""
         outgoing = []
+        parked = delayed_delivery(self.conf)
         for req in requests:
             envelope = encode_task(req.message, req.serializer, req.compression)
             if req.delivery_mode != PERSISTENT:
                 envelope.properties["delivery_mode"] = req.delivery_mode
             announce_publish(self, req, envelope)  # receivers may change the headers
             eta = req.message.eta
-            not_before = eta.timestamp() if eta is not None and eta > _utcnow() else None
+            due = parked and eta is not None and eta > _utcnow()
+            not_before = eta.timestamp() if due and eta is not None else None
             outgoing.append(
                 Outgoing(envelope, req.route.exchange, req.route.routing_key, not_before)
             )

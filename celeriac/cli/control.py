@@ -162,14 +162,17 @@ def _run(
     arguments = compile_arguments(kind, name, args)
     names = _destination(destination)
     callback = None if as_json else _say(show_reply=True)
-    replies = obj.app.control.broadcast(
-        name,
-        arguments=arguments,
-        destination=names,
-        reply=True,
-        timeout=timeout,
-        callback=callback,
-    )
+    try:
+        replies = obj.app.control.broadcast(
+            name,
+            arguments=arguments,
+            destination=names,
+            reply=True,
+            timeout=timeout,
+            callback=callback,
+        )
+    finally:
+        obj.app.close()  # removes this client's reply binding from the broker
     try:
         _finish(replies or [], names, as_json)
     except click.ClickException as exc:
@@ -224,9 +227,12 @@ def status(obj: Any, timeout: float, destination: str | None, as_json: bool) -> 
     """List the workers that are online."""
     names = _destination(destination)
     callback = None if as_json else _say(show_reply=False)
-    replies = obj.app.control.broadcast(
-        "ping", destination=names, reply=True, timeout=timeout, callback=callback
-    )
+    try:
+        replies = obj.app.control.broadcast(
+            "ping", destination=names, reply=True, timeout=timeout, callback=callback
+        )
+    finally:
+        obj.app.close()  # removes this client's reply binding from the broker
     try:
         _finish(replies or [], names, as_json)
     except click.ClickException as exc:

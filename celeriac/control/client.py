@@ -54,7 +54,7 @@ class Control:
         self.names = wire.MailboxNames(app.conf["control_exchange"])
         self.client_id = uuid4()
         self.clock = wire.Clock()
-        self._declared: set[int] = set()
+        self._declared: dict[int, Transport] = {}
         self._unclaimed: dict[str, list[dict[str, Any]]] = {}
 
     # -- the primitive ------------------------------------------------------------------
@@ -108,7 +108,12 @@ class Control:
     async def _declare_reply_queue(self, transport: Transport) -> None:
         if id(transport) in self._declared:
             return
-        spec = QueueSpec(
+        await transport.declare([self._reply_spec()])
+        self._declared[id(transport)] = transport
+
+    def _reply_spec(self) -> QueueSpec:
+        """This client's reply queue and its binding to the reply exchange."""
+        return QueueSpec(
             name=self.names.reply_queue(self.client_id),
             exchange=self.names.reply_exchange,
             exchange_type="direct",
@@ -119,8 +124,17 @@ class Control:
                 "x-expires": int(float(self.app.conf["control_queue_expires"] or 10) * 1000)
             },
         )
-        await transport.declare([spec])
-        self._declared.add(id(transport))
+
+    async def arelease(self, transport: Transport) -> None:
+        """Remove this client's reply binding (and queue) from ``transport``'s broker, if
+        it declared one there. The app calls it before closing the transport: Redis and
+        SQLite keep bindings until they are removed, so every client would leave one."""
+        if self._declared.pop(id(transport), None) is None:
+            return
+        try:
+            await transport.unbind([self._reply_spec()])
+        except Exception as exc:  # closing must go on; the binding only costs a key
+            logger.warning("control: could not remove the reply binding: %s", exc)
 
     async def _collect(
         self,

@@ -40,6 +40,7 @@ __all__ = [
     "backend_options",
     "broker_options",
     "compresses_results",
+    "delayed_delivery",
     "option_flag",
     "publisher_options",
 ]
@@ -101,6 +102,15 @@ def broker_options(conf: Mapping[str, Any], url: str) -> dict[str, Any]:
     if engine == "amqp" and conf.get("broker_heartbeat") is not None:
         options.setdefault("heartbeat", conf["broker_heartbeat"])
     return options
+
+
+def delayed_delivery(conf: Mapping[str, Any]) -> bool:
+    """Whether clients put ETA tasks in the broker-side delayed store themselves: the
+    ``broker_delayed_delivery`` setting, or (its older spelling) the transport option
+    ``delayed_delivery=True``."""
+    if conf.get("broker_delayed_delivery"):
+        return True
+    return (conf.get("broker_transport_options") or {}).get("delayed_delivery") is True
 
 
 def publisher_options(conf: Mapping[str, Any], url: str) -> dict[str, Any]:

@@ -119,6 +119,10 @@ class Transport(Protocol):
     async def declare(self, queues: Sequence[QueueSpec]) -> None:
         """Create queues, exchanges and bindings (idempotent)."""
 
+    async def unbind(self, queues: Sequence[QueueSpec]) -> None:
+        """Remove the bindings these specs declared (idempotent); an ``auto_delete`` queue
+        goes with its binding, as a broker deletes it when its consumer leaves."""
+
     async def publish(self, messages: Sequence[Outgoing]) -> None:
         """Route and store messages, in one batch where the engine allows it.
 
@@ -138,6 +142,15 @@ class Transport(Protocol):
 
     async def reject(self, deliveries: Sequence[Delivery], *, requeue: bool) -> None:
         """Give deliveries back (requeue) or drop them."""
+
+    async def defer(self, delivery: Delivery, not_before: float) -> None:
+        """Hide a leased delivery in its own queue until ``not_before`` (epoch s); acks it.
+
+        The move is one atomic step where the engine allows it (Redis, SQLite, memory):
+        a crash leaves the message either leased here or delayed, never both, never
+        neither. Where it does not (RabbitMQ), the delayed copy is confirmed before the
+        delivery is acked. A delivery whose lease was lost is left to its new holder.
+        """
 
     async def dead_letter(self, delivery: Delivery, reason: str) -> None:
         """Move a delivery to the dead-letter place, with the reason; acks it."""

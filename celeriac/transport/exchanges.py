@@ -199,6 +199,15 @@ class RoutingTable:
         if binding not in bound:
             bound.append(binding)
 
+    def unbind(self, spec: QueueSpec) -> None:
+        """Forget the binding ``spec`` declared (idempotent); the exchange stays."""
+        binding = binding_for(spec)
+        if binding is None:
+            return
+        bound = self._bindings.get(spec.exchange, [])
+        if binding in bound:
+            bound.remove(binding)
+
     def route(self, exchange: str, routing_key: str, headers: Mapping[str, Any]) -> list[str]:
         """Queue names a message published to ``exchange`` goes to."""
         return route(

@@ -6,8 +6,10 @@
    recorded as a FAILURE with ``NotRegistered`` and ``task_unknown`` is sent, as Celery's.
 3. It is neither revoked nor expired; else it is discarded (the conclusion records REVOKED).
 4. Its ETA has come. A near one is waited for here; a far one (beyond
-   ``worker_eta_hold_seconds``, e.g. put straight on the queue by a Celery client) is handed
-   back to the broker, which keeps it until it is nearly due: worker memory stays bounded.
+   ``worker_eta_hold_seconds``, put straight on the queue with its ``eta`` header by any
+   client, Celery's or celeriac's) is moved into the broker's delayed store of its queue
+   (``Transport.defer``, atomic with its ack), which keeps it until it is nearly due: worker
+   memory stays bounded.
 5. Its task's rate limit lets it start (it waits holding no pool slot).
 
 The common case passes 3 to 5 at once, and :meth:`Checks.clear` says so synchronously:
@@ -28,7 +30,7 @@ from celeriac.exceptions import MessageError, NotRegistered
 from celeriac.protocol.message import TaskMessage, decode_task
 from celeriac.protocol.results import make_meta
 from celeriac.task import Task
-from celeriac.transport import Delivery, Outgoing, Transport
+from celeriac.transport import Delivery, Transport
 from celeriac.worker.flight import Flight, HandlerConfig
 from celeriac.worker.rate_limit import RateLimiter
 from celeriac.worker.settle import Settler
@@ -127,8 +129,7 @@ class Checks:
         reason = self.unwanted(msg)
         if reason is None and msg.eta is not None:
             delay = msg.eta.timestamp() - time.time()
-            if delay > self.config.eta_hold_seconds:
-                await self._hand_back(flight.delivery, msg.eta.timestamp())
+            if delay > self.config.eta_hold_seconds and await self._hand_back(flight):
                 return HANDED_BACK
             if delay > 0:
                 await asyncio.sleep(delay)
@@ -138,6 +139,13 @@ class Checks:
             await self.rate_limiter.acquire(task.name, rate)
         return reason
 
+    def defers(self, msg: TaskMessage) -> bool:
+        """Whether the ETA is far enough that the delivery goes to the broker's delayed
+        store (check 4) rather than waiting here; a revoked or expired one does not."""
+        if msg.eta is None or self.unwanted(msg) is not None:
+            return False
+        return msg.eta.timestamp() - time.time() > self.config.eta_hold_seconds
+
     def unwanted(self, msg: TaskMessage) -> str | None:
         """:data:`REVOKED` or :data:`EXPIRED` when the task must not run (check 3), else None."""
         if msg.id in self.config.revoked:
@@ -146,8 +154,20 @@ class Checks:
             return EXPIRED
         return None
 
-    async def _hand_back(self, delivery: Delivery, eta: float) -> None:
-        """Publish the message again for the broker to hold until ``eta``; ack this copy."""
-        outgoing = Outgoing(delivery.envelope, delivery.exchange, delivery.routing_key, eta)
-        await self.transport.publish([outgoing])
-        self.settler.ack(delivery)
+    async def _hand_back(self, flight: Flight) -> bool:
+        """Move the delivery into the broker's delayed store of its own queue until its ETA
+        (:meth:`Transport.defer`: one atomic step, which also acks it, so the message is
+        never both here and there). False when the broker could not take it: it is then
+        held here (the worker would lose nothing either way)."""
+        assert flight.msg.eta is not None
+        try:
+            await self.transport.defer(flight.delivery, flight.msg.eta.timestamp())
+        except Exception as exc:  # e.g. the broker is unreachable past its retries
+            logger.warning(
+                "could not hand task %s back to the broker until its ETA (%s); holding it",
+                flight.msg.id,
+                exc,
+            )
+            return False
+        logger.debug("task %s handed back to the broker until its ETA", flight.msg.id)
+        return True

@@ -37,6 +37,7 @@ from typing import Any
 from celeriac import signals, states
 from celeriac.announce import announce_publish, announce_published
 from celeriac.backends import Meta, ResultBackend
+from celeriac.engines.options import delayed_delivery
 from celeriac.exceptions import SerializationError, TimeLimitExceeded, WorkerLostError
 from celeriac.protocol.message import TaskMessage, encode_task, safe_repr
 from celeriac.protocol.results import exception_from_dict, exception_to_dict, make_meta
@@ -266,8 +267,11 @@ class Conclusion:
         route = Route(delivery.exchange, delivery.routing_key, None)
         again = PublishRequest(msg, route, serializer)
         announce_publish(self.workflow.app, again, envelope)
+        # As any publish: the eta header only (a worker defers it if far), unless the
+        # app parks ETAs in the broker's delayed store itself (broker_delayed_delivery).
+        parked = eta if delayed_delivery(self.workflow.app.conf) else None
         await self.transport.publish(
-            [Outgoing(envelope, delivery.exchange, delivery.routing_key, eta)]
+            [Outgoing(envelope, delivery.exchange, delivery.routing_key, parked)]
         )
         announce_published(again, envelope)
         logger.info(

@@ -120,23 +120,35 @@ class TaskHandler:
             self._in_background(delivery, self.checks.dead_letter(delivery, decoded))
             return
         msg, task = decoded
-        logger.info("Task %s[%s] received", msg.task, msg.id)
         acks_late = task.acks_late if task.acks_late is not None else self.config.acks_late
         flight = Flight(delivery, msg, task, acks_late, self._done, self._begin)
-        events = self.events
-        if events is not None and events.tasks:
-            events.task_received(msg, task)
         self.flights[msg.id] = flight
-        if signals.task_received.receivers and self.checks.unwanted(msg) is None:
-            signals.task_received.send(sender=self, request=Request(flight, self.config.hostname))
+        if self.checks.defers(msg):
+            # Bound for the broker's delayed store: it is received when it comes back due,
+            # once, as a Celery worker receives it once.
+            self._in_background(delivery, self._checked(flight, announced=False))
+            return
+        self._announce(flight)
         if self.checks.clear(msg, task):
             self._start(flight)
         else:
             self._in_background(delivery, self._checked(flight))
 
-    async def _checked(self, flight: Flight) -> None:
+    def _announce(self, flight: Flight) -> None:
+        """Log, send ``task-received`` and ``task_received``: the task is this worker's."""
+        msg, task = flight.msg, flight.task
+        logger.info("Task %s[%s] received", msg.task, msg.id)
+        events = self.events
+        if events is not None and events.tasks:
+            events.task_received(msg, task)
+        if signals.task_received.receivers and self.checks.unwanted(msg) is None:
+            signals.task_received.send(sender=self, request=Request(flight, self.config.hostname))
+
+    async def _checked(self, flight: Flight, announced: bool = True) -> None:
         """Wait through the checks; then run the task, or discard it."""
         reason = await self.checks.wait(flight)
+        if not announced and reason != HANDED_BACK:
+            self._announce(flight)  # kept here after all (the broker did not take it)
         if reason is not None:
             self._forget(flight)
         if reason is None:

@@ -1,8 +1,9 @@
 """Sync ``delay()`` on Redis publishes from the calling thread, and falls back where it must.
 
 The calling-thread path must store exactly what the asyncio transport stores (a worker
-consumes it), and anything it does not handle (countdowns, named exchanges) must still go
-through the asyncio transport.
+consumes it), and anything it does not handle (named exchanges, and countdowns bound for
+the delayed set under ``broker_delayed_delivery``) must still go through the asyncio
+transport. A countdown with the default settings is a plain message with an ``eta`` header.
 """
 
 from __future__ import annotations
@@ -30,12 +31,13 @@ def prefix() -> Iterator[str]:
     client.close()
 
 
-def make_app(prefix: str) -> Celery:
+def make_app(prefix: str, **settings: Any) -> Celery:
     app = Celery(
         "bp",
         broker=REDIS_URL,
         broker_transport_options={"global_keyprefix": prefix, "poll_interval": 0.05},
         set_as_current=False,
+        **settings,
     )
 
     @app.task(name="bp.add")
@@ -100,8 +102,24 @@ def test_delay_publishes_from_the_calling_thread(prefix: str) -> None:
     assert {d.routing_key for d in deliveries} == {"celery"}
 
 
-def test_countdown_and_named_exchanges_fall_back_to_the_transport(prefix: str) -> None:
+def test_countdown_goes_from_the_calling_thread_with_its_eta_header(prefix: str) -> None:
     app = make_app(prefix)
+    portal = PortalCounter(app)
+    try:
+        add = app.tasks["bp.add"]
+        add.delay(0, 0)
+        hops = portal.calls
+        later = add.apply_async((1, 1), countdown=60)
+        assert portal.calls == hops  # no delayed set involved: the fast path takes it
+        got = asyncio.run(fetch_all(app, "celery", 2))
+        [delivery] = [d for d in got if d.envelope.headers["id"] == later.id]
+        assert delivery.envelope.headers["eta"] is not None  # on the list, as Celery sends it
+    finally:
+        app.close()
+
+
+def test_countdown_and_named_exchanges_fall_back_to_the_transport(prefix: str) -> None:
+    app = make_app(prefix, broker_delayed_delivery=True)
     asyncio.run(declare(app, Queue("fanned", Exchange("topical", type="topic"), routing_key="a.#")))
     portal = PortalCounter(app)
     try:

@@ -7,14 +7,19 @@ CLI a user would type: ``call``, ``inspect``, ``control``, ``status``, ``result`
 
 from __future__ import annotations
 
+import sqlite3
+import subprocess
 import time
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
+from celeriac import Celery
 from tests.integration.control_cluster import NAME, Cluster
 from tests.integration.control_cluster import cluster as running
+from tests.services import redis_client
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -108,6 +113,50 @@ def test_unknown_commands_are_refused_by_the_cli(cluster: Cluster) -> None:
     done = cluster.cli("inspect", "frobnicate")
     assert done.returncode == 2
     assert "Command frobnicate not recognized" in done.stderr
+
+
+def _bindings(cluster: Cluster) -> Any:
+    """Everything on the broker that a control client could leave behind."""
+    url = cluster.env["CONTROL_URL"]
+    if url.startswith("sqlite"):
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as db:
+            return sorted(db.execute("SELECT exchange, queue, routing_key FROM celeriac_bindings"))
+    if url.startswith("redis"):
+        client = redis_client()
+        try:
+            found: dict[str, Any] = {}
+            for key in client.scan_iter(cluster.env["CONTROL_PREFIX"] + "*"):
+                kind = client.type(key).decode()
+                if kind == "set":
+                    found[key.decode()] = client.smembers(key)
+                elif kind == "hash":
+                    found[key.decode()] = set(client.hkeys(key))
+                elif kind != "string":  # liveness keys: refreshed, same names
+                    found[key.decode()] = kind
+            return found
+        finally:
+            client.close()
+    vhost = urlsplit(url).path.lstrip("/")
+    listed = subprocess.run(
+        ["rabbitmqctl", "list_bindings", "-p", vhost, "-q", "source_name", "destination_name"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return sorted(listed.stdout.splitlines())
+
+
+def test_control_clients_leave_no_reply_binding(cluster: Cluster) -> None:
+    before = _bindings(cluster)
+    for _ in range(3):  # each CLI run is a new client, with a reply queue of its own
+        assert cluster.cli("inspect", "ping", "-d", NAME, "-t", "2").returncode == 0
+    app = Celery("ctl", broker=cluster.env["CONTROL_URL"], set_as_current=False)
+    if cluster.env["CONTROL_PREFIX"]:
+        app.conf.broker_transport_options = {"global_keyprefix": cluster.env["CONTROL_PREFIX"]}
+    assert app.control.ping(destination=[NAME], timeout=2) == [{NAME: {"ok": "pong"}}]
+    app.close()
+    assert _bindings(cluster) == before
 
 
 def test_shutdown(cluster: Cluster) -> None:

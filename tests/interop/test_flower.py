@@ -1,7 +1,9 @@
 """The real Flower (2.x), started by ``celeriac -A app flower``, watching a celeriac worker.
 
 Flower lists the worker (remote control: ``inspect``), lists its tasks (events), submits a
-task by name (``async-apply``) and reads its result: seed 004's Flower set-up, on Redis.
+task by name (``async-apply``) and reads its result: seed 004's Flower set-up, on Redis
+and on RabbitMQ (a vhost of the test's own; results in Redis). One worker and one Flower
+per broker for the module.
 """
 
 from __future__ import annotations
@@ -14,12 +16,20 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.services import REDIS_URL, delete_prefixed, key_prefix, redis_client
+from tests.services import (
+    REDIS_URL,
+    amqp_vhost,
+    amqp_vhost_url,
+    delete_prefixed,
+    key_prefix,
+    redis_client,
+)
 
 pytest.importorskip("flower", reason="flower is a test dependency (make install)")
 pytestmark = pytest.mark.timeout(120)
@@ -54,39 +64,53 @@ def eventually(probe: Any, timeout: float = 30) -> Any:
         time.sleep(0.3)
 
 
-@pytest.fixture(scope="module")
-def flower() -> Iterator[str]:
+@contextmanager
+def _broker(kind: str) -> Iterator[str]:
+    """The URL of a fresh broker of ``kind`` (Redis: the prefix isolates it)."""
+    if kind == "redis":
+        yield REDIS_URL
+    else:
+        with amqp_vhost() as vhost:
+            yield amqp_vhost_url(vhost)
+
+
+@pytest.fixture(scope="module", params=["redis", "amqp"])
+def flower(request: pytest.FixtureRequest) -> Iterator[str]:
     client = redis_client()
     prefix = key_prefix("flower")
     port = free_port()
-    env = {
-        **os.environ,
-        "INTEROP_URL": REDIS_URL,
-        "INTEROP_PREFIX": prefix,
-        "PYTHONPATH": str(ROOT),
-        "FLOWER_UNAUTHENTICATED_API": "1",
-    }
-    app = ["-A", "tests.interop.celeriac_side"]
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celeriac", *app, "worker", "-E", "-c", "1", "-n", "flowered@%h"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    ui = subprocess.Popen(
-        [sys.executable, "-m", "celeriac", *app, "flower", f"--port={port}", "--address=127.0.0.1"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        for process in (ui, worker):
-            process.terminate()
-            process.wait(timeout=30)
-        delete_prefixed(client, prefix)
-        client.close()
+    with _broker(request.param) as broker:
+        env = {
+            **os.environ,
+            "INTEROP_URL": broker,
+            "INTEROP_BACKEND": REDIS_URL,
+            "INTEROP_PREFIX": prefix,
+            "PYTHONPATH": str(ROOT),
+            "FLOWER_UNAUTHENTICATED_API": "1",
+        }
+        app = ["-A", "tests.interop.celeriac_side"]
+        worker_args = ["worker", "-E", "-c", "1", "-n", "flowered@%h"]
+        flower_args = ["flower", f"--port={port}", "--address=127.0.0.1"]
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "celeriac", *app, *worker_args],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        ui = subprocess.Popen(
+            [sys.executable, "-m", "celeriac", *app, *flower_args],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            for process in (ui, worker):
+                process.terminate()
+                process.wait(timeout=30)
+            delete_prefixed(client, prefix)
+            client.close()
 
 
 def test_flower_lists_the_worker_through_inspect(flower: str) -> None:

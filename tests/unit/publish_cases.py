@@ -201,6 +201,10 @@ def cases() -> Iterator[Case]:
     yield "router-function-2", lambda: published(fn_app, fn_plain, (2,), **tid)
     yield "router-function-none", lambda: published(fn_app, fn_plain, **tid)
 
+    # broker_delayed_delivery: the same bytes, but due in the broker's delayed store.
+    parked, pplain, _ = _app(broker_delayed_delivery=True)
+    yield "eta-delayed-delivery", lambda: published(parked, pplain, eta=_FUTURE, **tid)
+
 
 def _in_task(publish: Callable[[], dict[str, Any]], eager: bool = False) -> dict[str, Any]:
     token = request_var.set(Context(id="parent-id", root_id="root-id", is_eager=eager))

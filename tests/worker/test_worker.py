@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from celeriac import Celery, states
+from celeriac import Celery, signals, states
 from celeriac.contrib.abortable import ABORTED, AbortableAsyncResult
 from celeriac.exceptions import TimeLimitExceeded
 from celeriac.protocol.envelope import Envelope
@@ -206,6 +206,63 @@ async def test_far_eta_from_a_celery_client_goes_back_to_the_broker(
     assert worker.held == 0  # nothing held in memory
     sizes = await transport.queue_sizes(["celery"])
     assert sizes["celery"] == 1  # waiting broker-side for its ETA
+
+
+async def test_far_countdown_from_a_celeriac_client_waits_broker_side_then_runs(
+    app: Celery, start_worker: StartWorker
+) -> None:
+    # The client puts it on the queue with its eta header (as Celery's does); the worker
+    # moves it into the broker's delayed store instead of holding it, and runs it when due.
+    app.conf.worker_eta_hold_seconds = 0.5
+    received: list[str] = []
+
+    def on_received(request: Any, **_: Any) -> None:
+        received.append(request.id)
+
+    signals.task_received.connect(on_received)
+    try:
+        worker = await start_worker()
+        result = await apps.add.aapply_async((5, 6), countdown=3)
+        eta = time.time() + 3
+        await asyncio.sleep(1.0)  # the worker fetched it long ago (poll interval 10 ms)
+        assert worker.held == 0  # not in worker memory
+        transport = await app.aget_transport()
+        assert (await transport.queue_sizes(["celery"]))["celery"] == 1  # in the broker
+        assert await result.aget(timeout=15) == 11
+        done = (await app.AsyncResult(result.id).ameta())["date_done"]
+        assert dt.datetime.fromisoformat(done).timestamp() >= eta - 0.1  # not before its ETA
+        assert received == [result.id]  # received once (when due), not once per fetch
+    finally:
+        signals.task_received.disconnect(on_received)
+        app.conf.worker_eta_hold_seconds = 2.0
+
+
+async def test_eta_goes_on_the_queue_with_its_header_by_default(app: Celery) -> None:
+    result = await apps.add.aapply_async((1, 2), countdown=3600)
+    transport = await app.aget_transport()
+    got = await transport.fetch(["celery"], limit=5, timeout=5)
+    assert [d.envelope.headers["id"] for d in got] == [result.id]  # any worker sees it now
+    assert got[0].envelope.headers["eta"] is not None
+    await transport.ack(got)
+    await app.aclose()
+
+
+async def test_broker_delayed_delivery_keeps_etas_broker_side(app: Celery) -> None:
+    app.conf.broker_delayed_delivery = True
+    try:
+        result = await apps.add.aapply_async((1, 2), countdown=1.5)
+        due = time.time() + 1.5
+        transport = await app.aget_transport()
+        early = await transport.fetch(["celery"], limit=5, timeout=0.3)
+        if time.time() < due - 0.2:
+            assert early == []  # in the delayed store, not on the queue
+        got = early or await transport.fetch(["celery"], limit=5, timeout=10)
+        assert [d.envelope.headers["id"] for d in got] == [result.id]
+        assert time.time() >= due - 0.1  # handed out only when due
+        await transport.ack(got)
+    finally:
+        app.conf.broker_delayed_delivery = False
+        await app.aclose()
 
 
 @pytest.mark.parametrize(

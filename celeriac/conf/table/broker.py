@@ -7,7 +7,7 @@ celeriac's defaults live here.
 
 from __future__ import annotations
 
-from celeriac.conf.model import NOT_SUPPORTED, Setting
+from celeriac.conf.model import CELERIAC_ONLY, NOT_SUPPORTED, Setting
 
 __all__ = ["SETTINGS"]
 
@@ -166,6 +166,19 @@ SETTINGS = (
         status=NOT_SUPPORTED,
         reason="countdowns and ETAs on RabbitMQ use celeriac's own delay queues",
         aliases=("BROKER_NATIVE_DELAYED_DELIVERY_QUEUE_TYPE",),
+    ),
+    Setting(
+        "broker_delayed_delivery",
+        "bool",
+        CELERIAC_ONLY,
+        (
+            "Clients put countdown and ETA tasks straight into celeriac's broker-side delayed "
+            "store (Redis sorted set, RabbitMQ delay queues, SQLite rows) instead of on the "
+            "queue with their `eta` header. Only for fleets of celeriac workers: Celery "
+            "workers never read that store. Off, celeriac workers still move far ETAs there "
+            "(`worker_eta_hold_seconds`), so their memory stays bounded either way."
+        ),
+        default=False,
     ),
     Setting(
         "broker_pool_limit",

@@ -347,8 +347,9 @@ SETTINGS = (
         "float",
         CELERIAC_ONLY,
         (
-            "How far ahead of its ETA a countdown or ETA task is fetched from the broker, "
-            "seconds; later ones stay in the broker, so worker memory stays bounded."
+            "How close to its ETA a countdown or ETA task must be for a worker to hold it, "
+            "seconds; a worker moves one due later into the broker's delayed store of its "
+            "queue until then, so worker memory stays bounded."
         ),
         default=2.0,
     ),

@@ -36,15 +36,18 @@ Long tasks versus ``consumer_timeout``: see :mod:`~celeriac.engines.amqp.leases`
 messages older than ``consumer_timeout / 2`` are given back.
 
 Delayed messages (``not_before``): :mod:`~celeriac.engines.amqp.delay`, a ladder of TTL
-queues in the broker (0.1 s ticks); ``queue_sizes`` and ``purge`` include them. Set
-``delayed_delivery=False`` to publish them at once (Celery workers hold ETA tasks themselves).
+queues in the broker (0.1 s ticks); ``queue_sizes`` and ``purge`` include them. Clients set
+``not_before`` only with the ``broker_delayed_delivery`` setting (Celery workers do not read
+the ladder); by default an ETA task is published at once with its ``eta`` header, and the
+worker moves a far one down the ladder (:meth:`~AMQPTransport.defer`), publish and ack in one
+channel transaction.
 
 Dead letters (a queue, browsed) and revokes (a stream): :mod:`~celeriac.engines.amqp.sidequeues`.
 
 Options (``broker_transport_options``): ``confirm_publish`` (True), ``prefetch_count`` (100),
 ``consumer_timeout`` (1800 s), ``lease_timeout`` (60 s), ``release_idle_after`` (2 s),
 ``heartbeat`` (60 s), ``connect_timeout`` (10 s), ``max_retries`` (3), ``retry_backoff_max``
-(5 s), ``delayed_delivery`` (True), ``dead_letter_queue`` (``celeriac.dead``),
+(5 s), ``dead_letter_queue`` (``celeriac.dead``),
 ``revoked_queue`` (``celeriac.revoked``), ``revoke_retention`` (``30D``).
 
 Connection loss. One connection per instance, channels opened on demand. When the connection
@@ -182,6 +185,16 @@ class AMQPTransport:
 
         await self._session.retrying(declare)
 
+    async def unbind(self, queues: Sequence[QueueSpec]) -> None:
+        """Unbind the specs' queues (deleting auto-delete ones); gone ones are fine."""
+
+        async def unbind() -> None:
+            await self._session.connection()
+            await self._topology.unbind(queues)
+
+        if queues:
+            await self._session.retrying(unbind)
+
     # publishing -----------------------------------------------------------------------------
     async def publish(self, messages: Sequence[Outgoing]) -> None:
         """Publish a batch and wait for the broker's confirms (see the module docstring)."""
@@ -233,7 +246,7 @@ class AMQPTransport:
             logger.warning("exchange %r does not exist; message dropped", out.exchange)
             return False
         due = out.not_before
-        if due is None or not self._opts.delayed_delivery:
+        if due is None:
             return None
         plan = DelayPlan.for_delay(due - time.time(), out.exchange, out.routing_key)
         if plan is None:
@@ -393,6 +406,29 @@ class AMQPTransport:
             leased += [h for h in helds if h.lease is not None]  # moved to a lease meanwhile
         for held in leased:
             await self._session.retrying(partial(self._leases.settle, held, action))
+
+    async def defer(self, delivery: Delivery, not_before: float) -> None:
+        """Send a delivery down the delay ladder to its own queue and ack it, in one channel
+        transaction; a leased one is published (confirmed) first, then acked."""
+        held = self._held.get(delivery.tag)
+        if held is None:
+            logger.warning("cannot defer stale delivery %s; it will come back", delivery.tag)
+            return
+        consumer = held.channel
+        plan = DelayPlan.for_delay(not_before - time.time(), "", delivery.queue)
+        if plan is not None and held.lease is None and consumer is not None:
+            try:
+                await self._ladder.ensure(await self._session.admin(), plan, "", delivery.queue)
+                properties = conn.properties_for(delivery.envelope, stamp(not_before))
+                if await consumer.move(held, plan.exchange, plan.routing_key, properties):
+                    self._held.pop(delivery.tag, None)
+                    return
+            except conn.TRANSIENT_ERRORS as exc:  # the channel's broker requeues it, or:
+                logger.debug("defer in one transaction failed (%s); publish, then ack", exc)
+            if not self.holds(delivery):
+                return  # the channel died: the broker has the message back
+        await self.publish([Outgoing(delivery.envelope, "", delivery.queue, not_before)])
+        await self.ack([delivery])
 
     async def dead_letter(self, delivery: Delivery, reason: str) -> None:
         """Move a delivery to the dead-letter queue with its reason (atomic with its ack)."""

@@ -144,7 +144,6 @@ class AMQPOptions:
     """Retries of the first connection (``broker_connection_retry_on_startup``); -1: as
     ``max_retries``; None in the options: no limit."""
     connect_retry_backoff_max: float = 2.0
-    delayed_delivery: bool = True
     dead_letter_queue: str = "celeriac.dead"
     revoked_queue: str = "celeriac.revoked"
     revoke_retention: str = "30D"
@@ -480,6 +479,25 @@ class Topology:
                     spec.name, spec.exchange, routing_key=spec.routing_key, arguments=binding_args
                 )
             self._queues.add(spec.name)
+
+    async def unbind(self, specs: Sequence[QueueSpec]) -> None:
+        """Remove the bindings of ``specs`` (and their queues, when auto-delete)."""
+        for spec in specs:
+            self.specs.pop(spec.name, None)
+            _, binding_args = split_arguments(spec)
+            self._queues.discard(spec.name)
+            try:
+                if spec.exchange:
+                    await (await self._admin()).queue_unbind(
+                        spec.name,
+                        spec.exchange,
+                        routing_key=spec.routing_key,
+                        arguments=binding_args,
+                    )
+                if spec.auto_delete:
+                    await (await self._admin()).queue_delete(spec.name)
+            except amqp_errors.ChannelNotFoundEntity:
+                pass  # expired already (x-expires) or never there: nothing left to remove
 
     async def _declare_exchange(self, name: str, kind: str) -> None:
         """Create a missing exchange with Celery's durability; leave an existing one alone."""

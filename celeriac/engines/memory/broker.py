@@ -152,6 +152,28 @@ class _Store:
         msg.redelivered = True
         self._push_ready(msg)
 
+    def defer(self, consumer: str, tag: str, not_before: float) -> bool:
+        """End a lease by delaying its message until ``not_before``; False when it was lost."""
+        with self.lock:
+            msgs = self._owned(consumer, [tag])
+            for msg in msgs:
+                del self._leased[msg.seq]
+                msg.consumer = None
+                heapq.heappush(self._delayed, (not_before, msg.seq, msg))
+                self._delayed_count[msg.queue] += 1
+        if msgs:
+            self.bell.ring()  # a waiting consumer recomputes the next due time
+        return bool(msgs)
+
+    def unbind(self, specs: Sequence[QueueSpec]) -> None:
+        """Forget the bindings of ``specs``; drop the waiting messages of auto-delete ones."""
+        with self.lock:
+            for spec in specs:
+                self.routing.unbind(spec)
+        doomed = [spec.name for spec in specs if spec.auto_delete]
+        if doomed:
+            self.purge(doomed)
+
     def bury(self, consumer: str, tag: str, reason: str, now: float) -> bool:
         """Move a leased message to the dead letters; False when the lease was lost."""
         with self.lock:
@@ -306,6 +328,10 @@ class MemoryTransport:
             for spec in queues:
                 store.routing.declare(spec)
 
+    async def unbind(self, queues: Sequence[QueueSpec]) -> None:
+        """Forget the bindings (and the waiting messages of auto-delete queues)."""
+        (await self._connected()).unbind(queues)
+
     async def publish(self, messages: Sequence[Outgoing]) -> None:
         """Route and store copies of ``messages``; unroutable ones are dropped with a warning."""
         store = await self._connected()
@@ -346,6 +372,12 @@ class MemoryTransport:
         """Requeue deliveries at once (marked redelivered) or drop them."""
         store = await self._connected()
         store.settle(self._consumer.id, [d.tag for d in deliveries], requeue=requeue)
+
+    async def defer(self, delivery: Delivery, not_before: float) -> None:
+        """Delay a leased delivery until ``not_before``, ending its lease, under one lock."""
+        store = await self._connected()
+        if not store.defer(self._consumer.id, delivery.tag, not_before):
+            log.warning("defer: delivery %s is no longer leased here", delivery.tag)
 
     async def dead_letter(self, delivery: Delivery, reason: str) -> None:
         """Move a delivery to the dead letters with ``reason``."""

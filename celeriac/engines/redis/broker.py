@@ -38,7 +38,10 @@ Not-yet-due messages (``Outgoing.not_before``) go to ``celeriac:delayed:<queue>`
 time, member = priority step digit + envelope) and the index ``celeriac:delayed`` holds each
 queue's earliest due time. Any consumer moves due messages to their lists with a Lua script
 when the earliest due time (returned by every fetch) has passed; workers never hold them.
-Set ``delayed_delivery=False`` when Celery workers consume the queue and must see ETA tasks.
+Clients set ``not_before`` only with the ``broker_delayed_delivery`` setting (all-celeriac
+fleets: Celery workers never read this set); by default an ETA task goes on the list with its
+``eta`` header, as Celery sends it, and the worker moves a far one
+here with one Lua step (:meth:`~RedisTransport.defer`: unacked entry out, delayed member in).
 
 Revokes: zset ``celeriac:revoked`` scored by expiry, pruned on read.
 
@@ -53,8 +56,8 @@ Transient errors are retried with the engine's retry policy (``max_retries``,
 an empty list at its timeout.
 
 Other options: ``lease_timeout`` (30 s), ``heartbeat_interval`` (lease_timeout / 3),
-``sweep_interval`` (heartbeat_interval), ``poll_interval`` (1 s), ``delayed_delivery`` (True),
-``priority_order`` (``higher_first``), ``fanout_exchanges``.
+``sweep_interval`` (heartbeat_interval), ``poll_interval`` (1 s), ``priority_order``
+(``higher_first``), ``fanout_exchanges``.
 """
 
 from __future__ import annotations
@@ -77,7 +80,7 @@ from celeriac.engines.redis.connection import (
     retried,
     retry_policy,
 )
-from celeriac.engines.redis.leases import CHUNK, DeadLetters, Leases, by_owner
+from celeriac.engines.redis.leases import CHUNK, DeadLetters, Leases, by_owner, owner_of
 from celeriac.engines.redis.publishing import (
     PUSH_LIMIT,
     AsyncPusher,
@@ -121,7 +124,6 @@ class RedisTransport:
         self.heartbeat_interval = float(opts.get("heartbeat_interval") or self.lease_timeout / 3)
         self.sweep_interval = float(opts.get("sweep_interval") or self.heartbeat_interval)
         self.poll_interval = float(opts.get("poll_interval", 1.0))
-        self._delayed = bool(opts.get("delayed_delivery", True))
         order = opts.get("priority_order", "higher_first")
         if order not in ("higher_first", "lower_first"):
             raise ImproperlyConfigured(f"priority_order: higher_first or lower_first, not {order}")
@@ -224,6 +226,17 @@ class RedisTransport:
         if queues:
             await self._retry("declare", op)
 
+    async def unbind(self, queues: Sequence[QueueSpec]) -> None:
+        """Remove the bindings kombu's way (``SREM``), and the lists of auto-delete queues."""
+
+        async def op() -> None:
+            pipe = self.client.pipeline(transaction=True)
+            self.router.unbind(pipe, queues)
+            await pipe.execute()
+
+        if queues:
+            await self._retry("unbind", op)
+
     async def publish(self, messages: Sequence[Outgoing]) -> None:
         """Route and store ``messages``: usually one round trip (plus one for bindings)."""
         if messages:
@@ -231,9 +244,7 @@ class RedisTransport:
 
     async def _publish_once(self, messages: Sequence[Outgoing]) -> None:
         routes = await self.router.load(self.client, messages)
-        batch = self.router.batch(
-            messages, routes, delayed=self._delayed, poll_interval=self.poll_interval
-        )
+        batch = self.router.batch(messages, routes, delayed=True, poll_interval=self.poll_interval)
         if batch.plain:
             await _connected(self._pusher).push(
                 push_of(self.keys, batch.pushes, batch.wake)
@@ -417,6 +428,28 @@ class RedisTransport:
         for owner, tags in by_owner([d.tag for d in deliveries]).items():
             restore = functools.partial(self.leases.restore, owner, tags, only_if_dead=False)
             await self._retry("requeue", restore)
+
+    async def defer(self, delivery: Delivery, not_before: float) -> None:
+        """Move a leased delivery to its queue's delayed set and ack it (the DEFER script)."""
+        keys = [
+            self.keys.unacked,
+            self.keys.unacked_index,
+            self.keys.lease(owner_of(delivery.tag)),
+            self.keys.delayed(delivery.queue),
+            self.keys.delayed_index,
+        ]
+        suffix = ',"",' + json.dumps(delivery.queue) + "]"
+        step = str(kombu.bucket_of(delivery.envelope.priority))
+        args = [delivery.tag, repr(float(not_before)), delivery.queue, suffix, step]
+
+        async def op() -> None:
+            moved = await self._scripts["DEFER"](keys=keys, args=args)
+            if not moved:
+                logger.warning("defer: delivery %s is no longer leased here", delivery.tag)
+
+        await self._retry("defer", op)
+        if self._next_due is None or not_before < self._next_due:
+            self._next_due = not_before
 
     # -- dead letters, purge, sizes, revokes ------------------------------------------------
 

@@ -124,6 +124,16 @@ class Batch:
         return not self.delayed and not self.broadcasts and len(self.pushes) <= PUSH_LIMIT
 
 
+_FORGET_UNBOUND = """
+-- Drop an exchange's type record once nothing is bound to it (one step: a declare that
+-- binds it again meanwhile keeps it).  KEYS: its binding sets, fanout set, exchanges hash.
+if redis.call('EXISTS', KEYS[1], KEYS[2], KEYS[3]) == 0 then
+  redis.call('HDEL', KEYS[4], ARGV[1])
+end
+return 1
+"""
+
+
 class Router:
     """Declares bindings and resolves where published messages go."""
 
@@ -149,6 +159,28 @@ class Router:
             pipe.hset(self.keys.exchanges, exchange, kind)
             if kind == "fanout":
                 pipe.sadd(self.keys.fanout(exchange), spec.name)
+
+    def unbind(self, pipe: Any, specs: Sequence[QueueSpec]) -> None:
+        """Queue on ``pipe`` the removal of the bindings :meth:`declare` wrote for ``specs``
+        (the exchange's type record stays: other queues may be bound to it); the lists of
+        an ``auto_delete`` queue go too."""
+        for spec in specs:
+            exchange, kind = spec.exchange or spec.name, spec.exchange_type
+            rk = spec.routing_key or ("" if kind == "fanout" else spec.name)
+            member = kombu.binding_member(rk, spec.name, topic=kind == "topic")
+            pipe.srem(self.keys.binding(exchange), member)
+            pipe.srem(self.keys.binding_permanent(exchange), member)
+            if kind == "fanout":
+                pipe.srem(self.keys.fanout(exchange), spec.name)
+            keys = [
+                self.keys.binding(exchange),
+                self.keys.binding_permanent(exchange),
+                self.keys.fanout(exchange),
+                self.keys.exchanges,
+            ]
+            pipe.eval(_FORGET_UNBOUND, len(keys), *keys, exchange)
+            if spec.auto_delete:
+                pipe.delete(*self.keys.buckets(spec.name), self.keys.notify(spec.name))
 
     async def load(self, client: Any, messages: Sequence[Outgoing]) -> dict[str, Route]:
         """Type and bindings of each named exchange in ``messages`` (one round trip)."""

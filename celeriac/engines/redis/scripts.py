@@ -22,6 +22,7 @@ from celeriac.protocol import kombu
 __all__ = [
     "ACK",
     "DEAD_LETTER",
+    "DEFER",
     "FETCH",
     "HEARTBEAT",
     "MOVE_DUE",
@@ -301,6 +302,27 @@ redis.call('HDEL', KEYS[3], ARGV[1])
 return 1
 """
 
+DEFER = """
+-- Move a leased message to its queue's delayed set until a due time, and ack it, in one
+-- step; nothing happens when the lease was lost (the message is then someone else's).
+-- KEYS: unacked, unacked_index, lease hash, the queue's delayed zset, delayed index.
+-- ARGV: tag, due time (a string, as SCHEDULE keeps it), queue, entry suffix, step digit.
+local entry = redis.call('HGET', KEYS[1], ARGV[1])
+local suffix = ARGV[4]
+if not entry or string.sub(entry, 1, 1) ~= '[' or string.sub(entry, -#suffix) ~= suffix then
+  return 0
+end
+redis.call('ZADD', KEYS[4], ARGV[2], ARGV[5] .. string.sub(entry, 2, #entry - #suffix))
+local current = redis.call('ZSCORE', KEYS[5], ARGV[3])
+if not current or tonumber(current) > tonumber(ARGV[2]) then
+  redis.call('ZADD', KEYS[5], ARGV[2], ARGV[3])
+end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1])
+return 1
+"""
+
 REQUEUE_DEAD = """
 -- Put dead letters back on their queues; each id at most once.
 -- KEYS: dead zset, dead hash, then a (list key, notify key) pair per id.
@@ -329,6 +351,7 @@ SCRIPTS = {
     "HEARTBEAT": HEARTBEAT,
     "RESTORE": RESTORE,
     "DEAD_LETTER": DEAD_LETTER,
+    "DEFER": DEFER,
     "REQUEUE_DEAD": REQUEUE_DEAD,
 }
 """Every script of the transport, by the name its callers use."""

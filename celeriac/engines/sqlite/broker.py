@@ -213,6 +213,11 @@ class SQLiteTransport:
         """Persist exchanges and bindings (idempotent); plain queues need nothing."""
         await self._call(queue_store.declare, queues)
 
+    async def unbind(self, queues: Sequence[QueueSpec]) -> None:
+        """Forget the bindings (and the waiting rows of auto-delete queues)."""
+        if queues:
+            await self._call(queue_store.unbind, queues)
+
     async def publish(self, messages: Sequence[Outgoing]) -> None:
         """Route and insert ``messages`` in one transaction; unroutable ones are dropped."""
         if not messages:
@@ -277,6 +282,15 @@ class SQLiteTransport:
             await self._call(queue_store.settle, self._consumer.id, ids, requeue)
             if requeue:
                 self._watcher.bell.ring()
+
+    async def defer(self, delivery: Delivery, not_before: float) -> None:
+        """Make a leased row delayed until ``not_before``: one UPDATE, so it is acked too."""
+        ids = _ids([delivery])
+        moved = bool(ids) and await self._call(
+            queue_store.defer, self._consumer.id, ids[0], not_before
+        )
+        if not moved:
+            log.warning("defer: delivery %s is no longer leased here", delivery.tag)
 
     async def dead_letter(self, delivery: Delivery, reason: str) -> None:
         """Move a leased delivery to ``celeriac_dead`` with ``reason`` and the time."""

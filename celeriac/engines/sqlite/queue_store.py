@@ -34,6 +34,7 @@ __all__ = [
     "beat",
     "bury",
     "declare",
+    "defer",
     "fetch",
     "list_dead",
     "publish",
@@ -45,6 +46,7 @@ __all__ = [
     "revoked",
     "settle",
     "requeue_lost",
+    "unbind",
 ]
 
 log = logging.getLogger("celeriac.engines.sqlite.broker")
@@ -230,6 +232,29 @@ def declare(conn: sqlite3.Connection, specs: Sequence[QueueSpec]) -> None:
             )
 
 
+def unbind(conn: sqlite3.Connection, specs: Sequence[QueueSpec]) -> None:
+    """Forget the bindings of ``specs``; an auto-delete queue's waiting rows go too."""
+    with write_transaction(conn):
+        for spec in specs:
+            binding = binding_for(spec)
+            if binding is not None:
+                conn.execute(
+                    "DELETE FROM celeriac_bindings"
+                    " WHERE exchange = ? AND queue = ? AND routing_key = ? AND arguments = ?",
+                    (
+                        spec.exchange,
+                        spec.name,
+                        spec.routing_key,
+                        json.dumps(dict(binding.arguments), sort_keys=True),
+                    ),
+                )
+            if spec.auto_delete:
+                conn.execute(
+                    "DELETE FROM celeriac_messages WHERE queue = ? AND state IN (0, 1)",
+                    (spec.name,),
+                )
+
+
 def _routing(
     conn: sqlite3.Connection, exchanges: set[str]
 ) -> tuple[dict[str, str], dict[str, list[Binding]]]:
@@ -405,6 +430,19 @@ def settle(conn: sqlite3.Connection, consumer: str, ids: Sequence[int], requeue:
                 (consumer, *chunk),
             ).rowcount
     return count
+
+
+def defer(conn: sqlite3.Connection, consumer: str, msg_id: int, not_before: float) -> bool:
+    """Turn a leased row into a delayed one until ``not_before`` (one UPDATE: atomic);
+    False when the lease was lost."""
+    with write_transaction(conn):
+        return bool(
+            conn.execute(
+                "UPDATE celeriac_messages SET state = 1, consumer = NULL, visible_at = ?"
+                " WHERE id = ? AND state = 2 AND consumer = ?",
+                (not_before, msg_id, consumer),
+            ).rowcount
+        )
 
 
 def bury(conn: sqlite3.Connection, consumer: str, msg_id: int, reason: str, now: float) -> bool:

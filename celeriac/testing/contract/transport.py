@@ -302,6 +302,40 @@ class TransportContract:
         assert bodies(await transport.fetch([q], limit=10, timeout=WAIT)) == [b"now"]
         assert await transport.queue_sizes([q]) == {q: 1000}
 
+    async def test_defer_hides_a_delivery_in_its_own_queue_once(
+        self, transport: Transport, make_transport: MakeTransport
+    ) -> None:
+        # Two queues get a copy: deferring one copy must not route it again to both.
+        ex, qa, qb = qname("defer-ex"), qname("defer-a"), qname("defer-b")
+        await transport.declare(
+            [QueueSpec(qa, ex, "direct", "k"), QueueSpec(qb, ex, "direct", "k")]
+        )
+        await transport.publish([Outgoing(envelope(b"eta"), ex, "k")])
+        [got] = await transport.fetch([qa], limit=1, timeout=WAIT)
+        due = time.time() + 1.5
+        await transport.defer(got, due)
+        assert await transport.queue_sizes([qa, qb]) == {qa: 1, qb: 1}
+        await transport.close()  # nothing unacked left to put back: defer acked it
+        other = await make_transport()
+        asked_at = time.time()
+        early = await other.fetch([qa], limit=5, timeout=0)
+        if asked_at < due - 0.2:
+            assert early == []
+        later = early or await drain(other, [qa], 1)
+        assert bodies(later) == [b"eta"]
+        assert time.time() >= due - 0.05  # never handed out early
+        assert await other.fetch([qa], limit=5, timeout=0.5) == []  # exactly one copy
+        await other.ack(later)
+
+    async def test_unbind_stops_routing_to_the_queue(self, transport: Transport) -> None:
+        ex, kept, gone = qname("unbind-ex"), qname("kept"), qname("unbound")
+        specs = [QueueSpec(kept, ex, "direct", "k"), QueueSpec(gone, ex, "direct", "k")]
+        await transport.declare(specs)
+        await transport.unbind([specs[1]])
+        await transport.unbind([specs[1]])  # idempotent
+        await transport.publish([Outgoing(envelope(b"after"), ex, "k")])
+        assert await transport.queue_sizes([kept, gone]) == {kept: 1, gone: 0}
+
     # --- ack, reject, leases ------------------------------------------------------
 
     async def test_ack_removes_for_good(
