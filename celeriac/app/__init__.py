@@ -19,7 +19,7 @@ import threading
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, overload
+from typing import Any, Concatenate, Literal, ParamSpec, TypeVar, overload
 
 from celeriac import _state, signals
 from celeriac import result as _result
@@ -65,6 +65,9 @@ from celeriac.transport import (
 )
 
 __all__ = ["Celeriac", "Celery", "app_or_default", "bugreport", "current_app", "shared_task"]
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 logger = logging.getLogger("celeriac.app")
 
@@ -339,11 +342,20 @@ class Celery:
         return broker if can_hold_results(broker) else None
 
     # tasks ------------------------------------------------------------------------------
+    # The task keeps the function's types (see celeriac.task.Task); a bound task's first
+    # parameter (the task itself) is not one of the caller's arguments.
     @overload
-    def task(self, fun: Callable[..., Any], /) -> Task: ...
+    def task(self, fun: Callable[_P, _R], /) -> Task[_P, _R]: ...
 
     @overload
-    def task(self, **options: Any) -> Callable[[Callable[..., Any]], Task]: ...
+    def task(
+        self, *, bind: Literal[True], **options: Any
+    ) -> Callable[[Callable[Concatenate[Any, _P], _R]], Task[_P, _R]]: ...
+
+    @overload
+    def task(
+        self, *, bind: Literal[False] = ..., **options: Any
+    ) -> Callable[[Callable[_P, _R]], Task[_P, _R]]: ...
 
     def task(self, *args: Any, **options: Any) -> Any:
         """Turn a function into a task: ``@app.task`` or ``@app.task(bind=True, ...)``."""
