@@ -24,7 +24,7 @@ from collections import Counter
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from celeriac import signals
+from celeriac import signals, states
 from celeriac.backends import Meta, ResultBackend
 from celeriac.exceptions import TimeLimitExceeded, WorkerLostError
 from celeriac.transport import Delivery, Transport
@@ -33,6 +33,7 @@ from celeriac.worker.conclude import Conclusion
 from celeriac.worker.events import WorkerEvents
 from celeriac.worker.executors.base import Executor
 from celeriac.worker.flight import Flight, HandlerConfig
+from celeriac.worker.jsonlog import task_fields
 from celeriac.worker.request import Request
 from celeriac.worker.run import Runner
 from celeriac.worker.settle import Settler
@@ -120,7 +121,8 @@ class TaskHandler:
             self._in_background(delivery, self.checks.dead_letter(delivery, decoded))
             return
         msg, task = decoded
-        logger.info("Task %s[%s] received", msg.task, msg.id)
+        extra = task_fields(msg.id, msg.task, states.RECEIVED)
+        logger.info("Task %s[%s] received", msg.task, msg.id, extra=extra)
         acks_late = task.acks_late if task.acks_late is not None else self.config.acks_late
         flight = Flight(delivery, msg, task, acks_late, self._done, self._begin)
         events = self.events
