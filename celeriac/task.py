@@ -12,8 +12,8 @@ import difflib
 import functools
 import inspect
 import warnings
-from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Concatenate, Generic, Literal, overload
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, Literal, Protocol, overload
 
 from typing_extensions import ParamSpec, TypeVar
 
@@ -42,7 +42,9 @@ __all__ = [
     "P",
     "PublishRequest",
     "R",
+    "BoundTaskDecorator",
     "Task",
+    "TaskDecorator",
     "build_message",
     "current_task",
     "get_current_task",
@@ -375,6 +377,42 @@ class Task(Generic[P, R]):
         """Called after the task returned, whatever the state."""
 
 
+# --- the decorator's types ---------------------------------------------------------------------
+if TYPE_CHECKING:
+
+    class AsyncTask(Task[P, R]):
+        """For type checkers only: the task of an ``async def`` function returning ``R``.
+        Calling it gives the coroutine; its results hold ``R``. (At run time such a task
+        is a plain :class:`Task`.)"""
+
+        def __call__(  # type: ignore[override]  # a coroutine of R, not R
+            self, *args: P.args, **kwargs: P.kwargs
+        ) -> Coroutine[Any, Any, R]: ...
+
+
+class TaskDecorator(Protocol):
+    """What ``@app.task(...)`` returns: it turns a function into a task of its types."""
+
+    @overload
+    def __call__(self, fun: Callable[_P, Coroutine[Any, Any, _R]], /) -> AsyncTask[_P, _R]: ...
+
+    @overload
+    def __call__(self, fun: Callable[_P, _R], /) -> Task[_P, _R]: ...
+
+
+class BoundTaskDecorator(Protocol):
+    """What ``@app.task(bind=True, ...)`` returns: the function's first parameter (the task
+    itself) is not one of the task's arguments."""
+
+    @overload
+    def __call__(
+        self, fun: Callable[Concatenate[Any, _P], Coroutine[Any, Any, _R]], /
+    ) -> AsyncTask[_P, _R]: ...
+
+    @overload
+    def __call__(self, fun: Callable[Concatenate[Any, _P], _R], /) -> Task[_P, _R]: ...
+
+
 # --- the decorator ----------------------------------------------------------------------------
 def _task_name(app: Celery | None, fun: Callable[..., Any]) -> str:
     module = fun.__module__
@@ -475,19 +513,23 @@ def _register_shared(task: Task) -> None:
 
 
 @overload
+def shared_task(fun: Callable[_P, Coroutine[Any, Any, _R]], /) -> AsyncTask[_P, _R]: ...
+
+
+@overload
 def shared_task(fun: Callable[_P, _R], /) -> Task[_P, _R]: ...
 
 
 @overload
-def shared_task(
-    *, bind: Literal[True], **options: Any
-) -> Callable[[Callable[Concatenate[Any, _P], _R]], Task[_P, _R]]: ...
+def shared_task(*, bind: Literal[True], **options: Any) -> BoundTaskDecorator: ...
 
 
 @overload
-def shared_task(
-    *, bind: Literal[False] = ..., **options: Any
-) -> Callable[[Callable[_P, _R]], Task[_P, _R]]: ...
+def shared_task(*, bind: Literal[False] = ..., **options: Any) -> TaskDecorator: ...
+
+
+@overload
+def shared_task(*, bind: bool, **options: Any) -> Callable[[Callable[..., Any]], Task]: ...
 
 
 def shared_task(*args: Any, **options: Any) -> Any:

@@ -40,6 +40,36 @@ def shared_bound(self: Task, x: int) -> None:
     return None
 
 
+@app.task
+async def fetch(url: str) -> bytes:
+    return url.encode()
+
+
+@app.task(bind=True)
+async def fetch_bound(self: Task, url: str) -> bytes:
+    return url.encode()
+
+
+class ContextTask(Task):
+    """A base class wrapping every run (Flask's recipe): an untyped ``__call__`` is fine."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.run(*args, **kwargs)
+
+
+@app.task(base=ContextTask)
+def in_context(x: int) -> int:
+    return x
+
+
+BIND = True
+
+
+@app.task(bind=BIND)
+def bound_by_a_variable(self: Task, x: int) -> int:
+    return x
+
+
 def untyped_use(task: Task) -> AsyncResult:
     """A bare Task takes anything and gives an AsyncResult of anything."""
     return task.delay(1, "two", three=3)
@@ -63,12 +93,17 @@ reveal_type(with_options.delay("a", times=3))  # R: celeriac.result.AsyncResult[
 reveal_type(shared.delay(1.5).get())  # R: float
 reveal_type(shared_bound.delay(1))  # R: celeriac.result.AsyncResult[None]
 reveal_type(untyped_use(add).get())  # R: Any
+reveal_type(fetch.delay("u").get())  # R: bytes
+reveal_type(fetch_bound.delay("u").get())  # R: bytes
+reveal_type(in_context.delay(1).get())  # R: int
+reveal_type(bound_by_a_variable.delay(1))  # R: celeriac.result.AsyncResult[Any]
 
 
 async def in_async_code() -> None:
     result = await add.adelay(1, 2)
     reveal_type(result)  # R: celeriac.result.AsyncResult[int]
     reveal_type(await result.aget())  # R: int
+    reveal_type(await fetch("u"))  # R: bytes
 
 
 signature: Signature = add.s(1)
@@ -88,3 +123,6 @@ with_options.delay("a", times="3")  # E: arg-type
 shared.delay("1.5")  # E: arg-type
 shared_bound.delay()  # E: call-arg
 number: int = with_options("a")  # E: assignment
+fetch.delay(b"u")  # E: arg-type
+fetch_bound.delay()  # E: call-arg
+in_context.delay("1")  # E: arg-type
