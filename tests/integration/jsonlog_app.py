@@ -1,11 +1,11 @@
-"""The app of the JSON log tests: a task that logs and succeeds, one that fails, and a
-beat entry; its broker, backend and key prefix come from the environment."""
+"""The app of the JSON log tests: a task that logs and succeeds, one that fails, one
+retried once, and a beat entry; its broker, backend and key prefix come from the environment."""
 
 from __future__ import annotations
 
 import os
 
-from celeriac import Celery
+from celeriac import Celery, Task
 from celeriac.utils.log import get_task_logger
 
 BROKER = os.environ.get("JSONLOG_BROKER", "memory://")
@@ -30,6 +30,13 @@ def greet(name: str) -> str:
 @app.task(name="jsonlog.fail")
 def fail(reason: str) -> None:
     raise ValueError(reason)
+
+
+@app.task(name="jsonlog.retry_once", bind=True, max_retries=1, default_retry_delay=0.1)
+def retry_once(self: Task) -> int:
+    if self.request.retries == 0:
+        raise self.retry(exc=RuntimeError("first try"))
+    return self.request.retries
 
 
 @app.task(name="jsonlog.tick")

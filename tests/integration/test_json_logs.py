@@ -88,9 +88,12 @@ def _get(result: Any, **options: Any) -> Any:
         pytest.fail("the worker did not run the task")
 
 
-def _lifecycle(lines: list[dict[str, Any]], task_id: str, state: str) -> dict[str, Any]:
+def _lifecycle(
+    lines: list[dict[str, Any]], task_id: str, state: str, count: int = 1
+) -> dict[str, Any]:
+    """The one line about ``task_id`` in ``state`` (``count`` such lines: the first)."""
     found = [line for line in lines if (line.get("task_id"), line.get("state")) == (task_id, state)]
-    assert len(found) == 1, (state, [line["message"] for line in lines])
+    assert len(found) == count, (state, [line["message"] for line in lines])
     return found[0]
 
 
@@ -100,7 +103,9 @@ def test_worker_writes_one_json_object_a_line(redis_broker: str, tmp_path: Path)
     try:
         ok = jsonlog_app.greet.delay("ada")
         bad = jsonlog_app.fail.delay("on purpose")
+        again = jsonlog_app.retry_once.delay()
         assert _get(ok) == "hello ada"
+        assert _get(again) == 1
         assert isinstance(_get(bad, propagate=False), ValueError)
     finally:
         _stop(worker)
@@ -123,6 +128,13 @@ def test_worker_writes_one_json_object_a_line(redis_broker: str, tmp_path: Path)
     assert isinstance(failed["runtime"], float)
     assert "ValueError" in failed["message"] and "on purpose" in failed["message"]
     _lifecycle(lines, bad.id, states.RECEIVED)
+
+    retried = _lifecycle(lines, again.id, states.RETRY)
+    assert retried["task_name"] == "jsonlog.retry_once"
+    assert "first try" in retried["message"]
+    assert isinstance(retried["runtime"], float)
+    assert _lifecycle(lines, again.id, states.SUCCESS)["task_name"] == "jsonlog.retry_once"
+    _lifecycle(lines, again.id, states.RECEIVED, count=2)  # the first run and the retry
 
     # The task's own log line (get_task_logger), written in the pool process.
     (greeting,) = [line for line in lines if line["message"] == "greeting ada"]
