@@ -20,7 +20,9 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic
+
+from typing_extensions import TypeVar
 
 from celeriac import _state, states
 from celeriac._portal import get_portal, sync_twin
@@ -60,7 +62,12 @@ def _assert_not_in_task() -> None:
         )
 
 
-class AsyncResult:
+R = TypeVar("R", default=Any)
+"""What the task returns: ``AsyncResult[int]`` for ``add.delay(1, 2)``; a bare
+``AsyncResult`` is ``AsyncResult[Any]``."""
+
+
+class AsyncResult(Generic[R]):
     """The state and result of one task, read from the result backend."""
 
     def __init__(
@@ -292,7 +299,7 @@ class AsyncResult:
         interval: float = 0.5,
         disable_sync_subtasks: bool = True,
         **_: Any,
-    ) -> Any:
+    ) -> R:
         """Wait until the result is ready (or ``timeout`` s: TimeoutError) and return it;
         re-raise the task's exception when ``propagate``."""
         if self._meta is None:
@@ -333,7 +340,7 @@ class AsyncResult:
 
     def _get_here(
         self, *, timeout: float | None, propagate: bool, disable_sync_subtasks: bool, **_: Any
-    ) -> Any:
+    ) -> R:
         """It refuses to wait inside a task (unless ``disable_sync_subtasks=False``) and
         waits in the calling thread where the backend can (Redis), else on the portal."""
         if disable_sync_subtasks:
@@ -341,7 +348,8 @@ class AsyncResult:
         if self._meta is None:
             timeout = self._wait_here(timeout)
         if self._meta is None:
-            return self.app.run_sync(self.aget(timeout, propagate))
+            value: R = self.app.run_sync(self.aget(timeout, propagate))
+            return value
         if self._parent_may_raise(propagate):
             self.app.run_sync(self._araise_failed_parent())
         return self._final(propagate)
@@ -369,9 +377,10 @@ class AsyncResult:
             )
         self._meta = meta
 
-    def _final(self, propagate: bool) -> Any:
+    def _final(self, propagate: bool) -> R:
         """The value of the stored final document (raised when it is an exception)."""
-        return _outcome(self._meta or {}, propagate)
+        value: R = _outcome(self._meta or {}, propagate)
+        return value
 
     wait = get
 
@@ -496,7 +505,7 @@ def _outcome(meta: dict[str, Any], propagate: bool) -> Any:
     return value
 
 
-class EagerResult(AsyncResult):
+class EagerResult(AsyncResult[R]):
     """The result of ``Task.apply``: already known, nothing stored."""
 
     def __init__(
@@ -529,7 +538,7 @@ class EagerResult(AsyncResult):
 
     info = result
 
-    def _final(self, propagate: bool) -> Any:
+    def _final(self, propagate: bool) -> R:
         """The value, or raise the original exception (not one rebuilt from its document)."""
         if (
             propagate
@@ -539,7 +548,7 @@ class EagerResult(AsyncResult):
             raise self.outcome.exception
         return super()._final(propagate)
 
-    def _get_here(self, *, propagate: bool, **_: Any) -> Any:
+    def _get_here(self, *, propagate: bool, **_: Any) -> R:
         """Known already: ``get`` waits for nothing, so a task may call it too."""
         return self._final(propagate)
 

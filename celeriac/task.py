@@ -12,8 +12,10 @@ import difflib
 import functools
 import inspect
 import warnings
-from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, Literal, Protocol, overload
+
+from typing_extensions import ParamSpec, TypeVar
 
 from celeriac import _state
 from celeriac._portal import sync_twin
@@ -37,8 +39,12 @@ __all__ = [
     "NO_EFFECT_OPTIONS",
     "PUBLISH_OPTIONS",
     "TASK_OPTIONS",
+    "P",
     "PublishRequest",
+    "R",
+    "BoundTaskDecorator",
     "Task",
+    "TaskDecorator",
     "build_message",
     "current_task",
     "get_current_task",
@@ -63,8 +69,23 @@ TASK_OPTIONS = frozenset(
 )  # fmt: skip
 
 
-class Task:
-    """A task type. ``@app.task`` creates one instance per decorated function."""
+# The decorated function's parameters and return type, kept by ``@app.task`` so that mypy
+# checks ``add.delay(...)`` and knows ``add.delay(...).get()``. The defaults make a bare
+# ``Task`` mean "any parameters, any result", as it did before tasks were generic.
+P = ParamSpec("P", default=...)
+R = TypeVar("R", default=Any)
+# The same, free (no default), for the decorators' signatures.
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+class Task(Generic[P, R]):
+    """A task type. ``@app.task`` creates one instance per decorated function.
+
+    ``Task[P, R]`` is generic in the function's parameters ``P`` and return type ``R``:
+    calling, ``delay`` and ``apply_async`` are typed from them (a bound task's ``self`` is
+    left out) and the results are ``AsyncResult[R]``.
+    """
 
     name: str = ""
     typing: bool = True
@@ -136,28 +157,29 @@ class Task:
             return self._fun(self, *args, **kwargs)
         return self._fun(*args, **kwargs)
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the body here and now, like calling the function.
 
         A worker calls this (not ``run``) when a subclass overrides it, so a base class
         can wrap every run (an app context, a DB session, tracing), as in Celery.
         """
-        return self.run(*args, **kwargs)
+        result: R = self.run(*args, **kwargs)
+        return result
 
     # Marks the plain __call__ (see trace.body_of); it points at itself so that a wrapper
     # made with functools.wraps, which copies the attribute, is still seen as an override.
     __call__._celeriac_plain_call = __call__  # type: ignore[attr-defined]
 
     # publishing -------------------------------------------------------------------------
-    def delay(self, *args: Any, **kwargs: Any) -> AsyncResult:
+    def delay(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult[R]:
         """Publish with positional and keyword arguments (``apply_async`` shortcut)."""
         return self.apply_async(args, kwargs)
 
-    async def adelay(self, *args: Any, **kwargs: Any) -> AsyncResult:
+    async def adelay(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult[R]:
         """Async twin of ``delay``."""
         return await self.aapply_async(args, kwargs)
 
-    def delay_on_commit(self, *args: Any, **kwargs: Any) -> None:
+    def delay_on_commit(self, *args: P.args, **kwargs: P.kwargs) -> None:
         """``delay`` once Django's current transaction commits (at once outside one); nothing
         is sent if it rolls back. Returns nothing: the task does not exist before the commit."""
         on_commit(functools.partial(self.delay, *args, **kwargs))
@@ -171,7 +193,7 @@ class Task:
         args: Sequence[Any] | None = None,
         kwargs: Mapping[str, Any] | None = None,
         **options: Any,
-    ) -> AsyncResult:
+    ) -> AsyncResult[R]:
         """Publish a message for a worker; returns an AsyncResult (EagerResult when eager)."""
         if self.app.conf["task_always_eager"]:
             return self.apply(args, kwargs, **options)
@@ -181,7 +203,7 @@ class Task:
 
     def _apply_async_here(
         self, *, args: Sequence[Any] | None, kwargs: Mapping[str, Any] | None, **options: Any
-    ) -> AsyncResult:
+    ) -> AsyncResult[R]:
         """It publishes from the calling thread where the broker can (``app.publish``)."""
         if self.app.conf["task_always_eager"]:
             return self.apply(args, kwargs, **options)
@@ -196,20 +218,20 @@ class Task:
         args: Sequence[Any] | None = None,
         kwargs: Mapping[str, Any] | None = None,
         **options: Any,
-    ) -> EagerResult:
+    ) -> EagerResult[R]:
         """Run the task in this process, through real serialization, and return its result."""
         if options.get("link") or options.get("link_error"):
             # The signature runs the task, then its callbacks or errbacks, all eagerly.
-            result: EagerResult = self.signature(args, kwargs, **options).apply()
+            result: EagerResult[R] = self.signature(args, kwargs, **options).apply()
             return result
         return apply_eagerly(self, args, kwargs, options)
 
     # signatures (canvas) ----------------------------------------------------------------
-    def s(self, *args: Any, **kwargs: Any) -> Any:
+    def s(self, *args: Any, **kwargs: Any) -> Signature:
         """A signature with partial arguments: ``add.s(2)``."""
         return Signature(self.name, args, kwargs, app=self.app)
 
-    def si(self, *args: Any, **kwargs: Any) -> Any:
+    def si(self, *args: Any, **kwargs: Any) -> Signature:
         """An immutable signature: the parent's result is not prepended."""
         return Signature(self.name, args, kwargs, immutable=True, app=self.app)
 
@@ -218,7 +240,7 @@ class Task:
         args: Sequence[Any] | None = None,
         kwargs: Mapping[str, Any] | None = None,
         **options: Any,
-    ) -> Any:
+    ) -> Signature:
         """A signature with options (Celery's ``Task.signature``)."""
         return Signature(
             self.name, tuple(args or ()), dict(kwargs or {}), options=options, app=self.app
@@ -309,9 +331,10 @@ class Task:
         """The app's result store, from sync code (``app.backend``)."""
         return self.app.backend
 
-    def AsyncResult(self, task_id: str, **kwargs: Any) -> AsyncResult:
+    def AsyncResult(self, task_id: str, **kwargs: Any) -> AsyncResult[R]:
         """A handle on a result of this task."""
-        return self.app.AsyncResult(task_id, task_name=self.name, **kwargs)
+        result: AsyncResult[R] = self.app.AsyncResult(task_id, task_name=self.name, **kwargs)
+        return result
 
     # handlers a base class may override (Celery's names) --------------------------------
     def before_start(self, task_id: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
@@ -352,6 +375,42 @@ class Task:
         einfo: Any,
     ) -> None:
         """Called after the task returned, whatever the state."""
+
+
+# --- the decorator's types ---------------------------------------------------------------------
+if TYPE_CHECKING:
+
+    class AsyncTask(Task[P, R]):
+        """For type checkers only: the task of an ``async def`` function returning ``R``.
+        Calling it gives the coroutine; its results hold ``R``. (At run time such a task
+        is a plain :class:`Task`.)"""
+
+        def __call__(  # type: ignore[override]  # a coroutine of R, not R
+            self, *args: P.args, **kwargs: P.kwargs
+        ) -> Coroutine[Any, Any, R]: ...
+
+
+class TaskDecorator(Protocol):
+    """What ``@app.task(...)`` returns: it turns a function into a task of its types."""
+
+    @overload
+    def __call__(self, fun: Callable[_P, Coroutine[Any, Any, _R]], /) -> AsyncTask[_P, _R]: ...
+
+    @overload
+    def __call__(self, fun: Callable[_P, _R], /) -> Task[_P, _R]: ...
+
+
+class BoundTaskDecorator(Protocol):
+    """What ``@app.task(bind=True, ...)`` returns: the function's first parameter (the task
+    itself) is not one of the task's arguments."""
+
+    @overload
+    def __call__(
+        self, fun: Callable[Concatenate[Any, _P], Coroutine[Any, Any, _R]], /
+    ) -> AsyncTask[_P, _R]: ...
+
+    @overload
+    def __call__(self, fun: Callable[Concatenate[Any, _P], _R], /) -> Task[_P, _R]: ...
 
 
 # --- the decorator ----------------------------------------------------------------------------
@@ -451,6 +510,26 @@ def _register_shared(task: Task) -> None:
     current = _state._current
     if current is not None:
         add_to(current)
+
+
+@overload
+def shared_task(fun: Callable[_P, Coroutine[Any, Any, _R]], /) -> AsyncTask[_P, _R]: ...
+
+
+@overload
+def shared_task(fun: Callable[_P, _R], /) -> Task[_P, _R]: ...
+
+
+@overload
+def shared_task(*, bind: Literal[True], **options: Any) -> BoundTaskDecorator: ...
+
+
+@overload
+def shared_task(*, bind: Literal[False] = ..., **options: Any) -> TaskDecorator: ...
+
+
+@overload
+def shared_task(*, bind: bool, **options: Any) -> Callable[[Callable[..., Any]], Task]: ...
 
 
 def shared_task(*args: Any, **options: Any) -> Any:

@@ -17,9 +17,9 @@ import logging
 import os
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, overload
 
 from celeriac import _state, signals
 from celeriac import result as _result
@@ -56,7 +56,7 @@ from celeriac.publishing import PERSISTENT, PublishRequest, TaskDefaults, build_
 from celeriac.reconnect import publish_policy, unreachable
 from celeriac.retry import RetryPolicy
 from celeriac.routing import Router
-from celeriac.task import Task, make_task_decorator, shared_task
+from celeriac.task import BoundTaskDecorator, Task, TaskDecorator, make_task_decorator, shared_task
 from celeriac.transport import (
     Outgoing,
     QueueSpec,
@@ -65,7 +65,13 @@ from celeriac.transport import (
     transport_from_url,
 )
 
+if TYPE_CHECKING:
+    from celeriac.task import AsyncTask
+
 __all__ = ["Celeriac", "Celery", "app_or_default", "bugreport", "current_app", "shared_task"]
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 logger = logging.getLogger("celeriac.app")
 
@@ -340,11 +346,22 @@ class Celery:
         return broker if can_hold_results(broker) else None
 
     # tasks ------------------------------------------------------------------------------
+    # The task keeps the function's types (see celeriac.task.Task); a bound task's first
+    # parameter (the task itself) is not one of the caller's arguments.
     @overload
-    def task(self, fun: Callable[..., Any], /) -> Task: ...
+    def task(self, fun: Callable[_P, Coroutine[Any, Any, _R]], /) -> AsyncTask[_P, _R]: ...
 
     @overload
-    def task(self, **options: Any) -> Callable[[Callable[..., Any]], Task]: ...
+    def task(self, fun: Callable[_P, _R], /) -> Task[_P, _R]: ...
+
+    @overload
+    def task(self, *, bind: Literal[True], **options: Any) -> BoundTaskDecorator: ...
+
+    @overload
+    def task(self, *, bind: Literal[False] = ..., **options: Any) -> TaskDecorator: ...
+
+    @overload
+    def task(self, *, bind: bool, **options: Any) -> Callable[[Callable[..., Any]], Task]: ...
 
     def task(self, *args: Any, **options: Any) -> Any:
         """Turn a function into a task: ``@app.task`` or ``@app.task(bind=True, ...)``."""

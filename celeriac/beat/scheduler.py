@@ -395,9 +395,12 @@ class Beat:
 
     async def _send(self, due: Due, claimed: float) -> None:
         entry = due.entry
-        logger.info("Scheduler: Sending due task %s (%s)", entry.name, entry.task)
+        task_id = tick_task_id(self.store.namespace, entry.name, due.tick)
+        # The id and name as fields (of JSON log lines): the tick's message can be followed.
+        extra = {"task_id": task_id, "task_name": entry.task, "entry": entry.name}
+        logger.info("Scheduler: Sending due task %s (%s)", entry.name, entry.task, extra=extra)
         try:
-            await self.send(entry, tick_task_id(self.store.namespace, entry.name, due.tick))
+            await self.send(entry, task_id)
         except _PERMANENT_ERRORS as exc:
             logger.error("beat: cannot send %s (%s): %s", entry.name, entry.task, exc)
         except Exception as exc:

@@ -29,7 +29,7 @@ from celeriac.cli.daemon import (
     prepare_logfile,
 )
 from celeriac.cli.daemon import detach as daemonize
-from celeriac.cli.params import loglevel_option
+from celeriac.cli.params import log_format_option, loglevel_option
 from celeriac.exceptions import ImproperlyConfigured
 from celeriac.masking import mask_url
 from celeriac.worker.logging import setup_logging
@@ -98,6 +98,7 @@ async def _serve(
 
 @click.command()
 @loglevel_option
+@log_format_option
 @click.option(
     "-s",
     "--schedule",
@@ -127,6 +128,7 @@ def beat(
     obj: Any,
     /,
     loglevel: str,
+    log_format: str | None,
     store_url: str | None,
     max_interval: float | None,
     scheduler: str | None,
@@ -146,6 +148,8 @@ def beat(
     if executable:
         logger.warning("--executable has no effect: celeriac's --detach forks this process")
     app = obj.app  # imported first, as Celery does: before detaching and changing user
+    if log_format:
+        app.conf["worker_log_format_type"] = log_format.lower()
     mask = parse_umask(umask)
     if mask is not None:
         os.umask(mask)

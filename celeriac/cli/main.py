@@ -19,7 +19,7 @@ from celeriac.cli.listing import list_
 from celeriac.cli.loading import apply_config_module, change_directory, check_loader, find_app
 from celeriac.cli.migrate import migrate
 from celeriac.cli.multi import multi
-from celeriac.cli.params import loglevel_option
+from celeriac.cli.params import log_format_option, loglevel_option
 from celeriac.cli.report import report
 from celeriac.cli.shell import shell
 from celeriac.cli.unsupported import unsupported_commands
@@ -140,6 +140,7 @@ def _comma_list(value: str | None) -> list[str]:
 
 @cli.command()
 @loglevel_option
+@log_format_option
 @click.option("-c", "--concurrency", type=int, help="Pool size (default: number of CPUs).")
 @click.option("-Q", "--queues", default="", help="Comma-separated queues to consume.")
 @click.option("-X", "--exclude-queues", default="", help="Comma-separated queues not to consume.")

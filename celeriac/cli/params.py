@@ -7,7 +7,9 @@ from typing import Any, TypeVar
 
 import click
 
-__all__ = ["LOG_LEVEL", "LogLevel", "loglevel_option"]
+from celeriac.worker.jsonlog import LOG_FORMATS
+
+__all__ = ["LOG_LEVEL", "LogLevel", "log_format_option", "loglevel_option"]
 
 
 class LogLevel(click.Choice[str]):
@@ -36,4 +38,17 @@ def loglevel_option(function: F) -> F:
         default="WARNING",
         show_default=True,
         help="DEBUG, INFO, WARNING, ERROR, CRITICAL or FATAL.",
+    )(function)
+
+
+def log_format_option(function: F) -> F:
+    """``--log-format text|json`` (env ``CELERIAC_LOG_FORMAT``), as the worker and beat take
+    it; unset, ``worker_log_format_type`` decides."""
+    return click.option(
+        "--log-format",
+        "log_format",
+        type=click.Choice(LOG_FORMATS, case_sensitive=False),
+        envvar="CELERIAC_LOG_FORMAT",
+        help="text (worker_log_format) or json: one JSON object a line"
+        " (default: worker_log_format_type, text).",
     )(function)

@@ -38,6 +38,7 @@ class WorkerFlags:
     """The options of ``celeriac worker``, as Click parsed them."""
 
     loglevel: str = "WARNING"
+    log_format: str | None = None
     concurrency: int | None = None
     queues: str = ""
     exclude_queues: str = ""
@@ -107,6 +108,8 @@ def _become_daemon(flags: WorkerFlags, nodename: str) -> None:
 def _apply_settings(app: Any, flags: WorkerFlags) -> None:
     """The flags that are settings, as Celery maps them."""
     conf = app.conf
+    if flags.log_format:
+        conf["worker_log_format_type"] = flags.log_format.lower()
     if flags.include:
         conf["include"] = [*conf["include"], *_split(flags.include)]
     if flags.statedb:

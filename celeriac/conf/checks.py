@@ -19,6 +19,7 @@ from celeriac.conf.model import Setting
 from celeriac.conf.table import ALIASES, SETTINGS
 from celeriac.exceptions import ImproperlyConfigured
 from celeriac.protocol.serializers import is_registered
+from celeriac.worker.jsonlog import check_log_format
 
 __all__ = [
     "check_settings",
@@ -91,7 +92,18 @@ def _protocol_2_only(value: Any) -> str | None:
     )
 
 
-_REFUSED: dict[str, Callable[[Any], str | None]] = {"task_protocol": _protocol_2_only}
+def _known_log_format(value: Any) -> str | None:
+    try:
+        check_log_format(value)
+    except ValueError as exc:
+        return f"worker_log_format_type: {exc}"
+    return None
+
+
+_REFUSED: dict[str, Callable[[Any], str | None]] = {
+    "task_protocol": _protocol_2_only,
+    "worker_log_format_type": _known_log_format,
+}
 """Settings with values celeriac refuses to start with: name -> value -> error or None."""
 
 

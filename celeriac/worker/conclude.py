@@ -49,6 +49,7 @@ from celeriac.utils.einfo import ExceptionInfo
 from celeriac.worker.checks import EXPIRED
 from celeriac.worker.executors.base import ExecutorStopped
 from celeriac.worker.flight import Flight, HandlerConfig
+from celeriac.worker.jsonlog import task_fields
 from celeriac.worker.settle import Document, Settler
 from celeriac.worker.workflow import Workflow
 
@@ -136,7 +137,9 @@ class Conclusion:
         if isinstance(exc, SerializationError):
             # The job could not be handed to its pool (arguments nested too deeply to
             # pickle, say): it would fail alike on every redelivery, so it fails now, once.
-            logger.error("Task %s[%s] cannot run: %s", flight.msg.task, flight.msg.id, exc)
+            msg = flight.msg
+            extra = task_fields(msg.id, msg.task, states.FAILURE)
+            logger.error("Task %s[%s] cannot run: %s", msg.task, msg.id, exc, extra=extra)
         elif not isinstance(exc, TimeLimitExceeded | WorkerLostError):
             raise exc  # a bug in the executor's function: the handler requeues the delivery
         # A job killed by our cold shutdown is unfinished, not failed; so is one whose process
@@ -145,7 +148,13 @@ class Conclusion:
             self.cold_shutdown or (self._rejects_on_worker_lost(flight) and flight.acks_late)
         ):
             msg = flight.msg
-            logger.warning("Task %s[%s] lost its process (%s); requeued", msg.task, msg.id, exc)
+            logger.warning(
+                "Task %s[%s] lost its process (%s); requeued",
+                msg.task,
+                msg.id,
+                exc,
+                extra=task_fields(msg.id, msg.task, "REQUEUED"),
+            )
             return None
         return Outcome(
             state=states.FAILURE,
@@ -161,7 +170,13 @@ class Conclusion:
             await self._succeeded(flight, outcome)
             return
         if state == states.REJECTED:
-            logger.warning("Task %s[%s] rejected itself: %s", msg.task, msg.id, outcome.exc_repr)
+            logger.warning(
+                "Task %s[%s] rejected itself: %s",
+                msg.task,
+                msg.id,
+                outcome.exc_repr,
+                extra=task_fields(msg.id, msg.task, state, runtime=outcome.runtime),
+            )
             if not outcome.requeue:  # it will never run again: FAILURE, as Celery records
                 await self._rejected_for_good(flight, outcome)
             await self.transport.reject([flight.delivery], requeue=outcome.requeue)
@@ -169,7 +184,8 @@ class Conclusion:
         if state == states.RETRY:
             await self._retry(flight, outcome)
         elif state == states.IGNORED:
-            logger.info("Task %s[%s] ignored", msg.task, msg.id)
+            extra = task_fields(msg.id, msg.task, state, runtime=outcome.runtime)
+            logger.info("Task %s[%s] ignored", msg.task, msg.id, extra=extra)
         else:
             await self._failed(flight, outcome)
             if flight.acks_late and not self._acks_failure(flight, outcome):
@@ -221,6 +237,7 @@ class Conclusion:
             msg.id,
             outcome.exc_repr,
             outcome.traceback or "",
+            extra=task_fields(msg.id, msg.task, states.FAILURE, runtime=outcome.runtime),
         )
         meta = make_meta(
             msg.id,
@@ -280,6 +297,7 @@ class Conclusion:
             msg.id,
             max(0.0, eta - time.time()),
             outcome.exc_repr,
+            extra=task_fields(msg.id, msg.task, states.RETRY, runtime=outcome.runtime),
         )
         extra = self._extended(msg, delivery)
         meta = make_meta(
@@ -300,6 +318,7 @@ class Conclusion:
                 msg.id,
                 outcome.runtime,
                 safe_repr(outcome.value),
+                extra=task_fields(msg.id, msg.task, states.SUCCESS, runtime=outcome.runtime),
             )
         if self.backend is None or msg.ignore_result:  # (only failures may be kept regardless)
             return None

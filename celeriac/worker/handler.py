@@ -24,7 +24,7 @@ from collections import Counter
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from celeriac import signals
+from celeriac import signals, states
 from celeriac.backends import Meta, ResultBackend
 from celeriac.exceptions import TimeLimitExceeded, WorkerLostError
 from celeriac.transport import Delivery, Transport
@@ -33,6 +33,7 @@ from celeriac.worker.conclude import Conclusion
 from celeriac.worker.events import WorkerEvents
 from celeriac.worker.executors.base import Executor
 from celeriac.worker.flight import Flight, HandlerConfig
+from celeriac.worker.jsonlog import task_fields
 from celeriac.worker.request import Request
 from celeriac.worker.run import Runner
 from celeriac.worker.settle import Settler
@@ -137,7 +138,8 @@ class TaskHandler:
     def _announce(self, flight: Flight) -> None:
         """Log, send ``task-received`` and ``task_received``: the task is this worker's."""
         msg, task = flight.msg, flight.task
-        logger.info("Task %s[%s] received", msg.task, msg.id)
+        extra = task_fields(msg.id, msg.task, states.RECEIVED)
+        logger.info("Task %s[%s] received", msg.task, msg.id, extra=extra)
         events = self.events
         if events is not None and events.tasks:
             events.task_received(msg, task)

@@ -13,6 +13,10 @@
    it does not propagate.
    ``after_setup_task_logger`` is sent.
 
+With ``worker_log_format_type = "json"`` (``--log-format json``) both handlers write one
+JSON object a line instead (:mod:`celeriac.worker.jsonlog`), never coloured; the text
+formats are then not used. A ``setup_logging`` receiver still takes over.
+
 Logging is set up once per process; later calls do nothing.
 """
 
@@ -25,6 +29,8 @@ from typing import Any
 
 from celeriac import masking, signals
 from celeriac.context import request_var
+from celeriac.exceptions import ImproperlyConfigured
+from celeriac.worker.jsonlog import JsonFormatter, check_log_format
 
 __all__ = ["TASK_LOGGER", "ColorFormatter", "TaskFormatter", "parse_level", "setup_logging"]
 
@@ -99,24 +105,40 @@ def setup_logging(
             raise response
     if receivers:
         return True
+    json_lines = _log_format(conf) == "json"
+    color = color and not json_lines
     root = logging.getLogger()
     if conf["worker_hijack_root_logger"]:
         for logger in (root, *map(logging.getLogger, _HIJACKED)):
             logger.handlers = []
-    _add_handler(root, logfile, ColorFormatter(fmt, color, conf["worker_log_datefmt"]))
+    formatter = ColorFormatter(fmt, color, conf["worker_log_datefmt"])
+    _add_handler(root, logfile, JsonFormatter() if json_lines else formatter)
     root.setLevel(level)
     signals.after_setup_logger.send(
         sender=None, logger=root, loglevel=level, logfile=logfile, format=fmt, colorize=color
     )
-    _setup_task_logger(app, level, logfile, color)
+    _setup_task_logger(app, level, logfile, color, json_lines)
     return False
 
 
-def _setup_task_logger(app: Any, level: int, logfile: str | None, color: bool) -> None:
+def _log_format(conf: Any) -> str:
+    """``worker_log_format_type``, checked: ``text`` or ``json``."""
+    try:
+        return check_log_format(conf["worker_log_format_type"])
+    except ValueError as exc:
+        global _done
+        _done = False
+        raise ImproperlyConfigured(f"worker_log_format_type: {exc}") from None
+
+
+def _setup_task_logger(
+    app: Any, level: int, logfile: str | None, color: bool, json_lines: bool
+) -> None:
     fmt = app.conf["worker_task_log_format"]
     logger = logging.getLogger(TASK_LOGGER)
     datefmt = app.conf["worker_task_log_datefmt"]
-    _add_handler(logger, logfile, TaskFormatter(fmt, color, datefmt))
+    formatter = JsonFormatter() if json_lines else TaskFormatter(fmt, color, datefmt)
+    _add_handler(logger, logfile, formatter)
     logger.setLevel(level)
     logger.propagate = False
     signals.after_setup_task_logger.send(

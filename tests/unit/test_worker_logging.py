@@ -4,8 +4,11 @@ rule, and the task name and id in task log lines."""
 
 from __future__ import annotations
 
+import datetime as dt
 import io
+import json
 import logging
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,6 +16,8 @@ import pytest
 
 from celeriac import Celery, signals
 from celeriac.context import Context, request_var
+from celeriac.exceptions import ImproperlyConfigured
+from celeriac.worker import jsonlog
 from celeriac.worker import logging as worker_logging
 
 celery = pytest.importorskip("celery")
@@ -189,3 +194,61 @@ def test_setup_happens_once_per_process() -> None:
     finally:
         _disconnect(kept)
     assert calls == [] and len(logging.getLogger().handlers) == 1
+
+
+def test_json_lines_replace_both_formats_and_carry_the_task() -> None:
+    app = Celery(
+        "probe",
+        worker_log_format_type="json",
+        worker_log_format="W %(message)s",
+        worker_log_color=True,
+    )
+    logging.getLogger().handlers = []
+    logging.getLogger("celery.task").handlers = []
+    worker_logging.setup_logging(app, "INFO")
+    root_out, task_out = io.StringIO(), io.StringIO()
+    logging.getLogger().handlers[0].stream = root_out  # type: ignore[attr-defined]
+    logging.getLogger("celery.task").handlers[0].stream = task_out  # type: ignore[attr-defined]
+    extra = jsonlog.task_fields("id-9", "mytasks.mul", "SUCCESS", runtime=0.25)
+    logging.getLogger("celeriac.worker").info("done %s", "here", extra=extra)
+    token = request_var.set(Context(id="id-1", task="mytasks.add"))
+    try:
+        logging.getLogger("celery.task.mytasks").warning("inside")
+        try:
+            raise KeyError("k")
+        except KeyError:
+            logging.getLogger("some.module").exception("with a\nsecond line")
+    finally:
+        request_var.reset(token)
+    done, failed = map(json.loads, root_out.getvalue().splitlines())
+    (inside,) = map(json.loads, task_out.getvalue().splitlines())
+    assert {k: done[k] for k in ("level", "logger", "message", "process", "process_name")} == {
+        "level": "INFO",
+        "logger": "celeriac.worker",
+        "message": "done here",
+        "process": os.getpid(),
+        "process_name": "MainProcess",
+    }
+    assert (done["task_id"], done["task_name"], done["state"], done["runtime"]) == (
+        "id-9", "mytasks.mul", "SUCCESS", 0.25,
+    )  # fmt: skip
+    assert dt.datetime.fromisoformat(done["time"]).utcoffset() == dt.timedelta(0)
+    assert (inside["task_id"], inside["task_name"], inside["message"]) == (
+        "id-1", "mytasks.add", "inside",
+    )  # fmt: skip
+    assert "state" not in inside and "runtime" not in inside
+    assert failed["message"] == "with a\nsecond line" and failed["task_id"] == "id-1"
+    assert "KeyError: 'k'" in failed["exception"]
+
+
+def test_text_stays_the_default_and_an_unknown_format_is_refused() -> None:
+    assert Celery("probe").conf.worker_log_format_type == "text"
+    logging.getLogger().handlers = []
+    with pytest.raises(ImproperlyConfigured, match="'xml': use text or json"):
+        worker_logging.setup_logging(Celery("probe", worker_log_format_type="xml"), "INFO")
+    app = Celery("probe", broker="memory://", worker_log_format_type="XML")
+    with pytest.raises(ImproperlyConfigured, match="worker_log_format_type: unknown log format"):
+        app._prepare()  # at worker and beat start
+    worker_logging.setup_logging(Celery("probe", worker_log_format_type="Text"), "INFO")
+    handler = logging.getLogger().handlers[0]
+    assert type(handler.formatter) is worker_logging.ColorFormatter

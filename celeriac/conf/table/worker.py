@@ -150,6 +150,18 @@ SETTINGS = (
         aliases=("CELERYD_LOG_FORMAT",),
     ),
     Setting(
+        "worker_log_format_type",
+        "string",
+        CELERIAC_ONLY,
+        (
+            "How the worker and beat write their log lines: `text` (`worker_log_format` and "
+            "`worker_task_log_format`) or `json` (one JSON object a line: time, level, logger, "
+            "message, process, and the task's id and name, state and runtime where known). "
+            "`--log-format` and the environment variable `CELERIAC_LOG_FORMAT` override it."
+        ),
+        default="text",
+    ),
+    Setting(
         "worker_lost_wait",
         "float",
         10.0,
