@@ -122,8 +122,8 @@ class _no_vhost:
 def test_celery_worker_runs_a_celeriac_countdown_at_its_eta(celery_fleet: Fleet) -> None:
     app = _client(celery_fleet.broker, celery_fleet.prefix)
     try:
+        eta = time.time() + 2  # before the call: the client computes its ETA within it
         result = app.send_task("eta.clock", countdown=2)
-        eta = time.time() + 2
         ran_at = result.get(timeout=30)  # it ran (it never would from the delayed store)
         assert ran_at >= eta - 0.05  # and not before its ETA
     finally:

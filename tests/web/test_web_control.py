@@ -39,7 +39,7 @@ def prefork(servers: Servers, tmp_path: Path) -> Iterator[Path]:
 
 async def _stats(client_app: Celery) -> Any:
     replies = await client_app.control.abroadcast(
-        "stats", destination=[PREFORK], reply=True, timeout=2.0
+        "stats", destination=[PREFORK], reply=True, timeout=5.0
     )
     return replies[0][PREFORK] if replies else None
 
