@@ -37,6 +37,7 @@ from celeriac.worker.flight import HandlerConfig
 from celeriac.worker.handler import TaskHandler
 from celeriac.worker.logging import setup_logging
 from celeriac.worker.remote import WorkerRemote, start_remote_control
+from celeriac.worker.window import PrefetchWindow
 
 __all__ = ["Worker", "WorkerOptions"]
 
@@ -122,6 +123,13 @@ class Worker:
         )
         if conf["worker_disable_prefetch"]:
             self.prefetch_multiplier = 1  # hold no more messages than there are slots
+        # Only the default adapts: a multiplier the user chose is the window they asked for.
+        explicit = bool(
+            self.options.prefetch_multiplier
+            or conf.is_set("worker_prefetch_multiplier")
+            or conf["worker_disable_prefetch"]
+        )
+        self.window = PrefetchWindow(self.prefetch_multiplier, adaptive=not explicit)
         self.queues: list[QueueSpec] = self.app.router.consume_specs(
             self.options.queues, self.options.exclude_queues
         )
@@ -320,6 +328,8 @@ class Worker:
             self.app, self.transport, self.backend, sync_pool, async_pool, config
         )
         self.handler.wake_consumer = self._room.set
+        if self.window.adaptive:
+            self.handler.observe_runtime = self.window.observe
         set_state_sink(self.handler.sink_from_any_thread())
 
     def _start_events(self) -> None:
@@ -386,7 +396,7 @@ class Worker:
             if any(t.is_async for t in self.app.tasks.values())
             else 0
         )
-        return self.concurrency * self.prefetch_multiplier + async_room
+        return self.window.size(self.concurrency) + async_room
 
     async def _consume(self) -> None:
         assert self.transport is not None and self.handler is not None
@@ -419,9 +429,9 @@ class Worker:
         finished task under load; an idle worker still fetches at once.
         """
         loop = asyncio.get_running_loop()
-        batch = max(1, self.prefetch_limit // 2)
         deadline: float | None = None
         while not self._stopping.is_set():
+            batch = max(1, self.prefetch_limit // 2)  # the window may have grown or shrunk
             room = self._room_for_more()
             if room >= batch or (deadline is not None and room > 0 and loop.time() >= deadline):
                 return room
