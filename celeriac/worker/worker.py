@@ -26,7 +26,7 @@ from celeriac.exceptions import ImproperlyConfigured
 from celeriac.masking import mask_url
 from celeriac.routing import worker_direct
 from celeriac.trace import arun_task
-from celeriac.transport import QueueSpec, Transport
+from celeriac.transport import Delivery, QueueSpec, Transport
 from celeriac.worker import child
 from celeriac.worker.autoscale import Autoscaler, Resizable
 from celeriac.worker.events import HEARTBEAT_FREQ, WorkerEvents
@@ -391,12 +391,28 @@ class Worker:
     @property
     def prefetch_limit(self) -> int:
         """How many deliveries may be held at once (running + waiting for a slot)."""
-        async_room = (
-            self.options.async_concurrency
-            if any(t.is_async for t in self.app.tasks.values())
-            else 0
-        )
-        return self.window.size(self.concurrency) + async_room
+        return self.window.size(self.concurrency) + self._async_room()
+
+    def _async_room(self) -> int:
+        """Room for ``async def`` tasks, when the app has any (they run on the loop)."""
+        if any(t.is_async for t in self.app.tasks.values()):
+            return self.options.async_concurrency
+        return 0
+
+    async def _fetch(self, names: list[str], room: int) -> list[Delivery]:
+        """Up to ``room`` deliveries. Beyond the fixed window, only what is waiting now: a
+        fetch that waits for messages takes no more than the fixed window, since what comes
+        next (perhaps a burst of long tasks) should be spread across workers until its
+        tasks are seen to be short."""
+        assert self.transport is not None
+        narrow = room
+        if self.window.adaptive:
+            narrow = min(room, self.window.fixed(self.concurrency) + self._async_room())
+        if room > narrow:
+            deliveries = await self.transport.fetch(names, limit=room, timeout=0.0)
+            if deliveries:
+                return deliveries
+        return await self.transport.fetch(names, limit=narrow, timeout=1.0)
 
     async def _consume(self) -> None:
         assert self.transport is not None and self.handler is not None
@@ -409,7 +425,7 @@ class Worker:
                 await asyncio.sleep(1.0)
                 continue
             try:
-                deliveries = await self.transport.fetch(names, limit=room, timeout=1.0)
+                deliveries = await self._fetch(names, room)
             except Exception:
                 logger.exception("fetch failed; retrying in 1 s")
                 await asyncio.sleep(1.0)
