@@ -29,10 +29,10 @@ from celeriac import signals
 from celeriac.backends import Meta, ResultBackend
 from celeriac.exceptions import TimeLimitExceeded, WorkerLostError
 from celeriac.transport import Delivery, Transport
-from celeriac.worker.checks import HANDED_BACK, Checks, Rejection
+from celeriac.worker.checks import HANDED_BACK, REVOKED, Checks, Rejection
 from celeriac.worker.conclude import Conclusion
 from celeriac.worker.events import WorkerEvents
-from celeriac.worker.executors.base import Executor, ExecutorStopped
+from celeriac.worker.executors.base import Executor, ExecutorStopped, NotStarted
 from celeriac.worker.flight import Flight, HandlerConfig
 from celeriac.worker.request import Request
 from celeriac.worker.run import Runner
@@ -167,8 +167,10 @@ class TaskHandler:
         self.totals[flight.task.name] += 1
         self.processed += 1
         if not ok and isinstance(value, WorkerLostError) and flight.msg.id in self.config.revoked:
-            # Killed by a remote ``terminate``: REVOKED, as Celery records it.
-            self._in_background(flight.delivery, self.conclusion.discard(flight, "terminated"))
+            # Killed by a remote ``terminate``, or revoked while it waited for a slot (its
+            # guard kept it from starting): REVOKED, as Celery records it.
+            reason = REVOKED if isinstance(value, NotStarted) else "terminated"
+            self._in_background(flight.delivery, self.conclusion.discard(flight, reason))
             return
         events = self.events
         if events is not None and events.tasks:
