@@ -93,6 +93,8 @@ class Worker:
         self._stopping = asyncio.Event()
         self._cold_requested = asyncio.Event()
         self._room = asyncio.Event()
+        self._backlog = False
+        """Whether the last fetch came back with a fixed window's worth (more may wait)."""
         self.transport: Transport | None = None
         self.backend: ResultBackend | None = None
         self.handler: TaskHandler | None = None
@@ -400,19 +402,23 @@ class Worker:
         return 0
 
     async def _fetch(self, names: list[str], room: int) -> list[Delivery]:
-        """Up to ``room`` deliveries. Beyond the fixed window, only what is waiting now: a
-        fetch that waits for messages takes no more than the fixed window, since what comes
-        next (perhaps a burst of long tasks) should be spread across workers until its
-        tasks are seen to be short."""
+        """Up to ``room`` deliveries. Beyond the fixed window, only what is waiting now, and
+        only while the last fetch found a backlog (at least a fixed window's worth): a fetch
+        that waits for messages takes no more than the fixed window, since what comes next
+        (perhaps a burst of long tasks) should be spread across workers until its tasks
+        are seen to be short; and a worker fed one task at a time pays no extra round trip."""
         assert self.transport is not None
         narrow = room
         if self.window.adaptive:
             narrow = min(room, self.window.fixed(self.concurrency) + self._async_room())
-        if room > narrow:
+        if room > narrow and self._backlog:
             deliveries = await self.transport.fetch(names, limit=room, timeout=0.0)
+            self._backlog = len(deliveries) >= narrow
             if deliveries:
                 return deliveries
-        return await self.transport.fetch(names, limit=narrow, timeout=1.0)
+        deliveries = await self.transport.fetch(names, limit=narrow, timeout=1.0)
+        self._backlog = len(deliveries) >= narrow
+        return deliveries
 
     async def _consume(self) -> None:
         assert self.transport is not None and self.handler is not None
