@@ -167,7 +167,11 @@ def _comma_list(value: str | None) -> list[str]:
 )
 @click.option("--time-limit", type=float, help="Hard time limit per task, seconds.")
 @click.option("--soft-time-limit", type=float, help="Soft time limit per task, seconds.")
-@click.option("--prefetch-multiplier", type=int, help="Messages held per pool slot.")
+@click.option(
+    "--prefetch-multiplier",
+    type=int,
+    help="Messages held per pool slot: a fixed window (unset: it adapts to task run times).",
+)
 @click.option(
     "--disable-prefetch",
     is_flag=True,

@@ -73,6 +73,10 @@ class WorkerSide(Protocol):
     def prefetch_limit(self) -> int:
         """Deliveries held at once."""
 
+    @property
+    def prefetch_window(self) -> dict[str, Any]:
+        """How the window is sized: adaptive or fixed, its bounds, peak and average run time."""
+
     def pool_pids(self) -> list[int]:
         """Pids of the pool's processes (this process for the threads and in-loop pools)."""
 
@@ -319,6 +323,7 @@ async def stats(node: Node, **_: Any) -> dict[str, Any]:
         },
         "broker": broker_info(worker.app.broker_url, conf),
         "prefetch_count": worker.prefetch_limit,
+        "prefetch_window": worker.prefetch_window,
         "rusage": _rusage(),
     }
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -28,10 +29,10 @@ from celeriac import signals, states
 from celeriac.backends import Meta, ResultBackend
 from celeriac.exceptions import TimeLimitExceeded, WorkerLostError
 from celeriac.transport import Delivery, Transport
-from celeriac.worker.checks import HANDED_BACK, Checks, Rejection
+from celeriac.worker.checks import HANDED_BACK, REVOKED, Checks, Rejection
 from celeriac.worker.conclude import Conclusion
 from celeriac.worker.events import WorkerEvents
-from celeriac.worker.executors.base import Executor
+from celeriac.worker.executors.base import Executor, ExecutorStopped, NotStarted
 from celeriac.worker.flight import Flight, HandlerConfig
 from celeriac.worker.jsonlog import task_fields
 from celeriac.worker.request import Request
@@ -82,6 +83,8 @@ class TaskHandler:
         self.idle.set()
         self.wake_consumer: Callable[[], None] = lambda: None
         """Called when the window has room again: the consumer may fetch more."""
+        self.observe_runtime: Callable[[float], None] | None = None
+        """Told how long each sync task ran (the adaptive prefetch window sizes itself by it)."""
         self._background: set[asyncio.Task[None]] = set()
         self.flights: dict[str, Flight] = {}
         """Decoded deliveries not finished with, by task id (what remote control inspects)."""
@@ -173,11 +176,15 @@ class TaskHandler:
         """A job's outcome (the executor's callback): conclude it now, or in the background."""
         self.run.ended(flight)
         self._forget(flight)
+        if self.observe_runtime is not None and not flight.task.is_async:
+            _observe(self.observe_runtime, flight, ok, value)
         self.totals[flight.task.name] += 1
         self.processed += 1
         if not ok and isinstance(value, WorkerLostError) and flight.msg.id in self.config.revoked:
-            # Killed by a remote ``terminate``: REVOKED, as Celery records it.
-            self._in_background(flight.delivery, self.conclusion.discard(flight, "terminated"))
+            # Killed by a remote ``terminate``, or revoked while it waited for a slot (its
+            # guard kept it from starting): REVOKED, as Celery records it.
+            reason = REVOKED if isinstance(value, NotStarted) else "terminated"
+            self._in_background(flight.delivery, self.conclusion.discard(flight, reason))
             return
         events = self.events
         if events is not None and events.tasks:
@@ -256,3 +263,13 @@ class TaskHandler:
             await self._requeue(delivery)
         finally:
             self._release()
+
+
+def _observe(observe: Callable[[float], None], flight: Flight, ok: bool, value: Any) -> None:
+    """Report the job's run time: the task's own (an Outcome's), else the time since it was
+    handed to the pool (killed, timed out: an over-estimate, which only shrinks the window).
+    A job that never started tells nothing."""
+    if ok:
+        observe(value.runtime)
+    elif flight.time_start is not None and not isinstance(value, ExecutorStopped):
+        observe(time.time() - flight.time_start)

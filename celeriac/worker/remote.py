@@ -79,6 +79,11 @@ class WorkerRemote:
         """The prefetch window."""
         return self._worker.prefetch_limit
 
+    @property
+    def prefetch_window(self) -> dict[str, Any]:
+        """How the window is sized (``inspect stats``)."""
+        return self._worker.window.describe(self._worker.concurrency)
+
     def uptime(self) -> float:
         """Seconds since the mailbox started."""
         return time.monotonic() - self._started

@@ -145,17 +145,21 @@ class Runner:
             time_limit=msg.time_limit or task.time_limit or config.time_limit,
             soft_time_limit=msg.soft_time_limit or task.soft_time_limit or config.soft_time_limit,
             on_start=on_start,
-            guard=self._guard(flight) if self._leases is not None and flight.acks_late else None,
+            guard=self._guard(flight),
         )
 
     def _guard(self, flight: Flight) -> Callable[[], bool]:
-        """Whether the job may start: only while the worker holds its message, so that a
-        worker that was frozen or cut off past its lease (or whose channel died) does not
-        run what another worker was given meanwhile. Only for late acks: a message acked
-        as it was handed to the executor is this worker's to run, or it is lost."""
+        """Whether the job may start: not once it was revoked while it waited for a slot
+        (a prefetched task, as Celery checks it before running it); and only while the
+        worker holds its message, so that a worker that was frozen or cut off past its
+        lease (or whose channel died) does not run what another worker was given
+        meanwhile. The lease counts only for late acks: a message acked as it was handed
+        to the executor is this worker's to run, or it is lost."""
+        config, task_id = self.config, flight.msg.id  # config.revoked is replaced as it syncs
         leases, delivery = self._leases, flight.delivery
-        assert leases is not None
-        return lambda: leases.holds(delivery) is True
+        if leases is None or not flight.acks_late:
+            return lambda: task_id not in config.revoked
+        return lambda: task_id not in config.revoked and leases.holds(delivery) is True
 
     def _reports_started(self, flight: Flight) -> bool:
         """Whether a STARTED state is written if the task runs long enough."""

@@ -26,7 +26,7 @@ from celeriac.exceptions import ImproperlyConfigured
 from celeriac.masking import mask_url
 from celeriac.routing import worker_direct
 from celeriac.trace import arun_task
-from celeriac.transport import QueueSpec, Transport
+from celeriac.transport import Delivery, QueueSpec, Transport
 from celeriac.worker import child
 from celeriac.worker.autoscale import Autoscaler, Resizable
 from celeriac.worker.events import HEARTBEAT_FREQ, WorkerEvents
@@ -37,6 +37,7 @@ from celeriac.worker.flight import HandlerConfig
 from celeriac.worker.handler import TaskHandler
 from celeriac.worker.logging import setup_logging
 from celeriac.worker.remote import WorkerRemote, start_remote_control
+from celeriac.worker.window import PrefetchWindow
 
 __all__ = ["Worker", "WorkerOptions"]
 
@@ -92,6 +93,8 @@ class Worker:
         self._stopping = asyncio.Event()
         self._cold_requested = asyncio.Event()
         self._room = asyncio.Event()
+        self._backlog = False
+        """Whether the last fetch came back with a fixed window's worth (more may wait)."""
         self.transport: Transport | None = None
         self.backend: ResultBackend | None = None
         self.handler: TaskHandler | None = None
@@ -122,6 +125,13 @@ class Worker:
         )
         if conf["worker_disable_prefetch"]:
             self.prefetch_multiplier = 1  # hold no more messages than there are slots
+        # Only the default adapts: a multiplier the user chose is the window they asked for.
+        explicit = bool(
+            self.options.prefetch_multiplier
+            or conf.is_set("worker_prefetch_multiplier")
+            or conf["worker_disable_prefetch"]
+        )
+        self.window = PrefetchWindow(self.prefetch_multiplier, adaptive=not explicit)
         self.queues: list[QueueSpec] = self.app.router.consume_specs(
             self.options.queues, self.options.exclude_queues
         )
@@ -320,6 +330,8 @@ class Worker:
             self.app, self.transport, self.backend, sync_pool, async_pool, config
         )
         self.handler.wake_consumer = self._room.set
+        if self.window.adaptive:
+            self.handler.observe_runtime = self.window.observe
         set_state_sink(self.handler.sink_from_any_thread())
 
     def _start_events(self) -> None:
@@ -381,12 +393,32 @@ class Worker:
     @property
     def prefetch_limit(self) -> int:
         """How many deliveries may be held at once (running + waiting for a slot)."""
-        async_room = (
-            self.options.async_concurrency
-            if any(t.is_async for t in self.app.tasks.values())
-            else 0
-        )
-        return self.concurrency * self.prefetch_multiplier + async_room
+        return self.window.size(self.concurrency) + self._async_room()
+
+    def _async_room(self) -> int:
+        """Room for ``async def`` tasks, when the app has any (they run on the loop)."""
+        if any(t.is_async for t in self.app.tasks.values()):
+            return self.options.async_concurrency
+        return 0
+
+    async def _fetch(self, names: list[str], room: int) -> list[Delivery]:
+        """Up to ``room`` deliveries. Beyond the fixed window, only what is waiting now, and
+        only while the last fetch found a backlog (at least a fixed window's worth): a fetch
+        that waits for messages takes no more than the fixed window, since what comes next
+        (perhaps a burst of long tasks) should be spread across workers until its tasks
+        are seen to be short; and a worker fed one task at a time pays no extra round trip."""
+        assert self.transport is not None
+        narrow = room
+        if self.window.adaptive:
+            narrow = min(room, self.window.fixed(self.concurrency) + self._async_room())
+        if room > narrow and self._backlog:
+            deliveries = await self.transport.fetch(names, limit=room, timeout=0.0)
+            self._backlog = len(deliveries) >= narrow
+            if deliveries:
+                return deliveries
+        deliveries = await self.transport.fetch(names, limit=narrow, timeout=1.0)
+        self._backlog = len(deliveries) >= narrow
+        return deliveries
 
     async def _consume(self) -> None:
         assert self.transport is not None and self.handler is not None
@@ -399,7 +431,7 @@ class Worker:
                 await asyncio.sleep(1.0)
                 continue
             try:
-                deliveries = await self.transport.fetch(names, limit=room, timeout=1.0)
+                deliveries = await self._fetch(names, room)
             except Exception:
                 logger.exception("fetch failed; retrying in 1 s")
                 await asyncio.sleep(1.0)
@@ -419,9 +451,9 @@ class Worker:
         finished task under load; an idle worker still fetches at once.
         """
         loop = asyncio.get_running_loop()
-        batch = max(1, self.prefetch_limit // 2)
         deadline: float | None = None
         while not self._stopping.is_set():
+            batch = max(1, self.prefetch_limit // 2)  # the window may have grown or shrunk
             room = self._room_for_more()
             if room >= batch or (deadline is not None and room > 0 and loop.time() >= deadline):
                 return room

@@ -47,7 +47,11 @@ async def test_ping_stats_registered_and_conf(app: Celery, start_worker: StartWo
     stats = (await inspect.astats())[NAME]
     assert stats["total"] == {"tests.worker.apps.add": 1}
     assert stats["pool"]["max-concurrency"] == worker.concurrency
-    assert stats["prefetch_count"] == worker.prefetch_limit
+    window = stats["prefetch_window"]  # adaptive: its size depends on when it is asked
+    assert window["adaptive"] is True
+    assert window["fixed"] == worker.concurrency * worker.prefetch_multiplier
+    assert window["fixed"] <= window["current"] <= window["ceiling"]
+    assert stats["prefetch_count"] >= window["current"]  # plus the async tasks' room
     assert {"pid", "clock", "uptime", "broker", "rusage"} <= set(stats)
     registered = (await inspect.aregistered())[NAME]
     assert "tests.worker.apps.add" in registered
@@ -81,6 +85,25 @@ async def test_active_query_and_revoke_of_a_running_task(
     assert "cannot kill" in reply[0][NAME]["error"]
     assert result.id in (await inspect.arevoked())[NAME]
     await result.aget(timeout=10, propagate=False)
+
+
+async def test_revoke_of_a_prefetched_task_keeps_it_from_starting(
+    app: Celery, start_worker: StartWorker
+) -> None:
+    # One slot, busy: the second task waits in the worker (prefetched) when it is revoked.
+    worker = await _online(app, start_worker, concurrency=1)
+    assert worker.handler is not None
+    busy = app.send_task("tests.worker.apps.sleep", (1.0,))
+    waiting = app.send_task("tests.worker.apps.add", (1, 1))
+    handler = worker.handler
+    await _until(lambda: busy.id in handler.flights and waiting.id in handler.flights)
+    assert worker.sync_pool is not None and worker.sync_pool.capacity == 1  # one waits
+    await app.control.arevoke(waiting.id, reply=True, timeout=2, destination=TO)
+    await waiting.aget(timeout=10, propagate=False)
+    meta = await app.AsyncResult(waiting.id).ameta()
+    assert meta["status"] == states.REVOKED
+    assert meta["result"]["exc_message"] == ["revoked"]
+    assert await busy.aget(timeout=10) == 1.0
 
 
 async def test_terminate_of_a_finished_task_says_it_is_not_running(

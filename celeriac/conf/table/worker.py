@@ -245,7 +245,11 @@ SETTINGS = (
         4,
         (
             "How many messages a worker holds per pool slot, running or waiting (`--prefetch-"
-            "multiplier`)."
+            "multiplier`). Left at its default, the window adapts to how long tasks run: "
+            "about 50 ms of work per slot, from this many up to 64 per slot (4,096 in all) "
+            "while tasks are short, back to this many for tasks of 12.5 ms or more or after "
+            "50 ms with no task finished. Set it (or `worker_disable_prefetch`) for a fixed "
+            "window, as in Celery."
         ),
         aliases=("CELERYD_PREFETCH_MULTIPLIER",),
     ),
