@@ -453,8 +453,8 @@ def _deadline(conf: Mapping[str, Any] | None) -> float | None:
     if conf is None:
         return LEASE
     options = dict(conf.get("broker_transport_options") or {})
-    deadline = broker_retry_options(conf, options).get("retry_deadline", LEASE)
-    return options.get("retry_deadline", deadline)
+    value = options.get("retry_deadline", broker_retry_options(conf, options)["retry_deadline"])
+    return None if value is None else float(value)
 
 
 async def _sleep_unless(stop: asyncio.Event, delay: float) -> None:
