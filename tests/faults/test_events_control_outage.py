@@ -1,0 +1,120 @@
+"""A worker with task events (``-E``) and remote control across a broker outage: Redis
+killed and restarted, and RabbitMQ closing every connection of the test's vhost.
+
+The worker keeps running: what it held finishes, tasks sent after the outage run, and its
+mailbox answers ``inspect ping`` again. Events sent while the broker is away are dropped
+(they are not durable, as in Celery), said once in the log; each connection logs its
+outage once, not once per attempt.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.faults import app as fault_app
+from tests.faults.harness import (
+    Producer,
+    RabbitVhost,
+    Record,
+    RedisServer,
+    Workers,
+    module_redis,
+    point_at,
+    wait_until,
+)
+
+pytestmark = pytest.mark.timeout(150)
+
+OUTAGE = 4.0
+BEFORE = 40
+AFTER = 40
+
+server = module_redis(aof=True)
+
+
+def _pings() -> dict[str, Any]:
+    return fault_app.app.control.inspect(timeout=1.0).ping() or {}
+
+
+def _ride_out(workers: Workers, record: Record, outage: Any) -> None:
+    """Run tasks, break the broker with ``outage()``, then check the worker came back."""
+    workers.start(1)
+    try:
+        wait_until(lambda: bool(_pings()), 60, "the worker to answer ping")
+        producer = Producer(lambda n: fault_app.record.delay(n, 0.01), pause=0.02)
+        with producer.running(BEFORE):
+            wait_until(lambda: producer.calls >= BEFORE, 60, "the first tasks")
+        outage()
+        wait_until(lambda: bool(_pings()), 60, "ping answered after the outage")
+        after = Producer(lambda n: fault_app.record.delay(BEFORE + n, 0.01), pause=0.02)
+        with after.running(AFTER):
+            wait_until(lambda: after.calls >= AFTER, 60, "the tasks after the outage")
+        sent = set(producer.sent) | {BEFORE + n for n in after.sent}
+        wait_until(lambda: sent <= set(record.ended()), 60, "every task sent to run")
+        assert workers.alive() == workers.procs, "the worker exited"
+        assert producer.unexpected == [] and after.unexpected == []
+        assert len(after.sent) == AFTER  # the broker is back: nothing refused
+        log = workers.log(0)
+        print(f"\n{len(sent)} tasks ran across the outage; worker log:\n" + _outage_lines(log))
+        # (aiormq logs its own reader's traceback when the server closes a connection)
+        assert _our_frames(log) == [], log
+        assert log.count("events dropped (") <= 1, log
+        for what in ("control", "events"):
+            assert _count(log, what, "unreachable, retrying") <= 1, log
+    finally:
+        workers.stop()
+
+
+def _count(log: str, what: str, text: str) -> int:
+    return sum(1 for line in log.splitlines() if f"{what}:" in line and text in line)
+
+
+def _our_frames(log: str) -> list[str]:
+    """Traceback lines in celeriac's own code."""
+    return [
+        line
+        for line in log.splitlines()
+        if line.strip().startswith("File ") and "/celeriac/" in line and "site-packages" not in line
+    ]
+
+
+def _outage_lines(log: str) -> str:
+    keys = ("unreachable", "back after", "dropped", "lost", "again", "reconnect")
+    return "\n".join(line for line in log.splitlines() if any(k in line for k in keys))
+
+
+@pytest.mark.redis
+def test_worker_with_events_and_control_across_a_redis_restart(
+    server: RedisServer, tmp_path: Path
+) -> None:
+    record = Record(tmp_path / "record")
+    env = point_at(server.url, None, record)
+    workers = Workers(tmp_path, env, "-c", "2", "-E")
+
+    def outage() -> None:
+        server.kill()
+        time.sleep(OUTAGE)
+        server.start()
+
+    _ride_out(workers, record, outage)
+
+
+@pytest.mark.amqp
+def test_worker_with_events_and_control_across_closed_rabbitmq_connections(
+    tmp_path: Path,
+) -> None:
+    vhost = RabbitVhost("h-faults-events")
+    vhost.purge("celery")
+    record = Record(tmp_path / "record")
+    env = point_at(vhost.url, None, record)
+    workers = Workers(tmp_path, env, "-c", "2", "-E")
+
+    def outage() -> None:
+        assert vhost.close_connections() >= 2  # the worker's consumer, mailbox, events...
+        time.sleep(1.0)
+
+    _ride_out(workers, record, outage)
