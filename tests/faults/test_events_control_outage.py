@@ -2,13 +2,15 @@
 killed and restarted, and RabbitMQ closing every connection of the test's vhost.
 
 The worker keeps running: what it held finishes, tasks sent after the outage run, and its
-mailbox answers ``inspect ping`` again. Events sent while the broker is away are dropped
+mailbox answers ``inspect ping`` again, and an event receiver running through the outage
+gets the worker's heartbeats and task events again. Events sent while the broker is away are dropped
 (they are not durable, as in Celery), said once in the log; each connection logs its
 outage once, not once per attempt.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -40,21 +42,63 @@ def _pings() -> dict[str, Any]:
     return fault_app.app.control.inspect(timeout=1.0).ping() or {}
 
 
+class Monitor:
+    """An event receiver in a thread of the test (as ``celeriac events`` would run),
+    noting when each event it got was sent."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, float]] = []
+        self.errors: list[BaseException] = []
+        self.receiver = fault_app.app.events.Receiver(handlers={"*": self._on})
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _on(self, event: dict[str, Any]) -> None:
+        self.seen.append((event["type"], float(event["timestamp"])))
+
+    def _run(self) -> None:
+        try:
+            self.receiver.capture(timeout=None)
+        except BaseException as exc:  # the test fails on it
+            self.errors.append(exc)
+
+    def since(self, kind: str, when: float) -> int:
+        return sum(1 for k, at in self.seen if k == kind and at > when)
+
+    def __enter__(self) -> Monitor:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.receiver.should_stop = True
+        self._thread.join(30)
+        assert not self._thread.is_alive(), "the event receiver hung"
+
+
 def _ride_out(workers: Workers, record: Record, outage: Any) -> None:
     """Run tasks, break the broker with ``outage()``, then check the worker came back."""
     workers.start(1)
+    with Monitor() as monitor:
+        _check(workers, record, outage, monitor)
+    assert monitor.errors == []
+
+
+def _check(workers: Workers, record: Record, outage: Any, monitor: Monitor) -> None:
     try:
         wait_until(lambda: bool(_pings()), 60, "the worker to answer ping")
         producer = Producer(lambda n: fault_app.record.delay(n, 0.01), pause=0.02)
         with producer.running(BEFORE):
             wait_until(lambda: producer.calls >= BEFORE, 60, "the first tasks")
         outage()
+        back = time.time()
         wait_until(lambda: bool(_pings()), 60, "ping answered after the outage")
         after = Producer(lambda n: fault_app.record.delay(BEFORE + n, 0.01), pause=0.02)
         with after.running(AFTER):
             wait_until(lambda: after.calls >= AFTER, 60, "the tasks after the outage")
         sent = set(producer.sent) | {BEFORE + n for n in after.sent}
         wait_until(lambda: sent <= set(record.ended()), 60, "every task sent to run")
+        # the worker's dispatcher and this receiver both came back: events flow again
+        wait_until(lambda: monitor.since("worker-heartbeat", back) >= 1, 30, "a heartbeat")
+        wait_until(lambda: monitor.since("task-succeeded", back) >= 1, 30, "task events")
         assert workers.alive() == workers.procs, "the worker exited"
         assert producer.unexpected == [] and after.unexpected == []
         assert len(after.sent) == AFTER  # the broker is back: nothing refused
