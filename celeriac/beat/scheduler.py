@@ -56,7 +56,8 @@ as run, as in Celery. So a tick is sent once; the two exceptions are narrow: a b
 killed between its claim and its publish loses that one tick, and a publish that raised
 on our side yet reached the broker is sent again, under the same task id.
 
-Outages. Beat never stops for a store or broker outage: it gives up leading (its local
+Outages. Beat never stops for a store or broker outage, nor for a store down when it
+starts (a bad URL or option still stops it at once): it gives up leading (its local
 lease is void), tries again every renew interval and resumes when the server answers,
 sending each schedule's latest missed tick once. Each outage is logged once when it
 begins ("... unreachable, retrying"), once at error level if it outlasts the broker
@@ -280,6 +281,7 @@ class Beat:
         self._retry_soon = False
         self._unsure: list[tuple[str, float, float | None]] = []
         self._started = False
+        self._connected = False
         deadline = _deadline(getattr(app, "conf", None))
         self.store_outage = Outage(
             logger, f"beat: schedule store {mask_url(store.url)}", deadline=deadline
@@ -302,7 +304,17 @@ class Beat:
             self.app.import_default_modules()
             self.app.finalize()
             self.entries = entries_from_app(self.app)
-        await self.store.connect()
+        try:
+            await self._connect()
+        except _PERMANENT_ERRORS:
+            raise  # a bad URL or option: no use waiting
+        except Exception as exc:  # the store is down at start: ride it out as any outage
+            self.store_outage.failed(exc)
+
+    async def _connect(self) -> None:
+        if not self._connected:
+            await self.store.connect()
+            self._connected = True
 
     async def shutdown(self) -> None:
         """Give the lease up (another beat takes over at once) and close the store."""
@@ -314,6 +326,7 @@ class Beat:
             logger.warning("beat: could not release the lease: %s", exc)
         finally:
             self._valid_until = -math.inf
+            self._connected = False
             await self.store.close()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -341,6 +354,7 @@ class Beat:
     async def tick(self) -> float:
         """One pass: keep the lease, send what is due if leading; return seconds to sleep."""
         self._retry_soon = False
+        await self._connect()
         await self._settle_unsure()
         await self._keep_lease()
         if not self.is_leader:
