@@ -109,6 +109,7 @@ def _check(workers: Workers, record: Record, outage: Any, monitor: Monitor) -> N
         # (aiormq logs its own reader's traceback when the server closes a connection)
         assert _our_frames(log) == [], log
         assert log.count("events dropped (") <= 1, log
+        assert log.count("for consuming unreachable, retrying") <= 1, log  # RabbitMQ
         for what in ("control", "events"):
             assert _count(log, what, "unreachable, retrying") <= 1, log
     finally:
