@@ -29,12 +29,19 @@ it gives up, so a worker keeps its finished tasks' acks and results and writes t
 the server is back instead of letting them be redelivered. Past that, callers raise
 :class:`~celeriac.exceptions.OperationalError`, which names the server with its password
 masked (:func:`unreachable`).
+
+Loops that live across outages (beat and its store, the event dispatcher, the control
+mailbox) keep retrying and report each outage with an :class:`Outage`: one warning when it
+begins ("... unreachable, retrying ..."), one error if it outlasts the policy's deadline,
+and one line when it ends ("... back after N s").
 """
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from celeriac.exceptions import ImproperlyConfigured, OperationalError
@@ -44,6 +51,7 @@ from celeriac.retry import RetryPolicy
 __all__ = [
     "CONNECTION_MAX_DELAY",
     "LEASE",
+    "Outage",
     "backend_retry_options",
     "broker_retry_options",
     "publish_policy",
@@ -159,3 +167,65 @@ def unreachable(url: str, what: str, exc: BaseException, attempts: int) -> Opera
     return OperationalError(
         f"{what} at {mask_url(url)} failed after {attempts} attempts: {mask_url(str(exc))}"
     )
+
+
+class Outage:
+    """The log of one connection's outages: each is reported once, not once per attempt.
+
+    :meth:`failed` after each failed attempt, :meth:`ok` after each success. The first
+    failure logs "``what`` unreachable, retrying"; a failure past ``deadline`` seconds
+    (the policy's; None: never) logs once at error level that it still is; the first
+    success after failures logs "``what`` back after N s". ``what`` should name the
+    server with its password masked.
+    """
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        what: str,
+        *,
+        deadline: float | None = LEASE,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.logger = logger
+        self.what = what
+        self.deadline = deadline
+        self.clock = clock
+        self.since: float | None = None
+        """When the current outage began (``clock`` seconds); None while connected."""
+        self.failures = 0
+        self._escalated = False
+
+    @property
+    def down(self) -> bool:
+        """Whether the last attempt failed."""
+        return self.since is not None
+
+    def failed(self, exc: BaseException) -> None:
+        """Note a failed attempt; log the start of an outage, or that it is too long."""
+        now = self.clock()
+        self.failures += 1
+        if self.since is None:
+            self.since = now
+            self.logger.warning(
+                "%s unreachable, retrying (%s)", self.what, mask_url(str(exc) or repr(exc))
+            )
+            return
+        if self.deadline is not None and not self._escalated and now - self.since > self.deadline:
+            self._escalated = True
+            self.logger.error(
+                "%s still unreachable after %.0f s (%d attempts); still retrying: %s",
+                self.what,
+                now - self.since,
+                self.failures,
+                mask_url(str(exc) or repr(exc)),
+            )
+
+    def ok(self) -> float | None:
+        """Note a success; the outage's length in seconds if one just ended (logged)."""
+        if self.since is None:
+            return None
+        lasted = self.clock() - self.since
+        self.logger.warning("%s back after %.1f s", self.what, lasted)
+        self.since, self.failures, self._escalated = None, 0, False
+        return lasted

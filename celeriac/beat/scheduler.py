@@ -56,6 +56,14 @@ as run, as in Celery. So a tick is sent once; the two exceptions are narrow: a b
 killed between its claim and its publish loses that one tick, and a publish that raised
 on our side yet reached the broker is sent again, under the same task id.
 
+Outages. Beat never stops for a store or broker outage, nor for a store down when it
+starts (a bad URL or option still stops it at once): it gives up leading (its local
+lease is void), tries again every renew interval and resumes when the server answers,
+sending each schedule's latest missed tick once. Each outage is logged once when it
+begins ("... unreachable, retrying"), once at error level if it outlasts the broker
+connection policy's deadline (:mod:`celeriac.reconnect`: the lease, 30 s, by default),
+and once when it ends ("... back after N s").
+
 The loop sleeps until the next run, the next lease renewal or ``beat_max_loop_interval``
 (5 s), whichever is first: no busy loop. :func:`plan_ticks` (what is due now) is pure,
 and :class:`Beat` takes an injectable :class:`Clock`, so both are tested without sleeps.
@@ -82,6 +90,7 @@ from celeriac.beat.schedules import schedule as interval
 from celeriac.beat.stores import ScheduleStore, store_for_app
 from celeriac.exceptions import ImproperlyConfigured, MessageError, SerializationError
 from celeriac.masking import mask_url
+from celeriac.reconnect import LEASE, Outage, broker_retry_options
 
 __all__ = [
     "Beat",
@@ -272,6 +281,14 @@ class Beat:
         self._retry_soon = False
         self._unsure: list[tuple[str, float, float | None]] = []
         self._started = False
+        self._connected = False
+        deadline = _deadline(getattr(app, "conf", None))
+        self.store_outage = Outage(
+            logger, f"beat: schedule store {mask_url(store.url)}", deadline=deadline
+        )
+        """The store's outages, each logged once; beat keeps retrying through them."""
+        self.broker_outage = Outage(logger, "beat: broker", deadline=deadline)
+        """Publishes that fail (the broker down), logged once per outage."""
 
     @property
     def is_leader(self) -> bool:
@@ -287,7 +304,17 @@ class Beat:
             self.app.import_default_modules()
             self.app.finalize()
             self.entries = entries_from_app(self.app)
-        await self.store.connect()
+        try:
+            await self._connect()
+        except _PERMANENT_ERRORS:
+            raise  # a bad URL or option: no use waiting
+        except Exception as exc:  # the store is down at start: ride it out as any outage
+            self.store_outage.failed(exc)
+
+    async def _connect(self) -> None:
+        if not self._connected:
+            await self.store.connect()
+            self._connected = True
 
     async def shutdown(self) -> None:
         """Give the lease up (another beat takes over at once) and close the store."""
@@ -299,6 +326,7 @@ class Beat:
             logger.warning("beat: could not release the lease: %s", exc)
         finally:
             self._valid_until = -math.inf
+            self._connected = False
             await self.store.close()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -312,10 +340,13 @@ class Beat:
                 try:
                     delay = await self.tick()
                 except Exception as exc:
-                    logger.warning("beat: schedule store error, retrying: %r", exc)
+                    # An outage of the store: ridden out, and logged once (not per pass).
+                    self.store_outage.failed(exc)
                     logger.debug("beat: store error details", exc_info=True)
                     self._valid_until = -math.inf
                     delay = self.options.renew_interval
+                else:
+                    self.store_outage.ok()
                 await _sleep_unless(stop, delay)
         finally:
             await asyncio.shield(self.shutdown())
@@ -323,6 +354,7 @@ class Beat:
     async def tick(self) -> float:
         """One pass: keep the lease, send what is due if leading; return seconds to sleep."""
         self._retry_soon = False
+        await self._connect()
         await self._settle_unsure()
         await self._keep_lease()
         if not self.is_leader:
@@ -404,9 +436,12 @@ class Beat:
         except _PERMANENT_ERRORS as exc:
             logger.error("beat: cannot send %s (%s): %s", entry.name, entry.task, exc)
         except Exception as exc:
-            logger.warning("beat: sending %s failed, will retry: %s", entry.name, exc)
+            # The tick is handed back and tried again on the next pass.
+            self.broker_outage.failed(exc)
             self._retry_soon = True
             await self._revert(entry.name, claimed, due.previous)
+        else:
+            self.broker_outage.ok()
 
     async def _revert(self, entry: str, claimed: float, previous: float | None) -> None:
         try:
@@ -427,6 +462,16 @@ class Beat:
         task = self.app.tasks.get(entry.task)
         request = self.app.build_request(entry.task, entry.args, entry.kwargs, options, task)
         await self.app.apublish([request])
+
+
+def _deadline(conf: Mapping[str, Any] | None) -> float | None:
+    """How long an outage may last before beat says so at error level: the broker
+    connection policy's deadline (the lease, 30 s, by default)."""
+    if conf is None:
+        return LEASE
+    options = dict(conf.get("broker_transport_options") or {})
+    value = options.get("retry_deadline", broker_retry_options(conf, options)["retry_deadline"])
+    return None if value is None else float(value)
 
 
 async def _sleep_unless(stop: asyncio.Event, delay: float) -> None:

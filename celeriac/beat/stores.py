@@ -29,6 +29,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
 from celeriac.engines import engine_for, implementation, offers, roles_for, unprefixed
+from celeriac.engines.options import backend_options, broker_options
 from celeriac.exceptions import ImproperlyConfigured
 from celeriac.masking import mask_url
 
@@ -136,6 +137,8 @@ def store_url_for_app(app: Any, override: str | None = None) -> tuple[str, dict[
     result backend when it can (Redis, or PostgreSQL: ``db+postgresql://...`` gives the
     store ``postgresql://...``), else the default SQLite file in the current directory
     (beats on other machines would not see it: configure ``beat_schedule_store``).
+    The options are the broker's (or the result backend's), built as the transport's are
+    (:mod:`celeriac.engines.options`): the same TLS, timeouts and reconnect policy.
     A PostgreSQL store also gets Celery's ``database_engine_options`` and
     ``database_table_schemas`` settings.
     """
@@ -144,13 +147,13 @@ def store_url_for_app(app: Any, override: str | None = None) -> tuple[str, dict[
     explicit = override or conf.get("beat_schedule_store")
     if explicit:
         url = str(explicit)
-        options = dict(conf["broker_transport_options"] or {}) if url == broker else {}
+        options = broker_options(conf, broker) if url == broker else {}
         return url, _with_sql_settings(app, url, options)
     if offers(broker, "schedules"):
-        return broker, dict(conf["broker_transport_options"] or {})
+        return broker, broker_options(conf, broker)
     backend = app.result_backend_url
     if _is_server(backend):
-        options = dict(conf.get("result_backend_transport_options") or {})
+        options = backend_options(conf, str(backend), broker)
         return unprefixed(str(backend)), _with_sql_settings(app, str(backend), options)
     logger.warning(
         "beat: neither the broker nor the result backend can hold the schedule; using %s"

@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from celeriac.engines import engine_for, load_class
+from celeriac.masking import mask_url
 from celeriac.protocol.envelope import Envelope
+from celeriac.reconnect import Outage
 from celeriac.transport import QueueSpec, Transport, transport_from_url
 
 __all__ = ["QueueSubscription", "Subscription", "SubscriptionSpec", "subscribe"]
@@ -66,6 +68,7 @@ class QueueSubscription:
     def __init__(self, url: str, options: Mapping[str, Any], spec: SubscriptionSpec) -> None:
         self.spec = spec
         self._transport: Transport = transport_from_url(url, dict(options))
+        self.outage = Outage(logger, f"subscription to {spec.exchange} at {mask_url(url)}")
 
     @property
     def transport(self) -> Transport:
@@ -98,8 +101,9 @@ class QueueSubscription:
             if deliveries:
                 await self._transport.ack(deliveries)
         except (ConnectionError, OSError) as exc:
-            logger.warning("subscription to %s: %s", self.spec.exchange, exc)
+            self.outage.failed(exc)  # logged once; the transport reconnects on the next call
             return []
+        self.outage.ok()
         return [d.envelope for d in deliveries]
 
     async def close(self) -> None:

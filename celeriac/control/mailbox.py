@@ -23,6 +23,7 @@ from celeriac.control import wire
 from celeriac.control.fanout import Subscription, SubscriptionSpec, subscribe
 from celeriac.control.panel import COMMANDS, Node, WorkerSide
 from celeriac.protocol.envelope import Envelope
+from celeriac.reconnect import Outage
 from celeriac.transport import Outgoing, Transport
 
 __all__ = ["Mailbox", "mailbox_spec"]
@@ -59,6 +60,8 @@ class Mailbox:
         self.node = Node(worker, lambda: self.clock.value)
         self._problems: set[str] = set()
         self._subscription: Subscription | None = None
+        self.outage = Outage(logger, f"control: {worker.hostname}'s mailbox")
+        """The mailbox's outages (the broker away), each logged once."""
 
     async def open(self, url: str, options: dict[str, Any]) -> None:
         """Subscribe to the mailbox's exchange."""
@@ -76,10 +79,13 @@ class Mailbox:
             while not stopping.is_set():
                 try:
                     envelopes = await subscription.receive(RECEIVE_TIMEOUT)
-                except Exception:
-                    logger.exception("control: receive failed; retrying")
+                except Exception as exc:
+                    # the broker is away: said once, retried until it is back
+                    self.outage.failed(exc)
+                    logger.debug("control: receive failed", exc_info=True)
                     await asyncio.sleep(RECEIVE_TIMEOUT)
                     continue
+                self.outage.ok()
                 for envelope in envelopes:
                     await self.handle(envelope)
         finally:

@@ -7,10 +7,17 @@ group not batched (``worker-*``, ``task-sent``) as its own message, the events o
 batched group (``task``) as one ``task.multi`` message holding a list, as Celery's
 worker does (SPEC §6.1).
 
-A publish that fails is logged (once until one succeeds again) and its events dropped:
-events are fire and forget in Celery too, and a monitor catches up from the next
-heartbeat. ``groups`` restricts what is sent (``{"worker"}`` without ``-E``), as
-Celery's ``EventDispatcher(groups=...)``.
+Broker outages. Events are not durable (fire and forget, as in Celery): a monitor
+catches up from the next heartbeat. While the bus retries a publish (the broker's
+reconnect policy, :mod:`celeriac.reconnect`; RabbitMQ retries up to its deadline, Redis
+fails at once) new events wait in the buffer, up to :data:`BUFFER_LIMIT`; past it, new
+events are dropped. A publish that fails drops its events. Either way the worker goes on
+running tasks: :meth:`send` never waits and never raises. Each outage is logged once
+("events: broker ... unreachable, retrying"), and its end once with the count of events
+dropped ("... back after N s", "N events dropped during the outage").
+
+``groups`` restricts what is sent (``{"worker"}`` without ``-E``), as Celery's
+``EventDispatcher(groups=...)``.
 """
 
 from __future__ import annotations
@@ -24,8 +31,10 @@ from typing import Any
 
 from celeriac.events.bus import EventBus, Published, encode_events
 from celeriac.events.event import LamportClock, routing_key_for, utcoffset
+from celeriac.masking import mask_url
+from celeriac.reconnect import Outage
 
-__all__ = ["BATCH_LIMIT", "LINGER", "EventDispatcher"]
+__all__ = ["BATCH_LIMIT", "BUFFER_LIMIT", "LINGER", "EventDispatcher"]
 
 logger = logging.getLogger("celeriac.events")
 
@@ -34,6 +43,9 @@ LINGER = 0.1
 
 BATCH_LIMIT = 500
 """Events of one group in one ``<group>.multi`` message at most."""
+
+BUFFER_LIMIT = 10_000
+"""Events held while a publish is under way (the broker may be away); newer are dropped."""
 
 
 class EventDispatcher:
@@ -69,11 +81,15 @@ class EventDispatcher:
         """Events handed to the bus so far."""
         self._singles: list[dict[str, Any]] = []
         self._batches: dict[str, list[dict[str, Any]]] = {}
+        self._held = 0
         self._pending = asyncio.Event()
         self._woken = False
         self._utcoffset = utcoffset()
         self._flusher: asyncio.Task[None] | None = None
-        self._failing = False
+        self.dropped = 0
+        """Events dropped so far (a full buffer, or a publish that failed)."""
+        self._dropped_before = 0
+        self.outage = Outage(logger, f"events: broker {mask_url(str(getattr(bus, 'url', '')))}")
         self._closing = False
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -98,10 +114,14 @@ class EventDispatcher:
             timestamp=time.time(),
             type=type,
         )
+        if self._held >= BUFFER_LIMIT:  # a publish is stuck: bound the memory held
+            self._drop(1)
+            return
         if group in self.batched:
             self._batches.setdefault(group, []).append(fields)
         else:
             self._singles.append(fields)
+        self._held += 1
         if not self._woken:
             self._wake()
 
@@ -129,7 +149,12 @@ class EventDispatcher:
     @property
     def buffered(self) -> int:
         """Events waiting for the next flush."""
-        return len(self._singles) + sum(len(b) for b in self._batches.values())
+        return self._held
+
+    def _drop(self, count: int) -> None:
+        if self.dropped == self._dropped_before:
+            logger.warning("events: %d events dropped (events are not durable)", count)
+        self.dropped += count
 
     # flushing ---------------------------------------------------------------------------
     async def _run(self) -> None:
@@ -144,22 +169,29 @@ class EventDispatcher:
         self._pending.clear()
         self._woken = False
         self._utcoffset = utcoffset()  # (daylight saving time may have begun)
+        held = self._held
         try:
             messages = self._take()
             if not messages:
                 return
             await self.bus.publish(messages)
         except Exception as exc:  # encoding or publishing: the events are dropped
-            if not self._failing:
-                logger.warning("sending events failed (dropped): %s", exc)
-            self._failing = True
+            self.outage.failed(exc)
+            self._drop(held)
             return
-        self._failing = False
+        if self.outage.ok() is not None or self.dropped != self._dropped_before:
+            if self.dropped != self._dropped_before:
+                logger.warning(
+                    "events: %d events dropped during the outage",
+                    self.dropped - self._dropped_before,
+                )
+            self._dropped_before = self.dropped
         self.sent += len(messages)
 
     def _take(self) -> list[Published]:
         singles, batches = self._singles, self._batches
         self._singles, self._batches = [], {}
+        self._held = 0
         messages = [
             Published(routing_key_for(e["type"]), encode_events(e, self.hostname, self.serializer))
             for e in singles

@@ -26,6 +26,15 @@ if os.environ.get("FAULT_RETRY_ON_STARTUP"):
     app.conf.broker_connection_retry_on_startup = os.environ["FAULT_RETRY_ON_STARTUP"] == "1"
 if os.environ.get("FAULT_MAX_RETRIES"):
     app.conf.broker_connection_max_retries = int(os.environ["FAULT_MAX_RETRIES"])
+if os.environ.get("FAULT_BEAT_EVERY"):
+    # beat's one entry: a task every FAULT_BEAT_EVERY seconds (the tests read the messages)
+    app.conf.beat_schedule = {
+        "tick": {
+            "task": "tests.faults.app.record",
+            "schedule": float(os.environ["FAULT_BEAT_EVERY"]),
+            "args": [-1, 0],
+        }
+    }
 RECORD = os.environ.get("FAULT_RECORD", os.devnull)
 
 

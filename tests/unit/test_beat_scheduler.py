@@ -340,3 +340,28 @@ async def test_run_stops_on_the_event_and_releases_the_lease() -> None:
     await asyncio.wait_for(beat.run(stop), 10)
     assert len(sent) == 1
     assert await store.lease_holder() is None
+
+
+async def test_a_store_down_at_start_is_ridden_out(caplog: pytest.LogCaptureFixture) -> None:
+    cluster = Cluster()
+
+    class LateStore(MemoryStore):
+        refusals = 2
+
+        async def connect(self) -> None:
+            if self.refusals:
+                self.refusals -= 1
+                raise ConnectionError("store down")
+            await super().connect()
+
+    store = LateStore(namespace=NS, state=cluster.state, clock=cluster.clock.time)
+    beat = cluster.beat("a", store)
+    await beat.start()  # does not raise
+    with pytest.raises(ConnectionError):
+        await beat.tick()  # run() logs it as part of the same outage and tries again
+    beat.store_outage.failed(ConnectionError("store down"))
+    await cluster.run([beat], 3)
+    beat.store_outage.ok()
+    assert cluster.ids() == expected_ids(1, 2)
+    assert caplog.text.count("unreachable, retrying") == 1
+    assert caplog.text.count("back after") == 1

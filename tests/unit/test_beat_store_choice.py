@@ -18,7 +18,7 @@ def _app(**settings: Any) -> Celery:
 
 def test_embedded_sqlite_broker_is_the_store() -> None:
     app = _app(broker="sqlite:///proj.db")
-    assert store_url_for_app(app) == ("sqlite:///proj.db", {})
+    assert store_url_for_app(app)[0] == "sqlite:///proj.db"
     store = store_for_app(app)
     assert isinstance(store, SQLiteStore) and store.namespace == "proj"
 
@@ -26,12 +26,18 @@ def test_embedded_sqlite_broker_is_the_store() -> None:
 def test_redis_broker_with_its_key_prefix() -> None:
     app = _app(broker="redis://localhost:6379/3")
     app.conf.broker_transport_options = {"global_keyprefix": "p:"}
-    assert store_url_for_app(app) == ("redis://localhost:6379/3", {"global_keyprefix": "p:"})
+    app.conf.broker_use_ssl = {"ssl_cert_reqs": "required"}
+    url, options = store_url_for_app(app)
+    assert url == "redis://localhost:6379/3" and options["global_keyprefix"] == "p:"
+    # the broker's options as its transport gets them: TLS and the reconnect policy
+    assert options["ssl"] == {"ssl_cert_reqs": "required"}
+    assert options["retry_deadline"] == 30.0
 
 
 def test_amqp_broker_uses_the_redis_result_backend() -> None:
     app = _app(broker="amqp://guest:guest@localhost//", backend="redis://localhost:6379/0")
-    assert store_url_for_app(app) == ("redis://localhost:6379/0", {})
+    url, options = store_url_for_app(app)
+    assert url == "redis://localhost:6379/0" and options["retry_deadline"] == 30.0
 
 
 def test_nothing_shared_falls_back_to_a_local_file(caplog: pytest.LogCaptureFixture) -> None:

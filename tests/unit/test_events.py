@@ -212,6 +212,47 @@ async def test_a_failed_publish_is_logged_and_dropped(caplog: pytest.LogCaptureF
     await dispatcher.flush()
     assert dispatcher.buffered == 0
     assert sum("broker down" in r.getMessage() for r in caplog.records) == 1
+    assert dispatcher.dropped == 2
+
+
+async def test_an_outage_is_logged_once_and_its_end_with_the_count(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Blips(FakeBus):
+        down = True
+
+        async def publish(self, messages: Sequence[Published]) -> None:
+            if self.down:
+                raise ConnectionError("broker down")
+            await super().publish(messages)
+
+    bus = Blips()
+    dispatcher = EventDispatcher(bus, "w1@host", linger=0.0)
+    for _ in range(3):
+        dispatcher.send("worker-heartbeat")
+        await dispatcher.flush()
+    bus.down = False
+    dispatcher.send("worker-heartbeat")
+    await dispatcher.flush()
+    dispatcher.send("worker-heartbeat")
+    await dispatcher.flush()
+    text = [r.getMessage() for r in caplog.records]
+    assert sum("unreachable, retrying" in t for t in text) == 1
+    assert sum("back after" in t for t in text) == 1
+    assert sum("3 events dropped during the outage" in t for t in text) == 1
+    assert len(_bodies(bus)) == 2
+
+
+async def test_the_buffer_is_bounded_while_a_publish_is_stuck(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr("celeriac.events.dispatcher.BUFFER_LIMIT", 5)
+    dispatcher = EventDispatcher(FakeBus(), "w1@host", linger=0.0)
+    dispatcher._closing = True  # no flusher task: the buffer only fills
+    for _ in range(8):
+        dispatcher.send("worker-heartbeat")
+    assert dispatcher.buffered == 5 and dispatcher.dropped == 3
+    assert sum("events dropped (" in r.getMessage() for r in caplog.records) == 1
 
 
 # --- framing --------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import pickle
 import socket
 import time
@@ -16,7 +17,7 @@ from celeriac.engines.amqp.connection import AMQPOptions
 from celeriac.engines.options import backend_options, broker_options
 from celeriac.engines.redis.broker import RedisTransport
 from celeriac.exceptions import CeleriacError, ImproperlyConfigured, OperationalError
-from celeriac.reconnect import LEASE, publish_policy
+from celeriac.reconnect import LEASE, Outage, publish_policy
 from celeriac.retry import RetryPolicy
 
 
@@ -160,3 +161,26 @@ def test_bad_retry_settings_are_named() -> None:
         publish_policy(Celery("t").conf, True, {"interval_max": "soon"})
     with pytest.raises(TypeError, match="retry_policy must be a mapping"):
         publish_policy(Celery("t").conf, True, [1, 2])  # type: ignore[arg-type]
+
+
+def test_an_outage_is_logged_once_then_its_end(caplog: pytest.LogCaptureFixture) -> None:
+    now = [0.0]
+    outage = Outage(
+        logging.getLogger("t.outage"), "store redis://:**@h", deadline=10, clock=lambda: now[0]
+    )
+    assert outage.ok() is None and not outage.down
+    with caplog.at_level(logging.WARNING, "t.outage"):
+        for _ in range(5):
+            outage.failed(ConnectionError("redis://:s3cret@h refused"))
+            now[0] += 1
+        assert outage.down
+        assert caplog.text.count("unreachable, retrying") == 1
+        assert "ERROR" not in caplog.text
+        now[0] += 10
+        outage.failed(ConnectionError("refused"))
+        outage.failed(ConnectionError("refused"))
+        assert caplog.text.count("still unreachable after 15 s") == 1
+        assert outage.ok() == 15
+        assert caplog.text.count("back after 15.0 s") == 1
+        assert outage.ok() is None and not outage.down
+    assert "s3cret" not in caplog.text

@@ -10,6 +10,7 @@ import pytest
 
 from celeriac import Celery, signals, states
 from celeriac.control import wire
+from celeriac.control.mailbox import Mailbox
 from celeriac.protocol.envelope import Envelope
 from celeriac.transport import Outgoing
 from celeriac.worker.worker import Worker
@@ -266,3 +267,38 @@ async def test_a_broadcast_nobody_hears_is_not_a_warning(
         await app.control.arate_limit("tests.worker.apps.add", "1/s")
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
     await app.aclose()
+
+
+async def test_the_mailbox_rides_out_an_outage_and_logs_it_once(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("celeriac.control.mailbox.RECEIVE_TIMEOUT", 0.01)
+    stopping = asyncio.Event()
+
+    class Blinking:
+        calls = 0
+
+        async def receive(self, timeout: float) -> list[Envelope]:
+            self.calls += 1
+            if self.calls <= 5:
+                raise ConnectionError("broker down")
+            if self.calls >= 8:
+                stopping.set()
+            return []
+
+        async def close(self) -> None:
+            pass
+
+    class Side:
+        hostname = "w1@host"
+
+    mailbox = Mailbox(Side(), None, namespace="celery")  # type: ignore[arg-type]
+    subscription = Blinking()
+    mailbox._subscription = subscription  # type: ignore[assignment]
+    with caplog.at_level(logging.DEBUG, "celeriac.worker.control"):
+        await asyncio.wait_for(mailbox.serve(stopping), 10)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert subscription.calls == 8
+    assert sum("unreachable, retrying" in w for w in warnings) == 1, warnings
+    assert sum("back after" in w for w in warnings) == 1, warnings
+    assert not mailbox.outage.down

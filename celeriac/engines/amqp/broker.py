@@ -87,6 +87,7 @@ from celeriac.engines.amqp.delay import DelayLadder, DelayPlan, delay_tokens, st
 from celeriac.engines.amqp.leases import Leases
 from celeriac.engines.amqp.sidequeues import DeadLetters, Revokes
 from celeriac.masking import mask_url
+from celeriac.reconnect import Outage
 from celeriac.retry import Backoff
 from celeriac.transport.base import DeadLetter, Delivery, Outgoing, QueueSpec
 
@@ -111,6 +112,8 @@ class AMQPTransport:
         self._session = Session(url, self._opts, f"celeriac-{os.getpid()}", self._on_connect)
         self._topology = Topology(self._session.admin)
         self._consumer: ConsumerChannel | None = None
+        self._consuming = Outage(logger, f"RabbitMQ {mask_url(url)} for consuming")
+        """Outages of the consuming channel: logged once each, and their end."""
         self._ladder = DelayLadder()
         self._leases = Leases(self._opts.lease_timeout, self._session)
         self._dead = DeadLetters(self._opts.dead_letter_queue, self._session, self._leases)
@@ -331,13 +334,14 @@ class AMQPTransport:
                 await consumer.consume(name)
             if fresh:
                 await consumer.sync()  # what the queues held at consume time is now buffered
+            self._consuming.ok()
             return consumer
         except PERMANENT_ERRORS:
             raise
         except conn.TRANSIENT_ERRORS as exc:
             if self._closed:
                 raise RuntimeError(f"{self!r} is closed") from exc
-            logger.warning("RabbitMQ unavailable for consuming (%s); retrying", exc)
+            self._consuming.failed(exc)  # once per outage, not once per attempt
             return None
 
     def _hand_out(self, taken: list[Held]) -> list[Delivery]:

@@ -29,8 +29,10 @@ from celeriac.engines.amqp.connection import (
 )
 from celeriac.events.bus import EventChannel, Published
 from celeriac.protocol.envelope import Envelope
+from celeriac.reconnect import Outage
 
 __all__ = ["AMQPEventBus", "AMQPSubscription"]
+
 
 logger = logging.getLogger("celeriac.events")
 
@@ -45,7 +47,8 @@ class AMQPSubscription:
         self.queue = f"{bus.channel.queue_prefix}.{uuid.uuid4()}"
         self._inbox: asyncio.Queue[Envelope] = asyncio.Queue()
         self._channel: Any = None
-        self._lost = False
+        self.outage = Outage(logger, "events: subscription")
+        """The subscription's outages, each logged once, and its end."""
 
     async def open(self) -> None:
         """Declare, bind and consume the queue (again after a lost connection)."""
@@ -81,12 +84,10 @@ class AMQPSubscription:
             try:
                 await self.open()
             except TRANSIENT_ERRORS as exc:
-                if not self._lost:
-                    logger.warning("event subscription lost (%s); subscribing again", exc)
-                self._lost = True
+                self.outage.failed(exc)  # subscribed again on the next call
                 await asyncio.sleep(min(timeout, 1.0))
                 return []
-            self._lost = False
+            self.outage.ok()
         try:
             first = await asyncio.wait_for(self._inbox.get(), timeout)
         except TimeoutError:

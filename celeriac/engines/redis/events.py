@@ -27,8 +27,10 @@ from celeriac.engines.redis.connection import TRANSIENT_ERRORS, connect_redis, p
 from celeriac.events.bus import EventChannel, Published
 from celeriac.protocol import kombu
 from celeriac.protocol.envelope import Envelope
+from celeriac.reconnect import Outage
 
 __all__ = ["RedisEventBus", "RedisSubscription"]
+
 
 logger = logging.getLogger("celeriac.events")
 
@@ -42,7 +44,8 @@ class RedisSubscription:
         self._binding_key = binding_key
         self._member = member
         self._pubsub: PubSub | None = None
-        self._lost = False
+        self.outage = Outage(logger, "events: subscription")
+        """The subscription's outages, each logged once, and its end."""
 
     async def open(self) -> None:
         """``PSUBSCRIBE`` and wait for the confirmation (every later publish reaches us)."""
@@ -62,13 +65,11 @@ class RedisSubscription:
                 await self.open()
             found = await self._messages(timeout)
         except TRANSIENT_ERRORS as exc:
-            if not self._lost:
-                logger.warning("event subscription lost (%s); subscribing again", exc)
-            self._lost = True
+            self.outage.failed(exc)  # subscribed again on the next call
             await self._drop()
             await asyncio.sleep(min(timeout, 1.0))
             return []
-        self._lost = False
+        self.outage.ok()
         return found
 
     async def _messages(self, timeout: float) -> list[Envelope]:
