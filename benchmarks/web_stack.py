@@ -347,8 +347,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("-c", type=int, default=50, help="client threads (default 50)")
     parser.add_argument("--only", default="celeriac,celery", help="systems, comma-separated")
     parser.add_argument("--direct", action="store_true", help="no nginx: POST to gunicorn")
-    parser.add_argument("--out", type=Path, help="write the numbers as JSON here")
+    parser.add_argument("--out", type=Path, help="append the numbers to this JSON list")
     return parser.parse_args(argv)
+
+
+def append_record(path: Path, record: dict[str, Any]) -> None:
+    """Add ``record`` to the JSON list in ``path`` (a new list if the file is missing)."""
+    runs = json.loads(path.read_text()) if path.exists() else []
+    path.write_text(json.dumps([*runs, record], indent=2) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -374,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
             "cpus": os.cpu_count(),
             "outcomes": [o.__dict__ for o in outcomes],
         }
-        args.out.write_text(json.dumps(record, indent=2) + "\n")
+        append_record(args.out, record)
     return 0 if all(o.errors == 0 for o in outcomes) else 1
 
 

@@ -40,7 +40,7 @@ def test_the_web_benchmark_runs_both_systems(tmp_path: Path) -> None:
     ]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=150)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
-    record = json.loads(out.read_text())
+    (record,) = json.loads(out.read_text())
     assert [o["system"] for o in record["outcomes"]] == ["celeriac", "celery"]
     assert all(o["n"] == 20 and o["errors"] == 0 for o in record["outcomes"])
     assert all(
