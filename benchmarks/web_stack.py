@@ -71,16 +71,29 @@ def free_port() -> int:
 
 @contextmanager
 def isolated(system: str) -> Iterator[dict[str, str]]:
-    """A vhost and a schema for one run, and the environment that points the app at them."""
+    """A vhost and a schema for one run, and the environment that points the app at them;
+    both removed afterwards, also when the run (or the setup itself) fails."""
     name = f"bench_web_{system}_{uuid.uuid4().hex[:8]}"
     subprocess.run(["rabbitmqctl", "add_vhost", name], check=True, capture_output=True)
-    subprocess.run(
-        ["rabbitmqctl", "set_permissions", "-p", name, AMQP.split(":")[0], ".*", ".*", ".*"],
-        check=True,
-        capture_output=True,
-    )
-    admin = psycopg.connect(f"postgresql://{POSTGRES}", autocommit=True)
-    admin.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
+    try:
+        subprocess.run(
+            ["rabbitmqctl", "set_permissions", "-p", name, AMQP.split(":")[0], ".*", ".*", ".*"],
+            check=True,
+            capture_output=True,
+        )
+        with psycopg.connect(f"postgresql://{POSTGRES}", autocommit=True) as admin:
+            admin.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
+            try:
+                yield environment(system, name)
+            finally:
+                drop = sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name))
+                admin.execute(drop)
+    finally:
+        subprocess.run(["rabbitmqctl", "delete_vhost", name], capture_output=True)
+
+
+def environment(system: str, name: str) -> dict[str, str]:
+    """The app's variables for ``system``, with vhost and schema ``name``."""
     env = {
         **os.environ,
         "PYTHONPATH": str(EXAMPLE),
@@ -95,12 +108,7 @@ def isolated(system: str) -> Iterator[dict[str, str]]:
         env["PGOPTIONS"] = f"-c search_path={name}"
     else:
         env["RESULT_BACKEND"] = f"db+postgresql://{POSTGRES}?schema={name}"
-    try:
-        yield env
-    finally:
-        admin.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
-        admin.close()
-        subprocess.run(["rabbitmqctl", "delete_vhost", name], capture_output=True)
+    return env
 
 
 class Processes:
