@@ -13,7 +13,6 @@ import http.client
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -23,32 +22,25 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
-from psycopg import sql
 
-from tests.services import POSTGRES_URL, amqp_vhost, amqp_vhost_url, unavailable
+from tests.examples.conftest import EXAMPLE, ExampleEnv, free_port
+from tests.services import unavailable
 
 pytestmark = pytest.mark.timeout(300)
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_LOCAL = ROOT / "deploy" / "run-local.sh"
-EXAMPLE = ROOT / "examples" / "process_data"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Stack:
     """The running topology: its environment, and a way to talk HTTP to nginx."""
 
-    def __init__(self, env: dict[str, str], schema: str) -> None:
-        self.env = env
-        self.schema = schema
-        self.port = int(env["HTTP_PORT"])
+    def __init__(self, example: ExampleEnv) -> None:
+        self.env = example.env
+        self.schema = example.schema
+        self.jobs = example.jobs
+        self.port = int(self.env["HTTP_PORT"])
 
     def run_local(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -75,54 +67,21 @@ class Stack:
         finally:
             conn.close()
 
-    def jobs(self) -> dict[str, tuple[str, str | None]]:
-        """Every job row: id → (status, worker)."""
-        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-            rows = conn.execute(
-                sql.SQL("SELECT id, status, worker FROM {}.jobs").format(
-                    sql.Identifier(self.schema)
-                )
-            ).fetchall()
-        return {row[0]: (row[1], row[2]) for row in rows}
-
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(process_data_env: ExampleEnv) -> Iterator[Stack]:
     if shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists():
         unavailable("nginx is not installed (apt-get install nginx-light)")
     gunicorn = Path(sys.executable).parent / "gunicorn"
     if not gunicorn.exists():
         unavailable("gunicorn is not installed in the test environment")
-    schema = f"celeriac_e2e_{uuid.uuid4().hex[:12]}"
+    running = Stack(process_data_env)
     try:
-        admin = psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        unavailable(f"PostgreSQL at {POSTGRES_URL} is unreachable: {exc}")
-    with admin, amqp_vhost() as vhost:
-        admin.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-        base = POSTGRES_URL.split("://", 1)[1]
-        env = {
-            **os.environ,
-            "BIN": str(Path(sys.executable).parent),
-            "RUN_DIR": str(tmp_path_factory.mktemp("run-local")),
-            "HTTP_PORT": str(free_port()),
-            "WEB_PORT": str(free_port()),
-            "DASHBOARD_PORT": str(free_port()),
-            "BROKER_URL": amqp_vhost_url(vhost),
-            "DATABASE_URL": f"postgresql+psycopg://{base}",
-            "DATABASE_SCHEMA": schema,
-            "RESULT_BACKEND": f"db+postgresql://{base}?schema={schema}",
-        }
-        running = Stack(env, schema)
-        try:
-            started = running.run_local("up")
-            assert started.returncode == 0, started.stdout + started.stderr
-            yield running
-        finally:
-            running.run_local("down")
-            admin.execute(
-                sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
-            )
+        started = running.run_local("up")
+        assert started.returncode == 0, started.stdout + started.stderr
+        yield running
+    finally:
+        running.run_local("down")
 
 
 def post_document(stack: Stack, value: int) -> tuple[int, Any, float]:

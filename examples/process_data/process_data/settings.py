@@ -14,6 +14,7 @@ __all__ = [
     "DATABASE_URL",
     "MAX_BODY_BYTES",
     "PUBLISH_TIMEOUT",
+    "QUEUE",
     "RESULT_BACKEND",
 ]
 
@@ -32,3 +33,5 @@ RESULT_BACKEND = os.environ.get(
 MAX_BODY_BYTES = int(os.environ.get("MAX_BODY_BYTES", str(64 * 1024)))
 #: Seconds a POST may spend reaching the broker before it answers 503.
 PUBLISH_TIMEOUT = float(os.environ.get("PUBLISH_TIMEOUT", "3"))
+#: The task queue library: ``celeriac`` (the default) or ``celery`` (the same app on Celery).
+QUEUE = os.environ.get("PROCESS_DATA_QUEUE", "celeriac")

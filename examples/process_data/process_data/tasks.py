@@ -1,14 +1,23 @@
-"""The celeriac app and its tasks. With Celery this file would say ``from celery import Celery``."""
+"""The celeriac app and its tasks. With Celery this file would say ``from celery import Celery``.
+
+``PROCESS_DATA_QUEUE=celery`` makes exactly that swap (the two imports below and nothing
+else), so the benchmark can run the same app on Celery side by side.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from celeriac import Celery
-from celeriac.schedules import crontab
 from process_data import settings
+
+if TYPE_CHECKING or settings.QUEUE != "celery":
+    from celeriac import Celery
+    from celeriac.schedules import crontab
+else:
+    from celery import Celery
+    from celery.schedules import crontab
 from process_data.db import Job, Session, create_tables
 
 __all__ = ["app", "process_data", "purge_old_jobs"]
