@@ -24,9 +24,9 @@ from tests.faults.harness import (
     wait_until,
 )
 
-pytestmark = [pytest.mark.redis, pytest.mark.timeout(150)]
+pytestmark = [pytest.mark.redis, pytest.mark.timeout(300)]
 
-TASKS = 3000
+TASKS = 20_000  # the issue's figure: kills land among many tasks in flight
 LEASE = 2.0
 KILL_AT = (0.15, 0.35, 0.55)
 """Kill a worker when this share of the backlog has run."""
