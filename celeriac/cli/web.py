@@ -27,6 +27,8 @@ DEFAULT_HISTORY = "celeriac-dashboard.sqlite"
               help="Port to listen on.")  # fmt: skip
 @click.option("--basic-auth", "basic_auth", default=None, metavar="USER:PASS[,USER:PASS]",
               help="Credentials every request needs (or CELERIAC_WEB_BASIC_AUTH).")  # fmt: skip
+@click.option("--auth-token", "auth_token", default=None, metavar="TOKEN[,TOKEN]",
+              help="Bearer tokens accepted as credentials (or CELERIAC_WEB_TOKEN).")  # fmt: skip
 @click.option("--max-tasks", type=click.IntRange(1), default=10000, show_default=True,
               help="Tasks kept in memory.")  # fmt: skip
 @click.option("--history", type=click.Path(dir_okay=False), default=DEFAULT_HISTORY,
@@ -44,6 +46,7 @@ def web(
     address: str,
     port: int,
     basic_auth: str | None,
+    auth_token: str | None,
     max_tasks: int,
     history: str,
     no_history: bool,
@@ -69,14 +72,19 @@ def web(
         kept = History(history, max_age=history_max_age * 3600, max_rows=history_max_tasks)
     try:
         asgi = create_app(
-            app, basic_auth=basic_auth, address=address, max_tasks=max_tasks, history=kept
+            app,
+            basic_auth=basic_auth,
+            address=address,
+            max_tasks=max_tasks,
+            history=kept,
+            token=auth_token,
         )
     except (ValueError, ImproperlyConfigured) as exc:
         raise click.BadParameter(str(exc), param_hint="--basic-auth") from exc
     click.echo(f"celeriac dashboard on http://{address}:{port}/")
     click.echo(f"task history: {kept.path if kept is not None else 'in memory only'}")
     access = asgi.state.dashboard.access
-    if not access.credentials and not is_loopback(address):
-        click.echo("no --basic-auth: submitting and revoking over HTTP are refused", err=True)
+    if not access.protected and not is_loopback(address):
+        click.echo("no --basic-auth or --auth-token: actions over HTTP are refused", err=True)
     # Open event streams would hold a graceful shutdown for ever: give them two seconds.
     uvicorn.run(asgi, host=address, port=port, log_level="warning", timeout_graceful_shutdown=2)

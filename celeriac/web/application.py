@@ -46,6 +46,7 @@ def create_app(
     address: str | None = None,
     max_tasks: int = 10000,
     history: str | Path | History | None = None,
+    token: str | None = None,
 ) -> Starlette:
     """The dashboard of the celeriac (or Celery-configured) ``app``.
 
@@ -54,12 +55,18 @@ def create_app(
     server address tells whether actions without credentials are allowed);
     ``max_tasks`` how many tasks the dashboard keeps in memory; ``history`` the SQLite
     file (or a :class:`~celeriac.web.history.History`) that keeps them across restarts
-    (None: memory only).
+    (None: memory only); ``token`` bearer tokens, comma-separated, that pass as well as
+    ``basic_auth`` (default: ``CELERIAC_WEB_TOKEN``).
     """
     if history is not None and not isinstance(history, History):
         history = History(history)
     dashboard = Dashboard.build(
-        app, basic_auth=basic_auth, address=address, max_tasks=max_tasks, history=history
+        app,
+        basic_auth=basic_auth,
+        address=address,
+        max_tasks=max_tasks,
+        history=history,
+        token=token,
     )
 
     @contextlib.asynccontextmanager

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 __all__ = [
     "ENV_BASIC_AUTH",
+    "ENV_TOKEN",
     "HEALTHCHECK",
     "Access",
     "AuthMiddleware",
@@ -30,6 +31,7 @@ __all__ = [
 ]
 
 ENV_BASIC_AUTH = "CELERIAC_WEB_BASIC_AUTH"
+ENV_TOKEN = "CELERIAC_WEB_TOKEN"
 
 HEALTHCHECK = "/healthcheck"
 """The one path that answers without credentials: a container's or balancer's probe."""
@@ -69,18 +71,33 @@ class Access:
     address: str | None = None
     """The bind address; None when mounted in another app (the request's server address
     decides then)."""
+    tokens: frozenset[str] = frozenset()
+    """Bearer tokens that pass as well as a user and password (scripts, CI, probes)."""
 
     @classmethod
-    def configure(cls, basic_auth: str | None, address: str | None) -> Access:
-        """From the flag's value, else ``CELERIAC_WEB_BASIC_AUTH``."""
+    def configure(
+        cls, basic_auth: str | None, address: str | None, token: str | None = None
+    ) -> Access:
+        """From the flags' values, else ``CELERIAC_WEB_BASIC_AUTH`` and ``CELERIAC_WEB_TOKEN``
+        (tokens comma-separated, as users)."""
         spec = basic_auth if basic_auth is not None else os.environ.get(ENV_BASIC_AUTH, "")
-        return cls(parse_basic_auth(spec), address)
+        tokens = token if token is not None else os.environ.get(ENV_TOKEN, "")
+        found = frozenset(filter(None, (part.strip() for part in tokens.split(","))))
+        return cls(parse_basic_auth(spec), address, found)
+
+    @property
+    def protected(self) -> bool:
+        """Whether any credentials are configured (then every request needs them)."""
+        return bool(self.credentials or self.tokens)
 
     def allows(self, authorization: str | None) -> bool:
         """Whether an ``Authorization`` header carries configured credentials."""
-        if not self.credentials:
+        if not self.protected:
             return True
         scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() == "bearer":
+            given = token.strip().encode()
+            return any(hmac.compare_digest(given, known.encode()) for known in self.tokens)
         if scheme.lower() != "basic":
             return False
         try:
@@ -112,7 +129,7 @@ class Access:
             origin is not None and urlsplit(origin).netloc != host
         ):
             return "a cross-site request may not run actions"
-        if self.credentials:
+        if self.protected:
             return None  # the middleware checked them
         if not self._on_loopback(scope):
             return "actions need --basic-auth when the dashboard is not bound to loopback"
@@ -135,7 +152,7 @@ class AuthMiddleware:
         self.access = access
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or not self.access.credentials or scope["path"] == HEALTHCHECK:
+        if scope["type"] != "http" or not self.access.protected or scope["path"] == HEALTHCHECK:
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])

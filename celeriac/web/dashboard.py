@@ -31,9 +31,10 @@ class Dashboard:
         address: str | None,
         max_tasks: int,
         history: History | None = None,
+        token: str | None = None,
     ) -> Dashboard:
         """A dashboard of ``app``: the metrics count what the feed receives."""
         metrics = Metrics()
         feed = Feed(app, max_tasks=max_tasks, on_event=metrics.observe, history=history)
         metrics.bind(feed.state)
-        return cls(app, Access.configure(basic_auth, address), feed, metrics)
+        return cls(app, Access.configure(basic_auth, address, token), feed, metrics)

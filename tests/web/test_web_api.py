@@ -21,7 +21,7 @@ from starlette.routing import Mount, Route
 from celeriac import Celery
 from celeriac.web import create_app
 from celeriac.web.api import MAX_BODY
-from celeriac.web.auth import ENV_BASIC_AUTH, parse_basic_auth
+from celeriac.web.auth import ENV_BASIC_AUTH, ENV_TOKEN, parse_basic_auth
 from celeriac.web.openapi import SCHEMA
 
 pytestmark = pytest.mark.timeout(30)
@@ -250,6 +250,26 @@ async def test_every_request_needs_credentials_when_set() -> None:
         assert (await bob.get("/api/tasks")).status_code == 200
         posted = await bob.post("/api/task/async-apply/web.add", json={"args": [1, 2]})
         assert posted.status_code == 200
+
+
+async def test_a_bearer_token_passes_as_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ENV_TOKEN, "t0k3n, other")
+    web = create_app(make_app(), basic_auth="ann:s3cret")
+    async with client_of(web) as client:
+        bearer = {"authorization": "Bearer t0k3n"}
+        good = await client.get("/api/tasks", headers=bearer)
+        posted = await client.post(
+            "/api/task/async-apply/web.add", json={"args": [1, 2]}, headers=bearer
+        )
+        wrong = await client.get("/api/tasks", headers={"authorization": "Bearer t0k3"})
+        empty = await client.get("/api/tasks", headers={"authorization": "Bearer "})
+    assert good.status_code == 200 and posted.status_code == 200
+    assert wrong.status_code == 401 and empty.status_code == 401
+    only_token = create_app(make_app(), token="just-this")
+    async with client_of(only_token) as client:
+        assert (await client.get("/api/tasks")).status_code == 401
+        ok = await client.get("/api/tasks", headers={"authorization": "bearer just-this"})
+        assert ok.status_code == 200
 
 
 async def test_credentials_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
