@@ -29,6 +29,9 @@ DEFAULT_HISTORY = "celeriac-dashboard.sqlite"
               help="Credentials every request needs (or CELERIAC_WEB_BASIC_AUTH).")  # fmt: skip
 @click.option("--auth-token", "auth_token", default=None, metavar="TOKEN[,TOKEN]",
               help="Bearer tokens accepted as credentials (or CELERIAC_WEB_TOKEN).")  # fmt: skip
+@click.option("--mask-pattern", default=None, metavar="REGEX",
+              help="Key names whose values are masked in task arguments (default: passwords, "
+                   "secrets, tokens, API keys; '' for none).")  # fmt: skip
 @click.option("--max-tasks", type=click.IntRange(1), default=10000, show_default=True,
               help="Tasks kept in memory.")  # fmt: skip
 @click.option("--history", type=click.Path(dir_okay=False), default=DEFAULT_HISTORY,
@@ -47,6 +50,7 @@ def web(
     port: int,
     basic_auth: str | None,
     auth_token: str | None,
+    mask_pattern: str | None,
     max_tasks: int,
     history: str,
     no_history: bool,
@@ -78,9 +82,11 @@ def web(
             max_tasks=max_tasks,
             history=kept,
             token=auth_token,
+            **({} if mask_pattern is None else {"mask_pattern": mask_pattern}),
         )
     except (ValueError, ImproperlyConfigured) as exc:
-        raise click.BadParameter(str(exc), param_hint="--basic-auth") from exc
+        hint = "--mask-pattern" if "mask pattern" in str(exc) else "--basic-auth"
+        raise click.BadParameter(str(exc), param_hint=hint) from exc
     click.echo(f"celeriac dashboard on http://{address}:{port}/")
     click.echo(f"task history: {kept.path if kept is not None else 'in memory only'}")
     access = asgi.state.dashboard.access

@@ -33,6 +33,7 @@ from celeriac.web import (
 from celeriac.web.auth import AuthMiddleware
 from celeriac.web.dashboard import Dashboard
 from celeriac.web.history import History
+from celeriac.web.masking import DEFAULT_PATTERN
 
 __all__ = ["STATIC", "StartFeed", "create_app"]
 
@@ -47,6 +48,7 @@ def create_app(
     max_tasks: int = 10000,
     history: str | Path | History | None = None,
     token: str | None = None,
+    mask_pattern: str | None = DEFAULT_PATTERN,
 ) -> Starlette:
     """The dashboard of the celeriac (or Celery-configured) ``app``.
 
@@ -56,7 +58,9 @@ def create_app(
     ``max_tasks`` how many tasks the dashboard keeps in memory; ``history`` the SQLite
     file (or a :class:`~celeriac.web.history.History`) that keeps them across restarts
     (None: memory only); ``token`` bearer tokens, comma-separated, that pass as well as
-    ``basic_auth`` (default: ``CELERIAC_WEB_TOKEN``).
+    ``basic_auth`` (default: ``CELERIAC_WEB_TOKEN``); ``mask_pattern`` the key names whose
+    values are masked in task arguments and results (see :mod:`celeriac.web.masking`;
+    empty: none).
     """
     if history is not None and not isinstance(history, History):
         history = History(history)
@@ -67,6 +71,7 @@ def create_app(
         max_tasks=max_tasks,
         history=history,
         token=token,
+        mask_pattern=mask_pattern,
     )
 
     @contextlib.asynccontextmanager

@@ -8,6 +8,7 @@ from typing import Any
 from celeriac.web.auth import Access
 from celeriac.web.feed import Feed
 from celeriac.web.history import History
+from celeriac.web.masking import DEFAULT_PATTERN, Masker
 from celeriac.web.metrics import Metrics
 
 __all__ = ["Dashboard"]
@@ -32,9 +33,16 @@ class Dashboard:
         max_tasks: int,
         history: History | None = None,
         token: str | None = None,
+        mask_pattern: str | None = DEFAULT_PATTERN,
     ) -> Dashboard:
         """A dashboard of ``app``: the metrics count what the feed receives."""
         metrics = Metrics()
-        feed = Feed(app, max_tasks=max_tasks, on_event=metrics.observe, history=history)
+        feed = Feed(
+            app,
+            max_tasks=max_tasks,
+            on_event=metrics.observe,
+            history=history,
+            masker=Masker(mask_pattern),
+        )
         metrics.bind(feed.state)
         return cls(app, Access.configure(basic_auth, address, token), feed, metrics)

@@ -21,6 +21,7 @@ from typing import Any
 from celeriac.events.state import State
 from celeriac.retry import Backoff
 from celeriac.web.history import History
+from celeriac.web.masking import Masker
 from celeriac.web.tally import Tally
 
 __all__ = ["Feed"]
@@ -41,8 +42,11 @@ class Feed:
         max_tasks: int = 10000,
         on_event: Callable[[dict[str, Any], State], None] | None = None,
         history: History | None = None,
+        masker: Masker | None = None,
     ) -> None:
         self.app = app
+        self.masker = masker or Masker()
+        """Masks secrets in each event's arguments and result before anything keeps them."""
         self.history = history
         """Where tasks are kept across restarts, or None (memory only)."""
         self.state = State(max_tasks_in_memory=max_tasks)
@@ -56,6 +60,7 @@ class Feed:
 
     def take(self, event: dict[str, Any]) -> None:
         """Apply one event to the state and the metrics, and pass it to the subscribers."""
+        self.masker.event(event)
         self.tally.take(self.state, event)
         uuid = event.get("uuid")
         if self.history is not None and isinstance(uuid, str) and uuid in self.state.tasks:

@@ -494,3 +494,23 @@ async def test_deeply_nested_body_is_400(web: Starlette) -> None:
     async with client_of(web) as client:
         answer = await client.post("/api/task/async-apply/web.add", content=body)
     assert answer.status_code == 400 and "nested" in answer.json()["error"]
+
+
+async def test_secrets_in_arguments_are_masked_before_anything_keeps_them() -> None:
+    task_id = str(uuid.uuid4())
+    web = create_app(make_app())
+    events = story(task_id)
+    events[0]["kwargs"] = "{'user': 'ann', 'db_password': 'hunter2', 'author': 'Tolkien'}"
+    feed(web, events)
+    async with client_of(web) as client:
+        info = (await client.get(f"/api/task/info/{task_id}")).json()
+        page = (await client.get(f"/task/{task_id}")).text
+    assert "hunter2" not in info["kwargs"] and "hunter2" not in page
+    assert info["kwargs"] == "{'user': 'ann', 'db_password': '********', 'author': 'Tolkien'}"
+    plain = create_app(make_app(), mask_pattern="")  # masking off
+    feed(plain, events)
+    async with client_of(plain) as client:
+        kept = (await client.get(f"/api/task/info/{task_id}")).json()
+    assert "'db_password': 'hunter2'" in kept["kwargs"]
+    with pytest.raises(ValueError, match="mask pattern"):
+        create_app(make_app(), mask_pattern="(")
