@@ -61,6 +61,8 @@ class Runner:
         self.backend = backend
         self.started = StartedNotes(self._write_started, after=STARTED_AFTER)
         self._checks: set[asyncio.Task[None]] = set()
+        self._live: set[str] = set()
+        """Ids of the tasks handed to an executor whose outcome has not come back."""
         self.executing = 0
         """Jobs handed to an executor whose outcome has not come back."""
         self.reply_to: dict[str, str] | None = (
@@ -80,6 +82,7 @@ class Runner:
             self.reply_to[msg.id] = msg.reply_to
         job = self._job(flight)
         self.executing += 1
+        self._live.add(msg.id)
         executor = self.async_executor if task.is_async else self.sync_executor
         flight.time_start = time.time()
         flight.job = executor.run(job, flight.done)
@@ -87,6 +90,7 @@ class Runner:
     def ended(self, flight: Flight) -> None:
         """The job's outcome came back (before it is concluded): it reports no more states."""
         self.executing -= 1
+        self._live.discard(flight.msg.id)
         if flight.tracked:
             self.started.finished(flight.msg.id)
         if self.reply_to:
@@ -116,6 +120,8 @@ class Runner:
         except Exception:  # unreadable now: STARTED is informative, write it
             current = None
         if current is not None and current.get("status") not in _OVERWRITABLE:
+            return
+        if task_id not in self._live:  # it ended during the read: its outcome is queued
             return
         self.settler.state(task_id, meta, self._reply_to(task_id))
 

@@ -28,7 +28,10 @@ def _app(**settings: Any) -> Celery:
 
 def test_amqp_broker_with_postgresql_results_uses_the_sql_store() -> None:
     app = _app(broker="amqp://guest:guest@localhost//", backend=f"db+{PG}")
-    assert store_url_for_app(app) == (PG, {})
+    url, options = store_url_for_app(app)
+    # the result store's options: its reconnect policy and Celery's database settings
+    assert url == PG and options["retry_deadline"] == 30.0
+    assert options["database_engine_options"] == {}
     store = store_for_app(app)
     assert isinstance(store, SQLStore) and store.namespace == "proj" and store.url == PG
 
