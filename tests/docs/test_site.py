@@ -1,0 +1,32 @@
+"""The documentation site builds with ``mkdocs build --strict`` and has its key pages."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytest.importorskip("mkdocs")
+pytest.importorskip("material")
+
+
+def test_site_builds_strict_with_key_pages(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=90,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "WARNING" not in proc.stderr, proc.stderr
+    for page in ("index.html", "migrating/index.html", "configuration/index.html",
+                 "cli/index.html", "redis/index.html", "benchmarks/index.html"):
+        assert (site / page).is_file(), page
+    config = (site / "configuration" / "index.html").read_text()
+    assert "broker_url" in config and "worker_prefetch_multiplier" in config
+    assert "--concurrency" in (site / "cli" / "index.html").read_text()
