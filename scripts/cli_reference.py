@@ -55,7 +55,7 @@ def _cell(text: str) -> str:
 
 def _options(command: click.Command, ctx: click.Context) -> list[str]:
     rows = []
-    for param in command.get_params(ctx):
+    for param in command.params:  # the command's own: the help option is written below
         if not isinstance(param, click.Option):
             continue  # arguments are in the usage line
         record = param.get_help_record(ctx)
@@ -63,6 +63,10 @@ def _options(command: click.Command, ctx: click.Context) -> list[str]:
             continue
         names, help_text = record
         rows.append(f"| `{_cell(names)}` | {_cell(help_text)} |")
+    if command.add_help_option and ctx.help_option_names:
+        # From the context, not command.get_params: click caches each command's help option
+        # the first time any context asks, so that row would depend on what ran before.
+        rows.append(f"| `{', '.join(ctx.help_option_names)}` | Show this message and exit. |")
     if not rows:
         return []
     return ["| option | meaning |", "| --- | --- |", *rows, ""]

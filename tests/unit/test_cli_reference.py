@@ -38,3 +38,20 @@ def test_every_command_and_option_is_on_the_page() -> None:
         assert heading in page
     for option in ("--autoscale", "--max-memory-per-child", "--pidfile", "--workdir", "-S,"):
         assert option in page
+
+
+def test_the_page_does_not_depend_on_what_ran_before() -> None:
+    """click caches a command's help option the first time a context asks for it: a test
+    that ran ``demo`` on its own (help names ``--help`` only) must not change the page."""
+    import click  # noqa: PLC0415
+
+    from celeriac.cli.main import cli  # noqa: PLC0415
+
+    demo = cli.commands["demo"]
+    before = _generator().render()
+    demo._help_option = None  # as a fresh process
+    demo.get_help_option(click.Context(demo))  # cached with the default names
+    try:
+        assert _generator().render() == before
+    finally:
+        demo._help_option = None  # later tests build it afresh
