@@ -16,6 +16,7 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import parse_qs
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
@@ -33,6 +34,7 @@ __all__ = [
     "dashboard_of",
     "json_response",
     "read_body",
+    "read_form",
     "refuse_unless_allowed",
     "routes",
 ]
@@ -96,6 +98,15 @@ async def read_body(request: Request) -> dict[str, Any]:
     if not isinstance(options, dict):
         raise ApiError(400, f"request body must be a JSON object, not {type(options).__name__}")
     return options
+
+
+async def read_form(request: Request) -> dict[str, list[str]]:
+    """An urlencoded form body (the pages' buttons), bounded by ``MAX_BODY``; the standard
+    library reads it (no multipart here)."""
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        raise ApiError(413, f"form of {len(body)} bytes is over the {MAX_BODY} limit")
+    return parse_qs(body.decode("utf-8", "replace"))
 
 
 def task_arguments(options: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:

@@ -17,7 +17,9 @@ and waits up to :data:`REPLY_TIMEOUT` for its answer, as Flower does:
                                                ``ratelimit``
 =============================================  ==========================================
 
-A worker is known when events told of it (404 otherwise). A worker's refusal is a 403
+The workers page's buttons post to ``/workers/<name>/control`` (pool ±1, add or cancel a
+consumer, shutdown) and come back to the page with the worker's answer. A worker is known
+when events told of it (404 otherwise). A worker's refusal is a 403
 naming its reason, as Flower answers; no answer in time is a 504. These are actions: they
 follow the dashboard's credential and same-origin rules.
 """
@@ -26,14 +28,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlencode
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from celeriac.control.client import flatten_reply
 from celeriac.exceptions import CeleriacError
-from celeriac.web.api import ApiError, dashboard_of, json_response, refuse_unless_allowed
+from celeriac.web.api import (
+    ApiError,
+    dashboard_of,
+    json_response,
+    read_form,
+    refuse_unless_allowed,
+)
 
 __all__ = ["REPLY_TIMEOUT", "routes"]
 
@@ -69,6 +78,19 @@ async def _command(
     failure: str,
 ) -> Response:
     """Send ``command`` to ``worker``; its ``ok`` answer as ``success(answer)``, else 403."""
+    message = await _ask(request, worker, command, arguments, success, failure)
+    return json_response({"message": message})
+
+
+async def _ask(
+    request: Request,
+    worker: str,
+    command: str,
+    arguments: dict[str, Any],
+    success: Callable[[dict[str, Any]], str],
+    failure: str,
+) -> str:
+    """Send ``command`` to ``worker``: ``success(answer)``, or an ApiError naming why not."""
     control = dashboard_of(request).app.control
     try:
         replies = await control.abroadcast(
@@ -80,7 +102,7 @@ async def _command(
     if answer is None:
         raise ApiError(504, f"worker '{worker}' did not answer within {REPLY_TIMEOUT:g} s")
     if isinstance(answer, dict) and "ok" in answer:
-        return json_response({"message": success(answer)})
+        return success(answer)
     reason = answer.get("error", "Unknown reason") if isinstance(answer, dict) else answer
     raise ApiError(403, f"{failure}: {reason}")
 
@@ -207,6 +229,41 @@ async def task_rate_limit(request: Request) -> Response:
     )  # fmt: skip
 
 
+_FORM_ACTIONS: dict[str, tuple[str, str]] = {
+    "grow": ("pool_grow", "Failed to grow the pool"),
+    "shrink": ("pool_shrink", "Failed to shrink the pool"),
+    "add-consumer": ("add_consumer", "Failed to add the consumer"),
+    "cancel-consumer": ("cancel_consumer", "Failed to cancel the consumer"),
+}
+
+
+async def worker_form(request: Request) -> Response:
+    """The workers page's buttons: ``action`` (grow, shrink, add-consumer, cancel-consumer,
+    shutdown) on the worker in the path, then back to the page with what it answered."""
+    refuse_unless_allowed(request)
+    worker = _known_worker(request, request.path_params["name"])
+    form = await read_form(request)
+    action = (form.get("action") or [""])[0]
+    root = request.scope.get("root_path", "")
+    try:
+        if action == "shutdown":
+            await dashboard_of(request).app.control.abroadcast("shutdown", destination=[worker])
+            outcome = {"done": f"Shutting down {worker}"}
+        elif action in _FORM_ACTIONS:
+            command, failure = _FORM_ACTIONS[action]
+            queue = (form.get("queue") or [""])[0].strip()
+            arguments: dict[str, Any] = {"queue": queue} if "consumer" in action else {"n": 1}
+            if "consumer" in action and not queue:
+                raise ApiError(400, "name the queue")
+            done = await _ask(request, worker, command, arguments, lambda a: str(a["ok"]), failure)
+            outcome = {"done": f"{worker}: {done}"}
+        else:
+            raise ApiError(400, f"unknown action {action!r}")
+    except ApiError as exc:
+        outcome = {"failed": f"{worker}: {exc}"}
+    return RedirectResponse(f"{root}/workers?{urlencode(outcome)}", status_code=303)
+
+
 def routes() -> list[Route]:
     """Flower's worker and task control routes."""
     post = ["POST"]
@@ -220,4 +277,5 @@ def routes() -> list[Route]:
         Route("/api/worker/queue/cancel-consumer/{name}", cancel_consumer, methods=post),
         Route("/api/task/timeout/{taskname:path}", task_timeout, methods=post),
         Route("/api/task/rate-limit/{taskname:path}", task_rate_limit, methods=post),
+        Route("/workers/{name}/control", worker_form, methods=post),
     ]

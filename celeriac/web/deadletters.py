@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Any
-from urllib.parse import parse_qs
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -21,11 +20,11 @@ from starlette.routing import Route
 from celeriac.exceptions import CeleriacError
 from celeriac.transport import DeadLetter
 from celeriac.web.api import (
-    MAX_BODY,
     ApiError,
     dashboard_of,
     json_response,
     read_body,
+    read_form,
     refuse_unless_allowed,
 )
 from celeriac.web.pages import render
@@ -112,11 +111,7 @@ async def page(request: Request) -> Response:
 async def requeue_form(request: Request) -> Response:
     """The page's form: requeue the ``id`` fields, or all with ``all``; back to the page."""
     refuse_unless_allowed(request)
-    body = await request.body()
-    if len(body) > MAX_BODY:
-        raise ApiError(413, f"form of {len(body)} bytes is over the {MAX_BODY} limit")
-    # An urlencoded form of ids: the standard library reads it (no multipart here).
-    form = parse_qs(body.decode("utf-8", "replace"))
+    form = await read_form(request)
     ids = form.get("id", [])
     if not ids and "all" not in form:
         raise ApiError(400, "name the dead letters to requeue (id) or ask for all")

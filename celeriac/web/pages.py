@@ -102,7 +102,11 @@ async def workers(request: Request) -> Response:
     """Each worker events told of."""
     state = dashboard_of(request).feed.state
     rows = sorted(state.workers.values(), key=lambda worker: str(worker.hostname))
-    return render(request, "workers", "workers", workers=rows)
+    params = request.query_params
+    return render(
+        request, "workers", "workers", workers=rows,
+        done=params.get("done"), failed=params.get("failed"),
+    )  # fmt: skip
 
 
 async def tasks(request: Request) -> Response:

@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -124,3 +125,29 @@ async def test_control_refusals_name_the_problem(client_app: Celery, worker: Pat
     assert no_task.status_code == 404 and "webw.nope" in no_task.json()["error"]
     assert no_queue.status_code == 400 and "queue" in no_queue.json()["error"]
     assert bad_n.status_code == 400 and "n must be" in bad_n.json()["error"]
+
+
+async def test_the_workers_page_buttons_steer_a_worker(client_app: Celery, prefork: Path) -> None:
+    web = create_app(client_app, basic_auth=AUTH)
+    async with web.router.lifespan_context(web), client_of(web) as client:
+
+        async def listed() -> Any:
+            page = await client.get("/workers")
+            return page.text if f"/workers/{quote(PREFORK)}/control" in page.text else None
+
+        assert await until(listed), prefork.read_text()
+        url = f"/workers/{PREFORK}/control"
+        grown = await client.post(url, data={"action": "grow"}, follow_redirects=False)
+        assert grown.status_code == 303 and "done=" in grown.headers["location"], grown.text
+        assert (await _stats(client_app))["pool"]["max-concurrency"] == 2
+        shown = await client.get(grown.headers["location"])
+        assert "pool" in shown.text.lower() and 'class="notice"' in shown.text
+        shrunk = await client.post(url, data={"action": "shrink"}, follow_redirects=False)
+        assert "done=" in shrunk.headers["location"]
+        assert (await _stats(client_app))["pool"]["max-concurrency"] == 1
+        no_queue = await client.post(
+            url, data={"action": "add-consumer", "queue": ""}, follow_redirects=False
+        )
+        assert "failed=" in no_queue.headers["location"]
+        unknown = await client.post("/workers/nobody@nowhere/control", data={"action": "grow"})
+        assert unknown.status_code == 404
