@@ -25,7 +25,7 @@ import socket
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
@@ -47,6 +47,7 @@ __all__ = [
     "redis_address",
     "redis_client",
     "redis_url_at",
+    "running_celeriac",
     "running_worker",
     "unavailable",
 ]
@@ -158,18 +159,17 @@ def amqp_vhost() -> Iterator[str]:
 
 
 @contextmanager
-def running_worker(
-    app: str, log: Path, env: dict[str, str], *args: str, hostname: str
+def running_celeriac(
+    args: Sequence[str], log: Path, env: dict[str, str]
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """``celeriac -A app worker -E -c 1 -P threads -n hostname *args`` in a subprocess that
-    logs to ``log``, with ``env`` over this process's environment; stopped (warm, then
-    killed after 20 s) on exit."""
-    command = [sys.executable, "-m", "celeriac", "-A", app, "worker", "-E", "-c", "1",
-               "-P", "threads", "-n", hostname, "-l", "info", *args]  # fmt: skip
+    """``python -m celeriac *args`` in a subprocess that logs to ``log``, with ``env`` over
+    this process's environment, run from the repository; stopped (warm, then killed after
+    20 s) on exit."""
     root = Path(__file__).resolve().parent.parent
     with log.open("wb") as out:
         process = subprocess.Popen(
-            command, env={**os.environ, "PYTHONPATH": str(root), **env}, cwd=root,
+            [sys.executable, "-m", "celeriac", *args],
+            env={**os.environ, "PYTHONPATH": str(root), **env}, cwd=root,
             stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
@@ -181,3 +181,15 @@ def running_worker(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@contextmanager
+def running_worker(
+    app: str, log: Path, env: dict[str, str], *args: str, hostname: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``celeriac -A app worker -E -c 1 -P threads -n hostname *args`` (see
+    :func:`running_celeriac`)."""
+    command = ["-A", app, "worker", "-E", "-c", "1", "-P", "threads", "-n", hostname,
+               "-l", "info", *args]  # fmt: skip
+    with running_celeriac(command, log, env) as process:
+        yield process

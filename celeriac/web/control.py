@@ -127,28 +127,26 @@ async def pool_restart(request: Request) -> Response:
     )  # fmt: skip
 
 
-async def pool_grow(request: Request) -> Response:
-    """Add ``n`` processes to the worker's pool."""
+async def _resize(request: Request, command: str, verb: str) -> Response:
+    """``pool_grow`` or ``pool_shrink`` by ``n`` (1), with Flower's messages."""
     refuse_unless_allowed(request)
     worker = _known_worker(request, request.path_params["name"])
     n = _number(request, "n", int, 1)
     return await _command(
-        request, worker, "pool_grow", {"n": n},
-        lambda _: f"Growing '{worker}' worker's pool by {n}",
-        f"Failed to grow '{worker}' worker's pool",
+        request, worker, command, {"n": n},
+        lambda _: f"{verb.capitalize()}ing '{worker}' worker's pool by {n}",
+        f"Failed to {verb} '{worker}' worker's pool",
     )  # fmt: skip
+
+
+async def pool_grow(request: Request) -> Response:
+    """Add ``n`` processes to the worker's pool."""
+    return await _resize(request, "pool_grow", "grow")
 
 
 async def pool_shrink(request: Request) -> Response:
     """Take ``n`` processes from the worker's pool."""
-    refuse_unless_allowed(request)
-    worker = _known_worker(request, request.path_params["name"])
-    n = _number(request, "n", int, 1)
-    return await _command(
-        request, worker, "pool_shrink", {"n": n},
-        lambda _: f"Shrinking '{worker}' worker's pool by {n}",
-        f"Failed to shrink '{worker}' worker's pool",
-    )  # fmt: skip
+    return await _resize(request, "pool_shrink", "shrink")
 
 
 async def pool_autoscale(request: Request) -> Response:

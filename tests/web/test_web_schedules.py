@@ -4,9 +4,6 @@ a real ``celeriac beat`` on Redis and on RabbitMQ (its store then on the Redis b
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,12 +14,12 @@ import pytest
 
 from celeriac import Celery
 from celeriac.web import create_app
+from tests import services
 from tests.web.conftest import Servers
 from tests.web.test_web_worker import AUTH, client_of, until
 
 pytestmark = [pytest.mark.timeout(90)]
 
-ROOT = Path(__file__).resolve().parents[2]
 
 
 async def test_without_a_beat_the_entries_show_and_no_holder() -> None:
@@ -43,25 +40,17 @@ async def test_without_a_beat_the_entries_show_and_no_holder() -> None:
 def beat(servers: Servers, tmp_path: Path, client_app: Celery) -> Iterator[Path]:
     """``celeriac beat`` on the tests' broker with one entry a second; its log."""
     log = tmp_path / "beat.log"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "WEB_BEAT": "1",
-           "CELERIAC_BROKER_URL": servers.broker, "CELERIAC_RESULT_BACKEND": servers.backend,
+    env = {"WEB_BEAT": "1", "CELERIAC_BROKER_URL": servers.broker,
+           "CELERIAC_RESULT_BACKEND": servers.backend,
            "TEST_KEYPREFIX": servers.prefix}  # fmt: skip
-    command = [sys.executable, "-m", "celeriac", "-A", "tests.web.web_app", "beat", "-l", "info"]
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
     client_app.conf.beat_schedule = {
         "add-every-second": {"task": "webw.add", "schedule": 1.0, "args": (1, 1)},
     }
     try:
-        yield log
+        with services.running_celeriac(["-A", "tests.web.web_app", "beat", "-l", "info"], log, env):
+            yield log
     finally:
         client_app.conf.beat_schedule = {}
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.mark.redis
