@@ -168,26 +168,30 @@ def _queue(request: Request) -> str:
     return queue
 
 
-async def add_consumer(request: Request) -> Response:
-    """Have the worker consume ``queue`` too."""
+async def _consumer(request: Request, command: str, failure: str) -> Response:
+    """``add_consumer`` or ``cancel_consumer`` of ``queue``; ``failure`` is formatted with
+    the queue and the worker (Flower's messages)."""
     refuse_unless_allowed(request)
     worker = _known_worker(request, request.path_params["name"])
     queue = _queue(request)
     return await _command(
-        request, worker, "add_consumer", {"queue": queue}, lambda answer: str(answer["ok"]),
-        f"Failed to add '{queue}' consumer to '{worker}' worker",
+        request, worker, command, {"queue": queue}, lambda answer: str(answer["ok"]),
+        failure.format(queue=queue, worker=worker),
     )  # fmt: skip
+
+
+async def add_consumer(request: Request) -> Response:
+    """Have the worker consume ``queue`` too."""
+    return await _consumer(
+        request, "add_consumer", "Failed to add '{queue}' consumer to '{worker}' worker"
+    )
 
 
 async def cancel_consumer(request: Request) -> Response:
     """Have the worker stop consuming ``queue``."""
-    refuse_unless_allowed(request)
-    worker = _known_worker(request, request.path_params["name"])
-    queue = _queue(request)
-    return await _command(
-        request, worker, "cancel_consumer", {"queue": queue}, lambda answer: str(answer["ok"]),
-        f"Failed to cancel '{queue}' consumer from '{worker}' worker",
-    )  # fmt: skip
+    return await _consumer(
+        request, "cancel_consumer", "Failed to cancel '{queue}' consumer from '{worker}' worker"
+    )
 
 
 def _known_task(request: Request) -> str:

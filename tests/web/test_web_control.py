@@ -45,15 +45,20 @@ async def _stats(client_app: Celery) -> Any:
     return replies[0][PREFORK] if replies else None
 
 
+async def _alive(client: Any, hostname: str) -> Any:
+    """Whether the dashboard has seen ``hostname`` alive, waiting for its events."""
+
+    async def known() -> Any:
+        answer = await client.get("/api/workers", params={"status": "true"})
+        return answer.json().get(hostname)
+
+    return await until(known)
+
+
 async def test_control_endpoints_steer_a_real_worker(client_app: Celery, prefork: Path) -> None:
     web = create_app(client_app, basic_auth=AUTH)
     async with web.router.lifespan_context(web), client_of(web) as client:
-
-        async def known() -> Any:
-            answer = await client.get("/api/workers", params={"status": "true"})
-            return answer.json().get(PREFORK)
-
-        assert await until(known), prefork.read_text()
+        assert await _alive(client, PREFORK), prefork.read_text()
         base = f"/api/worker/pool/grow/{PREFORK}"
         grown = await client.post(base, params={"n": 2})
         assert grown.status_code == 200, grown.text
@@ -105,12 +110,7 @@ async def test_control_endpoints_steer_a_real_worker(client_app: Celery, prefork
 async def test_control_refusals_name_the_problem(client_app: Celery, worker: Path) -> None:
     web = create_app(client_app, basic_auth=AUTH)
     async with web.router.lifespan_context(web), client_of(web) as client:
-
-        async def known() -> Any:
-            answer = await client.get("/api/workers", params={"status": "true"})
-            return answer.json().get(HOSTNAME)
-
-        assert await until(known), worker.read_text()
+        assert await _alive(client, HOSTNAME), worker.read_text()
         unknown = await client.post("/api/worker/pool/grow/nobody@nowhere")
         restart = await client.post(f"/api/worker/pool/restart/{HOSTNAME}")
         fixed = await client.post(f"/api/worker/pool/grow/{HOSTNAME}")

@@ -21,7 +21,6 @@ from tests.web.test_web_worker import AUTH, client_of, until
 pytestmark = [pytest.mark.timeout(90)]
 
 
-
 async def test_without_a_beat_the_entries_show_and_no_holder() -> None:
     app = Celery("sched", broker=f"memory://sched-{uuid.uuid4().hex}", set_as_current=False)
     app.conf.beat_schedule = {"tick": {"task": "sched.tick", "schedule": 30.0, "args": (1,)}}
