@@ -1,4 +1,4 @@
-"""What the process_data tests share: a vhost, a PostgreSQL schema and the app's environment.
+"""What the examples' tests share: a vhost, a PostgreSQL schema and the app's environment.
 
 Both the Flask stack (``test_process_data_e2e.py``) and its FastAPI twin
 (``test_process_data_fastapi.py``) run the example against the machine's RabbitMQ and
@@ -12,6 +12,7 @@ import socket
 import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,25 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@contextmanager
+def vhost_and_schema(tag: str) -> Iterator[tuple[str, str]]:
+    """A RabbitMQ vhost and a PostgreSQL schema of the test's own (``celeriac_<tag>_…``):
+    the vhost's URL and the schema's name; both removed at the end."""
+    schema = f"celeriac_{tag}_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        unavailable(f"PostgreSQL at {POSTGRES_URL} is unreachable: {exc}")
+    with admin, amqp_vhost() as vhost:
+        admin.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+        try:
+            yield amqp_vhost_url(vhost), schema
+        finally:
+            admin.execute(
+                sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
+            )
 
 
 @dataclass
@@ -52,13 +72,7 @@ class ExampleEnv:
 @pytest.fixture(scope="module")
 def process_data_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExampleEnv]:
     """A fresh vhost and schema, and the variables that point the example at them."""
-    schema = f"celeriac_e2e_{uuid.uuid4().hex[:12]}"
-    try:
-        admin = psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        unavailable(f"PostgreSQL at {POSTGRES_URL} is unreachable: {exc}")
-    with admin, amqp_vhost() as vhost:
-        admin.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    with vhost_and_schema("e2e") as (broker, schema):
         base = POSTGRES_URL.split("://", 1)[1]
         env = {
             **os.environ,
@@ -68,14 +82,9 @@ def process_data_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Examp
             "HTTP_PORT": str(free_port()),
             "WEB_PORT": str(free_port()),
             "DASHBOARD_PORT": str(free_port()),
-            "BROKER_URL": amqp_vhost_url(vhost),
+            "BROKER_URL": broker,
             "DATABASE_URL": f"postgresql+psycopg://{base}",
             "DATABASE_SCHEMA": schema,
             "RESULT_BACKEND": f"db+postgresql://{base}?schema={schema}",
         }
-        try:
-            yield ExampleEnv(env, schema)
-        finally:
-            admin.execute(
-                sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
-            )
+        yield ExampleEnv(env, schema)

@@ -12,16 +12,14 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
-from psycopg import sql
 
+from tests.examples.conftest import vhost_and_schema
 from tests.examples.test_seed_examples import Worker
-from tests.services import POSTGRES_URL, amqp_vhost, amqp_vhost_url, unavailable
+from tests.services import POSTGRES_URL
 
 pytest.importorskip("django", reason="Django is a test dependency (make install)")
 pytestmark = pytest.mark.timeout(180)
@@ -31,24 +29,15 @@ PROJECT = Path(__file__).resolve().parents[2] / "examples" / "django"
 
 @pytest.fixture(scope="module")
 def env() -> Iterator[dict[str, str]]:
-    schema = f"celeriac_django_{uuid.uuid4().hex[:12]}"
-    try:
-        admin = psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        unavailable(f"PostgreSQL at {POSTGRES_URL} is unreachable: {exc}")
-    with admin, amqp_vhost() as vhost:
-        admin.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-        try:
-            yield {
-                **os.environ,
-                "PYTHONPATH": str(PROJECT),
-                "PYTHONUNBUFFERED": "1",
-                "DATABASE_SCHEMA": schema,
-                "BROKER_URL": amqp_vhost_url(vhost),
-                "RESULT_BACKEND": f"db+{POSTGRES_URL}?schema={schema}",
-            }
-        finally:
-            admin.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+    with vhost_and_schema("django") as (broker, schema):
+        yield {
+            **os.environ,
+            "PYTHONPATH": str(PROJECT),
+            "PYTHONUNBUFFERED": "1",
+            "DATABASE_SCHEMA": schema,
+            "BROKER_URL": broker,
+            "RESULT_BACKEND": f"db+{POSTGRES_URL}?schema={schema}",
+        }
 
 
 def manage(env: dict[str, str], *args: str) -> str:

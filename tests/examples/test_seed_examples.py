@@ -13,16 +13,14 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import psycopg
 import pytest
-from psycopg import sql
 
-from tests.services import POSTGRES_URL, amqp_vhost, amqp_vhost_url, unavailable
+from tests.examples.conftest import vhost_and_schema
+from tests.services import POSTGRES_URL
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -33,20 +31,8 @@ CELERIAC = [sys.executable, "-m", "celeriac"]
 @pytest.fixture(scope="module")
 def servers() -> Iterator[dict[str, str]]:
     """``BROKER_URL`` (a fresh vhost) and ``RESULT_BACKEND`` (a fresh schema) for the examples."""
-    schema = f"celeriac_examples_{uuid.uuid4().hex[:12]}"
-    try:
-        admin = psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        unavailable(f"PostgreSQL at {POSTGRES_URL} is unreachable: {exc}")
-    with admin, amqp_vhost() as vhost:
-        admin.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-        try:
-            yield {
-                "BROKER_URL": amqp_vhost_url(vhost),
-                "RESULT_BACKEND": f"db+{POSTGRES_URL}?schema={schema}",
-            }
-        finally:
-            admin.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+    with vhost_and_schema("examples") as (broker, schema):
+        yield {"BROKER_URL": broker, "RESULT_BACKEND": f"db+{POSTGRES_URL}?schema={schema}"}
 
 
 class Worker:
