@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -274,6 +275,13 @@ async def task_types(request: Request) -> Response:
     return json_response({"task-types": dashboard_of(request).feed.state.task_types()})
 
 
+async def series(request: Request) -> Response:
+    """``GET /api/series``: tasks finished, failed and run-time quantiles per minute."""
+    feed = dashboard_of(request).feed
+    points = [dataclasses.asdict(point) for point in feed.series.points()]
+    return json_response({"interval": feed.series.interval, "points": points})
+
+
 async def list_workers(request: Request) -> Response:
     """``GET /api/workers[?workername=][&status=true]``: the workers events told of."""
     state = dashboard_of(request).feed.state
@@ -354,6 +362,7 @@ def routes() -> list[Route]:
         Route("/api/task/types", task_types, methods=["GET"]),
         Route("/api/tasks", list_tasks, methods=["GET"]),
         Route("/api/workers", list_workers, methods=["GET"]),
+        Route("/api/series", series, methods=["GET"]),
         Route("/api/events", event_stream, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route(HEALTHCHECK, healthcheck, methods=["GET"]),

@@ -20,6 +20,7 @@ from typing import Any
 
 from celeriac.events.state import State
 from celeriac.retry import Backoff
+from celeriac.web.charts import Series
 from celeriac.web.history import History
 from celeriac.web.masking import Masker
 from celeriac.web.tally import Tally
@@ -30,6 +31,8 @@ logger = logging.getLogger("celeriac.web")
 
 SUBSCRIBER_BACKLOG = 1000
 """Events a live subscriber may fall behind by before it loses the oldest."""
+
+_FINISHED = frozenset({"task-succeeded", "task-failed"})
 
 
 class Feed:
@@ -52,6 +55,8 @@ class Feed:
         self.state = State(max_tasks_in_memory=max_tasks)
         self.tally = Tally()
         """The state's tasks counted by name and state."""
+        self.series = Series()
+        """Tasks finished per minute over the last hour, for the overview's charts."""
         self.on_event = on_event
         self.connected = False
         """Whether the receiver is subscribed to the event exchange now."""
@@ -63,6 +68,10 @@ class Feed:
         self.masker.event(event)
         self.tally.take(self.state, event)
         uuid = event.get("uuid")
+        if event.get("type") in _FINISHED and isinstance(uuid, str):
+            task = self.state.tasks.get(uuid)
+            if task is not None:
+                self.series.add_task(task)
         if self.history is not None and isinstance(uuid, str) and uuid in self.state.tasks:
             self.history.changed(uuid)
         if self.on_event is not None:
@@ -101,6 +110,7 @@ class Feed:
             return
         try:
             loaded = await self.history.load(self.state, self.tally)
+            await self.history.chart(self.series)
         except Exception as exc:  # a broken file must not keep the dashboard from the events
             logger.warning("the dashboard could not read its history %s: %s", self.history, exc)
         else:

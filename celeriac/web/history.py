@@ -24,6 +24,7 @@ from typing import Any
 
 from celeriac.engines.sqlite.connection import SQLiteFile, write_transaction
 from celeriac.events.state import State, Task, Worker
+from celeriac.web.charts import Series
 from celeriac.web.records import TASK_FIELDS, task_record
 from celeriac.web.tally import Tally
 
@@ -103,6 +104,18 @@ class History:
                 tally.add(task)
         return len(records)
 
+    async def chart(self, series: Series) -> int:
+        """Count into ``series`` the tasks that finished within its window; how many.
+
+        Read from the file rather than from memory, which may hold fewer tasks than an
+        hour brings."""
+        rows = await self._file.call(_finished_since, time.time() - series.window)
+        for state, when, runtime in rows:
+            if isinstance(when, int | float):
+                number = float(runtime) if isinstance(runtime, int | float) else None
+                series.add(float(when), failed=state == "FAILURE", runtime=number)
+        return len(rows)
+
     async def find(self, uuid: str) -> dict[str, Any] | None:
         """The stored record of task ``uuid``, or None."""
         return await self._file.call(_find, uuid)
@@ -177,6 +190,16 @@ def _newest(conn: sqlite3.Connection, limit: int) -> list[dict[str, Any]]:
         "SELECT record FROM dashboard_tasks ORDER BY updated DESC LIMIT ?", (limit,)
     )
     return [json.loads(text) for (text,) in found]
+
+
+def _finished_since(conn: sqlite3.Connection, oldest: float) -> list[tuple[str, Any, Any]]:
+    found = conn.execute(
+        "SELECT state, json_extract(record, CASE state WHEN 'SUCCESS' THEN '$.succeeded'"
+        " ELSE '$.failed' END), json_extract(record, '$.runtime') FROM dashboard_tasks"
+        " WHERE updated >= ? AND state IN ('SUCCESS', 'FAILURE')",
+        (oldest,),
+    )
+    return [(str(state), when, runtime) for state, when, runtime in found]
 
 
 def _find(conn: sqlite3.Connection, uuid: str) -> dict[str, Any] | None:

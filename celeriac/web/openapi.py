@@ -130,6 +130,10 @@ _PATHS: dict[str, Any] = {
         "responses": {"200": _json("tasks by id", "TaskMap"), **_AUTH,
                       "400": _error("bad filter")},
     }},
+    "/api/series": {"get": {
+        "summary": "Tasks finished and failed, and run-time p50/p95/p99, per minute (last hour)",
+        "responses": {"200": _json("one point per minute, oldest first", "Series"), **_AUTH},
+    }},
     "/api/workers": {"get": {
         "summary": "The workers events told of",
         "parameters": [
@@ -286,6 +290,12 @@ _SCHEMAS: dict[str, Any] = {
         "all": {"type": "boolean"}}},
     "Requeued": {"type": "object", "required": ["requeued"], "properties": {
         "requeued": {"type": "integer"}}},
+    "Series": {"type": "object", "required": ["interval", "points"], "properties": {
+        "interval": {"type": "number"}, "points": {"type": "array", "items": {
+            "type": "object", "required": ["start", "succeeded", "failed"], "properties": {
+                "start": {"type": "number"}, "succeeded": {"type": "integer"},
+                "failed": {"type": "integer"}, "p50": _NULLABLE_NUMBER,
+                "p95": _NULLABLE_NUMBER, "p99": _NULLABLE_NUMBER}}}}},
     "WorkerMap": {"type": "object", "additionalProperties": {
         "oneOf": [{"$ref": "#/components/schemas/Worker"}, {"type": "boolean"}]}},
 }

@@ -18,6 +18,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from celeriac.web.api import ApiError, dashboard_of
+from celeriac.web.charts import Point, line_chart
 from celeriac.web.history import restore_task
 from celeriac.web.records import BadQuery, TaskQuery, select_tasks
 
@@ -83,8 +84,25 @@ def render(request: Request, template: str, page: str, **context: Any) -> Respon
     return HTMLResponse(html)
 
 
+def _charts(points: list[Point]) -> dict[str, Any]:
+    """The overview's two charts of the last hour."""
+    finished = line_chart(
+        "Tasks finished per minute", points,
+        [("succeeded", lambda point: point.succeeded), ("failed", lambda point: point.failed)],
+        unit=lambda top: f"{top:,.0f} / min",
+    )  # fmt: skip
+    runtime = line_chart(
+        "Run time p50, p95, p99 per minute", points,
+        [("p50", lambda point: point.p50), ("p95", lambda point: point.p95),
+         ("p99", lambda point: point.p99)],
+        unit=_duration,
+    )  # fmt: skip
+    last = points[-1] if points else None
+    return {"finished_chart": finished, "runtime_chart": runtime, "last_minute": last}
+
+
 async def overview(request: Request) -> Response:
-    """Counts by state, workers up, recent failures."""
+    """Counts by state, workers up, the last hour's charts, recent failures."""
     feed = dashboard_of(request).feed
     state = feed.state
     failures = select_tasks(state, TaskQuery(state="FAILURE", limit=RECENT_FAILURES))
@@ -94,7 +112,7 @@ async def overview(request: Request) -> Response:
         workers_up=sum(1 for _ in state.alive_workers()),
         workers_known=len(state.workers),
         failures=failures, events=state.event_count, names=feed.tally.by_name(),
-        connected=feed.connected,
+        connected=feed.connected, **_charts(feed.series.points()),
     )  # fmt: skip
 
 

@@ -108,6 +108,10 @@ async def test_a_restarted_dashboard_shows_yesterdays_failure(
         failure = (await client.get(f"/api/task/info/{failed_id}")).json()
         assert failure["state"] == "FAILURE" and failure["worker"] == HOSTNAME
         assert "ValueError" in failure["traceback"] and "gone" in failure["traceback"]
+        # The charts were refilled from the file, not from memory (which holds one task).
+        points = (await client.get("/api/series")).json()["points"]
+        finished = [(p["succeeded"], p["failed"]) for p in points if p["succeeded"] or p["failed"]]
+        assert [sum(column) for column in zip(*finished, strict=True)] == [1, 1], points
         page = await client.get(f"/task/{failed_id}")
         assert page.status_code == 200 and "ValueError" in page.text
         unknown = await client.get("/api/task/info/no-such-task")
