@@ -1,0 +1,182 @@
+"""Redis Cluster: the key layout, the seed list and the client every Redis role uses on it.
+
+URL form: ``redis+cluster://[user:password@]host:port[,host:port...]/`` (``rediss+cluster://``
+for TLS); the hosts are seeds, the rest of the cluster is discovered from them.
+
+Key layout. A Lua script or a MULTI may only touch keys of one hash slot, and the
+transport's scripts touch several keys at once (a queue list, the ``unacked`` hash, the
+consumer's lease hash, the delayed index...; :mod:`celeriac.engines.redis.scripts`).
+On a Cluster every key of one store therefore starts with one hash tag,
+``{<cluster_hash_tag>}``, before the ``global_keyprefix`` and the usual name, so that the
+names after the tag are exactly the plain-Redis ones. One store's keys live on one
+primary (and its replicas); the broker, the result store and the beat store default to
+different tags (:data:`DEFAULT_TAGS`) and so spread over the primaries. On plain Redis
+nothing changes: the names stay kombu's and Celery's.
+
+Pub/sub (result notifications, events, broadcast control): classic ``PUBLISH`` reaches
+subscribers on every node of a Cluster, so subscriptions use redis-py's ``ClusterPubSub``
+(connected to the node that serves the tag's slot) and publishes are sent after the
+pipeline they were queued on (redis-py refuses ``PUBLISH`` inside a cluster pipeline).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, cast
+
+from celeriac.exceptions import ImproperlyConfigured
+
+try:
+    from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
+    from redis.asyncio.retry import Retry as AsyncRetry
+    from redis.backoff import NoBackoff
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    from celeriac.exceptions import MissingDependency
+
+    raise MissingDependency("Redis support: pip install 'celeriac[redis]'") from exc
+
+__all__ = [
+    "CLUSTER_SCHEMES",
+    "DEFAULT_TAGS",
+    "ClusterClient",
+    "ClusterPipe",
+    "cluster_client",
+    "cluster_prefix",
+    "parse_seeds",
+    "reachable_seeds",
+]
+
+logger = logging.getLogger(__name__)
+
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+"""URL schemes naming a Redis Cluster (the second one with TLS)."""
+DEFAULT_TAGS = {"broker": "celeriac", "results": "celeriac-results", "schedules": "celeriac-beat"}
+"""The hash tag of each store when the ``cluster_hash_tag`` option names none."""
+
+if TYPE_CHECKING:  # generic in types-redis only
+    _PipelineBase = ClusterPipeline[bytes]
+    _ClientBase = RedisCluster[bytes]
+else:
+    _PipelineBase, _ClientBase = ClusterPipeline, RedisCluster
+
+_warned: set[tuple[str, int]] = set()
+
+
+def parse_seeds(netloc: str) -> tuple[tuple[str, int], ...]:
+    """``host:port,host:port`` (no credentials) as pairs; ImproperlyConfigured if malformed."""
+    seeds: list[tuple[str, int]] = []
+    for part in filter(None, (p.strip() for p in netloc.split(","))):
+        host, sep, port = part.rpartition(":")
+        if not sep:
+            host, port = part, "6379"
+        host = host.strip("[]")
+        if not host or not port.isdigit():
+            raise ImproperlyConfigured(f"invalid Redis Cluster seed {part!r} (expected host:port)")
+        seeds.append((host, int(port)))
+    if not seeds:
+        raise ImproperlyConfigured("a redis+cluster:// URL needs at least one host:port seed")
+    return tuple(seeds)
+
+
+def cluster_prefix(tag: Any, global_prefix: str) -> str:
+    """The key prefix of a store on a Cluster: ``{tag}`` then ``global_keyprefix``.
+
+    Refuses a layout whose keys would not share one slot: an empty tag or one with braces
+    (``cluster_hash_tag``), or a ``global_keyprefix`` carrying a hash tag of its own (it
+    would be ignored: only the first ``{...}`` of a key picks its slot)."""
+    text = str(tag or "")
+    if not text or "{" in text or "}" in text:
+        raise ImproperlyConfigured(
+            f"cluster_hash_tag {tag!r}: Redis Cluster needs one non-empty tag without braces "
+            "so that every key of a store (and every script's keys) share one hash slot"
+        )
+    start = global_prefix.find("{")
+    if start >= 0 and global_prefix.find("}", start) > start + 1:
+        raise ImproperlyConfigured(
+            f"global_keyprefix {global_prefix!r} carries a hash tag; on Redis Cluster keys are "
+            f"placed by the cluster_hash_tag option (now {text!r}): move the tag there"
+        )
+    return "{" + text + "}" + global_prefix
+
+
+def reachable_seeds(
+    seeds: Sequence[tuple[str, int]], timeout: float
+) -> tuple[tuple[str, int], ...]:
+    """The seeds that accept a TCP connection now; each unreachable one is logged once per
+    process. All of them when none answers (the client's own error then names the cluster)."""
+    found = []
+    for host, port in seeds:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+        except OSError as exc:
+            if (host, port) not in _warned:
+                _warned.add((host, port))
+                logger.warning("redis cluster: seed %s:%s unreachable (%s); using the others",
+                               host, port, exc)  # fmt: skip
+            continue
+        found.append((host, port))
+    return tuple(found) or tuple(seeds)
+
+
+class ClusterPipe(_PipelineBase):
+    """A cluster pipeline that also takes ``PUBLISH``: sent once the pipeline has run.
+
+    A publish is a notification, not stored data: sending it after the stored data (the
+    result, the queued message) is what subscribers need, and a retried pipeline resends
+    its publishes as the plain-Redis pipeline would."""
+
+    def __init__(self, client: RedisCluster[bytes], transaction: bool | None = None) -> None:
+        # (types-redis describes redis-py 4's signature; redis-py 8 takes the transaction)
+        super().__init__(client, transaction)  # type: ignore[call-arg]
+        self.cluster_client = client
+        self._publishes: list[tuple[Any, Any]] = []
+
+    def publish(self, channel: Any, message: Any, **kwargs: Any) -> ClusterPipe:
+        self._publishes.append((channel, message))
+        return self
+
+    async def execute(
+        self, raise_on_error: bool = True, allow_redirections: bool = True
+    ) -> list[Any]:
+        publishes, self._publishes = self._publishes, []
+        replies: list[Any] = []
+        if len(self):
+            replies = await super().execute(raise_on_error, allow_redirections)
+        send = cast(Any, self.cluster_client).publish  # (missing from types-redis)
+        replies += await asyncio.gather(*(send(channel, data) for channel, data in publishes))
+        return replies
+
+    async def reset(self) -> None:
+        self._publishes = []
+        await cast(Any, super()).reset()
+
+
+class ClusterClient(_ClientBase):
+    """redis-py's asyncio cluster client whose pipelines are :class:`ClusterPipe`."""
+
+    def pipeline(
+        self, transaction: Any | None = None, shard_hint: Any | None = None
+    ) -> ClusterPipe:
+        if shard_hint:
+            raise ImproperlyConfigured("shard_hint has no meaning on Redis Cluster")
+        return ClusterPipe(self, bool(transaction))
+
+
+def cluster_client(
+    seeds: Sequence[tuple[str, int]], connection: dict[str, Any], max_connections: int
+) -> ClusterClient:
+    """A cluster client over the reachable ``seeds``, with redis-py's own retries off (the
+    callers retry with their policy; redis-py still follows ``MOVED``/``ASK`` redirections
+    and refreshes its slot table after a connection error)."""
+    kwargs = {k: v for k, v in connection.items() if k not in ("db", "host", "port", "path")}
+    timeout = float(kwargs.get("socket_connect_timeout") or 5.0)
+    nodes = [ClusterNode(host, port) for host, port in reachable_seeds(seeds, timeout)]
+    return ClusterClient(
+        startup_nodes=nodes,
+        max_connections=max_connections,
+        retry=cast(Any, AsyncRetry(NoBackoff(), 0)),
+        **kwargs,
+    )
