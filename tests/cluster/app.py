@@ -12,17 +12,28 @@ import time
 
 from celeriac import Celery
 
-URL = os.environ.get("CLUSTER_URL", "memory://")
-PREFIX = os.environ.get("CLUSTER_PREFIX", "")
 RECORD = os.environ.get("CLUSTER_RECORD", os.devnull)
 
 app = Celery("cluster")
-app.conf.broker_url = URL
-app.conf.result_backend = URL
-app.conf.beat_schedule_store = URL
-app.conf.broker_transport_options = {"global_keyprefix": PREFIX, "lease_timeout": 10.0}
-app.conf.result_backend_transport_options = {"global_keyprefix": PREFIX}
-app.conf.worker_prefetch_multiplier = 8
+
+
+def configure(url: str, prefix: str = "") -> None:
+    """Broker, result backend and beat store at ``url``, keys under ``prefix``."""
+    app.conf.update(
+        broker_url=url,
+        result_backend=url,
+        beat_schedule_store=url,
+        broker_transport_options={"global_keyprefix": prefix, "lease_timeout": 10.0},
+        result_backend_transport_options={"global_keyprefix": prefix},
+        worker_prefetch_multiplier=8,
+    )
+
+
+configure(os.environ.get("CLUSTER_URL", "memory://"), os.environ.get("CLUSTER_PREFIX", ""))
+if os.environ.get("CLUSTER_OPTION"):
+    # one extra broker transport option, ``name=value`` (the start-up refusal tests)
+    name, _, value = os.environ["CLUSTER_OPTION"].partition("=")
+    app.conf.broker_transport_options = {**app.conf.broker_transport_options, name: value}
 
 
 @app.task(acks_late=True)

@@ -116,6 +116,20 @@ class RedisCluster6:
                     return int(fields[1].split("@")[0].rsplit(":", 1)[1])
         raise AssertionError(f"no primary serves slot {slot}")
 
+    def keys(self, pattern: str) -> list[str]:
+        """Every key matching ``pattern`` on the live primaries."""
+        found: list[str] = []
+        for port in self.primaries():
+            found += _ask(port, "--scan", "--pattern", pattern).split()
+        return found
+
+    def wait_replicated(self, port: int, timeout: float) -> None:
+        """Until the primary at ``port`` has a replica that acknowledged all its writes."""
+        deadline = time.monotonic() + timeout
+        while _ask(port, "wait", "1", "1000").strip() != "1":
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no replica of :{port} caught up within {timeout:.0f} s")
+
     def kill(self, port: int) -> None:
         """SIGKILL one node (its replica takes over after the node timeout)."""
         proc = self.procs[port]

@@ -1,0 +1,191 @@
+"""celeriac on a 6-node Redis Cluster (3 primaries + 3 replicas) that this module starts.
+
+One cluster for the whole module (ports 17000-17005, :mod:`tests.cluster.redis_cluster`),
+killed in teardown even when a test fails. Worker processes are real ``celeriac worker``
+subprocesses on a ``redis+cluster://`` URL whose seed list starts with a dead node. The
+fault test kills the primary serving the broker's hash tag mid-run and reports lost and
+duplicated executions and the time until tasks run again (printed, never asserted on).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from celeriac import group
+from celeriac.beat.stores import store_for_app
+from celeriac.engines.redis.cluster import DEFAULT_TAGS
+from tests.cluster import app as cluster_app
+from tests.cluster.redis_cluster import PORTS, RedisCluster6
+from tests.services import running_celeriac
+
+pytestmark = pytest.mark.timeout(150)
+
+DEAD_SEED = 17999
+"""A port nobody listens on, first in every seed list (it must be logged once, then skipped)."""
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster6]:
+    topology = RedisCluster6(tmp_path_factory.mktemp("redis-cluster"))
+    try:
+        yield topology.start()
+    finally:
+        topology.stop()
+
+
+@pytest.fixture
+def url(cluster: RedisCluster6) -> str:
+    return cluster.url(ports=(DEAD_SEED, *PORTS[:3]))
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"t{uuid.uuid4().hex[:8]}:"
+
+
+@pytest.fixture
+def app(url: str, prefix: str) -> Iterator[object]:
+    cluster_app.configure(url, prefix)
+    yield cluster_app.app
+    cluster_app.app.close()
+
+
+def _worker_env(url: str, prefix: str, record: Path) -> dict[str, str]:
+    return {"CLUSTER_URL": url, "CLUSTER_PREFIX": prefix, "CLUSTER_RECORD": str(record)}
+
+
+def _worker_args(*extra: str) -> list[str]:
+    return ["-A", "tests.cluster.app", "worker", "-c", "4", "-P", "threads", "-l", "info",
+            "-Q", "celery,alpha,beta", *extra]  # fmt: skip
+
+
+def _executions(record: Path) -> list[tuple[int, float]]:
+    if not record.exists():
+        return []
+    rows = (line.split() for line in record.read_text().splitlines())
+    return [(int(row[1]), float(row[3])) for row in rows if len(row) == 4]
+
+
+def _wait_for(check: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.1)
+
+
+def test_worker_end_to_end(
+    cluster: RedisCluster6, app: object, url: str, prefix: str, tmp_path: Path
+) -> None:
+    """Queues, results, a countdown, revoke and control ping on Cluster; every key of a
+    store under its hash tag."""
+    record = tmp_path / "record"
+    log = tmp_path / "worker.log"
+    with running_celeriac(_worker_args(), log, _worker_env(url, prefix, record)) as worker:
+        _wait_for(lambda: b" ready." in log.read_bytes() or worker.poll() is not None, 60,
+                  "the worker to start")  # fmt: skip
+        assert worker.poll() is None, log.read_text()
+        results = [cluster_app.add.apply_async((i, i), queue=q)
+                   for i, q in enumerate(["celery", "alpha", "beta"] * 5)]  # fmt: skip
+        assert [r.get(timeout=30) for r in results] == [2 * i for i in range(15)]
+
+        sent = time.time()
+        later = cluster_app.record.apply_async((1,), countdown=2)
+        doomed = cluster_app.record.apply_async((2,), countdown=3, queue="alpha")
+        doomed.revoke()
+        assert later.get(timeout=30) == 1
+        ran = dict(_executions(record))
+        assert ran[1] >= sent + 2 - 0.05, "the countdown task ran early"
+        time.sleep(2)  # past the revoked task's due time
+        assert 2 not in dict(_executions(record)), "a revoked task ran"
+
+        replies = cluster_app.app.control.ping(timeout=5)
+        assert replies, "no worker answered a broadcast ping over Cluster pub/sub"
+
+    # Every key of a store is in its tag's slot: scripts and MULTIs never cross slots.
+    keys = cluster.keys(f"*{prefix}*")
+    tags = {key.split("}", 1)[0] + "}" for key in keys}
+    assert tags == {"{celeriac}", "{celeriac-results}"}, sorted(keys)
+    assert f"{{celeriac-results}}{prefix}celery-task-meta-{later.id}" in keys
+    assert f"{{celeriac}}{prefix}_kombu.binding.alpha" in keys
+    text = log.read_text()
+    assert text.count(f"seed 127.0.0.1:{DEAD_SEED} unreachable") == 1, text
+
+
+def test_beat_store_on_cluster(app: object) -> None:
+    """Lease and compare-and-set claims work on the beat store's own slot."""
+
+    async def run() -> None:
+        store = store_for_app(cluster_app.app)
+        try:
+            assert await store.acquire_lease("beat-a", 10)
+            assert not await store.acquire_lease("beat-b", 10)
+            assert await store.claim("beat-a", "tick", None, 100.0)
+            assert not await store.claim("beat-a", "tick", None, 101.0)
+            assert await store.load() == {"tick": 100.0}
+            assert await store.lease_holder() == "beat-a"
+        finally:
+            await store.close()
+
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "named"),
+    [
+        ("cluster_hash_tag", "", "cluster_hash_tag"),
+        ("global_keyprefix", "{app}:", "global_keyprefix"),
+    ],
+)
+def test_cross_slot_layout_refused_at_start(
+    url: str, tmp_path: Path, option: str, value: str, named: str
+) -> None:
+    """A layout whose keys would not share a slot stops the worker before any task."""
+    log = tmp_path / "worker.log"
+    env = {"CLUSTER_URL": url, "CLUSTER_OPTION": f"{option}={value}"}
+    with running_celeriac(_worker_args(), log, env) as worker:
+        worker.wait(timeout=60)
+    text = log.read_text()
+    assert worker.returncode != 0, text
+    assert named in text and "Redis Cluster" in text, text
+
+
+def test_primary_killed_mid_run(
+    cluster: RedisCluster6, app: object, url: str, prefix: str, tmp_path: Path
+) -> None:
+    """Kill the primary serving the broker's slot under load: its replica takes over, the
+    worker follows it. Reports lost, duplicated and the time until tasks run again."""
+    total = 10_000
+    record = tmp_path / "record"
+    log = tmp_path / "worker.log"
+    for start in range(0, total, 1000):
+        group(cluster_app.record.s(n) for n in range(start, start + 1000)).apply_async()
+    victim = cluster.owner_of("{" + DEFAULT_TAGS["broker"] + "}")
+    cluster.wait_replicated(victim, 10)
+    with running_celeriac(_worker_args(), log, _worker_env(url, prefix, record)) as worker:
+        _wait_for(lambda: len(_executions(record)) >= total // 3 or worker.poll() is not None,
+                  90, "a third of the tasks to run")  # fmt: skip
+        killed = time.time()
+        cluster.kill(victim)
+        _wait_for(lambda: len({n for n, _ in _executions(record)}) >= total
+                  or worker.poll() is not None, 100, "the rest of the tasks")  # fmt: skip
+        time.sleep(1)  # let duplicates (if any) show up
+    runs = _executions(record)
+    counts = collections.Counter(n for n, _ in runs)
+    times = sorted([killed, *(t for _, t in runs if t >= killed)])
+    gaps = [(b - a, b) for a, b in zip(times, times[1:], strict=False)]
+    stall, resumed = max(gaps) if gaps else (float("nan"), killed)
+    lost = total - len(counts)
+    duplicated = sum(c - 1 for c in counts.values())
+    print(f"\nREDIS CLUSTER FAILOVER: {total} tasks, primary :{victim} killed after "
+          f"{sum(1 for _, t in runs if t < killed)} runs; lost={lost} duplicated={duplicated} "
+          f"longest stall={stall:.2f}s, running again {resumed - killed:.2f}s after the kill, "
+          f"all done {times[-1] - killed:.2f}s after it")  # fmt: skip
+    assert lost == 0, f"{lost} tasks never ran; worker log:\n{log.read_text()[-3000:]}"
