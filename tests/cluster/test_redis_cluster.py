@@ -11,16 +11,25 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import itertools
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from celeriac import group
+from celeriac.backends.base import ResultBackend
 from celeriac.beat.stores import store_for_app
+from celeriac.engines.redis.broker import RedisTransport
 from celeriac.engines.redis.cluster import DEFAULT_TAGS
+from celeriac.engines.redis.results import RedisBackend
+from celeriac.protocol.serializers import JSON
+from celeriac.testing.contract.backend import BackendContract, BackendFactory
+from celeriac.testing.contract.transport import MakeTransport, TransportContract
+from celeriac.transport.base import Transport
 from tests.cluster import app as cluster_app
 from tests.cluster.redis_cluster import PORTS, RedisCluster6
 from tests.services import running_celeriac
@@ -112,8 +121,8 @@ def test_worker_end_to_end(
     # Every key of a store is in its tag's slot: scripts and MULTIs never cross slots.
     keys = cluster.keys(f"*{prefix}*")
     tags = {key.split("}", 1)[0] + "}" for key in keys}
-    assert tags == {"{celeriac}", "{celeriac-results}"}, sorted(keys)
-    assert f"{{celeriac-results}}{prefix}celery-task-meta-{later.id}" in keys
+    assert tags == {"{celeriac}", "{celeriac_results}"}, sorted(keys)
+    assert f"{{celeriac_results}}{prefix}celery-task-meta-{later.id}" in keys
     assert f"{{celeriac}}{prefix}_kombu.binding.alpha" in keys
     text = log.read_text()
     assert text.count(f"seed 127.0.0.1:{DEAD_SEED} unreachable") == 1, text
@@ -180,7 +189,7 @@ def test_primary_killed_mid_run(
     runs = _executions(record)
     counts = collections.Counter(n for n, _ in runs)
     times = sorted([killed, *(t for _, t in runs if t >= killed)])
-    gaps = [(b - a, b) for a, b in zip(times, times[1:], strict=False)]
+    gaps = [(b - a, b) for a, b in itertools.pairwise(times)]
     stall, resumed = max(gaps) if gaps else (float("nan"), killed)
     lost = total - len(counts)
     duplicated = sum(c - 1 for c in counts.values())
@@ -189,3 +198,56 @@ def test_primary_killed_mid_run(
           f"longest stall={stall:.2f}s, running again {resumed - killed:.2f}s after the kill, "
           f"all done {times[-1] - killed:.2f}s after it")  # fmt: skip
     assert lost == 0, f"{lost} tasks never ran; worker log:\n{log.read_text()[-3000:]}"
+
+
+# --- the engine contracts, on the cluster -------------------------------------------------
+
+
+class TestClusterTransport(TransportContract):
+    """Every transport behaviour the other engines pass, over ``redis+cluster://``."""
+
+    @pytest.fixture
+    async def make_transport(
+        self, cluster: RedisCluster6, prefix: str
+    ) -> AsyncIterator[MakeTransport]:
+        made: list[RedisTransport] = []
+
+        async def make(**options: Any) -> Transport:
+            options = {"global_keyprefix": prefix, **options}
+            transport = RedisTransport(cluster.url(), options=options)
+            await transport.connect()
+            made.append(transport)
+            return transport
+
+        yield make
+        for transport in made:
+            await transport.close()
+
+    @pytest.fixture
+    async def transport(self, make_transport: MakeTransport) -> Transport:
+        return await make_transport()
+
+
+class TestClusterBackend(BackendContract):
+    """Every result-store behaviour, over ``redis+cluster://`` (waits on the slot owner)."""
+
+    @pytest.fixture
+    async def make_backend(
+        self, cluster: RedisCluster6, prefix: str
+    ) -> AsyncIterator[BackendFactory]:
+        made: list[RedisBackend] = []
+
+        async def make(*, expires: float | None, **options: Any) -> ResultBackend:
+            options = {"global_keyprefix": prefix, **options}
+            backend = RedisBackend(cluster.url(), serializer=JSON, expires=expires, options=options)
+            await backend.connect()
+            made.append(backend)
+            return backend
+
+        yield make
+        for backend in made:
+            await backend.close()
+
+    @pytest.fixture
+    async def backend(self, make_backend: BackendFactory) -> ResultBackend:
+        return await make_backend(expires=3600)

@@ -53,8 +53,11 @@ logger = logging.getLogger(__name__)
 
 CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 """URL schemes naming a Redis Cluster (the second one with TLS)."""
-DEFAULT_TAGS = {"broker": "celeriac", "results": "celeriac-results", "schedules": "celeriac-beat"}
-"""The hash tag of each store when the ``cluster_hash_tag`` option names none."""
+DEFAULT_TAGS = {"broker": "celeriac", "results": "celeriac_results", "schedules": "celeriac-beat"}
+"""The hash tag of each store when the ``cluster_hash_tag`` option names none. Their slots
+(12089, 5073, 6452) fall in three different thirds of the slot range, so on a cluster of
+three primaries with the even split ``redis-cli --cluster create`` makes, the three stores
+sit on three primaries."""
 
 if TYPE_CHECKING:  # generic in types-redis only
     _PipelineBase = ClusterPipeline[bytes]
@@ -122,17 +125,30 @@ def reachable_seeds(
 
 
 class ClusterPipe(_PipelineBase):
-    """A cluster pipeline that also takes ``PUBLISH``: sent once the pipeline has run.
+    """A cluster pipeline that also takes ``PUBLISH`` (sent once the pipeline has run), and
+    whose scripts always run.
 
     A publish is a notification, not stored data: sending it after the stored data (the
     result, the queued message) is what subscribers need, and a retried pipeline resends
-    its publishes as the plain-Redis pipeline would."""
+    its publishes as the plain-Redis pipeline would.
 
-    def __init__(self, client: RedisCluster[bytes], transaction: bool | None = None) -> None:
+    A script is sent whole (``EVAL``) rather than by its SHA: redis-py's cluster pipeline
+    does not load scripts first, a node's script cache starts empty (a replica promoted by
+    a failover too), and inside a MULTI a ``NOSCRIPT`` fails that command alone while the
+    others run, so a retry would repeat them. Redis caches the compiled script either way.
+    """
+
+    def __init__(self, client: ClusterClient, transaction: bool | None = None) -> None:
         # (types-redis describes redis-py 4's signature; redis-py 8 takes the transaction)
         super().__init__(client, transaction)  # type: ignore[call-arg]
         self.cluster_client = client
         self._publishes: list[tuple[Any, Any]] = []
+
+    def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> Any:
+        source = self.cluster_client.sources.get(sha)
+        if source is None:
+            return cast(Any, super()).evalsha(sha, numkeys, *keys_and_args)
+        return cast(Any, self).eval(source, numkeys, *keys_and_args)  # (types-redis lacks it)
 
     def publish(self, channel: Any, message: Any, **kwargs: Any) -> ClusterPipe:
         self._publishes.append((channel, message))
@@ -156,6 +172,17 @@ class ClusterPipe(_PipelineBase):
 
 class ClusterClient(_ClientBase):
     """redis-py's asyncio cluster client whose pipelines are :class:`ClusterPipe`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sources: dict[str, str] = {}
+        """The source of every registered script, by SHA (for :class:`ClusterPipe`)."""
+
+    def register_script(self, script: Any) -> Any:
+        registered = cast(Any, super()).register_script(script)
+        source = script.decode() if isinstance(script, bytes) else str(script)
+        self.sources[registered.sha] = source
+        return registered
 
     def pipeline(
         self, transaction: Any | None = None, shard_hint: Any | None = None
