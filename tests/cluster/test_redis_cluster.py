@@ -166,40 +166,6 @@ def test_cross_slot_layout_refused_at_start(
     assert named in text and "Redis Cluster" in text, text
 
 
-def test_primary_killed_mid_run(
-    cluster: RedisCluster6, app: object, url: str, prefix: str, tmp_path: Path
-) -> None:
-    """Kill the primary serving the broker's slot under load: its replica takes over, the
-    worker follows it. Reports lost, duplicated and the time until tasks run again."""
-    total = 10_000
-    record = tmp_path / "record"
-    log = tmp_path / "worker.log"
-    for start in range(0, total, 1000):
-        group(cluster_app.record.s(n) for n in range(start, start + 1000)).apply_async()
-    victim = cluster.owner_of("{" + DEFAULT_TAGS["broker"] + "}")
-    cluster.wait_replicated(victim, 10)
-    with running_celeriac(_worker_args(), log, _worker_env(url, prefix, record)) as worker:
-        _wait_for(lambda: len(_executions(record)) >= total // 3 or worker.poll() is not None,
-                  90, "a third of the tasks to run")  # fmt: skip
-        killed = time.time()
-        cluster.kill(victim)
-        _wait_for(lambda: len({n for n, _ in _executions(record)}) >= total
-                  or worker.poll() is not None, 100, "the rest of the tasks")  # fmt: skip
-        time.sleep(1)  # let duplicates (if any) show up
-    runs = _executions(record)
-    counts = collections.Counter(n for n, _ in runs)
-    times = sorted([killed, *(t for _, t in runs if t >= killed)])
-    gaps = [(b - a, b) for a, b in itertools.pairwise(times)]
-    stall, resumed = max(gaps) if gaps else (float("nan"), killed)
-    lost = total - len(counts)
-    duplicated = sum(c - 1 for c in counts.values())
-    print(f"\nREDIS CLUSTER FAILOVER: {total} tasks, primary :{victim} killed after "
-          f"{sum(1 for _, t in runs if t < killed)} runs; lost={lost} duplicated={duplicated} "
-          f"longest stall={stall:.2f}s, running again {resumed - killed:.2f}s after the kill, "
-          f"all done {times[-1] - killed:.2f}s after it")  # fmt: skip
-    assert lost == 0, f"{lost} tasks never ran; worker log:\n{log.read_text()[-3000:]}"
-
-
 # --- the engine contracts, on the cluster -------------------------------------------------
 
 
@@ -251,3 +217,72 @@ class TestClusterBackend(BackendContract):
     @pytest.fixture
     async def backend(self, make_backend: BackendFactory) -> ResultBackend:
         return await make_backend(expires=3600)
+
+
+# --- faults (last: each leaves one primary dead, its replica promoted) -------------------
+
+
+def test_primary_killed_mid_run(
+    cluster: RedisCluster6, app: object, url: str, prefix: str, tmp_path: Path
+) -> None:
+    """Kill the primary serving the broker's slot under load: its replica takes over, the
+    worker follows it. Reports lost, duplicated and the time until tasks run again."""
+    total = 10_000
+    record = tmp_path / "record"
+    log = tmp_path / "worker.log"
+    for start in range(0, total, 1000):
+        group(cluster_app.record.s(n) for n in range(start, start + 1000)).apply_async()
+    victim = cluster.owner_of("{" + DEFAULT_TAGS["broker"] + "}")
+    cluster.wait_replicated(victim, 10)
+    with running_celeriac(_worker_args(), log, _worker_env(url, prefix, record)) as worker:
+        _wait_for(lambda: len(_executions(record)) >= total // 3 or worker.poll() is not None,
+                  90, "a third of the tasks to run")  # fmt: skip
+        killed = time.time()
+        cluster.kill(victim)
+        _wait_for(lambda: len({n for n, _ in _executions(record)}) >= total
+                  or worker.poll() is not None, 100, "the rest of the tasks")  # fmt: skip
+        time.sleep(1)  # let duplicates (if any) show up
+    runs = _executions(record)
+    counts = collections.Counter(n for n, _ in runs)
+    times = sorted([killed, *(t for _, t in runs if t >= killed)])
+    gaps = [(b - a, b) for a, b in itertools.pairwise(times)]
+    stall, resumed = max(gaps) if gaps else (float("nan"), killed)
+    lost = total - len(counts)
+    duplicated = sum(c - 1 for c in counts.values())
+    print(f"\nREDIS CLUSTER FAILOVER: {total} tasks, primary :{victim} killed after "
+          f"{sum(1 for _, t in runs if t < killed)} runs; lost={lost} duplicated={duplicated} "
+          f"longest stall={stall:.2f}s, running again {resumed - killed:.2f}s after the kill, "
+          f"all done {times[-1] - killed:.2f}s after it")  # fmt: skip
+    assert lost == 0, f"{lost} tasks never ran; worker log:\n{log.read_text()[-3000:]}"
+
+
+def test_results_primary_killed_while_waiting(
+    cluster: RedisCluster6, app: object, url: str, prefix: str, tmp_path: Path
+) -> None:
+    """Kill the primary serving the result store's slot while the client waits on results:
+    the waits follow the promoted replica. Reports results missing and the longest wait."""
+    total = 2000
+    record = tmp_path / "record"
+    log = tmp_path / "worker.log"
+    victim = cluster.owner_of("{" + DEFAULT_TAGS["results"] + "}")
+    with running_celeriac(_worker_args(), log, _worker_env(url, prefix, record)) as worker:
+        _wait_for(lambda: b" ready." in log.read_bytes() or worker.poll() is not None, 60,
+                  "the worker to start")  # fmt: skip
+        results = [cluster_app.record.delay(n) for n in range(total)]
+        waits: list[float] = []
+        missing = 0
+        for i, result in enumerate(results):
+            if i == total // 4:
+                killed = time.time()
+                cluster.kill(victim)
+            began = time.monotonic()
+            try:
+                got = result.get(timeout=60)
+            except Exception:  # counted and reported, then asserted on
+                got = None
+            missing += got != i
+            waits.append(time.monotonic() - began)
+    print(f"\nREDIS CLUSTER RESULTS FAILOVER: {total} results, primary :{victim} killed "
+          f"after {total // 4} were read; missing={missing} longest wait={max(waits):.2f}s, "
+          f"all read {time.time() - killed:.2f}s after the kill")  # fmt: skip
+    assert missing == 0, log.read_text()[-3000:]
