@@ -98,7 +98,8 @@ def test_unreachable_seed_logged_once(caplog: pytest.LogCaptureFixture) -> None:
             dead = probe.getsockname()[1]  # bound, never listening: refused
             seeds = [("127.0.0.1", dead), ("127.0.0.1", alive)]
             with caplog.at_level(logging.WARNING, logger=cluster.__name__):
-                assert cluster.reachable_seeds(seeds, 1.0) == (("127.0.0.1", alive),)
-                assert cluster.reachable_seeds(seeds, 1.0) == (("127.0.0.1", alive),)
+                expected = (("127.0.0.1", alive), ("127.0.0.1", dead))  # reachable first
+                assert cluster.reachable_seeds(seeds, 1.0) == expected
+                assert cluster.reachable_seeds(seeds, 1.0) == expected
     warnings = [r for r in caplog.records if f":{dead} unreachable" in r.getMessage()]
     assert len(warnings) == 1

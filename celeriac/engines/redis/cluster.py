@@ -65,7 +65,7 @@ if TYPE_CHECKING:  # generic in types-redis only
 else:
     _PipelineBase, _ClientBase = ClusterPipeline, RedisCluster
 
-_warned: set[tuple[str, int]] = set()
+_probed: dict[tuple[tuple[str, int], ...], tuple[tuple[str, int], ...]] = {}
 
 
 def parse_seeds(netloc: str) -> tuple[tuple[str, int], ...]:
@@ -108,20 +108,27 @@ def cluster_prefix(tag: Any, global_prefix: str) -> str:
 def reachable_seeds(
     seeds: Sequence[tuple[str, int]], timeout: float
 ) -> tuple[tuple[str, int], ...]:
-    """The seeds that accept a TCP connection now; each unreachable one is logged once per
-    process. All of them when none answers (the client's own error then names the cluster)."""
-    found = []
-    for host, port in seeds:
-        try:
-            socket.create_connection((host, port), timeout=timeout).close()
-        except OSError as exc:
-            if (host, port) not in _warned:
-                _warned.add((host, port))
-                logger.warning("redis cluster: seed %s:%s unreachable (%s); using the others",
-                               host, port, exc)  # fmt: skip
-            continue
-        found.append((host, port))
-    return tuple(found) or tuple(seeds)
+    """The seeds in the order to try them: those that accepted a TCP connection when this
+    process first asked, then the others (each logged then, once). The client tries them in
+    that order and stops at the first that answers, so a dead seed costs nothing while a
+    live one is left, and is still there should it come back when the others are gone.
+
+    Asked once per process and seed list: every store, subscription and result-wait lookup
+    makes a client, and a blackholed seed would hold the event loop for ``timeout`` each
+    time. Once connected, redis-py replaces the seeds by the nodes the cluster names."""
+    key = tuple(seeds)
+    if key not in _probed:
+        found, dead = [], []
+        for host, port in key:
+            try:
+                socket.create_connection((host, port), timeout=timeout).close()
+            except OSError as exc:
+                logger.warning("redis cluster: seed %s:%s unreachable (%s)", host, port, exc)
+                dead.append((host, port))
+                continue
+            found.append((host, port))
+        _probed[key] = (*found, *dead)
+    return _probed[key]
 
 
 class ClusterPipe(_PipelineBase):

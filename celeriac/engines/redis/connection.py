@@ -114,11 +114,17 @@ T = TypeVar("T")
 
 DEFAULT_RETRY = RetryPolicy(first=0.05, factor=2.0, max_delay=2.0, max_retries=6)
 """How the Redis engine retries when its options say nothing."""
+_NO_SEED: type[Exception] = getattr(  # redis-py 5.1+; types-redis predates it
+    redis_errors, "RedisClusterUnreachableError", redis_errors.SlotNotCoveredError
+)
 UNREACHABLE = (
     redis_errors.ConnectionError,
     redis_errors.TimeoutError,
     OSError,
-    # Redis Cluster mid-failover: no primary for a slot yet, or a slot being moved.
+    # Redis Cluster: no node answers yet, no primary for a slot yet (mid-failover), or a
+    # slot being moved.
+    _NO_SEED,
+    redis_errors.SlotNotCoveredError,
     redis_errors.ClusterDownError,
     redis_errors.TryAgainError,
 )
