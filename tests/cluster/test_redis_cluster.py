@@ -25,7 +25,10 @@ from celeriac.backends.base import ResultBackend
 from celeriac.beat.stores import store_for_app
 from celeriac.engines.redis.broker import RedisTransport
 from celeriac.engines.redis.cluster import DEFAULT_TAGS
+from celeriac.engines.redis.events import RedisEventBus
 from celeriac.engines.redis.results import RedisBackend
+from celeriac.events.bus import EventChannel, Published
+from celeriac.protocol.envelope import Envelope
 from celeriac.protocol.serializers import JSON
 from celeriac.testing.contract.backend import BackendContract, BackendFactory
 from celeriac.testing.contract.transport import MakeTransport, TransportContract
@@ -144,6 +147,27 @@ def test_beat_store_on_cluster(app: object) -> None:
             await store.close()
 
     asyncio.run(run())
+
+
+async def test_events_cross_the_cluster(cluster: RedisCluster6, prefix: str) -> None:
+    """Events published by a bus seeded from the replicas reach a subscriber seeded from a
+    primary, by routing key; a batch is one pipeline's worth of publishes."""
+    options = {"global_keyprefix": prefix}
+    sender = RedisEventBus(cluster.url(ports=PORTS[3:]), options, EventChannel())
+    receiver = RedisEventBus(cluster.url(ports=PORTS[:1]), options, EventChannel())
+    try:
+        subscription = await receiver.subscribe("task.#")
+        sent = [Published(f"task.{n}", Envelope(b"[]", {"n": n})) for n in range(3)]
+        await sender.publish([*sent, Published("worker.heartbeat", Envelope(b"[]", {}))])
+        got: list[Envelope] = []
+        deadline = time.monotonic() + 10
+        while len(got) < 3 and time.monotonic() < deadline:
+            got += await subscription.receive(1.0)
+        assert sorted(e.headers["n"] for e in got) == [0, 1, 2]
+        await subscription.close()
+    finally:
+        await sender.close()
+        await receiver.close()
 
 
 @pytest.mark.parametrize(
