@@ -24,7 +24,8 @@ from celeriac import group
 from celeriac.backends.base import ResultBackend
 from celeriac.beat.stores import store_for_app
 from celeriac.engines.redis.broker import RedisTransport
-from celeriac.engines.redis.cluster import DEFAULT_TAGS
+from celeriac.engines.redis.cluster import DEFAULT_TAGS, HEADROOM
+from celeriac.engines.redis.connection import connect_redis, parse_redis_url, release
 from celeriac.engines.redis.events import RedisEventBus
 from celeriac.engines.redis.results import RedisBackend
 from celeriac.events.bus import EventChannel, Published
@@ -168,6 +169,22 @@ async def test_events_cross_the_cluster(cluster: RedisCluster6, prefix: str) -> 
     finally:
         await sender.close()
         await receiver.close()
+
+
+async def test_commands_wait_for_a_free_connection(cluster: RedisCluster6, prefix: str) -> None:
+    """More concurrent commands than ``max_connections`` (and than a node's pool holds)
+    wait their turn instead of failing with redis-py's MaxConnectionsError."""
+    settings = parse_redis_url(cluster.url(), {"max_connections": 2, "global_keyprefix": prefix})
+    client = connect_redis(settings)
+    try:
+        many = 4 * (2 + HEADROOM)
+        key = settings.key_prefix + "nothing"
+        replies = await asyncio.gather(
+            *(client.execute_command("BLPOP", key, 0.05) for _ in range(many))
+        )
+        assert replies == [None] * many
+    finally:
+        await release(client)
 
 
 @pytest.mark.parametrize(

@@ -22,14 +22,16 @@ pipeline they were queued on (redis-py refuses ``PUBLISH`` inside a cluster pipe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from celeriac.exceptions import ImproperlyConfigured
 
 try:
+    from redis import exceptions as redis_errors
     from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
     from redis.asyncio.retry import Retry as AsyncRetry
     from redis.backoff import NoBackoff
@@ -41,6 +43,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 __all__ = [
     "CLUSTER_SCHEMES",
     "DEFAULT_TAGS",
+    "HEADROOM",
     "ClusterClient",
     "ClusterPipe",
     "cluster_client",
@@ -64,6 +67,10 @@ if TYPE_CHECKING:  # generic in types-redis only
     _ClientBase = RedisCluster[bytes]
 else:
     _PipelineBase, _ClientBase = ClusterPipeline, RedisCluster
+
+HEADROOM = 8
+"""Connections per node beyond ``max_connections``: one per subscription (result waits,
+events, control) and the slot-table refreshes."""
 
 _probed: dict[tuple[tuple[str, int], ...], tuple[tuple[str, int], ...]] = {}
 
@@ -167,7 +174,8 @@ class ClusterPipe(_PipelineBase):
         publishes, self._publishes = self._publishes, []
         replies: list[Any] = []
         if len(self):
-            replies = await super().execute(raise_on_error, allow_redirections)
+            async with self.cluster_client.turn():
+                replies = await super().execute(raise_on_error, allow_redirections)
         send = cast(Any, self.cluster_client).publish  # (missing from types-redis)
         replies += await asyncio.gather(*(send(channel, data) for channel, data in publishes))
         return replies
@@ -178,12 +186,42 @@ class ClusterPipe(_PipelineBase):
 
 
 class ClusterClient(_ClientBase):
-    """redis-py's asyncio cluster client whose pipelines are :class:`ClusterPipe`."""
+    """redis-py's asyncio cluster client whose pipelines are :class:`ClusterPipe`, and whose
+    commands wait for a free connection as the plain-Redis pool does.
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    redis-py's cluster client raises ``MaxConnectionsError`` (a ConnectionError, which the
+    callers would retry and log as an outage) when a node's pool is full; here at most
+    ``max_connections`` commands and pipelines run at once, each waiting up to
+    ``pool_timeout`` for its turn. The nodes' own pools get :data:`HEADROOM` more, for the
+    subscriptions that hold a connection each."""
+
+    def __init__(self, *args: Any, pool_timeout: float = 20.0, **kwargs: Any) -> None:
+        limit = int(kwargs.get("max_connections", 100))
+        kwargs["max_connections"] = limit + HEADROOM
         super().__init__(*args, **kwargs)
+        self._turns = asyncio.Semaphore(limit)
+        self._pool_timeout = pool_timeout
         self.sources: dict[str, str] = {}
         """The source of every registered script, by SHA (for :class:`ClusterPipe`)."""
+
+    @contextlib.asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        """Hold one of the ``max_connections`` turns (ConnectionError after ``pool_timeout``)."""
+        try:
+            async with asyncio.timeout(self._pool_timeout):
+                await self._turns.acquire()
+        except TimeoutError as exc:
+            raise redis_errors.ConnectionError(
+                f"no free Redis Cluster connection within {self._pool_timeout:g} s"
+            ) from exc
+        try:
+            yield
+        finally:
+            self._turns.release()
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        async with self.turn():
+            return await super().execute_command(*args, **kwargs)
 
     def register_script(self, script: Any) -> Any:
         registered = cast(Any, super()).register_script(script)
@@ -200,7 +238,10 @@ class ClusterClient(_ClientBase):
 
 
 def cluster_client(
-    seeds: Sequence[tuple[str, int]], connection: dict[str, Any], max_connections: int
+    seeds: Sequence[tuple[str, int]],
+    connection: dict[str, Any],
+    max_connections: int,
+    pool_timeout: float = 20.0,
 ) -> ClusterClient:
     """A cluster client over the reachable ``seeds``, with redis-py's own retries off (the
     callers retry with their policy; redis-py still follows ``MOVED``/``ASK`` redirections
@@ -211,6 +252,7 @@ def cluster_client(
     return ClusterClient(
         startup_nodes=nodes,
         max_connections=max_connections,
+        pool_timeout=pool_timeout,
         retry=cast(Any, AsyncRetry(NoBackoff(), 0)),
         **kwargs,
     )

@@ -381,7 +381,9 @@ def connect_redis(settings: RedisSettings) -> Redis[bytes]:
     if settings.cluster:
         # The same commands over the cluster (see celeriac.engines.redis.cluster); callers
         # close it with release(), the only call that differs.
-        found = cluster_client(settings.cluster, settings.connection, settings.max_connections)
+        found = cluster_client(
+            settings.cluster, settings.connection, settings.max_connections, settings.pool_timeout
+        )
         return cast("Redis[bytes]", found)
     if settings.sentinels:
         client: Redis[bytes] = _sentinel(settings).master_for(
