@@ -17,6 +17,8 @@ Pub/sub (result notifications, events, broadcast control): classic ``PUBLISH`` r
 subscribers on every node of a Cluster, so subscriptions use redis-py's ``ClusterPubSub``
 (connected to the node that serves the tag's slot) and publishes are sent after the
 pipeline they were queued on (redis-py refuses ``PUBLISH`` inside a cluster pipeline).
+Scripts inside a pipeline are sent by source, and commands wait for a free connection
+(:class:`ClusterPipe`, :class:`ClusterClient`).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import socket
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-from celeriac.exceptions import ImproperlyConfigured
+from celeriac.exceptions import ImproperlyConfigured, MissingDependency
 
 try:
     from redis import exceptions as redis_errors
@@ -36,8 +38,6 @@ try:
     from redis.asyncio.retry import Retry as AsyncRetry
     from redis.backoff import NoBackoff
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
-    from celeriac.exceptions import MissingDependency
-
     raise MissingDependency("Redis support: pip install 'celeriac[redis]'") from exc
 
 __all__ = [
