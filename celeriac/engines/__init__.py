@@ -107,6 +107,8 @@ _BY_SCHEME: dict[str, Engine] = {
     "redis+socket": _REDIS,
     "unix": _REDIS,
     "sentinel": _REDIS,
+    "redis+cluster": _REDIS,
+    "rediss+cluster": _REDIS,
     "amqp": _AMQP,
     "amqps": _AMQP,
     "pyamqp": _AMQP,

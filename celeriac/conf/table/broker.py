@@ -61,7 +61,8 @@ SETTINGS = (
         {},
         (
             "Options of the broker's engine: for Redis `global_keyprefix`, `max_connections`, "
-            "`lease_timeout`, socket and TLS options; for RabbitMQ `confirm_publish`, "
+            "`lease_timeout`, socket and TLS options, `cluster_hash_tag` (Redis Cluster); "
+            "for RabbitMQ `confirm_publish`, "
             "`prefetch_count`, `consumer_timeout`... (see the engine's page)."
         ),
         aliases=("BROKER_TRANSPORT_OPTIONS",),

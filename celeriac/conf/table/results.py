@@ -268,8 +268,8 @@ SETTINGS = (
         {},
         (
             "Options of the result store's engine: Redis `global_keyprefix`, `max_connections`, "
-            "socket and TLS options; PostgreSQL `schema`, `listen`, `poll_interval`... (see the "
-            "engine's page)."
+            "socket and TLS options, `cluster_hash_tag` (Redis Cluster); PostgreSQL `schema`, "
+            "`listen`, `poll_interval`... (see the engine's page)."
         ),
         aliases=("CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS",),
     ),

@@ -326,7 +326,7 @@ def blocking_waiter(
     url: str, *, serializer: Serializer, options: Mapping[str, Any]
 ) -> BlockingResultWaiter | None:
     """A calling-thread waiter for ``url``, or None where only the portal can wait."""
-    settings = parse_redis_url(url, dict(options))
+    settings = parse_redis_url(url, dict(options), store="results")
     endpoint = endpoint_for(settings)
     if endpoint is None or endpoint.tls is not None:
         return None

@@ -77,6 +77,7 @@ from celeriac.engines.redis.connection import (
     TRANSIENT_ERRORS,
     connect_redis,
     parse_redis_url,
+    release,
     retried,
     retry_policy,
 )
@@ -169,15 +170,16 @@ class RedisTransport:
                 self.connect_retry, TRANSIENT_ERRORS, "redis connect", client.ping, url=self.url
             )
         except BaseException:
-            await client.connection_pool.disconnect()
+            await release(client)
             raise
         self._client = client
-        self._pusher = AsyncPusher(
-            client.connection_pool,
-            self._settings.max_connections,
-            self._settings.pool_timeout,
-            self._settings.connection.get("socket_timeout"),
-        )
+        if not self._settings.cluster:  # the pusher writes to one server's connections
+            self._pusher = AsyncPusher(
+                client.connection_pool,
+                self._settings.max_connections,
+                self._settings.pool_timeout,
+                self._settings.connection.get("socket_timeout"),
+            )
         self._leases = Leases(
             client,
             self.keys,
@@ -207,7 +209,7 @@ class RedisTransport:
         self._client, self._leases, self._dead, self._pusher = None, None, None, None
         if pusher is not None:
             await pusher.close()
-        await client.connection_pool.disconnect()
+        await release(client)
 
     def _retry(self, what: str, op: Callable[[], Awaitable[T]]) -> Coroutine[Any, Any, T]:
         """Run ``op``, retrying transient errors with backoff; then raise ConnectionError."""
@@ -245,10 +247,8 @@ class RedisTransport:
     async def _publish_once(self, messages: Sequence[Outgoing]) -> None:
         routes = await self.router.load(self.client, messages)
         batch = self.router.batch(messages, routes, delayed=True, poll_interval=self.poll_interval)
-        if batch.plain:
-            await _connected(self._pusher).push(
-                push_of(self.keys, batch.pushes, batch.wake)
-            )  # atomic
+        if batch.plain and self._pusher is not None:
+            await self._pusher.push(push_of(self.keys, batch.pushes, batch.wake))  # atomic
             return
         pipe = self.client.pipeline(transaction=True)  # all or nothing, for retries
         for start in range(0, len(batch.pushes), PUSH_LIMIT):

@@ -7,6 +7,10 @@ Accepted URL forms (as Celery/kombu accept them)::
     redis+socket:///path/to/redis.sock?db=N        Unix socket (also unix://, socket://)
     sentinel://[:password@]host:port[/db];sentinel://host2:port
                                                    Sentinel; needs option master_name
+    redis+cluster://[user:password@]host:port[,host:port...]/
+                                                   Redis Cluster seeds (rediss+cluster://
+                                                   with TLS); option cluster_hash_tag
+                                                   (:mod:`celeriac.engines.redis.cluster`)
 
 Options (Celery's ``broker_transport_options`` / ``result_backend_transport_options``):
 ``max_connections`` (pool size, default 20), ``pool_timeout`` (wait for a free pooled
@@ -42,9 +46,16 @@ import socket
 import ssl
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from celeriac.engines.redis.cluster import (
+    CLUSTER_SCHEMES,
+    DEFAULT_TAGS,
+    cluster_client,
+    cluster_prefix,
+    parse_seeds,
+)
 from celeriac.exceptions import ImproperlyConfigured, MissingDependency
 from celeriac.masking import mask_url
 from celeriac.reconnect import unreachable
@@ -54,6 +65,7 @@ try:
     import redis as blocking
     from redis import exceptions as redis_errors
     from redis.asyncio import BlockingConnectionPool, Redis
+    from redis.asyncio.cluster import RedisCluster
     from redis.asyncio.connection import (
         Connection,
         RedisSSLContext,
@@ -93,6 +105,7 @@ __all__ = [
     "locator",
     "pack",
     "parse_redis_url",
+    "release",
     "retried",
     "retry_policy",
 ]
@@ -101,7 +114,20 @@ T = TypeVar("T")
 
 DEFAULT_RETRY = RetryPolicy(first=0.05, factor=2.0, max_delay=2.0, max_retries=6)
 """How the Redis engine retries when its options say nothing."""
-UNREACHABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
+_NO_SEED: type[Exception] = getattr(  # redis-py 5.1+; types-redis predates it
+    redis_errors, "RedisClusterUnreachableError", redis_errors.SlotNotCoveredError
+)
+UNREACHABLE = (
+    redis_errors.ConnectionError,
+    redis_errors.TimeoutError,
+    OSError,
+    # Redis Cluster: no node answers yet, no primary for a slot yet (mid-failover), or a
+    # slot being moved.
+    _NO_SEED,
+    redis_errors.SlotNotCoveredError,
+    redis_errors.ClusterDownError,
+    redis_errors.TryAgainError,
+)
 """Errors that mean "Redis cannot be reached now"."""
 TRANSIENT_ERRORS = (*UNREACHABLE, redis_errors.ReadOnlyError)
 """What the transport retries, never fatal to a consumer (a replica mid-failover too)."""
@@ -128,6 +154,8 @@ class RedisSettings:
     pool_timeout: float = 20.0
     key_prefix: str = ""
     tls: bool = False
+    cluster: tuple[tuple[str, int], ...] = ()
+    """Redis Cluster seed nodes (empty: not a Cluster)."""
 
 
 def _cert_reqs(value: Any) -> Any:
@@ -229,12 +257,51 @@ def _parse_sentinel(url: str, options: Mapping[str, Any]) -> RedisSettings:
     )
 
 
-def parse_redis_url(url: str, options: Mapping[str, Any] | None = None) -> RedisSettings:
-    """Parse ``url`` and ``options`` into :class:`RedisSettings` (no I/O)."""
+def _parse_cluster(url: str, options: Mapping[str, Any], store: str) -> RedisSettings:
+    """``redis+cluster://[user:pass@]h1:p1,h2:p2/`` plus ``cluster_hash_tag``."""
+    scheme, _, rest = url.partition("://")
+    netloc, _, path = rest.partition("/")
+    path, _, query_text = path.partition("?")
+    query = {k: v[0] for k, v in parse_qs(query_text).items()}
+    if _db_from(path, query) != 0:
+        raise ImproperlyConfigured(
+            f"{mask_url(url)!r}: Redis Cluster has only db 0; drop the db number from the URL"
+        )
+    if options.get("master_name"):
+        raise ImproperlyConfigured("master_name is a Sentinel option; a Redis Cluster has none")
+    userinfo, _, hosts = netloc.rpartition("@")
+    connection: dict[str, Any] = {}
+    user, _, password = userinfo.partition(":")
+    if user:
+        connection["username"] = unquote(user)
+    if password:
+        connection["password"] = unquote(password)
+    tls = scheme.lower() == "rediss+cluster" or bool(options.get("ssl"))
+    if tls:
+        connection.update(_ssl_options(query, options), ssl=True)
+    connection.update(_common_options(options))
+    tag = options.get("cluster_hash_tag", DEFAULT_TAGS[store])
+    return RedisSettings(
+        connection=connection,
+        max_connections=_pool_size(options),
+        pool_timeout=float(options.get("pool_timeout", 20.0)),
+        key_prefix=cluster_prefix(tag, str(options.get("global_keyprefix") or "")),
+        tls=tls,
+        cluster=parse_seeds(hosts),
+    )
+
+
+def parse_redis_url(
+    url: str, options: Mapping[str, Any] | None = None, *, store: str = "broker"
+) -> RedisSettings:
+    """Parse ``url`` and ``options`` into :class:`RedisSettings` (no I/O). ``store``
+    (broker, results, schedules) picks the default hash tag on a Redis Cluster."""
     opts: Mapping[str, Any] = options or {}
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme == "sentinel":
         return _parse_sentinel(url, opts)
+    if scheme in CLUSTER_SCHEMES:
+        return _parse_cluster(url, opts, store)
     split = urlsplit(url)
     query = {k: v[0] for k, v in parse_qs(split.query).items()}
     # An ``ssl`` option (Celery's broker_use_ssl / redis_backend_use_ssl) turns TLS on for
@@ -311,6 +378,13 @@ def _sentinel(settings: RedisSettings) -> Sentinel:
 def connect_redis(settings: RedisSettings) -> Redis[bytes]:
     """A client with a bounded connection pool for ``settings`` (connects lazily)."""
     no_retries = AsyncRetry(NoBackoff(), 0)
+    if settings.cluster:
+        # The same commands over the cluster (see celeriac.engines.redis.cluster); callers
+        # close it with release(), the only call that differs.
+        found = cluster_client(
+            settings.cluster, settings.connection, settings.max_connections, settings.pool_timeout
+        )
+        return cast("Redis[bytes]", found)
     if settings.sentinels:
         client: Redis[bytes] = _sentinel(settings).master_for(
             settings.master_name or "",
@@ -323,10 +397,19 @@ def connect_redis(settings: RedisSettings) -> Redis[bytes]:
     return Redis(connection_pool=pool)
 
 
+async def release(client: Redis[bytes]) -> None:
+    """Close ``client``'s connections (a cluster client's on every node)."""
+    if isinstance(client, RedisCluster):
+        await cast(Any, client).aclose()  # (missing from types-redis)
+    else:
+        await client.connection_pool.disconnect()
+
+
 def connect_redis_blocking(settings: RedisSettings) -> blocking.Redis[bytes]:
-    """The same pool as :func:`connect_redis` for redis-py's blocking client (no Sentinel)."""
-    if settings.sentinels:
-        raise ImproperlyConfigured("the blocking client has no Sentinel support here")
+    """The same pool as :func:`connect_redis` for redis-py's blocking client (no Sentinel,
+    no Cluster)."""
+    if settings.sentinels or settings.cluster:
+        raise ImproperlyConfigured("the blocking client has no Sentinel or Cluster support here")
     classes = (blocking.Connection, blocking.UnixDomainSocketConnection, blocking.SSLConnection)
     no_retries = Retry(NoBackoff(), 0)
     pool = blocking.BlockingConnectionPool(**_pool_options(settings, *classes), retry=no_retries)
@@ -403,8 +486,9 @@ class Endpoint:
 def endpoint_for(
     settings: RedisSettings, *, master: tuple[str, int] | None = None
 ) -> Endpoint | None:
-    """The endpoint of ``settings``; for Sentinel, None unless ``master`` says where it is."""
-    if settings.sentinels and master is None:
+    """The endpoint of ``settings``; for Sentinel and Cluster, None unless ``master`` says
+    where it is."""
+    if (settings.sentinels or settings.cluster) and master is None:
         return None
     conn = settings.connection
     host, port = master or (str(conn.get("host", "")), int(conn.get("port", 6379)))
@@ -423,7 +507,8 @@ def endpoint_for(
 
 
 def locator(settings: RedisSettings) -> Callable[[], Awaitable[Endpoint]]:
-    """Where to open a result-wait connection now: fixed, or the master Sentinel names."""
+    """Where to open a result-wait connection now: fixed, the master Sentinel names, or
+    the Cluster primary serving the key prefix's hash slot (all of a store's keys)."""
     fixed = endpoint_for(settings)
     if fixed is not None:
 
@@ -431,6 +516,8 @@ def locator(settings: RedisSettings) -> Callable[[], Awaitable[Endpoint]]:
             return fixed
 
         return here
+    if settings.cluster:
+        return _slot_owner(settings)
     sentinel = _sentinel(settings)
 
     async def master() -> Endpoint:
@@ -440,6 +527,25 @@ def locator(settings: RedisSettings) -> Callable[[], Awaitable[Endpoint]]:
         return found
 
     return master
+
+
+def _slot_owner(settings: RedisSettings) -> Callable[[], Awaitable[Endpoint]]:
+    """The locator of a Cluster store: the primary that serves its keys now."""
+
+    async def owner() -> Endpoint:
+        client = cluster_client(settings.cluster, settings.connection, 1)
+        try:
+            await client.initialize()
+            node = client.get_node_from_key(settings.key_prefix)
+        finally:
+            await cast(Any, client).aclose()
+        if node is None:
+            raise redis_errors.ClusterDownError(f"no primary serves {settings.key_prefix!r}")
+        found = endpoint_for(settings, master=(str(node.host), int(node.port)))
+        assert found is not None
+        return found
+
+    return owner
 
 
 def _tls_context(conn: dict[str, Any]) -> ssl.SSLContext:

@@ -20,7 +20,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from celeriac.control.fanout import SubscriptionSpec
-from celeriac.engines.redis.connection import TRANSIENT_ERRORS, connect_redis, parse_redis_url
+from celeriac.engines.redis.connection import (
+    TRANSIENT_ERRORS,
+    connect_redis,
+    parse_redis_url,
+    release,
+)
 from celeriac.engines.redis.publishing import fanout_channel
 from celeriac.protocol import kombu
 from celeriac.protocol.envelope import Envelope
@@ -91,7 +96,7 @@ class RedisSubscription:
             except TRANSIENT_ERRORS:
                 pass
         if client is not None:
-            await client.connection_pool.disconnect()
+            await release(client)
 
 
 def _envelope(message: Mapping[str, Any]) -> Envelope | None:

@@ -535,6 +535,6 @@ def _is_plain(msg: Outgoing) -> bool:
 def blocking_publisher(url: str, options: Mapping[str, Any]) -> RedisBlockingPublisher | None:
     """A blocking publisher for ``url``, or None where only the asyncio path works."""
     settings = parse_redis_url(url, dict(options))
-    if settings.sentinels:
-        return None  # master discovery lives in the asyncio client
+    if settings.sentinels or settings.cluster:
+        return None  # master discovery and slot routing live in the asyncio client
     return RedisBlockingPublisher(settings, url)

@@ -42,6 +42,7 @@ from celeriac.engines.redis.connection import (
     connect_redis,
     locator,
     parse_redis_url,
+    release,
     retried,
     retry_policy,
 )
@@ -121,7 +122,7 @@ class RedisBackend:
         self.url = url
         self.serializer = serializer
         self.expires = expires
-        self._settings = parse_redis_url(url, opts)
+        self._settings = parse_redis_url(url, opts, store="results")
         prefix = self._settings.key_prefix
         self._task_prefix = prefix + TASK_KEY
         self._group_prefix = prefix + "celery-taskset-meta-"
@@ -148,7 +149,7 @@ class RedisBackend:
         try:
             await self._retry("connect", client.ping)
         except BaseException:
-            await client.connection_pool.disconnect()
+            await release(client)
             raise
         self._client = client
         self._chord_script = client.register_script(CHORD_PART)
@@ -161,7 +162,7 @@ class RedisBackend:
         if listener is not None:
             await listener.close()
         if client is not None:
-            await client.connection_pool.disconnect()
+            await release(client)
 
     def _retry(self, what: str, op: Callable[[], Awaitable[T]]) -> Coroutine[Any, Any, T]:
         """Run ``op``, retrying transient errors with backoff; then raise ConnectionError."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from celeriac.engines.redis.connection import connect_redis, parse_redis_url
+from celeriac.engines.redis.connection import connect_redis, parse_redis_url, release
 from celeriac.exceptions import MissingDependency
 
 try:
@@ -101,7 +101,7 @@ class RedisStore:
     ) -> None:
         self.url = url
         self.namespace = namespace
-        self._settings = parse_redis_url(url, dict(options or {}))
+        self._settings = parse_redis_url(url, dict(options or {}), store="schedules")
         base = f"{self._settings.key_prefix}celeriac:beat:{namespace}"
         self.lease_key = f"{base}:lease"
         self.state_key = f"{base}:last_run"
@@ -124,7 +124,7 @@ class RedisStore:
         """Close the client and its pool."""
         client, self._client = self._client, None
         if client is not None:
-            await client.connection_pool.disconnect()
+            await release(client)
 
     async def _ready(self) -> Redis[bytes]:
         if self._client is None:
