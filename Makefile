@@ -34,18 +34,22 @@ unit: $(VENV)/.dev
 # without it, then the line and branch coverage of the package; fails if any test failed.
 # Most tests wait on servers and subprocesses, not on the CPU: four pytest processes, a test
 # file each at a time (module fixtures stay shared), then the fault suite alone, since its
-# timing windows assume a machine that is not also running the rest.
+# timing windows assume a machine that is not also running the rest, then the cluster suite
+# (each module starts a topology of its own: Redis Cluster, Sentinel, RabbitMQ cluster,
+# network namespaces), its modules side by side.
 test: lint typecheck
 	$(BIN)/coverage erase
-	$(BIN)/coverage run -m pytest -q -n 4 --dist loadfile -m 'not untraced' --ignore=tests/faults; \
+	$(BIN)/coverage run -m pytest -q -n 4 --dist loadfile -m 'not untraced' --ignore=tests/faults --ignore=tests/cluster; \
 	status=$$?; \
 	$(BIN)/coverage run -m pytest -q -m 'not untraced' tests/faults || status=1; \
+	$(BIN)/coverage run -m pytest -q -n 3 --dist loadfile -m 'not untraced' tests/cluster || status=1; \
 	$(BIN)/pytest -q -m untraced || status=1; \
 	$(BIN)/coverage combine -q && $(BIN)/coverage report; exit $$status
 
 # The same suite without coverage (faster; what a quick local check needs).
 test-fast: lint typecheck
-	$(BIN)/pytest -q -n 4 --dist loadfile --ignore=tests/faults && $(BIN)/pytest -q tests/faults
+	$(BIN)/pytest -q -n 4 --dist loadfile --ignore=tests/faults --ignore=tests/cluster && \
+	$(BIN)/pytest -q tests/faults && $(BIN)/pytest -q -n 3 --dist loadfile tests/cluster
 
 bench: $(VENV)/.dev
 	$(BIN)/python -m benchmarks
