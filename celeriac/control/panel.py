@@ -92,6 +92,9 @@ class WorkerSide(Protocol):
     def resize_pool(self, delta: int) -> str | None:
         """Grow (or shrink, when negative) the pool; the reason when it cannot."""
 
+    def autoscale(self, maximum: int | None, minimum: int | None) -> tuple[int, int] | str:
+        """New autoscale bounds (None keeps one): the new ``(max, min)``, or why not."""
+
     async def persist_revokes(self, task_ids: list[str], expires: float) -> None:
         """Persist revokes, as ``app.control.revoke`` does."""
 
@@ -557,8 +560,13 @@ async def pool_shrink(node: Node, n: int = 1, **_: Any) -> dict[str, Any]:
 
 @_command("control", args=(("max", int), ("min", int)), signature="[max [min]]")
 async def autoscale(node: Node, max: Any = None, min: Any = None, **_: Any) -> dict[str, Any]:
-    """Celery's answer for a worker started without ``--autoscale`` (celeriac has none)."""
-    return nok(repr(ValueError("Autoscale not enabled")))
+    """New bounds for a worker started with ``--autoscale`` (refused without it)."""
+    bounds = node.worker.autoscale(
+        None if max is None else int(max), None if min is None else int(min)
+    )
+    if isinstance(bounds, str):
+        return nok(bounds)
+    return ok(f"autoscale now max={bounds[0]} min={bounds[1]}")
 
 
 @_command(

@@ -18,10 +18,10 @@ and waits up to :data:`REPLY_TIMEOUT` for its answer, as Flower does:
 =============================================  ==========================================
 
 The workers page's buttons post to ``/workers/<name>/control`` (pool ±1, add or cancel a
-consumer, shutdown) and come back to the page with the worker's answer. A worker is known
-when events told of it (404 otherwise). A worker's refusal is a 403
-naming its reason, as Flower answers; no answer in time is a 504. These are actions: they
-follow the dashboard's credential and same-origin rules.
+consumer, autoscale bounds, a task's rate or time limits, shutdown) and come back to the page
+with the worker's answer. A worker is known when events told of it (404 otherwise). A
+worker's refusal is a 403 naming its reason, as Flower answers; no answer in time is a 504.
+These are actions: they follow the dashboard's credential and same-origin rules.
 """
 
 from __future__ import annotations
@@ -58,7 +58,11 @@ def _known_worker(request: Request, name: str | None) -> str:
 
 
 def _number(request: Request, key: str, kind: type, default: Any = None) -> Any:
-    value = request.query_params.get(key)
+    return _parse(key, request.query_params.get(key), kind, default)
+
+
+def _parse(key: str, value: str | None, kind: type, default: Any = None) -> Any:
+    """``value`` as a ``kind`` (``default`` when empty; required when that is None)."""
     if value in (None, ""):
         if default is None:
             raise ApiError(400, f"{key} is required")
@@ -194,9 +198,9 @@ async def cancel_consumer(request: Request) -> Response:
     )
 
 
-def _known_task(request: Request) -> str:
-    name = str(request.path_params["taskname"])
-    if name not in dashboard_of(request).app.tasks:
+def _known_task(request: Request, name: str | None = None) -> str:
+    name = str(request.path_params["taskname"] if name is None else name)
+    if not name or name not in dashboard_of(request).app.tasks:
         raise ApiError(404, f"Unknown task '{name}'")
     return name
 
@@ -231,17 +235,43 @@ async def task_rate_limit(request: Request) -> Response:
     )  # fmt: skip
 
 
-_FORM_ACTIONS: dict[str, tuple[str, str]] = {
-    "grow": ("pool_grow", "Failed to grow the pool"),
-    "shrink": ("pool_shrink", "Failed to shrink the pool"),
-    "add-consumer": ("add_consumer", "Failed to add the consumer"),
-    "cancel-consumer": ("cancel_consumer", "Failed to cancel the consumer"),
-}
+_Command = tuple[str, dict[str, Any], str]
+"""A remote-control command, its arguments, and what to say when the worker refuses it."""
+
+
+def _form_command(request: Request, action: str, form: dict[str, list[str]]) -> _Command:
+    """The command a workers-page button stands for, from the fields posted with it."""
+
+    def field(key: str) -> str:
+        return (form.get(key) or [""])[0].strip()
+
+    if action in ("grow", "shrink"):
+        return f"pool_{action}", {"n": 1}, f"Failed to {action} the pool"
+    if action in ("add-consumer", "cancel-consumer"):
+        if not field("queue"):
+            raise ApiError(400, "name the queue")
+        verb = action.partition("-")[0]
+        return f"{verb}_consumer", {"queue": field("queue")}, f"Failed to {verb} the consumer"
+    if action == "autoscale":
+        bounds = {key: _parse(key, field(key), int) for key in ("min", "max")}
+        return "autoscale", bounds, "Failed to autoscale"
+    if action == "rate-limit":
+        task = _known_task(request, field("task"))
+        if not field("rate"):
+            raise ApiError(400, "give the rate limit (10/m, 5/s; 0 removes it)")
+        rate = {"task_name": task, "rate_limit": field("rate")}
+        return "rate_limit", rate, "Failed to set the rate limit"
+    if action == "time-limit":
+        task = _known_task(request, field("task"))
+        limits = {key: _parse(key, field(key), float, 0.0) or None for key in ("soft", "hard")}
+        return "time_limit", {"task_name": task, **limits}, "Failed to set the time limits"
+    raise ApiError(400, f"unknown action {action!r}")
 
 
 async def worker_form(request: Request) -> Response:
     """The workers page's buttons: ``action`` (grow, shrink, add-consumer, cancel-consumer,
-    shutdown) on the worker in the path, then back to the page with what it answered."""
+    autoscale, rate-limit, time-limit, shutdown) on the worker in the path, then back to the
+    page with what it answered."""
     refuse_unless_allowed(request)
     worker = _known_worker(request, request.path_params["name"])
     form = await read_form(request)
@@ -251,16 +281,10 @@ async def worker_form(request: Request) -> Response:
         if action == "shutdown":
             await dashboard_of(request).app.control.abroadcast("shutdown", destination=[worker])
             outcome = {"done": f"Shutting down {worker}"}
-        elif action in _FORM_ACTIONS:
-            command, failure = _FORM_ACTIONS[action]
-            queue = (form.get("queue") or [""])[0].strip()
-            arguments: dict[str, Any] = {"queue": queue} if "consumer" in action else {"n": 1}
-            if "consumer" in action and not queue:
-                raise ApiError(400, "name the queue")
+        else:
+            command, arguments, failure = _form_command(request, action, form)
             done = await _ask(request, worker, command, arguments, lambda a: str(a["ok"]), failure)
             outcome = {"done": f"{worker}: {done}"}
-        else:
-            raise ApiError(400, f"unknown action {action!r}")
     except ApiError as exc:
         outcome = {"failed": f"{worker}: {exc}"}
     return RedirectResponse(f"{root}/workers?{urlencode(outcome)}", status_code=303)

@@ -118,11 +118,13 @@ async def overview(request: Request) -> Response:
 
 async def workers(request: Request) -> Response:
     """Each worker events told of."""
-    state = dashboard_of(request).feed.state
+    dashboard = dashboard_of(request)
+    state = dashboard.feed.state
     rows = sorted(state.workers.values(), key=lambda worker: str(worker.hostname))
     params = request.query_params
+    task_names = sorted(name for name in dashboard.app.tasks if not name.startswith("celery."))
     return render(
-        request, "workers", "workers", workers=rows,
+        request, "workers", "workers", workers=rows, task_names=task_names,
         done=params.get("done"), failed=params.get("failed"),
     )  # fmt: skip
 

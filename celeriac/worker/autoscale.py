@@ -60,6 +60,16 @@ class Autoscaler:
         self.idle_after = keepalive() if idle_after is None else idle_after
         self._last_growth = 0.0
 
+    def update(self, maximum: int | None, minimum: int | None) -> tuple[int, int]:
+        """New bounds (None keeps one), as ``celery control autoscale MAX MIN`` sets them;
+        the next check resizes the pool into them. The new ``(maximum, minimum)``."""
+        high = self.maximum if maximum is None else int(maximum)
+        low = self.minimum if minimum is None else max(1, int(minimum))
+        if high < 1 or low > high:
+            raise ValueError(f"autoscale needs 1 <= min <= max, not max={high} min={low}")
+        self.maximum, self.minimum = high, low
+        return high, low
+
     @property
     def initial(self) -> int:
         """The pool size to start with."""

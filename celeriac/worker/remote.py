@@ -124,6 +124,19 @@ class WorkerRemote:
         self._worker.concurrency = self.concurrency = pool.capacity
         return None
 
+    def autoscale(self, maximum: int | None, minimum: int | None) -> tuple[int, int] | str:
+        """New autoscale bounds ``(max, min)``, and the prefetch window sized for the max;
+        a string saying why not."""
+        scaler = self._worker.autoscaler
+        if scaler is None:
+            return repr(ValueError("Autoscale not enabled"))
+        try:
+            high, low = scaler.update(maximum, minimum)
+        except ValueError as exc:
+            return str(exc)
+        self._worker.concurrency = self.concurrency = high
+        return high, low
+
     async def persist_revokes(self, task_ids: list[str], expires: float) -> None:
         """Persist through the transport, as ``app.control.revoke`` does."""
         transport = self._worker.transport

@@ -104,6 +104,8 @@ class Worker:
         self.events: WorkerEvents | None = None
         """The worker's events (None: this worker sends none); remote control switches them."""
         self.exit_code = 0
+        self.autoscaler: Autoscaler | None = None
+        """The pool's autoscaler (``--autoscale``), or None."""
 
     def _configure(self) -> None:
         """Read the options and settings the worker is built from (again after
@@ -198,8 +200,8 @@ class Worker:
         if self.options.autoscale is None or not isinstance(pool, Resizable):
             return None
         maximum, minimum = self.options.autoscale
-        scaler = Autoscaler(pool, maximum, minimum, lambda: self.held)
-        return asyncio.create_task(scaler.run(self._stopping))
+        self.autoscaler = Autoscaler(pool, maximum, minimum, lambda: self.held)
+        return asyncio.create_task(self.autoscaler.run(self._stopping))
 
     def stop(self, *, cold: bool = False) -> None:
         """Ask for a warm (or cold) shutdown."""

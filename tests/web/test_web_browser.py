@@ -72,6 +72,7 @@ def test_pages_render_and_a_task_appears_live(
     page.goto(server + "/workers")
     page.wait_for_selector(f"text={HOSTNAME}")
     page.screenshot(path=str(tmp_path / "workers.png"), full_page=True)
+    _set_a_rate_limit_while_events_come(page, client_app)
 
     page.goto(server + "/queues")
     page.wait_for_selector(f"#queues >> text={HOSTNAME}")
@@ -98,6 +99,11 @@ def test_pages_render_and_a_task_appears_live(
     assert "ValueError: in the browser" in page.inner_text(".traceback")
     page.screenshot(path=str(tmp_path / "failed.png"), full_page=True)
 
+    page.goto(server + "/")  # the charts drew this minute's tasks
+    page.wait_for_selector("svg.chart path.line.succeeded[d^='M']", state="attached")
+    page.wait_for_selector("svg.chart path.line.failed[d^='M']", state="attached")
+    page.screenshot(path=str(tmp_path / "overview-charts.png"), full_page=True)
+
     unknown = client_app.send_task("webw.not-there", args=[1])
     deadline = time.monotonic() + 30
     page.goto(server + "/dead-letters")
@@ -111,5 +117,20 @@ def test_pages_render_and_a_task_appears_live(
     row.get_by_role("button", name="Requeue").click()
     page.wait_for_selector("text=Requeued 1 message(s).")
     assert all((tmp_path / f"{name}.png").stat().st_size > 0
-               for name in ("overview", "workers", "queues", "tasks", "task", "failed",
-                            "dead-letters"))  # fmt: skip
+               for name in ("overview", "overview-charts", "workers", "queues", "tasks",
+                            "task", "failed", "dead-letters"))  # fmt: skip
+
+
+def _set_a_rate_limit_while_events_come(page: Any, client_app: Celery) -> None:
+    """Type into the workers page's limits form while events refresh the page: what was
+    typed stays (the live swap waits), and the button sets the limit on the worker."""
+    page.wait_for_selector("#live-status.up")
+    row = page.locator("tr", has_text=HOSTNAME)
+    row.locator("summary", has_text="Limits").click()
+    row.locator('input[name="rate"]').fill("50/m")
+    row.locator('select[name="task"]').select_option("webw.add")
+    assert client_app.send_task("webw.add", args=[1, 1]).get(timeout=20) == 2
+    time.sleep(1.5)  # the events of that task asked for a refresh: it must not wipe the form
+    assert row.locator('input[name="rate"]').input_value() == "50/m"
+    row.get_by_role("button", name="Set rate limit").click()
+    page.wait_for_selector("text=new rate limit set successfully")

@@ -149,5 +149,31 @@ async def test_the_workers_page_buttons_steer_a_worker(client_app: Celery, prefo
             url, data={"action": "add-consumer", "queue": ""}, follow_redirects=False
         )
         assert "failed=" in no_queue.headers["location"]
+        limited = await client.post(
+            url, data={"action": "rate-limit", "task": "webw.add", "rate": "7/m"},
+            follow_redirects=False,
+        )  # fmt: skip
+        assert "done=" in limited.headers["location"], limited.headers["location"]
+        timed = await client.post(
+            url, data={"action": "time-limit", "task": "webw.sleep", "soft": "11", "hard": ""},
+            follow_redirects=False,
+        )  # fmt: skip
+        assert "done=" in timed.headers["location"], timed.headers["location"]
+        registered = await client_app.control.abroadcast(
+            "registered", {"taskinfoitems": ["rate_limit", "soft_time_limit", "time_limit"]},
+            destination=[PREFORK], reply=True, timeout=5.0,
+        )  # fmt: skip
+        listed = registered[0][PREFORK]
+        assert "webw.add [rate_limit=7/m]" in listed, listed
+        assert "webw.sleep [soft_time_limit=11.0]" in listed, listed
+        no_autoscale = await client.post(
+            url, data={"action": "autoscale", "min": "1", "max": "3"}, follow_redirects=False
+        )
+        assert "Autoscale+not+enabled" in no_autoscale.headers["location"]  # a fixed pool
+        bad_task = await client.post(
+            url, data={"action": "rate-limit", "task": "no.such", "rate": "1/s"},
+            follow_redirects=False,
+        )  # fmt: skip
+        assert "Unknown+task" in bad_task.headers["location"]
         unknown = await client.post("/workers/nobody@nowhere/control", data={"action": "grow"})
         assert unknown.status_code == 404

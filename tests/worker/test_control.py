@@ -174,6 +174,23 @@ async def test_commands_celeriac_does_not_support_say_so(
     assert await control.aheartbeat(reply=True, timeout=2, destination=TO) == [{NAME: None}]
 
 
+async def test_autoscale_sets_the_bounds_of_an_autoscaling_worker(
+    app: Celery, start_worker: StartWorker
+) -> None:
+    worker = await _online(app, start_worker, pool="prefork", autoscale=(3, 1))
+    control = app.control
+    reply = await control.aautoscale(4, 2, reply=True, timeout=5, destination=TO)
+    assert reply == [{NAME: {"ok": "autoscale now max=4 min=2"}}]
+    assert worker.autoscaler is not None
+    assert (worker.autoscaler.maximum, worker.autoscaler.minimum) == (4, 2)
+    assert worker.concurrency == 4  # the prefetch window is sized for the new max
+    pool = worker.sync_pool
+    await _until(lambda: getattr(pool, "capacity", 0) == 2)  # grown to the new min
+    refused = await control.aautoscale(1, 3, reply=True, timeout=5, destination=TO)
+    assert refused == [{NAME: {"error": "autoscale needs 1 <= min <= max, not max=1 min=3"}}]
+    assert (worker.autoscaler.maximum, worker.autoscaler.minimum) == (4, 2)
+
+
 async def test_destination_and_silent_hosts(app: Celery, start_worker: StartWorker) -> None:
     await _online(app, start_worker)
     assert await app.control.aping(destination=["ghost@nowhere"], timeout=0.5) == []

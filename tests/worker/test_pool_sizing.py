@@ -119,3 +119,14 @@ def test_autoscaler_keeps_one_process_when_the_minimum_is_zero() -> None:
     scaler = Autoscaler(pool, maximum=3, minimum=0, held=lambda: 0, idle_after=0)
     assert scaler.initial == 1
     assert scaler.step(now=1) == 1
+
+
+def test_autoscaler_update_moves_the_bounds_the_next_check_follows() -> None:
+    pool = FakePool(2)
+    scaler = Autoscaler(pool, maximum=4, minimum=2, held=lambda: 0, idle_after=0)
+    assert scaler.update(None, 3) == (4, 3)  # None keeps the max
+    assert scaler.step(now=1.0) == 3  # grown to the new min
+    assert scaler.update(8, None) == (8, 3)
+    with pytest.raises(ValueError, match="min <= max"):
+        scaler.update(2, None)
+    assert (scaler.maximum, scaler.minimum) == (8, 3)

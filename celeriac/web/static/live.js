@@ -12,8 +12,22 @@
     if (status) { status.textContent = text; status.className = "status " + (ok ? "up" : "down"); }
   }
 
+  // The user is steering (a field focused or changed, a <details> opened): a swap now
+  // would throw their input away, so the refresh waits until they are done.
+  function busy() {
+    var active = document.activeElement;
+    if (active && live.contains(active) && /^(INPUT|SELECT|TEXTAREA)$/.test(active.tagName)) {
+      return true;
+    }
+    if (live.querySelector("details[open]")) { return true; }
+    return Array.prototype.some.call(live.querySelectorAll("input"), function (field) {
+      return field.value !== field.defaultValue;
+    });
+  }
+
   function refresh() {
     pending = false;
+    if (busy()) { setTimeout(soon, 1000); return; }
     last = Date.now();
     var url = new URL(window.location.href);
     url.searchParams.set("fragment", "live");
