@@ -143,9 +143,7 @@ print(json.dumps({"seen": seen, "status": meta["status"], "result": meta["result
 """
 
 
-def test_results_cross_with_celerys_own_django_backend(
-    env: dict[str, str], worker: Worker
-) -> None:
+def test_results_cross_with_celerys_own_django_backend(env: dict[str, str], worker: Worker) -> None:
     pytest.importorskip("celery")
     got = shell(env, CROSS_SCRIPT)
     assert isinstance(got, dict)
