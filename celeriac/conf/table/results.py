@@ -146,8 +146,8 @@ SETTINGS = (
         (
             "Where results are stored: `redis://`, `db+postgresql://`, `rpc://`, `sqlite://`, "
             "`memory://`, or `django-db` (django-celery-results' tables, through its models; "
-            "no chords). `django-cache` is refused at start. Also read from `CELERIAC_RESULT_BACKEND` or `CELERY_RESULT_BACKEND` "
-            "when not set."
+            "no chords). `django-cache` is refused at start. Also read from "
+            "`CELERIAC_RESULT_BACKEND` or `CELERY_RESULT_BACKEND` when not set."
         ),
         differs=(
             "with no backend configured results go to the broker's own store when it can"

@@ -7,9 +7,9 @@ What django-celery-results (2.5+) keeps, and so what celeriac writes and reads:
   ``content_encoding = "binary"`` for pickle/msgpack), ``content_type``,
   ``content_encoding``, ``date_done`` (set by Django on every save), ``date_created``,
   ``date_started`` (set when the state is STARTED), ``traceback``, ``meta`` (a dict encoded
-  like ``result``: ``children`` and every document key without a column, such as
-  ``group_id``), and with ``result_extended`` ``task_name``, ``task_args``, ``task_kwargs``
-  (encoded), ``worker`` and ``periodic_task_name``.
+  like ``result``: ``children``, the document's own ``date_done`` and every key without a
+  column, such as ``group_id``), and with ``result_extended`` ``task_name``, ``task_args``,
+  ``task_kwargs`` (encoded), ``worker`` and ``periodic_task_name``.
 * ``django_celery_results_groupresult``: ``group_id``, ``result`` (the GroupResult's
   ``[[id, None], [[[task_id, None], None], ...]]`` encoded), ``content_type``,
   ``content_encoding``, ``date_done``.
@@ -53,10 +53,12 @@ T = TypeVar("T")
 
 _TEXT_TYPES = frozenset({"application/json", "application/x-yaml", "application/yaml"})
 _COLUMNS = frozenset(
-    {"task_id", "status", "result", "traceback", "date_done", "name", "args", "kwargs", "worker",
+    {"task_id", "status", "result", "traceback", "name", "args", "kwargs", "worker",
      "periodic_task_name", "children"}
 )  # fmt: skip
-"""Document keys with a column of their own (``children`` goes to ``meta`` by itself)."""
+"""Document keys with a column of their own (``children`` goes to ``meta`` by itself).
+``date_done`` has one too, but Django sets it to the time of the save: the document's own
+value is kept in ``meta`` as well, so it reads back as written (Celery parses either)."""
 _CHORDS = (
     "result_backend='django-db' does not run chords (django-celery-results' chord counter "
     "needs Celery's own worker); use redis:// or db+postgresql:// for chords"
@@ -163,7 +165,7 @@ class DjangoBackend:
         """The TaskResult columns of one document."""
         codec, get = self._codec, meta.get
         content_type, encoding, result = encode_text(codec, get("result"))
-        extra = {k: v for k, v in meta.items() if k not in _COLUMNS}
+        extra = {k: v for k, v in meta.items() if k not in _COLUMNS and v is not None}
         extra["children"] = get("children") or []
         fields: dict[str, Any] = {
             "status": str(get("status")),
@@ -228,7 +230,8 @@ class DjangoBackend:
             "result": decode(row.result),
             "traceback": row.traceback,
             "children": extra.pop("children", None) or [],
-            "date_done": _date_text(row.date_done) if row.status in READY_STATES else None,
+            "date_done": extra.pop("date_done", None)
+            or (_date_text(row.date_done) if row.status in READY_STATES else None),
         }
         found = {
             "name": row.task_name,
