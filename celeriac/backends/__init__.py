@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Mapping
 from typing import Any
 
 from celeriac.backends.base import BlockingWaiter, ChordPart, Meta, ResultBackend
-from celeriac.engines import engine_for, implementation, offers, scheme_of
+from celeriac.engines import engine_for, engine_for_name, implementation, offers, scheme_of
 from celeriac.exceptions import ImproperlyConfigured
 from celeriac.protocol.serializers import Serializer
 
@@ -35,8 +34,9 @@ def backend_from_url(
     options: Mapping[str, Any] | None = None,
 ) -> ResultBackend:
     """Create the backend for a result_backend URL (not yet connected)."""
-    _refuse_django_names(url)
-    scheme_of(url)  # a clear error for something that is not a URL
+    _refuse_django_cache(url)
+    if engine_for_name(url) is None:
+        scheme_of(url)  # a clear error for something that is not a URL
     cls, url = implementation(url, "results", "result backend")
     backend: ResultBackend = cls(
         url, serializer=serializer, expires=expires, options=dict(options or {})
@@ -59,25 +59,16 @@ def blocking_waiter_from_url(
     return waiter
 
 
-_DJANGO_NAMES = {"django-db": "django-celery-results", "django-cache": "django-celery-results"}
-"""Celery's result backend names provided by Django packages, and the package."""
+def _refuse_django_cache(url: str) -> None:
+    """Refuse Celery's ``django-cache`` at start, saying what to use instead.
 
-
-def _refuse_django_names(url: str) -> None:
-    """Refuse ``django-db``/``django-cache`` at start with a message naming the package.
-
-    Writing django-celery-results' tables is not implemented yet (issue #20): without this
-    the name would fail later as "not a URL", which does not say what is missing.
+    Celery's name stores results through Django's cache framework, whose backends offer
+    no notification and no atomic step that chords could use; the cache's own server
+    (Redis, usually) serves results better directly.
     """
-    package = _DJANGO_NAMES.get(url.strip().lower())
-    if package is None:
-        return
-    if importlib.util.find_spec(package.replace("-", "_")) is None:
+    if url.strip().lower() == "django-cache":
         raise ImproperlyConfigured(
-            f"result_backend={url!r} needs the {package} package, which is not installed "
-            f"(pip install {package})"
+            "result_backend='django-cache' (Django's cache framework) is not supported: point "
+            "result_backend at the cache's server (redis://...), or use 'django-db' "
+            "(django-celery-results' tables)"
         )
-    raise ImproperlyConfigured(
-        f"result_backend={url!r} ({package}'s tables) is not supported yet; use "
-        "db+postgresql://... (celeriac's own tables) or redis://"
-    )

@@ -24,6 +24,7 @@ __all__ = [
     "Engine",
     "Role",
     "engine_for",
+    "engine_for_name",
     "implementation",
     "load_class",
     "offers",
@@ -99,6 +100,11 @@ _POSTGRES = Engine(
     schedules="celeriac.engines.postgres.schedules:SQLStore",
 )
 
+_DJANGO = Engine("django", results="celeriac.engines.django.results:DjangoBackend")
+
+_BY_NAME: dict[str, Engine] = {"django-db": _DJANGO}
+"""Celery's result backend names that are not URLs, and their engine."""
+
 _BY_SCHEME: dict[str, Engine] = {
     "memory": _MEMORY,
     "sqlite": _SQLITE,
@@ -135,8 +141,16 @@ def unprefixed(url: str) -> str:
     return url
 
 
+def engine_for_name(url: str) -> Engine | None:
+    """The engine of one of Celery's result backend names that are not URLs, or None."""
+    return _BY_NAME.get(url.strip().lower())
+
+
 def engine_for(url: str) -> Engine | None:
-    """The engine a URL names, or None for an unknown scheme."""
+    """The engine a URL (or one of Celery's names such as ``django-db``) names, or None."""
+    named = engine_for_name(url)
+    if named is not None:
+        return named
     return _BY_SCHEME.get(scheme_of(unprefixed(url)))
 
 
@@ -170,7 +184,7 @@ def implementation(url: str, role: Role, what: str) -> tuple[Any, str]:
 
 def offers(url: str | None, role: Role) -> bool:
     """Whether ``url`` names an engine that offers ``role`` (False for no URL or a bad one)."""
-    if not url or "://" not in url:
+    if not url or ("://" not in url and url.strip().lower() not in _BY_NAME):
         return False
     engine = engine_for(url)
     return engine is not None and engine.path(role) is not None

@@ -145,8 +145,9 @@ SETTINGS = (
         None,
         (
             "Where results are stored: `redis://`, `db+postgresql://`, `rpc://`, `sqlite://`, "
-            "`memory://`. Also read from `CELERIAC_RESULT_BACKEND` or `CELERY_RESULT_BACKEND` "
-            "when not set."
+            "`memory://`, or `django-db` (django-celery-results' tables, through its models; "
+            "no chords). `django-cache` is refused at start. Also read from "
+            "`CELERIAC_RESULT_BACKEND` or `CELERY_RESULT_BACKEND` when not set."
         ),
         differs=(
             "with no backend configured results go to the broker's own store when it can"
@@ -248,7 +249,9 @@ SETTINGS = (
         False,
         (
             "Also store each task's name, arguments, keyword arguments, worker, retries and "
-            "queue with its result, readable as `AsyncResult.name`, `.args`, `.kwargs`..."
+            "queue with its result, readable as `AsyncResult.name`, `.args`, `.kwargs`... "
+            "(with `django-db`: django-celery-results' `task_name`, `task_args`, "
+            "`task_kwargs` and `worker` columns)"
         ),
         aliases=("CELERY_RESULT_EXTENDED",),
     ),

@@ -1,11 +1,19 @@
 """Settings of the example project: the database and the queue come from the environment."""
 
+import importlib.util
 import os
 
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "example-only-not-secret")
 DEBUG = os.environ.get("DJANGO_DEBUG", "") == "1"
 ALLOWED_HOSTS = ["*"]
 INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth", "orders"]
+# Results in the project's database (CELERY_RESULT_BACKEND = "django-db") and beat's schedule
+# in it, where these packages are installed.
+INSTALLED_APPS += [
+    name
+    for name in ("django_celery_results", "django_celery_beat")
+    if importlib.util.find_spec(name) is not None
+]
 ROOT_URLCONF = "proj.urls"
 USE_TZ = True
 TIME_ZONE = "UTC"
@@ -29,3 +37,4 @@ CELERY_BROKER_URL = os.environ.get("BROKER_URL", "redis://localhost:6379/0")
 CELERY_RESULT_BACKEND = os.environ.get("RESULT_BACKEND", "redis://localhost:6379/0")
 CELERY_TASK_ACKS_LATE = True
 CELERY_TIMEZONE = "UTC"
+CELERY_RESULT_EXTENDED = os.environ.get("RESULT_EXTENDED", "") == "1"

@@ -1,0 +1,1 @@
+"""django-celery-results' tables as a result backend (``result_backend = "django-db"``)."""
