@@ -56,6 +56,7 @@ class Control:
         self.clock = wire.Clock()
         self._declared: dict[int, Transport] = {}
         self._unclaimed: dict[str, list[dict[str, Any]]] = {}
+        """Replies fetched by one collector for another request being collected now."""
 
     # -- the primitive ------------------------------------------------------------------
     async def abroadcast(
@@ -97,10 +98,16 @@ class Control:
                 limit = len(destination)
         envelope = wire.encode_request(request, self.clock.forward())
         broadcast = Outgoing(envelope, exchange=self.names.exchange, routing_key="", optional=True)
-        await transport.publish([broadcast])
         if not reply:
+            await transport.publish([broadcast])
             return None
         assert request.ticket is not None
+        self._unclaimed[request.ticket] = []  # before a reply can come: see _collect
+        try:
+            await transport.publish([broadcast])
+        except BaseException:
+            del self._unclaimed[request.ticket]
+            raise
         return await self._collect(transport, request.ticket, timeout, limit, callback)
 
     broadcast = sync_twin(abroadcast)
@@ -145,20 +152,29 @@ class Control:
         callback: Callable[[dict[str, Any]], None] | None,
     ) -> list[dict[str, Any]]:
         queue = self.names.reply_queue(self.client_id)
-        replies = self._unclaimed.pop(ticket, [])
+        replies: list[dict[str, Any]] = []
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while limit is None or len(replies) < limit:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                break
-            deliveries = await transport.fetch(
-                [queue], limit=100, timeout=min(remaining, REPLY_POLL)
-            )
-            if deliveries:
-                await transport.ack(deliveries)
-            for delivery in deliveries:
-                self._take(delivery.envelope, ticket, replies, callback)
+        self._unclaimed.setdefault(ticket, [])
+        try:
+            while limit is None or len(replies) < limit:
+                # Requests collected at the same time share the reply queue: what another
+                # collector fetched for this ticket is waiting here.
+                for body in self._unclaimed[ticket]:
+                    self._accept(body, replies, callback)
+                self._unclaimed[ticket].clear()
+                remaining = deadline - loop.time()
+                if remaining <= 0 or (limit is not None and len(replies) >= limit):
+                    break
+                deliveries = await transport.fetch(
+                    [queue], limit=100, timeout=min(remaining, REPLY_POLL)
+                )
+                if deliveries:
+                    await transport.ack(deliveries)
+                for delivery in deliveries:
+                    self._take(delivery.envelope, ticket, replies, callback)
+        finally:
+            del self._unclaimed[ticket]
         return replies[:limit] if limit is not None else replies
 
     def _take(
@@ -175,8 +191,18 @@ class Control:
             return
         self.clock.adjust(envelope.headers.get("clock"))
         if their_ticket not in (None, ticket):
-            self._unclaimed.setdefault(their_ticket, []).append(body)
+            waiting = self._unclaimed.get(their_ticket)
+            if waiting is not None:  # else a late reply to a request no longer collected
+                waiting.append(body)
             return
+        self._accept(body, replies, callback)
+
+    @staticmethod
+    def _accept(
+        body: dict[str, Any],
+        replies: list[dict[str, Any]],
+        callback: Callable[[dict[str, Any]], None] | None,
+    ) -> None:
         if callback is not None:
             callback(body)
         replies.append(body)

@@ -283,17 +283,29 @@ async def series(request: Request) -> Response:
 
 
 async def list_workers(request: Request) -> Response:
-    """``GET /api/workers[?workername=][&status=true]``: the workers events told of."""
-    state = dashboard_of(request).feed.state
-    workers = dict(state.workers.items())
-    name = request.query_params.get("workername")
+    """``GET /api/workers[?workername=][&status=true][&refresh=true]``: the workers events
+    told of, each with its latest ``inspect`` replies (asked for again with ``refresh``)."""
+    feed = dashboard_of(request).feed
+    params = request.query_params
+    name = params.get("workername") or None
+    inspections = feed.inspections
+    if _flag(params.get("refresh")) and inspections is not None:
+        try:
+            await inspections.refresh(name)
+        except (ConnectionError, OSError, CeleriacError) as exc:
+            raise ApiError(503, f"Failed to update workers: {exc}") from None
+    workers = dict(feed.state.workers.items())
     if name:
         if name not in workers:
             raise ApiError(404, f"Unknown worker '{name}'")
         workers = {name: workers[name]}
-    if _flag(request.query_params.get("status")):
+    if _flag(params.get("status")):
         return json_response({host: worker.alive for host, worker in workers.items()})
-    return json_response({host: worker_record(worker) for host, worker in workers.items()})
+    inspected = inspections.workers if inspections is not None else {}
+    return json_response({
+        host: {**worker_record(worker), **inspected.get(host, {})}
+        for host, worker in workers.items()
+    })  # fmt: skip
 
 
 def _flag(value: str | None) -> bool:

@@ -8,6 +8,7 @@ from typing import Any
 from celeriac.web.auth import Access
 from celeriac.web.feed import Feed
 from celeriac.web.history import History
+from celeriac.web.inspections import Inspections
 from celeriac.web.masking import DEFAULT_PATTERN, Masker
 from celeriac.web.metrics import Metrics
 
@@ -37,12 +38,14 @@ class Dashboard:
     ) -> Dashboard:
         """A dashboard of ``app``: the metrics count what the feed receives."""
         metrics = Metrics()
+        masker = Masker(mask_pattern)
         feed = Feed(
             app,
             max_tasks=max_tasks,
             on_event=metrics.observe,
             history=history,
-            masker=Masker(mask_pattern),
+            masker=masker,
+            inspections=Inspections(app, masker=masker),
         )
         metrics.bind(feed.state)
         return cls(app, Access.configure(basic_auth, address, token), feed, metrics)

@@ -22,6 +22,7 @@ from celeriac.events.state import State
 from celeriac.retry import Backoff
 from celeriac.web.charts import Series
 from celeriac.web.history import History
+from celeriac.web.inspections import Inspections
 from celeriac.web.masking import Masker
 from celeriac.web.tally import Tally
 
@@ -46,11 +47,14 @@ class Feed:
         on_event: Callable[[dict[str, Any], State], None] | None = None,
         history: History | None = None,
         masker: Masker | None = None,
+        inspections: Inspections | None = None,
     ) -> None:
         self.app = app
         self.masker = masker or Masker()
         """Masks secrets in each event's arguments and result before anything keeps them."""
         self.history = history
+        self.inspections = inspections
+        """The workers' ``inspect`` replies, asked for at start and when one comes online."""
         """Where tasks are kept across restarts, or None (memory only)."""
         self.state = State(max_tasks_in_memory=max_tasks)
         self.tally = Tally()
@@ -74,6 +78,12 @@ class Feed:
                 self.series.add_task(task)
         if self.history is not None and isinstance(uuid, str) and uuid in self.state.tasks:
             self.history.changed(uuid)
+        kind = str(event.get("type", ""))
+        if self.inspections is not None and kind.startswith("worker-"):
+            if kind == "worker-online":  # perhaps restarted: its settings may be new
+                self.inspections.soon(str(event.get("hostname")))
+            else:
+                self.inspections.seen(str(event.get("hostname")))
         if self.on_event is not None:
             self.on_event(event, self.state)
         for queue in self._subscribers:
@@ -95,10 +105,14 @@ class Feed:
         """Start receiving in the running loop (no-op when already started)."""
         if self._task is None and self.app.events.supported:
             self._task = asyncio.create_task(self._run(), name="celeriac-web-events")
+            if self.inspections is not None:
+                self.inspections.soon()
 
     async def stop(self) -> None:
         """Stop receiving."""
         task, self._task = self._task, None
+        if self.inspections is not None:
+            await self.inspections.close()
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

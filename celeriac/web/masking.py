@@ -57,6 +57,23 @@ class Masker:
 
         return _PAIR.sub(masked, value)
 
+    def value(self, value: Any) -> Any:
+        """``value`` (text, or lists and dicts as decoded from JSON) with every secret-named
+        key's value masked; a new object, the given one untouched."""
+        names = self._names
+        if names is None:
+            return value
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, dict):
+            return {
+                key: MASK if isinstance(key, str) and names.search(key) else self.value(item)
+                for key, item in value.items()
+            }
+        if isinstance(value, list | tuple):
+            return [self.value(item) for item in value]
+        return value
+
     def event(self, event: dict[str, Any]) -> dict[str, Any]:
         """The event with its ``args``, ``kwargs`` and ``result`` masked (in place)."""
         if self._names is not None:

@@ -139,9 +139,11 @@ _PATHS: dict[str, Any] = {
         "parameters": [
             _query("workername", {"type": "string"}, "only this worker"),
             _query("status", {"type": "boolean"}, "only whether each is alive"),
+            _query("refresh", {"type": "boolean"}, "ask the workers' inspect replies again"),
         ],
         "responses": {"200": _json("workers by hostname", "WorkerMap"), **_AUTH,
-                      "404": _error("unknown worker")},
+                      "404": _error("unknown worker"),
+                      "503": _error("the broker did not carry the inspection")},
     }},
     "/api/events": {"get": {
         "summary": "Every event as it comes, as server-sent events",
@@ -261,7 +263,10 @@ _SCHEMAS: dict[str, Any] = {
         "active_count": {"type": ["integer", "null"]},
         "processed": {"type": ["integer", "null"]}, "loadavg": {},
         "sw_ident": _NULLABLE_STRING, "sw_ver": _NULLABLE_STRING, "sw_sys": _NULLABLE_STRING,
-        "stats": {"type": "object"}}},
+        "stats": {"type": "object"}, "active_queues": {"type": "array"},
+        "registered": {"type": "array"}, "conf": {"type": "object"},
+        "scheduled": {"type": "array"}, "active": {"type": "array"},
+        "reserved": {"type": "array"}, "revoked": {"type": "array"}}},
     "DeadLetters": {"type": "array", "items": {"type": "object", "required": [
         "id", "queue", "reason", "dead_at"], "properties": {
         "id": {"type": "string"}, "queue": {"type": "string"}, "reason": {"type": "string"},

@@ -35,7 +35,7 @@ if os.environ.get("WEB_BEAT"):  # the schedules test's beat: one entry a second
 
 
 @app.task(name="webw.sleep")
-def sleep(seconds: float) -> str:
+def sleep(seconds: float, **extra: object) -> str:
     import time  # noqa: PLC0415
 
     time.sleep(seconds)

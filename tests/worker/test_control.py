@@ -191,6 +191,24 @@ async def test_autoscale_sets_the_bounds_of_an_autoscaling_worker(
     assert (worker.autoscaler.maximum, worker.autoscaler.minimum) == (4, 2)
 
 
+async def test_requests_collected_at_once_each_get_their_replies(
+    app: Celery, start_worker: StartWorker
+) -> None:
+    """Concurrent requests share the client's reply queue: a reply fetched by one
+    collector for another's ticket reaches that other, not nobody."""
+    await _online(app, start_worker)
+    inspect = app.control.inspect(timeout=1.5)  # no destination: each waits its timeout
+    stats, queues, registered, ping = await asyncio.gather(
+        inspect.astats(), inspect.aactive_queues(), inspect.aregistered(), inspect.aping()
+    )
+    assert stats is not None and NAME in stats, stats
+    assert queues is not None and [q["name"] for q in queues[NAME]] == ["celery"]
+    assert registered is not None  # (an earlier test may have given add a rate limit)
+    assert any(line.startswith("tests.worker.apps.add") for line in registered[NAME])
+    assert ping == {NAME: {"ok": "pong"}}
+    assert app.control._unclaimed == {}  # nothing kept once the requests are done
+
+
 async def test_destination_and_silent_hosts(app: Celery, start_worker: StartWorker) -> None:
     await _online(app, start_worker)
     assert await app.control.aping(destination=["ghost@nowhere"], timeout=0.5) == []

@@ -112,6 +112,9 @@ class AMQPTransport:
         self._session = Session(url, self._opts, f"celeriac-{os.getpid()}", self._on_connect)
         self._topology = Topology(self._session.admin)
         self._consumer: ConsumerChannel | None = None
+        self._consumer_lock = asyncio.Lock()
+        """Held while the consuming channel is opened or given queues: two fetches at once
+        (control replies collected side by side) would open two, or consume a queue twice."""
         self._consuming = Outage(logger, f"RabbitMQ {mask_url(url)} for consuming")
         """Outages of the consuming channel: logged once each, and their end."""
         self._ladder = DelayLadder()
@@ -316,6 +319,18 @@ class AMQPTransport:
 
     async def _consumer_for(self, names: list[str]) -> ConsumerChannel | None:
         """The live consuming channel, consuming ``names``; None while the broker is away."""
+        consumer = self._consumer
+        if (
+            consumer is not None
+            and consumer.alive
+            and not consumer.cancelled
+            and all(name in consumer.consumers for name in names)
+        ):
+            return consumer  # the usual case, without waiting for the lock
+        async with self._consumer_lock:
+            return await self._open_consumer(names)
+
+    async def _open_consumer(self, names: list[str]) -> ConsumerChannel | None:
         try:
             consumer = self._consumer
             if consumer is None or not consumer.alive:
