@@ -14,14 +14,15 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-import uuid
 from collections.abc import Callable, Iterator
-from typing import Any
 from contextlib import ExitStack
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests.cluster import netns_app
 from tests.cluster.netns import NetnsTopology, available
 
 pytestmark = pytest.mark.timeout(150)
@@ -97,10 +98,14 @@ def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hosts]:
             found.workers.append(process)
             stack.callback(_stop, process)
         for n, process in enumerate(found.workers, start=1):
-            _wait_for(lambda: b" ready." in found.log(n).read_bytes() or process.poll() is not None,
-                      60, f"worker h{n} to start")  # fmt: skip
+            _wait_for(partial(_ready, found.log(n), process), 60, f"worker h{n} to start")
             assert process.poll() is None, found.log(n).read_text()
         yield found
+
+
+def _ready(log: Path, process: subprocess.Popen[bytes]) -> bool:
+    """Whether the worker said it is ready (or exited)."""
+    return b" ready." in log.read_bytes() or process.poll() is not None
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -114,9 +119,8 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 @pytest.fixture
 def app(hosts: Hosts) -> Iterator[object]:
-    from tests.cluster import netns_app
-
-    netns_app.app.conf.update(broker_url=hosts.topology.url(0), result_backend=hosts.topology.url(0))
+    url = hosts.topology.url(0)
+    netns_app.app.conf.update(broker_url=url, result_backend=url)
     yield netns_app
     netns_app.app.close()
 
@@ -157,6 +161,7 @@ def test_cut_link_redelivers_after_lease_and_heal_drops(hosts: Hosts, app: objec
     cut_at = time.time()
     in_flight = {n for n in running_on_cut()}
     try:
+
         def all_done() -> bool:
             ok = {n for e, n, h, t in hosts.events() if e == "done" and (h != "h1" or t < cut_at)}
             return ok >= set(numbers)
@@ -183,8 +188,10 @@ def test_cut_link_redelivers_after_lease_and_heal_drops(hosts: Hosts, app: objec
     lost = set(numbers) - {n for e, n, _, _ in events if e == "done"}
     redelivered = [at for runs in twice.values() for host, at in runs[1:]]
     first_redelivery = min(redelivered) - cut_at if redelivered else float("nan")
-    print(f"\n[netns] heal {healed_at - cut_at:.1f} s after the cut; results of h1's lost runs: "
-          f"{owners}")
+    print(
+        f"\n[netns] heal {healed_at - cut_at:.1f} s after the cut; results of h1's lost runs: "
+        f"{owners}"
+    )
     print(f"\n[netns] cut h1 with {len(in_flight)} running; ran twice: {sorted(twice)}; "
           f"lost: {len(lost)}; first redelivered start {first_redelivery:.1f} s after the cut "
           f"(lease {LEASE:.0f} s)")  # fmt: skip
