@@ -8,8 +8,10 @@ process publishes through loopback and each namespace reaches it over its own li
 Everything stays inside this machine. :meth:`NetnsTopology.cut` takes the host end of a
 link down: packets are dropped silently, no RST, so both sides see a real partition.
 
-Leftovers of a crashed run (namespaces ``r25h*``, the Redis from the pid file) are
-removed before a topology starts.
+Leftovers of a crashed run (namespaces ``r25h*``, veth ends ``r25v*``, the Redis of the pid
+file when that pid is still a redis-server on this port) are removed before a topology
+starts. So one topology runs at a time on a machine (the tests' module or the scaling
+benchmark): they share the port and the names' prefix.
 """
 
 from __future__ import annotations
@@ -60,11 +62,19 @@ def clean_leftovers() -> None:
             _ip("link", "delete", name, check=False)
     pidfile = STATE_DIR / "redis.pid"
     if pidfile.exists():
-        try:
-            os.kill(int(pidfile.read_text()), signal.SIGKILL)
-        except (ValueError, ProcessLookupError):
-            pass
+        pid = pidfile.read_text().strip()
+        if pid.isdigit() and _is_our_redis(int(pid)):
+            os.kill(int(pid), signal.SIGKILL)
         pidfile.unlink()
+
+
+def _is_our_redis(pid: int) -> bool:
+    """Whether ``pid`` is still the redis-server on :data:`PORT` (not a reused pid)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return bool(argv) and argv[0].endswith(b"redis-server") and str(PORT).encode() in argv
 
 
 class NetnsTopology:
