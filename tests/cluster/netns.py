@@ -74,7 +74,8 @@ def _is_our_redis(pid: int) -> bool:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
-    return bool(argv) and argv[0].endswith(b"redis-server") and str(PORT).encode() in argv
+    # redis-server retitles itself "redis-server <bind>:<port>"
+    return argv[0].startswith(b"redis-server") and argv[0].endswith(f":{PORT}".encode())
 
 
 class NetnsTopology:
