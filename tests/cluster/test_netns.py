@@ -174,8 +174,12 @@ def test_cut_link_redelivers_after_lease_and_heal_drops(hosts: Hosts, app: objec
     log = hosts.log(cut)
     _wait_for(lambda: b"was declared dead" in log.read_bytes(), 30,
               "h1 to notice, after the heal, that its leases were taken over")  # fmt: skip
-    finished = lambda: {n for e, n, h, _ in hosts.events() if e == "done" and h == "h1"}  # noqa: E731
-    _wait_for(lambda: finished() >= in_flight, SLOW + 10, "h1 to finish its lost runs")
+
+    def finished_on_cut() -> bool:
+        done = {n for e, n, h, _ in hosts.events() if e == "done" and h == f"h{cut}"}
+        return done >= in_flight
+
+    _wait_for(finished_on_cut, SLOW + 10, "h1 to finish its lost runs")
     time.sleep(2.0)  # h1 settles what it finished
     owners = {n: results[n].get(timeout=10) for n in in_flight}
 
