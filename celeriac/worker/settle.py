@@ -10,6 +10,12 @@ as the lease holds (30 s by default), so an outage shorter than that delays the 
 instead of sending its tasks round again. Only a batch whose results still could not be
 stored then gives its deliveries back to the queue (by then another worker may have them).
 
+A result whose delivery the transport says was taken over meanwhile (``holds()`` is False,
+:class:`~celeriac.transport.LeaseHolder`: a worker cut off or frozen past its lease, whose
+messages went to another worker) is dropped, not stored: the run that took over owns the
+task's result, and a late write from the lost run would overwrite it. Its ack still goes
+to the transport, which ignores it but forgets the delivery.
+
 When results travel to each task's sender (rpc://, ``ResultBackend.replies``), a document
 is queued with the ``reply_to`` of its task's message and sent there.
 """
@@ -24,7 +30,7 @@ from celeriac import states
 from celeriac.backends.base import Meta, ReplySender, ResultBackend
 from celeriac.exceptions import SerializationError
 from celeriac.protocol.results import make_meta
-from celeriac.transport import Delivery, Transport
+from celeriac.transport import Delivery, LeaseHolder, Transport
 from celeriac.worker.batcher import Batcher
 
 __all__ = ["LINGER", "Document", "Settler"]
@@ -115,6 +121,7 @@ class Settler:
             self._progressed()
 
     async def _write(self, items: Sequence[Item]) -> None:
+        items = self._held(items)
         documents = [document for document, _, _ in items if document is not None]
         if documents:
             try:
@@ -125,6 +132,23 @@ class Settler:
         deliveries = [delivery for _, delivery, _ in items if delivery is not None]
         if deliveries:
             await self._ack(deliveries)
+
+    def _held(self, items: Sequence[Item]) -> Sequence[Item]:
+        """``items`` without the documents of deliveries another worker took over."""
+        transport = self.transport
+        if not isinstance(transport, LeaseHolder):
+            return items
+        kept: list[Item] = []
+        for document, delivery, reply_to in items:
+            if document is not None and delivery is not None and transport.holds(delivery) is False:
+                logger.warning(
+                    "Task %s: its message was given to another worker while this one was cut "
+                    "off or frozen past its lease; this run's result is dropped",
+                    document[0],
+                )
+                document = None
+            kept.append((document, delivery, reply_to))
+        return kept
 
     async def _after_failed_store(self, items: Sequence[Item]) -> None:
         """Results not stored: their deliveries go back to the queue, the others are acked."""

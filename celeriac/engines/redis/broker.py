@@ -401,6 +401,9 @@ class RedisTransport:
 
     async def ack(self, deliveries: Sequence[Delivery]) -> None:
         """Forget finished deliveries: one MULTI removing them from unacked and the lease."""
+        leases = self._leases
+        if leases is not None and leases.lost:  # taken over: the ack is a no-op, forget them
+            leases.lost.difference_update(d.tag for d in deliveries)
         if deliveries:
             await self._retry("ack", lambda: self._drop(deliveries))
 

@@ -196,8 +196,11 @@ class Leases:
 
     async def _tick(self) -> None:
         """One heartbeat; says what happened when this consumer had to register again."""
-        silent = time.monotonic() - self.last_beat
+        last = self.last_beat
         added, requeued = await self.beat()
+        # Measured after the call: a heartbeat on a stalled connection (a partition, no
+        # reset) can hang for the whole outage and complete once it heals.
+        silent = time.monotonic() - last
         if not added:
             return
         if requeued:
