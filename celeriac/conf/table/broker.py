@@ -121,11 +121,11 @@ SETTINGS = (
         "string",
         None,
         (
-            "How to pick the next broker from a list of URLs when one fails (`round-robin`, "
-            "`shuffle` or a function)."
+            "How to pick the next broker from a list of URLs (`amqp://h1;amqp://h2` or a "
+            "list) when one fails: `round-robin` (in order) or `shuffle` (random order). "
+            "RabbitMQ only; an unreachable URL is logged once and skipped."
         ),
-        status=NOT_SUPPORTED,
-        reason="one broker URL; no failover list",
+        differs="a function is refused at start (only the two named strategies)",
         aliases=("BROKER_FAILOVER_STRATEGY",),
     ),
     Setting(

@@ -108,7 +108,8 @@ class AMQPTransport:
     def __init__(self, url: str, *, options: Mapping[str, Any] | None = None) -> None:
         self.url = url
         self._opts = AMQPOptions.from_options(options)
-        conn.connection_url(url, heartbeat=self._opts.heartbeat)  # validate early
+        for each in conn.broker_urls(url):  # validate every URL of a failover list early
+            conn.connection_url(each, heartbeat=self._opts.heartbeat)
         self._session = Session(url, self._opts, f"celeriac-{os.getpid()}", self._on_connect)
         self._topology = Topology(self._session.admin)
         self._consumer: ConsumerChannel | None = None

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import ssl
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
@@ -69,7 +70,10 @@ __all__ = [
     "DeliveredMessage",
     "Session",
     "Topology",
+    "FAILOVER_STRATEGIES",
+    "Failover",
     "amqp_errors",
+    "broker_urls",
     "connect",
     "connection_url",
     "died_in",
@@ -120,6 +124,8 @@ _QUEUE_ARGUMENTS = frozenset(
 )
 
 
+FAILOVER_STRATEGIES = ("round-robin", "shuffle")
+
 _UNLIMITED = 2**31 - 1
 """A retry count meaning "no limit" (the options' None)."""
 
@@ -149,6 +155,9 @@ class AMQPOptions:
     revoke_retention: str = "30D"
     ssl: Any = None
     """TLS: True or a mapping of options (``broker_use_ssl``); kept as given."""
+    failover_strategy: str = "round-robin"
+    """How the next URL of a ``;``-separated list is chosen after a connection fails
+    (``broker_failover_strategy``: ``round-robin`` or ``shuffle``)."""
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any] | None) -> AMQPOptions:
@@ -169,6 +178,11 @@ class AMQPOptions:
             raise ImproperlyConfigured(
                 "broker_transport_options: consumer_timeout, lease_timeout and "
                 "connect_timeout must be positive"
+            )
+        if result.failover_strategy not in FAILOVER_STRATEGIES:
+            raise ImproperlyConfigured(
+                f"broker_failover_strategy must be one of {', '.join(FAILOVER_STRATEGIES)}, "
+                f"not {result.failover_strategy!r}"
             )
         if result.prefetch_count < 1:
             raise ImproperlyConfigured("broker_transport_options: prefetch_count must be >= 1")
@@ -212,6 +226,56 @@ def _convert(kind: type, value: Any, name: str) -> Any:
         return kind(value)
     except (TypeError, ValueError) as exc:
         raise ImproperlyConfigured(f"broker_transport_options[{name!r}]: {exc}") from exc
+
+
+def broker_urls(url: str) -> list[str]:
+    """The URLs of a Celery failover list (``amqp://h1;amqp://h2``), in order."""
+    urls = [part.strip() for part in url.split(";") if part.strip()]
+    if not urls:
+        raise ImproperlyConfigured(f"no broker URL in {mask_url(url)!r}")
+    return urls
+
+
+class Failover:
+    """The URLs of a broker list and which one to try next (``broker_failover_strategy``).
+
+    ``round-robin`` starts at the first URL and moves on to the next after a failure;
+    ``shuffle`` tries them in a random order, reshuffled after each full turn. A URL that
+    cannot be reached is logged once (then again only after it was reached in between).
+    """
+
+    def __init__(self, url: str, strategy: str) -> None:
+        self.urls = broker_urls(url)
+        self.strategy = strategy
+        self._order = list(self.urls)
+        if strategy == "shuffle":
+            random.shuffle(self._order)
+        self._logged: set[str] = set()
+
+    def candidates(self) -> list[str]:
+        """Every URL, the current one first."""
+        return list(self._order)
+
+    def failed(self, url: str, exc: BaseException) -> None:
+        """``url`` could not be reached: log it (once) and put it last."""
+        if url not in self._logged and len(self.urls) > 1:
+            self._logged.add(url)
+            logger.warning(
+                "broker %s unreachable (%s): trying the next of %d URLs",
+                mask_url(url), exc, len(self.urls),
+            )  # fmt: skip
+        if self._order and self._order[0] == url:
+            self._order.append(self._order.pop(0))
+            if self.strategy == "shuffle" and url == self._order[-1] and len(self._order) > 2:
+                rest = self._order[:-1]
+                random.shuffle(rest)
+                self._order = [*rest, url]
+
+    def connected(self, url: str) -> None:
+        """``url`` answered: it stays first; log it again if it fails later."""
+        if url in self._logged:
+            logger.info("broker %s reachable again", mask_url(url))
+            self._logged.discard(url)
 
 
 def connection_url(url: str, *, heartbeat: int, name: str = "celeriac", tls: bool = False) -> str:
@@ -368,7 +432,9 @@ class Session:
         name: str,
         on_connect: Callable[[], Awaitable[None]],
     ) -> None:
-        self.url = url
+        self.failover = Failover(url, options.failover_strategy)
+        self.url = self.failover.urls[0]
+        """The URL connected to (or tried first)."""
         self.options = options
         self.name = name
         self.closed = False
@@ -389,9 +455,26 @@ class Session:
             if self.closed:
                 raise RuntimeError(f"AMQP session for {mask_url(self.url)} is closed")
             self._channels.clear()
-            self._conn = await connect(self.url, self.options, self.name)
+            self._conn = await self._connect_any()
             await self._on_connect()
             return self._conn
+
+    async def _connect_any(self) -> AbstractConnection:
+        """Connect to the first URL of the failover list that answers (the error of the
+        last one when none does; the retry policy then tries the list again)."""
+        error: BaseException | None = None
+        for url in self.failover.candidates():
+            try:
+                connection = await connect(url, self.options, self.name)
+            except TRANSIENT_ERRORS as exc:
+                self.failover.failed(url, exc)
+                error = exc
+                continue
+            self.failover.connected(url)
+            self.url = url
+            return connection
+        assert error is not None
+        raise error
 
     async def channel(self, role: str) -> Channel:
         """The live channel for ``role`` (``publish`` has confirms when configured)."""
