@@ -126,6 +126,29 @@ def _connected_node(cluster: RabbitCluster3, name: str) -> int | None:
     return None
 
 
+def test_a_countdown_to_a_quorum_queue_runs_when_due(
+    cluster: RabbitCluster3, tmp_path: Path
+) -> None:
+    urls = cluster.urls((1, 2, 0))
+    rabbit_app.app.conf.broker_url = urls
+    record = tmp_path / "runs.log"
+    env = {"RABBIT_CLUSTER_URLS": urls, "RABBIT_CLUSTER_RECORD": str(record)}
+    args = ["-A", "tests.cluster.rabbit_app", "worker", "-c", "1", "-P", "threads",
+            "-n", "r25-eta@%h", "-l", "info"]  # fmt: skip
+    log = tmp_path / "worker.log"
+    with running_celeriac(args, log, env):
+        sent = time.time()
+        rabbit_app.record.apply_async((-1,), countdown=2)
+        deadline = time.monotonic() + 30
+        while not _runs(record):
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.1)
+    ran = float(record.read_text().split()[3])
+    print(f"\ncountdown=2 on a quorum queue ran after {ran - sent:.2f} s")
+    assert ran >= sent + 2  # never early
+    assert _runs(record) == {-1: 1}
+
+
 def test_killing_the_workers_node_loses_no_confirmed_task(
     cluster: RabbitCluster3, tmp_path: Path
 ) -> None:
