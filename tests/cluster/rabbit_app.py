@@ -2,7 +2,9 @@
 
 Configured from the environment: ``RABBIT_CLUSTER_URLS`` (a ``;``-separated failover list),
 ``RABBIT_CLUSTER_RECORD`` (a file: ``run <n> <pid> <time>`` per execution, one O_APPEND write
-each). The default queue is a quorum queue (``task_default_queue_type``).
+each). Both queues are quorum queues: ``r25.quorum`` (the default, on a direct exchange) and
+``r25.topic-q`` on the topic exchange ``r25.topic`` (where Celery 5.5 clients use native
+delayed delivery, :data:`TOPIC_QUEUES`).
 """
 
 from __future__ import annotations
@@ -10,9 +12,19 @@ from __future__ import annotations
 import os
 import time
 
+from kombu import Exchange, Queue
+
 from celeriac import Celery
 
-__all__ = ["app", "record"]
+__all__ = ["TOPIC_QUEUES", "app", "record"]
+
+QUORUM = {"x-queue-type": "quorum"}
+TOPIC_QUEUES = [
+    Queue("r25.quorum", queue_arguments=QUORUM),
+    Queue(
+        "r25.topic-q", Exchange("r25.topic", type="topic"), "r25.topic-q", queue_arguments=QUORUM
+    ),
+]
 
 RECORD = os.environ.get("RABBIT_CLUSTER_RECORD", os.devnull)
 
@@ -21,6 +33,7 @@ app.conf.update(
     broker_url=os.environ.get("RABBIT_CLUSTER_URLS", "memory://"),
     task_default_queue="r25.quorum",
     task_default_queue_type="quorum",
+    task_queues=TOPIC_QUEUES,
     broker_failover_strategy="round-robin",
     broker_transport_options={"max_retries": None, "retry_backoff_max": 1.0},
     worker_prefetch_multiplier=4,

@@ -11,10 +11,15 @@ from __future__ import annotations
 
 import collections
 import logging
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import celery
 import pytest
 from kombu import Queue
 
@@ -134,19 +139,74 @@ def test_a_countdown_to_a_quorum_queue_runs_when_due(
     record = tmp_path / "runs.log"
     env = {"RABBIT_CLUSTER_URLS": urls, "RABBIT_CLUSTER_RECORD": str(record)}
     args = ["-A", "tests.cluster.rabbit_app", "worker", "-c", "1", "-P", "threads",
-            "-n", "r25-eta@%h", "-l", "info"]  # fmt: skip
+            "-n", "r25-eta@%h", "-l", "info", "-Q", "r25.quorum,r25.topic-q"]  # fmt: skip
     log = tmp_path / "worker.log"
+    celery_client = celery.Celery("r25-celery-client", broker=cluster.url(2))
+    celery_client.conf.task_queues = rabbit_app.TOPIC_QUEUES
     with running_celeriac(args, log, env):
-        sent = time.time()
-        rabbit_app.record.apply_async((-1,), countdown=2)
         deadline = time.monotonic() + 30
-        while not _runs(record):
+        while "ready" not in log.read_text():  # bound: Celery's delayed topology declared
             assert time.monotonic() < deadline, log.read_text()[-3000:]
             time.sleep(0.1)
+        sent = time.time()
+        rabbit_app.record.apply_async((-1,), countdown=2)
+        # a real Celery client: the native delayed delivery exchanges (celery_delayed_27 ...)
+        celery_client.send_task(
+            "tests.cluster.rabbit_app.record", args=(-2,), countdown=2, queue="r25.topic-q"
+        )
+        while len(_runs(record)) < 2:
+            assert time.monotonic() < deadline + 30, log.read_text()[-3000:]
+            time.sleep(0.1)
+    ran = {int(line.split()[1]): float(line.split()[3]) for line in record.read_text().splitlines()}
+    print(
+        f"\ncountdown=2 on a quorum queue ran after {ran[-1] - sent:.2f} s (celeriac client), "
+        f"{ran[-2] - sent:.2f} s (Celery client, native delayed delivery)"
+    )
+    assert min(ran.values()) >= sent + 2  # never early
+    assert _runs(record) == {-1: 1, -2: 1}
+    types = _queue_types(cluster, 0)
+    assert types["celery_delayed_27"] == types["celery_delayed_0"] == "quorum"
+
+
+def test_a_celeriac_countdown_to_a_quorum_queue_is_run_by_a_celery_worker(
+    cluster: RabbitCluster3, tmp_path: Path
+) -> None:
+    url = cluster.url(1)
+    rabbit_app.app.conf.broker_url = url
+    record = tmp_path / "runs.log"
+    log = tmp_path / "celery.log"
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root), "RABBIT_CLUSTER_URLS": url,
+           "RABBIT_CLUSTER_RECORD": str(record)}  # fmt: skip
+    with log.open("wb") as out:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "tests.cluster.rabbit_celery_app", "worker",
+             "-P", "solo", "-Q", "r25.topic-q", "--without-mingle", "--without-gossip",
+             "--without-heartbeat", "-l", "info"],
+            cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while "ready." not in log.read_text():
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.1)
+        sent = time.time()
+        rabbit_app.record.apply_async((-3,), countdown=2, queue="r25.topic-q")
+        while not _runs(record):
+            assert time.monotonic() < deadline + 30, log.read_text()[-3000:]
+            time.sleep(0.1)
+    finally:
+        worker.send_signal(signal.SIGQUIT)  # cold shutdown: nothing is running by now
+        try:
+            worker.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
     ran = float(record.read_text().split()[3])
-    print(f"\ncountdown=2 on a quorum queue ran after {ran - sent:.2f} s")
-    assert ran >= sent + 2  # never early
-    assert _runs(record) == {-1: 1}
+    print(f"\ncelery worker ran celeriac's countdown=2 after {ran - sent:.2f} s")
+    assert ran >= sent + 2
+    assert _runs(record) == {-3: 1}
+    assert "PRECONDITION" not in log.read_text()  # its delayed topology agreed with ours
 
 
 def test_killing_the_workers_node_loses_no_confirmed_task(

@@ -85,6 +85,7 @@ from celeriac.engines.amqp.connection import (
 )
 from celeriac.engines.amqp.delay import DelayLadder, DelayPlan, delay_tokens, stamp
 from celeriac.engines.amqp.leases import Leases
+from celeriac.engines.amqp.native_delay import NativeDelay
 from celeriac.engines.amqp.sidequeues import DeadLetters, Revokes
 from celeriac.masking import mask_url
 from celeriac.reconnect import Outage
@@ -111,7 +112,9 @@ class AMQPTransport:
         for each in conn.broker_urls(url):  # validate every URL of a failover list early
             conn.connection_url(each, heartbeat=self._opts.heartbeat)
         self._session = Session(url, self._opts, f"celeriac-{os.getpid()}", self._on_connect)
-        self._topology = Topology(self._session.admin)
+        self._topology = Topology(
+            self._session.admin, NativeDelay(self._opts.native_delayed_delivery_queue_type)
+        )
         self._consumer: ConsumerChannel | None = None
         self._consuming = Outage(logger, f"RabbitMQ {mask_url(url)} for consuming")
         """Outages of the consuming channel: logged once each, and their end."""

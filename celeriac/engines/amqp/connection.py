@@ -41,6 +41,7 @@ from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
+from celeriac.engines.amqp.native_delay import NativeDelay, uses_native_delay
 from celeriac.exceptions import ImproperlyConfigured, MissingDependency
 from celeriac.masking import mask_url
 from celeriac.protocol.envelope import Envelope
@@ -155,6 +156,9 @@ class AMQPOptions:
     revoke_retention: str = "30D"
     ssl: Any = None
     """TLS: True or a mapping of options (``broker_use_ssl``); kept as given."""
+    native_delayed_delivery_queue_type: str = "quorum"
+    """The queue type of Celery's native delayed delivery levels, declared by workers
+    consuming quorum queues on topic or fanout exchanges (:mod:`.native_delay`)."""
     failover_strategy: str = "round-robin"
     """How the next URL of a ``;``-separated list is chosen after a connection fails
     (``broker_failover_strategy``: ``round-robin`` or ``shuffle``)."""
@@ -534,8 +538,12 @@ def split_arguments(spec: QueueSpec) -> tuple[dict[str, Any], dict[str, Any] | N
 class Topology:
     """Declared specs and what is known to exist on the broker."""
 
-    def __init__(self, admin: Callable[[], Awaitable[Channel]]) -> None:
+    def __init__(
+        self, admin: Callable[[], Awaitable[Channel]], native: NativeDelay | None = None
+    ) -> None:
         self._admin = admin
+        self._native = native
+        """Binds quorum queues on topic/fanout exchanges for Celery's delayed tasks."""
         self.specs: dict[str, QueueSpec] = {}
         self._queues: set[str] = set()
         self._exchanges: set[str] = set()
@@ -544,6 +552,8 @@ class Topology:
         """Forget what exists (after a reconnect); the specs are kept to declare again."""
         self._queues.clear()
         self._exchanges.clear()
+        if self._native is not None:
+            self._native.reset()
 
     async def declare(self, specs: Sequence[QueueSpec]) -> None:
         """Declare exchanges, queues and bindings; remember the specs."""
@@ -561,6 +571,8 @@ class Topology:
                 await channel.queue_bind(
                     spec.name, spec.exchange, routing_key=spec.routing_key, arguments=binding_args
                 )
+            if self._native is not None and uses_native_delay(spec):
+                await self._native.bind(channel, spec)
             self._queues.add(spec.name)
 
     async def unbind(self, specs: Sequence[QueueSpec]) -> None:
