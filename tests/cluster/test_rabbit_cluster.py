@@ -119,6 +119,13 @@ def _runs(record: Path) -> collections.Counter[int]:
     return counts
 
 
+def _leader(cluster: RabbitCluster3, index: int, queue: str) -> str:
+    """The node leading quorum queue ``queue``, as node ``index`` sees it."""
+    out = cluster.ctl(index, "list_queues", "name", "leader", "--no-table-headers", "-q")
+    found = dict(line.split("\t", 1) for line in out.strip().splitlines() if "\t" in line)
+    return found.get(queue, "?")
+
+
 def _connected_node(cluster: RabbitCluster3, name: str) -> int | None:
     """Index of the node holding a client connection called ``name`` (prefix)."""
     for index in range(3):
@@ -231,6 +238,7 @@ def test_killing_the_workers_node_loses_no_confirmed_task(
             time.sleep(0.05)
         victim = _connected_node(cluster, f"celeriac-{worker.pid}")
         assert victim is not None, "the worker's connection is on no node"
+        leader = _leader(cluster, victim, "r25.quorum")
         before = sum(_runs(record).values())
         cut = time.time()
         cluster.kill(victim)
@@ -257,6 +265,7 @@ def test_killing_the_workers_node_loses_no_confirmed_task(
         f"\nrabbit cluster fault: tasks={FAULT_TASKS} publish_s={publish_s:.1f} "
         f"run_before_kill={before} lost={lost} duplicated={duplicated} "
         f"recover_s={recover if recover is None else round(recover, 2)} "
-        f"duplicates_first_ran_from_s={earliest:.2f} killed={NODES[victim]}"
+        f"duplicates_first_ran_from_s={earliest:.2f} killed={NODES[victim]} "
+        f"queue_leader={leader}"
     )
     assert lost == 0, log.read_text()[-3000:]

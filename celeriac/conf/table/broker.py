@@ -162,9 +162,12 @@ SETTINGS = (
         "broker_native_delayed_delivery_queue_type",
         "string",
         "quorum",
-        "The queue type of the delay queues Celery declares for native delayed delivery.",
-        status=NOT_SUPPORTED,
-        reason="countdowns and ETAs on RabbitMQ use celeriac's own delay queues",
+        (
+            "The queue type (`quorum` or `classic`) of the `celery_delayed_0..27` queues of "
+            "Celery 5.5's native delayed delivery, which a worker consuming a quorum queue on "
+            "a topic or fanout exchange declares so Celery clients' countdowns reach it."
+        ),
+        differs="celeriac clients still send countdowns through celeriac's own delay ladder",
         aliases=("BROKER_NATIVE_DELAYED_DELIVERY_QUEUE_TYPE",),
     ),
     Setting(

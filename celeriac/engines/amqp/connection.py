@@ -255,6 +255,8 @@ class Failover:
         if strategy == "shuffle":
             random.shuffle(self._order)
         self._logged: set[str] = set()
+        self._turn = 0
+        """URLs that failed since the turn began."""
 
     def candidates(self) -> list[str]:
         """Every URL, the current one first."""
@@ -270,13 +272,15 @@ class Failover:
             )  # fmt: skip
         if self._order and self._order[0] == url:
             self._order.append(self._order.pop(0))
-            if self.strategy == "shuffle" and url == self._order[-1] and len(self._order) > 2:
-                rest = self._order[:-1]
-                random.shuffle(rest)
-                self._order = [*rest, url]
+            self._turn += 1
+            if self._turn >= len(self._order):  # every URL was tried once: a new turn
+                self._turn = 0
+                if self.strategy == "shuffle":
+                    random.shuffle(self._order)
 
     def connected(self, url: str) -> None:
         """``url`` answered: it stays first; log it again if it fails later."""
+        self._turn = 0
         if url in self._logged:
             logger.info("broker %s reachable again", mask_url(url))
             self._logged.discard(url)
