@@ -204,6 +204,16 @@ def _mapping_router(mapping: Mapping[Any, Any]) -> RouterFn:
     return _MappingRouter(mapping)
 
 
+def _type_arguments(setting: str, kind: str | None) -> dict[str, Any]:
+    """The queue arguments of a RabbitMQ queue type named by ``setting`` (as Celery 5.5:
+    only ``classic`` and ``quorum``)."""
+    if kind and kind != "classic":
+        if kind != "quorum":
+            raise ValueError(f"{setting} must be 'classic' or 'quorum', not {kind!r}")
+        return {"x-queue-type": "quorum"}
+    return {}
+
+
 class Router:
     """Resolves a task's destination from options, routes and defaults, as Celery does.
 
@@ -221,6 +231,7 @@ class Router:
         self.max_priority: int | None = conf["task_queue_max_priority"]
         self.create_missing: bool = bool(conf["task_create_missing_queues"])
         self.missing_queue_type: str | None = conf["task_create_missing_queue_type"]
+        self.default_queue_type: str | None = conf["task_default_queue_type"]
         self.missing_exchange_type: str | None = conf["task_create_missing_queue_exchange_type"]
         self.queues: dict[str, QueueSpec] = {}
         self.aliases: dict[str, QueueSpec] = {}
@@ -273,7 +284,9 @@ class Router:
                     name,
                     Exchange(self.default_exchange, self.default_exchange_type),
                     self.default_routing_key,
-                    queue_arguments=self._missing_arguments(),
+                    queue_arguments=_type_arguments(
+                        "task_default_queue_type", self.default_queue_type
+                    ),
                 )
             )
         if not self.create_missing:
@@ -282,14 +295,7 @@ class Router:
         return self.add(Queue(name, exchange, name, queue_arguments=self._missing_arguments()))
 
     def _missing_arguments(self) -> dict[str, Any]:
-        kind = self.missing_queue_type
-        if kind and kind != "classic":
-            if kind != "quorum":
-                raise ValueError(
-                    f"task_create_missing_queue_type must be 'classic' or 'quorum', not {kind!r}"
-                )
-            return {"x-queue-type": "quorum"}
-        return {}
+        return _type_arguments("task_create_missing_queue_type", self.missing_queue_type)
 
     def consume_specs(
         self, names: Sequence[str] | None, exclude: Sequence[str] = ()

@@ -331,8 +331,12 @@ class Celery:
 
     @property
     def broker_url(self) -> str:
-        """The configured broker, or the embedded SQLite file."""
-        return str(self.conf["broker_url"] or DEFAULT_BROKER)
+        """The configured broker, or the embedded SQLite file; a list of URLs (Celery's
+        failover list form) is joined with ``;``."""
+        url = self.conf["broker_url"]
+        if isinstance(url, (list, tuple)):
+            return ";".join(str(each) for each in url)
+        return str(url or DEFAULT_BROKER)
 
     @property
     def result_backend_url(self) -> str | None:

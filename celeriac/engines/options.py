@@ -101,6 +101,12 @@ def broker_options(conf: Mapping[str, Any], url: str) -> dict[str, Any]:
         options.setdefault("ssl", conf["broker_use_ssl"])
     if engine == "amqp" and conf.get("broker_heartbeat") is not None:
         options.setdefault("heartbeat", conf["broker_heartbeat"])
+    if engine == "amqp" and conf.get("broker_native_delayed_delivery_queue_type"):
+        options.setdefault(
+            "native_delayed_delivery_queue_type", conf["broker_native_delayed_delivery_queue_type"]
+        )
+    if engine == "amqp" and conf.get("broker_failover_strategy") is not None:
+        options.setdefault("failover_strategy", conf["broker_failover_strategy"])
     return options
 
 

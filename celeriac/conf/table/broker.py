@@ -122,11 +122,11 @@ SETTINGS = (
         "string",
         None,
         (
-            "How to pick the next broker from a list of URLs when one fails (`round-robin`, "
-            "`shuffle` or a function)."
+            "How to pick the next broker from a list of URLs (`amqp://h1;amqp://h2` or a "
+            "list) when one fails: `round-robin` (in order) or `shuffle` (random order). "
+            "RabbitMQ only; an unreachable URL is logged once and skipped."
         ),
-        status=NOT_SUPPORTED,
-        reason="one broker URL; no failover list",
+        differs="a function is refused at start (only the two named strategies)",
         aliases=("BROKER_FAILOVER_STRATEGY",),
     ),
     Setting(
@@ -163,9 +163,12 @@ SETTINGS = (
         "broker_native_delayed_delivery_queue_type",
         "string",
         "quorum",
-        "The queue type of the delay queues Celery declares for native delayed delivery.",
-        status=NOT_SUPPORTED,
-        reason="countdowns and ETAs on RabbitMQ use celeriac's own delay queues",
+        (
+            "The queue type (`quorum` or `classic`) of the `celery_delayed_0..27` queues of "
+            "Celery 5.5's native delayed delivery, which a worker consuming a quorum queue on "
+            "a topic or fanout exchange declares so Celery clients' countdowns reach it."
+        ),
+        differs="celeriac clients still send countdowns through celeriac's own delay ladder",
         aliases=("BROKER_NATIVE_DELAYED_DELIVERY_QUEUE_TYPE",),
     ),
     Setting(

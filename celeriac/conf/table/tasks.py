@@ -152,11 +152,10 @@ SETTINGS = (
         "task_default_queue_type",
         "string",
         "classic",
-        "The RabbitMQ queue type of the default queue.",
-        status=NOT_SUPPORTED,
-        reason=(
-            "queues are declared classic; give `queue_arguments={'x-queue-type': "
-            "'quorum'}` in `task_queues` for quorum queues"
+        (
+            "The RabbitMQ queue type (`classic` or `quorum`) of the default queue when "
+            "`task_queues` is not set; for other queues give `queue_arguments="
+            "{'x-queue-type': 'quorum'}`."
         ),
         aliases=("CELERY_DEFAULT_QUEUE_TYPE",),
     ),

@@ -354,8 +354,10 @@ SETTINGS = (
         "bool",
         True,
         "Detect quorum queues and switch off the global QoS they do not support.",
-        status=NOT_SUPPORTED,
-        reason="quorum queues are not detected; countdowns use celeriac's delay queues",
+        differs=(
+            "nothing to detect: celeriac's prefetch is always per consumer (never global "
+            "QoS), so quorum queues work whatever the value"
+        ),
         aliases=("CELERYD_DETECT_QUORUM_QUEUES",),
     ),
     Setting(

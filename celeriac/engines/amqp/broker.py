@@ -85,6 +85,7 @@ from celeriac.engines.amqp.connection import (
 )
 from celeriac.engines.amqp.delay import DelayLadder, DelayPlan, delay_tokens, stamp
 from celeriac.engines.amqp.leases import Leases
+from celeriac.engines.amqp.native_delay import NativeDelay
 from celeriac.engines.amqp.sidequeues import DeadLetters, Revokes
 from celeriac.masking import mask_url
 from celeriac.reconnect import Outage
@@ -108,9 +109,12 @@ class AMQPTransport:
     def __init__(self, url: str, *, options: Mapping[str, Any] | None = None) -> None:
         self.url = url
         self._opts = AMQPOptions.from_options(options)
-        conn.connection_url(url, heartbeat=self._opts.heartbeat)  # validate early
+        for each in conn.broker_urls(url):  # validate every URL of a failover list early
+            conn.connection_url(each, heartbeat=self._opts.heartbeat)
         self._session = Session(url, self._opts, f"celeriac-{os.getpid()}", self._on_connect)
-        self._topology = Topology(self._session.admin)
+        self._topology = Topology(
+            self._session.admin, NativeDelay(self._opts.native_delayed_delivery_queue_type)
+        )
         self._consumer: ConsumerChannel | None = None
         self._consumer_lock = asyncio.Lock()
         """Held while the consuming channel is opened or given queues: two fetches at once

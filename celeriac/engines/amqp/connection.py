@@ -34,12 +34,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import ssl
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
+from celeriac.engines.amqp.native_delay import NativeDelay, uses_native_delay
 from celeriac.exceptions import ImproperlyConfigured, MissingDependency
 from celeriac.masking import mask_url
 from celeriac.protocol.envelope import Envelope
@@ -69,7 +71,10 @@ __all__ = [
     "DeliveredMessage",
     "Session",
     "Topology",
+    "FAILOVER_STRATEGIES",
+    "Failover",
     "amqp_errors",
+    "broker_urls",
     "connect",
     "connection_url",
     "died_in",
@@ -120,6 +125,8 @@ _QUEUE_ARGUMENTS = frozenset(
 )
 
 
+FAILOVER_STRATEGIES = ("round-robin", "shuffle")
+
 _UNLIMITED = 2**31 - 1
 """A retry count meaning "no limit" (the options' None)."""
 
@@ -149,6 +156,12 @@ class AMQPOptions:
     revoke_retention: str = "30D"
     ssl: Any = None
     """TLS: True or a mapping of options (``broker_use_ssl``); kept as given."""
+    native_delayed_delivery_queue_type: str = "quorum"
+    """The queue type of Celery's native delayed delivery levels, declared by workers
+    consuming quorum queues on topic or fanout exchanges (:mod:`.native_delay`)."""
+    failover_strategy: str = "round-robin"
+    """How the next URL of a ``;``-separated list is chosen after a connection fails
+    (``broker_failover_strategy``: ``round-robin`` or ``shuffle``)."""
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any] | None) -> AMQPOptions:
@@ -169,6 +182,11 @@ class AMQPOptions:
             raise ImproperlyConfigured(
                 "broker_transport_options: consumer_timeout, lease_timeout and "
                 "connect_timeout must be positive"
+            )
+        if result.failover_strategy not in FAILOVER_STRATEGIES:
+            raise ImproperlyConfigured(
+                f"broker_failover_strategy must be one of {', '.join(FAILOVER_STRATEGIES)}, "
+                f"not {result.failover_strategy!r}"
             )
         if result.prefetch_count < 1:
             raise ImproperlyConfigured("broker_transport_options: prefetch_count must be >= 1")
@@ -212,6 +230,60 @@ def _convert(kind: type, value: Any, name: str) -> Any:
         return kind(value)
     except (TypeError, ValueError) as exc:
         raise ImproperlyConfigured(f"broker_transport_options[{name!r}]: {exc}") from exc
+
+
+def broker_urls(url: str) -> list[str]:
+    """The URLs of a Celery failover list (``amqp://h1;amqp://h2``), in order."""
+    urls = [part.strip() for part in url.split(";") if part.strip()]
+    if not urls:
+        raise ImproperlyConfigured(f"no broker URL in {mask_url(url)!r}")
+    return urls
+
+
+class Failover:
+    """The URLs of a broker list and which one to try next (``broker_failover_strategy``).
+
+    ``round-robin`` starts at the first URL and moves on to the next after a failure;
+    ``shuffle`` tries them in a random order, reshuffled after each full turn. A URL that
+    cannot be reached is logged once (then again only after it was reached in between).
+    """
+
+    def __init__(self, url: str, strategy: str) -> None:
+        self.urls = broker_urls(url)
+        self.strategy = strategy
+        self._order = list(self.urls)
+        if strategy == "shuffle":
+            random.shuffle(self._order)
+        self._logged: set[str] = set()
+        self._turn = 0
+        """URLs that failed since the turn began."""
+
+    def candidates(self) -> list[str]:
+        """Every URL, the current one first."""
+        return list(self._order)
+
+    def failed(self, url: str, exc: BaseException) -> None:
+        """``url`` could not be reached: log it (once) and put it last."""
+        if url not in self._logged and len(self.urls) > 1:
+            self._logged.add(url)
+            logger.warning(
+                "broker %s unreachable (%s): trying the next of %d URLs",
+                mask_url(url), exc, len(self.urls),
+            )  # fmt: skip
+        if self._order and self._order[0] == url:
+            self._order.append(self._order.pop(0))
+            self._turn += 1
+            if self._turn >= len(self._order):  # every URL was tried once: a new turn
+                self._turn = 0
+                if self.strategy == "shuffle":
+                    random.shuffle(self._order)
+
+    def connected(self, url: str) -> None:
+        """``url`` answered: it stays first; log it again if it fails later."""
+        self._turn = 0
+        if url in self._logged:
+            logger.info("broker %s reachable again", mask_url(url))
+            self._logged.discard(url)
 
 
 def connection_url(url: str, *, heartbeat: int, name: str = "celeriac", tls: bool = False) -> str:
@@ -368,7 +440,9 @@ class Session:
         name: str,
         on_connect: Callable[[], Awaitable[None]],
     ) -> None:
-        self.url = url
+        self.failover = Failover(url, options.failover_strategy)
+        self.url = self.failover.urls[0]
+        """The URL connected to (or tried first)."""
         self.options = options
         self.name = name
         self.closed = False
@@ -389,9 +463,26 @@ class Session:
             if self.closed:
                 raise RuntimeError(f"AMQP session for {mask_url(self.url)} is closed")
             self._channels.clear()
-            self._conn = await connect(self.url, self.options, self.name)
+            self._conn = await self._connect_any()
             await self._on_connect()
             return self._conn
+
+    async def _connect_any(self) -> AbstractConnection:
+        """Connect to the first URL of the failover list that answers (the error of the
+        last one when none does; the retry policy then tries the list again)."""
+        error: BaseException | None = None
+        for url in self.failover.candidates():
+            try:
+                connection = await connect(url, self.options, self.name)
+            except TRANSIENT_ERRORS as exc:
+                self.failover.failed(url, exc)
+                error = exc
+                continue
+            self.failover.connected(url)
+            self.url = url
+            return connection
+        assert error is not None
+        raise error
 
     async def channel(self, role: str) -> Channel:
         """The live channel for ``role`` (``publish`` has confirms when configured)."""
@@ -451,8 +542,12 @@ def split_arguments(spec: QueueSpec) -> tuple[dict[str, Any], dict[str, Any] | N
 class Topology:
     """Declared specs and what is known to exist on the broker."""
 
-    def __init__(self, admin: Callable[[], Awaitable[Channel]]) -> None:
+    def __init__(
+        self, admin: Callable[[], Awaitable[Channel]], native: NativeDelay | None = None
+    ) -> None:
         self._admin = admin
+        self._native = native
+        """Binds quorum queues on topic/fanout exchanges for Celery's delayed tasks."""
         self.specs: dict[str, QueueSpec] = {}
         self._queues: set[str] = set()
         self._exchanges: set[str] = set()
@@ -461,6 +556,8 @@ class Topology:
         """Forget what exists (after a reconnect); the specs are kept to declare again."""
         self._queues.clear()
         self._exchanges.clear()
+        if self._native is not None:
+            self._native.reset()
 
     async def declare(self, specs: Sequence[QueueSpec]) -> None:
         """Declare exchanges, queues and bindings; remember the specs."""
@@ -478,6 +575,8 @@ class Topology:
                 await channel.queue_bind(
                     spec.name, spec.exchange, routing_key=spec.routing_key, arguments=binding_args
                 )
+            if self._native is not None and uses_native_delay(spec):
+                await self._native.bind(channel, spec)
             self._queues.add(spec.name)
 
     async def unbind(self, specs: Sequence[QueueSpec]) -> None:
