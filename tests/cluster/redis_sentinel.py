@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tests.services import unavailable
 
-__all__ = ["MASTER", "PRIMARY", "REPLICA", "SENTINELS", "SentinelTopology"]
+__all__ = ["MASTER", "PRIMARY", "REPLICA", "SENTINELS", "SentinelTopology", "ask", "listening"]
 
 MASTER = "r25sentinel"
 """The monitored master's name (the ``master_name`` transport option)."""
@@ -74,6 +74,7 @@ class SentinelTopology:
         data = self.workdir / str(port)
         data.mkdir(parents=True, exist_ok=True)
         args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                "--enable-debug-command", "local",
                 "--appendonly", "no", "--dir", str(data), "--logfile", str(data / "redis.log"),
                 *extra]  # fmt: skip
         self.procs[port] = subprocess.Popen(args, stdout=subprocess.DEVNULL)
@@ -116,18 +117,32 @@ class SentinelTopology:
         reply = ask(SENTINELS[0], "sentinel", "get-master-addr-by-name", MASTER).split()
         return int(reply[1]) if len(reply) == 2 else 0
 
+    def other(self, port: int) -> int:
+        """The other data node."""
+        return REPLICA if port == PRIMARY else PRIMARY
+
     def wait_replicated(self, timeout: float) -> None:
-        """Until the primary's replica acknowledged all its writes."""
-        self._wait(lambda: ask(PRIMARY, "wait", "1", "1000").strip() == "1", timeout,
+        """Until the master's replica acknowledged all its writes."""
+        master = self.master()
+        self._wait(lambda: ask(master, "wait", "1", "1000").strip() == "1", timeout,
                    "the replica to catch up")  # fmt: skip
 
-    def wait_failover(self, timeout: float) -> float:
-        """Until the sentinels name the replica master and it says so; the seconds taken."""
-        began = time.monotonic()
-        self._wait(lambda: self.master() == REPLICA
-                   and "role:master" in ask(REPLICA, "info", "replication"), timeout,
+    def wait_failover(self, old: int, timeout: float) -> float:
+        """Until the sentinels name the other node master and it says so; seconds taken."""
+        new, began = self.other(old), time.monotonic()
+        self._wait(lambda: self.master() == new
+                   and "role:master" in ask(new, "info", "replication"), timeout,
                    "the sentinels to promote the replica")  # fmt: skip
         return time.monotonic() - began
+
+    def switch(self) -> int:
+        """A coordinated failover (``SENTINEL FAILOVER``): the master is demoted to a
+        replica, alive, and answers writes with READONLY. The old master's port."""
+        old = self.master()
+        reply = ask(SENTINELS[0], "sentinel", "failover", MASTER)
+        if "OK" not in reply:
+            raise AssertionError(f"SENTINEL FAILOVER refused: {reply!r}")
+        return old
 
     def kill(self, port: int) -> None:
         """SIGKILL one process."""

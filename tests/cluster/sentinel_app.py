@@ -2,8 +2,9 @@
 
 Configured from the environment: ``SENTINEL_URL`` (a ``sentinel://`` list: broker, result
 backend and beat store), ``SENTINEL_MASTER`` (``master_name``), ``SENTINEL_PREFIX``
-(``global_keyprefix``), ``SENTINEL_RECORD`` (a file: ``run <n> <pid> <time>`` per execution,
-one O_APPEND write each); ``SENTINEL_BEAT`` set: beat sends ``record(-1)`` every 0.5 s.
+(``global_keyprefix``), ``SENTINEL_MIN_REPLICAS`` (``min_replicas``), ``SENTINEL_RECORD``
+(a file: ``run <n> <pid> <time>`` per execution, one O_APPEND write each);
+``SENTINEL_BEAT`` set: beat sends ``record(-1)`` every 0.5 s.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ TICK = -1
 app = Celery("sentinel")
 
 
-def configure(url: str, master: str, prefix: str = "") -> None:
-    """Broker, result backend and beat store behind the sentinels at ``url``."""
+def configure(url: str, master: str, prefix: str = "", min_replicas: int = 0) -> None:
+    """Broker, result backend and beat store behind the sentinels at ``url``; publishes
+    and acks wait for ``min_replicas`` replicas."""
     app.conf.update(
         broker_url=url,
         result_backend=url,
@@ -30,6 +32,7 @@ def configure(url: str, master: str, prefix: str = "") -> None:
             "master_name": master,
             "global_keyprefix": prefix,
             "lease_timeout": 10.0,
+            "min_replicas": min_replicas,
         },
         result_backend_transport_options={"master_name": master, "global_keyprefix": prefix},
         worker_prefetch_multiplier=8,
@@ -40,6 +43,7 @@ configure(
     os.environ.get("SENTINEL_URL", "memory://"),
     os.environ.get("SENTINEL_MASTER", ""),
     os.environ.get("SENTINEL_PREFIX", ""),
+    int(os.environ.get("SENTINEL_MIN_REPLICAS", "0")),
 )
 if os.environ.get("SENTINEL_BEAT"):
     app.conf.beat_schedule = {

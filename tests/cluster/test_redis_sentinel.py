@@ -3,9 +3,11 @@
 One topology for the whole module (primary 16380, replica 16381, sentinels 26380-26382,
 :mod:`tests.cluster.redis_sentinel`), killed in teardown even when a test fails. Broker,
 result backend and beat store are one ``sentinel://`` list whose first sentinel is dead.
-The fault test SIGKILLs the primary under load (a real ``celeriac worker``, a real
-``celeriac beat``, a producer and a result waiter running through it) and reports lost and
-duplicated executions and the time until tasks run again (printed, never asserted on).
+The fault tests fail the master over under load (a real ``celeriac worker``, a real
+``celeriac beat``, a producer and a result waiter running through it): first a coordinated
+``SENTINEL FAILOVER`` (the demoted master answers READONLY) with ``min_replicas=1``, then a
+SIGKILL of the master with asynchronous replication. Each reports lost and duplicated
+executions and the time until tasks run again (printed, never asserted on).
 """
 
 from __future__ import annotations
@@ -16,21 +18,29 @@ import itertools
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from celeriac import group
 from celeriac.beat.stores import store_for_app
+from celeriac.engines.redis.broker import RedisTransport
+from celeriac.engines.redis.replication import NotReplicated
+from celeriac.exceptions import ImproperlyConfigured, OperationalError
+from celeriac.protocol.envelope import Envelope
+from celeriac.transport.base import Outgoing
 from tests.cluster import sentinel_app
-from tests.cluster.redis_sentinel import MASTER, PRIMARY, REPLICA, SentinelTopology
+from tests.cluster.redis_sentinel import MASTER, SentinelTopology, ask
 from tests.services import running_celeriac
 
 pytestmark = pytest.mark.timeout(150)
 
 DEAD_SENTINEL = 26399
 """A port nobody listens on, first in every sentinel list (logged once, then skipped)."""
+DB = 3
+WORKER = ["-A", "tests.cluster.sentinel_app", "worker", "-c", "4", "-P", "threads", "-l", "info"]
+BEAT = ["-A", "tests.cluster.sentinel_app", "beat", "-l", "info"]
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +54,7 @@ def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelTopol
 
 @pytest.fixture
 def url(topology: SentinelTopology) -> str:
-    return f"sentinel://127.0.0.1:{DEAD_SENTINEL}/3;" + topology.url(db=3)
+    return f"sentinel://127.0.0.1:{DEAD_SENTINEL}/{DB};" + topology.url(db=DB)
 
 
 @pytest.fixture
@@ -64,10 +74,6 @@ def _env(url: str, prefix: str, record: Path, **extra: str) -> dict[str, str]:
             "SENTINEL_RECORD": str(record), **extra}  # fmt: skip
 
 
-WORKER = ["-A", "tests.cluster.sentinel_app", "worker", "-c", "4", "-P", "threads", "-l", "info"]
-BEAT = ["-A", "tests.cluster.sentinel_app", "beat", "-l", "info"]
-
-
 def _executions(record: Path) -> list[tuple[int, float]]:
     if not record.exists():
         return []
@@ -81,6 +87,10 @@ def _wait_for(check: object, timeout: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(0.1)
+
+
+def _keys(port: int, prefix: str) -> list[str]:
+    return ask(port, "-n", str(DB), "--scan", "--pattern", f"*{prefix}*").split()
 
 
 def test_worker_behind_sentinel(
@@ -98,16 +108,10 @@ def test_worker_behind_sentinel(
         sent = time.time()
         assert sentinel_app.record.apply_async((7,), countdown=1).get(timeout=30) == 7
         assert dict(_executions(record))[7] >= sent + 1 - 0.05, "the countdown task ran early"
-    # The keys are on the primary (db 3), and the replica has them too.
-    assert topology_keys(PRIMARY, prefix) and topology_keys(REPLICA, prefix)
+    master = topology.master()
+    assert _keys(master, prefix) and _keys(topology.other(master), prefix), "not replicated"
     text = log.read_text()
     assert text.count(f"redis sentinel 127.0.0.1:{DEAD_SENTINEL} unreachable") == 1, text
-
-
-def topology_keys(port: int, prefix: str) -> list[str]:
-    from tests.cluster.redis_sentinel import ask
-
-    return ask(port, "-n", "3", "--scan", "--pattern", f"*{prefix}*").split()
 
 
 def test_beat_store_behind_sentinel(app: object) -> None:
@@ -126,20 +130,66 @@ def test_beat_store_behind_sentinel(app: object) -> None:
     asyncio.run(run())
 
 
-# --- the fault (last: it leaves the primary dead, the replica promoted) -------------------
-
-
-def test_primary_killed_under_load(
-    topology: SentinelTopology, app: object, url: str, prefix: str, tmp_path: Path
+def test_min_replicas_waits_for_the_replica(
+    topology: SentinelTopology, app: object, url: str, prefix: str
 ) -> None:
-    """SIGKILL the primary with 6,000 tasks queued, a producer publishing 2,000 more through
-    the kill, a waiter reading results and beat ticking: the sentinels promote the replica
-    and everything follows it. Every task queued (and replicated) before the kill runs;
-    the rest is reported: lost, duplicated, publishes that raised, time to recover."""
-    queued, extra = 6_000, 2_000
+    """``min_replicas=1``: a publish returns once the replica has it; with the replica
+    stalled (``DEBUG SLEEP``) it raises NotReplicated naming the option, after storing
+    the message on the master only."""
+    options = {"master_name": MASTER, "global_keyprefix": prefix, "min_replicas": 1,
+               "min_replicas_timeout": 0.3, "max_retries": 0}  # fmt: skip
+    queue = "q"
+    master = topology.master()
+
+    async def run() -> None:
+        transport = RedisTransport(url, options=options)
+        await transport.connect()
+        try:
+            await transport.publish([_outgoing(queue, b"one")])
+            stall = threading.Thread(
+                target=ask, args=(topology.other(master), "debug", "sleep", "3")
+            )
+            stall.start()
+            await asyncio.sleep(0.2)  # the replica is asleep: it acknowledges nothing
+            with pytest.raises(OperationalError, match="min_replicas=1") as raised:
+                await transport.publish([_outgoing(queue, b"two")])
+            assert isinstance(raised.value.__cause__, NotReplicated)
+            await asyncio.to_thread(stall.join)
+            await transport.publish([_outgoing(queue, b"three")])
+        finally:
+            await transport.close()
+
+    asyncio.run(run())
+    assert ask(master, "-n", str(DB), "llen", prefix + queue).strip() == "3"
+    with pytest.raises(ImproperlyConfigured, match="min_replicas"):
+        RedisTransport(url, options={**options, "min_replicas": "two"})
+
+
+def _outgoing(queue: str, body: bytes) -> Outgoing:
+    return Outgoing(Envelope(body, {}), routing_key=queue)
+
+
+# --- the faults (last: each fails the master over) ---------------------------------------
+
+
+def _under_load(
+    topology: SentinelTopology,
+    url: str,
+    prefix: str,
+    tmp_path: Path,
+    fault: Callable[[], int],
+    label: str,
+    min_replicas: int = 0,
+) -> None:
+    """Queue 6,000 tasks and 200 countdowns, start a worker and beat, then ``fault()``
+    the master with a producer publishing 2,000 more and a waiter reading results through
+    it. Every task queued (and replicated) before the fault runs; the rest is reported."""
+    sentinel_app.configure(url, MASTER, prefix, min_replicas)
+    queued, extra, later = 6_000, 2_000, range(100_000, 100_200)
     record, log, beat_log = tmp_path / "record", tmp_path / "worker.log", tmp_path / "beat.log"
     for start in range(0, queued, 1000):
         group(sentinel_app.record.s(n) for n in range(start, start + 1000)).apply_async()
+    group(sentinel_app.record.s(n) for n in later).apply_async(countdown=6)
     topology.wait_replicated(10)
     refused: list[int] = []
     published: list[int] = []
@@ -171,7 +221,7 @@ def test_primary_killed_under_load(
 
     producer = threading.Thread(target=produce)
     waiter = threading.Thread(target=wait_results)
-    env = _env(url, prefix, record)
+    env = _env(url, prefix, record, SENTINEL_MIN_REPLICAS=str(min_replicas))
     with (
         running_celeriac(WORKER, log, env) as worker,
         running_celeriac(BEAT, beat_log, {**env, "SENTINEL_BEAT": "1"}) as beat,
@@ -181,36 +231,61 @@ def test_primary_killed_under_load(
         producer.start()
         waiter.start()
         _wait_for(lambda: len(published) >= 500, 30, "the producer to get going")
-        killed = time.time()
-        topology.kill(PRIMARY)
-        failover = topology.wait_failover(30)
+        faulted = time.time()
+        failover = topology.wait_failover(fault(), 30)
         producer.join(timeout=60)
         waiter.join(timeout=60)
-        expected = set(range(queued)) | set(published)
+        expected = set(range(queued)) | set(published) | set(later)
         _wait_for(lambda: expected <= {n for n, _ in _executions(record)}
                   or worker.poll() is not None
-                  or time.time() > killed + 45, 60, "the rest of the tasks")  # fmt: skip
+                  or time.time() > faulted + 45, 60, "the rest of the tasks")  # fmt: skip
         time.sleep(1.5)  # let duplicates (if any) and a few more beat ticks show up
         alive, beat_alive = worker.poll() is None, beat.poll() is None
     runs = _executions(record)
-    ticks_after = [t for n, t in runs if n == sentinel_app.TICK and t > killed + failover]
-    tasks = [(n, t) for n, t in runs if n != sentinel_app.TICK]
-    counts = collections.Counter(n for n, _ in tasks)
-    times = sorted([killed, *(t for _, t in tasks if t >= killed)])
+    ticks_after = [t for n, t in runs if n == sentinel_app.TICK and t > faulted + failover]
+    tasks = [(n, t) for n, t in runs if n != sentinel_app.TICK and n not in later]
+    counts = collections.Counter(n for n, _ in runs if n != sentinel_app.TICK)
+    times = sorted([faulted, *(t for _, t in tasks if t >= faulted)])
     stall, resumed = max((b - a, b) for a, b in itertools.pairwise(times))
-    lost_queued = [n for n in range(queued) if n not in counts]
+    lost_queued = [n for n in [*range(queued), *later] if n not in counts]
     lost_published = [n for n in published if n not in counts]
     duplicated = sum(c - 1 for c in counts.values())
-    print(f"\nREDIS SENTINEL FAILOVER: {queued} queued + {extra} published through the SIGKILL "
-          f"of the primary (after {sum(1 for _, t in tasks if t < killed)} runs); sentinels "
-          f"promoted the replica {failover:.2f}s after the kill; lost {len(lost_queued)} "
-          f"queued, {len(lost_published)} published; publishes raised {len(refused)}; "
-          f"duplicated {duplicated}; longest stall {stall:.2f}s, running again "
-          f"{resumed - killed:.2f}s after the kill, all done {times[-1] - killed:.2f}s after "
-          f"it; result waits: {len(missing)} missing, longest {max(waited):.2f}s; "
-          f"beat ticks after the failover {len(ticks_after)}")  # fmt: skip
+    print(f"\nREDIS SENTINEL {label} (min_replicas={min_replicas}): {queued} queued + "
+          f"{len(later)} countdowns + {extra} published through the fault (after "
+          f"{sum(1 for _, t in tasks if t < faulted)} runs); new master named "
+          f"{failover:.2f}s after it; lost {len(lost_queued)} queued, {len(lost_published)} "
+          f"published; publishes raised {len(refused)}; duplicated {duplicated}; longest "
+          f"stall {stall:.2f}s, running again {resumed - faulted:.2f}s after the fault, all "
+          f"done {times[-1] - faulted:.2f}s after it; result waits: {len(missing)} missing, "
+          f"longest {max(waited):.2f}s; beat ticks after it {len(ticks_after)}")  # fmt: skip
     assert alive, f"the worker exited during the failover:\n{log.read_text()[-3000:]}"
     assert beat_alive, f"beat exited during the failover:\n{beat_log.read_text()[-3000:]}"
     assert not lost_queued, f"{len(lost_queued)} replicated tasks never ran: {lost_queued[:20]}"
     assert not missing, f"results never read: {missing}\n{log.read_text()[-3000:]}"
     assert ticks_after, f"beat sent nothing after the failover:\n{beat_log.read_text()[-3000:]}"
+    if min_replicas:
+        assert not lost_published, f"replicated publishes lost: {lost_published[:20]}"
+
+
+def test_coordinated_failover_with_min_replicas(
+    topology: SentinelTopology, app: object, url: str, prefix: str, tmp_path: Path
+) -> None:
+    """``SENTINEL FAILOVER``: the live master is demoted and answers writes with READONLY,
+    which sends every connection back to the sentinels; publishes and acks wait for the
+    replica, so none acknowledged is lost."""
+    _under_load(topology, url, prefix, tmp_path, topology.switch, "SENTINEL FAILOVER", 1)
+
+
+def test_master_killed_under_load(
+    topology: SentinelTopology, app: object, url: str, prefix: str, tmp_path: Path
+) -> None:
+    """SIGKILL the master (asynchronous replication): the sentinels promote the replica
+    and worker, beat, producer and waiter follow it."""
+
+    def kill() -> int:
+        master = topology.master()
+        topology.kill(master)
+        return master
+
+    topology.wait_replicated(30)  # the demoted master of the test before has caught up
+    _under_load(topology, url, prefix, tmp_path, kill, "SIGKILL")

@@ -89,6 +89,7 @@ from celeriac.engines.redis.publishing import (
     push_commands,
     push_of,
 )
+from celeriac.engines.redis.replication import replicas_from
 from celeriac.engines.redis.scripts import NOTIFY_CAP, RedisKeys
 from celeriac.exceptions import ImproperlyConfigured, MissingDependency
 from celeriac.protocol import kombu
@@ -130,6 +131,13 @@ class RedisTransport:
             raise ImproperlyConfigured(f"priority_order: higher_first or lower_first, not {order}")
         self._steps = (9, 6, 3, 0) if order == "higher_first" else (0, 3, 6, 9)
         self.retry = retry_policy(opts)
+        self.replicas = replicas_from(opts)
+        """``min_replicas``: how many replicas must have each publish and ack (None: off)."""
+        if self.replicas is not None and self._settings.cluster:
+            raise ImproperlyConfigured(
+                "min_replicas is not supported on Redis Cluster (WAIT has no key to route by)"
+            )
+        self._fence = self.keys.prefix + "celeriac:replicated"
         self.connect_retry = RetryPolicy.from_options(opts, default=self.retry, prefix="connect_")
         """The first connection's policy (``broker_connection_retry_on_startup``)."""
         self.consumer_id = uuid.uuid4().hex
@@ -243,6 +251,7 @@ class RedisTransport:
         """Route and store ``messages``: usually one round trip (plus one for bindings)."""
         if messages:
             await self._retry("publish", lambda: self._publish_once(messages))
+            await self._replicated("publish")
 
     async def _publish_once(self, messages: Sequence[Outgoing]) -> None:
         routes = await self.router.load(self.client, messages)
@@ -403,6 +412,16 @@ class RedisTransport:
         """Forget finished deliveries: one MULTI removing them from unacked and the lease."""
         if deliveries:
             await self._retry("ack", lambda: self._drop(deliveries))
+            await self._replicated("ack")
+
+    async def _replicated(self, what: str) -> None:
+        """With ``min_replicas``: wait until enough replicas have what was just written
+        (:mod:`celeriac.engines.redis.replication`); NotReplicated when they do not."""
+        replicas = self.replicas
+        if replicas is not None:
+            fence, client = self._fence, self.client
+            await self._retry(f"{what} replication wait",
+                              lambda: replicas.confirm(client, fence, f"redis {what}"))  # fmt: skip
 
     async def _drop(self, deliveries: Sequence[Delivery]) -> None:
         """One ACK script call: unacked entries, index scores and lease records go."""
