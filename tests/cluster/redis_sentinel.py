@@ -139,9 +139,12 @@ class SentinelTopology:
         """A coordinated failover (``SENTINEL FAILOVER``): the master is demoted to a
         replica, alive, and answers writes with READONLY. The old master's port."""
         old = self.master()
-        reply = ask(SENTINELS[0], "sentinel", "failover", MASTER)
-        if "OK" not in reply:
-            raise AssertionError(f"SENTINEL FAILOVER refused: {reply!r}")
+        deadline = time.monotonic() + 30
+        # Refused (NOGOODSLAVE, INPROG) while the sentinels still settle a failover before.
+        while "OK" not in (reply := ask(SENTINELS[0], "sentinel", "failover", MASTER)):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"SENTINEL FAILOVER refused for 30 s: {reply!r}")
+            time.sleep(0.2)
         return old
 
     def kill(self, port: int) -> None:

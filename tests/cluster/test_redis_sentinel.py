@@ -27,7 +27,7 @@ from celeriac import group
 from celeriac.beat.stores import store_for_app
 from celeriac.engines.redis.broker import RedisTransport
 from celeriac.engines.redis.replication import NotReplicated
-from celeriac.exceptions import ImproperlyConfigured, OperationalError
+from celeriac.exceptions import ImproperlyConfigured
 from celeriac.protocol.envelope import Envelope
 from celeriac.transport.base import Outgoing
 from tests.cluster import sentinel_app
@@ -137,7 +137,7 @@ def test_min_replicas_waits_for_the_replica(
     stalled (``DEBUG SLEEP``) it raises NotReplicated naming the option, after storing
     the message on the master only."""
     options = {"master_name": MASTER, "global_keyprefix": prefix, "min_replicas": 1,
-               "min_replicas_timeout": 0.3, "max_retries": 0}  # fmt: skip
+               "min_replicas_timeout": 0.3}  # fmt: skip
     queue = "q"
     master = topology.master()
 
@@ -151,9 +151,8 @@ def test_min_replicas_waits_for_the_replica(
             )
             stall.start()
             await asyncio.sleep(0.2)  # the replica is asleep: it acknowledges nothing
-            with pytest.raises(OperationalError, match="min_replicas=1") as raised:
+            with pytest.raises(NotReplicated, match="min_replicas=1"):
                 await transport.publish([_outgoing(queue, b"two")])
-            assert isinstance(raised.value.__cause__, NotReplicated)
             await asyncio.to_thread(stall.join)
             await transport.publish([_outgoing(queue, b"three")])
         finally:
@@ -183,7 +182,8 @@ def _under_load(
 ) -> None:
     """Queue 6,000 tasks and 200 countdowns, start a worker and beat, then ``fault()``
     the master with a producer publishing 2,000 more and a waiter reading results through
-    it. Every task queued (and replicated) before the fault runs; the rest is reported."""
+    it. Every task queued (and replicated) before the fault runs; the rest is reported
+    (with ``min_replicas``, no acknowledged publish may be lost either)."""
     sentinel_app.configure(url, MASTER, prefix, min_replicas)
     queued, extra, later = 6_000, 2_000, range(100_000, 100_200)
     record, log, beat_log = tmp_path / "record", tmp_path / "worker.log", tmp_path / "beat.log"
@@ -211,7 +211,7 @@ def _under_load(
         for n in range(40):
             began = time.monotonic()
             try:
-                got = sentinel_app.add.delay(n, 1).get(timeout=60)
+                got = sentinel_app.add.delay(n, 1).get(timeout=20)
             except Exception:  # counted and asserted on below
                 got = None
             if got != n + 1:
@@ -261,19 +261,28 @@ def _under_load(
     assert alive, f"the worker exited during the failover:\n{log.read_text()[-3000:]}"
     assert beat_alive, f"beat exited during the failover:\n{beat_log.read_text()[-3000:]}"
     assert not lost_queued, f"{len(lost_queued)} replicated tasks never ran: {lost_queued[:20]}"
-    assert not missing, f"results never read: {missing}\n{log.read_text()[-3000:]}"
     assert ticks_after, f"beat sent nothing after the failover:\n{beat_log.read_text()[-3000:]}"
-    if min_replicas:
-        assert not lost_published, f"replicated publishes lost: {lost_published[:20]}"
+    if min_replicas:  # without it, a publish (and so its result) may be lost: reported
+        assert not lost_published, f"acknowledged publishes lost: {lost_published[:20]}"
+        assert not missing, f"results never read: {missing}\n{log.read_text()[-3000:]}"
 
 
-def test_coordinated_failover_with_min_replicas(
-    topology: SentinelTopology, app: object, url: str, prefix: str, tmp_path: Path
+@pytest.mark.parametrize("min_replicas", [0, 1])
+def test_coordinated_failover(
+    topology: SentinelTopology,
+    app: object,
+    url: str,
+    prefix: str,
+    tmp_path: Path,
+    min_replicas: int,
 ) -> None:
     """``SENTINEL FAILOVER``: the live master is demoted and answers writes with READONLY,
-    which sends every connection back to the sentinels; publishes and acks wait for the
-    replica, so none acknowledged is lost."""
-    _under_load(topology, url, prefix, tmp_path, topology.switch, "SENTINEL FAILOVER", 1)
+    which sends every connection back to the sentinels. With ``min_replicas=1``
+    publishes and acks wait for the replica: a write the demoted master took alone is
+    refused loudly (a publish raises, an ack fails and its task is redelivered), never
+    acknowledged and lost; without it such writes are reported lost."""
+    topology.wait_replicated(30)  # the demoted master of a test before has caught up
+    _under_load(topology, url, prefix, tmp_path, topology.switch, "SENTINEL FAILOVER", min_replicas)
 
 
 def test_master_killed_under_load(

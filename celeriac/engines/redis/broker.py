@@ -89,9 +89,10 @@ from celeriac.engines.redis.publishing import (
     push_commands,
     push_of,
 )
-from celeriac.engines.redis.replication import replicas_from
+from celeriac.engines.redis.replication import NotReplicated, replicas_from
 from celeriac.engines.redis.scripts import NOTIFY_CAP, RedisKeys
 from celeriac.exceptions import ImproperlyConfigured, MissingDependency
+from celeriac.masking import mask_url
 from celeriac.protocol import kombu
 from celeriac.retry import RetryPolicy
 from celeriac.transport.base import DeadLetter, Delivery, Outgoing, QueueSpec, Rotation
@@ -416,12 +417,23 @@ class RedisTransport:
 
     async def _replicated(self, what: str) -> None:
         """With ``min_replicas``: wait until enough replicas have what was just written
-        (:mod:`celeriac.engines.redis.replication`); NotReplicated when they do not."""
+        (:mod:`celeriac.engines.redis.replication`), else raise NotReplicated.
+
+        Not retried: a retry after a reconnect could ask a newly promoted master, whose
+        replicas say nothing of a write made on the old one. The caller is told instead
+        (a publisher's retry policy publishes again; a failed ack is redelivered)."""
         replicas = self.replicas
-        if replicas is not None:
-            fence, client = self._fence, self.client
-            await self._retry(f"{what} replication wait",
-                              lambda: replicas.confirm(client, fence, f"redis {what}"))  # fmt: skip
+        if replicas is None:
+            return
+        try:
+            await replicas.confirm(self.client, self._fence, f"redis {what}")
+        except NotReplicated:
+            raise
+        except TRANSIENT_ERRORS as exc:
+            raise NotReplicated(
+                f"redis {what}: could not confirm min_replicas={replicas.need} at "
+                f"{mask_url(self.url)}: {exc}"
+            ) from exc
 
     async def _drop(self, deliveries: Sequence[Delivery]) -> None:
         """One ACK script call: unacked entries, index scores and lease records go."""

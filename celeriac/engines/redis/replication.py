@@ -6,12 +6,17 @@ promotes a replica (the publish is lost, the acked task runs again). The transpo
 ``min_replicas`` (default 0: off) and ``min_replicas_timeout`` (seconds, default 1) close
 that window for publishes and acks: after the write, the broker asks the primary to
 ``WAIT`` until that many replicas acknowledged it, and raises :class:`NotReplicated` when
-fewer did within the timeout (the write itself is stored on the primary, not undone).
+fewer did within the timeout (the write itself is stored on the primary, not undone): a
+publisher is told (its publish retry policy publishes again: a duplicate, never a silent
+loss); a worker's failed ack leaves the task to be redelivered.
 
 ``WAIT`` counts the replicas that have the *calling connection's* last write, so the wait
 runs on one connection after a write of its own (a fence key, ``SET`` with a short expiry):
 the primary's replication offset at the fence is past every write done before it, on any
-connection. One extra round trip per publish or ack batch.
+connection. One extra round trip per publish or ack batch. The fence goes out on a pooled
+connection right after the write (in practice the one the write just gave back); should a
+failover happen in that instant and the fence open a new connection to the new master, that
+master's replicas would answer for it: the window shrinks to that instant, it is not zero.
 """
 
 from __future__ import annotations
