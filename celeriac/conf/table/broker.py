@@ -61,7 +61,9 @@ SETTINGS = (
         {},
         (
             "Options of the broker's engine: for Redis `global_keyprefix`, `max_connections`, "
-            "`lease_timeout`, socket and TLS options, `cluster_hash_tag` (Redis Cluster); "
+            "`lease_timeout`, socket and TLS options, `cluster_hash_tag` (Redis Cluster), "
+            "`master_name`, `min_replicas` and `min_replicas_timeout` (Sentinel, or any "
+            "replicated Redis: publishes and acks `WAIT` for that many replicas); "
             "for RabbitMQ `confirm_publish`, "
             "`prefetch_count`, `consumer_timeout`... (see the engine's page)."
         ),

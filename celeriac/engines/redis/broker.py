@@ -89,8 +89,10 @@ from celeriac.engines.redis.publishing import (
     push_commands,
     push_of,
 )
+from celeriac.engines.redis.replication import NotReplicated, replicas_from
 from celeriac.engines.redis.scripts import NOTIFY_CAP, RedisKeys
 from celeriac.exceptions import ImproperlyConfigured, MissingDependency
+from celeriac.masking import mask_url
 from celeriac.protocol import kombu
 from celeriac.retry import RetryPolicy
 from celeriac.transport.base import DeadLetter, Delivery, Outgoing, QueueSpec, Rotation
@@ -130,6 +132,13 @@ class RedisTransport:
             raise ImproperlyConfigured(f"priority_order: higher_first or lower_first, not {order}")
         self._steps = (9, 6, 3, 0) if order == "higher_first" else (0, 3, 6, 9)
         self.retry = retry_policy(opts)
+        self.replicas = replicas_from(opts)
+        """``min_replicas``: how many replicas must have each publish and ack (None: off)."""
+        if self.replicas is not None and self._settings.cluster:
+            raise ImproperlyConfigured(
+                "min_replicas is not supported on Redis Cluster (WAIT has no key to route by)"
+            )
+        self._fence = self.keys.prefix + "celeriac:replicated"
         self.connect_retry = RetryPolicy.from_options(opts, default=self.retry, prefix="connect_")
         """The first connection's policy (``broker_connection_retry_on_startup``)."""
         self.consumer_id = uuid.uuid4().hex
@@ -243,6 +252,7 @@ class RedisTransport:
         """Route and store ``messages``: usually one round trip (plus one for bindings)."""
         if messages:
             await self._retry("publish", lambda: self._publish_once(messages))
+            await self._replicated("publish")
 
     async def _publish_once(self, messages: Sequence[Outgoing]) -> None:
         routes = await self.router.load(self.client, messages)
@@ -406,6 +416,27 @@ class RedisTransport:
             leases.lost.difference_update(d.tag for d in deliveries)
         if deliveries:
             await self._retry("ack", lambda: self._drop(deliveries))
+            await self._replicated("ack")
+
+    async def _replicated(self, what: str) -> None:
+        """With ``min_replicas``: wait until enough replicas have what was just written
+        (:mod:`celeriac.engines.redis.replication`), else raise NotReplicated.
+
+        Not retried: a retry after a reconnect could ask a newly promoted master, whose
+        replicas say nothing of a write made on the old one. The caller is told instead
+        (a publisher's retry policy publishes again; a failed ack is redelivered)."""
+        replicas = self.replicas
+        if replicas is None:
+            return
+        try:
+            await replicas.confirm(self.client, self._fence, f"redis {what}")
+        except NotReplicated:
+            raise
+        except TRANSIENT_ERRORS as exc:
+            raise NotReplicated(
+                f"redis {what}: could not confirm min_replicas={replicas.need} at "
+                f"{mask_url(self.url)}: {exc}"
+            ) from exc
 
     async def _drop(self, deliveries: Sequence[Delivery]) -> None:
         """One ACK script call: unacked entries, index scores and lease records go."""

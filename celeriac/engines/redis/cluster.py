@@ -113,7 +113,7 @@ def cluster_prefix(tag: Any, global_prefix: str) -> str:
 
 
 def reachable_seeds(
-    seeds: Sequence[tuple[str, int]], timeout: float
+    seeds: Sequence[tuple[str, int]], timeout: float, what: str = "redis cluster: seed"
 ) -> tuple[tuple[str, int], ...]:
     """The seeds in the order to try them: those that accepted a TCP connection when this
     process first asked, then the others (each logged then, once). The client tries them in
@@ -122,7 +122,8 @@ def reachable_seeds(
 
     Asked once per process and seed list: every store, subscription and result-wait lookup
     makes a client, and a blackholed seed would hold the event loop for ``timeout`` each
-    time. Once connected, redis-py replaces the seeds by the nodes the cluster names."""
+    time. Once connected, redis-py replaces the seeds by the nodes the cluster names.
+    Sentinel lists are ordered the same way (``what`` names the kind in the log line)."""
     key = tuple(seeds)
     if key not in _probed:
         found, dead = [], []
@@ -130,7 +131,7 @@ def reachable_seeds(
             try:
                 socket.create_connection((host, port), timeout=timeout).close()
             except OSError as exc:
-                logger.warning("redis cluster: seed %s:%s unreachable (%s)", host, port, exc)
+                logger.warning("%s %s:%s unreachable (%s)", what, host, port, exc)
                 dead.append((host, port))
                 continue
             found.append((host, port))

@@ -55,6 +55,7 @@ from celeriac.engines.redis.cluster import (
     cluster_client,
     cluster_prefix,
     parse_seeds,
+    reachable_seeds,
 )
 from celeriac.exceptions import ImproperlyConfigured, MissingDependency
 from celeriac.masking import mask_url
@@ -73,7 +74,7 @@ try:
         UnixDomainSocketConnection,
     )
     from redis.asyncio.retry import Retry as AsyncRetry
-    from redis.asyncio.sentinel import Sentinel
+    from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
     from redis.backoff import NoBackoff
     from redis.exceptions import DataError
     from redis.retry import Retry
@@ -92,6 +93,7 @@ __all__ = [
     "TIMEOUTS",
     "TRANSIENT_ERRORS",
     "UNREACHABLE",
+    "BlockingSentinelPool",
     "HandshakeError",
     "PackingConnection",
     "PackingSSLConnection",
@@ -366,13 +368,20 @@ def retried(
 
 
 def _sentinel(settings: RedisSettings) -> Sentinel:
-    """redis-py's Sentinel client for ``settings`` (it finds the master)."""
+    """redis-py's Sentinel client for ``settings`` (it finds the master). It asks the
+    sentinels in turn, so the reachable ones go first and a dead one is logged once."""
+    timeout = float(settings.connection.get("socket_connect_timeout") or 5.0)
     return Sentinel(
-        list(settings.sentinels),
+        list(reachable_seeds(settings.sentinels, timeout, "redis sentinel")),
         sentinel_kwargs=settings.sentinel_kwargs or None,
         retry=AsyncRetry(NoBackoff(), 0),
         **{k: v for k, v in settings.connection.items() if k != "db"},
     )
+
+
+class BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):  # type: ignore[type-arg]
+    """redis-py's Sentinel pool whose callers wait up to ``pool_timeout`` for one of
+    ``max_connections`` (as on plain Redis) instead of failing with MaxConnectionsError."""
 
 
 def connect_redis(settings: RedisSettings) -> Redis[bytes]:
@@ -386,10 +395,15 @@ def connect_redis(settings: RedisSettings) -> Redis[bytes]:
         )
         return cast("Redis[bytes]", found)
     if settings.sentinels:
+        # Each new connection asks the sentinels where the master is; a connection that
+        # gets READONLY (a demoted primary) is dropped as lost (redis-py's
+        # SentinelManagedConnection), so the callers' retries land on the new master.
         client: Redis[bytes] = _sentinel(settings).master_for(
             settings.master_name or "",
+            connection_pool_class=BlockingSentinelPool,
             db=settings.db,
             max_connections=settings.max_connections,
+            timeout=math.ceil(settings.pool_timeout),
         )
         return client
     classes = (PackingConnection, PackingUnixConnection, PackingSSLConnection)
