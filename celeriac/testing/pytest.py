@@ -11,6 +11,8 @@ Fixtures (all overridable in a ``conftest.py``):
   ``celeriac_includes`` (modules imported before a worker starts),
   ``celeriac_session_class_tasks``, ``celeriac_worker_pool``, ``celeriac_worker_parameters``
   (``start_worker`` arguments), ``celeriac_app_trap`` (any use of the current app fails).
+* ``celeriac_clock``: a :class:`~celeriac.testing.clock.FakeClock` celeriac reads during
+  the test (``celeriac_clock.advance(3600)`` makes a one-hour countdown due).
 
 Celery's names (``celery_app``, ``celery_worker``, ``celery_config``, …) come from
 :mod:`celeriac.testing.celery_fixtures`, which this plugin registers unless another
@@ -34,12 +36,14 @@ import pytest
 from celeriac import _state
 from celeriac.contrib.testing import worker as testing_worker
 from celeriac.contrib.testing.app import TestApp, setup_default_app
+from celeriac.testing.clock import FakeClock
 
 __all__ = [
     "CELERY_NAMES_PLUGIN",
     "MARKERS",
     "celeriac_app",
     "celeriac_app_trap",
+    "celeriac_clock",
     "celeriac_config",
     "celeriac_includes",
     "celeriac_parameters",
@@ -234,3 +238,13 @@ def celeriac_session_worker(
         celeriac_session_app, celeriac_includes, celeriac_worker_pool, celeriac_worker_parameters
     ) as started:
         yield started
+
+
+@pytest.fixture
+def celeriac_clock() -> Iterator[FakeClock]:
+    """A fake wall clock celeriac reads during the test (see :mod:`celeriac.testing.clock`)."""
+    fake = FakeClock().install()
+    try:
+        yield fake
+    finally:
+        fake.uninstall()

@@ -6,7 +6,11 @@ loaded as in any session) or, where Celery's plugin joins in, in a subprocess.
 
 from __future__ import annotations
 
+import time
+
 import pytest
+
+from celeriac import clock
 
 pytest_plugins = ["pytester"]
 
@@ -192,3 +196,79 @@ def test_celerys_plugin_loaded_first_keeps_its_fixtures(pytester: pytest.Pyteste
     pytester.makepyfile(test_real_celery=REAL_CELERY)
     result = pytester.runpytest_subprocess("-p", "celery.contrib.pytest", "--strict-markers")
     result.assert_outcomes(passed=2)
+
+
+FAKE_CLOCK = """
+import asyncio
+import threading
+import time
+from datetime import UTC, datetime
+
+from celeriac.beat.entry import Entry
+from celeriac.beat.scheduler import Beat, tick_task_id
+from celeriac.engines.memory.schedules import MemoryState, MemoryStore
+from celeriac.schedules import crontab
+
+
+def test_a_one_hour_countdown_runs_when_the_clock_is_advanced(
+    celeriac_app, celeriac_worker, celeriac_clock
+):
+    @celeriac_app.task
+    def later(x):
+        return x * 2
+
+    started = time.monotonic()
+    result = later.apply_async((21,), countdown=3600)
+    time.sleep(1.5)  # the worker fetched it, found it not due and left it to the broker
+    assert result.state == "PENDING"
+    celeriac_clock.advance(3600)
+    assert result.get(timeout=10) == 42
+    print(f"\\nMEASURED countdown=3600 ran after {time.monotonic() - started:.2f} s real")
+
+
+def test_a_crontab_entry_ticks_when_the_clock_crosses_its_time(
+    celeriac_app, celeriac_worker, celeriac_clock
+):
+    ran = threading.Event()
+
+    @celeriac_app.task(name="tasks.hourly")
+    def hourly():
+        ran.set()
+
+    entry = Entry("hourly", "tasks.hourly", crontab(minute=0))
+    beat = Beat(celeriac_app, MemoryStore(namespace="plugin", state=MemoryState()), [entry])
+
+    async def tick():
+        return await beat.tick()
+
+    asyncio.run(tick())  # first seen: recorded as run now, nothing sent
+    assert not ran.wait(1.0)
+    start = celeriac_clock.now()
+    top = start.replace(minute=0, second=0, microsecond=0)
+    celeriac_clock.advance(3600)  # past the next top of the hour
+    asyncio.run(tick())
+    assert ran.wait(10)
+    next_top = datetime.fromtimestamp(top.timestamp() + 3600, UTC)
+    task_id = tick_task_id("plugin", "hourly", next_top)
+    assert celeriac_app.AsyncResult(task_id).get(timeout=10) is None
+
+
+def test_the_clock_is_celeriacs_only_during_the_test(celeriac_clock):
+    from celeriac import clock
+
+    before = clock.wall()
+    celeriac_clock.advance(10)
+    assert clock.wall() == before + 10
+"""
+
+
+def test_the_fake_clock_runs_countdowns_and_beat_ticks_at_once(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_clock=FAKE_CLOCK)
+    result = pytester.runpytest("-s", "--strict-markers")
+    result.assert_outcomes(passed=3)
+    for line in result.outlines:
+        if line.startswith("MEASURED"):
+            print(line)
+    assert clock.wall is time.time  # uninstalled after the test
