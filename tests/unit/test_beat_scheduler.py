@@ -17,7 +17,7 @@ from celeriac.engines.memory.broker import MemoryTransport, reset_store
 from celeriac.engines.memory.schedules import MemoryState, MemoryStore
 from celeriac.protocol.message import decode_task
 from celeriac.schedules import schedule
-from celeriac.testing.clock import FakeClock as TestClock
+from celeriac.testing.clock import FakeClock as _FakeClock
 
 T0 = datetime(2025, 6, 2, 10, 0, tzinfo=UTC)
 NS = "tests"
@@ -25,8 +25,8 @@ TICK = Entry("tick", "tasks.tick", schedule(1))
 OPTIONS = BeatOptions(max_interval=5.0, lease_seconds=4.0, renew_interval=1.0)
 
 
-def FakeClock() -> TestClock:  # the tests' fake: wall time starts at T0
-    return TestClock(T0.timestamp())
+def FakeClock() -> _FakeClock:  # the tests' fake: wall time starts at T0
+    return _FakeClock(T0.timestamp())
 
 
 @dataclass

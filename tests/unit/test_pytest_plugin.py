@@ -272,3 +272,22 @@ def test_the_fake_clock_runs_countdowns_and_beat_ticks_at_once(
         if line.startswith("MEASURED"):
             print(line)
     assert clock.wall is time.time  # uninstalled after the test
+
+
+def test_the_celery_names_can_be_turned_off_alone(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_off="""
+import pytest
+
+
+def test_celeriac_fixtures_stay(celeriac_app):
+    assert celeriac_app.conf.broker_url.startswith("memory://")
+
+
+def test_celery_app_is_gone(request):
+    with pytest.raises(pytest.FixtureLookupError):
+        request.getfixturevalue("celery_app")
+"""
+    )
+    result = pytester.runpytest("-p", "no:celeriac.testing.celery_fixtures")
+    result.assert_outcomes(passed=2)
