@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from celeriac import clock
 from celeriac.context import current_request
 from celeriac.exceptions import QueueNotFound
 from celeriac.protocol.ids import uuid4
@@ -177,9 +178,9 @@ def _as_datetime(value: Any, name: str) -> dt.datetime | None:
     if isinstance(value, dt.datetime):
         return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
     if isinstance(value, int | float):
-        return dt.datetime.now(dt.UTC) + dt.timedelta(seconds=value)
+        return dt.datetime.fromtimestamp(clock.wall(), dt.UTC) + dt.timedelta(seconds=value)
     if isinstance(value, dt.timedelta):
-        return dt.datetime.now(dt.UTC) + value
+        return dt.datetime.fromtimestamp(clock.wall(), dt.UTC) + value
     if isinstance(value, str):
         parsed = dt.datetime.fromisoformat(value)
         return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)

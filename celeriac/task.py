@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, Generic, Literal, Protocol, 
 
 from typing_extensions import ParamSpec, TypeVar
 
-from celeriac import _state
+from celeriac import _state, clock
 from celeriac._portal import sync_twin
 from celeriac.canvas.mapping import chunks, xmap, xstarmap
 from celeriac.canvas.replace import add_to_chord as _add_to_chord
@@ -286,9 +286,7 @@ class Task(Generic[P, R]):
             )
         if eta is None and countdown is None:
             countdown = self.default_retry_delay
-        when = (
-            eta.timestamp() - dt.datetime.now(dt.UTC).timestamp() if eta is not None else countdown
-        )
+        when = eta.timestamp() - clock.wall() if eta is not None else countdown
         retry = Retry(exc=exc, when=when)
         retry.retry_args = list(args) if args is not None else None  # type: ignore[attr-defined]
         retry.retry_kwargs = dict(kwargs) if kwargs is not None else None  # type: ignore[attr-defined]

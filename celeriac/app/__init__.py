@@ -21,7 +21,7 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, overload
 
-from celeriac import _state, signals
+from celeriac import _state, clock, signals
 from celeriac import result as _result
 from celeriac._portal import get_portal, sync_twin
 from celeriac.annotations import annotate, prepare_annotations
@@ -794,7 +794,7 @@ def _seconds(value: Any) -> float | None:
 
 
 def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+    return dt.datetime.fromtimestamp(clock.wall(), dt.UTC)
 
 
 def _not_registered_message(name: str, tasks: Mapping[str, Any]) -> str:

@@ -83,6 +83,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from celeriac import clock as wall_clock
 from celeriac import signals
 from celeriac.beat.entry import Entry, entries_from_app
 from celeriac.beat.schedules import Schedule
@@ -136,8 +137,8 @@ class SystemClock:
     """The real clocks."""
 
     def now(self) -> datetime:
-        """The current time in UTC."""
-        return datetime.now(UTC)
+        """The current time in UTC (celeriac's wall clock, which a test may fake)."""
+        return datetime.fromtimestamp(wall_clock.wall(), UTC)
 
     def monotonic(self) -> float:
         """``time.monotonic()``."""

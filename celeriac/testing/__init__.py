@@ -1,1 +1,2 @@
-"""celeriac subpackage."""
+"""Testing helpers: the pytest plugin (:mod:`.pytest`), :class:`~.clock.FakeClock` and the
+contract suites."""

@@ -26,6 +26,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
+from celeriac import clock
 from celeriac.exceptions import ImproperlyConfigured
 from celeriac.transport.base import Delivery, Rotation
 
@@ -187,7 +188,7 @@ class LocalConsumer:
         """Sleep until woken, something is due, the timeout ends or a sweep is due."""
         budget = min(remaining, self.options.heartbeat_interval)
         if next_due is not None:
-            budget = min(budget, max(next_due - time.time(), 0.0))
+            budget = min(budget, max(next_due - clock.wall(), 0.0))
         if budget <= 0:
             return
         with idle():

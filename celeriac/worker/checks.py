@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from dataclasses import dataclass
 from typing import Any
 
-from celeriac import signals, states
+from celeriac import clock, signals, states
 from celeriac.exceptions import MessageError, NotRegistered
 from celeriac.protocol.message import TaskMessage, decode_task
 from celeriac.protocol.results import make_meta
@@ -114,7 +113,7 @@ class Checks:
         if msg.id in config.revoked:
             return False
         if msg.eta is not None or msg.expires is not None:
-            now = time.time()
+            now = clock.wall()
             if msg.eta is not None and msg.eta.timestamp() > now:
                 return False
             if msg.expires is not None and msg.expires.timestamp() <= now:
@@ -128,7 +127,7 @@ class Checks:
         msg, task = flight.msg, flight.task
         reason = self.unwanted(msg)
         if reason is None and msg.eta is not None:
-            delay = msg.eta.timestamp() - time.time()
+            delay = msg.eta.timestamp() - clock.wall()
             if delay > self.config.eta_hold_seconds and await self._hand_back(flight):
                 return HANDED_BACK
             if delay > 0:
@@ -144,13 +143,13 @@ class Checks:
         store (check 4) rather than waiting here; a revoked or expired one does not."""
         if msg.eta is None or self.unwanted(msg) is not None:
             return False
-        return msg.eta.timestamp() - time.time() > self.config.eta_hold_seconds
+        return msg.eta.timestamp() - clock.wall() > self.config.eta_hold_seconds
 
     def unwanted(self, msg: TaskMessage) -> str | None:
         """:data:`REVOKED` or :data:`EXPIRED` when the task must not run (check 3), else None."""
         if msg.id in self.config.revoked:
             return REVOKED
-        if msg.expires is not None and msg.expires.timestamp() <= time.time():
+        if msg.expires is not None and msg.expires.timestamp() <= clock.wall():
             return EXPIRED
         return None
 

@@ -30,11 +30,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import time
 from collections.abc import Coroutine
 from typing import Any
 
-from celeriac import signals, states
+from celeriac import clock, signals, states
 from celeriac.announce import announce_publish, announce_published
 from celeriac.backends import Meta, ResultBackend
 from celeriac.engines.options import delayed_delivery
@@ -276,7 +275,7 @@ class Conclusion:
             msg.args = outcome.retry_args
         if outcome.retry_kwargs is not None:
             msg.kwargs = outcome.retry_kwargs
-        eta = outcome.retry_eta or time.time()
+        eta = outcome.retry_eta or clock.wall()
         msg.eta = dt.datetime.fromtimestamp(eta, dt.UTC)
         serializer = _serializer_name(delivery)
         envelope = encode_task(msg, serializer, None)
@@ -295,7 +294,7 @@ class Conclusion:
             "Task %s[%s] retry: Retry in %.1fs: %s",
             msg.task,
             msg.id,
-            max(0.0, eta - time.time()),
+            max(0.0, eta - clock.wall()),
             outcome.exc_repr,
             extra=task_fields(msg.id, msg.task, states.RETRY, runtime=outcome.runtime),
         )

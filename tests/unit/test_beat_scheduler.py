@@ -17,6 +17,7 @@ from celeriac.engines.memory.broker import MemoryTransport, reset_store
 from celeriac.engines.memory.schedules import MemoryState, MemoryStore
 from celeriac.protocol.message import decode_task
 from celeriac.schedules import schedule
+from celeriac.testing.clock import FakeClock as _FakeClock
 
 T0 = datetime(2025, 6, 2, 10, 0, tzinfo=UTC)
 NS = "tests"
@@ -24,25 +25,8 @@ TICK = Entry("tick", "tasks.tick", schedule(1))
 OPTIONS = BeatOptions(max_interval=5.0, lease_seconds=4.0, renew_interval=1.0)
 
 
-class FakeClock:
-    """Wall and monotonic time that only move when told to."""
-
-    def __init__(self) -> None:
-        self.wall = T0
-        self.mono = 1000.0
-
-    def now(self) -> datetime:
-        return self.wall
-
-    def monotonic(self) -> float:
-        return self.mono
-
-    def time(self) -> float:
-        return self.wall.timestamp()
-
-    def advance(self, seconds: float) -> None:
-        self.wall += timedelta(seconds=seconds)
-        self.mono += seconds
+def FakeClock() -> _FakeClock:  # the tests' fake: wall time starts at T0
+    return _FakeClock(T0.timestamp())
 
 
 @dataclass

@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from celeriac import clock
 from celeriac.engines.memory.connection import Stores, store_name
 from celeriac.protocol.envelope import Envelope
 from celeriac.transport.base import DeadLetter, Delivery, Outgoing, QueueSpec
@@ -335,7 +336,7 @@ class MemoryTransport:
     async def publish(self, messages: Sequence[Outgoing]) -> None:
         """Route and store copies of ``messages``; unroutable ones are dropped with a warning."""
         store = await self._connected()
-        unroutable = store.publish(messages, time.time())
+        unroutable = store.publish(messages, clock.wall())
         if unroutable:
             log.warning("dropped %d unroutable message(s) (no queue bound)", unroutable)
 
@@ -352,7 +353,7 @@ class MemoryTransport:
         if sweep:
             store.sweep(now)
         expires = now + self._consumer.options.lease_timeout
-        msgs = store.claim(self._consumer.id, queues, limit, time.time(), expires)
+        msgs = store.claim(self._consumer.id, queues, limit, clock.wall(), expires)
         if not msgs:
             return [], store.next_due()
         return [_delivery(msg) for msg in msgs], None
@@ -382,7 +383,7 @@ class MemoryTransport:
     async def dead_letter(self, delivery: Delivery, reason: str) -> None:
         """Move a delivery to the dead letters with ``reason``."""
         store = await self._connected()
-        if not store.bury(self._consumer.id, delivery.tag, reason, time.time()):
+        if not store.bury(self._consumer.id, delivery.tag, reason, clock.wall()):
             log.warning("dead_letter: delivery %s is no longer leased here", delivery.tag)
 
     async def list_dead(self, limit: int = 100) -> list[DeadLetter]:
@@ -407,7 +408,7 @@ class MemoryTransport:
 
     async def revoked(self) -> set[str]:
         """Currently revoked task ids."""
-        return (await self._connected()).revoked(time.time())
+        return (await self._connected()).revoked(clock.wall())
 
 
 def _delivery(msg: _Message) -> Delivery:
