@@ -133,4 +133,5 @@ def _set_a_rate_limit_while_events_come(page: Any, client_app: Celery) -> None:
     time.sleep(1.5)  # the events of that task asked for a refresh: it must not wipe the form
     assert row.locator('input[name="rate"]').input_value() == "50/m"
     row.get_by_role("button", name="Set rate limit").click()
-    page.wait_for_selector("text=new rate limit set successfully")
+    notice = page.wait_for_selector("p.notice").inner_text()
+    assert "new rate limit set successfully" in notice, notice

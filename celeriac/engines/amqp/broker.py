@@ -113,7 +113,9 @@ class AMQPTransport:
             conn.connection_url(each, heartbeat=self._opts.heartbeat)
         self._session = Session(url, self._opts, f"celeriac-{os.getpid()}", self._on_connect)
         self._topology = Topology(
-            self._session.admin, NativeDelay(self._opts.native_delayed_delivery_queue_type)
+            self._session.admin,
+            NativeDelay(self._opts.native_delayed_delivery_queue_type),
+            probes=lambda: self._session.channel("probe"),
         )
         self._consumer: ConsumerChannel | None = None
         self._consumer_lock = asyncio.Lock()

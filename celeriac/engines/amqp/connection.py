@@ -543,9 +543,17 @@ class Topology:
     """Declared specs and what is known to exist on the broker."""
 
     def __init__(
-        self, admin: Callable[[], Awaitable[Channel]], native: NativeDelay | None = None
+        self,
+        admin: Callable[[], Awaitable[Channel]],
+        native: NativeDelay | None = None,
+        probes: Callable[[], Awaitable[Channel]] | None = None,
     ) -> None:
         self._admin = admin
+        # A passive declare of something missing closes its channel: probes get a channel
+        # of their own, one at a time, so that a "no" never cancels a declaration or
+        # another probe running beside it (a broadcast to a missing exchange did).
+        self._probes = probes or admin
+        self._probing = asyncio.Lock()
         self._native = native
         """Binds quorum queues on topic/fanout exchanges for Celery's delayed tasks."""
         self.specs: dict[str, QueueSpec] = {}
@@ -613,7 +621,8 @@ class Topology:
     async def probe(self, queue: str) -> int | None:
         """Ready messages in ``queue``, or None when it does not exist."""
         try:
-            ok = await (await self._admin()).queue_declare(queue, passive=True)
+            async with self._probing:
+                ok = await (await self._probes()).queue_declare(queue, passive=True)
         except amqp_errors.ChannelNotFoundEntity:
             return None
         except amqp_errors.ChannelLockedResource:
@@ -641,7 +650,8 @@ class Topology:
         if not exchange or exchange in self._exchanges:
             return True
         try:
-            await (await self._admin()).exchange_declare(exchange, passive=True)
+            async with self._probing:
+                await (await self._probes()).exchange_declare(exchange, passive=True)
         except amqp_errors.ChannelNotFoundEntity:
             return False
         self._exchanges.add(exchange)
