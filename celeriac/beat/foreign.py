@@ -6,7 +6,9 @@ in a loop, and ``close()`` at exit (``sync()`` on schedulers without it). celeri
 same loop, ``tick()`` on a thread so that a scheduler that queries a database does not hold
 the event loop. Such a scheduler runs alone: it does not take celeriac's beat lease, so run
 one beat with it, as with Celery. Celery's own default names select celeriac's leased
-scheduler instead.
+scheduler instead, and so do django-celery-beat's ``DatabaseScheduler`` names: celeriac's
+beat then reads its entries from django-celery-beat's tables
+(:class:`~celeriac.engines.django.beat.DjangoSource`), still under the lease.
 """
 
 from __future__ import annotations
@@ -18,11 +20,27 @@ from typing import Any
 from celeriac.conf.settings import load_object
 from celeriac.exceptions import ImproperlyConfigured
 
-__all__ = ["NATIVE_SCHEDULERS", "is_native", "load_scheduler_class", "run_scheduler"]
+__all__ = [
+    "DJANGO_SCHEDULERS",
+    "NATIVE_SCHEDULERS",
+    "is_django",
+    "is_native",
+    "load_scheduler_class",
+    "run_scheduler",
+]
 
 logger = logging.getLogger("celeriac.beat")
 
-NATIVE_SCHEDULERS = frozenset(
+DJANGO_SCHEDULERS = frozenset(
+    {
+        "django_celery_beat.schedulers:DatabaseScheduler",
+        "django_celery_beat.schedulers.DatabaseScheduler",
+        "django",
+    }
+)
+"""Scheduler names that mean celeriac's beat with django-celery-beat's tables as entries."""
+
+NATIVE_SCHEDULERS = DJANGO_SCHEDULERS | frozenset(
     {
         "",
         "celery.beat:PersistentScheduler",
@@ -32,6 +50,11 @@ NATIVE_SCHEDULERS = frozenset(
     }
 )
 """Scheduler names that mean celeriac's own scheduler (Celery's default among them)."""
+
+
+def is_django(path: str | None) -> bool:
+    """Whether ``path`` names django-celery-beat's database scheduler."""
+    return (path or "").strip() in DJANGO_SCHEDULERS
 
 
 def is_native(path: str | None) -> bool:

@@ -41,7 +41,12 @@ interval after the previous run), and it becomes the new last run. So intervals 
 drift with loop latency, and after downtime a schedule that missed several runs runs
 once, not once per missed tick. An entry never seen before is recorded with ``now`` as
 its last run, so it first fires at ``schedule.first_run(now)`` (Celery's behaviour: an
-interval entry fires one interval after it is first seen).
+interval entry fires one interval after it is first seen). A schedule whose first run is
+not in the future (a ``clocked`` time already past) is due at once.
+
+Entries come from an :class:`~celeriac.beat.sources.EntrySource`: by default the app's
+``beat_schedule``; with django-celery-beat's scheduler name, its tables. Beat asks the
+source at each pass whether the entries changed, and tells it each tick it sent.
 
 Each message's task id is derived from the namespace, entry and tick
 (:func:`tick_task_id`): should a tick ever be published twice (a publish that failed
@@ -85,9 +90,10 @@ from typing import Any, Protocol
 
 from celeriac import clock as wall_clock
 from celeriac import signals
-from celeriac.beat.entry import Entry, entries_from_app
+from celeriac.beat.entry import Entry
 from celeriac.beat.schedules import Schedule
 from celeriac.beat.schedules import schedule as interval
+from celeriac.beat.sources import EntrySource, FixedSource, source_for_app
 from celeriac.beat.stores import ScheduleStore, store_for_app
 from celeriac.exceptions import ImproperlyConfigured, MessageError, SerializationError
 from celeriac.masking import mask_url
@@ -153,7 +159,7 @@ class Due:
     """An entry to send now: the stored last run the claim expects and the tick to send."""
 
     entry: Entry
-    previous: float
+    previous: float | None  # None: no record yet (a first run not in the future)
     tick: datetime
 
 
@@ -192,8 +198,14 @@ def plan_ticks(entries: Sequence[Entry], last_runs: Mapping[str, float], now: da
     for entry in entries:
         previous = last_runs.get(entry.name)
         if previous is None:
-            new.append(entry)
-            upcoming.append(entry.schedule.first_run(now))
+            first = entry.schedule.first_run(now)
+            if first > now:
+                new.append(entry)
+                upcoming.append(first)
+                continue
+            tick = latest_tick(entry.schedule, first, now)
+            due.append(Due(entry, None, tick))
+            upcoming.append(entry.schedule.next_run(tick, now))
             continue
         next_at = entry.schedule.next_run(_from_epoch(previous), now)
         if next_at > now:
@@ -250,9 +262,11 @@ def default_holder_id() -> str:
 class Beat:
     """One beat instance: keeps (or waits for) the lease and sends due entries.
 
-    ``entries`` defaults to the app's (``beat_schedule`` and ``add_periodic_task``),
-    read at :meth:`start`. ``send`` defaults to publishing through the app, the same
-    path as ``send_task``.
+    The entries are ``entries`` when given, else ``source``'s, else the app's
+    (``beat_schedule`` and ``add_periodic_task``, or django-celery-beat's tables when
+    ``beat_scheduler`` names them), read at :meth:`start` and re-read when the source
+    changed. ``send`` defaults to publishing through the app, the same path as
+    ``send_task``.
     """
 
     def __init__(
@@ -266,13 +280,16 @@ class Beat:
         send: Sender | None = None,
         holder: str | None = None,
         embedded: bool = False,
+        source: EntrySource | None = None,
     ) -> None:
         self.app = app
         self.embedded = embedded
         """Runs inside a worker (``worker -B``): ``beat_embedded_init`` is sent too."""
         self.store = store
-        self.entries: list[Entry] = list(entries) if entries is not None else []
-        self._entries_given = entries is not None
+        self.entries: list[Entry] = []
+        if source is None:
+            source = FixedSource(entries) if entries is not None else source_for_app(app)
+        self.source: EntrySource = source
         self.options = options or BeatOptions()
         self.clock: Clock = clock or SystemClock()
         self.send: Sender = send or self._publish
@@ -301,10 +318,8 @@ class Beat:
         if self._started:
             return
         self._started = True
-        if not self._entries_given:
-            self.app.import_default_modules()
-            self.app.finalize()
-            self.entries = entries_from_app(self.app)
+        await self.source.start()
+        await self._refresh(first=True)
         try:
             await self._connect()
         except _PERMANENT_ERRORS:
@@ -317,8 +332,16 @@ class Beat:
             await self.store.connect()
             self._connected = True
 
+    async def _refresh(self, *, first: bool = False) -> None:
+        """Take the source's entries if they changed."""
+        changed = await self.source.entries()
+        if changed is not None:
+            if not first:
+                logger.info("beat: the schedule changed; %d entries", len(changed))
+            self.entries = changed
+
     async def shutdown(self) -> None:
-        """Give the lease up (another beat takes over at once) and close the store."""
+        """Give the lease up (another beat takes over at once), close the store and source."""
         try:
             await self._settle_unsure()
             # Deletes the lease only if it is still ours; harmless otherwise.
@@ -328,7 +351,10 @@ class Beat:
         finally:
             self._valid_until = -math.inf
             self._connected = False
-            await self.store.close()
+            try:
+                await self.store.close()
+            finally:
+                await self.source.close()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Tick until ``stop`` is set, then shut down."""
@@ -360,6 +386,7 @@ class Beat:
         await self._keep_lease()
         if not self.is_leader:
             return self._delay(None)
+        await self._refresh()
         last_runs = await self.store.load()
         now = self.clock.now()
         plan = plan_ticks(self.entries, last_runs, now)
@@ -443,6 +470,13 @@ class Beat:
             await self._revert(entry.name, claimed, due.previous)
         else:
             self.broker_outage.ok()
+            await self._ran(due)
+
+    async def _ran(self, due: Due) -> None:
+        try:
+            await self.source.ran(due.entry, due.tick)
+        except Exception as exc:  # the tick was sent: only its record in the source is lost
+            logger.warning("beat: could not record the run of %s: %s", due.entry.name, exc)
 
     async def _revert(self, entry: str, claimed: float, previous: float | None) -> None:
         try:
@@ -485,7 +519,12 @@ async def _sleep_unless(stop: asyncio.Event, delay: float) -> None:
 async def run_embedded_beat(app: Any, stop: asyncio.Event) -> None:
     """Run beat inside a worker (``worker -B``) until ``stop`` is set; never raises."""
     try:
-        beat = Beat(app, store_for_app(app), options=BeatOptions.from_conf(app.conf), embedded=True)
+        beat = Beat(
+            app,
+            store_for_app(app),
+            options=BeatOptions.from_conf(app.conf),
+            embedded=True,
+        )
         logger.info("beat: embedded in this worker, store %s", mask_url(beat.store.url))
         await beat.run(stop)
     except asyncio.CancelledError:

@@ -19,6 +19,7 @@ import click
 from celeriac._version import __version__
 from celeriac.beat.foreign import is_native, load_scheduler_class, run_scheduler
 from celeriac.beat.scheduler import Beat, BeatOptions
+from celeriac.beat.sources import source_for_app
 from celeriac.beat.stores import store_for_app
 from celeriac.cli.daemon import (
     Pidfile,
@@ -50,6 +51,7 @@ def banner(beat: Beat, loglevel: str) -> str:
         f"    . broker -> {mask_url(beat.app.broker_url, '**')}\n"
         f"    . scheduler -> celeriac.beat.scheduler.Beat"
         f" (lease {opts.lease_seconds:g}s, renewed every {opts.renew_interval:g}s)\n"
+        f"    . entries from -> {beat.source!r}\n"
         f"    . store -> {mask_url(beat.store.url, '**')} [namespace {beat.store.namespace}]\n"
         f"    . holder -> {beat.holder}\n"
         f"    . logfile -> [stderr]@%{loglevel.upper()}\n"
@@ -171,6 +173,7 @@ def beat(
             store_for_app(app, store_url),
             options=BeatOptions.from_conf(app.conf, max_interval),
             holder=hostname,
+            source=source_for_app(app, path),
         )
         asyncio.run(_serve(scheduler_, loglevel, getattr(obj, "quiet", False), logfile))
     except ImproperlyConfigured as exc:

@@ -36,13 +36,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
-import importlib.util
-import os
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from celeriac.backends.base import ChordPart, Meta
+from celeriac.engines.django.orm import OrmThread, load_app_models
 from celeriac.exceptions import ImproperlyConfigured
 from celeriac.protocol.serializers import Serializer, serializer_for_content_type
 from celeriac.states import READY_STATES, STARTED
@@ -113,7 +111,7 @@ class DjangoBackend:
         self._codec = serializer
         self._expires = expires or None
         self._poll_cap = float(opts.get("poll_interval", 0.5))
-        self._thread: ThreadPoolExecutor | None = None
+        self._orm = OrmThread("celeriac-django-results")
         self._models: Any = None
 
     def __repr__(self) -> str:
@@ -123,41 +121,18 @@ class DjangoBackend:
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` on the backend's ORM thread."""
-        if self._thread is None:
+        if not self._orm.started:
             await self.connect()
-        assert self._thread is not None
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._thread, self._fresh, fn, args)
-
-    @staticmethod
-    def _fresh(fn: Callable[..., T], args: tuple[Any, ...]) -> T:
-        from django.db import close_old_connections  # noqa: PLC0415  (Django is optional)
-
-        close_old_connections()
-        return fn(*args)
+        return await self._orm.call(fn, *args)
 
     async def connect(self) -> None:
         """Start the ORM thread and check that Django and django-celery-results are set up."""
-        if self._thread is not None:
-            return
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="celeriac-django-results")
-        loop = asyncio.get_running_loop()
-        try:
-            self._models = await loop.run_in_executor(self._thread, _load_models)
-        except BaseException:
-            self._thread.shutdown(wait=False)
-            self._thread = None
-            raise
+        if not self._orm.started:
+            self._models = await self._orm.start(_load_models)
 
     async def close(self) -> None:
         """Close the ORM thread's database connection and stop the thread."""
-        thread, self._thread = self._thread, None
-        if thread is None:
-            return
-        from django.db import connections  # noqa: PLC0415
-
-        await asyncio.get_running_loop().run_in_executor(thread, connections.close_all)
-        thread.shutdown(wait=True)
+        await self._orm.close()
 
     # -- documents ----------------------------------------------------------------
 
@@ -322,27 +297,6 @@ class DjangoBackend:
 
 def _load_models() -> Any:
     """django-celery-results' models, once Django is set up; a clear error if it cannot be."""
-    if importlib.util.find_spec("django_celery_results") is None:
-        raise ImproperlyConfigured(
-            "result_backend='django-db' needs the django-celery-results package, which is not "
-            "installed (pip install django-celery-results)"
-        )
-    import django  # noqa: PLC0415
-    from django.apps import apps  # noqa: PLC0415
-    from django.conf import settings  # noqa: PLC0415
-
-    if not settings.configured and not os.environ.get("DJANGO_SETTINGS_MODULE"):
-        raise ImproperlyConfigured(
-            "result_backend='django-db' stores results through Django: set "
-            "DJANGO_SETTINGS_MODULE to the project's settings"
-        )
-    if not apps.ready:
-        django.setup()
-    if not apps.is_installed("django_celery_results"):
-        raise ImproperlyConfigured(
-            "result_backend='django-db': add 'django_celery_results' to INSTALLED_APPS and run "
-            "manage.py migrate"
-        )
-    from django_celery_results import models  # noqa: PLC0415
-
-    return models
+    return load_app_models(
+        "django_celery_results", "django-celery-results", "result_backend='django-db'"
+    )
