@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -197,3 +199,39 @@ def test_a_one_off_clocked_task_runs_once_and_is_disabled(
         "print(json.dumps({'enabled': t.enabled, 'count': t.total_run_count}))",
     )
     assert row == {"enabled": False, "count": 1}
+
+
+def _beat_fails(env: dict[str, str], *args: str) -> str:
+    """Run a beat that must refuse to start; its output."""
+    done = subprocess.run(
+        [sys.executable, "-m", "celeriac", *args, "beat", "-S", SCHEDULER],
+        cwd=PROJECT, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode != 0, done.stdout + done.stderr
+    return done.stdout + done.stderr
+
+
+def test_without_the_app_in_installed_apps_beat_says_so(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    (tmp_path / "settings_no_beat.py").write_text(
+        "from proj.settings import *  # noqa: F403\n"
+        "INSTALLED_APPS = [a for a in INSTALLED_APPS if a != 'django_celery_beat']  # noqa: F405\n"
+    )
+    bare = {
+        **env,
+        "PYTHONPATH": f"{PROJECT}{os.pathsep}{tmp_path}",
+        "DJANGO_SETTINGS_MODULE": "settings_no_beat",
+    }
+    out = _beat_fails(bare, "-A", "proj")
+    assert "add 'django_celery_beat' to INSTALLED_APPS" in out
+
+
+def test_without_django_configured_beat_says_so(env: dict[str, str], tmp_path: Path) -> None:
+    (tmp_path / "plain.py").write_text(
+        "from celeriac import Celery\napp = Celery('plain', broker='memory://')\n"
+    )
+    bare = {k: v for k, v in env.items() if k != "DJANGO_SETTINGS_MODULE"}
+    bare["PYTHONPATH"] = str(tmp_path)
+    out = _beat_fails(bare, "-A", "plain")
+    assert "set DJANGO_SETTINGS_MODULE" in out
