@@ -124,7 +124,9 @@ SETTINGS = (
         "celery.beat:PersistentScheduler",
         (
             "The scheduler class beat runs, as `module:Class`: Celery's default means "
-            "celeriac's leased scheduler; another class with Celery's interface (`tick()`) "
+            "celeriac's leased scheduler; `django_celery_beat.schedulers:DatabaseScheduler` "
+            "(or `django`) means the leased scheduler with its entries read from "
+            "django-celery-beat's tables; another class with Celery's interface (`tick()`) "
             "is run as Celery's beat runs it, without the lease."
         ),
         aliases=("CELERYBEAT_SCHEDULER",),
