@@ -349,3 +349,51 @@ async def test_a_store_down_at_start_is_ridden_out(caplog: pytest.LogCaptureFixt
     assert cluster.ids() == expected_ids(1, 2)
     assert caplog.text.count("unreachable, retrying") == 1
     assert caplog.text.count("back after") == 1
+
+
+class ChangingSource:
+    """An entry source whose entries a test replaces, recording the runs beat reports."""
+
+    def __init__(self, entries: list[Entry]) -> None:
+        self.pending: list[Entry] | None = entries
+        self.runs: list[tuple[str, datetime]] = []
+        self.closed = False
+
+    async def start(self) -> None:
+        pass
+
+    async def entries(self) -> list[Entry] | None:
+        pending, self.pending = self.pending, None
+        return pending
+
+    async def ran(self, entry: Entry, tick: datetime) -> None:
+        self.runs.append((entry.name, tick))
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+async def test_a_source_change_is_picked_up_and_each_sent_tick_is_reported() -> None:
+    cluster = Cluster()
+    source = ChangingSource([TICK])
+    app = Celery("tests", broker="memory://beat-unit", set_as_current=False)
+
+    async def send(entry: Entry, task_id: str) -> None:
+        cluster.sent.append(Sent("a", entry.name, task_id, cluster.clock.now()))
+
+    beat = Beat(
+        app, cluster.store(), options=OPTIONS, clock=cluster.clock, send=send, holder="a",
+        source=source,
+    )  # fmt: skip
+    await beat.start()
+    await cluster.run([beat], 3.5)  # ticks 1, 2, 3
+    source.pending = [Entry("other", "tasks.other", schedule(2))]  # "tick" removed
+    await cluster.run([beat], 4)  # T0+3.5 .. T0+7.25: "other" first seen at 3.5, fires at 5.5
+    assert cluster.ids() == expected_ids(1, 3)
+    assert [s.entry for s in cluster.sent] == ["tick"] * 3 + ["other"]
+    ticks = [(name, tick - T0) for name, tick in source.runs]
+    assert ticks == [("tick", timedelta(seconds=k)) for k in (1, 2, 3)] + [
+        ("other", timedelta(seconds=5.5))
+    ]
+    await beat.shutdown()
+    assert source.closed
