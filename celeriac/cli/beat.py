@@ -115,7 +115,8 @@ async def _serve(
     "-S",
     "--scheduler",
     help="A scheduler class with Celery's interface, module:Class (default: celeriac's own,"
-    " leased; also beat_scheduler).",
+    " leased; also beat_scheduler). django_celery_beat.schedulers:DatabaseScheduler (or"
+    " django): celeriac's, leased, with the entries from django-celery-beat's tables.",
 )
 @click.option("-n", "--hostname", help="The name this beat holds its lease under.")
 @click.option(
