@@ -29,6 +29,7 @@ from celeriac.engines.redis.broker import RedisTransport
 from celeriac.engines.redis.replication import NotReplicated
 from celeriac.exceptions import ImproperlyConfigured
 from celeriac.protocol.envelope import Envelope
+from celeriac.result import AsyncResult
 from celeriac.transport.base import Outgoing
 from tests.cluster import sentinel_app
 from tests.cluster.redis_sentinel import MASTER, SentinelTopology, ask
@@ -171,6 +172,19 @@ def _outgoing(queue: str, body: bytes) -> Outgoing:
 # --- the faults (last: each fails the master over) ---------------------------------------
 
 
+def _still_missing(late: dict[int, AsyncResult]) -> list[int]:
+    """Of the ``add(n, 1)`` results not read in time, those still not there."""
+    missing = []
+    for n, result in late.items():
+        try:
+            got = result.get(timeout=10)
+        except Exception:  # counted, and asserted on by the caller
+            got = None
+        if got != n + 1:
+            missing.append(n)
+    return missing
+
+
 def _under_load(
     topology: SentinelTopology,
     url: str,
@@ -207,15 +221,23 @@ def _under_load(
                 published.extend(batch)
             time.sleep(0.01)
 
+    late: dict[int, AsyncResult] = {}  # results not read in 20 s: read again once all is done
+    refused_waits: list[int] = []
+
     def wait_results() -> None:
         for n in range(40):
             began = time.monotonic()
             try:
-                got = sentinel_app.add.delay(n, 1).get(timeout=20)
-            except Exception:  # counted and asserted on below
+                result = sentinel_app.add.delay(n, 1)
+            except Exception:  # the caller was told (min_replicas): not a lost result
+                refused_waits.append(n)
+                continue
+            try:
+                got = result.get(timeout=20)
+            except Exception:  # a re-run after the failover may take longer: see below
                 got = None
             if got != n + 1:
-                missing.append(n)
+                late[n] = result
             waited.append(time.monotonic() - began)
             time.sleep(0.1)
 
@@ -240,6 +262,7 @@ def _under_load(
                   or worker.poll() is not None
                   or time.time() > faulted + 45, 60, "the rest of the tasks")  # fmt: skip
         time.sleep(1.5)  # let duplicates (if any) and a few more beat ticks show up
+        missing.extend(_still_missing(late))
         alive, beat_alive = worker.poll() is None, beat.poll() is None
     runs = _executions(record)
     ticks_after = [t for n, t in runs if n == sentinel_app.TICK and t > faulted + failover]
@@ -257,6 +280,7 @@ def _under_load(
           f"published; publishes raised {len(refused)}; duplicated {duplicated}; longest "
           f"stall {stall:.2f}s, running again {resumed - faulted:.2f}s after the fault, all "
           f"done {times[-1] - faulted:.2f}s after it; result waits: {len(missing)} missing, "
+          f"{len(late) - len(missing)} late, {len(refused_waits)} refused at publish, "
           f"longest {max(waited):.2f}s; beat ticks after it {len(ticks_after)}")  # fmt: skip
     assert alive, f"the worker exited during the failover:\n{log.read_text()[-3000:]}"
     assert beat_alive, f"beat exited during the failover:\n{beat_log.read_text()[-3000:]}"

@@ -34,7 +34,9 @@
     fetch(url, { credentials: "same-origin" }).then(function (response) {
       return response.ok ? response.text() : null;
     }).then(function (html) {
-      if (html !== null && live) { live.innerHTML = html; }
+      if (html === null || !live) { return; }
+      if (busy()) { setTimeout(soon, 1000); return; }  // they started while it was fetched
+      live.innerHTML = html;
     }).catch(function () { say("offline", false); });
   }
 
