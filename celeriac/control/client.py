@@ -113,8 +113,9 @@ class Control:
     broadcast = sync_twin(abroadcast)
 
     async def _declare_reply_queue(self, transport: Transport) -> None:
-        if id(transport) in self._declared:
-            return
+        # Every time, not once: RabbitMQ deletes the reply queue when its consumer goes
+        # (auto-delete, x-expires), and a client asking again after a quiet minute (the
+        # dashboard) would wait on a queue that is no longer there.
         await transport.declare([self._reply_spec()])
         self._declared[id(transport)] = transport
 

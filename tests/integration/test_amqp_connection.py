@@ -12,6 +12,7 @@ import time
 import aiormq
 import pytest
 
+from celeriac import Celery
 from celeriac.engines.amqp.broker import AMQPTransport
 from celeriac.testing.contract.transport import WAIT, MakeTransport, bodies, out, qname
 from celeriac.transport.base import QueueSpec
@@ -138,3 +139,23 @@ async def test_queue_deleted_under_a_waiting_fetch_is_consumed_again(
     got = await asyncio.wait_for(waiting, WAIT)
     assert bodies(got) == [b"after"]
     await t.ack(got)
+
+
+async def test_control_declares_its_reply_queue_again_once_rabbitmq_dropped_it(
+    amqp_url: str,
+) -> None:
+    """RabbitMQ deletes a client's reply queue (auto-delete, x-expires) once nobody consumes
+    it: a later request with replies must not wait on a queue that is gone."""
+    app = Celery("ctl", broker=amqp_url)
+    try:
+        assert await app.control.inspect(timeout=0.3).aping() is None  # declares it
+        transport = await app.aget_transport()
+        assert isinstance(transport, AMQPTransport)
+        queue = app.control.names.reply_queue(app.control.client_id)
+        probe = await (await transport._session.admin()).queue_declare(queue, passive=True)
+        assert probe is not None
+        # Idle for longer than release_idle_after: the consumer goes, and the queue with it.
+        await asyncio.sleep(transport._opts.release_idle_after + 1.5)
+        assert await app.control.inspect(timeout=0.3).aping() is None  # no error: no one
+    finally:
+        await app.aclose()

@@ -547,6 +547,7 @@ class AMQPTransport:
                 idle = now - self._last_fetch.get(queue, now)
                 if not self._fetching.get(queue) and idle > self._opts.release_idle_after:
                     await consumer.release(queue)
+                    self._topology.forget(queue)  # an auto-delete queue goes with its consumer
             old = now - self._opts.renew_after
             await consumer.requeue_buffered_before(old)
             for held in consumer.handed_out_before(old):
