@@ -24,11 +24,12 @@ from celeriac.cli.daemon import (
     parse_umask,
     prepare_logfile,
 )
+from celeriac.conf.defaults import default_concurrency
 from celeriac.worker.logging import setup_logging
-from celeriac.worker.supervisor import run_loops
+from celeriac.worker.supervisor import run_loops, run_slots
 from celeriac.worker.worker import Worker, WorkerOptions, expand_hostname
 
-__all__ = ["WorkerFlags", "parse_autoscale", "run_worker"]
+__all__ = ["WorkerFlags", "parse_autoscale", "run_worker", "slot_count", "uses_slots"]
 
 logger = logging.getLogger("celeriac.worker")
 
@@ -189,4 +190,18 @@ def run_worker(obj: Any, flags: WorkerFlags) -> None:
     if flags.loops > 1:
         setup_logging(app, flags.loglevel, options.logfile)  # the supervisor logs too
         sys.exit(run_loops(app, options, flags.loops))
+    if uses_slots(app, options):
+        setup_logging(app, flags.loglevel, options.logfile)
+        sys.exit(run_slots(app, options, slot_count(app, options)))
     sys.exit(Worker(app, options).start())
+
+
+def uses_slots(app: Any, options: WorkerOptions) -> bool:
+    """Whether the worker runs the default shape (:mod:`celeriac.worker.slots`): no pool
+    chosen (``-P`` or ``worker_pool``) and no ``--autoscale``, which needs prefork."""
+    return options.pool is None and not app.conf.is_set("worker_pool") and not options.autoscale
+
+
+def slot_count(app: Any, options: WorkerOptions) -> int:
+    """``-c`` (or ``worker_concurrency``, else the cores): how many slots."""
+    return int(options.concurrency or app.conf["worker_concurrency"] or default_concurrency())

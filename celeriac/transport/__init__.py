@@ -13,6 +13,7 @@ from celeriac.transport.base import (
     LeaseHolder,
     Outgoing,
     QueueSpec,
+    Reclaimer,
     Transport,
 )
 
@@ -23,6 +24,7 @@ __all__ = [
     "LeaseHolder",
     "Outgoing",
     "QueueSpec",
+    "Reclaimer",
     "Transport",
     "blocking_publisher_from_url",
     "transport_from_url",

@@ -28,6 +28,7 @@ __all__ = [
     "LeaseHolder",
     "Outgoing",
     "QueueSpec",
+    "Reclaimer",
     "Rotation",
     "Transport",
 ]
@@ -101,6 +102,24 @@ class LeaseHolder(Protocol):
 
     def holds(self, delivery: Delivery) -> bool | None:
         """See the class docstring."""
+        ...
+
+
+@runtime_checkable
+class Reclaimer(Protocol):
+    """A transport whose consumer has an id, and that can put back at once what another
+    consumer held once that consumer is known dead (optional).
+
+    The slots' supervisor knows when a slot's process died (it reaped it); the slot that
+    replaces it reclaims its predecessor's messages instead of waiting for their lease to
+    run out. Transports whose broker does this by itself (RabbitMQ requeues a closed
+    channel's messages) need not implement it.
+    """
+
+    consumer_id: str
+
+    async def reclaim(self, consumer_id: str) -> int:
+        """Requeue (as redelivered) every message ``consumer_id`` holds; how many."""
         ...
 
 

@@ -144,7 +144,7 @@ class Conclusion:
         # A job killed by our cold shutdown is unfinished, not failed; so is one whose process
         # died when task_reject_on_worker_lost asks for that.
         if isinstance(exc, WorkerLostError) and (
-            self.cold_shutdown or (self._rejects_on_worker_lost(flight) and flight.acks_late)
+            self.cold_shutdown or (self.rejects_on_worker_lost(flight) and flight.acks_late)
         ):
             msg = flight.msg
             logger.warning(
@@ -194,7 +194,8 @@ class Conclusion:
         if flight.acks_late:
             self.settler.ack(flight.delivery)
 
-    def _rejects_on_worker_lost(self, flight: Flight) -> bool:
+    def rejects_on_worker_lost(self, flight: Flight) -> bool:
+        """Whether a task whose process died goes back to its queue (reject on worker lost)."""
         own = flight.task.reject_on_worker_lost
         return bool(self.config.reject_on_worker_lost if own is None else own)
 

@@ -83,6 +83,9 @@ class TaskHandler:
         self.idle.set()
         self.wake_consumer: Callable[[], None] = lambda: None
         """Called when the window has room again: the consumer may fetch more."""
+        self.lost_reason: Callable[[str], str | None] | None = None
+        """Why a task id is known to have died with its process, for a redelivered message
+        (:class:`~celeriac.worker.slots.SlotBoard`); None where nothing is recorded."""
         self.observe_runtime: Callable[[float], None] | None = None
         """Told how long each sync task ran (the adaptive prefetch window sizes itself by it)."""
         self._background: set[asyncio.Task[None]] = set()
@@ -167,10 +170,32 @@ class TaskHandler:
             await self.conclusion.discard(flight, reason)
 
     def _start(self, flight: Flight) -> None:
+        if flight.delivery.redelivered and self.lost_reason is not None and self._lost(flight):
+            return
         events = self.events
         if events is not None and events.tasks:
             events.task_started(flight.msg, flight.task)
         self.run.start(flight)
+
+    def _lost(self, flight: Flight) -> bool:
+        """A redelivered task whose process died running it fails now with WorkerLostError,
+        as prefork records it, instead of running again (and perhaps crashing again);
+        unless ``task_reject_on_worker_lost`` asks for it to run again."""
+        assert self.lost_reason is not None
+        why = self.lost_reason(flight.msg.id)
+        if why is None or (self.conclusion.rejects_on_worker_lost(flight) and flight.acks_late):
+            return False
+        msg = flight.msg
+        logger.error(
+            "Task %s[%s] was running in a process that died (%s): recorded as WorkerLostError, "
+            "not run again",
+            msg.task,
+            msg.id,
+            why,
+            extra=task_fields(msg.id, msg.task, states.FAILURE),
+        )
+        self.run.fail_unstarted(flight, WorkerLostError(f"Worker exited prematurely: {why}."))
+        return True
 
     def _finished(self, flight: Flight, ok: bool, value: Any) -> None:
         """A job's outcome (the executor's callback): conclude it now, or in the background."""

@@ -87,6 +87,15 @@ class Runner:
         flight.time_start = time.time()
         flight.job = executor.run(job, flight.done)
 
+    def fail_unstarted(self, flight: Flight, exc: BaseException) -> None:
+        """Conclude ``flight`` as if its job had ended with ``exc``, without running it."""
+        if not flight.acks_late:
+            self.settler.ack(flight.delivery)
+        self.executing += 1
+        self._live.add(flight.msg.id)
+        flight.time_start = time.time()
+        flight.done(False, exc)
+
     def ended(self, flight: Flight) -> None:
         """The job's outcome came back (before it is concluded): it reports no more states."""
         self.executing -= 1

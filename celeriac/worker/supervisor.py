@@ -19,10 +19,17 @@ and ``--async-concurrency`` apply per process), and supervises them:
 
 Worker ``i`` is named ``<name>-<i>@<host>`` (``i`` from 1); only the first runs an
 embedded beat (``-B``), although several would be safe.
+
+The default shape (:mod:`celeriac.worker.slots`, :func:`run_slots`) is the same supervisor
+over one-thread workers, with a :class:`~celeriac.worker.slots.SlotBoard` shared with them:
+a slot that exits 0 while the supervisor is not stopping has retired (its limits) and is
+replaced at once; one that dies has the task it was running moved to the board's lost
+list, so that task fails with ``WorkerLostError`` when its message comes back.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -31,11 +38,14 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from types import FrameType
+from typing import Any
 
+from celeriac.engines import Role, engine_for, implementation
 from celeriac.worker.executors.processes import die_with_parent
+from celeriac.worker.slots import Slot, SlotBoard
 from celeriac.worker.worker import Worker, WorkerOptions, expand_hostname
 
-__all__ = ["run_loops"]
+__all__ = ["run_loops", "run_slots"]
 
 logger = logging.getLogger("celeriac.worker")
 
@@ -44,22 +54,30 @@ _YOUNG = 5.0  # seconds: a worker dying sooner than this is restarted after a pa
 _RESTART_PAUSE = 1.0
 
 
-def worker_options(options: WorkerOptions, index: int) -> WorkerOptions:
-    """The options of worker ``index`` (1-based) among several."""
+def worker_options(options: WorkerOptions, index: int, first: bool = True) -> WorkerOptions:
+    """The options of worker ``index`` (1-based) among several; ``first``: not a replacement
+    (only the first start of worker 1 prints the banner)."""
     name, _, host = expand_hostname(options.hostname).partition("@")
     return replace(
         options,
         hostname=f"{name}-{index}@{host}",
         beat=options.beat and index == 1,
-        banner=options.banner and index == 1,
+        banner=options.banner and index == 1 and first,
     )
 
 
 class _Supervisor:
-    def __init__(self, make_worker: Callable[[int], Worker], count: int) -> None:
+    def __init__(
+        self,
+        make_worker: Callable[[int, bool], Worker],
+        count: int,
+        board: SlotBoard | None = None,
+    ) -> None:
         self.make_worker = make_worker
         self.count = count
+        self.board = board
         self.children: dict[int, tuple[int, float]] = {}  # pid -> (index, started at)
+        self.started: set[int] = set()  # indexes started at least once
         self.stopping = False
         self.exit_code = 0
 
@@ -80,6 +98,8 @@ class _Supervisor:
         sys.stdout.flush()
         sys.stderr.flush()
         parent = os.getpid()
+        first = index not in self.started
+        self.started.add(index)
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the child (covered by the tests' children)
             code = 1
@@ -90,7 +110,7 @@ class _Supervisor:
                 # only, which passes it on once (twice would mean a cold shutdown).
                 os.setpgid(0, 0)
                 die_with_parent(parent)
-                code = self.make_worker(index).start()
+                code = self.make_worker(index, first).start()
             finally:
                 sys.stdout.flush()
                 sys.stderr.flush()
@@ -107,8 +127,24 @@ class _Supervisor:
         if self.stopping:
             self.exit_code = max(self.exit_code, abs(code))
             return
-        logger.error("worker %d (pid %d) exited with code %d; restarting it", index, pid, code)
-        if time.monotonic() - started < _YOUNG:
+        if self.board is not None and code == 0:
+            logger.info("slot %d (pid %d) retired; starting a new one", index, pid)
+            self._spawn(index)
+            return
+        lost = self.board.lose(index, _death(code)) if self.board is not None else None
+        if lost is not None:
+            logger.error(
+                "slot %d (pid %d) died (%s) while running task %s, which is recorded as "
+                "WorkerLostError when its message comes back; starting a new slot",
+                index,
+                pid,
+                _death(code),
+                lost,
+            )
+        else:
+            logger.error("worker %d (pid %d) exited with code %d; restarting it", index, pid, code)
+        # A slot that died running a task had started fine: no pause, as for a child of prefork.
+        if lost is None and time.monotonic() - started < _YOUNG:
             time.sleep(_RESTART_PAUSE)
         if not self.stopping:
             self._spawn(index)
@@ -122,10 +158,48 @@ class _Supervisor:
                 pass
 
 
-def run_loops(app: object, options: WorkerOptions, count: int) -> int:
-    """Run ``count`` workers of ``app`` in their own processes until they stop."""
+def _death(code: int) -> str:
+    """How a child ended, from its exit code (negative: the signal that killed it)."""
+    if code < 0:
+        try:
+            return f"signal {-code} ({signal.Signals(-code).name})"
+        except ValueError:
+            return f"signal {-code}"
+    return f"exit code {code}"
 
-    def make_worker(index: int) -> Worker:
-        return Worker(app, worker_options(options, index))
+
+def preload_engines(app: Any) -> None:
+    """Import the modules the workers' broker and result engines live in, before forking:
+    each worker (and each replacement) then starts in milliseconds instead of importing
+    them again (about 0.6 s for redis-py's asyncio client)."""
+    roles: list[tuple[str | None, tuple[Role, ...]]] = [
+        (app.broker_url, ("broker", "events")),
+        (app.result_backend_url, ("results", "waiter")),
+    ]
+    for url, parts in roles:
+        for role in parts:
+            # A bad URL or a role the engine lacks is the worker's to report.
+            with contextlib.suppress(Exception):
+                if url and engine_for(url) is not None:
+                    implementation(url, role, role)
+
+
+def run_slots(app: Any, options: WorkerOptions, count: int) -> int:
+    """Run ``app``'s default shape: ``count`` one-thread workers, one process per slot."""
+    preload_engines(app)
+    board = SlotBoard(count)
+
+    def make_worker(index: int, first: bool) -> Worker:
+        return Worker(app, worker_options(options, index, first), slot=Slot(board, index))
+
+    return _Supervisor(make_worker, count, board).run()
+
+
+def run_loops(app: Any, options: WorkerOptions, count: int) -> int:
+    """Run ``count`` workers of ``app`` in their own processes until they stop."""
+    preload_engines(app)
+
+    def make_worker(index: int, first: bool) -> Worker:
+        return Worker(app, worker_options(options, index, first))
 
     return _Supervisor(make_worker, count).run()

@@ -33,10 +33,12 @@ from celeriac.worker.events import HEARTBEAT_FREQ, WorkerEvents
 from celeriac.worker.executors import POOL_NAMES, create_executor
 from celeriac.worker.executors.base import Executor
 from celeriac.worker.executors.inloop import InLoopExecutor
+from celeriac.worker.executors.threads import ThreadExecutor
 from celeriac.worker.flight import HandlerConfig
 from celeriac.worker.handler import TaskHandler
 from celeriac.worker.logging import setup_logging
 from celeriac.worker.remote import WorkerRemote, start_remote_control
+from celeriac.worker.slots import DEFAULT_SHAPE, Slot
 from celeriac.worker.window import PrefetchWindow
 
 __all__ = ["Worker", "WorkerOptions"]
@@ -85,9 +87,13 @@ def expand_hostname(name: str | None) -> str:
 class Worker:
     """Consumes the configured queues and executes tasks."""
 
-    def __init__(self, app: Any, options: WorkerOptions | None = None) -> None:
+    def __init__(
+        self, app: Any, options: WorkerOptions | None = None, slot: Slot | None = None
+    ) -> None:
         self.app = app
         self.options = options or WorkerOptions()
+        self.slot = slot
+        """This worker's place among the slots of the default shape (None: a whole worker)."""
         self.hostname = expand_hostname(self.options.hostname)
         self._configure()
         self._stopping = asyncio.Event()
@@ -115,6 +121,14 @@ class Worker:
             self.options.concurrency or conf["worker_concurrency"] or default_concurrency()
         )
         self.pool_name = self.options.pool or conf["worker_pool"]
+        if self.slot is not None:  # one thread of its own: the process is the slot
+            self.pool_name, self.concurrency = DEFAULT_SHAPE, 1
+            self.slot.max_tasks = (
+                self.options.max_tasks_per_child or conf["worker_max_tasks_per_child"]
+            )
+            self.slot.max_memory = (
+                self.options.max_memory_per_child or conf["worker_max_memory_per_child"]
+            )
         if self.options.autoscale is not None:
             if POOL_NAMES.get(self.pool_name) != "processes":
                 raise ImproperlyConfigured(
@@ -160,6 +174,9 @@ class Worker:
         # Before connecting, as Celery's: receivers may still change the queues consumed.
         signals.celeryd_after_setup.send(sender=self.hostname, instance=self, conf=self.app.conf)
         await self._connect()
+        if self.slot is not None:
+            assert self.transport is not None
+            await self.slot.take_over(self.transport)
         sync_pool, async_pool = await self._start_pools()
         self._create_handler(sync_pool, async_pool)
         self._start_events()
@@ -191,10 +208,12 @@ class Worker:
 
     def _concurrency_text(self) -> str:
         """The banner's concurrency, as Celery prints it (``{min=1, max=4}`` with autoscale)."""
+        if self.slot is not None:
+            return f"{self.slot.board.count} (slots: a process each, -P prefork for Celery's pool)"
         if self.options.autoscale is None:
-            return str(self.concurrency)
+            return f"{self.concurrency} ({self.pool_name})"
         maximum, minimum = self.options.autoscale
-        return f"{{min={minimum}, max={maximum}}}"
+        return f"{{min={minimum}, max={maximum}}} ({self.pool_name})"
 
     def _start_autoscaler(self, pool: Executor) -> asyncio.Task[None] | None:
         if self.options.autoscale is None or not isinstance(pool, Resizable):
@@ -276,9 +295,20 @@ class Worker:
 
     async def _start_pools(self) -> tuple[Executor, Executor]:
         child.bind_app(self.app, self.hostname)
+        sync_pool = self._slot_pool(self.slot) if self.slot is not None else self._pool()
+        async_pool = InLoopExecutor(
+            _run_async_payload(self.app), concurrency=self.options.async_concurrency
+        )
+        await sync_pool.start()
+        await async_pool.start()
+        self.sync_pool = sync_pool
+        return sync_pool, async_pool
+
+    def _pool(self) -> Executor:
+        """The ``-P`` pool for sync tasks."""
         conf = self.app.conf
         in_processes = POOL_NAMES.get(self.pool_name) == "processes"
-        sync_pool = create_executor(
+        return create_executor(
             self.pool_name,
             child.run_in_child if in_processes else child.run_in_thread,
             concurrency=max(1, self.options.autoscale[1])
@@ -293,13 +323,32 @@ class Worker:
             before_spawn=child.before_child,
             finalizer=child.child_finalizer,
         )
-        async_pool = InLoopExecutor(
-            _run_async_payload(self.app), concurrency=self.options.async_concurrency
+
+    def _slot_pool(self, slot: Slot) -> Executor:
+        """A slot's one thread for sync tasks, its record kept around each task; a hard time
+        limit, or a task past the slot's limits, retires the slot."""
+        loop = asyncio.get_running_loop()
+
+        def retire_from_any_thread(why: str) -> None:
+            loop.call_soon_threadsafe(self.retire, why)
+
+        slot.on_retire = retire_from_any_thread
+        return ThreadExecutor(
+            slot.wrap(child.run_in_thread),
+            concurrency=1,
+            initializer=child.thread_initializer,  # worker_process_init, once per slot
+            on_hard_limit=lambda: slot.retire("a task passed its hard time limit"),
         )
-        await sync_pool.start()
-        await async_pool.start()
-        self.sync_pool = sync_pool
-        return sync_pool, async_pool
+
+    def retire(self, why: str) -> None:
+        """End this slot for a fresh one: fetch no more, give back the messages not started,
+        finish the running task and exit (the supervisor starts the next slot)."""
+        if self._stopping.is_set():
+            return
+        logger.info("%s: slot retiring, %s", self.hostname, why)
+        if isinstance(self.sync_pool, ThreadExecutor):
+            self.sync_pool.drop_queued()
+        self.stop()
 
     def _on_pool_note(self, note: Any) -> None:
         """A pool process's ``update_state``: written in order after the worker's STARTED."""
@@ -334,6 +383,8 @@ class Worker:
         self.handler.wake_consumer = self._room.set
         if self.window.adaptive:
             self.handler.observe_runtime = self.window.observe
+        if self.slot is not None:
+            self.handler.lost_reason = self.slot.board.lost_reason
         set_state_sink(self.handler.sink_from_any_thread())
 
     def _start_events(self) -> None:
@@ -379,7 +430,7 @@ class Worker:
             f"- ** ---------- .> app:         {self.app.main or '__main__'}:{id(self.app):#x}\n"
             f"- ** ---------- .> transport:   {mask_url(self.app.broker_url, '**')}\n"
             f"- ** ---------- .> results:     {mask_url(backend, '**')}\n"
-            f"- *** --- * --- .> concurrency: {self._concurrency_text()} ({self.pool_name})\n"
+            f"- *** --- * --- .> concurrency: {self._concurrency_text()}\n"
             f"-- ******* ---- .> task events: {self._events_line()}\n--- ***** ----- \n"
             f" -------------- [queues]\n{queues}\n\n[tasks]\n{tasks}\n"
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
 import time
 from pathlib import Path
@@ -90,3 +91,20 @@ def pid() -> int:
 @app.task(rate_limit="5/s")
 def limited(i: int) -> float:
     return time.time()
+
+
+@app.task
+def crash(marker: str) -> None:
+    """Die as a buggy C extension does: a segfault in the thread running it."""
+    Path(marker).open("a").write(f"ran {os.getpid()}\n")
+    ctypes.string_at(0)  # reads address 0: SIGSEGV
+
+
+_held: list[bytearray] = []
+
+
+@app.task
+def grow(mib: int) -> int:
+    """Keep ``mib`` MiB alive in this process (pages touched) and return its pid."""
+    _held.append(bytearray(b"x" * (mib * 1024 * 1024)))
+    return os.getpid()

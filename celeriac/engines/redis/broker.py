@@ -200,6 +200,12 @@ class RedisTransport:
         )
         self._dead = DeadLetters(client, self.keys, self._scripts)
 
+    async def reclaim(self, consumer_id: str) -> int:
+        """Requeue, as redelivered, what consumer ``consumer_id`` (known dead) leased."""
+        await self.connect()
+        assert self._leases is not None
+        return await self._leases.restore(consumer_id, None, only_if_dead=False)
+
     async def close(self) -> None:
         """Stop heartbeats, put this consumer's unacked messages back, release connections."""
         client, leases = self._client, self._leases

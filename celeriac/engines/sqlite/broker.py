@@ -182,6 +182,18 @@ class SQLiteTransport:
         await self._file.open()
         self._consumer.attach(self._watcher.bell)
 
+    @property
+    def consumer_id(self) -> str:
+        """This transport's consumer, as its leases name it."""
+        return self._consumer.id
+
+    async def reclaim(self, consumer_id: str) -> int:
+        """Requeue, as redelivered, what consumer ``consumer_id`` (known dead) leased."""
+        count = int(await self._call(queue_store.release, consumer_id))
+        if count:
+            self._watcher.bell.ring()
+        return count
+
     async def close(self) -> None:
         """Stop the heartbeat, requeue what this consumer still holds, close the file."""
         if not self._file.is_open:

@@ -161,12 +161,15 @@ class ThreadExecutor:
         *,
         concurrency: int,
         initializer: Callable[[], None] | None = None,
+        on_hard_limit: Callable[[], None] | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self._fn = fn
         self._concurrency = concurrency
         self._initializer = initializer
+        self._on_hard_limit_hook = on_hard_limit
+        """Called after a job passed its hard time limit and its thread was abandoned."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._threads: list[threading.Thread] = []
         self._jobs: queue.SimpleQueue[_ThreadRun | None] = queue.SimpleQueue()
@@ -234,6 +237,20 @@ class ThreadExecutor:
         for _ in self._threads:
             self._jobs.put(None)  # busy (abandoned) threads exit after their job
 
+    def drop_queued(self) -> int:
+        """Give back every job no thread has taken yet (they end as never started, with
+        :class:`ExecutorStopped`); running ones go on. Returns how many were dropped."""
+        dropped = 0
+        for run in list(self._queued):
+            with run.lock:
+                if run.taken:
+                    continue
+                run.abandoned = True  # a thread dequeuing it later leaves it alone
+            self._end(run)
+            run.entry.finish(False, ExecutorStopped())
+            dropped += 1
+        return dropped
+
     # -- in the event loop's thread -------------------------------------------------------
 
     def _give_up(self, run: _ThreadRun) -> None:
@@ -264,6 +281,8 @@ class ThreadExecutor:
     def _on_hard_limit(self, run: _ThreadRun, limit: float) -> None:
         if self._abandon(run, TimeLimitExceeded(f"Time limit ({limit}s) exceeded")):
             run.interrupt(TimeLimitExceeded)  # best effort: the thread may stop sooner
+            if self._on_hard_limit_hook is not None:
+                self._on_hard_limit_hook()
 
     def _abandon(self, run: _ThreadRun, reason: BaseException) -> bool:
         """Give up on a running job: its submitter gets ``reason``; its thread stays busy."""
