@@ -47,7 +47,9 @@ DEFAULT_SHAPE = "slots"
 """The name the banner and ``inspect stats`` give the default shape."""
 
 _ID_BYTES = 64
-_RECORD = struct.Struct(f"<q{_ID_BYTES}s{_ID_BYTES}s")  # pid, task it runs, its consumer id
+# pid, ready flag, the task it runs, its consumer id
+_RECORD = struct.Struct(f"<qB{_ID_BYTES}s{_ID_BYTES}s")
+_TASK_AT = 9  # offset of the task id in a record
 _LOST_ENTRIES = 64
 _LOST = struct.Struct(f"<{_ID_BYTES}s{_ID_BYTES}s")  # task id, why it was lost
 
@@ -86,9 +88,17 @@ class SlotBoard:
         """Slot ``index`` runs in this process with this consumer; the previous one's id."""
         previous = self.consumer(index)
         _RECORD.pack_into(
-            self._memory, _RECORD.size * (index - 1), os.getpid(), b"", _pack_id(consumer_id)
+            self._memory, _RECORD.size * (index - 1), os.getpid(), 0, b"", _pack_id(consumer_id)
         )
         return previous
+
+    def ready(self, index: int) -> None:
+        """Slot ``index`` has started and takes tasks."""
+        self._memory[_RECORD.size * (index - 1) + 8] = 1
+
+    def is_ready(self, index: int) -> bool:
+        """Whether the process in slot ``index`` said it was ready."""
+        return bool(self._memory[_RECORD.size * (index - 1) + 8])
 
     def consumer(self, index: int) -> str:
         """The consumer id slot ``index`` last registered ('' if none)."""
@@ -97,7 +107,7 @@ class SlotBoard:
 
     @staticmethod
     def _task_at(index: int) -> int:
-        return _RECORD.size * (index - 1) + 8
+        return _RECORD.size * (index - 1) + _TASK_AT
 
     def lost_reason(self, task_id: str) -> str | None:
         """Why ``task_id`` is known lost with its slot, or None: from the ring, or from the
@@ -118,7 +128,7 @@ class SlotBoard:
     # the supervisor's side ----------------------------------------------------------------
     def record(self, index: int) -> tuple[int, str]:
         """The pid of slot ``index`` and the task it runs ('' when idle)."""
-        pid, task, _ = _RECORD.unpack_from(self._memory, _RECORD.size * (index - 1))
+        pid, _, task, _ = _RECORD.unpack_from(self._memory, _RECORD.size * (index - 1))
         return pid, str(task.split(b"\0", 1)[0].decode(errors="replace"))
 
     def lose(self, index: int, why: str) -> str | None:

@@ -40,6 +40,7 @@ from dataclasses import replace
 from types import FrameType
 from typing import Any
 
+from celeriac.cli.errors import USER_ERRORS, as_click_error
 from celeriac.engines import Role, engine_for, implementation
 from celeriac.worker.executors.processes import die_with_parent
 from celeriac.worker.slots import Slot, SlotBoard
@@ -85,7 +86,11 @@ class _Supervisor:
         for sig in _FORWARDED:
             signal.signal(sig, self._forward)
         for index in range(1, self.count + 1):
-            self._spawn(index)
+            pid = self._spawn(index)
+            if index == 1 and self.board is not None:
+                failed = self._wait_until_ready(pid)
+                if failed is not None:
+                    return failed
         while self.children:
             try:
                 pid, status = os.wait()
@@ -94,7 +99,20 @@ class _Supervisor:
             self._reap(pid, os.waitstatus_to_exitcode(status))
         return self.exit_code
 
-    def _spawn(self, index: int) -> None:
+    def _wait_until_ready(self, pid: int) -> int | None:
+        """Let the first slot start alone: a wrong setting or an unreachable broker is then
+        reported once, by it, and ends the worker with its exit code, as a single worker
+        would, instead of every slot failing and being restarted for ever."""
+        assert self.board is not None
+        while not self.board.is_ready(1) and not self.stopping:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                self.children.pop(pid, None)
+                return abs(os.waitstatus_to_exitcode(status)) or 1
+            time.sleep(0.01)
+        return None
+
+    def _spawn(self, index: int) -> int:
         sys.stdout.flush()
         sys.stderr.flush()
         parent = os.getpid()
@@ -110,7 +128,7 @@ class _Supervisor:
                 # only, which passes it on once (twice would mean a cold shutdown).
                 os.setpgid(0, 0)
                 die_with_parent(parent)
-                code = self.make_worker(index, first).start()
+                code = _run_worker(self.make_worker(index, first))
             finally:
                 sys.stdout.flush()
                 sys.stderr.flush()
@@ -118,6 +136,7 @@ class _Supervisor:
         self.children[pid] = (index, time.monotonic())
         if self.stopping:  # a signal came while forking: this one must hear it too
             os.kill(pid, signal.SIGTERM)
+        return pid
 
     def _reap(self, pid: int, code: int) -> None:
         entry = self.children.pop(pid, None)
@@ -156,6 +175,16 @@ class _Supervisor:
                 os.kill(pid, signum)
             except ProcessLookupError:
                 pass
+
+
+def _run_worker(worker: Worker) -> int:  # pragma: no cover - runs in the forked child
+    """Run a forked worker; a user's error (a setting, the broker) is one ``Error:`` line,
+    as the command prints it for a worker of its own."""
+    try:
+        return worker.start()
+    except USER_ERRORS as exc:
+        as_click_error(exc).show()
+        return 1
 
 
 def _death(code: int) -> str:

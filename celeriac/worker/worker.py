@@ -184,6 +184,8 @@ class Worker:
         await self._load_revoked()
         mailbox = await start_remote_control(self, self._stopping)  # answers once ready
         signals.worker_ready.send(sender=self.handler)
+        if self.slot is not None:
+            self.slot.board.ready(self.slot.index)
         revoke_sync = asyncio.create_task(self._sync_revoked())
         beat = self._start_beat()
         scaler = self._start_autoscaler(sync_pool)
