@@ -121,7 +121,7 @@ class SlotBoard:
         me = os.getpid()
         for index in range(1, self.count + 1):
             pid, running = self.record(index)
-            if running == task_id and pid != me and not _alive(pid):
+            if running == task_id and pid not in (0, me) and not _alive(pid):
                 return f"the slot running it (pid {pid}) died"
         return None
 

@@ -200,3 +200,34 @@ async def test_solo_is_one_thread() -> None:
         assert max_overlap(intervals) == 1
     finally:
         await executor.stop(wait=True)
+
+
+async def test_hard_limit_hook_is_called_once_the_thread_is_abandoned() -> None:
+    calls: list[str] = []
+    executor = ThreadExecutor(work, concurrency=1, on_hard_limit=lambda: calls.append("hard"))
+    await executor.start()
+    try:
+        assert await executor.submit(Job(("busy", 0.01), time_limit=5)) == "done"
+        assert calls == []  # a job within its limit calls nothing
+        with pytest.raises(TimeLimitExceeded):
+            await executor.submit(Job(("busy", 30), time_limit=0.2))
+        assert calls == ["hard"]
+    finally:
+        await executor.stop(wait=False)
+
+
+async def test_drop_queued_gives_back_jobs_not_started_and_keeps_the_running_one() -> None:
+    executor = ThreadExecutor(work, concurrency=1)
+    await executor.start()
+    try:
+        running = asyncio.ensure_future(executor.submit(Job(("busy", 0.3))))
+        queued = [asyncio.ensure_future(executor.submit(Job(("echo", i)))) for i in range(3)]
+        await asyncio.sleep(0.05)  # the first job is in its thread, the others wait
+        assert executor.drop_queued() == 3
+        for job in queued:
+            with pytest.raises(ExecutorStopped):
+                await job
+        assert await running == "done"
+        assert await executor.submit(Job(("echo", "after"))) == "after"
+    finally:
+        await executor.stop(wait=True)

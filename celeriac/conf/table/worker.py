@@ -181,8 +181,8 @@ SETTINGS = (
         "int",
         None,
         (
-            "Replace a prefork pool process once its resident memory exceeds this many "
-            "kilobytes, after the task that passed it."
+            "Replace a pool process (or, in the default shape, a slot's process) once its "
+            "peak resident memory exceeds this many kilobytes, after the task that passed it."
         ),
         aliases=("CELERYD_MAX_MEMORY_PER_CHILD",),
     ),
@@ -190,7 +190,10 @@ SETTINGS = (
         "worker_max_tasks_per_child",
         "int",
         None,
-        "Replace a pool process after it has run this many tasks.",
+        (
+            "Replace a pool process (or, in the default shape, a slot's process) after it "
+            "has run this many tasks."
+        ),
         aliases=("CELERYD_MAX_TASKS_PER_CHILD",),
     ),
     Setting(
@@ -198,8 +201,12 @@ SETTINGS = (
         "string",
         "prefork",
         (
-            "The pool that runs sync tasks: `prefork` (forked processes), `threads` or `solo`. "
-            "`async def` tasks run on the worker's event loop whatever the pool."
+            "The pool that runs sync tasks: `prefork` (a consumer feeding forked processes, "
+            "Celery's pool), `threads` or `solo`. Left unset (and without `-P`), "
+            "`celeriac worker` runs its default shape instead: `-c` slots, each a supervised "
+            "process of its own that runs tasks in-process, with prefork's isolation "
+            "(docs/worker.md). `async def` tasks run on the worker's event loop whatever "
+            "the pool."
         ),
         aliases=("CELERYD_POOL",),
     ),
