@@ -83,6 +83,10 @@ class WorkerSide(Protocol):
     def pid_of(self, flight: Flight) -> int | None:
         """The pid running ``flight``'s job, when it runs in a process of its own."""
 
+    def end_with(self, flight: Flight) -> bool:
+        """End this worker's process with ``flight``'s sync task when the process is that
+        task's own slot (the default shape); False where it is not."""
+
     def uptime(self) -> float:
         """Seconds since the worker started."""
 
@@ -451,7 +455,11 @@ def _terminate(node: Node, ids: list[str], signal: Any) -> dict[str, Any]:
     for flight in running:
         pid = node.worker.pid_of(flight)
         if pid is None or pid == os.getpid():
-            other_pool.append(flight.msg.id)
+            if node.worker.end_with(flight):  # a slot: its process is the task's own
+                logger.info("Terminating %s (%s): its slot ends with it", flight.msg.id, signum)
+                done.append(flight.msg.id)
+            else:
+                other_pool.append(flight.msg.id)
             continue
         logger.info("Terminating %s (%s)", flight.msg.id, signum)
         try:

@@ -104,6 +104,10 @@ class WorkerRemote:
             return pool.pid_running(flight.job)
         return os.getpid()
 
+    def end_with(self, flight: Flight) -> bool:
+        """In a slot, end the slot's process with ``flight``'s sync task (``terminate``)."""
+        return self._worker.end_slot_with(flight)
+
     def set_rate_limit(self, task_name: str, rate: Any) -> None:
         """Apply the new rate to the next deliveries of ``task_name``."""
         handler = self._worker.handler

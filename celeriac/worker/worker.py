@@ -34,7 +34,7 @@ from celeriac.worker.executors import POOL_NAMES, create_executor
 from celeriac.worker.executors.base import Executor
 from celeriac.worker.executors.inloop import InLoopExecutor
 from celeriac.worker.executors.threads import ThreadExecutor
-from celeriac.worker.flight import HandlerConfig
+from celeriac.worker.flight import Flight, HandlerConfig
 from celeriac.worker.handler import TaskHandler
 from celeriac.worker.logging import setup_logging
 from celeriac.worker.remote import WorkerRemote, start_remote_control
@@ -351,6 +351,19 @@ class Worker:
         if isinstance(self.sync_pool, ThreadExecutor):
             self.sync_pool.drop_queued()
         self.stop()
+
+    def end_slot_with(self, flight: Flight) -> bool:
+        """``terminate`` in a slot: the running sync task's thread cannot be killed, its
+        process can. The task is given up at once (recorded REVOKED, as a killed prefork
+        child's is, since it is in the revoked set), the messages not started go back, and
+        the slot retires; its process ends with the thread."""
+        pool = self.sync_pool
+        if self.slot is None or flight.task.is_async or not isinstance(pool, ThreadExecutor):
+            return False
+        if flight.job is None or not pool.give_up_running(flight.job):
+            return False
+        self.retire("a task running in it was terminated")
+        return True
 
     def _on_pool_note(self, note: Any) -> None:
         """A pool process's ``update_state``: written in order after the worker's STARTED."""

@@ -160,22 +160,31 @@ class Workers:
         return [p for p in self.procs if p.poll() is None]
 
     def signal(self, proc: subprocess.Popen[bytes], signum: int) -> None:
-        """Send ``signum`` to a worker and its pool processes (its process group)."""
-        try:
-            os.killpg(proc.pid, signum)
-        except ProcessLookupError:
-            pass
+        """Send ``signum`` to a worker and every process under it (its pool processes, or
+        the slots of the default shape, which run in process groups of their own), the
+        worker first, so that a stopped supervisor replaces nothing meanwhile."""
+        for pid in sorted(self.pids(proc), key=lambda pid: pid != proc.pid):
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
 
     def pids(self, proc: subprocess.Popen[bytes]) -> set[int]:
-        """The worker's pid and its pool processes' (its process group)."""
-        found = {proc.pid}
+        """The worker's pid and those of every process under it."""
+        parents: dict[int, int] = {}
         for entry in Path("/proc").iterdir():
             if entry.name.isdigit():
                 try:
-                    if os.getpgid(int(entry.name)) == proc.pid:
-                        found.add(int(entry.name))
-                except (ProcessLookupError, PermissionError):
+                    stat = (entry / "stat").read_text()
+                except OSError:
                     continue
+                parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+        found = {proc.pid}
+        grew = True
+        while grew:
+            more = {pid for pid, parent in parents.items() if parent in found} - found
+            found |= more
+            grew = bool(more)
         return found
 
     def stop(self, timeout: float = 20) -> None:

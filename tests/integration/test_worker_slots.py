@@ -159,3 +159,24 @@ def test_a_slot_killed_holding_messages_gives_them_back_at_once(
     # The replacement took them back itself, not a lease sweep.
     assert "slot 1: requeued 4 message(s) its previous process held" in log.read_text()
     assert marker.read_text().count("start") == 1
+
+
+def test_terminate_ends_the_slot_with_its_task(broker: str, tmp_path: Path) -> None:
+    log = tmp_path / "w.log"
+    marker = tmp_path / "m.txt"
+    supervisor = start_worker(broker, "-c", "1", log=log)
+    try:
+        wait_for_line(log, "-1@")
+        (slot,) = _children_of(supervisor.pid)
+        running = apps.sleep.delay(30, str(marker))
+        wait_for_line(marker, "start")
+        apps.app.control.revoke(running.id, terminate=True)
+        deadline = time.monotonic() + 20
+        while running.state != states.REVOKED:
+            assert time.monotonic() < deadline, f"still {running.state}"
+            time.sleep(0.1)
+        assert _pids_serving(3) == _children_of(supervisor.pid) != {slot}
+    finally:
+        _stop(supervisor)
+    assert "done" not in marker.read_text()  # the task's thread went with its process
+    assert "its slot ends with it" in log.read_text()

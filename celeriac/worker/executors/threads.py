@@ -251,6 +251,14 @@ class ThreadExecutor:
             dropped += 1
         return dropped
 
+    def give_up_running(self, entry: PendingJob) -> bool:
+        """Abandon the running job ``entry`` (its submitter gets WorkerLostError at once; its
+        thread runs on, unkillable); False if it is not running here."""
+        for run in list(self._queued):
+            if run.entry is entry and run.taken:
+                return self._abandon(run, WorkerLostError("terminated: thread abandoned"))
+        return False
+
     # -- in the event loop's thread -------------------------------------------------------
 
     def _give_up(self, run: _ThreadRun) -> None:
