@@ -30,6 +30,7 @@ list, so that task fails with ``WorkerLostError`` when its message comes back.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -85,6 +86,9 @@ class _Supervisor:
     def run(self) -> int:
         for sig in _FORWARDED:
             signal.signal(sig, self._forward)
+        # What the supervisor imported is shared with the forked workers until written to;
+        # the collector would write to every object's header, so it leaves these alone.
+        gc.freeze()
         for index in range(1, self.count + 1):
             pid = self._spawn(index)
             if index == 1 and self.board is not None:
