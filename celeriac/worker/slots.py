@@ -197,15 +197,16 @@ class Slot:
         process held, if it died holding messages (the supervisor reaped it before starting
         this one, so it is dead), instead of waiting for the lease to run out."""
         if not isinstance(transport, Reclaimer):
+            # The broker gives a dead connection's messages back by itself (RabbitMQ).
+            self.board.register(self.index, "")
             return
         previous = self.board.register(self.index, transport.consumer_id)
-        if not previous or previous == transport.consumer_id:
-            return
-        count = await transport.reclaim(previous)
-        if count:
-            logger.warning(
-                "slot %d: requeued %d message(s) its previous process held", self.index, count
-            )
+        if previous and previous != transport.consumer_id:
+            count = await transport.reclaim(previous)
+            if count:
+                logger.warning(
+                    "slot %d: requeued %d message(s) its previous process held", self.index, count
+                )
 
     def retire(self, why: str) -> None:
         """Ask the worker (once) to retire this slot."""

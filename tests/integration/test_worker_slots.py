@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -17,12 +19,16 @@ import pytest
 from celeriac import states
 from celeriac.exceptions import TimeLimitExceeded, WorkerLostError
 from tests.integration.test_worker_process import (
+    PREFIX,
+    ROOT,
     _children_of,
+    _env,
     _pids_serving,
     broker,
     start_worker,
     wait_for_line,
 )
+from tests.services import REDIS_URL, amqp_vhost, amqp_vhost_url, delete_prefixed, redis_client
 from tests.worker import apps
 
 __all__ = ["broker"]  # the fixture, shared with test_worker_process
@@ -180,3 +186,37 @@ def test_terminate_ends_the_slot_with_its_task(broker: str, tmp_path: Path) -> N
         _stop(supervisor)
     assert "done" not in marker.read_text()  # the task's thread went with its process
     assert "its slot ends with it" in log.read_text()
+
+
+def test_on_rabbitmq_a_crashed_task_fails_once(tmp_path: Path) -> None:
+    """RabbitMQ hands the dead slot's messages back at once, perhaps before the supervisor
+    noticed: the other slot reads the dead slot's record and does not run the task."""
+    with amqp_vhost() as vhost:
+        url = amqp_vhost_url(vhost)
+        apps.app.conf.broker_url = url
+        apps.app.conf.result_backend = REDIS_URL
+        apps.app.conf.result_backend_transport_options = {"global_keyprefix": PREFIX}
+        apps.app._router = None
+        env = {**_env(url), "CELERIAC_RESULT_BACKEND": REDIS_URL}
+        log, marker = tmp_path / "w.log", tmp_path / "crash.txt"
+        command = [sys.executable, "-m", "celeriac", "-A", "tests.worker.apps", "worker"]
+        supervisor = subprocess.Popen(
+            [*command, "-l", "info", "-c", "2"],
+            env=env,
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+        try:
+            wait_for_line(log, "-2@")
+            crashed = apps.crash.delay(str(marker))
+            others = [apps.add.delay(i, i) for i in range(20)]
+            with pytest.raises(WorkerLostError, match=r"died|signal 11"):
+                crashed.get(timeout=30)
+            assert [r.get(timeout=30) for r in others] == [i + i for i in range(20)]
+            assert marker.read_text().count("ran") == 1
+        finally:
+            _stop(supervisor)
+            apps.app.close()
+            delete_prefixed(redis_client(), PREFIX)
+    assert "not run again" in log.read_text()
