@@ -473,6 +473,10 @@ class AMQPTransport:
         ensure_queue = self._topology.ensure_queue
         return await self._session.retrying(lambda: self._dead.requeue(ids, ensure_queue))
 
+    async def purge_dead(self, ids: Sequence[str] | None = None) -> int:
+        """Delete dead letters (all when ``ids`` is None) for good; return how many."""
+        return await self._session.retrying(lambda: self._dead.purge(ids))
+
     # sizes, purge, revokes ----------------------------------------------------------------------
     def _delay_tokens(self, queue: str) -> list[str]:
         return delay_tokens(queue, self._topology.specs.get(queue))

@@ -507,6 +507,16 @@ class RedisTransport:
             moved += await self._retry("requeue_dead", functools.partial(dead.requeue, chunk))
         return moved
 
+    async def purge_dead(self, ids: Sequence[str] | None = None) -> int:
+        """Delete dead letters (all when ``ids`` is None) for good; return how many."""
+        dead = _connected(self._dead)
+        wanted = list(ids) if ids is not None else await self._retry("dead", dead.all_ids)
+        dropped = 0
+        for start in range(0, len(wanted), CHUNK):
+            chunk = list(dict.fromkeys(wanted[start : start + CHUNK]))
+            dropped += await self._retry("purge_dead", functools.partial(dead.drop, chunk))
+        return dropped
+
     async def purge(self, queues: Sequence[str]) -> int:
         """Delete waiting messages (due or not) of ``queues``; return how many there were."""
 
