@@ -24,6 +24,7 @@ from celeriac.web.charts import Series
 from celeriac.web.history import History
 from celeriac.web.inspections import Inspections
 from celeriac.web.masking import Masker
+from celeriac.web.rates import QueueRates
 from celeriac.web.tally import Tally
 
 __all__ = ["Feed"]
@@ -61,6 +62,8 @@ class Feed:
         """The state's tasks counted by name and state."""
         self.series = Series()
         """Tasks finished per minute over the last hour, for the overview's charts."""
+        self.rates = QueueRates()
+        """Messages in and out of each queue per second, for the queues page."""
         self.on_event = on_event
         self.connected = False
         """Whether the receiver is subscribed to the event exchange now."""
@@ -71,6 +74,7 @@ class Feed:
         """Apply one event to the state and the metrics, and pass it to the subscribers."""
         self.masker.event(event)
         self.tally.take(self.state, event)
+        self.rates.observe(event, self.state)
         uuid = event.get("uuid")
         if event.get("type") in _FINISHED and isinstance(uuid, str):
             task = self.state.tasks.get(uuid)
