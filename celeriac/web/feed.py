@@ -76,8 +76,10 @@ class Feed:
             task = self.state.tasks.get(uuid)
             if task is not None:
                 self.series.add_task(task)
-        if self.history is not None and isinstance(uuid, str) and uuid in self.state.tasks:
-            self.history.changed(uuid)
+        if self.history is not None and isinstance(uuid, str):
+            changed = self.state.tasks.get(uuid)
+            if changed is not None:
+                self.history.changed(changed)
         kind = str(event.get("type", ""))
         if self.inspections is not None and kind.startswith("worker-"):
             if kind == "worker-online":  # perhaps restarted: its settings may be new
@@ -128,7 +130,7 @@ class Feed:
         except Exception as exc:  # a broken file must not keep the dashboard from the events
             logger.warning("the dashboard could not read its history %s: %s", self.history, exc)
         else:
-            logger.info("the dashboard loaded %d tasks from %s", loaded, self.history.path)
+            logger.info("the dashboard loaded %d tasks from %s", loaded, self.history)
         keeper = asyncio.create_task(self.history.run(self.state), name="celeriac-web-history")
         try:
             await self._receive()
