@@ -22,9 +22,8 @@ import contextlib
 import logging
 import sqlite3
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from celeriac.engines import scheme_of, unprefixed
 from celeriac.events.state import State, Task, Worker
@@ -43,6 +42,7 @@ __all__ = [
     "Row",
     "open_history",
     "restore_task",
+    "task_row",
 ]
 
 logger = logging.getLogger("celeriac.web")
@@ -61,10 +61,10 @@ TABLE = "celeriac_dashboard_tasks"
 
 # What a stored record gives back to a Task: its fields but those derived from others.
 _RESTORED = frozenset(TASK_FIELDS) - {"uuid", "worker", "root", "parent", "children"}
+_STORED = tuple(key for key in TASK_FIELDS if key not in ("worker", "root", "parent", "children"))
 
 
-@dataclass(frozen=True, slots=True)
-class Row:
+class Row(NamedTuple):
     """One task as a store keeps it: the columns it filters on and the whole record."""
 
     uuid: str
@@ -183,8 +183,9 @@ class History:
         return len(rows)
 
     async def find(self, uuid: str) -> dict[str, Any] | None:
-        """The stored record of task ``uuid``, or None."""
-        return await self.store.find(uuid)
+        """The stored record of task ``uuid`` (with its ``timeline``), or None."""
+        found = await self.store.find(uuid)
+        return None if found is None else _expanded(found)
 
     async def select(self, query: TaskQuery, cap: int) -> list[dict[str, Any]]:
         """The records ``query`` selects over the whole history (at most ``cap`` without a
@@ -197,7 +198,7 @@ class History:
         count = wanted
         while True:
             stored = await self.store.select(query, count)
-            kept = [record for record in stored if record.get("uuid") not in fresh]
+            kept = [_expanded(record) for record in stored if record.get("uuid") not in fresh]
             if len(kept) >= wanted or len(stored) < count:
                 break
             count += count - len(kept)  # replaced rows made room: read as many more
@@ -212,7 +213,7 @@ class History:
         self._writing, self._changed = self._changed, {}
         try:
             now = time.time()
-            rows = [_row(task, now) for task in self._writing.values()]
+            rows = [task_row(task, now) for task in self._writing.values()]
             await self.store.write(rows)
         except BaseException:
             self._changed = {**self._writing, **self._changed}  # written at the next one
@@ -263,18 +264,30 @@ STORE_ERRORS: tuple[type[Exception], ...] = (
 """What a store raises when it cannot answer (a file it cannot open, a server away)."""
 
 
-def _row(task: Task, now: float) -> Row:
+def task_row(task: Task, now: float) -> Row:
     """The task's row; ``updated`` is the time of its latest event (else ``now``)."""
-    record = task_record(task)  # a new dict: encoded off the event loop
-    record["timeline"] = list(task.timeline)
+    # Only what is known (most fields are None for most tasks: a third of the record);
+    # "root" and "parent" repeat root_id and parent_id, "children" is always empty.
+    record = {key: value for key in _STORED if (value := getattr(task, key, None)) is not None}
     hostname = task.worker.hostname if task.worker is not None else None
+    if hostname is not None:
+        record["worker"] = hostname
+    record["timeline"] = list(task.timeline)  # a copy: encoded off the event loop
     updated = task.timestamp if isinstance(task.timestamp, int | float) else now
-    found = (task.uuid, task.name, task.args, task.kwargs, task.result, task.exception)
-    haystack = "\n".join(str(value) for value in found if value is not None).lower()
+    found = [task.uuid, task.name, task.args, task.kwargs, task.result, task.exception]
+    haystack = "\n".join([str(value) for value in found if value is not None]).lower()
     return Row(
         str(task.uuid), task.name, str(task.state), hostname, float(updated),
         _moment(task.received), _moment(task.started), haystack, record,
     )  # fmt: skip
+
+
+def _expanded(record: dict[str, Any]) -> dict[str, Any]:
+    """A stored record in Flower's shape again: every field, None where unknown."""
+    full = {key: record.get(key) for key in TASK_FIELDS}
+    full["root"], full["parent"], full["children"] = full["root_id"], full["parent_id"], []
+    full["timeline"] = record.get("timeline") or []
+    return full
 
 
 def _moment(value: Any) -> float | None:
