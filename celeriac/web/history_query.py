@@ -32,7 +32,9 @@ _RANGES = (
 
 
 def select_statement(table: str, query: TaskQuery, count: int) -> tuple[str, dict[str, Any]]:
-    """``SELECT record FROM table`` filtered and sorted by ``query``, its first ``count``."""
+    """``SELECT uuid, key FROM table`` filtered and sorted by ``query``, its first ``count``:
+    ``key`` is what the rows are sorted by (``updated``, else the ``sort_by`` column), so
+    that a caller can merge and page before it reads any record."""
     conditions: list[str] = []
     params: dict[str, Any] = {"count": count}
     if query.state is not None:
@@ -53,7 +55,9 @@ def select_statement(table: str, query: TaskQuery, count: int) -> tuple[str, dic
         conditions.append("haystack LIKE :search ESCAPE '!'")
         params["search"] = "%" + _escaped(query.search.lower()) + "%"
     where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
-    return f"SELECT record FROM {table}{where} {_order(query.sort_by)} LIMIT :count", params
+    key = "updated" if query.sort_by is None else query.sort_by.lstrip("-")
+    order = _order(query.sort_by)
+    return f"SELECT uuid, {key} FROM {table}{where} {order} LIMIT :count", params
 
 
 def _order(sort_by: str | None) -> str:

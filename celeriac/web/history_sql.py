@@ -11,7 +11,6 @@ only waits on the socket.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,7 +20,7 @@ from celeriac.engines.postgres.connection import (
     parse_sql_settings,
     run_statement,
 )
-from celeriac.web.history import TABLE, Row
+from celeriac.web.history import TABLE, Row, decode_record, encode_record
 from celeriac.web.history_query import INDEXED, select_statement
 from celeriac.web.records import TaskQuery
 
@@ -73,6 +72,7 @@ def _statements(names: Mapping[str, str]) -> dict[str, str]:
         " CAST(CAST(record AS json) ->> 'runtime' AS float8)"
         f" FROM {t} WHERE updated >= :oldest AND state IN ('SUCCESS', 'FAILURE')",
         "find": f"SELECT record FROM {t} WHERE uuid = :uuid",
+        "records": f"SELECT uuid, record FROM {t} WHERE uuid = ANY(CAST(:uuids AS text[]))",
         "expire": f"DELETE FROM {t} WHERE updated < :oldest",
         "edge": f"SELECT updated FROM {t} ORDER BY updated DESC LIMIT 1 OFFSET :skip",
     }
@@ -105,7 +105,7 @@ class SQLHistory:
 
     async def newest(self, limit: int) -> list[dict[str, Any]]:
         """The ``limit`` most recently updated records, newest first."""
-        return [json.loads(text) for (text,) in await self._run("newest", count=limit)]
+        return [decode_record(text) for (text,) in await self._run("newest", count=limit)]
 
     async def finished_since(self, oldest: float) -> list[tuple[str, Any, Any]]:
         """(state, finished at, runtime) of the tasks done since ``oldest``."""
@@ -115,14 +115,20 @@ class SQLHistory:
     async def find(self, uuid: str) -> dict[str, Any] | None:
         """The record of task ``uuid``, or None."""
         found = await self._run("find", uuid=uuid)
-        return dict(json.loads(found[0][0])) if found else None
+        return dict(decode_record(found[0][0])) if found else None
 
-    async def select(self, query: TaskQuery, count: int) -> list[dict[str, Any]]:
-        """The first ``count`` records ``query`` filters and sorts."""
+    async def select(self, query: TaskQuery, count: int) -> list[tuple[str, Any]]:
+        """(uuid, sort key) of the first ``count`` rows ``query`` filters and sorts."""
         engine = await self._tables.connect()
         statement, params = select_statement(self._table, query, count)
-        rows = await run_statement(engine, statement, params)
-        return [json.loads(text) for (text,) in rows]
+        return [(str(uuid), key) for uuid, key in await run_statement(engine, statement, params)]
+
+    async def records(self, uuids: list[str]) -> dict[str, dict[str, Any]]:
+        """The records of ``uuids`` held here, by id."""
+        if not uuids:
+            return {}
+        found = await self._run("records", uuids=uuids)
+        return {str(uuid): decode_record(text) for uuid, text in found}
 
     async def prune(self, oldest: float, max_rows: int) -> int:
         """Delete the rows updated before ``oldest`` and beyond the newest ``max_rows``."""
@@ -143,5 +149,5 @@ def _columns(rows: list[Row]) -> dict[str, list[Any]]:
     params: dict[str, list[Any]] = {c: [getattr(row, c) for row in rows] for c in _TEXT}
     params.update({c: [getattr(row, c) for row in rows] for c in _FLOAT})
     params["haystack"] = [row.haystack for row in rows]
-    params["record"] = [json.dumps(row.record, default=repr) for row in rows]
+    params["record"] = [encode_record(row.record) for row in rows]
     return params
