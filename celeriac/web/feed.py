@@ -21,7 +21,7 @@ from typing import Any
 from celeriac.events.state import State
 from celeriac.retry import Backoff
 from celeriac.web.charts import Series
-from celeriac.web.history import History
+from celeriac.web.history import STORE_ERRORS, History
 from celeriac.web.inspections import Inspections
 from celeriac.web.masking import Masker
 from celeriac.web.tally import Tally
@@ -119,6 +119,15 @@ class Feed:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.history is not None and self.history.pending():
+            # Stopped before its history's writer started (or without one): keep the news.
+            try:
+                await self.history.flush(self.state)
+            except STORE_ERRORS as exc:
+                history = self.history
+                logger.warning("the dashboard could not write its history %s: %s", history, exc)
+            finally:
+                await self.history.close()
 
     async def _run(self) -> None:
         if self.history is None:

@@ -312,3 +312,26 @@ async def test_retention_by_count_keeps_the_newest(store_url: str) -> None:
     kept = await history.select(TaskQuery(taskname="t.add"), cap=10)
     assert [r["uuid"] for r in kept] == ["id-4", "id-3", "id-2"]
     await history.close()
+
+
+async def test_a_restarted_dashboard_finds_yesterdays_failures_in_the_result_database(
+    store_url: str,
+) -> None:
+    app = Celery("h", broker="memory://", backend=store_url)
+    first = create_app(app, basic_auth=AUTH, history=open_history(app), max_tasks=1)
+    async with first.router.lifespan_context(first):
+        feed = first.state.dashboard.feed
+        for n, uuid in enumerate(("fail-1", "ok", "fail-2")):
+            end = "task-succeeded" if uuid == "ok" else "task-failed"
+            for event in _task(uuid, YESTERDAY + n, "t.job", end):
+                feed.take(event)
+    # The lifespan ended: the last changes were flushed. A new dashboard on the database:
+    second = create_app(app, basic_auth=AUTH, history=open_history(app), max_tasks=1)
+    async with second.router.lifespan_context(second), client_of(second) as client:
+        params = {"state": "FAILURE", "limit": 10}
+        listed = (await client.get("/api/tasks", params=params)).json()
+        assert list(listed) == ["fail-2", "fail-1"]  # memory holds one; the list finds both
+        assert listed["fail-1"]["exception"] == "KeyError()"
+        info = await client.get("/api/task/info/fail-1")
+        assert info.status_code == 200 and info.json()["state"] == "FAILURE"
+    app.close()
