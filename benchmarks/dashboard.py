@@ -158,8 +158,9 @@ async def feed_all(feed: Any, history: History | None, count: int) -> dict[str, 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     max_tasks = args.max_tasks or args.tasks
-    out: dict[str, Any] = {"tasks_fed": args.tasks, "max_tasks": max_tasks,
-                           "history_tasks": args.history_tasks,
+    when = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
+    out: dict[str, Any] = {"when": when, "cpus": os.cpu_count(), "tasks_fed": args.tasks,
+                           "max_tasks": max_tasks, "history_tasks": args.history_tasks,
                            "store": args.store if args.history_tasks else None}  # fmt: skip
     async with contextlib.AsyncExitStack() as stack:
         history = None
