@@ -41,6 +41,7 @@ except ImportError:  # pragma: no cover - exercised only without the speedups ex
 __all__ = [
     "DEFAULT_MAX_AGE",
     "DEFAULT_MAX_ROWS",
+    "MAX_PENDING",
     "TABLE",
     "History",
     "STORE_ERRORS",
@@ -63,6 +64,9 @@ DEFAULT_MAX_ROWS = 1_000_000
 
 PRUNE_EVERY = 60.0
 """Seconds between two passes of the retention rules."""
+
+MAX_PENDING = 100_000
+"""Changed tasks kept for the next flush while the store fails; beyond, the oldest go."""
 
 TABLE = "celeriac_dashboard_tasks"
 """The history's table in a result database (the dashboard's own file keeps its old name)."""
@@ -241,7 +245,14 @@ class History:
             rows = [task_row(task, now) for task in self._writing.values()]
             await self.store.write(rows)
         except BaseException:
-            self._changed = {**self._writing, **self._changed}  # written at the next one
+            kept = {**self._writing, **self._changed}  # written at the next one...
+            if len(kept) > MAX_PENDING:  # ...but not without end while the store is away
+                logger.warning(
+                    "the history %s is behind by %d tasks: the oldest %d are not written",
+                    self, len(kept), len(kept) - MAX_PENDING,
+                )  # fmt: skip
+                kept = dict(list(kept.items())[-MAX_PENDING:])
+            self._changed = kept
             raise
         finally:
             self._writing = {}

@@ -335,3 +335,23 @@ async def test_a_restarted_dashboard_finds_yesterdays_failures_in_the_result_dat
         info = await client.get("/api/task/info/fail-1")
         assert info.status_code == 200 and info.json()["state"] == "FAILURE"
     app.close()
+
+
+class _Failing:
+    """A store whose writes fail (a database that went away)."""
+
+    async def write(self, rows: list[Any]) -> None:
+        raise OSError("gone")
+
+
+async def test_a_failed_flush_keeps_the_changes_for_the_next_within_a_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("celeriac.web.history.MAX_PENDING", 2)
+    history = History(_Failing())  # type: ignore[arg-type]
+    feed = Feed(Celery("h", broker="memory://"), history=history)
+    for uuid in ("x", "y", "z"):
+        feed.take(_task(uuid, YESTERDAY, "t.add", "task-succeeded")[0])
+    with pytest.raises(OSError, match="gone"):
+        await history.flush(feed.state)
+    assert list(history.pending()) == ["y", "z"]  # kept for the next flush, the newest two
