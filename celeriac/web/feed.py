@@ -21,7 +21,7 @@ from typing import Any
 from celeriac.events.state import State
 from celeriac.retry import Backoff
 from celeriac.web.charts import Series
-from celeriac.web.history import History
+from celeriac.web.history import STORE_ERRORS, History
 from celeriac.web.inspections import Inspections
 from celeriac.web.masking import Masker
 from celeriac.web.rates import QueueRates
@@ -80,8 +80,10 @@ class Feed:
             task = self.state.tasks.get(uuid)
             if task is not None:
                 self.series.add_task(task)
-        if self.history is not None and isinstance(uuid, str) and uuid in self.state.tasks:
-            self.history.changed(uuid)
+        if self.history is not None and isinstance(uuid, str):
+            changed = self.state.tasks.get(uuid)
+            if changed is not None:
+                self.history.changed(changed)
         kind = str(event.get("type", ""))
         if self.inspections is not None and kind.startswith("worker-"):
             if kind == "worker-online":  # perhaps restarted: its settings may be new
@@ -121,6 +123,15 @@ class Feed:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.history is not None and self.history.pending():
+            # Stopped before its history's writer started (or without one): keep the news.
+            try:
+                await self.history.flush(self.state)
+            except STORE_ERRORS as exc:
+                history = self.history
+                logger.warning("the dashboard could not write its history %s: %s", history, exc)
+            finally:
+                await self.history.close()
 
     async def _run(self) -> None:
         if self.history is None:
@@ -132,7 +143,7 @@ class Feed:
         except Exception as exc:  # a broken file must not keep the dashboard from the events
             logger.warning("the dashboard could not read its history %s: %s", self.history, exc)
         else:
-            logger.info("the dashboard loaded %d tasks from %s", loaded, self.history.path)
+            logger.info("the dashboard loaded %d tasks from %s", loaded, self.history)
         keeper = asyncio.create_task(self.history.run(self.state), name="celeriac-web-history")
         try:
             await self._receive()
