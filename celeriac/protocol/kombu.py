@@ -162,10 +162,18 @@ def encode_dict(
 
 
 def encode(envelope: Envelope, *, exchange: str, routing_key: str, delivery_tag: str) -> bytes:
-    """The stored bytes of ``envelope`` (UTF-8 JSON); raise SerializationError if impossible."""
-    return JSON.dumps(
-        encode_dict(envelope, exchange=exchange, routing_key=routing_key, delivery_tag=delivery_tag)
+    """The stored bytes of ``envelope`` (UTF-8 JSON); raise SerializationError if impossible.
+
+    A ``plain`` envelope is written by orjson without looking at its values again: only
+    the names given here and the base64 body are added, all of them exact ``str``."""
+    obj = encode_dict(
+        envelope, exchange=exchange, routing_key=routing_key, delivery_tag=delivery_tag
     )
+    if envelope.plain and {type(exchange), type(routing_key), type(delivery_tag)} == {str}:
+        data = _fastjson.dumps_plain(obj)
+        if data is not None:
+            return data
+    return JSON.dumps(obj)
 
 
 def invalid_envelope(raw: bytes, reason: str) -> Envelope:
