@@ -17,9 +17,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from celeriac.canvas.signature import Dispatch, as_signature
+from celeriac.canvas.signature import Dispatch, Signature, as_signature
 from celeriac.context import add_children
 from celeriac.exceptions import NotRegistered
+from celeriac.publishing import PublishRequest
 
 if TYPE_CHECKING:
     from celeriac.app import Celery
@@ -52,6 +53,7 @@ def prepare(app: Celery, items: Iterable[Any], options: Mapping[str, Any]) -> Ba
     dispatch = Dispatch(app)
     results: list[Any] = []
     owners: list[int] = []
+    firsts: dict[str, PublishRequest] = {}
     for index, item in enumerate(items):
         try:
             sig = as_signature(item, app)
@@ -62,8 +64,25 @@ def prepare(app: Celery, items: Iterable[Any], options: Mapping[str, Any]) -> Ba
             name_item(exc, index, "send_many")
             raise
         owners += [index] * (len(dispatch.requests) - len(owners))
+        if type(sig) is Signature and not (options or sig.options):
+            _liken(dispatch.requests[-1], firsts)
     add_children(results)
     return Batch(dispatch, owners, results)
+
+
+def _liken(request: PublishRequest, firsts: dict[str, PublishRequest]) -> None:
+    """Point ``request`` at the batch's first request of its task (when it has nothing but
+    its arguments of its own): it is then encoded from that one's envelope.
+
+    Both are a bare signature's call of one task published from one place (one task
+    context), so only the ids and the arguments differ, unless the task's defaults
+    give a time that is computed at each call (``expires`` in seconds)."""
+    msg = request.message
+    if msg.expires is not None or msg.eta is not None or request.compression:
+        return
+    first = firsts.setdefault(msg.task, request)
+    if first is not request:
+        request.like = first
 
 
 def name_item(exc: BaseException, index: int, what: str) -> None:

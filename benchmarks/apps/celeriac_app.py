@@ -30,7 +30,7 @@ if QUEUE:
     _settings["task_default_queue"] = QUEUE
 app = Celery("celeriac_app", broker=BROKER_URL, backend=RESULT_URL, **_settings)
 
-BULK_CHUNK = 10_000
+BULK_CHUNK = 1000
 
 
 @app.task

@@ -54,8 +54,9 @@ from celeriac.exceptions import (
 from celeriac.fixups.django import fixup as django_fixup
 from celeriac.fixups.django import installed_apps as installed_django_apps
 from celeriac.local import Proxy
+from celeriac.protocol.envelope import Envelope
 from celeriac.protocol.ids import uuid4
-from celeriac.protocol.message import encode_task
+from celeriac.protocol.message import encode_like, encode_task
 from celeriac.protocol.result_codec import result_codec
 from celeriac.publishing import PERSISTENT, PublishRequest, TaskDefaults, build_message
 from celeriac.reconnect import publish_policy, unreachable
@@ -627,22 +628,35 @@ class Celery:
         if owners is None:
             return [self._encode(req, parked) for req in requests]
         outgoing = []
+        # A request made ``like`` an earlier one is encoded from that one's envelope,
+        # unless receivers of before_task_publish may have changed it.
+        templates: dict[int, Envelope] | None = (
+            None if signals.before_task_publish.receivers else {}
+        )
         for index, req in enumerate(requests):
             try:
-                outgoing.append(self._encode(req, parked))
+                outgoing.append(self._encode(req, parked, templates))
             except SerializationError as exc:
                 bulk.name_item(exc, owners[index], "send_many")
                 raise
         return outgoing
 
-    def _encode(self, req: PublishRequest, parked: bool) -> Outgoing:
+    def _encode(
+        self, req: PublishRequest, parked: bool, templates: dict[int, Envelope] | None = None
+    ) -> Outgoing:
         """One request's Outgoing message.
 
         An ETA task goes on its queue with its ``eta`` header, as Celery sends it (any
         worker, Celery's too, runs it; celeriac workers move far ones into the broker's
         delayed store), unless ``broker_delayed_delivery`` (``parked``) puts it in that
         store now."""
-        envelope = encode_task(req.message, req.serializer, req.compression)
+        like = None if templates is None or req.like is None else templates.get(id(req.like))
+        if like is not None:
+            envelope = encode_like(req.message, like, req.serializer)
+        else:
+            envelope = encode_task(req.message, req.serializer, req.compression)
+            if templates is not None:
+                templates[id(req)] = envelope
         if req.delivery_mode != PERSISTENT:
             envelope.properties["delivery_mode"] = req.delivery_mode
         announce_publish(self, req, envelope)  # receivers may change the headers

@@ -25,6 +25,7 @@ __all__ = [
     "RESERVED_HEADERS",
     "TaskMessage",
     "decode_task",
+    "encode_like",
     "encode_task",
     "format_time",
     "parse_time",
@@ -154,19 +155,7 @@ def encode_task(
     Raises SerializationError naming the argument that cannot be serialized.
     """
     codec = get_serializer(serializer)
-    if codec.name == "json" and not (msg.args or msg.kwargs or _has_canvas(msg)):
-        body = _EMPTY_JSON_BODY  # what the serializer writes for it, every time
-    else:
-        embed = {
-            "callbacks": msg.callbacks,
-            "errbacks": msg.errbacks,
-            "chain": msg.chain,
-            "chord": msg.chord,
-        }
-        try:
-            body = codec.dumps([msg.args, msg.kwargs, embed])
-        except SerializationError as exc:
-            raise SerializationError(_explain_unserializable(msg, codec.dumps, exc)) from exc
+    body = _body(msg, codec)
     headers = _headers_of(msg)
     if compress_with:
         headers["compression"], body = compression.compress(compress_with, body)
@@ -185,6 +174,45 @@ def encode_task(
         properties=properties,
         plain=_plain(msg, headers, properties),
     )
+
+
+def encode_like(msg: TaskMessage, like: Envelope, serializer: str = "json") -> Envelope:
+    """What :func:`encode_task` gives for ``msg`` when ``like`` is its envelope of a message
+    that differs from ``msg`` only in ``id``, ``root_id``, the arguments and their reprs,
+    and not compressed (``send_many``'s calls of one task): ``like``'s headers with those
+    replaced, in their places. The caller vouches for the likeness."""
+    headers = like.headers.copy()
+    headers["id"] = msg.id
+    headers["root_id"] = msg.root_id or msg.id
+    headers["argsrepr"] = msg.argsrepr if msg.argsrepr is not None else safe_repr(tuple(msg.args))
+    headers["kwargsrepr"] = msg.kwargsrepr if msg.kwargsrepr is not None else safe_repr(msg.kwargs)
+    properties = like.properties.copy()
+    properties["correlation_id"] = msg.id
+    return Envelope(
+        body=_body(msg, get_serializer(serializer)),
+        headers=headers,
+        content_type=like.content_type,
+        content_encoding=like.content_encoding,
+        properties=properties,
+        plain=like.plain,  # (the replaced values are all exact str)
+    )
+
+
+def _body(msg: TaskMessage, codec: Any) -> bytes:
+    """The serialized ``[args, kwargs, embed]``; SerializationError names the argument."""
+    if codec.name == "json" and not (msg.args or msg.kwargs or _has_canvas(msg)):
+        return _EMPTY_JSON_BODY  # what the serializer writes for it, every time
+    embed = {
+        "callbacks": msg.callbacks,
+        "errbacks": msg.errbacks,
+        "chain": msg.chain,
+        "chord": msg.chord,
+    }
+    try:
+        body: bytes = codec.dumps([msg.args, msg.kwargs, embed])
+    except SerializationError as exc:
+        raise SerializationError(_explain_unserializable(msg, codec.dumps, exc)) from exc
+    return body
 
 
 def _has_canvas(msg: TaskMessage) -> bool:

@@ -22,7 +22,7 @@ from celeriac.canvas.signature import Signature
 from celeriac.context import Context, request_var
 from celeriac.exceptions import NotRegistered, SerializationError
 from celeriac.protocol import kombu
-from celeriac.protocol.message import decode_task
+from celeriac.protocol.message import decode_task, encode_task
 from celeriac.result import AsyncResult
 from celeriac.task import Task
 from celeriac.transport import Outgoing
@@ -51,10 +51,12 @@ class Sent:
 
     def __init__(self, app: Celery, monkeypatch: pytest.MonkeyPatch) -> None:
         self.publishes: list[list[Outgoing]] = []
+        self.requests: list[Any] = []
         send = app._send
 
         async def recording(transport: Any, outgoing: list[Outgoing], requests: Any) -> None:
             self.publishes.append(list(outgoing))
+            self.requests += requests
             await send(transport, outgoing, requests)
 
         monkeypatch.setattr(app, "_send", recording)
@@ -122,6 +124,30 @@ async def test_each_item_gives_the_bytes_its_apply_async_gives(
         await item.aapply_async()
     bulk_sent, single = sent.publishes[0], [p[0] for p in sent.publishes[1:]]
     assert [_stored(o) for o in bulk_sent] == [_stored(o) for o in single]
+    await app.aclose()
+
+
+@pytest.mark.parametrize("in_task", [False, True])
+async def test_calls_of_one_task_encoded_from_the_first_give_their_own_bytes(
+    app: Celery, add: Task, monkeypatch: pytest.MonkeyPatch, in_task: bool
+) -> None:
+    @app.task(name="bulk.other", time_limit=5, priority=4)
+    def other(*args: Any, **kwargs: Any) -> None:
+        """Options of its own."""
+
+    sent = Sent(app, monkeypatch)
+    items = [add.s(1, 2), other.s(), add.s(3, "é"), other.s([1], k=None), add.s(), add.si(5, 6)]
+    token = request_var.set(Context(id="p", root_id="r", task="t")) if in_task else None
+    try:
+        await app.asend_many(items)
+    finally:
+        if token is not None:
+            request_var.reset(token)
+    assert [r.like is not None for r in sent.requests] == [False, False, True, True, True, True]
+    for request, out in zip(sent.requests, sent.publishes[0], strict=True):
+        alone = encode_task(request.message, request.serializer)
+        assert alone.plain == out.envelope.plain
+        assert _stored(out) == _stored(Outgoing(alone, out.exchange, out.routing_key))
     await app.aclose()
 
 
