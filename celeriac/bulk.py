@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING, Any
 from celeriac.canvas.signature import Dispatch, Signature, as_signature
 from celeriac.context import add_children
 from celeriac.exceptions import NotRegistered
-from celeriac.publishing import PublishRequest
+from celeriac.protocol.ids import uuid4
+from celeriac.protocol.message import TaskMessage, safe_repr
+from celeriac.publishing import PublishRequest, task_defaults
 
 if TYPE_CHECKING:
     from celeriac.app import Celery
@@ -57,6 +59,14 @@ def prepare(app: Celery, items: Iterable[Any], options: Mapping[str, Any]) -> Ba
     for index, item in enumerate(items):
         try:
             sig = as_signature(item, app)
+            bare = type(sig) is Signature and not (options or sig.options)
+            first = firsts.get(sig.name) if bare else None
+            if first is not None and type(sig.args) is list and type(sig.kwargs) is dict:
+                request = _call_like(first, sig.args, sig.kwargs)
+                dispatch.requests.append(request)
+                results.append(sig.app.AsyncResult(request.message.id, task_name=sig.name))
+                owners.append(index)
+                continue
             if sig.kind is None and sig.name not in app.tasks:
                 raise NotRegistered(f"task {sig.name!r} is not registered with this app")
             results.append(sig._emit(dispatch, (), {}, options))
@@ -64,25 +74,47 @@ def prepare(app: Celery, items: Iterable[Any], options: Mapping[str, Any]) -> Ba
             name_item(exc, index, "send_many")
             raise
         owners += [index] * (len(dispatch.requests) - len(owners))
-        if type(sig) is Signature and not (options or sig.options):
-            _liken(dispatch.requests[-1], firsts)
+        if bare and _is_template(app, dispatch.requests[-1]):
+            firsts[sig.name] = dispatch.requests[-1]
     add_children(results)
     return Batch(dispatch, owners, results)
 
 
-def _liken(request: PublishRequest, firsts: dict[str, PublishRequest]) -> None:
-    """Point ``request`` at the batch's first request of its task (when it has nothing but
-    its arguments of its own): it is then encoded from that one's envelope.
+def _is_template(app: Celery, request: PublishRequest) -> bool:
+    """Whether the later bare calls of this request's task can copy it (:func:`_call_like`).
 
-    Both are a bare signature's call of one task published from one place (one task
-    context), so only the ids and the arguments differ, unless the task's defaults
-    give a time that is computed at each call (``expires`` in seconds)."""
+    The request is a bare signature's call: what its message holds besides the ids and
+    the arguments comes from the task's defaults and the task running here, the same for
+    every call of the batch; unless the defaults give a time computed at each call
+    (``expires`` in seconds), or router functions (which see the arguments) route it."""
     msg = request.message
     if msg.expires is not None or msg.eta is not None or request.compression:
-        return
-    first = firsts.setdefault(msg.task, request)
-    if first is not request:
-        request.like = first
+        return False
+    return task_defaults(app, msg.task, app.tasks.get(msg.task)).route is request.route
+
+
+def _call_like(first: PublishRequest, args: list[Any], kwargs: dict[str, Any]) -> PublishRequest:
+    """The request of a bare call of ``first``'s task with these arguments: ``first``'s
+    message with its own ids and arguments, encoded from ``first``'s envelope."""
+    model = first.message
+    task_id = uuid4()
+    msg = TaskMessage(
+        id=task_id,
+        task=model.task,
+        args=list(args),
+        kwargs=dict(kwargs),
+        # Outside a task the root is the message itself; inside, the running task's root.
+        root_id=task_id if model.root_id == model.id else model.root_id,
+        parent_id=model.parent_id,
+        time_limit=model.time_limit,
+        soft_time_limit=model.soft_time_limit,
+        ignore_result=model.ignore_result,
+        priority=model.priority,
+        argsrepr=safe_repr(args) if args else None,  # (a list's repr, as build_message)
+    )
+    return PublishRequest(
+        msg, first.route, first.serializer, first.compression, first.delivery_mode, like=first
+    )
 
 
 def name_item(exc: BaseException, index: int, what: str) -> None:

@@ -328,3 +328,26 @@ def test_the_bulk_path_gives_every_golden_case_its_recorded_bytes(
         if _blank_argsrepr(produced[name]()) != _blank_argsrepr(golden[name])
     ]
     assert differing == []
+
+
+async def test_calls_routed_by_their_arguments_or_expiring_per_call_are_not_copied(
+    app: Celery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def by_argument(name: str, args: Any, kwargs: Any, options: Any, **_: Any) -> Any:
+        return {"queue": f"q{args[0]}"} if name == "bulk.routed" else None
+
+    app.conf.task_routes = (by_argument,)
+
+    @app.task(name="bulk.routed")
+    def routed(x: int) -> None:
+        """Routed by its argument."""
+
+    @app.task(name="bulk.expiring", expires=30)
+    def expiring() -> None:
+        """Expires 30 s after each call."""
+
+    sent = Sent(app, monkeypatch)
+    await app.asend_many([routed.s(1), routed.s(2), expiring.s(), expiring.s()])
+    assert [o.routing_key for o in sent.publishes[0][:2]] == ["q1", "q2"]
+    assert [r.like for r in sent.requests] == [None] * 4
+    await app.aclose()
