@@ -59,12 +59,14 @@ def prepare(app: Celery, items: Iterable[Any], options: Mapping[str, Any]) -> Ba
     for index, item in enumerate(items):
         try:
             sig = as_signature(item, app)
-            bare = type(sig) is Signature and not (options or sig.options)
-            first = firsts.get(sig.name) if bare else None
-            if first is not None and type(sig.args) is list and type(sig.kwargs) is dict:
-                request = _call_like(first, sig.args, sig.kwargs)
+            # (the wire dict's items, read directly: the attribute views cost a call each)
+            bare = type(sig) is Signature and not (options or sig["options"])
+            first = firsts.get(sig["task"]) if bare else None
+            args, kwargs = sig["args"], sig["kwargs"]
+            if first is not None and type(args) is list and type(kwargs) is dict:
+                request = _call_like(first, args, kwargs)
                 dispatch.requests.append(request)
-                results.append(sig.app.AsyncResult(request.message.id, task_name=sig.name))
+                results.append(sig.app.AsyncResult(request.message.id, task_name=sig["task"]))
                 owners.append(index)
                 continue
             if sig.kind is None and sig.name not in app.tasks:
