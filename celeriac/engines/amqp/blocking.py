@@ -1,0 +1,369 @@
+"""Publishing to RabbitMQ from the calling thread, for the sync API (``task.delay()``).
+
+Without it a sync publish is handed to the portal's event loop and waited for: two thread
+switches and an asyncio round of aiormq per message, which cost more than the publisher
+confirm itself. :class:`AMQPBlockingPublisher` speaks just enough AMQP 0-9-1 over a plain
+socket (frames built and parsed by pamqp, aiormq's own codec) to open a connection, one
+channel in confirm mode, and publish. The guarantee is the transport's: ``publish`` returns
+once the broker confirmed every message (``basic.ack``); a ``basic.nack`` (a full
+``x-overflow: reject-publish`` queue, say) raises :class:`Nacked`. A message that comes back
+unroutable (``mandatory``) is logged and dropped, as the transport does. With
+``confirm_publish`` off, messages are written and not waited for.
+
+It handles messages due now, to queues and exchanges the caller declared first (the app
+declares through the asyncio transport once per queue); ``publish`` returns False, having
+sent nothing, for anything else (the delay ladder), and the caller uses the transport.
+It does not retry: :class:`NotSent` when nothing was sent (the broker unreachable),
+:class:`ReplyLost` when it was and the confirm is unknown; the caller's publish policy then
+decides, through the transport.
+
+Connections: one per thread publishing at the same moment, kept in an idle stack (a thread
+pops one, publishes, pushes it back). Heartbeats are off (a blocking client cannot answer
+them while idle); TCP keepalive is on, and an idle connection the server closed meanwhile is
+noticed (readable before a publish) and replaced before anything is sent. TLS and failover
+lists are left to the transport (:func:`blocking_publisher` returns None).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import socket
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pamqp import commands as cmd
+from pamqp import frame as amqp_frame
+from pamqp.base import Frame
+from pamqp.body import ContentBody
+from pamqp.constants import FRAME_END, FRAME_HEADER_SIZE
+from pamqp.header import ContentHeader, ProtocolHeader
+
+from celeriac.engines.amqp.connection import AMQPOptions, Endpoint, properties_for
+from celeriac.exceptions import OperationalError
+from celeriac.masking import mask_url
+from celeriac.transport.base import Outgoing
+
+__all__ = [
+    "AMQPBlockingPublisher",
+    "BlockingConnection",
+    "Nacked",
+    "NotSent",
+    "ReplyLost",
+    "blocking_publisher",
+]
+
+logger = logging.getLogger("celeriac.engines.amqp.broker")
+
+_CHANNEL = 1
+_FRAME_MAX = 131072
+_CLIENT_PROPERTIES: dict[str, Any] = {
+    "product": "celeriac",
+    "capabilities": {
+        "publisher_confirms": True,
+        "basic.nack": True,
+        "authentication_failure_close": True,
+    },
+}
+
+
+class NotSent(OperationalError):
+    """RabbitMQ could not be reached: nothing was sent."""
+
+    maybe_sent = False
+
+
+class ReplyLost(OperationalError):
+    """Messages were sent and the connection lost before every confirm came back."""
+
+    maybe_sent = True
+
+
+class Nacked(OperationalError):
+    """The broker refused messages (``basic.nack``): they are not queued."""
+
+    maybe_sent = False
+    refused = True
+    """Not retried: the broker answered, and no."""
+
+
+class _Closed(ConnectionError):
+    """The server closed the connection or the channel (its reply code and text)."""
+
+
+class BlockingConnection:
+    """One AMQP connection with one confirm-mode channel, used by one thread at a time."""
+
+    def __init__(self, endpoint: Endpoint, options: AMQPOptions, name: str) -> None:
+        self.endpoint = endpoint
+        self.options = options
+        self.name = name
+        self.confirms = options.confirm_publish
+        self._sock: socket.socket | None = None
+        self._buffer = bytearray()
+        self._frame_max = _FRAME_MAX
+        self._next_tag = 1
+
+    # connection -----------------------------------------------------------------------------
+    def open(self) -> None:
+        """Connect, log in, open channel 1 and put it in confirm mode (raises OSError)."""
+        ep = self.endpoint
+        sock = socket.create_connection((ep.host, ep.port), timeout=self.options.connect_timeout)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            self._sock = sock
+            self._handshake()
+            sock.settimeout(None)  # a confirm waits as long as the broker takes (flow control)
+        except BaseException:
+            self.close()
+            raise
+
+    def _handshake(self) -> None:
+        ep = self.endpoint
+        self._write(amqp_frame.marshal(ProtocolHeader(), 0))
+        self._expect(cmd.Connection.Start)
+        properties = {**_CLIENT_PROPERTIES, "connection_name": self.name}
+        self._send(
+            0,
+            cmd.Connection.StartOk(
+                client_properties=properties, response=f"\0{ep.user}\0{ep.password}"
+            ),
+        )
+        tune = self._expect(cmd.Connection.Tune)
+        assert isinstance(tune, cmd.Connection.Tune)
+        self._frame_max = min(tune.frame_max or _FRAME_MAX, _FRAME_MAX)
+        # Heartbeats 0: nobody would answer the server's while the thread does not publish.
+        self._send(0, cmd.Connection.TuneOk(tune.channel_max, self._frame_max, 0))
+        self._send(0, cmd.Connection.Open(virtual_host=ep.vhost))
+        self._expect(cmd.Connection.OpenOk)
+        self._open_channel()
+
+    def _open_channel(self) -> None:
+        self._send(_CHANNEL, cmd.Channel.Open())
+        self._expect(cmd.Channel.OpenOk)
+        self._next_tag = 1
+        if self.confirms:
+            self._send(_CHANNEL, cmd.Confirm.Select())
+            self._expect(cmd.Confirm.SelectOk)
+
+    @property
+    def is_open(self) -> bool:
+        """Connected, and not closed by the server while it sat idle."""
+        sock = self._sock
+        if sock is None:
+            return False
+        try:
+            readable, _, _ = select.select([sock], [], [], 0)
+        except (OSError, ValueError):
+            return False
+        return not readable  # nothing is due while idle: data is a Close (or EOF)
+
+    def close(self) -> None:
+        """Drop the socket (the broker cleans up the channel)."""
+        sock, self._sock = self._sock, None
+        self._buffer.clear()
+        if sock is not None:
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+    # publishing -----------------------------------------------------------------------------
+    def publish(self, messages: Sequence[Outgoing]) -> tuple[list[tuple[str, str]], int]:
+        """Write ``messages`` and wait for their confirms: the (exchange, routing key) of
+        each one returned unroutable, and how many were nacked.
+
+        OSError or :class:`_Closed` when the connection or channel failed on the way.
+        """
+        data = b"".join([self._frames(out) for out in messages])
+        first = self._next_tag
+        self._next_tag += len(messages)
+        self._write(data)
+        if not self.confirms:
+            return [], 0
+        return self._await_confirms(messages, first, self._next_tag - 1)
+
+    def _frames(self, out: Outgoing) -> bytes:
+        body = out.envelope.body
+        publish = cmd.Basic.Publish(
+            exchange=out.exchange, routing_key=out.routing_key, mandatory=self.confirms
+        )
+        header = ContentHeader(0, len(body), properties_for(out.envelope))
+        parts = [amqp_frame.marshal(publish, _CHANNEL), amqp_frame.marshal(header, _CHANNEL)]
+        step = self._frame_max - FRAME_HEADER_SIZE - 1
+        for start in range(0, len(body), step):
+            parts.append(amqp_frame.marshal(ContentBody(body[start : start + step]), _CHANNEL))
+        return b"".join(parts)
+
+    def _await_confirms(
+        self, messages: Sequence[Outgoing], first: int, last: int
+    ) -> tuple[list[tuple[str, str]], int]:
+        """Read until every tag from ``first`` to ``last`` is acked or nacked (RabbitMQ may
+        confirm out of order, or several at once with ``multiple``)."""
+        pending = set(range(first, last + 1))
+        nacked = 0
+        returned: list[tuple[str, str]] = []
+        while pending:
+            channel, value = self._read()
+            if isinstance(value, cmd.Basic.Return):
+                self._skip_content()  # its ack follows: the message was not queued
+                returned.append((value.exchange, value.routing_key or ""))
+            elif isinstance(value, (cmd.Basic.Ack, cmd.Basic.Nack)):
+                tag = value.delivery_tag
+                done = {t for t in pending if t <= tag} if value.multiple else {tag} & pending
+                pending -= done
+                if isinstance(value, cmd.Basic.Nack):
+                    nacked += len(done)
+            else:
+                self._unexpected(channel, value)
+        return returned, nacked
+
+    # frames -----------------------------------------------------------------------------------
+    def _send(self, channel: int, value: Frame) -> None:
+        self._write(amqp_frame.marshal(value, channel))
+
+    def _write(self, data: bytes) -> None:
+        if self._sock is None:
+            raise ConnectionError("not connected")
+        self._sock.sendall(data)
+
+    def _expect(self, kind: type[Frame]) -> Frame:
+        channel, value = self._read()
+        if not isinstance(value, kind):
+            self._unexpected(channel, value)
+        assert isinstance(value, Frame)
+        return value
+
+    def _unexpected(self, channel: int, value: object) -> None:
+        """Answer a Close from the server and raise :class:`_Closed`; ignore heartbeats."""
+        if isinstance(value, cmd.Connection.Close):
+            self._try_send(0, cmd.Connection.CloseOk())
+            self.close()
+            raise _Closed(f"connection closed by RabbitMQ: {value.reply_code} {value.reply_text}")
+        if isinstance(value, cmd.Channel.Close):
+            self._try_send(channel, cmd.Channel.CloseOk())
+            self.close()  # (simplest: the next publish opens a new connection)
+            raise _Closed(f"channel closed by RabbitMQ: {value.reply_code} {value.reply_text}")
+        if type(value).__name__ == "Heartbeat":
+            return
+        self.close()
+        raise _Closed(f"unexpected AMQP frame {type(value).__name__}")
+
+    def _try_send(self, channel: int, value: Frame) -> None:
+        try:
+            self._send(channel, value)
+        except OSError:
+            pass
+
+    def _skip_content(self) -> None:
+        """Read the header and body frames of a returned message."""
+        _, header = self._read()
+        size = header.body_size if isinstance(header, ContentHeader) else 0
+        got = 0
+        while got < size:
+            _, body = self._read()
+            got += len(body.value) if isinstance(body, ContentBody) else size
+
+    def _read(self) -> tuple[int, Any]:
+        """The next frame: (channel, value)."""
+        buffer = self._buffer
+        while True:
+            if len(buffer) >= FRAME_HEADER_SIZE:
+                size = int.from_bytes(buffer[3:7], "big") + FRAME_HEADER_SIZE + 1
+                if len(buffer) >= size:
+                    if buffer[size - 1] != FRAME_END:
+                        raise _Closed("malformed AMQP frame")
+                    _, channel, value = amqp_frame.unmarshal(bytes(buffer[:size]))
+                    del buffer[:size]
+                    return channel, value
+            self._fill()
+
+    def _fill(self) -> None:
+        if self._sock is None:
+            raise ConnectionError("not connected")
+        chunk = self._sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("connection closed by RabbitMQ")
+        self._buffer += chunk
+
+
+class AMQPBlockingPublisher:
+    """Publishes messages due now from the calling thread (see the module docstring)."""
+
+    def __init__(self, url: str, options: AMQPOptions) -> None:
+        self.url = url
+        self.endpoint = Endpoint.parse(url)
+        self.options = options
+        self._idle: list[BlockingConnection] = []
+        self._name = f"celeriac-{os.getpid()}-sync"
+        self._lock = threading.Lock()
+        self._all: list[BlockingConnection] = []
+
+    def publish(self, messages: Sequence[Outgoing]) -> bool:
+        """Publish and wait for confirms, True; False (nothing sent) when not ours.
+
+        :class:`NotSent`, :class:`ReplyLost`, :class:`Nacked`: see the module docstring.
+        """
+        if not messages or any(out.not_before is not None for out in messages):
+            return False
+        connection = self._checkout()
+        try:
+            returned, nacked = connection.publish(messages)
+        except (OSError, _Closed) as exc:
+            connection.close()
+            raise ReplyLost(f"RabbitMQ publish at {mask_url(self.url)}: {exc}") from exc
+        except BaseException:
+            connection.close()  # interrupted halfway: the stream is out of step
+            raise
+        finally:
+            self._idle.append(connection)
+        for exchange, routing_key in returned:
+            logger.warning(
+                "message to exchange %r with routing key %r was unroutable and dropped",
+                exchange,
+                routing_key,
+            )
+        if nacked:
+            raise Nacked(
+                f"RabbitMQ refused {nacked} of {len(messages)} published message(s) "
+                "(basic.nack: a full queue with x-overflow=reject-publish, or an internal error)"
+            )
+        return True
+
+    def _checkout(self) -> BlockingConnection:
+        """An idle open connection, or a new one (NotSent when RabbitMQ is unreachable)."""
+        try:
+            connection = self._idle.pop()
+        except IndexError:
+            connection = BlockingConnection(self.endpoint, self.options, self._name)
+            with self._lock:
+                self._all.append(connection)
+        if not connection.is_open:
+            connection.close()
+            try:
+                connection.open()
+            except (OSError, _Closed) as exc:
+                self._idle.append(connection)
+                raise NotSent(f"RabbitMQ publish at {mask_url(self.url)}: {exc}") from exc
+        return connection
+
+    def close(self) -> None:
+        """Close every connection."""
+        with self._lock:
+            for connection in self._all:
+                connection.close()
+            self._all.clear()
+            self._idle.clear()
+
+
+def blocking_publisher(url: str, options: Mapping[str, Any]) -> AMQPBlockingPublisher | None:
+    """A calling-thread publisher for ``url``; None for TLS and failover lists."""
+    opts = AMQPOptions.from_options(options)
+    if ";" in url.strip(";") or opts.ssl:
+        return None
+    if Endpoint.parse(url.strip(";")).tls:
+        return None
+    return AMQPBlockingPublisher(url.strip(";"), opts)
