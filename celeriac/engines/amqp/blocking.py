@@ -41,25 +41,32 @@ from pamqp.body import ContentBody
 from pamqp.constants import FRAME_END, FRAME_HEADER_SIZE
 from pamqp.header import ContentHeader, ProtocolHeader
 
+from celeriac.engines.amqp import wire
 from celeriac.engines.amqp.connection import AMQPOptions, Endpoint, properties_for
 from celeriac.exceptions import OperationalError
 from celeriac.masking import mask_url
 from celeriac.transport.base import Outgoing
 
 __all__ = [
+    "CHANNEL",
+    "CLIENT_PROPERTIES",
+    "FRAME_MAX",
     "AMQPBlockingPublisher",
     "BlockingConnection",
+    "Closed",
+    "FrameBuffer",
     "Nacked",
     "NotSent",
     "ReplyLost",
     "blocking_publisher",
+    "publish_frames",
 ]
 
 logger = logging.getLogger("celeriac.engines.amqp.broker")
 
-_CHANNEL = 1
-_FRAME_MAX = 131072
-_CLIENT_PROPERTIES: dict[str, Any] = {
+CHANNEL = 1
+FRAME_MAX = 131072
+CLIENT_PROPERTIES: dict[str, Any] = {
     "product": "celeriac",
     "capabilities": {
         "publisher_confirms": True,
@@ -89,8 +96,51 @@ class Nacked(OperationalError):
     """Not retried: the broker answered, and no."""
 
 
-class _Closed(ConnectionError):
+class Closed(ConnectionError):
     """The server closed the connection or the channel (its reply code and text)."""
+
+
+def publish_frames(
+    exchange: str,
+    routing_key: str,
+    properties: cmd.Basic.Properties,
+    body: bytes,
+    frame_max: int,
+    mandatory: bool,
+) -> bytes:
+    """The frames of one ``basic.publish`` on :data:`CHANNEL`: method, header, body."""
+    return wire.publish_frames(
+        CHANNEL, exchange, routing_key, properties, body, frame_max, mandatory
+    )
+
+
+class FrameBuffer:
+    """Bytes read from the socket, cut into frames."""
+
+    def __init__(self) -> None:
+        self._data = bytearray()
+
+    def feed(self, chunk: bytes) -> None:
+        """Add bytes read."""
+        self._data += chunk
+
+    def next(self) -> tuple[int, Any] | None:
+        """The next whole frame, (channel, value), or None until more bytes come."""
+        data = self._data
+        if len(data) < FRAME_HEADER_SIZE:
+            return None
+        size = int.from_bytes(data[3:7], "big") + FRAME_HEADER_SIZE + 1
+        if len(data) < size:
+            return None
+        if data[size - 1] != FRAME_END:
+            raise Closed("malformed AMQP frame")
+        _, channel, value = amqp_frame.unmarshal(bytes(data[:size]))
+        del data[:size]
+        return channel, value
+
+    def clear(self) -> None:
+        """Forget what was read."""
+        self._data.clear()
 
 
 class BlockingConnection:
@@ -102,8 +152,8 @@ class BlockingConnection:
         self.name = name
         self.confirms = options.confirm_publish
         self._sock: socket.socket | None = None
-        self._buffer = bytearray()
-        self._frame_max = _FRAME_MAX
+        self._buffer = FrameBuffer()
+        self._frame_max = FRAME_MAX
         self._next_tag = 1
 
     # connection -----------------------------------------------------------------------------
@@ -125,7 +175,7 @@ class BlockingConnection:
         ep = self.endpoint
         self._write(amqp_frame.marshal(ProtocolHeader(), 0))
         self._expect(cmd.Connection.Start)
-        properties = {**_CLIENT_PROPERTIES, "connection_name": self.name}
+        properties = {**CLIENT_PROPERTIES, "connection_name": self.name}
         self._send(
             0,
             cmd.Connection.StartOk(
@@ -134,7 +184,7 @@ class BlockingConnection:
         )
         tune = self._expect(cmd.Connection.Tune)
         assert isinstance(tune, cmd.Connection.Tune)
-        self._frame_max = min(tune.frame_max or _FRAME_MAX, _FRAME_MAX)
+        self._frame_max = min(tune.frame_max or FRAME_MAX, FRAME_MAX)
         # Heartbeats 0: nobody would answer the server's while the thread does not publish.
         self._send(0, cmd.Connection.TuneOk(tune.channel_max, self._frame_max, 0))
         self._send(0, cmd.Connection.Open(virtual_host=ep.vhost))
@@ -142,11 +192,11 @@ class BlockingConnection:
         self._open_channel()
 
     def _open_channel(self) -> None:
-        self._send(_CHANNEL, cmd.Channel.Open())
+        self._send(CHANNEL, cmd.Channel.Open())
         self._expect(cmd.Channel.OpenOk)
         self._next_tag = 1
         if self.confirms:
-            self._send(_CHANNEL, cmd.Confirm.Select())
+            self._send(CHANNEL, cmd.Confirm.Select())
             self._expect(cmd.Confirm.SelectOk)
 
     @property
@@ -176,7 +226,7 @@ class BlockingConnection:
         """Write ``messages`` and wait for their confirms: the (exchange, routing key) of
         each one returned unroutable, and how many were nacked.
 
-        OSError or :class:`_Closed` when the connection or channel failed on the way.
+        OSError or :class:`Closed` when the connection or channel failed on the way.
         """
         data = b"".join([self._frames(out) for out in messages])
         first = self._next_tag
@@ -187,16 +237,11 @@ class BlockingConnection:
         return self._await_confirms(messages, first, self._next_tag - 1)
 
     def _frames(self, out: Outgoing) -> bytes:
+        properties = properties_for(out.envelope)
         body = out.envelope.body
-        publish = cmd.Basic.Publish(
-            exchange=out.exchange, routing_key=out.routing_key, mandatory=self.confirms
+        return publish_frames(
+            out.exchange, out.routing_key, properties, body, self._frame_max, self.confirms
         )
-        header = ContentHeader(0, len(body), properties_for(out.envelope))
-        parts = [amqp_frame.marshal(publish, _CHANNEL), amqp_frame.marshal(header, _CHANNEL)]
-        step = self._frame_max - FRAME_HEADER_SIZE - 1
-        for start in range(0, len(body), step):
-            parts.append(amqp_frame.marshal(ContentBody(body[start : start + step]), _CHANNEL))
-        return b"".join(parts)
 
     def _await_confirms(
         self, messages: Sequence[Outgoing], first: int, last: int
@@ -238,19 +283,19 @@ class BlockingConnection:
         return value
 
     def _unexpected(self, channel: int, value: object) -> None:
-        """Answer a Close from the server and raise :class:`_Closed`; ignore heartbeats."""
+        """Answer a Close from the server and raise :class:`Closed`; ignore heartbeats."""
         if isinstance(value, cmd.Connection.Close):
             self._try_send(0, cmd.Connection.CloseOk())
             self.close()
-            raise _Closed(f"connection closed by RabbitMQ: {value.reply_code} {value.reply_text}")
+            raise Closed(f"connection closed by RabbitMQ: {value.reply_code} {value.reply_text}")
         if isinstance(value, cmd.Channel.Close):
             self._try_send(channel, cmd.Channel.CloseOk())
             self.close()  # (simplest: the next publish opens a new connection)
-            raise _Closed(f"channel closed by RabbitMQ: {value.reply_code} {value.reply_text}")
+            raise Closed(f"channel closed by RabbitMQ: {value.reply_code} {value.reply_text}")
         if type(value).__name__ == "Heartbeat":
             return
         self.close()
-        raise _Closed(f"unexpected AMQP frame {type(value).__name__}")
+        raise Closed(f"unexpected AMQP frame {type(value).__name__}")
 
     def _try_send(self, channel: int, value: Frame) -> None:
         try:
@@ -269,25 +314,16 @@ class BlockingConnection:
 
     def _read(self) -> tuple[int, Any]:
         """The next frame: (channel, value)."""
-        buffer = self._buffer
         while True:
-            if len(buffer) >= FRAME_HEADER_SIZE:
-                size = int.from_bytes(buffer[3:7], "big") + FRAME_HEADER_SIZE + 1
-                if len(buffer) >= size:
-                    if buffer[size - 1] != FRAME_END:
-                        raise _Closed("malformed AMQP frame")
-                    _, channel, value = amqp_frame.unmarshal(bytes(buffer[:size]))
-                    del buffer[:size]
-                    return channel, value
-            self._fill()
-
-    def _fill(self) -> None:
-        if self._sock is None:
-            raise ConnectionError("not connected")
-        chunk = self._sock.recv(65536)
-        if not chunk:
-            raise ConnectionError("connection closed by RabbitMQ")
-        self._buffer += chunk
+            parsed = self._buffer.next()
+            if parsed is not None:
+                return parsed
+            if self._sock is None:
+                raise ConnectionError("not connected")
+            chunk = self._sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("connection closed by RabbitMQ")
+            self._buffer.feed(chunk)
 
 
 class AMQPBlockingPublisher:
@@ -312,7 +348,7 @@ class AMQPBlockingPublisher:
         connection = self._checkout()
         try:
             returned, nacked = connection.publish(messages)
-        except (OSError, _Closed) as exc:
+        except (OSError, Closed) as exc:
             connection.close()
             raise ReplyLost(f"RabbitMQ publish at {mask_url(self.url)}: {exc}") from exc
         except BaseException:
@@ -345,7 +381,7 @@ class AMQPBlockingPublisher:
             connection.close()
             try:
                 connection.open()
-            except (OSError, _Closed) as exc:
+            except (OSError, Closed) as exc:
                 self._idle.append(connection)
                 raise NotSent(f"RabbitMQ publish at {mask_url(self.url)}: {exc}") from exc
         return connection
