@@ -17,6 +17,7 @@ import pytest
 
 from celeriac import Celery
 from celeriac.engines.amqp.blocking import AMQPBlockingPublisher, Nacked, blocking_publisher
+from celeriac.engines.amqp.broker import AMQPTransport
 from celeriac.engines.amqp.connection import AMQPOptions
 from celeriac.exceptions import OperationalError
 from celeriac.protocol.envelope import Envelope
@@ -235,3 +236,40 @@ async def test_the_transports_publish_raises_when_refused(make_amqp: MakeTranspo
     with pytest.raises(ConnectionError):
         await t.publish([out(q, b"refused")])
     assert await t.queue_sizes([q]) == {q: 1}
+
+
+async def test_heartbeats_keep_the_transports_publishing_connection(
+    make_amqp: MakeTransport,
+) -> None:
+    t = await make_amqp(heartbeat=1)
+    assert isinstance(t, AMQPTransport)
+    q = qname("beat")
+    await t.declare([QueueSpec(q)])
+    await t.publish([out(q, b"1")])
+    first = t._publisher
+    assert first is not None and first.is_open
+    await asyncio.sleep(3.5)  # RabbitMQ closes a connection silent for two intervals
+    assert first.is_open and t._publisher is first
+    await t.publish([out(q, b"2")])
+    got = await drain(t, [q], 2)
+    assert bodies(got) == [b"1", b"2"]
+    await t.ack(got)
+
+
+async def test_a_blocking_connection_idle_past_its_heartbeats_is_replaced(
+    amqp_url: str, make_amqp: MakeTransport
+) -> None:
+    made = blocking_publisher(amqp_url, {"heartbeat": 1})
+    assert made is not None
+    t = await make_amqp()
+    q = qname("idlebeat")
+    await t.declare([QueueSpec(q)])
+    try:
+        assert made.publish([out(q, b"1")])
+        await asyncio.sleep(3.5)  # nobody answered the broker's heartbeats: it closed it
+        assert made.publish([out(q, b"2")])
+    finally:
+        made.close()
+    got = await drain(t, [q], 2)
+    assert bodies(got) == [b"1", b"2"]
+    await t.ack(got)

@@ -18,9 +18,12 @@ It does not retry: :class:`NotSent` when nothing was sent (the broker unreachabl
 decides, through the transport.
 
 Connections: one per thread publishing at the same moment, kept in an idle stack (a thread
-pops one, publishes, pushes it back). Heartbeats are off (a blocking client cannot answer
-them while idle); TCP keepalive is on, and an idle connection the server closed meanwhile is
-noticed (readable before a publish) and replaced before anything is sent. TLS and failover
+pops one, publishes, pushes it back). Heartbeats (``heartbeat``) are sent only while a
+publish waits for its confirms, and a wait that hears nothing from the broker for two
+intervals fails (ReplyLost) instead of hanging on a dead peer; while idle nobody answers
+the broker's, so it closes a connection idle for two intervals: that (and any other close)
+is noticed before the next publish (readable socket) and the connection replaced before
+anything is sent. TCP keepalive is on. TLS and failover
 lists are left to the transport (:func:`blocking_publisher` returns None).
 """
 
@@ -40,6 +43,7 @@ from pamqp.base import Frame
 from pamqp.body import ContentBody
 from pamqp.constants import FRAME_END, FRAME_HEADER_SIZE
 from pamqp.header import ContentHeader, ProtocolHeader
+from pamqp.heartbeat import Heartbeat
 
 from celeriac.engines.amqp import wire
 from celeriac.engines.amqp.connection import AMQPOptions, Endpoint, properties_for
@@ -51,6 +55,7 @@ __all__ = [
     "CHANNEL",
     "CLIENT_PROPERTIES",
     "FRAME_MAX",
+    "HEARTBEAT",
     "AMQPBlockingPublisher",
     "BlockingConnection",
     "Closed",
@@ -59,6 +64,7 @@ __all__ = [
     "NotSent",
     "ReplyLost",
     "blocking_publisher",
+    "negotiate_heartbeat",
     "publish_frames",
 ]
 
@@ -74,6 +80,9 @@ CLIENT_PROPERTIES: dict[str, Any] = {
         "authentication_failure_close": True,
     },
 }
+
+
+HEARTBEAT = amqp_frame.marshal(Heartbeat(), 0)
 
 
 class NotSent(OperationalError):
@@ -154,6 +163,7 @@ class BlockingConnection:
         self._sock: socket.socket | None = None
         self._buffer = FrameBuffer()
         self._frame_max = FRAME_MAX
+        self._heartbeat = 0
         self._next_tag = 1
 
     # connection -----------------------------------------------------------------------------
@@ -166,7 +176,9 @@ class BlockingConnection:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
             self._sock = sock
             self._handshake()
-            sock.settimeout(None)  # a confirm waits as long as the broker takes (flow control)
+            # Waiting for confirms wakes up every half interval to send a heartbeat (a broker
+            # in flow control may take long, and must hear from us meanwhile).
+            sock.settimeout(self._heartbeat / 2 if self._heartbeat else None)
         except BaseException:
             self.close()
             raise
@@ -185,8 +197,8 @@ class BlockingConnection:
         tune = self._expect(cmd.Connection.Tune)
         assert isinstance(tune, cmd.Connection.Tune)
         self._frame_max = min(tune.frame_max or FRAME_MAX, FRAME_MAX)
-        # Heartbeats 0: nobody would answer the server's while the thread does not publish.
-        self._send(0, cmd.Connection.TuneOk(tune.channel_max, self._frame_max, 0))
+        self._heartbeat = negotiate_heartbeat(self.options.heartbeat, tune.heartbeat)
+        self._send(0, cmd.Connection.TuneOk(tune.channel_max, self._frame_max, self._heartbeat))
         self._send(0, cmd.Connection.Open(virtual_host=ep.vhost))
         self._expect(cmd.Connection.OpenOk)
         self._open_channel()
@@ -318,12 +330,30 @@ class BlockingConnection:
             parsed = self._buffer.next()
             if parsed is not None:
                 return parsed
-            if self._sock is None:
-                raise ConnectionError("not connected")
-            chunk = self._sock.recv(65536)
+            chunk = self._recv()
             if not chunk:
                 raise ConnectionError("connection closed by RabbitMQ")
             self._buffer.feed(chunk)
+
+    def _recv(self) -> bytes:
+        """Bytes from the socket; a heartbeat every half interval of silence, and
+        TimeoutError after two intervals of it."""
+        silent = 0.0
+        while True:
+            if self._sock is None:
+                raise ConnectionError("not connected")
+            try:
+                return self._sock.recv(65536)
+            except TimeoutError:
+                silent += self._heartbeat / 2
+                if silent >= 2 * self._heartbeat:
+                    raise TimeoutError(f"no word from RabbitMQ for {silent:.0f} s") from None
+                self._write(HEARTBEAT)
+
+
+def negotiate_heartbeat(ours: int, servers: int) -> int:
+    """The interval to use: ours (0: none), capped by the server's when it has one."""
+    return min(ours, servers) if ours and servers else ours
 
 
 class AMQPBlockingPublisher:

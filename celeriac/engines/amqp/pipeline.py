@@ -10,6 +10,9 @@ once and waits until the broker settled each of its delivery tags; publishes of 
 coroutines share the channel, their confirms read by one reader task, so concurrent
 ``adelay()`` calls wait for the broker together instead of one after the other.
 
+Heartbeats (``heartbeat``, as negotiated with the broker) are sent while the connection is
+idle, and two intervals without a word from the broker count as a lost connection.
+
 What a publish returns: the (exchange, routing key) of messages returned unroutable, and
 the indexes of nacked ones. When the connection fails, every publish still waiting raises
 ConnectionError: what it sent is unconfirmed, and the transport sends it again.
@@ -32,8 +35,10 @@ from celeriac.engines.amqp.blocking import (
     CHANNEL,
     CLIENT_PROPERTIES,
     FRAME_MAX,
+    HEARTBEAT,
     Closed,
     FrameBuffer,
+    negotiate_heartbeat,
     publish_frames,
 )
 from celeriac.engines.amqp.connection import AMQPOptions, Endpoint, tls_context
@@ -85,6 +90,9 @@ class PipelinedPublisher:
         self._batches: list[_Batch] = []
         self._returned: list[tuple[str, str]] = []
         self._reading: asyncio.Task[None] | None = None
+        self._beating: asyncio.Task[None] | None = None
+        self._heartbeat = 0
+        self._last_read = self._last_write = 0.0
         self._lock = asyncio.Lock()
         self.error: BaseException | None = None
 
@@ -111,7 +119,10 @@ class PipelinedPublisher:
                     await self._close_socket()
                     raise
             self.error = None
-            self._reading = asyncio.get_running_loop().create_task(self._read_confirms())
+            loop = asyncio.get_running_loop()
+            self._reading = loop.create_task(self._read_confirms())
+            if self._heartbeat:
+                self._beating = loop.create_task(self._beat(self._reading))
 
     def _tls(self) -> ssl.SSLContext | None:
         option = self.options.ssl
@@ -139,9 +150,8 @@ class PipelinedPublisher:
         tune = await self._expect(cmd.Connection.Tune)
         assert isinstance(tune, cmd.Connection.Tune)
         self._frame_max = min(tune.frame_max or FRAME_MAX, FRAME_MAX)
-        # No heartbeats: this connection is idle between publishes, and a dead one is seen
-        # by the reader (EOF) or by the next write.
-        self._send(0, cmd.Connection.TuneOk(tune.channel_max, self._frame_max, 0))
+        self._heartbeat = negotiate_heartbeat(self.options.heartbeat, tune.heartbeat)
+        self._send(0, cmd.Connection.TuneOk(tune.channel_max, self._frame_max, self._heartbeat))
         self._send(0, cmd.Connection.Open(virtual_host=ep.vhost))
         await self._expect(cmd.Connection.OpenOk)
         self._send(CHANNEL, cmd.Channel.Open())
@@ -183,6 +193,22 @@ class PipelinedPublisher:
             await self._writer.drain()
             return Published()
         return await asyncio.shield(batch.done)
+
+    async def _beat(self, reading: asyncio.Task[None]) -> None:
+        """Send heartbeats when idle; stop the reader after two silent intervals."""
+        loop = asyncio.get_running_loop()
+        interval = self._heartbeat
+        while not reading.done():
+            await asyncio.sleep(interval / 2)
+            now = loop.time()
+            if now - self._last_read > 2 * interval:
+                reading.cancel()  # a dead peer: the waiting publishes raise and retry
+                return
+            if now - self._last_write >= interval / 2:
+                try:
+                    self._write(HEARTBEAT)
+                except ConnectionError:
+                    return
 
     # reading ------------------------------------------------------------------------------------
     async def _read_confirms(self) -> None:
@@ -274,6 +300,7 @@ class PipelinedPublisher:
             chunk = await self._reader.read(65536)
             if not chunk:
                 raise EOFError("connection closed by RabbitMQ")
+            self._last_read = asyncio.get_running_loop().time()
             self._frames.feed(chunk)
 
     # writing ------------------------------------------------------------------------------------
@@ -284,6 +311,7 @@ class PipelinedPublisher:
         if self._writer is None or self._writer.is_closing():
             raise ConnectionError("RabbitMQ publish connection is closed")
         self._writer.write(data)
+        self._last_write = asyncio.get_running_loop().time()
 
     def _try_send(self, channel: int, value: Frame) -> None:
         try:
@@ -303,6 +331,9 @@ class PipelinedPublisher:
 
     async def close(self) -> None:
         """Stop reading and close the connection (waiting publishes raise)."""
+        beating, self._beating = self._beating, None
+        if beating is not None:
+            beating.cancel()
         reading, self._reading = self._reading, None
         if reading is not None:
             reading.cancel()
