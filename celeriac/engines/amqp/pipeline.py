@@ -161,14 +161,20 @@ class PipelinedPublisher:
             self._send(CHANNEL, cmd.Confirm.Select())
             await self._expect(cmd.Confirm.SelectOk)
 
-    async def publish(self, messages: Sequence[Sending]) -> Published:
+    async def publish(
+        self, messages: Sequence[Sending], *, mandatory: bool | None = None
+    ) -> Published:
         """Write ``messages`` in one go and wait for their confirms (ConnectionError when
-        the connection fails first: nothing of this publish counts as confirmed)."""
+        the connection fails first: nothing of this publish counts as confirmed).
+
+        ``mandatory`` (default: with confirms) has unroutable messages returned and logged.
+        """
         if not messages:
             return Published()
         if not self.is_open:
             await self.open()
-        mandatory = self.confirms
+        if mandatory is None:
+            mandatory = self.confirms
         data = b"".join(
             [
                 publish_frames(
