@@ -273,3 +273,21 @@ async def test_a_blocking_connection_idle_past_its_heartbeats_is_replaced(
     got = await drain(t, [q], 2)
     assert bodies(got) == [b"1", b"2"]
     await t.ack(got)
+
+
+async def test_without_confirms_both_paths_still_deliver(
+    amqp_url: str, make_amqp: MakeTransport
+) -> None:
+    t = await make_amqp(confirm_publish=False)
+    q = qname("noconfirm")
+    await t.declare([QueueSpec(q)])
+    await t.publish([out(q, b"async")])
+    made = blocking_publisher(amqp_url, {"confirm_publish": False})
+    assert made is not None
+    try:
+        assert made.publish([out(q, b"sync")])
+    finally:
+        made.close()
+    got = await drain(t, [q], 2)
+    assert sorted(bodies(got)) == [b"async", b"sync"]
+    await t.ack(got)

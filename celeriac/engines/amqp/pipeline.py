@@ -195,8 +195,10 @@ class PipelinedPublisher:
         except (OSError, RuntimeError) as exc:
             self._fail(ConnectionError(f"RabbitMQ publish connection lost: {exc}"))
         if batch is None:
-            assert self._writer is not None
-            await self._writer.drain()
+            writer = self._writer
+            if writer is None:
+                raise self.error or ConnectionError("RabbitMQ publish connection is closed")
+            await writer.drain()
             return Published()
         return await asyncio.shield(batch.done)
 
