@@ -291,3 +291,26 @@ async def test_without_confirms_both_paths_still_deliver(
     got = await drain(t, [q], 2)
     assert sorted(bodies(got)) == [b"async", b"sync"]
     await t.ack(got)
+
+
+async def test_broker_pool_limit_caps_the_connections(
+    amqp_url: str, make_amqp: MakeTransport
+) -> None:
+    t = await make_amqp()
+    q = qname("pool")
+    await t.declare([QueueSpec(q)])
+    app = _app(amqp_url, q, broker_pool_limit=1, broker_pool_acquire_timeout=0.2)
+    publisher = app._blocking.publisher(app)
+    assert isinstance(publisher, AMQPBlockingPublisher)
+    held = publisher._checkout()  # the only connection, busy
+    try:
+        with pytest.raises(OperationalError, match="broker_pool_limit"):
+            publisher.publish([out(q, b"waits, then gives up")])
+    finally:
+        publisher._idle.append(held)
+    assert publisher.publish([out(q, b"free again")])
+    assert len(publisher._all) == 1
+    await asyncio.to_thread(app.close)
+    got = await drain(t, [q], 1)
+    assert bodies(got) == [b"free again"]
+    await t.ack(got)

@@ -18,7 +18,9 @@ It does not retry: :class:`NotSent` when nothing was sent (the broker unreachabl
 decides, through the transport.
 
 Connections: one per thread publishing at the same moment, kept in an idle stack (a thread
-pops one, publishes, pushes it back). Heartbeats (``heartbeat``) are sent only while a
+pops one, publishes, pushes it back), at most ``max_connections`` (``broker_pool_limit``,
+Celery's 10; a thread finding all busy waits up to ``pool_timeout``,
+``broker_pool_acquire_timeout``). Heartbeats (``heartbeat``) are sent only while a
 publish waits for its confirms, and a wait that hears nothing from the broker for two
 intervals fails (ReplyLost) instead of hanging on a dead peer; while idle nobody answers
 the broker's, so it closes a connection idle for two intervals: that (and any other close)
@@ -34,6 +36,7 @@ import os
 import select
 import socket
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -359,8 +362,12 @@ def negotiate_heartbeat(ours: int, servers: int) -> int:
 class AMQPBlockingPublisher:
     """Publishes messages due now from the calling thread (see the module docstring)."""
 
-    def __init__(self, url: str, options: AMQPOptions) -> None:
+    def __init__(
+        self, url: str, options: AMQPOptions, max_connections: int = 0, pool_timeout: float = 20.0
+    ) -> None:
         self.url = url
+        self._max = max_connections
+        self._pool_timeout = pool_timeout
         self.endpoint = Endpoint.parse(url)
         self.options = options
         self._idle: list[BlockingConnection] = []
@@ -400,13 +407,9 @@ class AMQPBlockingPublisher:
         return True
 
     def _checkout(self) -> BlockingConnection:
-        """An idle open connection, or a new one (NotSent when RabbitMQ is unreachable)."""
-        try:
-            connection = self._idle.pop()
-        except IndexError:
-            connection = BlockingConnection(self.endpoint, self.options, self._name)
-            with self._lock:
-                self._all.append(connection)
+        """An idle open connection, or a new one (NotSent when RabbitMQ is unreachable, or
+        when ``max_connections`` are busy for ``pool_timeout`` seconds)."""
+        connection = self._idle_or_new()
         if not connection.is_open:
             connection.close()
             try:
@@ -415,6 +418,27 @@ class AMQPBlockingPublisher:
                 self._idle.append(connection)
                 raise NotSent(f"RabbitMQ publish at {mask_url(self.url)}: {exc}") from exc
         return connection
+
+    def _idle_or_new(self) -> BlockingConnection:
+        deadline: float | None = None
+        while True:
+            try:
+                return self._idle.pop()
+            except IndexError:
+                pass
+            with self._lock:
+                if not self._max or len(self._all) < self._max:
+                    connection = BlockingConnection(self.endpoint, self.options, self._name)
+                    self._all.append(connection)
+                    return connection
+            now = time.monotonic()
+            deadline = deadline or now + self._pool_timeout
+            if now >= deadline:
+                raise NotSent(
+                    f"RabbitMQ publish at {mask_url(self.url)}: all {self._max} connections "
+                    f"busy for {self._pool_timeout:g} s (broker_pool_limit)"
+                )
+            time.sleep(0.001)
 
     def close(self) -> None:
         """Close every connection."""
@@ -432,4 +456,6 @@ def blocking_publisher(url: str, options: Mapping[str, Any]) -> AMQPBlockingPubl
         return None
     if Endpoint.parse(url.strip(";")).tls:
         return None
-    return AMQPBlockingPublisher(url.strip(";"), opts)
+    limit = int(options.get("max_connections") or 0)
+    timeout = float(options.get("pool_timeout") or 20.0)
+    return AMQPBlockingPublisher(url.strip(";"), opts, limit, timeout)

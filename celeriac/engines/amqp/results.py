@@ -11,10 +11,10 @@ Worker side: :meth:`store_for` publishes each document to the default exchange w
 = the task message's ``reply_to``, ``correlation_id`` = task id and ``delivery_mode`` 1 (2 with
 the option ``persistent``, Celery's ``result_persistent``), which a Celery client (or a celeriac
 one) reads; a batch of documents goes out in one write on a publishing connection of its own
-(:mod:`~celeriac.engines.amqp.pipeline`), confirmed before ``store_for`` returns. :meth:`store` has no ``reply_to`` to route by, so it
-drops the documents (Celery drops results of tasks sent without ``reply_to`` too) and says so
-once in the log. Groups cannot be saved and chords are not supported
-(:class:`NotImplementedError`, as Celery's rpc backend).
+(:mod:`~celeriac.engines.amqp.pipeline`), confirmed before ``store_for`` returns.
+:meth:`store` has no ``reply_to`` to route by, so it drops the documents (Celery drops results
+of tasks sent without ``reply_to`` too) and says so once in the log. Groups cannot be saved and
+chords are not supported (:class:`NotImplementedError`, as Celery's rpc backend).
 
 The AMQP broker is the URL's own address when it has one (``rpc://user:pass@host//``), else the
 option ``broker_url`` (the app's broker), else ``$CELERIAC_BROKER_URL``/``$CELERY_BROKER_URL``,
