@@ -132,6 +132,8 @@ class _SyncPublishing:
         self._publisher: Any = None
         self.declared: set[str] = set()
         """Queues declared for this publisher (through the portal, once each)."""
+        self.reply_queue: str | None = None
+        """The portal loop's rpc:// reply queue, once asked for."""
 
     def publisher(self, app: Celery) -> Any:
         """The publisher for ``app``'s broker, or None where the broker has none."""
@@ -142,6 +144,7 @@ class _SyncPublishing:
                 if key != self._key:
                     self._publisher = blocking_publisher_from_url(app.broker_url, options)
                     self.declared = set()
+                    self.reply_queue = None
                     self._key = key
         return self._publisher
 
@@ -151,6 +154,7 @@ class _SyncPublishing:
             if self._publisher is not None and self._key and self._key[-1] == os.getpid():
                 self._publisher.close()
             self._publisher, self._key = None, None
+            self.reply_queue = None
 
 
 class Celery:
@@ -592,19 +596,21 @@ class Celery:
         return publish_policy(self.conf, first.retry, first.retry_policy)
 
     def _publish_here(self, *, requests: Sequence[PublishRequest]) -> None:
-        """A Redis broker publishes plain messages straight from the calling thread (no
-        hop to the portal's loop); everything else goes through :meth:`apublish`."""
+        """A Redis or RabbitMQ broker publishes messages due now straight from the calling
+        thread (no hop to the portal's loop), once their queues were declared through
+        :meth:`apublish`; everything else goes through :meth:`apublish`."""
         publisher = self._blocking.publisher(self)
         if publisher is None or _undeclared(requests, self._blocking.declared):
             self.run_sync(self.apublish(requests))
             self._blocking.declared.update(r.route.queue.name for r in requests if r.route.queue)
             return
+        self._set_reply_to_here(requests)
         outgoing = self._outgoing(requests)
         try:
             sent = publisher.publish(outgoing)
         except OperationalError as exc:  # unreachable, or a reply lost: as the policy says
-            if self._publish_policy(requests) is None:
-                raise
+            if self._publish_policy(requests) is None or getattr(exc, "refused", False):
+                raise  # (refused: the broker said no, e.g. a full queue; asking again won't do)
             if getattr(exc, "maybe_sent", True):  # (a blocking publisher may say it was not)
                 logger.warning("%s; publishing again (the message may be queued twice)", exc)
             sent = False
@@ -613,6 +619,25 @@ class Celery:
         self._announce_published(requests, outgoing)
 
     publish = sync_twin(apublish, here=_publish_here)
+
+    def _set_reply_to_here(self, requests: Sequence[PublishRequest]) -> None:
+        """:meth:`_set_reply_to` for the calling-thread path: the portal loop's rpc:// reply
+        queue, asked for once per publisher."""
+        url = self.result_backend_url
+        if url is None or not url.startswith("rpc:"):
+            return
+        if all(req.message.reply_to for req in requests):
+            return
+        oid = self._blocking.reply_queue
+        if oid is None:
+            oid = self._blocking.reply_queue = self.run_sync(self._reply_queue())
+        for req in requests:
+            if oid and not req.message.reply_to:
+                req.message.reply_to = oid
+
+    async def _reply_queue(self) -> str | None:
+        oid: str | None = (await self.aget_backend()).reply_queue
+        return oid
 
     async def _apublish_outgoing(
         self, outgoing: list[Outgoing], requests: Sequence[PublishRequest]
