@@ -32,7 +32,10 @@ trip as the message. An idle consumer sends ``BLPOP`` on those keys pipelined wi
 script, so Redis runs the fetch the moment a token arrives and the message comes back in that
 same round trip. Celery producers push no token, so the wait is capped at ``poll_interval``
 (default 1 s). A consumer that fills its ``limit`` while messages remain pushes a token on,
-waking the next waiting consumer.
+waking the next waiting consumer; one that empties them deletes the tokens left, which would
+only wake consumers for nothing. A fetch that follows one which came back short (the queues
+were emptied) starts with that blocking step: a worker fed one task at a time spends no
+round trip on a fetch that would find nothing.
 
 Not-yet-due messages (``Outgoing.not_before``) go to ``celeriac:delayed:<queue>`` (score = due
 time, member = priority step digit + envelope) and the index ``celeriac:delayed`` holds each
@@ -155,6 +158,9 @@ class RedisTransport:
         self._next_due: float | None = None
         self._fetch_backoff = self.retry.backoff()
         self._fetch_failing = False
+        self._drained: tuple[str, ...] | None = None
+        """The queues of the last fetch, if it came back with fewer messages than it asked
+        for (None otherwise)."""
 
     # -- connection -----------------------------------------------------------------------
 
@@ -295,14 +301,24 @@ class RedisTransport:
             return []
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(timeout, 0.0)
+        limit = min(limit, MAX_FETCH)
         block = 0.0
+        if self._drained == tuple(queues) and timeout >= BLPOP_RESOLUTION:
+            # The last fetch emptied the queues, and what is published next comes with a
+            # wake-up token: wait for it at once instead of first spending a round trip
+            # on a fetch that finds nothing (a worker fed one task at a time would pay it
+            # on every task). A message Celery pushed meanwhile waits for poll_interval at
+            # most, as it would have if it had arrived a moment later.
+            block = max(await self._block_time(timeout), 0.0)
         while True:
             try:
-                deliveries = await self._fetch_step(queues, min(limit, MAX_FETCH), block)
+                deliveries = await self._fetch_step(queues, limit, block)
                 if deliveries:
+                    self._drained = tuple(queues) if len(deliveries) < limit else None
                     return deliveries
                 block = await self._block_time(deadline - loop.time())
                 if block < 0:
+                    self._drained = tuple(queues)
                     return []
             except TRANSIENT_ERRORS as exc:
                 block = 0.0
