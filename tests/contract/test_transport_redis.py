@@ -337,6 +337,20 @@ async def test_a_fetch_after_a_full_one_looks_first(make_redis: MakeTransport) -
     assert blocks == [0.0]
 
 
+async def test_ack_loads_its_script_when_the_server_does_not_know_it(
+    make_redis: MakeTransport, raw: aioredis.Redis, prefix: str
+) -> None:
+    """The ack script goes out as a bare EVALSHA; a NOSCRIPT reply loads it and acks."""
+    t = await make_redis()
+    assert isinstance(t, RedisTransport)
+    q = qname("noscript")
+    await t.publish([out(q, b"a")])
+    got = await t.fetch([q], limit=1, timeout=WAIT)
+    t._scripts["ACK"].sha = "0" * 40  # type: ignore[attr-defined]  # unknown to Redis
+    await t.ack(got)
+    assert await raw.hlen(f"{prefix}unacked") == 0
+
+
 # --- delayed messages ---------------------------------------------------------------------
 
 
