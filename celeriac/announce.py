@@ -36,6 +36,7 @@ def announce_publish(app: Any, req: PublishRequest, envelope: Envelope) -> None:
     """Send ``before_task_publish`` for a request about to be published as ``envelope``."""
     if not signals.before_task_publish.receivers:  # the usual case: nothing to build
         return
+    envelope.plain = False  # a receiver may put anything in the headers
     signals.before_task_publish.send(
         sender=req.message.task,
         body=_body(req),

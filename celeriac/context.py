@@ -12,6 +12,7 @@ __all__ = [
     "Context",
     "StateSink",
     "add_child",
+    "add_children",
     "capture_run_contexts",
     "current_request",
     "note_run_context",
@@ -113,6 +114,13 @@ def add_child(result: R) -> R:
         if result not in trail:
             trail.append(result)
     return result
+
+
+def add_children(results: list[Any]) -> None:
+    """:func:`add_child` of each of ``results``, all new (no check for ones already there)."""
+    req = request_var.get()
+    if req is not None and not req.called_directly and results:
+        req.__dict__.setdefault("children", []).extend(results)
 
 
 StateSink = Callable[[str, dict[str, Any]], None]

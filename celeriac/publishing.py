@@ -84,6 +84,9 @@ class PublishRequest:
     """``apply_async``'s ``retry`` (None: ``task_publish_retry``)."""
     retry_policy: Mapping[str, Any] | None = None
     """``apply_async``'s ``retry_policy``, over ``task_publish_retry_policy``."""
+    like: PublishRequest | None = None
+    """An earlier request of the same batch whose message differs from this one only in
+    id, root id and arguments (``send_many``): its envelope is this one's template."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,8 @@
 ``*_app`` modules beside this file), calls its ``setup()``, times one operation and prints
 ``BENCH-RESULT <json>`` as its last line. Operations:
 
-* ``enqueue FN KIND N``: time ``FN(KIND, N)`` (FN: enqueue, aenqueue, enqueue_bulk).
+* ``enqueue FN KIND N``: time ``FN(KIND, N)`` (FN: enqueue, aenqueue, enqueue_bulk),
+  wall clock and the producer's CPU time.
 * ``countdown N SECONDS``: ``enqueue_countdown(N, SECONDS)``.
 * ``latency FN N WARMUP``: ``FN(i)`` (a submit + wait round trip) WARMUP + N times; the
   last N durations in milliseconds.
@@ -73,7 +74,9 @@ def run(argv: list[str]) -> dict[str, Any]:
     try:
         if op == "enqueue":
             fn, kind, n = rest[0], rest[1], int(rest[2])
-            return {"seconds": _timed(lambda: caller(fn, kind, n)), "n": n}
+            cpu = time.process_time()
+            seconds = _timed(lambda: caller(fn, kind, n))
+            return {"seconds": seconds, "cpu_seconds": time.process_time() - cpu, "n": n}
         if op == "countdown":
             n, seconds = int(rest[0]), float(rest[1])
             return {"seconds": _timed(lambda: caller("enqueue_countdown", n, seconds)), "n": n}

@@ -21,7 +21,7 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, overload
 
-from celeriac import _state, clock, signals
+from celeriac import _state, bulk, clock, signals
 from celeriac import result as _result
 from celeriac._portal import get_portal, sync_twin
 from celeriac.annotations import annotate, prepare_annotations
@@ -30,7 +30,7 @@ from celeriac.app.amqp import AMQP
 from celeriac.app.backend import BackendView
 from celeriac.app.connection import Connection, ConnectionPool, not_offered
 from celeriac.backends import ResultBackend, backend_from_url, can_hold_results
-from celeriac.canvas.signature import Signature, signature
+from celeriac.canvas.signature import Signature, as_signature, signature
 from celeriac.conf import Settings, check_settings
 from celeriac.conf.checks import warn_once
 from celeriac.conf.report import bug_report
@@ -45,12 +45,18 @@ from celeriac.engines.options import (
     publisher_options,
 )
 from celeriac.events.api import AppEvents
-from celeriac.exceptions import ImproperlyConfigured, NotRegistered, OperationalError
+from celeriac.exceptions import (
+    ImproperlyConfigured,
+    NotRegistered,
+    OperationalError,
+    SerializationError,
+)
 from celeriac.fixups.django import fixup as django_fixup
 from celeriac.fixups.django import installed_apps as installed_django_apps
 from celeriac.local import Proxy
+from celeriac.protocol.envelope import Envelope
 from celeriac.protocol.ids import uuid4
-from celeriac.protocol.message import encode_task
+from celeriac.protocol.message import encode_like, encode_task
 from celeriac.protocol.result_codec import result_codec
 from celeriac.publishing import PERSISTENT, PublishRequest, TaskDefaults, build_message
 from celeriac.reconnect import publish_policy, unreachable
@@ -126,6 +132,8 @@ class _SyncPublishing:
         self._publisher: Any = None
         self.declared: set[str] = set()
         """Queues declared for this publisher (through the portal, once each)."""
+        self.reply_queue: str | None = None
+        """The portal loop's rpc:// reply queue, once asked for."""
 
     def publisher(self, app: Celery) -> Any:
         """The publisher for ``app``'s broker, or None where the broker has none."""
@@ -136,6 +144,7 @@ class _SyncPublishing:
                 if key != self._key:
                     self._publisher = blocking_publisher_from_url(app.broker_url, options)
                     self.declared = set()
+                    self.reply_queue = None
                     self._key = key
         return self._publisher
 
@@ -145,6 +154,7 @@ class _SyncPublishing:
             if self._publisher is not None and self._key and self._key[-1] == os.getpid():
                 self._publisher.close()
             self._publisher, self._key = None, None
+            self.reply_queue = None
 
 
 class Celery:
@@ -526,7 +536,27 @@ class Celery:
 
     # publishing -------------------------------------------------------------------------
     async def apublish(self, requests: Sequence[PublishRequest]) -> None:
-        """Encode and publish task messages in one batch, declaring their queues once."""
+        """Encode and publish task messages in one batch, declaring their queues once.
+
+        Every message is encoded before any is sent; more than ``bulk.CHUNK`` go out in
+        several transport publishes of that many."""
+        await self._apublish(requests, None)
+
+    async def _apublish(
+        self, requests: Sequence[PublishRequest], owners: Sequence[int] | None
+    ) -> None:
+        """:meth:`apublish`; ``owners`` (``send_many``) names an item in encoding errors."""
+        transport = await self._aprepare(requests)
+        outgoing = self._outgoing(requests, owners)
+        for start in range(0, len(requests), bulk.CHUNK):
+            chunk = requests[start : start + bulk.CHUNK]
+            sent = outgoing[start : start + bulk.CHUNK]
+            await self._send(transport, sent, chunk)
+            self._announce_published(chunk, sent)
+
+    async def _aprepare(self, requests: Sequence[PublishRequest]) -> Transport:
+        """The transport to publish ``requests`` on, their reply queue set (rpc:// results)
+        and their queues declared."""
         res = self._loop_resources()
         transport = await self._publishing_transport(requests)
         await self._set_reply_to(requests, res.urls[1])
@@ -534,9 +564,7 @@ class Celery:
         if to_declare:
             await transport.declare(to_declare)
             res.declared.update(q.name for q in to_declare)
-        outgoing = self._outgoing(requests)
-        await self._send(transport, outgoing, requests)
-        self._announce_published(requests, outgoing)
+        return transport
 
     async def _send(
         self, transport: Transport, outgoing: list[Outgoing], requests: Sequence[PublishRequest]
@@ -568,19 +596,21 @@ class Celery:
         return publish_policy(self.conf, first.retry, first.retry_policy)
 
     def _publish_here(self, *, requests: Sequence[PublishRequest]) -> None:
-        """A Redis broker publishes plain messages straight from the calling thread (no
-        hop to the portal's loop); everything else goes through :meth:`apublish`."""
+        """A Redis or RabbitMQ broker publishes messages due now straight from the calling
+        thread (no hop to the portal's loop), once their queues were declared through
+        :meth:`apublish`; everything else goes through :meth:`apublish`."""
         publisher = self._blocking.publisher(self)
         if publisher is None or _undeclared(requests, self._blocking.declared):
             self.run_sync(self.apublish(requests))
             self._blocking.declared.update(r.route.queue.name for r in requests if r.route.queue)
             return
+        self._set_reply_to_here(requests)
         outgoing = self._outgoing(requests)
         try:
             sent = publisher.publish(outgoing)
         except OperationalError as exc:  # unreachable, or a reply lost: as the policy says
-            if self._publish_policy(requests) is None:
-                raise
+            if self._publish_policy(requests) is None or getattr(exc, "refused", False):
+                raise  # (refused: the broker said no, e.g. a full queue; asking again won't do)
             if getattr(exc, "maybe_sent", True):  # (a blocking publisher may say it was not)
                 logger.warning("%s; publishing again (the message may be queued twice)", exc)
             sent = False
@@ -590,31 +620,75 @@ class Celery:
 
     publish = sync_twin(apublish, here=_publish_here)
 
+    def _set_reply_to_here(self, requests: Sequence[PublishRequest]) -> None:
+        """:meth:`_set_reply_to` for the calling-thread path: the portal loop's rpc:// reply
+        queue, asked for once per publisher."""
+        url = self.result_backend_url
+        if url is None or not url.startswith("rpc:"):
+            return
+        if all(req.message.reply_to for req in requests):
+            return
+        oid = self._blocking.reply_queue
+        if oid is None:
+            oid = self._blocking.reply_queue = self.run_sync(self._reply_queue())
+        for req in requests:
+            if oid and not req.message.reply_to:
+                req.message.reply_to = oid
+
+    async def _reply_queue(self) -> str | None:
+        oid: str | None = (await self.aget_backend()).reply_queue
+        return oid
+
     async def _apublish_outgoing(
         self, outgoing: list[Outgoing], requests: Sequence[PublishRequest]
     ) -> None:
         await self._send(await self._publishing_transport(requests), outgoing, requests)
 
-    def _outgoing(self, requests: Sequence[PublishRequest]) -> list[Outgoing]:
-        """Encode each request and send ``before_task_publish`` with what will be sent.
+    def _outgoing(
+        self, requests: Sequence[PublishRequest], owners: Sequence[int] | None = None
+    ) -> list[Outgoing]:
+        """Encode each request and send ``before_task_publish`` with what will be sent;
+        with ``owners``, a SerializationError names the ``send_many`` item it came from."""
+        parked = delayed_delivery(self.conf)
+        if owners is None:
+            return [self._encode(req, parked) for req in requests]
+        outgoing = []
+        # A request made ``like`` an earlier one is encoded from that one's envelope,
+        # unless receivers of before_task_publish may have changed it.
+        templates: dict[int, Envelope] | None = (
+            None if signals.before_task_publish.receivers else {}
+        )
+        for index, req in enumerate(requests):
+            try:
+                outgoing.append(self._encode(req, parked, templates))
+            except SerializationError as exc:
+                bulk.name_item(exc, owners[index], "send_many")
+                raise
+        return outgoing
+
+    def _encode(
+        self, req: PublishRequest, parked: bool, templates: dict[int, Envelope] | None = None
+    ) -> Outgoing:
+        """One request's Outgoing message.
 
         An ETA task goes on its queue with its ``eta`` header, as Celery sends it (any
         worker, Celery's too, runs it; celeriac workers move far ones into the broker's
-        delayed store), unless ``broker_delayed_delivery`` puts it in that store now."""
-        outgoing = []
-        parked = delayed_delivery(self.conf)
-        for req in requests:
+        delayed store), unless ``broker_delayed_delivery`` (``parked``) puts it in that
+        store now."""
+        like = None if templates is None or req.like is None else templates.get(id(req.like))
+        if like is not None:
+            envelope = encode_like(req.message, like, req.serializer)
+        else:
             envelope = encode_task(req.message, req.serializer, req.compression)
-            if req.delivery_mode != PERSISTENT:
-                envelope.properties["delivery_mode"] = req.delivery_mode
-            announce_publish(self, req, envelope)  # receivers may change the headers
-            eta = req.message.eta
-            due = parked and eta is not None and eta > _utcnow()
-            not_before = eta.timestamp() if due and eta is not None else None
-            outgoing.append(
-                Outgoing(envelope, req.route.exchange, req.route.routing_key, not_before)
-            )
-        return outgoing
+            if templates is not None:
+                templates[id(req)] = envelope
+        if req.delivery_mode != PERSISTENT:
+            envelope.properties["delivery_mode"] = req.delivery_mode
+        announce_publish(self, req, envelope)  # receivers may change the headers
+        eta = req.message.eta
+        due = parked and eta is not None and eta > _utcnow()
+        not_before = eta.timestamp() if due and eta is not None else None
+        return Outgoing(envelope, req.route.exchange, req.route.routing_key, not_before)
 
     def _announce_published(
         self, requests: Sequence[PublishRequest], outgoing: Sequence[Outgoing]
@@ -664,6 +738,41 @@ class Celery:
         return add_child(self.AsyncResult(request.message.id, task_name=name))
 
     send_task = sync_twin(asend_task, here=_send_task_here)
+
+    async def asend_many(
+        self, signatures: Iterable[Any], **options: Any
+    ) -> list[_result.AsyncResult]:
+        """Publish many task calls at once; their results, in the order given.
+
+        ``signatures`` are signatures (``add.s(1, 2)``, ``add.s(3, 4).set(countdown=5)``,
+        chains, groups...) or their dicts; ``options`` (any of ``apply_async``'s) apply to
+        every one, over its own. Each plain signature must name a task of this app. All are
+        checked and encoded before the first is sent: an error names the item's index.
+        Large batches go out in chunks of ``celeriac.bulk.CHUNK``, each one publish (see
+        docs/publishing.md). With ``task_always_eager``, each runs here, in order."""
+        if self.conf["task_always_eager"]:
+            return [as_signature(sig, self).apply(**options) for sig in signatures]
+        batch = bulk.prepare(self, signatures, options)
+        await self._apublish_batch(batch)
+        return batch.results
+
+    def _send_many_here(
+        self, *, signatures: Iterable[Any], **options: Any
+    ) -> list[_result.AsyncResult]:
+        """The messages are built in the calling thread (a task publishing sees its own
+        request: parent and root ids), then published from the portal's loop."""
+        if self.conf["task_always_eager"]:
+            return [as_signature(sig, self).apply(**options) for sig in signatures]
+        batch = bulk.prepare(self, signatures, options)
+        self.run_sync(self._apublish_batch(batch))
+        return batch.results
+
+    async def _apublish_batch(self, batch: bulk.Batch) -> None:
+        await batch.dispatch.write_chord_sizes()
+        if batch.dispatch.requests:
+            await self._apublish(batch.dispatch.requests, batch.owners)
+
+    send_many = sync_twin(asend_many, here=_send_many_here)
 
     def AsyncResult(self, task_id: str, **kwargs: Any) -> _result.AsyncResult:
         """A handle on the result of task ``task_id``."""

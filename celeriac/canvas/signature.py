@@ -89,6 +89,12 @@ class Dispatch:
         self, name: str, args: Sequence[Any], kwargs: Mapping[str, Any], options: Mapping[str, Any]
     ) -> PublishRequest:
         """Build the message of one task and queue it for publishing."""
+        if not options:  # a bare signature (the usual bulk item): nothing to convert
+            request = self.app.build_request(
+                name, list(args), dict(kwargs), {}, self.app.tasks.get(name)
+            )
+            self.requests.append(request)
+            return request
         opts = {
             k: v
             for k, v in stamps_to_options(options).items()
@@ -111,6 +117,12 @@ class Dispatch:
 
     async def send(self) -> None:
         """Write the chord sizes, then publish all messages in one batch."""
+        await self.write_chord_sizes()
+        if self.requests:
+            await self.app.apublish(self.requests)
+
+    async def write_chord_sizes(self) -> None:
+        """Record every chord's size in the result backend (before any member runs)."""
         if self.chord_sizes:
             backend = await self.app.aget_backend()
             if not backend.supports_chords:
@@ -121,8 +133,6 @@ class Dispatch:
                 )
             for group_id, size in self.chord_sizes:
                 await backend.set_chord_size(group_id, size)
-        if self.requests:
-            await self.app.apublish(self.requests)
 
 
 class Signature(dict[str, Any]):
@@ -401,11 +411,16 @@ class Signature(dict[str, Any]):
         kwargs: Mapping[str, Any],
         options: Mapping[str, Any],
     ) -> Any:
-        """Queue this task's message on ``dispatch``; return its AsyncResult."""
-        sig = self.clone(args, kwargs, **options)
-        result = sig.freeze()
-        dispatch.task(sig.name, sig.args, sig.kwargs, sig.options)
-        return result
+        """Queue this task's message on ``dispatch``; return its AsyncResult.
+
+        What ``self.clone(args, kwargs, **options).freeze()`` would publish, without the
+        deep copy: the message is built from copies of the arguments and options here."""
+        if self.immutable:
+            args, kwargs = self.args, self.kwargs
+        else:
+            args, kwargs = [*args, *self.args], {**self.kwargs, **kwargs}
+        request = dispatch.task(self.name, args, kwargs, {**self.options, **options})
+        return self.app.AsyncResult(request.message.id, task_name=self.name)
 
     async def aapply_async(
         self,

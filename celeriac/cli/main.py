@@ -361,7 +361,7 @@ def purge(obj: AppContext, queues: str, exclude_queues: str, force: bool) -> Non
 
 @cli.group()
 def dead() -> None:
-    """List and requeue dead-lettered messages."""
+    """List, requeue and purge dead-lettered messages."""
 
 
 @dead.command("list")
@@ -397,6 +397,23 @@ def dead_requeue(obj: AppContext, ids: tuple[str, ...], requeue_all: bool) -> No
         return await transport.requeue_dead(list(ids) if ids else None)
 
     click.echo(f"Requeued {app.run_sync(run())} message(s).")
+
+
+@dead.command("purge")
+@click.argument("ids", nargs=-1)
+@click.option("--all", "purge_all", is_flag=True, help="Delete every dead letter.")
+@click.pass_obj
+def dead_purge(obj: AppContext, ids: tuple[str, ...], purge_all: bool) -> None:
+    """Delete dead letters (IDS, or --all) for good."""
+    if not ids and not purge_all:
+        raise click.UsageError("give dead-letter ids or --all")
+    app = obj.app
+
+    async def run() -> int:
+        transport = await app.aget_transport()
+        return await transport.purge_dead(list(ids) if ids else None)
+
+    click.echo(f"Deleted {app.run_sync(run())} message(s).")
 
 
 cli.add_command(beat)

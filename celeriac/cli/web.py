@@ -2,9 +2,11 @@
 
 The flags are Flower's: ``--address`` (127.0.0.1 by default: only this machine reaches
 it), ``--port`` (5555) and ``--basic-auth user:pass[,user2:pass2]`` (or
-``CELERIAC_WEB_BASIC_AUTH``). The task history is kept in ``--history``, a SQLite file
-(``celeriac-dashboard.sqlite`` in the current directory; ``--no-history``: memory only, as
-Flower without ``--persistent``). Needs the ``web`` extra.
+``CELERIAC_WEB_BASIC_AUTH``). The task history is kept in the app's SQL result database
+when it has one (PostgreSQL, or the SQLite backend's file), else in
+``celeriac-dashboard.sqlite`` in the current directory; ``--history FILE`` names a SQLite
+file either way, ``--no-history`` keeps memory only (Flower without ``--persistent``).
+Needs the ``web`` extra.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from celeriac.exceptions import ImproperlyConfigured
 __all__ = ["DEFAULT_HISTORY", "web"]
 
 DEFAULT_HISTORY = "celeriac-dashboard.sqlite"
-"""The task history's file, in the current directory, unless ``--history`` names another."""
+"""The task history's file, in the current directory, without a SQL result database or
+``--history``."""
 
 
 @click.command()
@@ -34,9 +37,10 @@ DEFAULT_HISTORY = "celeriac-dashboard.sqlite"
                    "secrets, tokens, API keys; '' for none).")  # fmt: skip
 @click.option("--max-tasks", type=click.IntRange(1), default=10000, show_default=True,
               help="Tasks kept in memory.")  # fmt: skip
-@click.option("--history", type=click.Path(dir_okay=False), default=DEFAULT_HISTORY,
-              show_default=True, envvar="CELERIAC_WEB_HISTORY",
-              help="SQLite file that keeps the task history across restarts.")  # fmt: skip
+@click.option("--history", type=click.Path(dir_okay=False), default=None,
+              envvar="CELERIAC_WEB_HISTORY",
+              help="SQLite file that keeps the task history across restarts (default: the "
+                   f"SQL result database if any, else {DEFAULT_HISTORY}).")  # fmt: skip
 @click.option("--no-history", is_flag=True, help="Keep tasks in memory only.")
 @click.option("--history-max-age", type=click.FloatRange(min=1), default=7 * 24.0,
               show_default=True, help="Hours a task stays in the history.")  # fmt: skip
@@ -52,7 +56,7 @@ def web(
     auth_token: str | None,
     mask_pattern: str | None,
     max_tasks: int,
-    history: str,
+    history: str | None,
     no_history: bool,
     history_max_age: float,
     history_max_tasks: int,
@@ -63,7 +67,7 @@ def web(
 
         from celeriac.web import create_app  # noqa: PLC0415 (needs starlette)
         from celeriac.web.auth import is_loopback  # noqa: PLC0415
-        from celeriac.web.history import History  # noqa: PLC0415
+        from celeriac.web.history import open_history  # noqa: PLC0415
     except ImportError as exc:
         raise click.ClickException(
             f"the dashboard needs the web extra: pip install 'celeriac[web]' ({exc})"
@@ -73,7 +77,13 @@ def web(
         raise click.ClickException(f"the broker {app.broker_url} carries no events")
     kept = None
     if not no_history:
-        kept = History(history, max_age=history_max_age * 3600, max_rows=history_max_tasks)
+        try:
+            kept = open_history(
+                app, history, max_age=history_max_age * 3600, max_rows=history_max_tasks,
+                default=DEFAULT_HISTORY,
+            )  # fmt: skip
+        except ImproperlyConfigured as exc:
+            raise click.BadParameter(str(exc), param_hint="--history") from exc
     try:
         asgi = create_app(
             app,
@@ -88,7 +98,7 @@ def web(
         hint = "--mask-pattern" if "mask pattern" in str(exc) else "--basic-auth"
         raise click.BadParameter(str(exc), param_hint=hint) from exc
     click.echo(f"celeriac dashboard on http://{address}:{port}/")
-    click.echo(f"task history: {kept.path if kept is not None else 'in memory only'}")
+    click.echo(f"task history: {kept.store if kept is not None else 'in memory only'}")
     access = asgi.state.dashboard.access
     if not access.protected and not is_loopback(address):
         click.echo("no --basic-auth or --auth-token: actions over HTTP are refused", err=True)

@@ -91,6 +91,7 @@ _REDIS = Engine(
 _AMQP = Engine(
     "amqp",
     broker="celeriac.engines.amqp.broker:AMQPTransport",
+    publisher="celeriac.engines.amqp.blocking:blocking_publisher",
     events="celeriac.engines.amqp.events:AMQPEventBus",
 )
 _RPC = Engine("amqp", results="celeriac.engines.amqp.results:RPCBackend")

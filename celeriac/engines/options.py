@@ -10,9 +10,9 @@ setting                         option                                engines
 =============================== ===================================== =================
 ``broker_use_ssl``              ``ssl`` (True or a mapping)           Redis, RabbitMQ
 ``broker_heartbeat``            ``heartbeat``                         RabbitMQ
-``broker_pool_limit``           ``max_connections`` (the client's     Redis
+``broker_pool_limit``           ``max_connections`` (the client's     Redis, RabbitMQ
                                 calling-thread publisher)
-``broker_pool_acquire_timeout`` ``pool_timeout`` (same)               Redis
+``broker_pool_acquire_timeout`` ``pool_timeout`` (same)               Redis, RabbitMQ
 ``redis_backend_use_ssl``       ``ssl``                               Redis results
 ``redis_socket_timeout``,       ``socket_timeout``,                   Redis results
 ``redis_socket_connect_timeout``  ``socket_connect_timeout``
@@ -122,7 +122,7 @@ def delayed_delivery(conf: Mapping[str, Any]) -> bool:
 def publisher_options(conf: Mapping[str, Any], url: str) -> dict[str, Any]:
     """The options of the sync API's calling-thread publisher: the broker's, and its pool."""
     options = broker_options(conf, url)
-    if _engine(url) == "redis":
+    if _engine(url) in ("redis", "amqp"):
         limit = conf.get("broker_pool_limit")
         options.setdefault("max_connections", limit or None)
         timeout = conf.get("broker_pool_acquire_timeout")

@@ -24,7 +24,7 @@ try:
 except ImportError:  # pragma: no cover - exercised only without the extra
     orjson = None  # type: ignore[assignment]
 
-__all__ = ["HAVE_ORJSON", "dumps", "is_plain", "loads"]
+__all__ = ["HAVE_ORJSON", "SCALARS", "dumps", "dumps_plain", "is_plain", "loads"]
 
 HAVE_ORJSON = orjson is not None
 # Digits become b"1", everything else b"0": a run of 19 (2**63 has 19 digits) is then a
@@ -32,7 +32,9 @@ HAVE_ORJSON = orjson is not None
 _DIGITS = bytes(0x31 if 0x30 <= b <= 0x39 else 0x30 for b in range(256))
 _LONG_RUN = b"1" * 19
 # Types both encoders write alike: exact types only (a subclass may carry its own meaning).
-_SCALARS = frozenset({str, int, bool, type(None)})
+SCALARS = frozenset({str, int, bool, type(None)})
+"""The scalar types orjson writes as the standard encoder does (exact types only)."""
+_SCALARS = SCALARS
 _CONTAINERS = frozenset({dict, list, tuple})
 _MAX_DEPTH = 32
 
@@ -81,3 +83,14 @@ def dumps(value: Any) -> bytes | None:
         return orjson.dumps(value)
     except orjson.JSONEncodeError:
         return None  # an integer beyond 64 bits or a lone surrogate
+
+
+def dumps_plain(value: Any) -> bytes | None:
+    """orjson's JSON of ``value``, which the caller knows :func:`is_plain` (not checked
+    again); None without orjson, or for an integer beyond 64 bits or a lone surrogate."""
+    if orjson is None:
+        return None
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return None

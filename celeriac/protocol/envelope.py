@@ -21,6 +21,12 @@ class Envelope:
     content_type: str = "application/json"
     content_encoding: str = "utf-8"
     properties: dict[str, Any] = field(default_factory=dict)
+    plain: bool = field(default=False, compare=False, repr=False)
+    """Set by the encoder that built ``headers`` and ``properties`` when they hold only
+    exact ``str``/``int``/``bool``/``None`` values, lists of them and empty dicts (JSON
+    that orjson writes byte for byte as the standard encoder does: see ``_fastjson``),
+    so that the kombu envelope need not look at them again. Whoever changes them after
+    the encoder must clear it."""
 
     @property
     def priority(self) -> int:

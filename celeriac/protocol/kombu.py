@@ -79,6 +79,8 @@ INVALID_HEADER = "x-celeriac-invalid"
 KOMBU_PROPERTIES = frozenset({"delivery_info", "body_encoding", "delivery_tag"})
 """Envelope properties that only exist in kombu's framing, not in AMQP's."""
 
+_TASK_PROPERTIES = ("correlation_id", "reply_to", "delivery_mode", "priority")
+
 
 @dataclass(frozen=True, slots=True)
 class KombuMessage:
@@ -144,10 +146,16 @@ def encode_dict(
     envelope: Envelope, *, exchange: str, routing_key: str, delivery_tag: str
 ) -> dict[str, Any]:
     """kombu's envelope object for ``envelope`` published to ``exchange``/``routing_key``."""
-    properties: dict[str, Any] = {
-        key: value for key, value in envelope.properties.items() if key not in KOMBU_PROPERTIES
-    }
-    properties.pop("priority", None)
+    given = envelope.properties
+    if tuple(given) == _TASK_PROPERTIES:  # a task message's, in the encoder's order
+        properties: dict[str, Any] = {
+            "correlation_id": given["correlation_id"],
+            "reply_to": given["reply_to"],
+            "delivery_mode": given["delivery_mode"],
+        }
+    else:
+        properties = {key: value for key, value in given.items() if key not in KOMBU_PROPERTIES}
+        properties.pop("priority", None)
     properties["delivery_info"] = {"exchange": exchange, "routing_key": routing_key}
     properties["priority"] = envelope.priority
     properties["body_encoding"] = "base64"
@@ -162,10 +170,18 @@ def encode_dict(
 
 
 def encode(envelope: Envelope, *, exchange: str, routing_key: str, delivery_tag: str) -> bytes:
-    """The stored bytes of ``envelope`` (UTF-8 JSON); raise SerializationError if impossible."""
-    return JSON.dumps(
-        encode_dict(envelope, exchange=exchange, routing_key=routing_key, delivery_tag=delivery_tag)
+    """The stored bytes of ``envelope`` (UTF-8 JSON); raise SerializationError if impossible.
+
+    A ``plain`` envelope is written by orjson without looking at its values again: only
+    the names given here and the base64 body are added, all of them exact ``str``."""
+    obj = encode_dict(
+        envelope, exchange=exchange, routing_key=routing_key, delivery_tag=delivery_tag
     )
+    if envelope.plain and {type(exchange), type(routing_key), type(delivery_tag)} == {str}:
+        data = _fastjson.dumps_plain(obj)
+        if data is not None:
+            return data
+    return JSON.dumps(obj)
 
 
 def invalid_envelope(raw: bytes, reason: str) -> Envelope:

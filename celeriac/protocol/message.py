@@ -16,6 +16,7 @@ from typing import Any
 
 from celeriac.exceptions import MessageError, SerializationError
 from celeriac.protocol import compression, fields
+from celeriac.protocol._fastjson import SCALARS
 from celeriac.protocol.envelope import Envelope
 from celeriac.protocol.kombu import INVALID_CONTENT_TYPE, INVALID_HEADER
 from celeriac.protocol.serializers import check_accept, get_serializer, serializer_for_content_type
@@ -24,6 +25,7 @@ __all__ = [
     "RESERVED_HEADERS",
     "TaskMessage",
     "decode_task",
+    "encode_like",
     "encode_task",
     "format_time",
     "parse_time",
@@ -40,6 +42,9 @@ RESERVED_HEADERS = frozenset(
 )  # fmt: skip
 
 _REPR_LIMIT = 1024
+_EMPTY_JSON_BODY = b'[[],{},{"callbacks":null,"errbacks":null,"chain":null,"chord":null}]'
+"""The JSON body of a call without arguments or canvas."""
+_NO_CANVAS = (None, None, None, None)
 _ORIGIN = f"gen{os.getpid()}@{socket.gethostname()}"
 
 
@@ -150,16 +155,7 @@ def encode_task(
     Raises SerializationError naming the argument that cannot be serialized.
     """
     codec = get_serializer(serializer)
-    embed = {
-        "callbacks": msg.callbacks,
-        "errbacks": msg.errbacks,
-        "chain": msg.chain,
-        "chord": msg.chord,
-    }
-    try:
-        body = codec.dumps([msg.args, msg.kwargs, embed])
-    except SerializationError as exc:
-        raise SerializationError(_explain_unserializable(msg, codec.dumps, exc)) from exc
+    body = _body(msg, codec)
     headers = _headers_of(msg)
     if compress_with:
         headers["compression"], body = compression.compress(compress_with, body)
@@ -176,7 +172,65 @@ def encode_task(
         content_encoding=getattr(codec, "content_encoding", None)
         or ("utf-8" if codec.name == "json" else "binary"),
         properties=properties,
+        plain=_plain(msg, headers, properties),
     )
+
+
+def encode_like(msg: TaskMessage, like: Envelope, serializer: str = "json") -> Envelope:
+    """What :func:`encode_task` gives for ``msg`` when ``like`` is its envelope of a message
+    that differs from ``msg`` only in ``id``, ``root_id``, the arguments and their reprs,
+    and not compressed (``send_many``'s calls of one task): ``like``'s headers with those
+    replaced, in their places. The caller vouches for the likeness."""
+    headers = like.headers.copy()
+    headers["id"] = msg.id
+    headers["root_id"] = msg.root_id or msg.id
+    headers["argsrepr"] = msg.argsrepr if msg.argsrepr is not None else safe_repr(tuple(msg.args))
+    headers["kwargsrepr"] = msg.kwargsrepr if msg.kwargsrepr is not None else safe_repr(msg.kwargs)
+    properties = like.properties.copy()
+    properties["correlation_id"] = msg.id
+    return Envelope(
+        body=_body(msg, get_serializer(serializer)),
+        headers=headers,
+        content_type=like.content_type,
+        content_encoding=like.content_encoding,
+        properties=properties,
+        plain=like.plain,  # (the replaced values are all exact str)
+    )
+
+
+def _body(msg: TaskMessage, codec: Any) -> bytes:
+    """The serialized ``[args, kwargs, embed]``; SerializationError names the argument."""
+    if codec.name == "json" and not (msg.args or msg.kwargs or _has_canvas(msg)):
+        return _EMPTY_JSON_BODY  # what the serializer writes for it, every time
+    embed = {
+        "callbacks": msg.callbacks,
+        "errbacks": msg.errbacks,
+        "chain": msg.chain,
+        "chord": msg.chord,
+    }
+    try:
+        body: bytes = codec.dumps([msg.args, msg.kwargs, embed])
+    except SerializationError as exc:
+        raise SerializationError(_explain_unserializable(msg, codec.dumps, exc)) from exc
+    return body
+
+
+def _has_canvas(msg: TaskMessage) -> bool:
+    return (msg.callbacks, msg.errbacks, msg.chain, msg.chord) != _NO_CANVAS
+
+
+def _plain(msg: TaskMessage, headers: dict[str, Any], properties: dict[str, Any]) -> bool:
+    """Whether the headers and properties are plain JSON (see ``Envelope.plain``), decided
+    by type checks in C: without custom headers or stamps the only containers are
+    ``timelimit`` (a list, whose two items are checked) and the empty ``stamps``."""
+    if msg.headers or msg.stamps:
+        return False
+    kinds = set(map(type, headers.values()))
+    kinds.discard(list)
+    kinds.discard(dict)
+    kinds.update(map(type, headers["timelimit"]))
+    kinds.update(map(type, properties.values()))
+    return kinds <= SCALARS
 
 
 def _explain_unserializable(msg: TaskMessage, dumps: Any, exc: Exception) -> str:

@@ -180,6 +180,9 @@ class Transport(Protocol):
     async def requeue_dead(self, ids: Sequence[str] | None = None) -> int:
         """Put dead letters (all when ``ids`` is None) back on their queues."""
 
+    async def purge_dead(self, ids: Sequence[str] | None = None) -> int:
+        """Delete dead letters for good (all when ``ids`` is None); return how many."""
+
     async def purge(self, queues: Sequence[str]) -> int:
         """Delete waiting (not leased) messages in ``queues``; return how many."""
 

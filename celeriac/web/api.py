@@ -26,6 +26,8 @@ from starlette.routing import Route
 from celeriac.exceptions import CeleriacError
 from celeriac.web.auth import HEALTHCHECK
 from celeriac.web.dashboard import Dashboard
+from celeriac.web.feed import Feed
+from celeriac.web.history import STORE_ERRORS
 from celeriac.web.metrics import CONTENT_TYPE_LATEST
 from celeriac.web.records import BadQuery, TaskQuery, select_tasks, task_record, worker_record
 
@@ -33,6 +35,7 @@ __all__ = [
     "MAX_BODY",
     "ApiError",
     "dashboard_of",
+    "find_tasks",
     "json_response",
     "read_body",
     "read_form",
@@ -266,8 +269,25 @@ async def list_tasks(request: Request) -> Response:
         query = TaskQuery.from_params(request.query_params)
     except BadQuery as exc:
         raise ApiError(400, str(exc)) from None
-    tasks = select_tasks(dashboard_of(request).feed.state, query)
-    return json_response({task.uuid: task_record(task) for task in tasks})
+    records = await find_tasks(dashboard_of(request).feed, query)
+    return json_response({record["uuid"]: record for record in records})
+
+
+async def find_tasks(feed: Feed, query: TaskQuery) -> list[dict[str, Any]]:
+    """The records ``query`` selects: with a filter and a history, over the whole history
+    (at most ``--max-tasks`` of them without a ``limit``); else over the tasks in memory.
+    When the history cannot answer, memory does (and the log says why)."""
+    history = feed.history
+    if history is not None and query.filtered:
+        try:
+            records = await history.select(query, cap=feed.state.max_tasks_in_memory)
+        except STORE_ERRORS as exc:
+            logger.warning("the task history %s did not answer, memory does: %s", history, exc)
+        else:
+            for record in records:
+                record.pop("timeline", None)
+            return records
+    return [task_record(task) for task in select_tasks(feed.state, query)]
 
 
 async def task_types(request: Request) -> Response:

@@ -56,11 +56,12 @@ def create_app(
     ``address`` the address the server binds (None when mounted: then each request's
     server address tells whether actions without credentials are allowed);
     ``max_tasks`` how many tasks the dashboard keeps in memory; ``history`` the SQLite
-    file (or a :class:`~celeriac.web.history.History`) that keeps them across restarts
-    (None: memory only); ``token`` bearer tokens, comma-separated, that pass as well as
-    ``basic_auth`` (default: ``CELERIAC_WEB_TOKEN``); ``mask_pattern`` the key names whose
-    values are masked in task arguments and results (see :mod:`celeriac.web.masking`;
-    empty: none).
+    file (or a :class:`~celeriac.web.history.History`, such as
+    :func:`~celeriac.web.history.open_history` gives: in the app's SQL result database when
+    it has one) that keeps them across restarts (None: memory only); ``token`` bearer
+    tokens, comma-separated, that pass as well as ``basic_auth`` (default:
+    ``CELERIAC_WEB_TOKEN``); ``mask_pattern`` the key names whose values are masked in task
+    arguments and results (see :mod:`celeriac.web.masking`; empty: none).
     """
     if history is not None and not isinstance(history, History):
         history = History(history)

@@ -1,11 +1,13 @@
-"""Dead letters in the dashboard: the messages workers set aside, browsed and requeued.
+"""Dead letters in the dashboard: the messages workers set aside, browsed, requeued, purged.
 
 A worker sets aside a message it cannot run (undecodable, an unregistered task, over the
 size limit) with the reason, in the broker's dead-letter store (see ``celeriac dead``).
 ``GET /api/dead-letters`` lists them, oldest first; ``POST /api/dead-letters/requeue``
 puts those named (``{"ids": [...]}``) or all (``{"all": true}``) back on their queues, as
-fresh messages. The ``/dead-letters`` page shows the same list with a requeue button per
-message and one for all: a form post, an action like any other (credentials, same origin).
+fresh messages; ``POST /api/dead-letters/purge`` (same body) deletes them for good. The
+``/dead-letters`` page shows the same list with requeue and purge buttons per message and
+for all (purging asks for confirmation first): form posts, actions like any other
+(credentials, same origin).
 """
 
 from __future__ import annotations
@@ -72,6 +74,34 @@ async def _requeue(request: Request, ids: list[str] | None) -> int:
     return moved
 
 
+async def _purge(request: Request, ids: list[str] | None) -> int:
+    transport = await dashboard_of(request).app.aget_transport()
+    try:
+        dropped: int = await transport.purge_dead(ids)
+    except (OSError, CeleriacError) as exc:
+        raise ApiError(503, f"the broker did not purge the dead letters: {exc}") from None
+    return dropped
+
+
+def _chosen(body: dict[str, Any], verb: str) -> list[str] | None:
+    """The ids an API body names, or None for ``{"all": true}``; 400 otherwise."""
+    ids = body.get("ids")
+    if body.get("all") is True and ids is None:
+        return None
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
+        raise ApiError(400, f'give "ids" (a non-empty list of dead-letter ids to {verb})'
+                            ' or "all": true')  # fmt: skip
+    return ids
+
+
+def _chosen_in_form(form: dict[str, list[str]], verb: str) -> list[str] | None:
+    """The ``id`` fields of a page's form, or None with ``all``; 400 when neither."""
+    ids = form.get("id", [])
+    if not ids and "all" not in form:
+        raise ApiError(400, f"name the dead letters to {verb} (id) or ask for all")
+    return ids or None
+
+
 def _limit(request: Request) -> int:
     value = request.query_params.get("limit") or str(DEFAULT_LIMIT)
     if not value.isdigit() or not 0 <= int(value) <= MAX_LIMIT:
@@ -89,13 +119,15 @@ async def list_letters(request: Request) -> Response:
 async def requeue_letters(request: Request) -> Response:
     """``POST /api/dead-letters/requeue`` with ``{"ids": [...]}`` or ``{"all": true}``."""
     refuse_unless_allowed(request)
-    body = await read_body(request)
-    ids = body.get("ids")
-    if body.get("all") is True and ids is None:
-        return json_response({"requeued": await _requeue(request, None)})
-    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
-        raise ApiError(400, 'give "ids" (a non-empty list of dead-letter ids) or "all": true')
+    ids = _chosen(await read_body(request), "requeue")
     return json_response({"requeued": await _requeue(request, ids)})
+
+
+async def purge_letters(request: Request) -> Response:
+    """``POST /api/dead-letters/purge`` with ``{"ids": [...]}`` or ``{"all": true}``."""
+    refuse_unless_allowed(request)
+    ids = _chosen(await read_body(request), "purge")
+    return json_response({"purged": await _purge(request, ids)})
 
 
 async def page(request: Request) -> Response:
@@ -104,20 +136,24 @@ async def page(request: Request) -> Response:
     for letter in letters:
         moment = dt.datetime.fromtimestamp(letter["dead_at"])
         letter["when"] = moment.strftime("%Y-%m-%d %H:%M:%S")
-    requeued = request.query_params.get("requeued")
-    return render(request, "dead", "dead", letters=letters, requeued=requeued)
+    done = {key: request.query_params.get(key) for key in ("requeued", "purged")}
+    return render(request, "dead", "dead", letters=letters, **done)
 
 
 async def requeue_form(request: Request) -> Response:
     """The page's form: requeue the ``id`` fields, or all with ``all``; back to the page."""
     refuse_unless_allowed(request)
-    form = await read_form(request)
-    ids = form.get("id", [])
-    if not ids and "all" not in form:
-        raise ApiError(400, "name the dead letters to requeue (id) or ask for all")
-    moved = await _requeue(request, ids or None)
+    moved = await _requeue(request, _chosen_in_form(await read_form(request), "requeue"))
     root = request.scope.get("root_path", "")
     return RedirectResponse(f"{root}/dead-letters?requeued={moved}", status_code=303)
+
+
+async def purge_form(request: Request) -> Response:
+    """The page's form: delete the ``id`` fields, or all with ``all``; back to the page."""
+    refuse_unless_allowed(request)
+    dropped = await _purge(request, _chosen_in_form(await read_form(request), "purge"))
+    root = request.scope.get("root_path", "")
+    return RedirectResponse(f"{root}/dead-letters?purged={dropped}", status_code=303)
 
 
 def routes() -> list[Route]:
@@ -125,6 +161,8 @@ def routes() -> list[Route]:
     return [
         Route("/api/dead-letters", list_letters, methods=["GET"]),
         Route("/api/dead-letters/requeue", requeue_letters, methods=["POST"]),
+        Route("/api/dead-letters/purge", purge_letters, methods=["POST"]),
         Route("/dead-letters", page, methods=["GET"]),
         Route("/dead-letters/requeue", requeue_form, methods=["POST"]),
+        Route("/dead-letters/purge", purge_form, methods=["POST"]),
     ]

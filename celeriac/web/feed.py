@@ -21,9 +21,10 @@ from typing import Any
 from celeriac.events.state import State
 from celeriac.retry import Backoff
 from celeriac.web.charts import Series
-from celeriac.web.history import History
+from celeriac.web.history import STORE_ERRORS, History
 from celeriac.web.inspections import Inspections
 from celeriac.web.masking import Masker
+from celeriac.web.rates import QueueRates
 from celeriac.web.tally import Tally
 
 __all__ = ["Feed"]
@@ -61,6 +62,8 @@ class Feed:
         """The state's tasks counted by name and state."""
         self.series = Series()
         """Tasks finished per minute over the last hour, for the overview's charts."""
+        self.rates = QueueRates()
+        """Messages in and out of each queue per second, for the queues page."""
         self.on_event = on_event
         self.connected = False
         """Whether the receiver is subscribed to the event exchange now."""
@@ -71,13 +74,16 @@ class Feed:
         """Apply one event to the state and the metrics, and pass it to the subscribers."""
         self.masker.event(event)
         self.tally.take(self.state, event)
+        self.rates.observe(event, self.state)
         uuid = event.get("uuid")
         if event.get("type") in _FINISHED and isinstance(uuid, str):
             task = self.state.tasks.get(uuid)
             if task is not None:
                 self.series.add_task(task)
-        if self.history is not None and isinstance(uuid, str) and uuid in self.state.tasks:
-            self.history.changed(uuid)
+        if self.history is not None and isinstance(uuid, str):
+            changed = self.state.tasks.get(uuid)
+            if changed is not None:
+                self.history.changed(changed)
         kind = str(event.get("type", ""))
         if self.inspections is not None and kind.startswith("worker-"):
             if kind == "worker-online":  # perhaps restarted: its settings may be new
@@ -117,6 +123,15 @@ class Feed:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.history is not None and self.history.pending():
+            # Stopped before its history's writer started (or without one): keep the news.
+            try:
+                await self.history.flush(self.state)
+            except STORE_ERRORS as exc:
+                history = self.history
+                logger.warning("the dashboard could not write its history %s: %s", history, exc)
+            finally:
+                await self.history.close()
 
     async def _run(self) -> None:
         if self.history is None:
@@ -128,7 +143,7 @@ class Feed:
         except Exception as exc:  # a broken file must not keep the dashboard from the events
             logger.warning("the dashboard could not read its history %s: %s", self.history, exc)
         else:
-            logger.info("the dashboard loaded %d tasks from %s", loaded, self.history.path)
+            logger.info("the dashboard loaded %d tasks from %s", loaded, self.history)
         keeper = asyncio.create_task(self.history.run(self.state), name="celeriac-web-history")
         try:
             await self._receive()

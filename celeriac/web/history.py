@@ -1,14 +1,18 @@
-"""Task history that survives a restart: the dashboard's tasks kept in a SQLite file.
+"""Task history that survives a restart, and the task list's filters over all of it.
 
-The feed's :class:`~celeriac.events.state.State` holds the newest ``max_tasks`` in memory and
-answers the pages and the API. A :class:`History` writes each task that events changed to
-a SQLite file once a second (one transaction a batch, on the file's own thread, so the
-event loop never waits on the disk), and when the dashboard starts it loads the newest
-``max_tasks`` back (by the time of their latest event): yesterday's failures, their
-tracebacks and the overview's counts are there after a restart. A task older than what
-memory holds is still found by id (``/api/task/info``, the task page) from the file.
-Rows go when they are older than ``max_age`` seconds (since their latest event) or beyond
-the newest ``max_rows``, checked once a minute.
+The feed's :class:`~celeriac.events.state.State` holds the newest ``max_tasks`` in memory.
+A :class:`History` writes each task that events changed to a :class:`HistoryStore` once a
+second (one transaction a batch; the store encodes and writes off the event loop), and
+when the dashboard starts it loads the newest ``max_tasks`` back (by the time of their
+latest event): yesterday's failures, their tracebacks and the overview's counts are there
+after a restart. A task older than what memory holds is still found by id, and a filtered
+task list (:meth:`History.select`) is answered from the store, merged with the tasks
+changed since the last flush. Rows go when they are older than ``max_age`` seconds (since
+their latest event) or beyond the newest ``max_rows``, checked once a minute.
+
+Stores: a SQLite file of the dashboard's own (:mod:`celeriac.web.history_sqlite`, the
+default), or the app's SQL result database, PostgreSQL (:mod:`celeriac.web.history_sql`)
+or SQLite (a table in the backend's file): :func:`open_history` picks.
 """
 
 from __future__ import annotations
@@ -20,15 +24,35 @@ import logging
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
-from celeriac.engines.sqlite.connection import SQLiteFile, write_transaction
+from celeriac.engines import scheme_of, unprefixed
 from celeriac.events.state import State, Task, Worker
+from celeriac.exceptions import ImproperlyConfigured
 from celeriac.web.charts import Series
-from celeriac.web.records import TASK_FIELDS, task_record
+from celeriac.web.records import TASK_FIELDS, TaskQuery, task_record
 from celeriac.web.tally import Tally
 
-__all__ = ["DEFAULT_MAX_AGE", "DEFAULT_MAX_ROWS", "History", "restore_task"]
+try:
+    import orjson
+except ImportError:  # pragma: no cover - exercised only without the speedups extra
+    orjson = None  # type: ignore[assignment]
+
+__all__ = [
+    "DEFAULT_MAX_AGE",
+    "DEFAULT_MAX_ROWS",
+    "MAX_PENDING",
+    "TABLE",
+    "History",
+    "STORE_ERRORS",
+    "HistoryStore",
+    "Row",
+    "open_history",
+    "decode_record",
+    "encode_record",
+    "restore_task",
+    "task_row",
+]
 
 logger = logging.getLogger("celeriac.web")
 
@@ -41,17 +65,61 @@ DEFAULT_MAX_ROWS = 1_000_000
 PRUNE_EVERY = 60.0
 """Seconds between two passes of the retention rules."""
 
-_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS dashboard_tasks ("
-    " uuid TEXT PRIMARY KEY, name TEXT, state TEXT, worker TEXT,"
-    " updated REAL NOT NULL, record TEXT NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS dashboard_tasks_updated ON dashboard_tasks (updated)",
-)
+MAX_PENDING = 100_000
+"""Changed tasks kept for the next flush while the store fails; beyond, the oldest go."""
+
+TABLE = "celeriac_dashboard_tasks"
+"""The history's table in a result database (the dashboard's own file keeps its old name)."""
 
 # What a stored record gives back to a Task: its fields but those derived from others.
 _RESTORED = frozenset(TASK_FIELDS) - {"uuid", "worker", "root", "parent", "children"}
+_STORED = tuple(key for key in TASK_FIELDS if key not in ("worker", "root", "parent", "children"))
 
-_Row = tuple[str, str | None, str, str | None, float, dict[str, Any]]
+
+class Row(NamedTuple):
+    """One task as a store keeps it: the columns it filters on and the whole record."""
+
+    uuid: str
+    name: str | None
+    state: str
+    worker: str | None
+    updated: float
+    """The time of its latest event: orders the tasks as the state does, and ages them."""
+    received: float | None
+    started: float | None
+    haystack: str
+    """What ``search`` looks in: id, name, args, kwargs, result, exception, lowercased."""
+    record: dict[str, Any]
+
+
+class HistoryStore(Protocol):
+    """Where a :class:`History` keeps its rows; every call may run off the event loop."""
+
+    async def write(self, rows: list[Row]) -> None:
+        """Insert or replace ``rows``, in one transaction."""
+
+    async def newest(self, limit: int) -> list[dict[str, Any]]:
+        """The records of the ``limit`` most recently updated tasks, newest first."""
+
+    async def finished_since(self, oldest: float) -> list[tuple[str, Any, Any]]:
+        """(state, finished at, runtime) of the tasks done since ``oldest``."""
+
+    async def find(self, uuid: str) -> dict[str, Any] | None:
+        """The record of task ``uuid``, or None."""
+
+    async def select(self, query: TaskQuery, count: int) -> list[tuple[str, Any]]:
+        """(uuid, sort key) of the rows ``query`` filters, sorted, from the first to the
+        ``count``-th (``query.offset`` is the caller's: it merges before paging); the key
+        is ``updated`` without ``sort_by``, else that column."""
+
+    async def records(self, uuids: list[str]) -> dict[str, dict[str, Any]]:
+        """The records of the tasks ``uuids`` that the store holds, by id."""
+
+    async def prune(self, oldest: float, max_rows: int) -> int:
+        """Delete the rows updated before ``oldest`` and beyond the newest ``max_rows``."""
+
+    async def close(self) -> None:
+        """Let go of the connection (a later call opens it again)."""
 
 
 def restore_task(record: dict[str, Any]) -> Task:
@@ -66,11 +134,11 @@ def restore_task(record: dict[str, Any]) -> Task:
 
 
 class History:
-    """The dashboard's tasks in the SQLite file at ``path``."""
+    """The dashboard's tasks in ``store`` (a path: a SQLite file of its own)."""
 
     def __init__(
         self,
-        path: str | Path,
+        store: str | Path | HistoryStore,
         *,
         max_age: float = DEFAULT_MAX_AGE,
         max_rows: int = DEFAULT_MAX_ROWS,
@@ -78,25 +146,39 @@ class History:
     ) -> None:
         if max_age <= 0 or max_rows < 1:
             raise ValueError("the history needs a positive max_age and max_rows")
-        self.path = Path(path)
+        if isinstance(store, str | Path):
+            from celeriac.web.history_sqlite import SQLiteHistory  # noqa: PLC0415 (a cycle)
+
+            store = SQLiteHistory(store)
+        self.store: HistoryStore = store
         self.max_age = max_age
         self.max_rows = max_rows
         self.interval = interval
-        self._file = SQLiteFile(
-            self.path, busy_timeout=5.0, schema=_SCHEMA, what="dashboard history"
-        )
-        self._changed: set[str] = set()
+        self._changed: dict[str, Task] = {}
+        self._writing: dict[str, Task] = {}
+        # Kept by object, not by id: memory may drop a task before the next flush.
 
     def __repr__(self) -> str:
-        return f"<History {self.path}>"
+        return f"<History {self.store!r}>"
 
-    def changed(self, uuid: str) -> None:
-        """Note that an event changed task ``uuid``: it is written at the next flush."""
-        self._changed.add(uuid)
+    @property
+    def path(self) -> Path | None:
+        """The SQLite file, when the history is kept in one (else None)."""
+        path = getattr(self.store, "path", None)
+        return path if isinstance(path, Path) else None
+
+    def changed(self, task: Task) -> None:
+        """Note that an event changed ``task``: it is written at the next flush."""
+        if task.uuid is not None:
+            self._changed[task.uuid] = task
+
+    def pending(self) -> dict[str, Task]:
+        """The tasks changed since the store last committed them (by id)."""
+        return {**self._writing, **self._changed}
 
     async def load(self, state: State, tally: Tally) -> int:
         """Put the newest tasks (as many as ``state`` holds) into ``state``; how many."""
-        records = await self._file.call(_newest, state.max_tasks_in_memory)
+        records = await self.store.newest(state.max_tasks_in_memory)
         for record in reversed(records):  # oldest first: the state keeps the newest last
             task = restore_task(record)
             if task.uuid is not None and task.uuid not in state.tasks:
@@ -107,9 +189,9 @@ class History:
     async def chart(self, series: Series) -> int:
         """Count into ``series`` the tasks that finished within its window; how many.
 
-        Read from the file rather than from memory, which may hold fewer tasks than an
+        Read from the store rather than from memory, which may hold fewer tasks than an
         hour brings."""
-        rows = await self._file.call(_finished_since, time.time() - series.window)
+        rows = await self.store.finished_since(time.time() - series.window)
         for state, when, runtime in rows:
             if isinstance(when, int | float):
                 number = float(runtime) if isinstance(runtime, int | float) else None
@@ -117,31 +199,72 @@ class History:
         return len(rows)
 
     async def find(self, uuid: str) -> dict[str, Any] | None:
-        """The stored record of task ``uuid``, or None."""
-        return await self._file.call(_find, uuid)
+        """The stored record of task ``uuid`` (with its ``timeline``), or None."""
+        found = await self.store.find(uuid)
+        return None if found is None else _expanded(found)
+
+    async def select(self, query: TaskQuery, cap: int) -> list[dict[str, Any]]:
+        """The records ``query`` selects over the whole history (at most ``cap`` without a
+        ``limit``): the store's rows, where the tasks changed since they were written
+        replace them, newest first (or by ``sort_by``), then offset and limit.
+
+        Rows are merged and paged by their ids and sort keys; only the page's records are
+        read and decoded, so a deep ``offset`` costs an index range, not its records."""
+        limit = cap if query.limit is None else query.limit
+        wanted = query.offset + limit
+        fresh = self.pending()  # before the store answers: a flush may commit meanwhile
+        newer = {
+            uuid: task for uuid, task in fresh.items() if query.matches(task)
+        }  # fmt: skip
+        keys = [(uuid, _task_key(task, query.sort_by)) for uuid, task in newer.items()]
+        count = wanted
+        while True:
+            stored = await self.store.select(query, count)
+            kept = [(uuid, key) for uuid, key in stored if uuid not in fresh]
+            if len(kept) >= wanted or len(stored) < count:
+                break
+            count += count - len(kept)  # replaced rows made room: read as many more
+        page = _sorted([*keys, *kept], query.sort_by)[query.offset : wanted]
+        found = await self.store.records([uuid for uuid, _ in page if uuid not in newer])
+        records = []
+        for uuid, _ in page:
+            if uuid in newer:
+                records.append(task_record(newer[uuid]))
+            elif uuid in found:  # (else pruned meanwhile)
+                records.append(_expanded(found[uuid]))
+        return records
 
     async def flush(self, state: State) -> int:
         """Write the tasks changed since the last flush; how many were written."""
+        del state  # the changed tasks are held by object
         if not self._changed:
             return 0
-        uuids, self._changed = self._changed, set()
-        now = time.time()
-        rows: list[_Row] = []
-        for uuid in uuids:
-            task = state.tasks.get(uuid)
-            if task is not None:  # else memory dropped it already: its last write stands
-                rows.append(_row(task, now))
-        if rows:
-            await self._file.call(_upsert, rows)
+        self._writing, self._changed = self._changed, {}
+        try:
+            now = time.time()
+            rows = [task_row(task, now) for task in self._writing.values()]
+            await self.store.write(rows)
+        except BaseException:
+            kept = {**self._writing, **self._changed}  # written at the next one...
+            if len(kept) > MAX_PENDING:  # ...but not without end while the store is away
+                logger.warning(
+                    "the history %s is behind by %d tasks: the oldest %d are not written",
+                    self, len(kept), len(kept) - MAX_PENDING,
+                )  # fmt: skip
+                kept = dict(list(kept.items())[-MAX_PENDING:])
+            self._changed = kept
+            raise
+        finally:
+            self._writing = {}
         return len(rows)
 
     async def prune(self) -> int:
         """Apply the retention rules; how many rows went."""
-        return await self._file.call(_prune, time.time() - self.max_age, self.max_rows)
+        return await self.store.prune(time.time() - self.max_age, self.max_rows)
 
     async def run(self, state: State) -> None:
         """Flush every ``interval`` seconds and prune every minute, until cancelled (then
-        a last flush, and the file is closed)."""
+        a last flush, and the store is closed)."""
         last_prune = 0.0
         try:
             while True:
@@ -151,68 +274,142 @@ class History:
                     if time.monotonic() - last_prune >= PRUNE_EVERY:
                         last_prune = time.monotonic()
                         await self.prune()
-                except (OSError, sqlite3.Error) as exc:
+                except STORE_ERRORS as exc:
                     logger.warning("the dashboard could not write its history %s: %s", self, exc)
         finally:
-            with contextlib.suppress(OSError, sqlite3.Error, RuntimeError):
+            with contextlib.suppress(RuntimeError, *STORE_ERRORS):
                 await asyncio.shield(self.flush(state))
-            await self._file.close()
+            await self.store.close()
 
     async def close(self) -> None:
-        """Close the file (a later call opens it again)."""
-        await self._file.close()
+        """Close the store (a later call opens it again)."""
+        await self.store.close()
 
 
-def _row(task: Task, now: float) -> _Row:
-    """The task's row; ``updated`` is the time of its latest event (else ``now``), which
-    orders the tasks as the state does and ages them for the retention rules."""
-    record = task_record(task)  # a new dict: encoded on the file's thread
-    record["timeline"] = list(task.timeline)
+try:  # what the SQL store raises when its server is away (without the sql extra: none)
+    from sqlalchemy.exc import SQLAlchemyError as _StoreError
+except ImportError:  # pragma: no cover - exercised only without the extra
+
+    class _StoreError(Exception):  # type: ignore[no-redef]
+        """Never raised."""
+
+
+STORE_ERRORS: tuple[type[Exception], ...] = (
+    OSError, sqlite3.Error, _StoreError, ImproperlyConfigured,
+)  # fmt: skip
+"""What a store raises when it cannot answer (a file it cannot open, a server away)."""
+
+
+def task_row(task: Task, now: float) -> Row:
+    """The task's row; ``updated`` is the time of its latest event (else ``now``)."""
+    # Only what is known (most fields are None for most tasks: a third of the record);
+    # "root" and "parent" repeat root_id and parent_id, "children" is always empty.
+    record = {key: value for key in _STORED if (value := getattr(task, key, None)) is not None}
     hostname = task.worker.hostname if task.worker is not None else None
+    if hostname is not None:
+        record["worker"] = hostname
+    record["timeline"] = list(task.timeline)  # a copy: encoded off the event loop
     updated = task.timestamp if isinstance(task.timestamp, int | float) else now
-    return (str(task.uuid), task.name, task.state, hostname, float(updated), record)
+    found = [task.uuid, task.name, task.args, task.kwargs, task.result, task.exception]
+    haystack = "\n".join([str(value) for value in found if value is not None]).lower()
+    return Row(
+        str(task.uuid), task.name, str(task.state), hostname, float(updated),
+        _moment(task.received), _moment(task.started), haystack, record,
+    )  # fmt: skip
 
 
-def _upsert(conn: sqlite3.Connection, rows: list[_Row]) -> None:
-    encoded = [(*row[:5], json.dumps(row[5], default=repr)) for row in rows]
-    with write_transaction(conn):
-        conn.executemany(
-            "INSERT INTO dashboard_tasks (uuid, name, state, worker, updated, record)"
-            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (uuid) DO UPDATE SET name = excluded.name,"
-            " state = excluded.state, worker = excluded.worker, updated = excluded.updated,"
-            " record = excluded.record",
-            encoded,
+def encode_record(record: dict[str, Any]) -> str:
+    """A record's JSON text (orjson's when installed: three times faster; what cannot be
+    JSON is written as its repr)."""
+    if orjson is not None:
+        with contextlib.suppress(TypeError):
+            return orjson.dumps(record, default=repr).decode()
+    return json.dumps(record, default=repr)
+
+
+def decode_record(text: str) -> dict[str, Any]:
+    """The record ``text`` holds."""
+    record: dict[str, Any] = orjson.loads(text) if orjson is not None else json.loads(text)
+    return record
+
+
+def _expanded(record: dict[str, Any]) -> dict[str, Any]:
+    """A stored record in Flower's shape again: every field, None where unknown."""
+    full = {key: record.get(key) for key in TASK_FIELDS}
+    full["root"], full["parent"], full["children"] = full["root_id"], full["parent_id"], []
+    full["timeline"] = record.get("timeline") or []
+    return full
+
+
+def _moment(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _task_key(task: Task, sort_by: str | None) -> Any:
+    """What a task in memory sorts by, as its row would."""
+    if sort_by is None:
+        return task.timestamp if isinstance(task.timestamp, int | float) else time.time()
+    return getattr(task, sort_by.lstrip("-"), None)
+
+
+def _sorted(keyed: list[tuple[str, Any]], sort_by: str | None) -> list[tuple[str, Any]]:
+    """Newest first, or by ``sort_by`` as the stores sort (missing values last, and
+    ``-`` reverses the whole order, as the in-memory list does)."""
+    if sort_by is None:
+        return sorted(keyed, key=lambda item: _number(item[1]), reverse=True)
+
+    def value(item: tuple[str, Any]) -> tuple[bool, Any]:
+        return (item[1] is None, item[1] if item[1] is not None else 0)
+
+    return sorted(keyed, key=value, reverse=sort_by.startswith("-"))
+
+
+def _number(value: Any) -> float:
+    return float(value) if isinstance(value, int | float) else 0.0
+
+
+def open_history(
+    app: Any,
+    path: str | Path | None = None,
+    *,
+    max_age: float = DEFAULT_MAX_AGE,
+    max_rows: int = DEFAULT_MAX_ROWS,
+    default: str | Path = "celeriac-dashboard.sqlite",
+) -> History:
+    """The history of ``app``'s dashboard: in the SQLite file ``path`` when one is named;
+    else in the app's result database when it is a SQL one (a PostgreSQL ``db+postgresql://``
+    or a SQLite ``sqlite:///file`` backend); else in the file ``default``."""
+    store: HistoryStore | str | Path = path if path is not None else default
+    url = app.result_backend_url if path is None else None
+    if url is not None:
+        store = _result_database(app, url) or store
+    return History(store, max_age=max_age, max_rows=max_rows)
+
+
+def _result_database(app: Any, url: str) -> HistoryStore | None:
+    """A store in the result database at ``url``, or None when it is not a SQL one."""
+    try:
+        scheme = scheme_of(unprefixed(url))
+    except ImproperlyConfigured:
+        return None
+    if scheme in ("postgresql", "postgres", "postgresql+psycopg"):
+        from celeriac.engines.options import backend_options  # noqa: PLC0415
+        from celeriac.web.history_sql import SQLHistory  # noqa: PLC0415 (needs the sql extra)
+
+        return SQLHistory(url, backend_options(app.conf, url, app.broker_url))
+    if scheme == "sqlite":
+        from celeriac.engines.sqlite.connection import sqlite_path  # noqa: PLC0415
+        from celeriac.web.history_sqlite import SQLiteHistory  # noqa: PLC0415
+
+        try:
+            path = sqlite_path(unprefixed(url))
+        except ImproperlyConfigured:
+            return None
+        return SQLiteHistory(path, table=TABLE)
+    if scheme.startswith(("mysql", "mariadb", "oracle", "mssql")):
+        logger.warning(
+            "the dashboard keeps its history in a SQLite file: celeriac's SQL result backend"
+            " runs on PostgreSQL only, not %s",
+            scheme,
         )
-
-
-def _newest(conn: sqlite3.Connection, limit: int) -> list[dict[str, Any]]:
-    found = conn.execute(
-        "SELECT record FROM dashboard_tasks ORDER BY updated DESC LIMIT ?", (limit,)
-    )
-    return [json.loads(text) for (text,) in found]
-
-
-def _finished_since(conn: sqlite3.Connection, oldest: float) -> list[tuple[str, Any, Any]]:
-    found = conn.execute(
-        "SELECT state, json_extract(record, CASE state WHEN 'SUCCESS' THEN '$.succeeded'"
-        " ELSE '$.failed' END), json_extract(record, '$.runtime') FROM dashboard_tasks"
-        " WHERE updated >= ? AND state IN ('SUCCESS', 'FAILURE')",
-        (oldest,),
-    )
-    return [(str(state), when, runtime) for state, when, runtime in found]
-
-
-def _find(conn: sqlite3.Connection, uuid: str) -> dict[str, Any] | None:
-    row = conn.execute("SELECT record FROM dashboard_tasks WHERE uuid = ?", (uuid,)).fetchone()
-    return None if row is None else dict(json.loads(row[0]))
-
-
-def _prune(conn: sqlite3.Connection, oldest: float, max_rows: int) -> int:
-    with write_transaction(conn):
-        gone = conn.execute("DELETE FROM dashboard_tasks WHERE updated < ?", (oldest,)).rowcount
-        gone += conn.execute(
-            "DELETE FROM dashboard_tasks WHERE uuid IN (SELECT uuid FROM dashboard_tasks"
-            " ORDER BY updated DESC LIMIT -1 OFFSET ?)",
-            (max_rows,),
-        ).rowcount
-    return int(gone)
+    return None

@@ -15,9 +15,12 @@ share counters). What it counts, from the events it receives since it started:
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from celeriac.events.state import TASK_EVENT_TO_STATE, State
@@ -32,13 +35,8 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.events = Counter(
-            "celeriac_events", "Events received, by type.", ["type"], registry=self.registry
-        )
-        self.tasks = Counter(
-            "celeriac_tasks", "Task state changes seen, by task name and state.",
-            ["name", "state"], registry=self.registry,
-        )  # fmt: skip
+        self.counts = _Counts()
+        self.registry.register(self.counts)
         self.runtime = Histogram(
             "celeriac_task_runtime_seconds", "Run time of finished tasks, by task name.",
             ["name"], buckets=RUNTIME_BUCKETS, registry=self.registry,
@@ -46,6 +44,14 @@ class Metrics:
         self.workers_up = Gauge(
             "celeriac_workers_up", "Workers with a recent heartbeat.", registry=self.registry
         )
+        # Each name's histogram, found once: labels() costs more than the rest of an event.
+        self._histograms: dict[str, Any] = {}
+
+    def _runtime(self, name: str) -> Any:
+        histogram = self._histograms.get(name)
+        if histogram is None:
+            histogram = self._histograms[name] = self.runtime.labels(name=name)
+        return histogram
 
     def bind(self, state: State) -> None:
         """Read ``workers_up`` from ``state`` at each scrape."""
@@ -54,17 +60,42 @@ class Metrics:
     def observe(self, event: dict[str, Any], state: State) -> None:
         """Count one event (after ``state`` took it, so a task's name is known)."""
         type = str(event.get("type", ""))
-        self.events.labels(type=type).inc()
+        self.counts.events[type] += 1
         group, _, subject = type.partition("-")
         if group != "task" or subject not in TASK_EVENT_TO_STATE:
             return
         task = state.tasks.get(str(event.get("uuid")))
         name = (task.name if task is not None else None) or "unknown"
-        self.tasks.labels(name=name, state=TASK_EVENT_TO_STATE[subject]).inc()
+        self.counts.tasks[(name, TASK_EVENT_TO_STATE[subject])] += 1
         runtime = event.get("runtime")
         if subject in ("succeeded", "failed") and isinstance(runtime, int | float):
-            self.runtime.labels(name=name).observe(float(runtime))
+            self._runtime(name).observe(float(runtime))
 
     def render(self) -> bytes:
         """The text exposition of every metric."""
         return bytes(generate_latest(self.registry))
+
+
+class _Counts:
+    """The event and task counters as plain counts, read at each scrape (a prometheus
+    ``Counter`` takes a lock and three calls an increment, at every event)."""
+
+    def __init__(self) -> None:
+        self.events: Counter[str] = Counter()
+        self.tasks: Counter[tuple[str, str]] = Counter()
+
+    def collect(self) -> Iterator[Metric]:
+        """``celeriac_events_total`` and ``celeriac_tasks_total``."""
+        events = CounterMetricFamily(
+            "celeriac_events", "Events received, by type.", labels=["type"]
+        )
+        for type, count in list(self.events.items()):
+            events.add_metric([type], count)
+        yield events
+        tasks = CounterMetricFamily(
+            "celeriac_tasks", "Task state changes seen, by task name and state.",
+            labels=["name", "state"],
+        )  # fmt: skip
+        for (name, state), count in list(self.tasks.items()):
+            tasks.add_metric([name, state], count)
+        yield tasks

@@ -173,6 +173,19 @@ _PATHS: dict[str, Any] = {
                       "400": _error("neither ids nor all"), "413": _error("body over 1 MiB"),
                       "503": _error("the broker did not answer")},
     }},
+    "/api/dead-letters/purge": {"post": {
+        "summary": "Delete dead letters for good",
+        "requestBody": {"required": True, "content": {"application/json": {
+            "schema": {"$ref": "#/components/schemas/Requeue"}}}},
+        "responses": {"200": _json("how many were deleted", "Purged"), **_ACTION_ERRORS,
+                      "400": _error("neither ids nor all"), "413": _error("body over 1 MiB"),
+                      "503": _error("the broker did not answer")},
+    }},
+    "/api/queues": {"get": {
+        "summary": "Each queue's depth, consumers, and messages in and out per second",
+        "responses": {"200": _json("the queues", "Queues"), **_AUTH,
+                      "503": _error("the broker did not answer")},
+    }},
     "/api/queues/length": {"get": {
         "summary": "Messages waiting in each queue the workers consume (Flower's)",
         "responses": {"200": _json("the queues", "QueueLengths"), **_AUTH,
@@ -276,6 +289,14 @@ _SCHEMAS: dict[str, Any] = {
         "active_queues": {"type": "array", "items": {"type": "object", "required": [
             "name", "messages"], "properties": {
             "name": {"type": "string"}, "messages": {"type": "integer"}}}}}},
+    "Queues": {"type": "array", "items": {"type": "object", "required": [
+        "name", "messages", "consumers", "rate_in", "rate_in_source", "rate_out",
+        "rate_out_source"], "properties": {
+        "name": {"type": "string"}, "messages": {"type": "integer"},
+        "consumers": {"type": "array", "items": {"type": "string"}},
+        "rate_in": _NULLABLE_NUMBER, "rate_out": _NULLABLE_NUMBER,
+        "rate_in_source": {"enum": ["events", "depth", None]},
+        "rate_out_source": {"enum": ["events", "depth", None]}}}},
     "Schedules": {"type": "object", "required": ["holder", "entries"], "properties": {
         "holder": _NULLABLE_STRING, "entries": {"type": "array", "items": {
             "type": "object", "required": ["name", "task", "next_run"], "properties": {
@@ -295,6 +316,8 @@ _SCHEMAS: dict[str, Any] = {
         "all": {"type": "boolean"}}},
     "Requeued": {"type": "object", "required": ["requeued"], "properties": {
         "requeued": {"type": "integer"}}},
+    "Purged": {"type": "object", "required": ["purged"], "properties": {
+        "purged": {"type": "integer"}}},
     "Series": {"type": "object", "required": ["interval", "points"], "properties": {
         "interval": {"type": "number"}, "points": {"type": "array", "items": {
             "type": "object", "required": ["start", "succeeded", "failed"], "properties": {

@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from celeriac.web.api import ApiError, dashboard_of
+from celeriac.web.api import ApiError, dashboard_of, find_tasks
 from celeriac.web.charts import Point, line_chart
 from celeriac.web.history import restore_task
 from celeriac.web.records import BadQuery, TaskQuery, select_tasks
@@ -130,17 +130,20 @@ async def workers(request: Request) -> Response:
 
 
 async def tasks(request: Request) -> Response:
-    """The task list, searched by id/name/args (``search``), ``state`` and ``taskname``."""
-    state = dashboard_of(request).feed.state
+    """The task list, searched by id/name/args (``search``), ``state`` and ``taskname``:
+    with a filter and a history, over the whole history."""
+    feed = dashboard_of(request).feed
     params = {**request.query_params, "limit": str(PAGE_SIZE)}
     try:
         query = TaskQuery.from_params(params)
     except BadQuery as exc:
         raise ApiError(400, str(exc)) from None
+    if feed.history is not None and query.filtered:  # over the whole history
+        shown = [restore_task(record) for record in await find_tasks(feed, query)]
+    else:
+        shown = select_tasks(feed.state, query)
     return render(
-        request, "tasks", "tasks",
-        tasks=select_tasks(state, query), query=query,
-        names=state.task_types(),
+        request, "tasks", "tasks", tasks=shown, query=query, names=feed.state.task_types(),
     )  # fmt: skip
 
 

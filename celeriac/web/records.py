@@ -88,6 +88,19 @@ class TaskQuery:
     search: str | None = None
     received_start: float | None = None
     received_end: float | None = None
+    started_start: float | None = None
+    started_end: float | None = None
+
+    @property
+    def filtered(self) -> bool:
+        """Whether any filter is set (``limit``, ``offset`` and ``sort_by`` are not filters)."""
+        return any(
+            value is not None
+            for value in (
+                self.state, self.workername, self.taskname, self.search, self.received_start,
+                self.received_end, self.started_start, self.started_end,
+            )
+        )  # fmt: skip
 
     @classmethod
     def from_params(cls, params: Any) -> TaskQuery:
@@ -113,6 +126,8 @@ class TaskQuery:
             search=text("search"),
             received_start=_moment(params, "received_start"),
             received_end=_moment(params, "received_end"),
+            started_start=_moment(params, "started_start"),
+            started_end=_moment(params, "started_end"),
         )
 
     def matches(self, task: Task) -> bool:
@@ -124,23 +139,26 @@ class TaskQuery:
         worker = task.worker.hostname if task.worker is not None else None
         if self.workername is not None and worker != self.workername:
             return False
-        if not self._received_within(task.received):
+        if not _within(task.received, self.received_start, self.received_end):
+            return False
+        if not _within(task.started, self.started_start, self.started_end):
             return False
         return self.search is None or self._found(task)
-
-    def _received_within(self, received: float | None) -> bool:
-        if self.received_start is None and self.received_end is None:
-            return True
-        if received is None:
-            return False
-        after = self.received_start is None or received > self.received_start
-        return after and (self.received_end is None or received < self.received_end)
 
     def _found(self, task: Task) -> bool:
         """``search``: a piece of the id, the name, or the text of args/kwargs/result."""
         needle = str(self.search).lower()
         haystack = (task.uuid, task.name, task.args, task.kwargs, task.result, task.exception)
         return any(needle in str(value).lower() for value in haystack if value is not None)
+
+
+def _within(moment: float | None, start: float | None, end: float | None) -> bool:
+    """Whether ``moment`` is after ``start`` and before ``end`` (each None: no bound)."""
+    if start is None and end is None:
+        return True
+    if moment is None:
+        return False
+    return (start is None or moment > start) and (end is None or moment < end)
 
 
 def _count(params: Any, key: str) -> int | None:
@@ -158,7 +176,8 @@ def _count(params: Any, key: str) -> int | None:
 
 
 DATE_FILTER_FORMAT = "%Y-%m-%d %H:%M"
-"""How ``received_start`` and ``received_end`` are written (Flower's format, local time)."""
+"""How ``received_start``, ``received_end``, ``started_start`` and ``started_end`` are
+written (Flower's format, local time)."""
 
 
 def _moment(params: Any, key: str) -> float | None:

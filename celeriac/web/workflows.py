@@ -1,10 +1,12 @@
-"""Workflows in the dashboard: the tasks of one chain, group or chord, as a tree.
+"""Workflows in the dashboard: the tasks of one chain, group or chord, as a graph and a tree.
 
 Every task of a workflow carries its root's id (``root_id``) and the id of the task that
 sent it (``parent_id``) in its events. ``/workflow/<root id>`` draws the tasks the
 dashboard holds for that root as a tree by parent, each with its state; a chain reads
 down the tree, a group's members are siblings, a chord's callback hangs under the task
-that completed it. ``GET /api/workflow/<root id>`` gives the same nodes as JSON.
+that completed it. Above the tree, the page draws the same tasks as a graph by depth
+(:mod:`celeriac.web.graph`: boxes coloured by state, parent to child edges, a chord's header
+joining its body). ``GET /api/workflow/<root id>`` gives the nodes as JSON.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from starlette.routing import Route
 
 from celeriac.events.state import State, Task
 from celeriac.web.api import ApiError, dashboard_of, json_response
+from celeriac.web.graph import graph_svg, layout
 from celeriac.web.pages import render
 
 __all__ = ["Node", "workflow_of", "routes"]
@@ -74,9 +77,10 @@ async def workflow_api(request: Request) -> Response:
 
 
 async def page(request: Request) -> Response:
-    """The workflow's tasks as a tree with their states."""
+    """The workflow's tasks as a graph and a tree, with their states."""
     root_id, found = _nodes(request)
-    return render(request, "workflow", "tasks", root_id=root_id, trees=found)
+    graph = graph_svg(layout(found), request.scope.get("root_path", ""))
+    return render(request, "workflow", "tasks", root_id=root_id, trees=found, graph=graph)
 
 
 def routes() -> list[Route]:

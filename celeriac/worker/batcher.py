@@ -4,7 +4,8 @@ Items put during one turn of the event loop are flushed together in the next:
 when idle, an item waits for at most one loop turn, so latency does not suffer.
 Under load a ``linger`` hint may hold a flush a little longer: a prefork worker
 finishes its tasks one loop turn apart, and without lingering would send one
-round trip per task instead of one per many.
+round trip per task instead of one per many. When the hint says nothing else is on
+its way (:data:`NOW`), the flush starts at once, without waiting for that turn.
 """
 
 from __future__ import annotations
@@ -14,17 +15,21 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
-__all__ = ["Batcher"]
+__all__ = ["NOW", "Batcher"]
 
 T = TypeVar("T")
 logger = logging.getLogger("celeriac.worker")
+
+NOW = -1.0
+"""What ``linger`` returns when nothing else is on its way: flush at once, without waiting
+for the rest of the loop turn (a lone task's result)."""
 
 
 class Batcher(Generic[T]):
     """Collects items and calls ``flush(items)`` once per batch, in order.
 
     ``linger(items)``, if given, is asked before each flush how many seconds to wait
-    for more items (0: flush at the next loop turn).
+    for more items (0: flush at the next loop turn; :data:`NOW`: flush at once).
     """
 
     def __init__(
@@ -74,10 +79,11 @@ class Batcher(Generic[T]):
     async def _run(self) -> None:
         try:
             while self._items:
-                await asyncio.sleep(0)  # let the rest of this loop turn add to the batch
-                pause = self._linger(self._items) if self._linger is not None else 0.0
-                if pause > 0 and len(self._items) < self._max_size:
-                    await asyncio.sleep(pause)  # more items are on their way: wait for them
+                if self._pause() != NOW:
+                    await asyncio.sleep(0)  # let the rest of this loop turn add to the batch
+                    pause = self._pause()
+                    if pause > 0 and len(self._items) < self._max_size:
+                        await asyncio.sleep(pause)  # more items are on their way: wait
                 items, waiters = self._items[: self._max_size], self._waiters[: self._max_size]
                 del self._items[: len(items)], self._waiters[: len(waiters)]
                 try:
@@ -92,6 +98,9 @@ class Batcher(Generic[T]):
                 self._start()
             else:
                 self._idle.set()
+
+    def _pause(self) -> float:
+        return self._linger(self._items) if self._linger is not None else 0.0
 
     async def drain(self) -> None:
         """Wait until everything queued so far is flushed."""

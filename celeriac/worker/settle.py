@@ -31,7 +31,7 @@ from celeriac.backends.base import Meta, ReplySender, ResultBackend
 from celeriac.exceptions import SerializationError
 from celeriac.protocol.results import make_meta
 from celeriac.transport import Delivery, LeaseHolder, Transport
-from celeriac.worker.batcher import Batcher
+from celeriac.worker.batcher import NOW, Batcher
 
 __all__ = ["LINGER", "Document", "Settler"]
 
@@ -51,7 +51,8 @@ class Settler:
     """The worker's one batch of result documents and acks (see the module docstring).
 
     ``busy()`` says whether tasks are running: only then does a flush linger, since
-    more items are on their way; an idle worker's result goes out at once.
+    more items are on their way; an idle worker's result goes out at once, without
+    even waiting for the rest of the loop turn.
     ``progressed()`` is called when a batch leaves the queue and again once it is written
     (the consumer may be waiting for the queue of writes to shrink).
     """
@@ -100,10 +101,12 @@ class Settler:
 
     # flushing ---------------------------------------------------------------------------
     def _linger(self, items: Sequence[Item]) -> float:
-        # A batch of only STARTED/progress documents goes out at once: holding it would
-        # make the task's final result queue behind it.
+        # Nothing else running: nothing else will join this batch, so it goes out at once
+        # (a lone task's result must not wait for a loop turn, let alone the linger).
         if not self._busy():
-            return 0.0
+            return NOW
+        # A batch of only STARTED/progress documents goes out at the next turn: holding
+        # it would make the task's final result queue behind it.
         for document, delivery, _ in items:
             if delivery is not None or (
                 document is not None and document[1]["status"] in states.READY_STATES

@@ -89,6 +89,19 @@ async def test_store_is_setex_plus_publish_on_celery_key(
     assert message is not None and json.loads(message["data"])["task_id"] == tid
 
 
+async def test_store_loads_its_script_when_the_server_does_not_know_it(
+    make_backend: BackendFactory, raw: aioredis.Redis, prefix: str
+) -> None:
+    """The store script goes out as a bare EVALSHA; a NOSCRIPT reply (a restarted server)
+    loads the script and stores anyway."""
+    backend = await make_backend(expires=3600)
+    assert isinstance(backend, RedisBackend) and backend._store_script is not None
+    backend._store_script.sha = "0" * 40  # type: ignore[attr-defined]  # unknown to Redis
+    tid = _tid()
+    await backend.store([(tid, make_meta(tid))])
+    assert json.loads(await raw.get(f"{prefix}celery-task-meta-{tid}"))["status"] == "SUCCESS"
+
+
 async def test_no_expiry_uses_plain_set(
     make_backend: BackendFactory, raw: aioredis.Redis, prefix: str
 ) -> None:

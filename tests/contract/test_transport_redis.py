@@ -19,7 +19,13 @@ import redis.asyncio as aioredis
 from celeriac.engines.redis.broker import RedisTransport
 from celeriac.protocol import kombu
 from celeriac.protocol.envelope import Envelope
-from celeriac.testing.contract.transport import MakeTransport, TransportContract, out, qname
+from celeriac.testing.contract.transport import (
+    MakeTransport,
+    TransportContract,
+    bodies,
+    out,
+    qname,
+)
 from celeriac.transport.base import Outgoing, QueueSpec, Transport
 from tests.services import REDIS_URL, unavailable
 from tests.vectors import load_vector
@@ -280,6 +286,69 @@ async def test_lost_fetch_reply_is_reconciled(make_redis: MakeTransport) -> None
     await t.leases.reconcile()
     again = await other.fetch([q], limit=1, timeout=WAIT)
     assert [d.envelope.body for d in again] == [b"x"] and again[0].redelivered
+
+
+def _record_blocks(t: RedisTransport) -> list[float]:
+    """The ``block`` of every fetch step ``t`` takes from now on (0: a plain fetch)."""
+    blocks: list[float] = []
+    step = t._fetch_once
+
+    async def recording(queues: Any, limit: int, block: float) -> Any:
+        blocks.append(block)
+        return await step(queues, limit, block)
+
+    t._fetch_once = recording  # type: ignore[method-assign]
+    return blocks
+
+
+async def test_a_fetch_after_a_short_one_waits_for_a_token_at_once(
+    make_redis: MakeTransport,
+) -> None:
+    """After a fetch that emptied the queue, the next one sends BLPOP + FETCH first: no
+    round trip on a fetch that would find nothing (the one-task-at-a-time round trip)."""
+    t = await make_redis()
+    assert isinstance(t, RedisTransport)
+    q = qname("drained")
+    await t.publish([out(q, b"a")])
+    assert bodies(await t.fetch([q], limit=5, timeout=WAIT)) == [b"a"]
+    blocks = _record_blocks(t)
+    waiter = asyncio.create_task(t.fetch([q], limit=5, timeout=WAIT))
+    await asyncio.sleep(0.05)
+    await t.publish([out(q, b"b")])  # its wake-up token ends the BLPOP
+    assert bodies(await waiter) == [b"b"]
+    assert len(blocks) == 1 and blocks[0] > 0
+
+
+async def test_a_fetch_after_a_full_one_looks_first(make_redis: MakeTransport) -> None:
+    """A fetch that filled its limit may have left messages (a Celery producer's come with
+    no token): the next one fetches before it blocks; so does one on other queues."""
+    t = await make_redis()
+    assert isinstance(t, RedisTransport)
+    q, other = qname("full"), qname("other")
+    await t.publish([out(q, b"a"), out(q, b"b")])
+    assert bodies(await t.fetch([q], limit=1, timeout=WAIT)) == [b"a"]
+    blocks = _record_blocks(t)
+    assert bodies(await t.fetch([q], limit=1, timeout=WAIT)) == [b"b"]
+    assert blocks == [0.0]
+    await t.publish([out(other, b"c")])
+    assert bodies(await t.fetch([q], limit=5, timeout=0.0)) == []  # q drained now
+    blocks.clear()
+    assert bodies(await t.fetch([q, other], limit=5, timeout=WAIT)) == [b"c"]
+    assert blocks == [0.0]
+
+
+async def test_ack_loads_its_script_when_the_server_does_not_know_it(
+    make_redis: MakeTransport, raw: aioredis.Redis, prefix: str
+) -> None:
+    """The ack script goes out as a bare EVALSHA; a NOSCRIPT reply loads it and acks."""
+    t = await make_redis()
+    assert isinstance(t, RedisTransport)
+    q = qname("noscript")
+    await t.publish([out(q, b"a")])
+    got = await t.fetch([q], limit=1, timeout=WAIT)
+    t._scripts["ACK"].sha = "0" * 40  # type: ignore[attr-defined]  # unknown to Redis
+    await t.ack(got)
+    assert await raw.hlen(f"{prefix}unacked") == 0
 
 
 # --- delayed messages ---------------------------------------------------------------------

@@ -36,7 +36,7 @@ DERIVED = {
     GroupResult: {"save", "restore", "delete"},
     Task: {"apply_async"},
     Signature: {"apply_async"},
-    Celery: {"publish", "send_task", "revoke"},
+    Celery: {"publish", "send_task", "send_many", "revoke"},
 }
 
 

@@ -1,10 +1,15 @@
 """The dashboard's pages in headless Chromium (Debian's, driven by Playwright) against a
 worker on Redis, then on RabbitMQ: the overview and task list render, and a task sent while
 the list is open appears there live and reaches SUCCESS, a failure shows its traceback, a
-dead letter is listed and requeued from its button. Screenshots go to the test's tmp dir."""
+dead letter is listed, requeued from its button, then purged (after a confirmation), the
+queues show their rates, and a chord's workflow page draws one box per task with its state.
+Screenshots of every page go to the test's tmp dir, and are copied to
+``$CELERIAC_SCREENSHOTS/<broker>/`` when that is set (CI keeps them as artifacts)."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
 import threading
 import time
@@ -14,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from celeriac import Celery
+from celeriac import Celery, chain, chord
 from celeriac.web import create_app
 from tests import services
 from tests.web.conftest import HOSTNAME
@@ -76,6 +81,7 @@ def test_pages_render_and_a_task_appears_live(
 
     page.goto(server + "/queues")
     page.wait_for_selector(f"#queues >> text={HOSTNAME}")
+    page.wait_for_selector("#queues td.rate-out small.source-events")  # the tasks just run
     page.screenshot(path=str(tmp_path / "queues.png"), full_page=True)
 
     page.goto(server + "/tasks")
@@ -116,9 +122,70 @@ def test_pages_render_and_a_task_appears_live(
     page.screenshot(path=str(tmp_path / "dead-letters.png"), full_page=True)
     row.get_by_role("button", name="Requeue").click()
     page.wait_for_selector("text=Requeued 1 message(s).")
-    assert all((tmp_path / f"{name}.png").stat().st_size > 0
-               for name in ("overview", "overview-charts", "workers", "queues", "tasks",
-                            "task", "failed", "dead-letters"))  # fmt: skip
+    _purge_the_letter_set_aside_again(page, unknown.id, worker)
+    page.screenshot(path=str(tmp_path / "dead-letters-purged.png"), full_page=True)
+
+    _draw_a_chord(page, server, client_app, worker)
+    page.screenshot(path=str(tmp_path / "workflow.png"), full_page=True)
+    shots = ("overview", "overview-charts", "workers", "queues", "tasks", "task", "failed",
+             "dead-letters", "dead-letters-purged", "workflow")  # fmt: skip
+    assert all((tmp_path / f"{name}.png").stat().st_size > 0 for name in shots)
+    keep = os.environ.get("CELERIAC_SCREENSHOTS")
+    if keep:
+        kept = Path(keep) / str(client_app.conf.broker_url).partition(":")[0]
+        kept.mkdir(parents=True, exist_ok=True)
+        for name in shots:
+            shutil.copy(tmp_path / f"{name}.png", kept / f"{name}.png")
+
+
+def _purge_the_letter_set_aside_again(page: Any, task_id: str, worker: Path) -> None:
+    """The requeued task is still unknown to the worker: it is set aside again, and its
+    Purge button deletes it, once the confirmation is accepted (not when it is refused)."""
+    link = f'a[href$="/task/{task_id}"]'
+    deadline = time.monotonic() + 30
+    while not page.query_selector(link):  # the live refresh or a reload shows it again
+        assert time.monotonic() < deadline, worker.read_text()
+        time.sleep(0.3)
+        page.reload()
+    row = page.locator("tr", has=page.locator(link))
+    asked: list[str] = []
+
+    def answer(dialog: Any, accept: bool) -> None:
+        asked.append(dialog.message)
+        dialog.accept() if accept else dialog.dismiss()
+
+    page.once("dialog", lambda dialog: answer(dialog, False))
+    row.get_by_role("button", name="Purge").click()
+    assert asked == ["Delete this dead letter for good?"]
+    assert "purged=" not in page.url and page.query_selector(link)  # refused: nothing sent
+    page.once("dialog", lambda dialog: answer(dialog, True))
+    row.get_by_role("button", name="Purge").click()
+    page.wait_for_selector("text=Deleted 1 message(s) for good.")
+    assert len(asked) == 2 and page.query_selector(link) is None
+
+
+def _draw_a_chord(page: Any, server: str, client_app: Celery, worker: Path) -> None:
+    """A chain into a chord: its workflow page draws a box per task, all SUCCESS, and the
+    header's two tasks joining the body."""
+    add, total = client_app.signature("webw.add"), client_app.signature("webw.total")
+    flow = chain(add.clone((1, 1)), chord([add.clone((10,)), add.clone((20,))], total))
+    result = flow.apply_async()
+    assert result.get(timeout=30) == 34, worker.read_text()
+    top: Any = result
+    while top.parent is not None:  # body <- header group <- first task
+        top = top.parent
+    first = top.id
+    page.goto(f"{server}/workflow/{first}")
+    page.wait_for_selector("#live-status.up")
+    page.wait_for_function(
+        "document.querySelectorAll('svg.workflow g.node[data-state=SUCCESS]').length === 4"
+    )  # the body's events may come after the page was drawn: the live refresh adds it
+    nodes = page.query_selector_all("svg.workflow g.node")
+    assert len(nodes) == 4
+    assert {node.get_attribute("data-id") for node in nodes} >= {first, result.id}
+    assert len(page.query_selector_all("svg.workflow line.edge.join")) == 2
+    states = [text.text_content() for text in page.query_selector_all("svg.workflow text.state")]
+    assert states == ["SUCCESS"] * 4
 
 
 def _set_a_rate_limit_while_events_come(page: Any, client_app: Celery) -> None:

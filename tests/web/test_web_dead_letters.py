@@ -95,3 +95,51 @@ async def test_a_real_workers_dead_letter_is_listed_and_requeued(
         assert await until(set_aside_again), worker.read_text()
         done = await client.post("/api/dead-letters/requeue", json={"all": True})
         assert done.status_code == 200 and done.json()["requeued"] >= 1
+
+
+async def test_dead_letters_are_purged_by_id_from_the_page_and_all_from_the_api() -> None:
+    name = f"memory://dead-{uuid.uuid4().hex}"
+    app = Celery("dead", broker=name, backend="cache+memory://", set_as_current=False)
+    web = create_app(app, basic_auth=AUTH)
+    with start_worker(app, perform_ping_check=False):
+        async with web.router.lifespan_context(web), client_of(web) as client:
+            sent = [await app.asend_task("dead.never", (n,)) for n in range(3)]
+            letters = [await _letter_of(client, result.id) for result in sent]
+            assert all(letters), "the unregistered tasks were not dead-lettered"
+            page = await client.get("/dead-letters")
+            assert 'action="/dead-letters/purge"' in page.text and "data-confirm" in page.text
+
+            form = await client.post(
+                "/dead-letters/purge", data={"id": letters[0]["id"]}, follow_redirects=False
+            )
+            assert form.status_code == 303, form.text
+            assert form.headers["location"].endswith("/dead-letters?purged=1")
+            shown = await client.get(form.headers["location"])
+            assert "Deleted 1 message(s) for good." in shown.text
+            left = {letter["id"] for letter in (await client.get("/api/dead-letters")).json()}
+            assert left == {letters[1]["id"], letters[2]["id"]}
+
+            purged = await client.post("/api/dead-letters/purge", json={"all": True})
+            assert purged.status_code == 200 and purged.json() == {"purged": 2}
+            assert (await client.get("/api/dead-letters")).json() == []
+
+
+async def test_purging_needs_credentials_and_a_named_choice() -> None:
+    app = Celery("dead", broker=f"memory://dead-{uuid.uuid4().hex}", set_as_current=False)
+    guarded = create_app(app, basic_auth=AUTH)
+    async with client_of(guarded, auth=None) as anonymous, client_of(guarded) as client:
+        api = await anonymous.post("/api/dead-letters/purge", json={"all": True})
+        form = await anonymous.post("/dead-letters/purge", data={"all": "1"})
+        assert api.status_code == form.status_code == 401
+        empty = await client.post("/api/dead-letters/purge", json={})
+        form = await client.post("/dead-letters/purge", data={})
+        foreign = await client.post(
+            "/dead-letters/purge", data={"all": "1"}, headers={"origin": "http://evil.example"}
+        )
+    assert empty.status_code == 400 and "ids" in empty.json()["error"]
+    assert form.status_code == 400
+    assert foreign.status_code == 403 and "cross-site" in foreign.json()["error"]
+    exposed = create_app(app, address="0.0.0.0")  # no credentials, not on loopback
+    async with client_of(exposed, auth=None) as client:
+        refused = await client.post("/api/dead-letters/purge", json={"all": True})
+    assert refused.status_code == 403 and "--basic-auth" in refused.json()["error"]

@@ -4,7 +4,12 @@ a task older than what memory holds is still found by id; retention drops old ro
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
+import json
+import sqlite3
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +19,10 @@ from celeriac import Celery
 from celeriac.events.state import State
 from celeriac.web import create_app
 from celeriac.web.feed import Feed
-from celeriac.web.history import History
+from celeriac.web.history import TABLE, History, open_history
+from celeriac.web.history_sql import SQLHistory
+from celeriac.web.history_sqlite import SQLiteHistory
+from celeriac.web.records import TaskQuery
 from celeriac.web.tally import Tally
 from tests.web.conftest import HOSTNAME
 from tests.web.test_web_worker import AUTH, client_of, until
@@ -125,3 +133,225 @@ async def test_the_healthcheck_needs_no_credentials() -> None:
         other = await anonymous.get("/api/workers")
     assert (health.status_code, health.text) == (200, "OK")
     assert other.status_code == 401
+
+
+# --- the history in a SQL result database, and the filters over all of it -----------------
+YESTERDAY = (time.time() - 86400) // 60 * 60  # on a minute: the time filters take minutes
+
+
+def _task(uuid: str, clock: float, name: str, end: str, worker: str = "w1@host") -> list[Any]:
+    """A task's events: received, started and then ``end`` (None: still running)."""
+    common = {"uuid": uuid, "hostname": worker}
+    events: list[dict[str, Any]] = [
+        {**common, "type": "task-received", "timestamp": clock, "name": name,
+         "args": f"('{uuid}-arg',)", "kwargs": "{'pass': 'x'}"},
+        {**common, "type": "task-started", "timestamp": clock + 1},
+    ]  # fmt: skip
+    if end == "task-failed":
+        events.append({**common, "type": end, "timestamp": clock + 2, "exception": "KeyError()"})
+    elif end == "task-succeeded":
+        events.append({**common, "type": end, "timestamp": clock + 2, "result": "'done'"})
+    return events
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A SQL result backend URL: a SQLite file, or PostgreSQL in a schema of its own."""
+    if request.param == "sqlite":
+        yield f"db+sqlite:///{tmp_path / 'results.sqlite'}"
+        return
+    from tests.sql_fixtures import fresh_schema, schema_url  # noqa: PLC0415
+
+    async with fresh_schema() as schema:
+        yield schema_url(schema, "db+")
+
+
+def _history_of(url: str, **options: Any) -> History:
+    app = Celery("h", broker="memory://", backend=url)
+    return open_history(app, **options)
+
+
+async def test_the_history_goes_to_the_sql_result_database(store_url: str) -> None:
+    history = _history_of(store_url)
+    if store_url.startswith("db+sqlite"):
+        assert isinstance(history.store, SQLiteHistory)
+        assert history.store.table == TABLE and str(history.path).endswith("results.sqlite")
+    else:
+        assert isinstance(history.store, SQLHistory)
+        assert history.store.settings.schema in store_url
+    feed = Feed(Celery("h", broker="memory://"), history=history)
+    for event in _task("old-fail", YESTERDAY, "t.fail", "task-failed"):
+        feed.take(event)
+    assert await history.flush(feed.state) == 1
+    await history.close()
+
+    # "Restart": a new dashboard on the same database finds yesterday's failure.
+    again = _history_of(store_url)
+    state, tally = State(), Tally()
+    assert await again.load(state, tally) == 1
+    assert state.tasks["old-fail"].state == "FAILURE"
+    assert state.tasks["old-fail"].exception == "KeyError()"
+    found = await again.select(TaskQuery(state="FAILURE"), cap=100)
+    assert [record["uuid"] for record in found] == ["old-fail"]
+    await again.close()
+
+
+async def test_the_history_file_is_picked_when_named_or_without_a_sql_database(
+    tmp_path: Path,
+) -> None:
+    named = _history_of("db+sqlite:///ignored.sqlite", path=tmp_path / "mine.sqlite")
+    assert named.path == tmp_path / "mine.sqlite"
+    assert isinstance(named.store, SQLiteHistory) and named.store.table == "dashboard_tasks"
+    redis = _history_of("redis://127.0.0.1:6379/0", default=tmp_path / "default.sqlite")
+    assert redis.path == tmp_path / "default.sqlite"
+    none = open_history(Celery("h", broker="memory://"), default=tmp_path / "d.sqlite")
+    assert none.path == tmp_path / "d.sqlite"
+
+
+async def test_filters_cover_the_whole_history_merged_with_unflushed_changes(
+    store_url: str,
+) -> None:
+    history = _history_of(store_url)
+    app = Celery("h", broker="memory://")
+    web = create_app(app, basic_auth=AUTH, history=history, max_tasks=2)
+    feed = web.state.dashboard.feed
+    plan = [("a", "t.add", "task-succeeded", "w1@host"), ("b", "t.fail", "task-failed", "w2@host"),
+            ("c", "t.add", "task-failed", "w1@host"), ("d", "t.add", "", "w2@host"),
+            ("e", "t.add", "task-succeeded", "w1@host")]  # fmt: skip
+    for n, (uuid, name, end, worker) in enumerate(plan):
+        for event in _task(uuid, YESTERDAY + 120 * n, name, end, worker):
+            feed.take(event)
+    assert await history.flush(feed.state) == 5  # memory holds two, all five were written
+    assert list(feed.state.tasks) == ["d", "e"]
+    # Unflushed: d fails now; memory is newer than its stored row (STARTED).
+    feed.take({"uuid": "d", "hostname": "w2@host", "type": "task-failed",
+               "timestamp": YESTERDAY + 1000, "exception": "ValueError()"})  # fmt: skip
+
+    async def listed(**params: Any) -> list[str]:
+        answer = await client.get("/api/tasks", params={"limit": 10, **params})
+        assert answer.status_code == 200, answer.text
+        return list(answer.json())
+
+    async with client_of(web) as client:
+        assert await listed(state="FAILURE") == ["d", "c", "b"]  # newest first
+        assert await listed(state="STARTED") == []  # d's stored row is not the news
+        assert await listed(taskname="t.add", limit=2) == ["d", "e"]
+        assert await listed(taskname="t.add", limit=2, offset=2) == ["c", "a"]
+        assert await listed(workername="w2@host") == ["d", "b"]
+        assert await listed(search="C-ARG") == ["c"]  # in args, any case
+        assert await listed(search="keyerror") == ["c", "b"]  # in the exception
+        assert await listed(search="100%") == []  # LIKE's wildcards are plain text
+        by_name = await listed(state="FAILURE", sort_by="-name")
+        assert by_name[0] == "b"  # t.fail after t.add
+
+        def minute(offset: float) -> str:
+            return dt.datetime.fromtimestamp(YESTERDAY + offset).strftime("%Y-%m-%d %H:%M")
+
+        assert await listed(received_start=minute(60)) == ["d", "e", "c", "b"]
+        assert await listed(received_start=minute(60), received_end=minute(300)) == ["c", "b"]
+        assert await listed(started_end=minute(180)) == ["b", "a"]
+        assert await listed(started_start=minute(420)) == ["e"]
+        record = (await client.get("/api/tasks", params={"search": "c-arg"})).json()["c"]
+        assert record["worker"] == "w1@host" and record["exception"] == "KeyError()"
+        assert "timeline" not in record  # Flower's shape
+        page = await client.get("/tasks", params={"state": "FAILURE"})
+        assert page.status_code == 200
+        assert all(f'data-id="{uuid}"' in page.text for uuid in "bcd")
+        unfiltered = await listed()  # no filter: memory, as before
+        assert unfiltered == ["d", "e"]
+        capped = (await client.get("/api/tasks", params={"state": "FAILURE"})).json()
+        assert list(capped) == ["d", "c"]  # no limit: at most --max-tasks
+    await feed.stop()
+    await history.close()
+
+
+async def test_a_task_memory_dropped_before_the_flush_is_still_written(tmp_path: Path) -> None:
+    history = History(tmp_path / "h.sqlite")
+    feed = Feed(Celery("h", broker="memory://"), history=history, max_tasks=1)
+    for uuid in ("x", "y", "z"):
+        for event in _task(uuid, YESTERDAY, "t.add", "task-succeeded"):
+            feed.take(event)
+    assert list(feed.state.tasks) == ["z"]
+    assert await history.flush(feed.state) == 3
+    stored = await history.find("x")
+    assert stored is not None and stored["state"] == "SUCCESS"
+    await history.close()
+
+
+async def test_a_file_written_before_the_filter_columns_is_upgraded(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    record = {"uuid": "old", "name": "t.old", "state": "FAILURE", "args": "('Needle',)",
+              "received": YESTERDAY, "started": YESTERDAY + 1,
+              "timestamp": YESTERDAY + 2}  # fmt: skip
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute(
+            "CREATE TABLE dashboard_tasks (uuid TEXT PRIMARY KEY, name TEXT, state TEXT,"
+            " worker TEXT, updated REAL NOT NULL, record TEXT NOT NULL)"
+        )
+        conn.execute(
+            "INSERT INTO dashboard_tasks VALUES ('old', 't.old', 'FAILURE', NULL, ?, ?)",
+            (YESTERDAY + 2, json.dumps(record)),
+        )
+    history = History(path)
+    found = await history.select(TaskQuery(search="needle"), cap=10)
+    assert [r["uuid"] for r in found] == ["old"]
+    start = YESTERDAY - 60
+    assert len(await history.select(TaskQuery(received_start=start), cap=10)) == 1
+    assert await history.select(TaskQuery(started_start=YESTERDAY + 60), cap=10) == []
+    await history.close()
+
+
+async def test_retention_by_count_keeps_the_newest(store_url: str) -> None:
+    history = _history_of(store_url, max_rows=3)
+    feed = Feed(Celery("h", broker="memory://"), history=history)
+    for n in range(5):
+        for event in _task(f"id-{n}", time.time() - 100 + n, "t.add", "task-succeeded"):
+            feed.take(event)
+    await history.flush(feed.state)
+    assert await history.prune() == 2
+    kept = await history.select(TaskQuery(taskname="t.add"), cap=10)
+    assert [r["uuid"] for r in kept] == ["id-4", "id-3", "id-2"]
+    await history.close()
+
+
+async def test_a_restarted_dashboard_finds_yesterdays_failures_in_the_result_database(
+    store_url: str,
+) -> None:
+    app = Celery("h", broker="memory://", backend=store_url)
+    first = create_app(app, basic_auth=AUTH, history=open_history(app), max_tasks=1)
+    async with first.router.lifespan_context(first):
+        feed = first.state.dashboard.feed
+        for n, uuid in enumerate(("fail-1", "ok", "fail-2")):
+            end = "task-succeeded" if uuid == "ok" else "task-failed"
+            for event in _task(uuid, YESTERDAY + n, "t.job", end):
+                feed.take(event)
+    # The lifespan ended: the last changes were flushed. A new dashboard on the database:
+    second = create_app(app, basic_auth=AUTH, history=open_history(app), max_tasks=1)
+    async with second.router.lifespan_context(second), client_of(second) as client:
+        params = {"state": "FAILURE", "limit": 10}
+        listed = (await client.get("/api/tasks", params=params)).json()
+        assert list(listed) == ["fail-2", "fail-1"]  # memory holds one; the list finds both
+        assert listed["fail-1"]["exception"] == "KeyError()"
+        info = await client.get("/api/task/info/fail-1")
+        assert info.status_code == 200 and info.json()["state"] == "FAILURE"
+    app.close()
+
+
+class _Failing:
+    """A store whose writes fail (a database that went away)."""
+
+    async def write(self, rows: list[Any]) -> None:
+        raise OSError("gone")
+
+
+async def test_a_failed_flush_keeps_the_changes_for_the_next_within_a_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("celeriac.web.history.MAX_PENDING", 2)
+    history = History(_Failing())  # type: ignore[arg-type]
+    feed = Feed(Celery("h", broker="memory://"), history=history)
+    for uuid in ("x", "y", "z"):
+        feed.take(_task(uuid, YESTERDAY, "t.add", "task-succeeded")[0])
+    with pytest.raises(OSError, match="gone"):
+        await history.flush(feed.state)
+    assert list(history.pending()) == ["y", "z"]  # kept for the next flush, the newest two

@@ -23,6 +23,11 @@ def add(x: int, y: int) -> int:
     return x + y
 
 
+@app.task(name="webw.total")
+def total(numbers: list[int]) -> int:
+    return sum(numbers)
+
+
 @app.task(name="webw.fail")
 def fail(message: str) -> None:
     raise ValueError(message)

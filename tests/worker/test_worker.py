@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import gc
 import json
 import logging
 import time
@@ -385,3 +386,30 @@ async def test_slow_result_writes_hold_fetching_back_and_then_let_it_go_on(
     values = [await result.aget(timeout=20) for result in results]
     assert values == ["slept 0"] * 60
     assert most_queued > worker.prefetch_limit  # the backlog did build up
+
+
+@pytest.mark.parametrize("pool", ["threads", "prefork"])
+async def test_a_finished_task_leaves_no_cyclic_garbage(
+    app: Celery, start_worker: StartWorker, pool: str
+) -> None:
+    """What the worker kept for a task (flight, job, its asyncio task) is freed by reference
+    counting once it ends: left to the cyclic collector, its scans cost a busy worker a
+    large share of its CPU. Sync and ``async def`` tasks alike."""
+    await start_worker(pool=pool)
+    assert await (await apps.add.adelay(1, 1)).aget(timeout=10) == 2  # warm
+    gc.collect()
+    gc.disable()
+    try:
+        results = [await apps.add.adelay(i, i) for i in range(5)]
+        results += [await apps.async_sleep.adelay(0) for _ in range(5)]
+        for result in results:
+            await result.aget(timeout=10)
+        await asyncio.sleep(0.2)  # the last acks are written
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        gc.collect()
+        kinds = {type(obj).__name__ for obj in gc.garbage}
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert not kinds & {"Flight", "PendingJob", "Job", "_Run", "TaskMessage", "Delivery"}

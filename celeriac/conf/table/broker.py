@@ -191,9 +191,9 @@ SETTINGS = (
         "int",
         10,
         (
-            "The most connections a client's calling-thread publisher keeps open to a Redis "
-            "broker (on RabbitMQ a process publishes on one connection anyway). None or 0: no "
-            "limit."
+            "The most connections a client's calling-thread publisher keeps open to a Redis or "
+            "RabbitMQ broker (one per thread publishing at the same moment; a thread finding "
+            "all busy waits for one). None or 0: no limit."
         ),
         aliases=("BROKER_POOL_LIMIT",),
     ),
@@ -202,8 +202,8 @@ SETTINGS = (
         "float",
         None,
         (
-            "Seconds a publish waits for a free pooled Redis connection when `broker_pool_limit`"
-            " are in use; None waits 20 s."
+            "Seconds a sync publish waits for a free pooled Redis or RabbitMQ connection when "
+            "`broker_pool_limit` are in use; None waits 20 s."
         ),
         aliases=("BROKER_POOL_ACQUIRE_TIMEOUT",),
     ),

@@ -78,14 +78,13 @@ from celeriac.engines.amqp.channels import Action, ConsumerChannel, Held
 from celeriac.engines.amqp.connection import (
     PERMANENT_ERRORS,
     AMQPOptions,
-    Channel,
     Session,
     Topology,
-    amqp_errors,
 )
 from celeriac.engines.amqp.delay import DelayLadder, DelayPlan, delay_tokens, stamp
 from celeriac.engines.amqp.leases import Leases
 from celeriac.engines.amqp.native_delay import NativeDelay
+from celeriac.engines.amqp.pipeline import PipelinedPublisher, Sending
 from celeriac.engines.amqp.sidequeues import DeadLetters, Revokes
 from celeriac.masking import mask_url
 from celeriac.reconnect import Outage
@@ -134,6 +133,8 @@ class AMQPTransport:
         self._last_fetch: dict[str, float] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._maintenance: asyncio.Task[None] | None = None
+        self._publisher: PipelinedPublisher | None = None
+        """Publishing connection of its own (:mod:`.pipeline`): batches in one write."""
 
     def __repr__(self) -> str:
         return f"<AMQPTransport {mask_url(self.url)}>"
@@ -185,6 +186,9 @@ class AMQPTransport:
                 logger.warning("could not hand back leased delivery %s: %s", held.delivery.tag, exc)
         self._held.clear()
         self._drop_consumer()
+        publisher, self._publisher = self._publisher, None
+        if publisher is not None:
+            await publisher.close()
         await self._session.close()
 
     # declarations ---------------------------------------------------------------------------
@@ -227,22 +231,34 @@ class AMQPTransport:
         # Delayed messages go out in due order: a later send starts its delay later, so due
         # order is kept however long the batch takes to write.
         routed.sort(key=lambda item: item[1] if isinstance(item[1], float) else float("-inf"))
-        channel = await self._session.channel("publish")
-        sends = [(out, asyncio.ensure_future(self._send(channel, out, due))) for out, due in routed]
-        await asyncio.gather(*(send for _, send in sends), return_exceptions=True)
-        again: list[Outgoing] = []
-        for out, send in sends:
-            error = send.exception()
-            if isinstance(error, amqp_errors.PublishError):
-                logger.warning(
-                    "message to exchange %r with routing key %r was unroutable and dropped",
-                    out.exchange,
-                    out.routing_key,
-                )
-            elif error is not None:
-                again.append(out)
-                logger.debug("publish not confirmed: %r", error)
-        return again
+        publisher = await self._publisher_for()
+        try:
+            result = await publisher.publish([self._sending(out, due) for out, due in routed])
+        except ConnectionError as exc:
+            logger.debug("publish not confirmed: %r", exc)
+            return [out for out, _ in routed]
+        for exchange, routing_key in result.returned:
+            logger.warning(
+                "message to exchange %r with routing key %r was unroutable and dropped",
+                exchange,
+                routing_key,
+            )
+        if result.nacked:
+            logger.debug("%d published message(s) nacked", len(result.nacked))
+        return [routed[i][0] for i in result.nacked]
+
+    async def _publisher_for(self) -> PipelinedPublisher:
+        """The publishing connection, to the broker the session is connected to."""
+        publisher = self._publisher
+        if publisher is None or publisher.url != self._session.url:
+            if publisher is not None:
+                await publisher.close()
+            publisher = self._publisher = PipelinedPublisher(
+                self._session.url, self._opts, f"{self._session.name}-publish"
+            )
+        if not publisher.is_open:
+            await publisher.open()
+        return publisher
 
     async def _route(self, out: Outgoing) -> float | bool | None:
         """Check the destination; the due time when it goes down the delay ladder.
@@ -266,8 +282,8 @@ class AMQPTransport:
         await self._ladder.ensure(await self._session.admin(), plan, out.exchange, out.routing_key)
         return float(due)
 
-    async def _send(self, channel: Channel, out: Outgoing, due: float | bool | None) -> object:
-        """Write one message; the delay is computed now, as the frame is written."""
+    def _sending(self, out: Outgoing, due: float | bool | None) -> Sending:
+        """The message as it goes out; the delay is computed now, as the batch is written."""
         exchange, routing_key = out.exchange, out.routing_key
         properties = conn.properties_for(out.envelope)
         if isinstance(due, float):
@@ -275,14 +291,7 @@ class AMQPTransport:
             if plan is not None:  # levels up to plan.top were declared by _route
                 exchange, routing_key = plan.exchange, plan.routing_key
                 properties = conn.properties_for(out.envelope, stamp(due))
-        return await channel.basic_publish(
-            out.envelope.body,
-            exchange=exchange,
-            routing_key=routing_key,
-            properties=properties,
-            mandatory=self._opts.confirm_publish,  # returns are matched through confirms
-            wait=False,
-        )
+        return Sending(exchange, routing_key, properties, out.envelope.body)
 
     # consuming ------------------------------------------------------------------------------
     async def fetch(self, queues: Sequence[str], *, limit: int, timeout: float) -> list[Delivery]:
@@ -472,6 +481,10 @@ class AMQPTransport:
         """Put dead letters back on their queues; return how many."""
         ensure_queue = self._topology.ensure_queue
         return await self._session.retrying(lambda: self._dead.requeue(ids, ensure_queue))
+
+    async def purge_dead(self, ids: Sequence[str] | None = None) -> int:
+        """Delete dead letters (all when ``ids`` is None) for good; return how many."""
+        return await self._session.retrying(lambda: self._dead.purge(ids))
 
     # sizes, purge, revokes ----------------------------------------------------------------------
     def _delay_tokens(self, queue: str) -> list[str]:

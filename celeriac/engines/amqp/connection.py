@@ -69,6 +69,7 @@ __all__ = [
     "Basic",
     "Channel",
     "DeliveredMessage",
+    "Endpoint",
     "Session",
     "Topology",
     "FAILOVER_STRATEGIES",
@@ -286,27 +287,49 @@ class Failover:
             self._logged.discard(url)
 
 
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where a Celery-style AMQP URL points: address, credentials, vhost, TLS, query."""
+
+    host: str
+    port: int
+    user: str
+    password: str
+    vhost: str
+    tls: bool
+    query: dict[str, str]
+
+    @classmethod
+    def parse(cls, url: str, *, tls: bool = False) -> Endpoint:
+        """Parse ``url`` (see the module docstring); ``tls`` forces TLS on ``amqp://``."""
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        if scheme not in {"amqp", "amqps", "pyamqp", "rpc"}:
+            raise ImproperlyConfigured(f"not an AMQP URL: {mask_url(url)!r}")
+        tls = tls or scheme == "amqps"
+        return cls(
+            host=parts.hostname or "localhost",
+            port=parts.port or (5671 if tls else 5672),
+            user=unquote(parts.username) if parts.username is not None else "guest",
+            password=unquote(parts.password) if parts.password is not None else "guest",
+            vhost="/" if parts.path in ("", "/") else unquote(parts.path[1:]),
+            tls=tls,
+            query=dict(parse_qsl(parts.query)),
+        )
+
+
 def connection_url(url: str, *, heartbeat: int, name: str = "celeriac", tls: bool = False) -> str:
     """Turn a Celery-style broker URL into the URL aiormq expects (vhost made explicit);
     ``tls`` makes an ``amqp://`` URL an ``amqps://`` one."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme not in {"amqp", "amqps", "pyamqp", "rpc"}:
-        raise ImproperlyConfigured(f"not an AMQP URL: {mask_url(url)!r}")
-    tls = tls or scheme == "amqps"
-    user = unquote(parts.username) if parts.username is not None else "guest"
-    password = unquote(parts.password) if parts.password is not None else "guest"
-    host = parts.hostname or "localhost"
-    if ":" in host:
-        host = f"[{host}]"
-    port = parts.port or (5671 if tls else 5672)
-    vhost = "/" if parts.path in ("", "/") else unquote(parts.path[1:])
-    query = dict(parse_qsl(parts.query))
+    ep = Endpoint.parse(url, tls=tls)
+    host = f"[{ep.host}]" if ":" in ep.host else ep.host
+    query = dict(ep.query)
     query.setdefault("heartbeat", str(heartbeat))
     query.setdefault("name", name)
-    credentials = f"{quote(user, safe='')}:{quote(password, safe='')}"
-    path = "" if vhost == "/" else quote(vhost, safe="")
-    return f"{'amqps' if tls else 'amqp'}://{credentials}@{host}:{port}/{path}?{urlencode(query)}"
+    credentials = f"{quote(ep.user, safe='')}:{quote(ep.password, safe='')}"
+    path = "" if ep.vhost == "/" else quote(ep.vhost, safe="")
+    scheme = "amqps" if ep.tls else "amqp"
+    return f"{scheme}://{credentials}@{host}:{ep.port}/{path}?{urlencode(query)}"
 
 
 async def connect(url: str, options: AMQPOptions, name: str) -> AbstractConnection:

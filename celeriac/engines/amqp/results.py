@@ -10,10 +10,11 @@ Celery. Up to ``max_cached_results`` (option, 10000) ids are kept, least recentl
 Worker side: :meth:`store_for` publishes each document to the default exchange with routing key
 = the task message's ``reply_to``, ``correlation_id`` = task id and ``delivery_mode`` 1 (2 with
 the option ``persistent``, Celery's ``result_persistent``), which a Celery client (or a celeriac
-one) reads. :meth:`store` has no ``reply_to`` to route by, so it
-drops the documents (Celery drops results of tasks sent without ``reply_to`` too) and says so
-once in the log. Groups cannot be saved and chords are not supported
-(:class:`NotImplementedError`, as Celery's rpc backend).
+one) reads; a batch of documents goes out in one write on a publishing connection of its own
+(:mod:`~celeriac.engines.amqp.pipeline`), confirmed before ``store_for`` returns.
+:meth:`store` has no ``reply_to`` to route by, so it drops the documents (Celery drops results
+of tasks sent without ``reply_to`` too) and says so once in the log. Groups cannot be saved and
+chords are not supported (:class:`NotImplementedError`, as Celery's rpc backend).
 
 The AMQP broker is the URL's own address when it has one (``rpc://user:pass@host//``), else the
 option ``broker_url`` (the app's broker), else ``$CELERIAC_BROKER_URL``/``$CELERY_BROKER_URL``,
@@ -44,6 +45,7 @@ from celeriac.engines.amqp.connection import (
     DeliveredMessage,
     Session,
 )
+from celeriac.engines.amqp.pipeline import PipelinedPublisher, Sending
 from celeriac.engines.options import option_flag
 from celeriac.exceptions import ImproperlyConfigured
 from celeriac.protocol.serializers import Serializer, check_accept, serializer_for_content_type
@@ -108,6 +110,7 @@ class RPCBackend:
         self._latest: OrderedDict[str, Meta] = OrderedDict()
         self._waiters: Waiters[None] = Waiters()  # woken by every document of their id
         self._reply_channel: Channel | None = None
+        self._publisher: PipelinedPublisher | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._warned_store = False
 
@@ -165,6 +168,9 @@ class RPCBackend:
         if supervisor is not None:
             supervisor.cancel()
             await asyncio.gather(supervisor, return_exceptions=True)
+        publisher, self._publisher = self._publisher, None
+        if publisher is not None:
+            await publisher.close()
         await self._session.close()
         self._reply_channel = None
 
@@ -229,14 +235,28 @@ class RPCBackend:
         ]
 
         async def publish() -> None:
-            channel = await self._session.channel("publish")
-            sends = [
-                channel.basic_publish(body, exchange="", routing_key=reply_to, properties=props)
-                for body, props in messages
-            ]
-            await asyncio.gather(*sends)
+            publisher = await self._publisher_for()
+            # Not mandatory: a result for a client that is gone is dropped, as in Celery.
+            done = await publisher.publish(
+                [Sending("", reply_to, props, body) for body, props in messages], mandatory=False
+            )
+            if done.nacked:
+                raise ConnectionError(f"{len(done.nacked)} result message(s) nacked")
 
         await self._session.retrying(publish)
+
+    async def _publisher_for(self) -> PipelinedPublisher:
+        """The connection results are published on (:mod:`.pipeline`: one write per batch)."""
+        publisher = self._publisher
+        if publisher is None or publisher.url != self._session.url:
+            if publisher is not None:
+                await publisher.close()
+            publisher = self._publisher = PipelinedPublisher(
+                self._session.url, self._session.options, f"{self._session.name}-publish"
+            )
+        if not publisher.is_open:
+            await publisher.open()
+        return publisher
 
     async def get(self, task_ids: Sequence[str]) -> list[Meta | None]:
         """The latest document this process received for each id (None: nothing yet)."""

@@ -9,8 +9,11 @@ to ``limit`` messages with ``basic.get`` on a channel of its own and closes that
 puts them all back in their places (oldest first). ``requeue_dead`` walks the queue on a
 transactional channel: a chosen message is published to the default exchange with its original
 queue as routing key, without the dead-letter headers, and acked, committed together; the
-others go back in place when the channel closes. Two processes browsing at the same moment
-each miss what the other holds for those milliseconds.
+others go back in place when the channel closes. ``purge_dead`` purges the queue (all) or walks
+it and acks the chosen ones. A browse holds the messages it took until it closes its channel, so
+a walk at the same moment would not see them: within one transport (the dashboard listing for
+its live refresh while a button requeues) browse and walks take turns; two processes browsing
+at the same moment still each miss what the other holds for those milliseconds.
 
 Revokes (:class:`Revokes`): a RabbitMQ stream every transport instance reads in full.
 ``revoke`` appends ``{"ids": [...], "expires": <epoch>}`` to the stream queue
@@ -65,6 +68,7 @@ class DeadLetters:
         self._session = session
         self._leases = leases
         self._declared = False
+        self._turn = asyncio.Lock()  # a browse hides what it holds from a walk: take turns
 
     def reset(self) -> None:
         """Check the queue again on the next use (after a reconnect)."""
@@ -97,16 +101,17 @@ class DeadLetters:
     async def browse(self, limit: int) -> list[DeadLetter]:
         """Up to ``limit`` dead letters, oldest first, left in the queue."""
         await self._ensure()
-        channel = await (await self._session.connection()).channel(publisher_confirms=False)
-        found: list[DeadLetter] = []
-        try:
-            while len(found) < limit:
-                message = await channel.basic_get(self.queue)
-                if not isinstance(message.delivery, Basic.GetOk):
-                    break
-                found.append(_dead_letter(message))
-        finally:
-            await channel.close()  # unacked: all go back, in their places
+        async with self._turn:
+            channel = await (await self._session.connection()).channel(publisher_confirms=False)
+            found: list[DeadLetter] = []
+            try:
+                while len(found) < limit:
+                    message = await channel.basic_get(self.queue)
+                    if not isinstance(message.delivery, Basic.GetOk):
+                        break
+                    found.append(_dead_letter(message))
+            finally:
+                await channel.close()  # unacked: all go back, in their places
         return found
 
     async def requeue(
@@ -114,23 +119,47 @@ class DeadLetters:
     ) -> int:
         """Put the chosen dead letters (all when ``ids`` is None) back; return how many."""
         await self._ensure()
+        async with self._turn:
+            return await self._walk(ids, lambda c, m: self._put_back(c, m, ensure_queue))
+
+    async def purge(self, ids: Sequence[str] | None) -> int:
+        """Delete the chosen dead letters (all when ``ids`` is None); return how many."""
+        await self._ensure()
+        async with self._turn:
+            if ids is None:
+                admin = await self._session.admin()
+                purged = await admin.queue_purge(self.queue)
+                return int(purged.message_count or 0)
+            return await self._walk(ids, self._drop)
+
+    async def _walk(
+        self, ids: Sequence[str] | None, act: Callable[[Any, DeliveredMessage], Awaitable[None]]
+    ) -> int:
+        """Take the queue's messages in turn and ``act`` on the chosen ones (all when ``ids``
+        is None) on a transactional channel; the others go back when the channel closes."""
         wanted = None if ids is None else set(ids)
         channel = await (await self._session.connection()).channel(publisher_confirms=False)
-        moved = 0
+        done = 0
         try:
             await channel.tx_select()
-            while wanted is None or moved < len(wanted):
+            while wanted is None or done < len(wanted):
                 message = await channel.basic_get(self.queue)
                 if not isinstance(message.delivery, Basic.GetOk):
                     break
                 headers = message.header.properties.headers or {}
                 if wanted is not None and headers.get(_H + "id") not in wanted:
                     continue
-                await self._put_back(channel, message, ensure_queue)
-                moved += 1
+                await act(channel, message)
+                done += 1
         finally:
             await channel.close()
-        return moved
+        return done
+
+    @staticmethod
+    async def _drop(channel: Any, message: DeliveredMessage) -> None:
+        assert isinstance(message.delivery, Basic.GetOk)
+        await channel.basic_ack(int(message.delivery.delivery_tag or 0))
+        await channel.tx_commit()
 
     @staticmethod
     async def _put_back(

@@ -207,6 +207,14 @@ class _Store:
             self.bell.ring()
         return len(chosen)
 
+    def purge_dead(self, ids: Sequence[str] | None) -> int:
+        """Delete dead letters for good."""
+        with self.lock:
+            chosen = list(self._dead) if ids is None else [i for i in set(ids) if i in self._dead]
+            for dead_id in chosen:
+                del self._dead[dead_id]
+        return len(chosen)
+
     def beat(self, consumer: str, expires: float) -> None:
         """Record that ``consumer`` is alive until ``expires`` (monotonic)."""
         with self.lock:
@@ -393,6 +401,10 @@ class MemoryTransport:
     async def requeue_dead(self, ids: Sequence[str] | None = None) -> int:
         """Put dead letters (all when ``ids`` is None) back on their original queues."""
         return (await self._connected()).requeue_dead(ids)
+
+    async def purge_dead(self, ids: Sequence[str] | None = None) -> int:
+        """Delete dead letters (all when ``ids`` is None) for good; return how many."""
+        return (await self._connected()).purge_dead(ids)
 
     async def purge(self, queues: Sequence[str]) -> int:
         """Delete waiting messages (due or not) in ``queues``; return how many."""

@@ -32,7 +32,10 @@ trip as the message. An idle consumer sends ``BLPOP`` on those keys pipelined wi
 script, so Redis runs the fetch the moment a token arrives and the message comes back in that
 same round trip. Celery producers push no token, so the wait is capped at ``poll_interval``
 (default 1 s). A consumer that fills its ``limit`` while messages remain pushes a token on,
-waking the next waiting consumer.
+waking the next waiting consumer; one that empties them deletes the tokens left, which would
+only wake consumers for nothing. A fetch that follows one which came back short (the queues
+were emptied) starts with that blocking step: a worker fed one task at a time spends no
+round trip on a fetch that would find nothing.
 
 Not-yet-due messages (``Outgoing.not_before``) go to ``celeriac:delayed:<queue>`` (score = due
 time, member = priority step digit + envelope) and the index ``celeriac:delayed`` holds each
@@ -76,6 +79,7 @@ from celeriac.engines.redis import scripts as lua
 from celeriac.engines.redis.connection import (
     TRANSIENT_ERRORS,
     connect_redis,
+    pack,
     parse_redis_url,
     release,
     retried,
@@ -155,6 +159,9 @@ class RedisTransport:
         self._next_due: float | None = None
         self._fetch_backoff = self.retry.backoff()
         self._fetch_failing = False
+        self._drained: tuple[str, ...] | None = None
+        """The queues of the last fetch, if it came back with fewer messages than it asked
+        for (None otherwise)."""
 
     # -- connection -----------------------------------------------------------------------
 
@@ -301,14 +308,24 @@ class RedisTransport:
             return []
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(timeout, 0.0)
+        limit = min(limit, MAX_FETCH)
         block = 0.0
+        if self._drained == tuple(queues) and timeout >= BLPOP_RESOLUTION:
+            # The last fetch emptied the queues, and what is published next comes with a
+            # wake-up token: wait for it at once instead of first spending a round trip
+            # on a fetch that finds nothing (a worker fed one task at a time would pay it
+            # on every task). A message Celery pushed meanwhile waits for poll_interval at
+            # most, as it would have if it had arrived a moment later.
+            block = max(await self._block_time(timeout), 0.0)
         while True:
             try:
-                deliveries = await self._fetch_step(queues, min(limit, MAX_FETCH), block)
+                deliveries = await self._fetch_step(queues, limit, block)
                 if deliveries:
+                    self._drained = tuple(queues) if len(deliveries) < limit else None
                     return deliveries
                 block = await self._block_time(deadline - loop.time())
                 if block < 0:
+                    self._drained = tuple(queues)
                     return []
             except TRANSIENT_ERRORS as exc:
                 block = 0.0
@@ -374,15 +391,7 @@ class RedisTransport:
         args: list[Any] = [repr(time.time()), limit, f"{self.consumer_id}:{seq}:"]
         args += [len(order), NOTIFY_CAP, *order, *(json.dumps(q) for q in order)]
         try:
-            if block > 0:
-                pipe = cast(Any, self.client.pipeline(transaction=False))
-                pipe.execute_command(
-                    "BLPOP", *(self.keys.notify(q) for q in order), round(block, 3)
-                )
-                pipe.evalsha(_FETCH_SHA, len(keys), *keys, *args)
-                reply = (await pipe.execute())[1]
-            else:
-                reply = await self._scripts["FETCH"](keys=keys, args=args)
+            reply = await self._fetch_reply(order, keys, args, block)
         except redis_errors.NoScriptError:
             raise  # the script did not run: nothing was leased
         except BaseException:
@@ -394,6 +403,35 @@ class RedisTransport:
             _delivery(order[int(reply[i]) - 1], reply[i + 1].decode(), reply[i + 2])
             for i in range(1, len(reply), 3)
         ]
+
+    async def _fetch_reply(
+        self, order: Sequence[str], keys: list[str], args: list[Any], block: float
+    ) -> Any:
+        """The FETCH script's reply, after a ``BLPOP`` of up to ``block`` s if positive."""
+        notify = [self.keys.notify(q) for q in order]
+        pusher = self._pusher
+        if pusher is None:  # Redis Cluster: redis-py routes the commands
+            if block <= 0:
+                return await self._scripts["FETCH"](keys=keys, args=args)
+            pipe = cast(Any, self.client.pipeline(transaction=False))
+            pipe.execute_command("BLPOP", *notify, round(block, 3))
+            pipe.evalsha(_FETCH_SHA, len(keys), *keys, *args)
+            return (await pipe.execute())[1]
+        data = pack("EVALSHA", _FETCH_SHA, len(keys), *keys, *args)
+        if block > 0:
+            data = pack("BLPOP", *notify, str(round(block, 3))) + data
+        replies = await pusher.call(data, 2 if block > 0 else 1, blocks=max(block, 0.0))
+        return _checked(replies)[-1]
+
+    async def _script(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        """Run script ``name`` in one round trip (loading it first if the server lost it)."""
+        script, pusher = self._scripts[name], self._pusher
+        if pusher is not None:
+            sha = cast(Any, script).sha  # (redis-py's stubs do not declare it)
+            [reply] = await pusher.call(pack("EVALSHA", sha, len(keys), *keys, *args), 1)
+            if not isinstance(reply, redis_errors.NoScriptError):
+                return _checked([reply])[0]
+        return await script(keys=keys, args=args)  # (redis-py loads a missing script)
 
     async def _load_scripts(self) -> None:
         """Load every script (after a server restart emptied its script cache)."""
@@ -453,7 +491,7 @@ class RedisTransport:
             keys.append(self.keys.lease(owner))
             for tag in tags:
                 args += [number, tag]
-        await self._scripts["ACK"](keys=keys, args=args)
+        await self._script("ACK", keys, args)
 
     async def reject(self, deliveries: Sequence[Delivery], *, requeue: bool) -> None:
         """Drop deliveries, or put them back first in line with kombu's redelivered flags."""
@@ -512,6 +550,16 @@ class RedisTransport:
             chunk = wanted[start : start + CHUNK]
             moved += await self._retry("requeue_dead", functools.partial(dead.requeue, chunk))
         return moved
+
+    async def purge_dead(self, ids: Sequence[str] | None = None) -> int:
+        """Delete dead letters (all when ``ids`` is None) for good; return how many."""
+        dead = _connected(self._dead)
+        wanted = list(ids) if ids is not None else await self._retry("dead", dead.all_ids)
+        dropped = 0
+        for start in range(0, len(wanted), CHUNK):
+            chunk = list(dict.fromkeys(wanted[start : start + CHUNK]))
+            dropped += await self._retry("purge_dead", functools.partial(dead.drop, chunk))
+        return dropped
 
     async def purge(self, queues: Sequence[str]) -> int:
         """Delete waiting messages (due or not) of ``queues``; return how many there were."""
@@ -577,6 +625,14 @@ def _delivery(queue: str, tag: str, raw: bytes) -> Delivery:
         routing_key=message.routing_key,
         redelivered=message.redelivered,
     )
+
+
+def _checked(replies: list[Any]) -> list[Any]:
+    """``replies``, unless one is an error reply: then that error is raised."""
+    for reply in replies:
+        if isinstance(reply, redis_errors.ResponseError):
+            raise reply
+    return replies
 
 
 def _connected(part: T | None) -> T:

@@ -380,6 +380,14 @@ class DeadLetters:
             return 0
         return int(await self.scripts["REQUEUE_DEAD"](keys=keys, args=args))
 
+    async def drop(self, ids: Sequence[str]) -> int:
+        """Delete these dead letters (one transaction); how many there were."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.zrem(self.keys.dead, *ids)
+        pipe.hdel(self.keys.dead_messages, *ids)
+        removed, _ = await pipe.execute()
+        return int(removed)
+
 
 def _stored_bytes(delivery: Delivery) -> bytes:
     """The delivery as stored bytes (an invalid envelope carries them as its body)."""

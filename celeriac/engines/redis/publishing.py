@@ -424,21 +424,30 @@ class AsyncPusher(_Connections):
 
     async def push(self, push: Push) -> None:
         """Store one publish; raise redis-py's errors on failure."""
+        push.check(await self.call(push.data, push.replies))
+
+    async def call(self, data: bytes, replies: int, *, blocks: float = 0.0) -> list[Any]:
+        """Send packed commands and read their ``replies`` (error replies are returned, not
+        raised); ``blocks``: seconds a blocking command among them may wait in Redis.
+
+        The worker's per-task scripts (fetch, store, ack) go this way too, not through
+        redis-py's command layer, whose overhead is the larger part of a round trip.
+        """
         conn = self._idle.pop() if self._idle else await self._checkout()
+        timeout = None if self._socket_timeout is None else self._socket_timeout + blocks
         try:
             if conn.is_connected and await _stale_async(conn):
                 await conn.disconnect()  # closed by the server while idle: connect afresh
-            async with asyncio.timeout(self._socket_timeout):
+            async with asyncio.timeout(timeout):
                 if not conn.is_connected:
                     await conn.connect()  # (a Sentinel connection resolves the master here)
-                await conn.send_packed_command(push.data)
-                replies = [await _reply_async(conn) for _ in range(push.replies)]
+                await conn.send_packed_command(data)
+                return [await _reply_async(conn) for _ in range(replies)]
         except BaseException:
             await conn.disconnect(nowait=True)  # maybe half-sent or half-read
             raise
         finally:
             self._idle.append(conn)
-        push.check(replies)
 
     async def _checkout(self) -> Any:
         loop = asyncio.get_running_loop()

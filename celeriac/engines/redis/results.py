@@ -32,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from celeriac.backends.base import ChordPart, Meta
 from celeriac.engines.options import option_flag
@@ -41,11 +41,13 @@ from celeriac.engines.redis.connection import (
     UNREACHABLE,
     connect_redis,
     locator,
+    pack,
     parse_redis_url,
     release,
     retried,
     retry_policy,
 )
+from celeriac.engines.redis.publishing import AsyncPusher
 from celeriac.engines.redis.waiting import TASK_KEY, Item, Listener, Subscriptions
 from celeriac.exceptions import MissingDependency, SerializationError
 from celeriac.protocol.serializers import Serializer
@@ -133,6 +135,8 @@ class RedisBackend:
         self._listener_lock = asyncio.Lock()
         self._chord_script: AsyncScript | None = None
         self._store_script: AsyncScript | None = None
+        self._pusher: AsyncPusher | None = None
+        """Sends the store script on the event loop without redis-py's command layer."""
 
     @property
     def client(self) -> Redis[bytes]:
@@ -154,13 +158,22 @@ class RedisBackend:
         self._client = client
         self._chord_script = client.register_script(CHORD_PART)
         self._store_script = client.register_script(STORE_BATCH)
+        if not self._settings.cluster:  # the pusher writes to one server's connections
+            self._pusher = AsyncPusher(
+                client.connection_pool,
+                self._settings.max_connections,
+                self._settings.pool_timeout,
+                self._settings.connection.get("socket_timeout"),
+            )
 
     async def close(self) -> None:
         """Stop the listener and release connections."""
-        client, listener = self._client, self._listener
-        self._client = self._listener = None
+        client, listener, pusher = self._client, self._listener, self._pusher
+        self._client = self._listener = self._pusher = None
         if listener is not None:
             await listener.close()
+        if pusher is not None:
+            await pusher.close()
         if client is not None:
             await release(client)
 
@@ -206,7 +219,21 @@ class RedisBackend:
         script = self._store_script
         if script is None:
             raise RuntimeError("RedisBackend is not connected; call connect() first")
-        await self._retry("store", lambda: script(keys=keys, args=args))
+        await self._retry("store", lambda: self._run(script, keys, args))
+
+    async def _run(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
+        """``script`` in one round trip, through the pusher when there is one (a lone task's
+        result is on its caller's critical path: redis-py's command layer costs more than
+        the round trip); redis-py loads a script the server lost."""
+        pusher = self._pusher
+        if pusher is not None:
+            sha = cast(Any, script).sha  # (redis-py's stubs do not declare it)
+            [reply] = await pusher.call(pack("EVALSHA", sha, len(keys), *keys, *args), 1)
+            if not isinstance(reply, redis_errors.NoScriptError):
+                if isinstance(reply, redis_errors.ResponseError):
+                    raise reply
+                return reply
+        return await script(keys=keys, args=args)
 
     async def get(self, task_ids: Sequence[str]) -> list[Meta | None]:
         """MGET the documents; None where nothing is stored."""

@@ -167,6 +167,11 @@ if n >= limit then
       end
     end
   end
+else
+  -- Every bucket is empty now: the tokens left would only wake consumers for nothing.
+  for qi = 1, nq do
+    redis.call('DEL', KEYS[4 + nlevels * nq + qi])
+  end
 end
 local first = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
 table.insert(out, 1, first[2] or '')

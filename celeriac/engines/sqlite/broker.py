@@ -325,6 +325,11 @@ class SQLiteTransport:
             self._watcher.bell.ring()
         return count
 
+    async def purge_dead(self, ids: Sequence[str] | None = None) -> int:
+        """Delete dead letters (all when ``ids`` is None) for good; return how many."""
+        wanted = None if ids is None else [int(i) for i in ids if str(i).isdigit()]
+        return await self._call(queue_store.purge_dead, wanted)
+
     async def purge(self, queues: Sequence[str]) -> int:
         """Delete waiting (unleased) messages in ``queues``, due or not; return how many."""
         return await self._call(queue_store.purge, queues)

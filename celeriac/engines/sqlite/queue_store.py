@@ -39,6 +39,7 @@ __all__ = [
     "list_dead",
     "publish",
     "purge",
+    "purge_dead",
     "queue_sizes",
     "release",
     "requeue_dead",
@@ -493,6 +494,15 @@ def requeue_dead(conn: sqlite3.Connection, ids: Sequence[int] | None, now: float
             [(r[1], _READY, json.loads(r[6]).get("priority") or 0, now, *r[2:], now) for r in rows],
         )
     return len(rows)
+
+
+def purge_dead(conn: sqlite3.Connection, ids: Sequence[int] | None) -> int:
+    """Delete dead letters (all when ``ids`` is None)."""
+    if ids is not None and not ids:
+        return 0
+    where = "" if ids is None else f" WHERE id IN ({_marks(len(set(ids)))})"
+    with write_transaction(conn):
+        return conn.execute("DELETE FROM celeriac_dead" + where, tuple(set(ids or ()))).rowcount
 
 
 def purge(conn: sqlite3.Connection, queues: Sequence[str]) -> int:

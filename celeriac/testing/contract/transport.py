@@ -453,6 +453,40 @@ class TransportContract:
         assert await transport.list_dead() == []
         assert sorted(bodies(await drain(transport, [q], 2))) == [b"0", b"2"]
 
+    async def test_purge_dead_by_id_and_all(self, transport: Transport) -> None:
+        q = qname("dead-purge")
+        await transport.publish([out(q, str(i).encode()) for i in range(3)])
+        for delivery in await drain(transport, [q], 3):
+            await transport.dead_letter(delivery, "poison")
+        dead = await transport.list_dead()
+        assert await transport.purge_dead([dead[1].id, "no-such-letter"]) == 1
+        assert [d.envelope.body for d in await transport.list_dead()] == [b"0", b"2"]
+        assert await transport.purge_dead() == 2
+        assert await transport.list_dead() == []
+        assert await transport.purge_dead() == 0
+        assert await transport.fetch([q], limit=5, timeout=0.3) == []  # deleted, not requeued
+
+    async def test_dead_letters_listed_while_requeued_are_all_moved(
+        self, transport: Transport
+    ) -> None:
+        # The dashboard lists the dead letters (its live refresh) while a button requeues
+        # or purges one; a list in flight must not hide a letter from the action.
+        q = qname("dead-concurrent")
+        await transport.publish([out(q, str(i).encode()) for i in range(6)])
+        for delivery in await drain(transport, [q], 6):
+            await transport.dead_letter(delivery, "poison")
+        dead = await transport.list_dead()
+        for letter in dead[:3]:
+            listing = [asyncio.ensure_future(transport.list_dead()) for _ in range(3)]
+            assert await transport.requeue_dead([letter.id]) == 1
+            await asyncio.gather(*listing)
+        for letter in dead[3:]:
+            listing = [asyncio.ensure_future(transport.list_dead()) for _ in range(3)]
+            assert await transport.purge_dead([letter.id]) == 1
+            await asyncio.gather(*listing)
+        assert await transport.list_dead() == []
+        assert sorted(bodies(await drain(transport, [q], 3))) == [b"0", b"1", b"2"]
+
     # --- purge, sizes, revokes ---------------------------------------------------
 
     async def test_purge_deletes_waiting_messages_only(self, transport: Transport) -> None:

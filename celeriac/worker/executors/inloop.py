@@ -246,6 +246,8 @@ class InLoopExecutor:
             return
         self._running.add(-1)
         entry = run.entry
+        entry.on_cancel = None  # (a cycle: the entry and its run; let refcounting free them)
+        run.task = None
         if task.cancelled():
             entry.finish(False, RuntimeError("the job's coroutine was cancelled"))
         elif (error := task.exception()) is not None:
