@@ -5,19 +5,21 @@ after, never ``FLUSHALL``), with the worker a user gets: ``celeriac -A celeriac_
 worker`` with no flag but the one the curve varies. The curves:
 
 * ``queues``: drain rate vs the number of queues one worker consumes (``-Q``: 1, 10, 100);
-* ``backlog``: drain rate and worker RSS vs tasks pending when the worker starts (10k, 1M;
-  only the first 200k completions are timed);
+* ``backlog``: drain rate and worker RSS vs tasks pending when the worker starts (10k, 1M);
 * ``processes``: drain rate vs ``-c`` (1, 2, 4, 8 on however many cores there are);
 * ``payload``: drain rate vs the size of the task's argument (100 B, 10 kB, 1 MB);
 * ``etas``: RSS a running worker adds while countdown tasks are pending (up to 1M).
 
-Each drain point times completions after the first one (worker start-up never counts) and
-states the cost per task in CPU microseconds of the worker's process tree (/proc/<pid>/stat)
-and in Redis commands (``INFO commandstats`` deltas, less the commands the server took from
-other clients in the second before the worker started, scaled to the window). A pipelined
-batch is several commands but one round trip, so commands/task bounds round trips from
-above. Each curve is a Markdown table (printed, and kept in ``benchmarks/results/
-curves.json``) and a PNG in ``docs/img/``.
+Each drain point times completions after the first one (worker start-up never counts), up to
+200k of them or 60 s, whichever comes first (the rest of a 1M backlog is flushed), and
+states the cost per task in CPU microseconds of the worker's process tree (/proc/<pid>/stat),
+in Redis commands (``INFO commandstats`` deltas) and in round trips (the server's read
+events, ``INFO stats`` ``total_reads_processed``: a pipelined batch or a ``MULTI`` block is
+several commands in one read), both less what the server took from other clients in the
+second before the worker started, scaled to the window. On a shared server that correction
+is rough; ``--own-redis`` runs a private server, which also gives its CPU per task. Each
+curve is a Markdown table (printed, and kept in ``benchmarks/results/curves.json``) and a
+PNG in ``docs/img/``.
 
 Examples::
 
@@ -62,6 +64,7 @@ REDIS_DB = 14
 _DEFAULTS = ("{bin}/celeriac", "-A", "celeriac_sync_app", "worker", "-l", "WARNING")
 _REDIS_PID = int(os.environ["BENCH_REDIS_PID"]) if os.environ.get("BENCH_REDIS_PID") else None
 """The private server's pid (``--own-redis``): its CPU per task is measured too."""
+READS = "READS"
 _FN = "enqueue_curve"  # benchmarks/apps/celeriac_app.py: bulk, round robin, payloads
 
 
@@ -75,6 +78,8 @@ class Sizes:
     backlog: tuple[int, ...] = (10_000, 1_000_000)
     window: int = 200_000
     """Completions timed per drain point at most (the rest of a 1M backlog is dropped)."""
+    window_seconds: float = 60.0
+    """...and seconds timed at most (a busy shared machine can drain 500 tasks/s)."""
     processes: tuple[int, ...] = (1, 2, 4, 8)
     payload: tuple[tuple[int, int], ...] = ((100, 20_000), (10_000, 5_000), (1_000_000, 100))
     """(argument bytes, tasks): fewer large tasks, so Redis holds ~100 MB at most."""
@@ -89,6 +94,7 @@ class Sizes:
             n=n,
             backlog=(n, 25 * n),
             window=10 * n,
+            window_seconds=30.0,
             payload=((100, n), (10_000, max(n // 2, 2)), (1_000_000, max(n // 100, 5))),
             etas=(n, 10 * n),
         )
@@ -116,15 +122,21 @@ class CommandStats:
         self.client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=db)
 
     def calls(self) -> dict[str, int]:
-        """Calls so far per command."""
+        """Calls so far per command, and the server's read events as ``READS``: one per
+        request (or pipelined batch) read from a client socket, i.e. per round trip."""
         info = self.client.info("commandstats")
-        return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in info.items()}
+        found = {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in info.items()}
+        found[READS] = int(self.client.info("stats")["total_reads_processed"])
+        return found
 
-    def rate(self, seconds: float) -> float:
-        """Commands per second the server takes now (other clients' background)."""
-        before = sum(self.calls().values())
+    def rate(self, seconds: float) -> tuple[float, float]:
+        """Commands and read events per second the server takes now (other clients')."""
+        before = self.calls()
         time.sleep(seconds)
-        return max(0.0, (sum(self.calls().values()) - before - 1) / seconds)
+        after = self.calls()
+        reads = after.pop(READS) - before.pop(READS) - 2  # our own two INFO calls
+        commands = sum(after.values()) - sum(before.values()) - 2
+        return max(0.0, commands / seconds), max(0.0, reads / seconds)
 
     def close(self) -> None:
         """Drop the connection."""
@@ -159,15 +171,20 @@ class Curves:
         try:
             load = os.getloadavg()[0]
             enq = runner.client(system, env, "enqueue", _FN, point.kind, str(point.n))
-            background = stats.rate(1.0)
+            background, background_reads = stats.rate(1.0)
             worker = runner.worker(system, "defaults", env)
             worker.start()
             try:
                 result = self._window(worker.pid, worker.alive, counter, stats, point.n)
             finally:
                 worker.stop()
+            commands = result.pop("commands")
+            reads = commands.pop(READS, 0)
             result["commands_per_task"] = _per_task(
-                sum(result.pop("commands").values()) - background * result["seconds"], result
+                sum(commands.values()) - background * result["seconds"], result
+            )
+            result["round_trips_per_task"] = _per_task(
+                reads - background_reads * result["seconds"], result
             )
             return {
                 **result,
@@ -175,6 +192,7 @@ class Curves:
                 "n": point.n,
                 "enqueue_rate": point.n / enq["seconds"],
                 "background_commands_per_s": background,
+                "background_reads_per_s": background_reads,
                 "load_1m": load,
                 "worker": system.variants["defaults"].label,
             }
@@ -191,16 +209,22 @@ class Curves:
         stats: CommandStats,
         n: int,
     ) -> dict[str, Any]:
-        """Measure from the first completion to the ``window``-th (or the ``n``-th)."""
+        """Measure from the first completion to the ``window``-th (or the ``n``-th), or
+        until ``window_seconds`` have passed."""
         target = min(n, self.sizes.window)
         stall = max(self.runner.settings.stall, 20.0)
         with MemoryPeak(pid) as peak:
             first = counter.wait(1, stall=stall, alive=alive)
             if first.first is None:
                 raise RuntimeError("the worker completed no task")
+            deadline = time.monotonic() + self.sizes.window_seconds
+
+            def going() -> bool:
+                return alive() and time.monotonic() < deadline
+
             cpu0, redis0, calls0 = tree_cpu_seconds(pid), _redis_cpu(), stats.calls()
             start, done0 = time.perf_counter(), counter.size()
-            drained = counter.wait(target, stall=stall, alive=alive)
+            drained = counter.wait(target, stall=stall, alive=going)
             cpu1, redis1, calls1 = tree_cpu_seconds(pid), _redis_cpu(), stats.calls()
             peak.sample()
         end = drained.last or start
@@ -208,7 +232,8 @@ class Curves:
         return {
             "completed": drained.count,
             "timed": target,
-            "complete": drained.complete,
+            "complete": drained.complete or time.monotonic() >= deadline,
+            "capped": not drained.complete and time.monotonic() >= deadline,
             "tasks": tasks,
             "seconds": end - start,
             "drain_rate": tasks / (end - start) if end > start else None,
@@ -301,7 +326,8 @@ def _top(commands: dict[str, int], tasks: int, count: int = 6) -> dict[str, floa
     """The commands with the most calls, per task (they include other clients' calls)."""
     if tasks <= 0:
         return {}
-    ranked = sorted(commands.items(), key=lambda kv: -kv[1])[:count]
+    ranked = sorted(((k, v) for k, v in commands.items() if k != READS), key=lambda kv: -kv[1])
+    ranked = ranked[:count]
     return {name: round(calls / tasks, 3) for name, calls in ranked}
 
 
@@ -324,6 +350,7 @@ _DRAIN_COLUMNS = (
     ("drain/s", "drain_rate", 0),
     ("CPU µs/task", "cpu_us_per_task", 1),
     ("Redis cmds/task", "commands_per_task", 2),
+    ("round trips/task", "round_trips_per_task", 2),
     ("Redis CPU µs/task", "redis_cpu_us_per_task", 1),
     ("worker RSS MB", "rss_mb", 1),
     ("processes", "processes", 0),
@@ -385,7 +412,8 @@ def _growth(curve: str, rows: Sequence[dict[str, Any]]) -> str:
         (("RSS added", "rss_added_mb"),)
         if curve == "etas"
         else (("drain/s", "drain_rate"), ("CPU/task", "cpu_us_per_task"),
-              ("cmds/task", "commands_per_task"), ("Redis CPU/task", "redis_cpu_us_per_task"),
+              ("cmds/task", "commands_per_task"), ("round trips/task", "round_trips_per_task"),
+              ("Redis CPU/task", "redis_cpu_us_per_task"),
               ("RSS", "rss_mb"))
     )  # fmt: skip
     parts = []
@@ -412,7 +440,8 @@ def plot_curve(curve: str, rows: Sequence[dict[str, Any]], path: Path) -> None:
         if curve == "etas"
         else [("drain/s", (("drain_rate", "tasks/s"),)),
               ("CPU µs/task", (("cpu_us_per_task", "worker"), ("redis_cpu_us_per_task", "Redis"))),
-              ("Redis cmds/task", (("commands_per_task", "commands"),)),
+              ("Redis per task", (("commands_per_task", "commands"),
+                                  ("round_trips_per_task", "round trips"))),
               ("worker RSS MB", (("rss_mb", "RSS"),))]
     )  # fmt: skip
     fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels) + 0.6, 3.0))

@@ -40,7 +40,7 @@ def test_curves_write_a_table_a_png_and_json(tmp_path: Path) -> None:
     done = _curves(tmp_path, None, "--own-redis", "--curves", "queues")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     assert "### Drain rate vs queues one worker consumes (-Q)" in done.stdout
-    header = "| queues | tasks timed | drain/s | CPU µs/task | Redis cmds/task | Redis CPU µs/task"
+    header = "| queues | tasks timed | drain/s | CPU µs/task | Redis cmds/task | round trips/task |"
     assert header in done.stdout
     assert (tmp_path / "img" / "curve-queues.png").read_bytes()[:8] == PNG_MAGIC
     document = json.loads((tmp_path / "curves.json").read_text())
@@ -49,6 +49,7 @@ def test_curves_write_a_table_a_png_and_json(tmp_path: Path) -> None:
     assert [row["x"] for row in rows] == [1, 10, 100]
     assert all(row["complete"] for row in rows)  # every queue of -Q was drained
     assert all(row["redis_cpu_us_per_task"] is not None for row in rows)  # the private server
+    assert all(row["round_trips_per_task"] > 0 for row in rows)  # commandstats were read
     assert document["meta"]["private_redis"] is True
     assert document["meta"]["commit"] and document["meta"]["load_before"]
 
