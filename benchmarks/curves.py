@@ -11,7 +11,7 @@ worker`` with no flag but the one the curve varies. The curves:
 * ``etas``: RSS a running worker adds while countdown tasks are pending (up to 1M).
 
 Each drain point times completions after the first one (worker start-up never counts), up to
-200k of them or 60 s, whichever comes first (the rest of a 1M backlog is flushed), and
+200k of them or 30 s, whichever comes first (the rest of a 1M backlog is flushed), and
 states the cost per task in CPU microseconds of the worker's process tree (/proc/<pid>/stat),
 in Redis commands (``INFO commandstats`` deltas) and in round trips (the server's read
 events, ``INFO stats`` ``total_reads_processed``: a pipelined batch or a ``MULTI`` block is
@@ -50,7 +50,7 @@ import redis
 
 from benchmarks.brokers import REDIS_HOST, REDIS_PORT, redis_up
 from benchmarks.counter import Counter
-from benchmarks.procs import MemoryPeak, tree_cpu_seconds
+from benchmarks.procs import MemoryPeak, tree_cpu_seconds, tree_memory
 from benchmarks.records import Records
 from benchmarks.systems import System, Variant
 from benchmarks.workloads import ClientError, Paths, Runner, Settings
@@ -59,7 +59,7 @@ __all__ = ["CURVES", "Sizes", "main", "render_curve"]
 
 ROOT = Path(__file__).resolve().parent
 REPO = ROOT.parent
-CURVES = ("queues", "backlog", "processes", "payload", "etas")
+CURVES = ("queues", "processes", "payload", "backlog", "etas")  # the 1M points last
 REDIS_DB = 14
 _DEFAULTS = ("{bin}/celeriac", "-A", "celeriac_sync_app", "worker", "-l", "WARNING")
 _REDIS_PID = int(os.environ["BENCH_REDIS_PID"]) if os.environ.get("BENCH_REDIS_PID") else None
@@ -78,7 +78,7 @@ class Sizes:
     backlog: tuple[int, ...] = (10_000, 1_000_000)
     window: int = 200_000
     """Completions timed per drain point at most (the rest of a 1M backlog is dropped)."""
-    window_seconds: float = 60.0
+    window_seconds: float = 30.0
     """...and seconds timed at most (a busy shared machine can drain 500 tasks/s)."""
     processes: tuple[int, ...] = (1, 2, 4, 8)
     payload: tuple[tuple[int, int], ...] = ((100, 20_000), (10_000, 5_000), (1_000_000, 100))
@@ -94,7 +94,7 @@ class Sizes:
             n=n,
             backlog=(n, 25 * n),
             window=10 * n,
-            window_seconds=30.0,
+            window_seconds=15.0,
             payload=((100, n), (10_000, max(n // 2, 2)), (1_000_000, max(n // 100, 5))),
             etas=(n, 10 * n),
         )
@@ -274,21 +274,51 @@ class Curves:
         _log(f"  [{curve} {rep + 1}/{self.reps}] {what}: {_brief(shown)} "
              f"({time.monotonic() - started:.1f} s)")  # fmt: skip
 
+    def eta_point(self, count: int) -> dict[str, Any]:
+        """RSS a running worker adds while ``count`` countdown (1 h) tasks arrive and wait.
+
+        The worker takes each such message from the queue and parks it in Redis (the
+        ``celeriac:delayed:<queue>`` sorted set) until it is due; the point waits until all
+        are parked or ``window_seconds`` after the enqueue, and says how many were.
+        """
+        runner, system = self.runner, self.system(())
+        setup = runner.setup_for(system, "redis")
+        counter = Counter("curves")
+        env = runner.env_for(setup, True, counter)
+        worker = runner.worker(system, "defaults", env)
+        worker.start()
+        try:
+            runner.client(system, env, "latency", "round_trip", "5", "0")  # up and warm
+            time.sleep(2.0)
+            load, before = os.getloadavg()[0], tree_memory(worker.pid)
+            with MemoryPeak(worker.pid, interval=0.5) as peak:
+                enq = runner.client(
+                    system, env, "countdown", str(count), str(runner.settings.countdown_seconds)
+                )
+                waited, parked, listed = _wait_parked(setup.redis_db, count, self.sizes)
+                peak.sample()
+            after = tree_memory(worker.pid)
+            return {
+                "x": count, "n": count, "load_1m": load, "worker": "defaults",
+                "enqueue_seconds": enq["seconds"], "waited_seconds": waited,
+                "parked": parked, "still_queued": listed, "ran_early": counter.size(),
+                "before_rss_mb": before.rss_kb / 1024,
+                "rss_added_mb": (after.rss_kb - before.rss_kb) / 1024,
+                "peak_rss_added_mb": (peak.peak.rss_kb - before.rss_kb) / 1024,
+                "pss_added_mb": (after.pss_kb - before.pss_kb) / 1024,
+            }  # fmt: skip
+        finally:
+            worker.stop()
+            counter.remove()
+            setup.cleanup()
+
     def etas(self) -> None:
-        """RSS added by pending countdowns (the harness's countdown measurement)."""
-        system = self.system(())
+        """RSS added by pending countdowns, one point per size."""
         for count in self.sizes.etas:
-            self.runner.settings.countdown_n = count
+            self._take("etas", 0, f"etas x={count}", partial(self.eta_point, count))
 
-            def call(count: int = count) -> dict[str, Any]:
-                load = os.getloadavg()[0]
-                found = self.runner.countdown(system, "defaults")
-                return {**found, "x": count, "n": count, "load_1m": load, "worker": "defaults"}
-
-            self._take("etas", 0, f"etas x={count}", call)
-
-    def run(self, curves: Sequence[str]) -> None:
-        """Take every point of ``curves``."""
+    def run(self, curves: Sequence[str], done: Callable[[], object] = lambda: None) -> None:
+        """Take every point of ``curves``; call ``done`` after each curve."""
         s = self.sizes
         plans: dict[str, list[Point]] = {
             "queues": [_queues_point(q, s.n) for q in s.queues],
@@ -305,6 +335,24 @@ class Curves:
                 self.etas()
             else:
                 self.repeat(curve, plans[curve])
+            done()
+
+
+def _wait_parked(db: int, count: int, sizes: Sizes) -> tuple[float, int, int]:
+    """Wait until ``count`` countdowns are parked, or ``window_seconds``; returns the seconds
+    waited, how many are parked and how many messages still wait in the queue lists."""
+    client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=db)
+    started = time.monotonic()
+    try:
+        while True:
+            parked = sum(int(client.zcard(k)) for k in client.scan_iter("celeriac:delayed:*"))
+            if parked >= count or time.monotonic() - started > sizes.window_seconds:
+                lists = list(client.scan_iter(count=1000, _type="list"))
+                listed = sum(int(client.llen(k)) for k in lists if not k.startswith(b"celeriac:"))
+                return time.monotonic() - started, parked, listed
+            time.sleep(0.5)
+    finally:
+        client.close()
 
 
 def _queues_point(count: int, n: int) -> Point:
@@ -357,8 +405,12 @@ _DRAIN_COLUMNS = (
     ("load 1m", "load_1m", 2),
 )
 _ETA_COLUMNS = (
+    ("parked", "parked", 0),
+    ("still queued", "still_queued", 0),
+    ("enqueue s", "enqueue_seconds", 0),
     ("RSS before MB", "before_rss_mb", 1),
     ("RSS added MB", "rss_added_mb", 1),
+    ("peak RSS added MB", "peak_rss_added_mb", 1),
     ("PSS added MB", "pss_added_mb", 1),
     ("ran early", "ran_early", 0),
     ("load 1m", "load_1m", 2),
@@ -436,7 +488,7 @@ def plot_curve(curve: str, rows: Sequence[dict[str, Any]], path: Path) -> None:
 
     title, x_label = _TITLES[curve]
     panels: list[tuple[str, tuple[tuple[str, str], ...]]] = (
-        [("RSS added MB", (("rss_added_mb", "worker"),))]
+        [("RSS added MB", (("rss_added_mb", "at the end"), ("peak_rss_added_mb", "peak")))]
         if curve == "etas"
         else [("drain/s", (("drain_rate", "tasks/s"),)),
               ("CPU µs/task", (("cpu_us_per_task", "worker"), ("redis_cpu_us_per_task", "Redis"))),
@@ -589,6 +641,28 @@ def _with_own_redis(argv: list[str]) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def _meta(
+    argv: list[str],
+    args: argparse.Namespace,
+    sizes: Sizes,
+    load_before: tuple[float, float, float],
+    started_at: str,
+) -> dict[str, Any]:
+    """What a reader needs to judge the numbers: commit, machine load, sizes, server."""
+    return {
+        "started": started_at,
+        "command": " ".join(["python -m benchmarks.curves", *argv]),
+        "commit": _git("rev-parse", "--short", "HEAD"),
+        "worker_commit": _git("log", "-1", "--format=%h %cs %s", "--", "celeriac/worker"),
+        "redis": f"{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB}",
+        "private_redis": _REDIS_PID is not None,
+        "load_before": load_before,
+        "cpus": os.cpu_count(),
+        "sizes": asdict(sizes),
+        "reps": args.reps,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     """Take the curves; print their tables; write curves.json and the PNGs."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -613,23 +687,16 @@ def main(argv: list[str] | None = None) -> int:
                 "Redis cmds/task includes other clients' traffic beyond the background "
                 "subtracted; --own-redis counts this run's alone"
             )
-        taker.run(curves)
+        meta = _meta(argv, args, sizes, load_before, started_at)
+
+        def save() -> None:  # after every curve: a run cut short keeps what it measured
+            meta.update(seconds=round(time.monotonic() - started, 1), load_after=os.getloadavg())
+            write_outputs(args.out, args.img, curves, taker.records, meta)
+
+        taker.run(curves, save)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    meta = {
-        "started": started_at,
-        "seconds": round(time.monotonic() - started, 1),
-        "command": " ".join(["python -m benchmarks.curves", *argv]),
-        "commit": _git("rev-parse", "--short", "HEAD"),
-        "worker_commit": _git("log", "-1", "--format=%h %cs %s", "--", "celeriac/worker"),
-        "redis": f"{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB}",
-        "private_redis": _REDIS_PID is not None,
-        "load_before": load_before,
-        "load_after": os.getloadavg(),
-        "cpus": os.cpu_count(),
-        "sizes": asdict(sizes),
-        "reps": args.reps,
-    }
+    meta.update(seconds=round(time.monotonic() - started, 1), load_after=os.getloadavg())
     report = write_outputs(args.out, args.img, curves, taker.records, meta)
     print(report)
     print(f"load average before {load_before}, after {meta['load_after']}; commit "
