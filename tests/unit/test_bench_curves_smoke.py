@@ -49,7 +49,7 @@ def test_curves_write_a_table_a_png_and_json(tmp_path: Path) -> None:
     assert [row["x"] for row in rows] == [1, 10, 100]
     assert all(row["complete"] for row in rows)  # every queue of -Q was drained
     assert all(row["redis_cpu_us_per_task"] is not None for row in rows)  # the private server
-    assert all(row["round_trips_per_task"] > 0 for row in rows)  # commandstats were read
+    assert all(row["round_trips_per_task"] is not None for row in rows)  # INFO was read
     assert document["meta"]["private_redis"] is True
     assert document["meta"]["commit"] and document["meta"]["load_before"]
 
