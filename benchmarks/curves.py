@@ -488,7 +488,8 @@ def plot_curve(curve: str, rows: Sequence[dict[str, Any]], path: Path) -> None:
 
     title, x_label = _TITLES[curve]
     panels: list[tuple[str, tuple[tuple[str, str], ...]]] = (
-        [("RSS added MB", (("rss_added_mb", "at the end"), ("peak_rss_added_mb", "peak")))]
+        [("RSS added MB", (("rss_added_mb", "at the end"), ("peak_rss_added_mb", "peak"))),
+         ("ETAs", (("parked", "parked in Redis"), ("still_queued", "still queued")))]
         if curve == "etas"
         else [("drain/s", (("drain_rate", "tasks/s"),)),
               ("CPU µs/task", (("cpu_us_per_task", "worker"), ("redis_cpu_us_per_task", "Redis"))),
@@ -500,12 +501,13 @@ def plot_curve(curve: str, rows: Sequence[dict[str, Any]], path: Path) -> None:
     axes_list = list(axes) if len(panels) > 1 else [axes]
     xs = [int(r["x"]) for r in rows]
     for ax, (title_of_panel, lines) in zip(axes_list, panels, strict=True):
-        drawn = 0
+        drawn, lowest = 0, 0.0
         for key, label in lines:
             shown = [
                 (x, float(r[key])) for x, r in zip(xs, rows, strict=True) if r.get(key) is not None
             ]
             if shown:
+                lowest = min(lowest, *(p[1] for p in shown))
                 ax.plot([p[0] for p in shown], [p[1] for p in shown], marker="o", label=label)
                 drawn += 1
         if drawn > 1:
@@ -514,7 +516,7 @@ def plot_curve(curve: str, rows: Sequence[dict[str, Any]], path: Path) -> None:
             ax.set_xscale("log")
         ax.set_xticks(xs, [_x(x, curve) for x in xs], fontsize=7)
         ax.minorticks_off()
-        ax.set_ylim(bottom=0)
+        ax.set_ylim(bottom=lowest)
         ax.set_xlabel(x_label)
         ax.set_title(title_of_panel, fontsize=9)
         ax.grid(alpha=0.3)
