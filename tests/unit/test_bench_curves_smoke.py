@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.curves import render_curve
 from tests.integration.test_redis_connection import REDIS_SERVER, free_port
 
 pytestmark = [pytest.mark.redis]
@@ -59,3 +60,19 @@ def test_curves_say_when_redis_is_unreachable(tmp_path: Path) -> None:
     assert done.returncode != 0
     assert "Redis is not reachable" in done.stderr
     assert not (tmp_path / "curves.json").exists()
+
+
+def test_a_curve_table_states_how_each_cost_grows() -> None:
+    rows = [
+        {"x": 1, "reps": 1, "drain_rate": 1000.0, "cpu_us_per_task": 100.0,
+         "commands_per_task": 7.0, "round_trips_per_task": 0.5, "rss_mb": 100.0},
+        {"x": 100, "reps": 1, "drain_rate": 500.0, "cpu_us_per_task": 300.0,
+         "commands_per_task": 70.0, "round_trips_per_task": 0.5, "rss_mb": 100.0},
+    ]  # fmt: skip
+    text = render_curve("queues", rows)
+    assert text.splitlines()[0] == "### Drain rate vs queues one worker consumes (-Q)"
+    assert "| 100    | -           | 500     | 300.0" in text  # the x column, then the costs
+    assert (
+        "Growth, 1 → 100: drain/s ×0.50, CPU/task ×3.00, cmds/task ×10.00, "
+        "round trips/task ×1.00, RSS ×1.00." in text
+    )
