@@ -501,13 +501,14 @@ def plot_curve(curve: str, rows: Sequence[dict[str, Any]], path: Path) -> None:
     axes_list = list(axes) if len(panels) > 1 else [axes]
     xs = [int(r["x"]) for r in rows]
     for ax, (title_of_panel, lines) in zip(axes_list, panels, strict=True):
-        drawn, lowest = 0, 0.0
+        drawn, lowest, highest = 0, 0.0, 0.0
         for key, label in lines:
             shown = [
                 (x, float(r[key])) for x, r in zip(xs, rows, strict=True) if r.get(key) is not None
             ]
             if shown:
                 lowest = min(lowest, *(p[1] for p in shown))
+                highest = max(highest, *(p[1] for p in shown))
                 ax.plot([p[0] for p in shown], [p[1] for p in shown], marker="o", label=label)
                 drawn += 1
         if drawn > 1:
@@ -516,7 +517,7 @@ def plot_curve(curve: str, rows: Sequence[dict[str, Any]], path: Path) -> None:
             ax.set_xscale("log")
         ax.set_xticks(xs, [_x(x, curve) for x in xs], fontsize=7)
         ax.minorticks_off()
-        ax.set_ylim(bottom=lowest)
+        ax.set_ylim(lowest, highest * 1.1 or 1.0)  # a flat line stays off the frame
         ax.set_xlabel(x_label)
         ax.set_title(title_of_panel, fontsize=9)
         ax.grid(alpha=0.3)
