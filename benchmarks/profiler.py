@@ -221,7 +221,7 @@ def _with_worker_args(system: System, extra: list[str]) -> System:
     if not extra:
         return system
     variants = {
-        key: Variant(f"{v.label} {' '.join(extra)}", (*v.argv, *extra))
+        key: Variant(f"{v.label} {' '.join(extra)}", (*v.argv, *extra), v.app)
         for key, v in system.variants.items()
     }
     return dataclasses.replace(system, variants=variants)

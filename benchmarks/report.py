@@ -35,7 +35,8 @@ class Report:
         self.h = Headlines(summary, self.systems)
 
     def throughput(self, broker: str = "redis") -> list[str]:
-        """Headline no-op throughput per system on ``broker``."""
+        """Headline no-op throughput per system on ``broker``; each row names the app form
+        and worker options of its headline case."""
         rows = []
         for name in self.s.systems(broker, "throughput"):
             on, off = self.h.case(broker, name, 0), self.h.case(broker, name, 1)
@@ -44,6 +45,7 @@ class Report:
             rows.append(
                 [
                     name,
+                    self.h.label(broker, name),
                     _num(self.s.value(on, "enqueue_rate")),
                     _num(self.s.value(on, "drain_rate")),
                     _num(self.s.value(off, "drain_rate")),
@@ -55,6 +57,7 @@ class Report:
             )
         header = [
             "system",
+            "headline worker (app, options)",
             "enqueue/s",
             "drain/s results on",
             "drain/s results off",
@@ -144,7 +147,7 @@ class Report:
                 rate_off, rate_on = self.s.value(off, "drain_rate"), self.s.value(on, "drain_rate")
                 cpu_off, cpu_on = _cpu_per_task(self.s, off), _cpu_per_task(self.s, on)
                 rows.append(
-                    [name, system.variants[off_case.variant].label, _num(rate_off),
+                    [name, system.variants[off_case.variant].describe(), _num(rate_off),
                      _num(rate_on), _num(_cost(rate_on, rate_off, lower=True), 1),
                      _num(cpu_off, 1), _num(cpu_on, 1), _num(_cost(cpu_on, cpu_off), 1)]
                 )  # fmt: skip
@@ -174,17 +177,23 @@ class Report:
         if "celeriac" not in self.systems or not peers:
             return []
         h = self.h
+        headline = f"({h.label('redis', 'celeriac')})"
         metrics: list[tuple[str, str, Callable[[str, str], float | None], bool]] = [
-            ("drain, results on", "redis", h.drain_on, True),
+            (f"drain, results on {headline}", "redis", h.drain_on, True),
             ("best drain", "redis", h.best_drain, True),
             ("enqueue (per-task call)", "redis", h.enqueue, True),
             ("round trip p50", "redis", h.p50, False),
             ("I/O-bound seconds", "redis", lambda _b, n: h.io_seconds(n), False),
             ("CPU-bound tasks/s", "redis", lambda _b, n: h.cpu_rate(n), True),
-            ("worker PSS", "redis", lambda _b, n: h.pss(n), False),
-            ("AMQP drain, results on", "amqp", h.drain_on, True),
+            (f"worker PSS {headline}", "redis", lambda _b, n: h.pss(n), False),
+            (f"AMQP drain, results on ({h.label('amqp', 'celeriac')})", "amqp", h.drain_on, True),
             ("AMQP round trip p50", "amqp", h.p50, False),
-            ("SQLite drain, results on", "sqlite", h.drain_on, True),
+            (
+                f"SQLite drain, results on ({h.label('sqlite', 'celeriac')})",
+                "sqlite",
+                h.drain_on,
+                True,
+            ),
             ("SQLite round trip p50", "sqlite", h.p50, False),
         ]
         rows = []
@@ -220,6 +229,16 @@ class Headlines:
             if len(cases) > index
             else None
         )
+
+    def label(self, broker: str, name: str) -> str:
+        """The app form and worker options of the system's headline case on ``broker``."""
+        system = self.systems.get(name)
+        cases = () if system is None else (
+            system.throughput if broker == "redis" else system.extra_cases.get(broker, ())
+        )  # fmt: skip
+        if system is None or not cases:
+            return "-"
+        return system.variants[cases[0].variant].describe()
 
     def drain_on(self, broker: str, name: str) -> float | None:
         """Drain rate of the default worker with results stored."""
@@ -305,7 +324,8 @@ def targets(summary: Summary, systems: Sequence[System]) -> list[dict[str, Any]]
         ("bulk enqueue >= 50,000/s", summary.value(bulk, "enqueue_rate"), 50_000.0, True),
         ("round trip p50 <= 0.5 ms (Redis)", h.p50("redis", "celeriac"), 0.5, False),
         ("I/O-bound within 1.05x of ideal (x ideal)", h.io_vs_ideal("celeriac"), 1.05, False),
-        ("worker PSS at two slots <= Huey's (MB)", h.pss("celeriac"), h.pss("huey"), False),
+        (f"worker PSS at two slots ({h.label('redis', 'celeriac')}) <= Huey's (MB)",
+         h.pss("celeriac"), h.pss("huey"), False),
         ("100k pending countdowns add < 20 MB RSS", h.countdown_mb("celeriac"), 20.0, False),
         (f"AMQP drain, results on ({_case(amqp_on)}) >= 3x Celery on AMQP",
          summary.value(amqp_on, "drain_rate"), _times(h.drain_on("amqp", "celery"), 3), True),
@@ -332,7 +352,10 @@ def _cost(with_events: float | None, without: float | None, lower: bool = False)
 
 
 def _case(row: dict[str, Any] | None) -> str:
-    return str(row["case"]).split("/")[0] if row is not None else "-"
+    """What a target's row measured: its worker's label (app form and options)."""
+    if row is None:
+        return "-"
+    return str(row.get("label") or str(row["case"]).split("/")[0])
 
 
 def _times(value: float | None, factor: float) -> float | None:

@@ -71,7 +71,7 @@ class Suite:
                         workload=workload,
                         system=system.name,
                         case=case.key,
-                        label=system.variants[case.variant].label,
+                        label=system.variants[case.variant].describe(),
                         enqueue_fn=case.enqueue_fn,
                         rep=rep,
                     )
@@ -131,7 +131,7 @@ class Suite:
                 workload="countdown",
                 system=system.name,
                 case=variant,
-                label=system.variants[variant].label,
+                label=system.variants[variant].describe(),
                 rep=0,
             )
 

@@ -7,6 +7,7 @@ The worker loads this module with ``celeriac -A celeriac_app worker``; the produ
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 from bodies import BROKER_URL, QUEUE, RESULT_URL, RESULTS, SLEEP_SECONDS, spin_fib, tick
@@ -21,6 +22,7 @@ __all__ = [
     "enqueue",
     "enqueue_bulk",
     "enqueue_countdown",
+    "enqueue_curve",
     "enqueue_requests",
     "round_trip",
     "setup",
@@ -71,7 +73,15 @@ def add(x: int, y: int) -> int:
     return x + y
 
 
+@app.task
+def blob(data: str) -> None:
+    """The payload task: take a string argument (its size is the curve's x), count."""
+    tick()
+
+
 _TASKS = {"noop": noop, "anoop": anoop, "sleep": sleep, "asleep": asleep, "fib": fib}
+CHUNK_BYTES = 8_000_000
+"""At most this many payload bytes per ``apublish`` batch (1 MB payloads: 8 a batch)."""
 
 
 def setup() -> None:
@@ -115,6 +125,26 @@ async def enqueue_countdown(n: int, seconds: float) -> None:
     for start in range(0, n, BULK_CHUNK):
         count = min(BULK_CHUNK, n - start)
         await app.asend_many([noop.s()] * count, countdown=seconds)
+
+
+async def enqueue_curve(kind: str, n: int) -> None:
+    """The scaling curves' producer (benchmarks/curves.py), through the batch path.
+
+    ``kind`` ``noop`` sends no-ops round robin over the comma-separated queues of
+    ``BENCH_QUEUES`` (empty: the default queue); ``blob`` sends ``blob`` tasks whose
+    argument is a string of ``BENCH_PAYLOAD`` bytes.
+    """
+    queues = [q for q in os.environ.get("BENCH_QUEUES", "").split(",") if q]
+    size = int(os.environ.get("BENCH_PAYLOAD") or 0)
+    task = blob if kind == "blob" else _TASKS[kind]
+    args = ("x" * size,) if kind == "blob" else ()
+    chunk = max(1, min(BULK_CHUNK, CHUNK_BYTES // max(size, 1)))
+    for start in range(0, n, chunk):
+        requests = []
+        for i in range(start, min(start + chunk, n)):
+            options = {"queue": queues[i % len(queues)]} if queues else {}
+            requests.append(app.build_request(task.name, args, {}, options, task))
+        await app.apublish(requests)
 
 
 def round_trip(i: int) -> int:

@@ -41,6 +41,12 @@ def fib() -> int:
     return spin_fib()
 
 
+@app.task(name="celeriac_app.blob")
+def blob(data: str) -> None:
+    """The payload task of the scaling curves: take a string argument, count."""
+    tick()
+
+
 @app.task(name="celeriac_app.add")
 def add(x: int, y: int) -> int:
     """The round-trip task."""

@@ -15,6 +15,14 @@ class Variant:
 
     label: str
     argv: tuple[str, ...]
+    app: str = "sync-only"
+    """Which form of the system's benchmark app the worker loads: ``sync-only`` (only
+    ``def`` tasks) or ``mixed`` (``def`` and ``async def`` tasks; a celeriac worker then
+    widens its prefetch window by ``--async-concurrency``)."""
+
+    def describe(self) -> str:
+        """The label the report shows: the app form, then the worker's options."""
+        return f"{self.app} app, {self.label}"
 
     def command(self, bin_dir: Path) -> list[str]:
         """The argv with the venv's bin directory filled in."""
@@ -50,8 +58,8 @@ class System:
     """Redis db = base + offset, so systems never share a database."""
     variants: Mapping[str, Variant]
     throughput: tuple[Case, ...]
-    """Drain cases on Redis; the first is the headline (default pool, results on), the
-    second the same without results."""
+    """Drain cases on Redis; the first is the headline (the worker with its defaults,
+    results on), the second the same without results."""
     io: tuple[Case, ...] = ()
     cpu: Case | None = None
     latency_fns: tuple[str, ...] = ("round_trip",)

@@ -14,10 +14,11 @@ SYSTEM = System(
     venv="peers",
     db_offset=4,
     variants={
-        "w2": Variant("--workers 2", (*_WORKER, "--workers", "2")),
+        "w2": Variant("--workers 2", (*_WORKER, "--workers", "2"), "mixed"),
         "io": Variant(
             "--workers 1 --max-async-tasks 20",
             (*_WORKER, "--workers", "1", "--max-async-tasks", "20"),
+            "mixed",
         ),
     },
     throughput=(

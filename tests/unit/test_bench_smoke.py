@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -39,12 +40,14 @@ def test_harness_runs_celeriac_end_to_end(tmp_path: Path) -> None:
         server.kill()
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     assert "No-op throughput on Redis" in done.stdout
+    # the headline is the sync-only app with no worker flag, and its row says so
+    assert re.search(r"\| celeriac +\| sync-only app, no flags +\|", done.stdout)
 
     latest = json.loads((tmp_path / "latest.json").read_text())
     assert latest["meta"]["systems"] == ["celeriac"]
     rows = {(r["workload"], r["case"]): r for r in latest["summary"]}
 
-    drain = rows[("throughput", "prefork/noop/results")]
+    drain = rows[("throughput", "defaults/noop/results")]
     assert drain["complete"] is True
     assert drain["completed"] == N  # every task counted once through the /dev/shm file
     assert drain["drain_rate"] > 0 and drain["enqueue_rate"] > 0
