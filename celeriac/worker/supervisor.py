@@ -132,7 +132,7 @@ class _Supervisor:
                 # only, which passes it on once (twice would mean a cold shutdown).
                 os.setpgid(0, 0)
                 die_with_parent(parent)
-                code = _run_worker(self.make_worker(index, first))
+                code = _run_worker(lambda: self.make_worker(index, first))
             finally:
                 sys.stdout.flush()
                 sys.stderr.flush()
@@ -181,11 +181,11 @@ class _Supervisor:
                 pass
 
 
-def _run_worker(worker: Worker) -> int:  # pragma: no cover - runs in the forked child
-    """Run a forked worker; a user's error (a setting, the broker) is one ``Error:`` line,
-    as the command prints it for a worker of its own."""
+def _run_worker(make: Callable[[], Worker]) -> int:  # pragma: no cover - in the forked child
+    """Build and run a forked worker; a user's error (a setting, the broker) is one
+    ``Error:`` line, as the command prints it for a worker of its own."""
     try:
-        return worker.start()
+        return make().start()
     except USER_ERRORS as exc:
         as_click_error(exc).show()
         return 1
@@ -223,7 +223,10 @@ def run_slots(app: Any, options: WorkerOptions, count: int) -> int:
     board = SlotBoard(count)
 
     def make_worker(index: int, first: bool) -> Worker:
-        return Worker(app, worker_options(options, index, first), slot=Slot(board, index))
+        own = worker_options(options, index, first)
+        if count == 1:  # a single slot keeps the node's own name (-n), as one worker would
+            own = replace(own, hostname=options.hostname)
+        return Worker(app, own, slot=Slot(board, index))
 
     return _Supervisor(make_worker, count, board).run()
 

@@ -99,7 +99,8 @@ def _lifecycle(
 
 def test_worker_writes_one_json_object_a_line(redis_broker: str, tmp_path: Path) -> None:
     stderr = tmp_path / "worker.err"
-    worker = _start("worker", "--log-format", "json", "-c", "1", stderr=stderr)
+    # Prefork: the lifecycle lines come from the worker, the task's own from its child.
+    worker = _start("worker", "--log-format", "json", "-P", "prefork", "-c", "1", stderr=stderr)
     try:
         ok = jsonlog_app.greet.delay("ada")
         bad = jsonlog_app.fail.delay("on purpose")

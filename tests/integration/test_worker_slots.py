@@ -98,7 +98,7 @@ def test_a_hard_time_limit_fails_the_task_and_replaces_the_slot(
     log = tmp_path / "w.log"
     supervisor = start_worker(broker, "-c", "1", log=log)
     try:
-        wait_for_line(log, "-1@")
+        wait_for_line(log, "ready.")
         (first,) = _children_of(supervisor.pid)
         with pytest.raises(TimeLimitExceeded):
             apps.hard_limited.delay().get(timeout=30)
@@ -115,7 +115,7 @@ def test_max_tasks_per_child_replaces_each_slot_after_that_many(
     log = tmp_path / "w.log"
     supervisor = start_worker(broker, "-c", "1", "--max-tasks-per-child", "3", log=log)
     try:
-        wait_for_line(log, "-1@")
+        wait_for_line(log, "ready.")
         pids = [apps.pid.delay().get(timeout=30) for _ in range(9)]
     finally:
         _stop(supervisor)
@@ -131,7 +131,7 @@ def test_max_memory_per_child_replaces_a_slot_that_grew(broker: str, tmp_path: P
         broker, "-c", "1", "--max-memory-per-child", str(400 * 1024), log=log
     )  # KiB
     try:
-        wait_for_line(log, "-1@")
+        wait_for_line(log, "ready.")
         small = apps.grow.delay(1).get(timeout=30)
         big = apps.grow.delay(450).get(timeout=60)  # past the limit: retires after this one
         assert small == big
@@ -151,7 +151,7 @@ def test_a_slot_killed_holding_messages_gives_them_back_at_once(
     marker = tmp_path / "m.txt"
     supervisor = start_worker(broker, "-c", "1", log=log)
     try:
-        wait_for_line(log, "-1@")
+        wait_for_line(log, "ready.")
         running = apps.sleep.delay(30, str(marker))
         waiting = [apps.add.delay(i, 1) for i in range(3)]  # prefetched behind it
         wait_for_line(marker, "start")
@@ -172,7 +172,7 @@ def test_terminate_ends_the_slot_with_its_task(broker: str, tmp_path: Path) -> N
     marker = tmp_path / "m.txt"
     supervisor = start_worker(broker, "-c", "1", log=log)
     try:
-        wait_for_line(log, "-1@")
+        wait_for_line(log, "ready.")
         (slot,) = _children_of(supervisor.pid)
         running = apps.sleep.delay(30, str(marker))
         wait_for_line(marker, "start")
