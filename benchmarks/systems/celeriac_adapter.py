@@ -22,6 +22,7 @@ SYSTEM = System(
     db_offset=0,
     variants={
         "defaults": Variant("no flags", _DEFAULTS),
+        "defaults-mixed": Variant("no flags", (*_WORKER,), _MIXED),
         "prefork": Variant("-P prefork -c 2", (*_WORKER, "-P", "prefork", "-c", "2"), _MIXED),
         "threads": Variant("-P threads -c 2", (*_WORKER, "-P", "threads", "-c", "2"), _MIXED),
         "async": Variant("async def tasks, -c 2", (*_WORKER, "-P", "prefork", "-c", "2"), _MIXED),
@@ -59,6 +60,7 @@ SYSTEM = System(
         # First, so they are the headline pair the report reads: what a user gets.
         Case("defaults", "noop", True),
         Case("defaults", "noop", False),
+        Case("defaults-mixed", "anoop", True, enqueue_fn=_BULK),
         Case("prefork", "noop", True),
         Case("prefork", "noop", False, enqueue_fn=_BULK),
         Case("async", "anoop", True, enqueue_fn=_BULK),
