@@ -150,7 +150,7 @@ def _comma_list(value: str | None) -> list[str]:
     "-P",
     "--pool",
     callback=_pool_choice,
-    help="Pool for sync tasks: prefork (processes), threads or solo.",
+    help="Pool for sync tasks: prefork (processes), threads, solo, or slots (a process each).",
 )
 @click.option(
     "--autoscale",

@@ -197,9 +197,10 @@ def run_worker(obj: Any, flags: WorkerFlags) -> None:
 
 
 def uses_slots(app: Any, options: WorkerOptions) -> bool:
-    """Whether the worker runs the default shape (:mod:`celeriac.worker.slots`): no pool
-    chosen (``-P`` or ``worker_pool``) and no ``--autoscale``, which needs prefork."""
-    return options.pool is None and not app.conf.is_set("worker_pool") and not options.autoscale
+    """Whether the worker runs slots (:mod:`celeriac.worker.slots`): ``-P slots`` or
+    ``worker_pool = "slots"`` (``--autoscale`` needs prefork)."""
+    chosen = options.pool or app.conf["worker_pool"]
+    return str(chosen).strip().lower() == "slots" and not options.autoscale
 
 
 def slot_count(app: Any, options: WorkerOptions) -> int:

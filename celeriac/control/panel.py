@@ -85,7 +85,7 @@ class WorkerSide(Protocol):
 
     def end_with(self, flight: Flight) -> bool:
         """End this worker's process with ``flight``'s sync task when the process is that
-        task's own slot (the default shape); False where it is not."""
+        task's own slot (``-P slots``); False where it is not."""
 
     def uptime(self) -> float:
         """Seconds since the worker started."""

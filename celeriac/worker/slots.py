@@ -1,11 +1,11 @@
-"""Slots: the default worker shape, one process per execution slot, tasks run in-process.
+"""Slots (``-P slots``): one process per execution slot, tasks run in-process.
 
-``celeriac worker`` with no ``-P``, ``--loops`` or ``--autoscale`` (and no ``worker_pool``
-setting) runs ``-c`` *slots*: each is a complete worker process (its own event loop, broker
-connection and prefetch window) that runs sync tasks in one thread of its own, under the
-supervisor of :mod:`celeriac.worker.supervisor`. A task then costs no pipe, no pickling and
-no hand-off between processes (prefork's parent pays about three times a thread's CPU per
-task), and each core runs a loop of its own. What prefork gives is kept, per slot:
+``celeriac worker -P slots`` (or ``worker_pool = "slots"``) runs ``-c`` *slots*: each is a
+complete worker process (its own event loop, broker connection and prefetch window) that
+runs sync tasks in one thread of its own, under the supervisor of
+:mod:`celeriac.worker.supervisor`. A task then costs no pipe, no pickling and no hand-off
+between processes (prefork's parent pays about three times a thread's CPU per task), and
+each core runs a loop of its own. What prefork gives is kept, per slot:
 
 * a task that crashes its process (a segfault, ``os._exit``, the OOM killer) takes down
   only its slot. The supervisor replaces the slot, and the task is recorded as failed with
@@ -23,8 +23,8 @@ task), and each core runs a loop of its own. What prefork gives is kept, per slo
   finish, writes its results and acks, and exits; the supervisor starts a fresh one.
 
 This module holds the slot's side (:class:`Slot`: what it records and when it retires) and
-the board both sides share. ``-P prefork`` (or ``worker_pool = "prefork"``) is Celery's pool
-as before: one consumer process feeding forked children.
+the board both sides share. ``-P prefork``, the default, is Celery's pool: one consumer
+process feeding forked children.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ __all__ = ["DEFAULT_SHAPE", "Slot", "SlotBoard"]
 logger = logging.getLogger("celeriac.worker")
 
 DEFAULT_SHAPE = "slots"
-"""The name the banner and ``inspect stats`` give the default shape."""
+"""The pool name of slots (``-P slots``), as the banner and ``inspect stats`` show it."""
 
 _ID_BYTES = 64
 # pid, ready flag, the task it runs, its consumer id

@@ -20,7 +20,7 @@ and ``--async-concurrency`` apply per process), and supervises them:
 Worker ``i`` is named ``<name>-<i>@<host>`` (``i`` from 1); only the first runs an
 embedded beat (``-B``), although several would be safe.
 
-The default shape (:mod:`celeriac.worker.slots`, :func:`run_slots`) is the same supervisor
+Slots (``-P slots``: :mod:`celeriac.worker.slots`, :func:`run_slots`) are the same supervisor
 over one-thread workers, with a :class:`~celeriac.worker.slots.SlotBoard` shared with them:
 a slot that exits 0 while the supervisor is not stopping has retired (its limits) and is
 replaced at once; one that dies has the task it was running moved to the board's lost
@@ -218,7 +218,7 @@ def preload_engines(app: Any) -> None:
 
 
 def run_slots(app: Any, options: WorkerOptions, count: int) -> int:
-    """Run ``app``'s default shape: ``count`` one-thread workers, one process per slot."""
+    """Run ``count`` slots of ``app``: one-thread workers, one process per slot."""
     preload_engines(app)
     board = SlotBoard(count)
 

@@ -93,7 +93,7 @@ class Worker:
         self.app = app
         self.options = options or WorkerOptions()
         self.slot = slot
-        """This worker's place among the slots of the default shape (None: a whole worker)."""
+        """This worker's place among the slots of ``-P slots`` (None: a whole worker)."""
         self.hostname = expand_hostname(self.options.hostname)
         self._configure()
         self._stopping = asyncio.Event()
@@ -211,7 +211,7 @@ class Worker:
     def _concurrency_text(self) -> str:
         """The banner's concurrency, as Celery prints it (``{min=1, max=4}`` with autoscale)."""
         if self.slot is not None:
-            return f"{self.slot.board.count} (slots: a process each, -P prefork for Celery's pool)"
+            return f"{self.slot.board.count} (slots: a process each)"
         if self.options.autoscale is None:
             return f"{self.concurrency} ({self.pool_name})"
         maximum, minimum = self.options.autoscale

@@ -41,7 +41,7 @@ def _stop(supervisor: object) -> None:
 
 def test_default_shape_is_a_supervised_process_per_slot(broker: str, tmp_path: Path) -> None:
     log = tmp_path / "w.log"
-    supervisor = start_worker(broker, log=log)  # -c 2, no -P
+    supervisor = start_worker(broker, "-P", "slots", log=log)  # -c 2
     try:
         wait_for_line(log, "-2@")
         slots = _children_of(supervisor.pid)
@@ -69,7 +69,7 @@ def test_explicit_prefork_keeps_celerys_pool(broker: str, tmp_path: Path) -> Non
 def test_a_crash_takes_only_its_slot_and_fails_its_task_once(broker: str, tmp_path: Path) -> None:
     log = tmp_path / "w.log"
     marker = tmp_path / "crash.txt"
-    supervisor = start_worker(broker, log=log)
+    supervisor = start_worker(broker, "-P", "slots", log=log)
     try:
         wait_for_line(log, "-2@")
         before = _children_of(supervisor.pid)
@@ -96,7 +96,7 @@ def test_a_hard_time_limit_fails_the_task_and_replaces_the_slot(
     broker: str, tmp_path: Path
 ) -> None:
     log = tmp_path / "w.log"
-    supervisor = start_worker(broker, "-c", "1", log=log)
+    supervisor = start_worker(broker, "-P", "slots", "-c", "1", log=log)
     try:
         wait_for_line(log, "ready.")
         (first,) = _children_of(supervisor.pid)
@@ -113,7 +113,9 @@ def test_max_tasks_per_child_replaces_each_slot_after_that_many(
     broker: str, tmp_path: Path
 ) -> None:
     log = tmp_path / "w.log"
-    supervisor = start_worker(broker, "-c", "1", "--max-tasks-per-child", "3", log=log)
+    supervisor = start_worker(
+        broker, "-P", "slots", "-c", "1", "--max-tasks-per-child", "3", log=log
+    )
     try:
         wait_for_line(log, "ready.")
         pids = [apps.pid.delay().get(timeout=30) for _ in range(9)]
@@ -128,7 +130,7 @@ def test_max_tasks_per_child_replaces_each_slot_after_that_many(
 def test_max_memory_per_child_replaces_a_slot_that_grew(broker: str, tmp_path: Path) -> None:
     log = tmp_path / "w.log"
     supervisor = start_worker(
-        broker, "-c", "1", "--max-memory-per-child", str(400 * 1024), log=log
+        broker, "-P", "slots", "-c", "1", "--max-memory-per-child", str(400 * 1024), log=log
     )  # KiB
     try:
         wait_for_line(log, "ready.")
@@ -149,7 +151,7 @@ def test_a_slot_killed_holding_messages_gives_them_back_at_once(
     """A slot's replacement requeues what its killed predecessor held (no lease wait)."""
     log = tmp_path / "w.log"
     marker = tmp_path / "m.txt"
-    supervisor = start_worker(broker, "-c", "1", log=log)
+    supervisor = start_worker(broker, "-P", "slots", "-c", "1", log=log)
     try:
         wait_for_line(log, "ready.")
         running = apps.sleep.delay(30, str(marker))
@@ -170,7 +172,7 @@ def test_a_slot_killed_holding_messages_gives_them_back_at_once(
 def test_terminate_ends_the_slot_with_its_task(broker: str, tmp_path: Path) -> None:
     log = tmp_path / "w.log"
     marker = tmp_path / "m.txt"
-    supervisor = start_worker(broker, "-c", "1", log=log)
+    supervisor = start_worker(broker, "-P", "slots", "-c", "1", log=log)
     try:
         wait_for_line(log, "ready.")
         (slot,) = _children_of(supervisor.pid)
@@ -201,7 +203,7 @@ def test_on_rabbitmq_a_crashed_task_fails_once(tmp_path: Path) -> None:
         log, marker = tmp_path / "w.log", tmp_path / "crash.txt"
         command = [sys.executable, "-m", "celeriac", "-A", "tests.worker.apps", "worker"]
         supervisor = subprocess.Popen(
-            [*command, "-l", "info", "-c", "2"],
+            [*command, "-l", "info", "-P", "slots", "-c", "2"],
             env=env,
             stdout=log.open("wb"),
             stderr=subprocess.STDOUT,

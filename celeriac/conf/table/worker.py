@@ -181,7 +181,7 @@ SETTINGS = (
         "int",
         None,
         (
-            "Replace a pool process (or, in the default shape, a slot's process) once its "
+            "Replace a pool process (or, with `-P slots`, a slot's process) once its "
             "peak resident memory exceeds this many kilobytes, after the task that passed it."
         ),
         aliases=("CELERYD_MAX_MEMORY_PER_CHILD",),
@@ -191,7 +191,7 @@ SETTINGS = (
         "int",
         None,
         (
-            "Replace a pool process (or, in the default shape, a slot's process) after it "
+            "Replace a pool process (or, with `-P slots`, a slot's process) after it "
             "has run this many tasks."
         ),
         aliases=("CELERYD_MAX_TASKS_PER_CHILD",),
@@ -202,11 +202,10 @@ SETTINGS = (
         "prefork",
         (
             "The pool that runs sync tasks: `prefork` (a consumer feeding forked processes, "
-            "Celery's pool), `threads` or `solo`. Left unset (and without `-P`), "
-            "`celeriac worker` runs its default shape instead: `-c` slots, each a supervised "
-            "process of its own that runs tasks in-process, with prefork's isolation "
-            "(docs/worker.md). `async def` tasks run on the worker's event loop whatever "
-            "the pool."
+            "Celery's pool), `threads`, `solo`, or `slots` (`celeriac worker` only: `-c` "
+            "supervised processes that each run their tasks in-process, with prefork's "
+            "isolation; docs/worker.md). `async def` tasks run on the worker's event loop "
+            "whatever the pool."
         ),
         aliases=("CELERYD_POOL",),
     ),

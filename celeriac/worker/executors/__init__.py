@@ -45,6 +45,7 @@ POOL_NAMES = {
     "processes": "processes",
     "threads": "threads",
     "solo": "threads with one thread",
+    "slots": "a process per slot, tasks run in it (celeriac worker only)",
 }
 
 
@@ -87,6 +88,11 @@ def create_executor(
         return ThreadExecutor(fn, concurrency=1, initializer=initializer)
     if kind in GREEN_POOLS:
         raise ImproperlyConfigured(GREEN_POOLS[kind])
+    if kind == "slots":
+        raise ImproperlyConfigured(
+            "the slots pool is a shape of the `celeriac worker` command (a supervised "
+            "process per slot), not a pool a Worker object builds; run `celeriac worker -P slots`"
+        )
     raise ImproperlyConfigured(
         f"unknown pool {name!r}; choose one of: {', '.join(sorted(POOL_NAMES))}"
     )

@@ -288,9 +288,12 @@ class ThreadExecutor:
 
     def _on_hard_limit(self, run: _ThreadRun, limit: float) -> None:
         if self._abandon(run, TimeLimitExceeded(f"Time limit ({limit}s) exceeded")):
-            run.interrupt(TimeLimitExceeded)  # best effort: the thread may stop sooner
             if self._on_hard_limit_hook is not None:
+                # Its owner ends the thread with its process (a slot): no exception is
+                # injected into a thread that is about to go anyway.
                 self._on_hard_limit_hook()
+            else:
+                run.interrupt(TimeLimitExceeded)  # best effort: the thread may stop sooner
 
     def _abandon(self, run: _ThreadRun, reason: BaseException) -> bool:
         """Give up on a running job: its submitter gets ``reason``; its thread stays busy."""
