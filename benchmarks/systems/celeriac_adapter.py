@@ -23,6 +23,7 @@ SYSTEM = System(
     variants={
         "defaults": Variant("no flags", _DEFAULTS),
         "defaults-mixed": Variant("no flags", (*_WORKER,), _MIXED),
+        "slots": Variant("-P slots", (*_DEFAULTS, "-P", "slots")),
         "prefork": Variant("-P prefork -c 2", (*_WORKER, "-P", "prefork", "-c", "2"), _MIXED),
         "threads": Variant("-P threads -c 2", (*_WORKER, "-P", "threads", "-c", "2"), _MIXED),
         "async": Variant("async def tasks, -c 2", (*_WORKER, "-P", "prefork", "-c", "2"), _MIXED),
@@ -60,6 +61,7 @@ SYSTEM = System(
         # First, so they are the headline pair the report reads: what a user gets.
         Case("defaults", "noop", True),
         Case("defaults", "noop", False),
+        Case("slots", "noop", True, enqueue_fn=_BULK),
         Case("defaults-mixed", "anoop", True, enqueue_fn=_BULK),
         Case("prefork", "noop", True),
         Case("prefork", "noop", False, enqueue_fn=_BULK),
