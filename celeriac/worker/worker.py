@@ -575,10 +575,17 @@ class Worker:
     async def _load_revoked(self) -> None:
         """Read the persisted revokes, so tasks revoked while no worker ran are skipped."""
         assert self.transport is not None and self.handler is not None
+        config = self.handler.config
+        before = set(config.revoked)
         try:
-            self.handler.config.revoked = await self.transport.revoked()
+            stored = await self.transport.revoked()
         except Exception as exc:
             logger.warning("could not read revoked ids: %s", exc)
+            return
+        # A revoke that came by remote control while the store was read is kept: the read
+        # may predate it, and replacing the set would forget it (a terminated task would
+        # then be recorded as failed, not revoked).
+        config.revoked = stored | (config.revoked - before)
 
     async def _sync_revoked(self) -> None:
         while True:

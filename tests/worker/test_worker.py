@@ -9,6 +9,7 @@ import json
 import logging
 import time
 import uuid
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ from celeriac.protocol.envelope import Envelope
 from celeriac.protocol.message import encode_task
 from celeriac.transport import Outgoing
 from celeriac.worker.rate_limit import parse_rate
+from celeriac.worker.worker import Worker
 from tests.worker import apps
 from tests.worker.conftest import StartWorker
 
@@ -413,3 +415,20 @@ async def test_a_finished_task_leaves_no_cyclic_garbage(
         gc.garbage.clear()
         gc.enable()
     assert not kinds & {"Flight", "PendingJob", "Job", "_Run", "TaskMessage", "Delivery"}
+
+
+async def test_a_revoke_made_while_the_store_is_read_is_kept() -> None:
+    """The periodic read of the persisted revokes must not forget a revoke that remote
+    control added while the read was in flight."""
+
+    class SlowStore:
+        async def revoked(self) -> set[str]:
+            config.revoked.add("added-meanwhile")  # remote control, during the read
+            return {"stored"}
+
+    config = SimpleNamespace(revoked={"old"})
+    worker = Worker.__new__(Worker)
+    worker.transport = SlowStore()  # type: ignore[assignment]
+    worker.handler = SimpleNamespace(config=config)  # type: ignore[assignment]
+    await worker._load_revoked()
+    assert config.revoked == {"stored", "added-meanwhile"}  # "old" expired from the store
