@@ -186,7 +186,7 @@ async def _publish_delayed(count: int) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(420)
 def test_100k_countdown_tasks_leave_worker_memory_flat(broker: str, tmp_path: Path) -> None:
     worker = start_worker(broker, log=tmp_path / "w.log")
     try:
@@ -197,8 +197,9 @@ def test_100k_countdown_tasks_leave_worker_memory_flat(broker: str, tmp_path: Pa
         time.sleep(3.0)  # several fetch rounds with 100k not-yet-due tasks waiting
         after = _rss_kib(worker.pid)
         # Still consuming: the probe waits behind the 100k, which the worker moves to the
-        # delayed store one by one (a few thousand a second on a loaded machine).
-        assert apps.add.delay(1, 1).get(timeout=150) == 2
+        # delayed store one by one (a few thousand a second, under 1,000 a second when the
+        # machine is loaded: measured by the scaling curves).
+        assert apps.add.delay(1, 1).get(timeout=330) == 2
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(30)
