@@ -84,7 +84,7 @@ from celeriac.engines.amqp.connection import (
 from celeriac.engines.amqp.delay import DelayLadder, DelayPlan, delay_tokens, stamp
 from celeriac.engines.amqp.leases import Leases
 from celeriac.engines.amqp.native_delay import NativeDelay
-from celeriac.engines.amqp.pipeline import PipelinedPublisher, Sending
+from celeriac.engines.amqp.pipeline import PipelinedPublisher, Sending, open_publisher
 from celeriac.engines.amqp.sidequeues import DeadLetters, Revokes
 from celeriac.masking import mask_url
 from celeriac.reconnect import Outage
@@ -249,16 +249,11 @@ class AMQPTransport:
 
     async def _publisher_for(self) -> PipelinedPublisher:
         """The publishing connection, to the broker the session is connected to."""
-        publisher = self._publisher
-        if publisher is None or publisher.url != self._session.url:
-            if publisher is not None:
-                await publisher.close()
-            publisher = self._publisher = PipelinedPublisher(
-                self._session.url, self._opts, f"{self._session.name}-publish"
-            )
-        if not publisher.is_open:
-            await publisher.open()
-        return publisher
+        session = self._session
+        self._publisher = await open_publisher(
+            self._publisher, session.url, self._opts, f"{session.name}-publish"
+        )
+        return self._publisher
 
     async def _route(self, out: Outgoing) -> float | bool | None:
         """Check the destination; the due time when it goes down the delay ladder.

@@ -43,7 +43,7 @@ from celeriac.engines.amqp.blocking import (
 )
 from celeriac.engines.amqp.connection import AMQPOptions, Endpoint, tls_context
 
-__all__ = ["PipelinedPublisher", "Published", "Sending"]
+__all__ = ["PipelinedPublisher", "Published", "Sending", "open_publisher"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +71,21 @@ class _Batch:
     unsettled: set[int]
     done: asyncio.Future[Published]
     result: Published = field(default_factory=Published)
+
+
+async def open_publisher(
+    current: PipelinedPublisher | None, url: str, options: AMQPOptions, name: str
+) -> PipelinedPublisher:
+    """``current`` if it is for ``url``, else a new publisher for it (``current`` closed);
+    opened (again, after the broker closed it) before it is returned."""
+    publisher = current
+    if publisher is None or publisher.url != url:
+        if publisher is not None:
+            await publisher.close()
+        publisher = PipelinedPublisher(url, options, name)
+    if not publisher.is_open:
+        await publisher.open()
+    return publisher
 
 
 class PipelinedPublisher:

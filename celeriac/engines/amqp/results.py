@@ -45,7 +45,7 @@ from celeriac.engines.amqp.connection import (
     DeliveredMessage,
     Session,
 )
-from celeriac.engines.amqp.pipeline import PipelinedPublisher, Sending
+from celeriac.engines.amqp.pipeline import PipelinedPublisher, Sending, open_publisher
 from celeriac.engines.options import option_flag
 from celeriac.exceptions import ImproperlyConfigured
 from celeriac.protocol.serializers import Serializer, check_accept, serializer_for_content_type
@@ -247,16 +247,11 @@ class RPCBackend:
 
     async def _publisher_for(self) -> PipelinedPublisher:
         """The connection results are published on (:mod:`.pipeline`: one write per batch)."""
-        publisher = self._publisher
-        if publisher is None or publisher.url != self._session.url:
-            if publisher is not None:
-                await publisher.close()
-            publisher = self._publisher = PipelinedPublisher(
-                self._session.url, self._session.options, f"{self._session.name}-publish"
-            )
-        if not publisher.is_open:
-            await publisher.open()
-        return publisher
+        session = self._session
+        self._publisher = await open_publisher(
+            self._publisher, session.url, session.options, f"{session.name}-publish"
+        )
+        return self._publisher
 
     async def get(self, task_ids: Sequence[str]) -> list[Meta | None]:
         """The latest document this process received for each id (None: nothing yet)."""
