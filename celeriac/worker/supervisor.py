@@ -39,7 +39,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from types import FrameType
-from typing import Any
+from typing import Any, NoReturn
 
 from celeriac.cli.errors import USER_ERRORS, as_click_error
 from celeriac.engines import Role, engine_for, implementation
@@ -122,25 +122,39 @@ class _Supervisor:
         parent = os.getpid()
         first = index not in self.started
         self.started.add(index)
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - runs in the child (covered by the tests' children)
-            code = 1
-            try:
-                for sig in _FORWARDED:
-                    signal.signal(sig, signal.SIG_DFL)
-                # Its own process group: a Ctrl-C in the terminal reaches the supervisor
-                # only, which passes it on once (twice would mean a cold shutdown).
-                os.setpgid(0, 0)
-                die_with_parent(parent)
-                code = _run_worker(lambda: self.make_worker(index, first))
-            finally:
-                sys.stdout.flush()
-                sys.stderr.flush()
-                os._exit(code)
-        self.children[pid] = (index, time.monotonic())
-        if self.stopping:  # a signal came while forking: this one must hear it too
+        # The forwarded signals wait while forking: the child must not run the supervisor's
+        # handler (it would pass the signal on to its siblings and go on working), and the
+        # supervisor must know the child before it forwards anything.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, _FORWARDED)
+        try:
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - runs in the child (covered by the tests' children)
+                self._become_worker(index, first, parent)
+            self.children[pid] = (index, time.monotonic())
+            told = self.stopping  # a signal handled before forking: this one must hear it too
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # (one pending now reaches it)
+        if told:
             os.kill(pid, signal.SIGTERM)
         return pid
+
+    def _become_worker(self, index: int, first: bool, parent: int) -> NoReturn:  # pragma: no cover
+        """The forked child's life: run worker ``index`` and exit with its code. The forwarded
+        signals stay blocked until the worker has its own handlers (it unblocks them), so a
+        stop sent while it starts up is a warm shutdown once it can have one."""
+        code = 1
+        try:
+            for sig in _FORWARDED:
+                signal.signal(sig, signal.SIG_DFL)
+            # Its own process group: a Ctrl-C in the terminal reaches the supervisor
+            # only, which passes it on once (twice would mean a cold shutdown).
+            os.setpgid(0, 0)
+            die_with_parent(parent)
+            code = _run_worker(lambda: self.make_worker(index, first))
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
 
     def _reap(self, pid: int, code: int) -> None:
         entry = self.children.pop(pid, None)

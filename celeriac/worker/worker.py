@@ -259,6 +259,9 @@ class Worker:
             loop.add_signal_handler(signal.SIGUSR1, self._log_state)
         except (NotImplementedError, RuntimeError):  # not the main thread (tests)
             return
+        # A supervisor (--loops, slots) forks its workers with these blocked, so that one
+        # sent during start-up waits for the handlers above: let them in now.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT))
 
     def _log_state(self) -> None:
         """SIGUSR1: log the worker's counters and what each asyncio task waits on."""
