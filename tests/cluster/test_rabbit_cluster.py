@@ -216,6 +216,9 @@ def test_a_celeriac_countdown_to_a_quorum_queue_is_run_by_a_celery_worker(
     assert "PRECONDITION" not in log.read_text()  # its delayed topology agreed with ours
 
 
+# Publishing 10,000 confirmed tasks, running them around a node's death and stopping the
+# module's cluster after it (its teardown) take well over the module's 150 s on a busy machine.
+@pytest.mark.timeout(300)
 def test_killing_the_workers_node_loses_no_confirmed_task(
     cluster: RabbitCluster3, tmp_path: Path
 ) -> None:
