@@ -28,10 +28,12 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from aiormq import exceptions as amqp_errors
 
 from celeriac.engines.amqp.connection import (
     TRANSIENT_ERRORS,
@@ -291,11 +293,18 @@ class ConsumerChannel:
     async def _send(self, action: Action, tag: int, *, multiple: bool) -> None:
         channel = self.channel
         if action == "ack":
-            await channel.basic_ack(tag, multiple=multiple, wait=False)
+            frame = channel.basic_ack(tag, multiple=multiple, wait=False)
         elif multiple:
-            await channel.basic_nack(tag, multiple=True, requeue=action == "requeue", wait=False)
+            frame = channel.basic_nack(tag, multiple=True, requeue=action == "requeue", wait=False)
         else:
-            await channel.basic_reject(tag, requeue=action == "requeue", wait=False)
+            frame = channel.basic_reject(tag, requeue=action == "requeue", wait=False)
+        if not channel.write_queue.full():
+            await frame  # (queued without waiting: nothing can close the channel meanwhile)
+            return
+        # A full frame buffer is drained only by the connection's writer. When the connection
+        # dies, aiormq leaves a frame waiting for room there waiting for ever, and with it this
+        # channel's lock and every settle behind it (seen when a cluster node was killed).
+        await _unless_closed(channel, frame)
 
     async def move(
         self,
@@ -332,3 +341,14 @@ class ConsumerChannel:
                 if lease is not None:
                     held.lease, held.channel = lease, None
         return True
+
+
+async def _unless_closed(channel: Channel, send: Coroutine[Any, Any, None]) -> None:
+    """Await ``send`` on ``channel``; raise ``ChannelInvalidStateError`` (a transient error:
+    the broker gives the channel's deliveries back) if the channel closes first."""
+    sending = asyncio.ensure_future(send)
+    await asyncio.wait((sending, channel.closing), return_when=asyncio.FIRST_COMPLETED)
+    if not sending.done():
+        sending.cancel()
+        raise amqp_errors.ChannelInvalidStateError(f"{channel!r} closed while settling")
+    sending.result()
