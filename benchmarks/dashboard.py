@@ -12,7 +12,8 @@ history is first filled with M tasks written through the store's own batch write
 a transaction: the flush's path, without its one-second pace), then the N tasks' events
 are fed with the history's flush running (the ingest rate counts the flushes: it ends
 when the last change is written), and the filters are answered from the history.
-``--json FILE`` writes the numbers (with the load average at each step) to FILE.
+``--rate R`` feeds at most R events a second (a steady stream: what is pending between
+two flushes, so the memory, depends on the pace). ``--json FILE`` writes the numbers (with the load average at each step) to FILE.
 """
 
 from __future__ import annotations
@@ -140,9 +141,13 @@ async def analyze(postgres: str, store: Any) -> None:
         await conn.execute(f'ANALYZE "{schema}".celeriac_dashboard_tasks')
 
 
-async def feed_all(feed: Any, history: History | None, count: int) -> dict[str, float]:
+async def feed_all(
+    feed: Any, history: History | None, count: int, rate: float | None = None
+) -> dict[str, float]:
     """Feed the events of ``count`` tasks, yielding to the loop every 1,000 (so the
-    history's flushes run as they would). Events per second until all is written; per
+    history's flushes run as they would), at most ``rate`` events a second when given (a
+    cluster's steady stream, instead of as fast as the loop takes them: what is pending
+    between two flushes, so the memory, depends on it). Events per second until all is written; per
     second of the process's CPU time (every thread: the history's writer too); and per
     second of the event loop's own thread, what the loop sustains while the writer has a
     core of its own. A busy machine's other jobs slow the CPU times down less than the
@@ -154,7 +159,8 @@ async def feed_all(feed: Any, history: History | None, count: int) -> dict[str, 
         feed.take(event)
         taken += 1
         if taken % 1000 == 0:
-            await asyncio.sleep(0)
+            due = 0.0 if rate is None else start + taken / rate - time.perf_counter()
+            await asyncio.sleep(max(due, 0.0))
     if history is not None:
         while history.pending():
             await asyncio.sleep(0.05)
@@ -170,6 +176,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     when = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
     out: dict[str, Any] = {"when": when, "cpus": os.cpu_count(), "tasks_fed": args.tasks,
                            "max_tasks": max_tasks, "history_tasks": args.history_tasks,
+                           "rate": args.rate,
                            "store": args.store if args.history_tasks else None}  # fmt: skip
     async with contextlib.AsyncExitStack() as stack:
         history = None
@@ -188,7 +195,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                          history=history)  # fmt: skip
         feed = web.state.dashboard.feed
         keeper = asyncio.create_task(history.run(feed.state)) if history else None
-        rates = await feed_all(feed, history, args.tasks)
+        rates = await feed_all(feed, history, args.tasks, args.rate)
         out["ingest"] = {**{key: round(value) for key, value in rates.items()},
                          "events": args.tasks * 3, "load": load()}  # fmt: skip
         print(f"{args.tasks:,} tasks, {args.tasks * 3:,} events: {rates['events_per_s']:,.0f}"
@@ -222,6 +229,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--tasks", type=int, default=10000, help="tasks fed")
     parser.add_argument("--max-tasks", type=int, help="tasks in memory (default: --tasks)")
+    parser.add_argument("--rate", type=float, help="events a second fed (default: all at once)")
     parser.add_argument("--history-tasks", type=int, default=0, help="tasks in the history")
     parser.add_argument("--store", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
