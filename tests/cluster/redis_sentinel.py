@@ -128,12 +128,35 @@ class SentinelTopology:
                    "the replica to catch up")  # fmt: skip
 
     def wait_failover(self, old: int, timeout: float) -> float:
-        """Until the sentinels name the other node master and it says so; seconds taken."""
+        """Until the sentinels name the other node master and it says so; seconds taken.
+
+        A coordinated failover the sentinels gave up on (the promoted replica did not report
+        in within ``failover-timeout``, as can happen on a busy machine) is not tried again
+        by them while the master is healthy: after 10 s with no sentinel failing over and
+        ``old`` still master, it is asked for once more."""
         new, began = self.other(old), time.monotonic()
-        self._wait(lambda: self.master() == new
-                   and "role:master" in ask(new, "info", "replication"), timeout,
-                   "the sentinels to promote the replica")  # fmt: skip
+        retry_at = began + 10
+
+        def promoted() -> bool:
+            nonlocal retry_at
+            if self.master() == new:
+                return "role:master" in ask(new, "info", "replication")
+            if self.procs[old].poll() is None and time.monotonic() > retry_at and self._gave_up():
+                ask(SENTINELS[0], "sentinel", "failover", MASTER)  # (refused while settling)
+                retry_at = time.monotonic() + 10
+            return False
+
+        self._wait(promoted, timeout, "the sentinels to promote the replica")
         return time.monotonic() - began
+
+    def _gave_up(self) -> bool:
+        """No sentinel is failing over, and the master is still the one before."""
+        for port in SENTINELS:
+            info = ask(port, "sentinel", "master", MASTER).split()
+            flags = dict(zip(info[::2], info[1::2], strict=False)).get("flags", "")
+            if not flags or "failover_in_progress" in flags:
+                return False
+        return "role:master" in ask(self.master(), "info", "replication")
 
     def switch(self) -> int:
         """A coordinated failover (``SENTINEL FAILOVER``): the master is demoted to a

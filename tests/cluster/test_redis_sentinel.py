@@ -254,7 +254,7 @@ def _under_load(
         waiter.start()
         _wait_for(lambda: len(published) >= 500, 30, "the producer to get going")
         faulted = time.time()
-        failover = topology.wait_failover(fault(), 30)
+        failover = topology.wait_failover(fault(), 60)
         producer.join(timeout=60)
         waiter.join(timeout=60)
         expected = set(range(queued)) | set(published) | set(later)
