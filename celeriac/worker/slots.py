@@ -113,16 +113,19 @@ class SlotBoard:
         """Why ``task_id`` is known lost with its slot, or None: from the ring, or from the
         record of another slot that was running it (that slot died, and its message came
         back before the supervisor noticed)."""
-        key = _pack_id(task_id)
-        for offset in range(0, _LOST.size * _LOST_ENTRIES, _LOST.size):
-            lost, why = _LOST.unpack_from(self._memory, self._lost_at + 8 + offset)
-            if lost.rstrip(b"\0") == key:
-                return str(why.rstrip(b"\0").decode(errors="replace"))
+        # The records first, then the ring: :meth:`lose` writes the ring before it clears
+        # the record, so a record read clear means the ring already holds the task (read
+        # the other way round, a lose between the two reads hid it from both).
         me = os.getpid()
         for index in range(1, self.count + 1):
             pid, running = self.record(index)
             if running == task_id and pid not in (0, me) and not _alive(pid):
                 return f"the slot running it (pid {pid}) died"
+        key = _pack_id(task_id)
+        for offset in range(0, _LOST.size * _LOST_ENTRIES, _LOST.size):
+            lost, why = _LOST.unpack_from(self._memory, self._lost_at + 8 + offset)
+            if lost.rstrip(b"\0") == key:
+                return str(why.rstrip(b"\0").decode(errors="replace"))
         return None
 
     # the supervisor's side ----------------------------------------------------------------
@@ -134,13 +137,13 @@ class SlotBoard:
     def lose(self, index: int, why: str) -> str | None:
         """Slot ``index`` died as ``why``: move the task it ran to the lost ring; its id."""
         _, task_id = self.record(index)
-        self.idle(index)
         if not task_id:
             return None
         (cursor,) = struct.unpack_from("<q", self._memory, self._lost_at)
         offset = self._lost_at + 8 + _LOST.size * (cursor % _LOST_ENTRIES)
         _LOST.pack_into(self._memory, offset, _pack_id(task_id), why.encode()[:_ID_BYTES])
         struct.pack_into("<q", self._memory, self._lost_at, cursor + 1)
+        self.idle(index)  # only now: see lost_reason
         return task_id
 
 

@@ -41,6 +41,32 @@ def test_a_task_whose_slot_died_is_lost_for_every_slot() -> None:
     assert board.lose(1, "exit code 1") is None  # it ran nothing
 
 
+def test_a_lose_between_a_slots_reads_still_shows_the_task_lost(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The supervisor moves a dead slot's task to the ring while another slot, handed the
+    message back, is reading the board: whichever read the move falls between, the task
+    is found (RabbitMQ redelivers at once, so this race is run in earnest)."""
+    board = SlotBoard(1)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child dies running its task
+        board.register(1, "consumer")
+        board.running(1, "task-z")
+        os.kill(os.getpid(), signal.SIGKILL)
+    os.waitpid(pid, 0)
+    read_record, moved = SlotBoard.record, []
+
+    def record_then_lose(self: SlotBoard, index: int) -> tuple[int, str]:
+        if not moved:  # the supervisor acts just as the reader starts
+            moved.append(True)
+            self.lose(index, "signal 9 (SIGKILL)")
+        return read_record(self, index)
+
+    monkeypatch.setattr(SlotBoard, "record", record_then_lose)
+    assert board.lost_reason("task-z") == "signal 9 (SIGKILL)"
+    assert moved
+
+
 def test_a_live_slot_running_a_task_does_not_make_it_lost() -> None:
     board = SlotBoard(1)
     board.register(1, "consumer")
