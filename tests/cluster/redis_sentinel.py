@@ -2,8 +2,8 @@
 
 Ports: primary 16380, replica 16381, sentinels 26380-26382 (``redis-server --sentinel``),
 data in a temporary directory, no persistence. Sentinels declare the primary down after
-1 s and fail over within ~1-3 s. A missing ``redis-server`` or ``redis-cli`` skips the
-test (fails it with ``CI=true``, :func:`tests.services.unavailable`).
+1 s and fail over within ~1-3 s (given up on after 10 s). A missing ``redis-server`` or
+``redis-cli`` skips the test (fails it with ``CI=true``, :func:`tests.services.unavailable`).
 """
 
 from __future__ import annotations
@@ -88,7 +88,9 @@ class SentinelTopology:
             f"port {port}\nbind 127.0.0.1\ndir {data}\nlogfile {data / 'sentinel.log'}\n"
             f"sentinel monitor {MASTER} 127.0.0.1 {PRIMARY} 2\n"
             f"sentinel down-after-milliseconds {MASTER} 1000\n"
-            f"sentinel failover-timeout {MASTER} 3000\n"
+            # A promotion not seen within this is given up on: a loaded machine's replica
+            # can take longer than 3 s to report its new role, which a test cannot afford.
+            f"sentinel failover-timeout {MASTER} 10000\n"
             f"sentinel parallel-syncs {MASTER} 1\n"
         )
         self.procs[port] = subprocess.Popen(
@@ -146,8 +148,20 @@ class SentinelTopology:
                 retry_at = time.monotonic() + 10
             return False
 
-        self._wait(promoted, timeout, "the sentinels to promote the replica")
+        try:
+            self._wait(promoted, timeout, "the sentinels to promote the replica")
+        except AssertionError as timed_out:
+            raise AssertionError(f"{timed_out}\n{self.sentinel_logs()}") from None
         return time.monotonic() - began
+
+    def sentinel_logs(self, lines: int = 40) -> str:
+        """The last ``lines`` of each sentinel's log: why a failover did (not) happen."""
+        tails = []
+        for port in SENTINELS:
+            log = self.workdir / f"sentinel-{port}" / "sentinel.log"
+            text = log.read_text(errors="replace") if log.exists() else "(no log)"
+            tails.append(f"--- sentinel :{port}\n" + "\n".join(text.splitlines()[-lines:]))
+        return "\n".join(tails)
 
     def _gave_up(self) -> bool:
         """No sentinel is failing over, and the master is still the one before."""
