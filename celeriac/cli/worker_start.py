@@ -25,6 +25,7 @@ from celeriac.cli.daemon import (
     prepare_logfile,
 )
 from celeriac.conf.defaults import default_concurrency
+from celeriac.engines import preload_engines
 from celeriac.worker.logging import setup_logging
 from celeriac.worker.supervisor import run_loops, run_slots
 from celeriac.worker.worker import Worker, WorkerOptions, expand_hostname
@@ -95,7 +96,7 @@ def _split(value: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
-def _become_daemon(flags: WorkerFlags, nodename: str) -> None:
+def _become_daemon(app: Any, flags: WorkerFlags, nodename: str) -> None:
     umask = parse_umask(flags.umask)
     if umask is not None:
         os.umask(umask)
@@ -103,6 +104,10 @@ def _become_daemon(flags: WorkerFlags, nodename: str) -> None:
         detach()
     if flags.pidfile:
         Pidfile(expand_node_format(flags.pidfile, nodename)).acquire()
+    if flags.uid or flags.gid:
+        # The engines are imported when first used; the new user may not read the
+        # directory they come from (a checkout under a private home), so import them now.
+        preload_engines(app)
     drop_privileges(flags.uid, flags.gid)
 
 
@@ -176,7 +181,7 @@ def run_worker(obj: Any, flags: WorkerFlags) -> None:
     """Daemonize as asked, apply the flags and run the worker until it stops."""
     nodename = expand_hostname(flags.hostname)
     app = obj.app  # imported first, as Celery does: before detaching and changing user
-    _become_daemon(flags, nodename)
+    _become_daemon(app, flags, nodename)
     if getattr(obj, "no_color", False):
         app.conf["worker_log_color"] = False
     _apply_settings(app, flags)

@@ -13,6 +13,7 @@ and ``cache+`` (``cache+memory://``) name the same engine as the URL without the
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -28,6 +29,7 @@ __all__ = [
     "implementation",
     "load_class",
     "offers",
+    "preload_engines",
     "roles_for",
     "scheme_of",
     "unprefixed",
@@ -181,6 +183,23 @@ def implementation(url: str, role: Role, what: str) -> tuple[Any, str]:
             f"unknown {what} URL scheme {scheme_of(url)!r} in {mask_url(url)!r} (known: {known})"
         )
     return load_class(path), unprefixed(url)
+
+
+def preload_engines(app: Any) -> None:
+    """Import the modules ``app``'s broker and result engines live in, which are otherwise
+    imported when first used: before forking workers, so that each (and each replacement)
+    starts in milliseconds instead of importing them again (about 0.6 s for redis-py's
+    asyncio client), and before changing user, who may not read the code's directory."""
+    roles: list[tuple[str | None, tuple[Role, ...]]] = [
+        (app.broker_url, ("broker", "events")),
+        (app.result_backend_url, ("results", "waiter")),
+    ]
+    for url, parts in roles:
+        for role in parts:
+            # A bad URL or a role the engine lacks is the worker's to report.
+            with contextlib.suppress(Exception):
+                if url and engine_for(url) is not None:
+                    implementation(url, role, role)
 
 
 def offers(url: str | None, role: Role) -> bool:

@@ -29,7 +29,6 @@ list, so that task fails with ``WorkerLostError`` when its message comes back.
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import logging
 import os
@@ -42,7 +41,7 @@ from types import FrameType
 from typing import Any, NoReturn
 
 from celeriac.cli.errors import USER_ERRORS, as_click_error
-from celeriac.engines import Role, engine_for, implementation
+from celeriac.engines import preload_engines
 from celeriac.worker.executors.processes import die_with_parent
 from celeriac.worker.slots import Slot, SlotBoard
 from celeriac.worker.worker import Worker, WorkerOptions, expand_hostname
@@ -213,22 +212,6 @@ def _death(code: int) -> str:
         except ValueError:
             return f"signal {-code}"
     return f"exit code {code}"
-
-
-def preload_engines(app: Any) -> None:
-    """Import the modules the workers' broker and result engines live in, before forking:
-    each worker (and each replacement) then starts in milliseconds instead of importing
-    them again (about 0.6 s for redis-py's asyncio client)."""
-    roles: list[tuple[str | None, tuple[Role, ...]]] = [
-        (app.broker_url, ("broker", "events")),
-        (app.result_backend_url, ("results", "waiter")),
-    ]
-    for url, parts in roles:
-        for role in parts:
-            # A bad URL or a role the engine lacks is the worker's to report.
-            with contextlib.suppress(Exception):
-                if url and engine_for(url) is not None:
-                    implementation(url, role, role)
 
 
 def run_slots(app: Any, options: WorkerOptions, count: int) -> int:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.cli_run import celeriac, start, wait_for_line, wait_until, write_app
+from tests.integration.cli_run import ROOT, celeriac, start, wait_for_line, wait_until, write_app
 
 pytestmark = [pytest.mark.timeout(120)]
 
@@ -151,12 +151,45 @@ def test_uid_gid_umask_are_applied(tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     try:
-        wait_until(lambda: worker.poll() is not None or _status(worker.pid).get("Umask") == "0027")
+        # The user changes last (after the umask, the group and the engines' imports).
+        wait_until(lambda: worker.poll() is not None or _uid(worker.pid) == "65534")
         status = _status(worker.pid)
         assert status["Uid"].split()[0] == "65534"
         assert status["Gid"].split()[0] == "65534"
+        assert status["Umask"] == "0027"
     finally:
         wait_for_line(worker, "ready")
+
+
+_UNREADABLE_AFTER_DROP = """\
+import importlib.abc, os, sys
+
+class RefuseEnginesAfterDrop(importlib.abc.MetaPathFinder):
+    \"\"\"As a checkout under a private home is to the user the worker drops to.\"\"\"
+    def find_spec(self, name, path=None, target=None):
+        if name.startswith("celeriac.engines.") and os.geteuid() != 0:
+            raise ImportError(f"{name}: permission denied (simulated)")
+        return None
+
+sys.meta_path.insert(0, RefuseEnginesAfterDrop())
+"""
+
+
+def test_uid_drop_with_a_checkout_the_new_user_cannot_read(tmp_path: Path) -> None:
+    """The broker and result engines are imported before the worker changes user: after it,
+    the code's directory may be closed to the new user."""
+    write_app(tmp_path)
+    tmp_path.chmod(0o755)
+    guard = tmp_path / "guard"
+    guard.mkdir()
+    (guard / "sitecustomize.py").write_text(_UNREADABLE_AFTER_DROP)
+    worker = start("-A", "cliapp", "worker", "-P", "solo", "--uid", "nobody", "-l", "info",
+                   cwd=tmp_path, env={"PYTHONPATH": f"{guard}{os.pathsep}{ROOT}"})  # fmt: skip
+    wait_for_line(worker, "ready")
+
+
+def _uid(pid: int) -> str:
+    return _status(pid).get("Uid", "").split("\t")[0]
 
 
 def _status(pid: int) -> dict[str, str]:
