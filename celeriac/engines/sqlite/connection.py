@@ -181,7 +181,7 @@ class SQLiteFile:
         self._upgrade = upgrade
         self._open_lock = asyncio.Lock()
         self._executor: ThreadPoolExecutor | None = None
-        self._conn: sqlite3.Connection | None = None  # touched only on the thread
+        self._conn: sqlite3.Connection | None = None  # used only on the executor's thread
 
     def __repr__(self) -> str:
         return f"<SQLiteFile {self.what} {self.path}>"
@@ -199,14 +199,14 @@ class SQLiteFile:
             name = f"celeriac-sqlite-{self.what.replace(' ', '-')}"
             executor = ThreadPoolExecutor(1, thread_name_prefix=name)
             try:
-                await asyncio.get_running_loop().run_in_executor(executor, self._connect)
+                conn = await asyncio.get_running_loop().run_in_executor(executor, self._connect)
             except BaseException:
                 executor.shutdown(wait=False)
                 raise
-            self._executor = executor
+            self._executor, self._conn = executor, conn
 
-    def _connect(self) -> None:
-        self._conn = connect(
+    def _connect(self) -> sqlite3.Connection:
+        return connect(
             self.path,
             busy_timeout=self.busy_timeout,
             schema=self._schema,
@@ -235,28 +235,24 @@ class SQLiteFile:
 
         Raises RuntimeError when the file is closed.
         """
-        executor = self._executor
-        if executor is None:
+        executor, conn = self._executor, self._conn
+        if executor is None or conn is None:
             raise RuntimeError(f"{self!r} is closed")
 
         def job() -> T:  # on the thread, where the connection lives
-            if self._conn is None:
-                raise RuntimeError(f"{self!r} is closed")
-            return fn(self._conn, *args, **kwargs)
+            return fn(conn, *args, **kwargs)
 
         return asyncio.get_running_loop().run_in_executor(executor, job)
 
     async def close(self) -> None:
         """Close the connection after the work already queued; idempotent."""
+        # Each thread closes its own connection: a call right after this one opens a new
+        # thread and connection, which this close must not touch (a flush after a close).
         executor, self._executor = self._executor, None
-        if executor is None:
+        conn, self._conn = self._conn, None
+        if executor is None or conn is None:
             return
         try:
-            await asyncio.get_running_loop().run_in_executor(executor, self._disconnect)
+            await asyncio.get_running_loop().run_in_executor(executor, conn.close)
         finally:
             executor.shutdown(wait=False)
-
-    def _disconnect(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.close()
