@@ -70,6 +70,11 @@ class Feed:
         self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
         self._task: asyncio.Task[None] | None = None
 
+    @property
+    def totals(self) -> Tally:
+        """The overview's counts: of every task in the history, else of those in memory."""
+        return self.history.totals if self.history is not None else self.tally
+
     def take(self, event: dict[str, Any]) -> None:
         """Apply one event to the state and the metrics, and pass it to the subscribers."""
         self.masker.event(event)
@@ -96,6 +101,12 @@ class Feed:
             if queue.full():
                 queue.get_nowait()  # this subscriber is behind: drop its oldest
             queue.put_nowait(event)
+
+    async def keep_pace(self) -> None:
+        """Wait while the history's writer is behind (:meth:`History.behind`): what the
+        feed has not taken yet waits in the broker, not in the dashboard's memory."""
+        if self.history is not None and self.history.behind():
+            await self.history.caught_up()
 
     @contextlib.asynccontextmanager
     async def subscribe(self) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:
@@ -160,6 +171,7 @@ class Feed:
                 self.connected = True
                 async for _ in receiver.aiter_events():
                     backoff.reset()
+                    await self.keep_pace()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the broker went away: reconnect

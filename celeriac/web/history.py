@@ -29,9 +29,10 @@ from typing import Any, NamedTuple, Protocol
 from celeriac.engines import scheme_of, unprefixed
 from celeriac.events.state import State, Task, Worker
 from celeriac.exceptions import ImproperlyConfigured
+from celeriac.states import READY_STATES
 from celeriac.web.charts import Series
 from celeriac.web.records import TASK_FIELDS, TaskQuery, task_record
-from celeriac.web.tally import Tally
+from celeriac.web.tally import Counted, Key, Tally
 
 try:
     import orjson
@@ -41,6 +42,7 @@ except ImportError:  # pragma: no cover - exercised only without the speedups ex
 __all__ = [
     "DEFAULT_MAX_AGE",
     "DEFAULT_MAX_ROWS",
+    "HIGH_WATER",
     "MAX_PENDING",
     "TABLE",
     "History",
@@ -51,6 +53,7 @@ __all__ = [
     "decode_record",
     "encode_record",
     "restore_task",
+    "row_key",
     "task_row",
 ]
 
@@ -67,6 +70,11 @@ PRUNE_EVERY = 60.0
 
 MAX_PENDING = 100_000
 """Changed tasks kept for the next flush while the store fails; beyond, the oldest go."""
+
+HIGH_WATER = 20_000
+"""Changed tasks waiting for the writer beyond which the feed waits for it (see
+:meth:`History.caught_up`): a stream faster than the store writes stays in the broker,
+not in the dashboard's memory."""
 
 TABLE = "celeriac_dashboard_tasks"
 """The history's table in a result database (the dashboard's own file keeps its old name)."""
@@ -95,8 +103,13 @@ class Row(NamedTuple):
 class HistoryStore(Protocol):
     """Where a :class:`History` keeps its rows; every call may run off the event loop."""
 
-    async def write(self, rows: list[Row]) -> None:
-        """Insert or replace ``rows``, in one transaction."""
+    async def write(self, rows: list[Row]) -> dict[str, Key]:
+        """Insert or replace ``rows``, in one transaction; the keys (:data:`Key`) of the
+        rows it replaced, as they were, by id. A row without a name adds to the stored
+        one (its name, worker, times, and record fields it lacks are kept)."""
+
+    async def counts(self) -> list[Counted]:
+        """Every row, grouped by name and state."""
 
     async def newest(self, limit: int) -> list[dict[str, Any]]:
         """The records of the ``limit`` most recently updated tasks, newest first."""
@@ -115,8 +128,9 @@ class HistoryStore(Protocol):
     async def records(self, uuids: list[str]) -> dict[str, dict[str, Any]]:
         """The records of the tasks ``uuids`` that the store holds, by id."""
 
-    async def prune(self, oldest: float, max_rows: int) -> int:
-        """Delete the rows updated before ``oldest`` and beyond the newest ``max_rows``."""
+    async def prune(self, oldest: float, max_rows: int) -> list[Counted]:
+        """Delete the rows updated before ``oldest`` and beyond the newest ``max_rows``;
+        what went, grouped by name and state."""
 
     async def close(self) -> None:
         """Let go of the connection (a later call opens it again)."""
@@ -157,6 +171,13 @@ class History:
         self._changed: dict[str, Task] = {}
         self._writing: dict[str, Task] = {}
         # Kept by object, not by id: memory may drop a task before the next flush.
+        self.totals = Tally()
+        """Every task the store holds, by name and state, as of its last write: the
+        overview's counts (memory holds only the newest tasks)."""
+        self._wake = asyncio.Event()  # the writer flushes now, not at its next interval
+        self._taken = asyncio.Event()  # set when a flush took the changes
+        self._writer_runs = False
+        self._failing = False  # the last flush failed: the feed does not wait (MAX_PENDING)
 
     def __repr__(self) -> str:
         return f"<History {self.store!r}>"
@@ -172,12 +193,31 @@ class History:
         if task.uuid is not None:
             self._changed[task.uuid] = task
 
+    def behind(self) -> bool:
+        """Whether :data:`HIGH_WATER` changed tasks wait for a writer that runs and whose
+        store answers (while it fails, :data:`MAX_PENDING` bounds them instead)."""
+        return self._writer_runs and not self._failing and len(self._changed) >= HIGH_WATER
+
+    async def caught_up(self) -> None:
+        """Until the writer took the changes waiting (at once, not at its interval): the
+        feed's back-pressure when it is :meth:`behind`, so that what waits in memory stays
+        within about twice :data:`HIGH_WATER` tasks (those taken, being written, and as
+        many new) however fast the events come."""
+        while self.behind():
+            self._taken.clear()
+            self._wake.set()
+            await self._taken.wait()
+
     def pending(self) -> dict[str, Task]:
         """The tasks changed since the store last committed them (by id)."""
         return {**self._writing, **self._changed}
 
     async def load(self, state: State, tally: Tally) -> int:
-        """Put the newest tasks (as many as ``state`` holds) into ``state``; how many."""
+        """Count the stored tasks into :attr:`totals`, and put the newest (as many as
+        ``state`` holds) into ``state`` and ``tally``; how many."""
+        totals = Tally()
+        totals.merge(await self.store.counts(), +1)  # one pass over the table, at start
+        self.totals = totals
         records = await self.store.newest(state.max_tasks_in_memory)
         for record in reversed(records):  # oldest first: the state keeps the newest last
             task = restore_task(record)
@@ -240,11 +280,13 @@ class History:
         if not self._changed:
             return 0
         self._writing, self._changed = self._changed, {}
+        self._taken.set()
         try:
             now = time.time()
             rows = [task_row(task, now) for task in self._writing.values()]
-            await self.store.write(rows)
+            replaced = await self.store.write(rows)
         except BaseException:
+            self._failing = True
             kept = {**self._writing, **self._changed}  # written at the next one...
             if len(kept) > MAX_PENDING:  # ...but not without end while the store is away
                 logger.warning(
@@ -256,19 +298,33 @@ class History:
             raise
         finally:
             self._writing = {}
+        self._failing = False
+        for row in rows:
+            before = replaced.get(row.uuid)
+            if before is not None:
+                self.totals.count(before, -1)
+            name, task_state, runtime = row_key(row)
+            if row.name is None and before is not None:  # the store kept the name
+                name = before[0]
+            self.totals.count((name, task_state, runtime), +1)
         return len(rows)
 
     async def prune(self) -> int:
         """Apply the retention rules; how many rows went."""
-        return await self.store.prune(time.time() - self.max_age, self.max_rows)
+        removed = await self.store.prune(time.time() - self.max_age, self.max_rows)
+        self.totals.merge(removed, -1)
+        return sum(group.tasks for group in removed)
 
     async def run(self, state: State) -> None:
         """Flush every ``interval`` seconds and prune every minute, until cancelled (then
         a last flush, and the store is closed)."""
         last_prune = 0.0
+        self._writer_runs = True
         try:
             while True:
-                await asyncio.sleep(self.interval)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.interval)
+                self._wake.clear()
                 try:
                     await self.flush(state)
                     if time.monotonic() - last_prune >= PRUNE_EVERY:
@@ -277,6 +333,8 @@ class History:
                 except STORE_ERRORS as exc:
                     logger.warning("the dashboard could not write its history %s: %s", self, exc)
         finally:
+            self._writer_runs = False
+            self._taken.set()  # a feed waiting for this writer goes on (it checks again)
             with contextlib.suppress(RuntimeError, *STORE_ERRORS):
                 await asyncio.shield(self.flush(state))
             await self.store.close()
@@ -316,6 +374,13 @@ def task_row(task: Task, now: float) -> Row:
         str(task.uuid), task.name, str(task.state), hostname, float(updated),
         _moment(task.received), _moment(task.started), haystack, record,
     )  # fmt: skip
+
+
+def row_key(row: Row) -> Key:
+    """How :attr:`History.totals` counts ``row`` (as :class:`Tally` counts its task)."""
+    runtime = row.record.get("runtime") if row.state in READY_STATES else None
+    number = float(runtime) if isinstance(runtime, int | float) else None
+    return row.name or "?", row.state, number
 
 
 def encode_record(record: dict[str, Any]) -> str:

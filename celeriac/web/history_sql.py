@@ -20,9 +20,11 @@ from celeriac.engines.postgres.connection import (
     parse_sql_settings,
     run_statement,
 )
+from celeriac.states import READY_STATES
 from celeriac.web.history import TABLE, Row, decode_record, encode_record
 from celeriac.web.history_query import INDEXED, select_statement
 from celeriac.web.records import TaskQuery
+from celeriac.web.tally import Counted, Key
 
 try:
     from sqlalchemy import Column, Float, Index, MetaData, Table, Text
@@ -33,7 +35,16 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 __all__ = ["SQLHistory", "history_table"]
 
+_READY = ", ".join(f"'{state}'" for state in sorted(READY_STATES))
+# A row's run time as the tally counts it (celeriac.web.tally.Key): a finished task's, when
+# its record holds a number. (Nested: the record is parsed only for finished tasks.)
+_RUNTIME = (
+    f"CASE WHEN state IN ({_READY}) THEN CASE WHEN json_typeof(CAST(record AS json) ->"
+    " 'runtime') = 'number' THEN CAST(CAST(record AS json) ->> 'runtime' AS float8) END END"
+)
+_GROUPED = f"coalesce(name, '?'), state, count(*), coalesce(sum({_RUNTIME}), 0), count({_RUNTIME})"
 _TEXT = ("uuid", "name", "state", "worker")
+_KEPT = ("name", "worker", "received", "started")
 _FLOAT = ("updated", "received", "started")
 
 
@@ -62,16 +73,30 @@ def _statements(names: Mapping[str, str]) -> dict[str, str]:
         + ["CAST(:haystack AS text[])", "CAST(:record AS text[])"]
     )
     columns = ", ".join((*_TEXT, *_FLOAT, "haystack", "record"))
-    updates = ", ".join(f"{c} = excluded.{c}" for c in (*_TEXT[1:], *_FLOAT, "haystack", "record"))
+    # A row with no name is of a task memory had dropped before this event (a long task,
+    # with many newer ones): it adds to the stored row instead of replacing what it did not
+    # know.
+    kept = ", ".join(f"{c} = coalesce(excluded.{c}, stored.{c})" for c in _KEPT)
+    added = (
+        "haystack = CASE WHEN excluded.name IS NULL THEN stored.haystack || chr(10) ||"
+        " excluded.haystack ELSE excluded.haystack END, record = CASE WHEN excluded.name IS"
+        " NULL THEN CAST(CAST(stored.record AS jsonb) || CAST(excluded.record AS jsonb) AS text)"
+        " ELSE excluded.record END"
+    )
     return {
-        "upsert": f"INSERT INTO {t} ({columns}) SELECT * FROM unnest({arrays})"
-        f" ON CONFLICT (uuid) DO UPDATE SET {updates}",
+        "upsert": f"INSERT INTO {t} AS stored ({columns}) SELECT * FROM unnest({arrays})"
+        f" ON CONFLICT (uuid) DO UPDATE SET state = excluded.state,"
+        f" updated = excluded.updated, {kept}, {added}",
         "newest": f"SELECT record FROM {t} ORDER BY updated DESC LIMIT :count",
         "finished": "SELECT state, CAST(CAST(record AS json) ->> (CASE state WHEN 'SUCCESS'"
         " THEN 'succeeded' ELSE 'failed' END) AS float8),"
         " CAST(CAST(record AS json) ->> 'runtime' AS float8)"
         f" FROM {t} WHERE updated >= :oldest AND state IN ('SUCCESS', 'FAILURE')",
         "find": f"SELECT record FROM {t} WHERE uuid = :uuid",
+        "replaced": f"SELECT uuid, coalesce(name, '?'), state, {_RUNTIME} FROM {t}"
+        " WHERE uuid = ANY(CAST(:uuids AS text[]))",
+        "counts": f"SELECT {_GROUPED} FROM {t} GROUP BY 1, 2",
+        "expiring": f"SELECT {_GROUPED} FROM {t} WHERE updated < :oldest GROUP BY 1, 2",
         "records": f"SELECT uuid, record FROM {t} WHERE uuid = ANY(CAST(:uuids AS text[]))",
         "expire": f"DELETE FROM {t} WHERE updated < :oldest",
         "edge": f"SELECT updated FROM {t} ORDER BY updated DESC LIMIT 1 OFFSET :skip",
@@ -97,11 +122,19 @@ class SQLHistory:
     async def _run(self, statement: str, **params: Any) -> list[tuple[Any, ...]]:
         return await self._tables.run(statement, params)
 
-    async def write(self, rows: list[Row]) -> None:
-        """Insert or replace ``rows``: one statement, encoded off the event loop."""
-        if rows:
-            params = await asyncio.to_thread(_columns, rows)
-            await self._run("upsert", **params)
+    async def write(self, rows: list[Row]) -> dict[str, Key]:
+        """Insert or replace ``rows``: one statement, encoded off the event loop; the keys
+        of the rows replaced, by id (read just before: one dashboard writes its history)."""
+        if not rows:
+            return {}
+        params = await asyncio.to_thread(_columns, rows)
+        replaced = await self._run("replaced", uuids=params["uuid"])
+        await self._run("upsert", **params)
+        return {str(uuid): (str(name), str(state), time) for uuid, name, state, time in replaced}
+
+    async def counts(self) -> list[Counted]:
+        """Every row, grouped by name and state (a pass over the table)."""
+        return [Counted(*group) for group in await self._run("counts")]
 
     async def newest(self, limit: int) -> list[dict[str, Any]]:
         """The ``limit`` most recently updated records, newest first."""
@@ -130,14 +163,20 @@ class SQLHistory:
         found = await self._run("records", uuids=uuids)
         return {str(uuid): decode_record(text) for uuid, text in found}
 
-    async def prune(self, oldest: float, max_rows: int) -> int:
-        """Delete the rows updated before ``oldest`` and beyond the newest ``max_rows``."""
-        [(gone,)] = await self._run("expire", oldest=oldest)
+    async def prune(self, oldest: float, max_rows: int) -> list[Counted]:
+        """Delete the rows updated before ``oldest`` and beyond the newest ``max_rows``;
+        what went, grouped."""
+        gone = await self._expire(oldest)
         edge = await self._run("edge", skip=max_rows - 1)
         if edge:  # the newest max_rows end at the edge's time (ties stay)
-            [(more,)] = await self._run("expire", oldest=edge[0][0])
-            gone += more
-        return int(gone)
+            gone += await self._expire(edge[0][0])
+        return gone
+
+    async def _expire(self, oldest: float) -> list[Counted]:
+        counted = [Counted(*group) for group in await self._run("expiring", oldest=oldest)]
+        if counted:
+            await self._run("expire", oldest=oldest)
+        return counted
 
     async def close(self) -> None:
         """Let go of the shared engine."""

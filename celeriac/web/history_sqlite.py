@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from celeriac.engines.sqlite.connection import SQLiteFile, write_transaction
+from celeriac.states import READY_STATES
 from celeriac.web.history import Row, decode_record, encode_record
 from celeriac.web.history_query import INDEXED, select_statement
 from celeriac.web.records import TaskQuery
+from celeriac.web.tally import Counted, Key
 
 __all__ = ["FILE_TABLE", "SQLiteHistory"]
 
@@ -36,6 +38,31 @@ _ADDED = {
     " || coalesce(json_extract(record, '$.result'), '') || char(10)"
     " || coalesce(json_extract(record, '$.exception'), ''))",
 }
+
+
+_READY = ", ".join(f"'{state}'" for state in sorted(READY_STATES))
+# A row's run time as the tally counts it (celeriac.web.tally.Key): a finished task's, when
+# its record holds a number. (Nested: the record is parsed only for finished tasks.)
+_RUNTIME = (
+    f"CASE WHEN state IN ({_READY}) THEN CASE WHEN json_type(record, '$.runtime')"
+    " IN ('integer', 'real') THEN json_extract(record, '$.runtime') END END"
+)
+_KEY = f"coalesce(name, '?'), state, {_RUNTIME}"
+_GROUPED = f"coalesce(name, '?'), state, count(*), total({_RUNTIME}), count({_RUNTIME})"
+
+
+# A row with no name is of a task memory had dropped before this event (a long task, with
+# many newer ones): it adds to the stored row instead of replacing what it did not know.
+_MERGE = (
+    "ON CONFLICT (uuid) DO UPDATE SET name = coalesce(excluded.name, name),"
+    " state = excluded.state, worker = coalesce(excluded.worker, worker),"
+    " updated = excluded.updated, received = coalesce(excluded.received, received),"
+    " started = coalesce(excluded.started, started),"
+    " haystack = CASE WHEN excluded.name IS NULL THEN haystack || char(10) || excluded.haystack"
+    " ELSE excluded.haystack END,"
+    " record = CASE WHEN excluded.name IS NULL THEN json_patch(record, excluded.record)"
+    " ELSE excluded.record END"
+)
 
 
 def _schema(table: str) -> tuple[str, ...]:
@@ -87,10 +114,17 @@ class SQLiteHistory:
             await self._writer.open()
         return await self._reader.call(_fetch, statement, params)
 
-    async def write(self, rows: list[Row]) -> None:
-        """Insert or replace ``rows`` in one transaction (encoded on the writer's thread)."""
-        if rows:
-            await self._writer.call(_upsert, self.table, rows)
+    async def write(self, rows: list[Row]) -> dict[str, Key]:
+        """Insert or replace ``rows`` in one transaction (encoded on the writer's thread);
+        the keys of the rows replaced, by id."""
+        if not rows:
+            return {}
+        return await self._writer.call(_upsert, self.table, rows)
+
+    async def counts(self) -> list[Counted]:
+        """Every row, grouped by name and state (a pass over the table)."""
+        found = await self._read(f"SELECT {_GROUPED} FROM {self.table} GROUP BY 1, 2", ())
+        return [Counted(*group) for group in found]
 
     async def newest(self, limit: int) -> list[dict[str, Any]]:
         """The ``limit`` most recently updated records, newest first."""
@@ -130,8 +164,9 @@ class SQLiteHistory:
                 found[str(uuid)] = decode_record(text)
         return found
 
-    async def prune(self, oldest: float, max_rows: int) -> int:
-        """Delete the rows updated before ``oldest`` and beyond the newest ``max_rows``."""
+    async def prune(self, oldest: float, max_rows: int) -> list[Counted]:
+        """Delete the rows updated before ``oldest`` and beyond the newest ``max_rows``;
+        what went, grouped."""
         return await self._writer.call(_prune, self.table, oldest, max_rows)
 
     async def close(self) -> None:
@@ -144,27 +179,30 @@ def _fetch(conn: sqlite3.Connection, statement: str, params: Any) -> list[tuple[
     return list(conn.execute(statement, params))
 
 
-def _upsert(conn: sqlite3.Connection, table: str, rows: list[Row]) -> None:
+def _upsert(conn: sqlite3.Connection, table: str, rows: list[Row]) -> dict[str, Key]:
     encoded = [
         (row.uuid, row.name, row.state, row.worker, row.updated, row.received, row.started,
          row.haystack, encode_record(row.record))
         for row in rows
     ]  # fmt: skip
+    replaced: dict[str, Key] = {}
     with write_transaction(conn):
+        for first in range(0, len(rows), _CHUNK):  # what the batch replaces, for the totals
+            chunk = [row.uuid for row in rows[first : first + _CHUNK]]
+            marks = ", ".join("?" * len(chunk))
+            statement = f"SELECT uuid, {_KEY} FROM {table} WHERE uuid IN ({marks})"
+            replaced.update((uuid, key) for uuid, *key in conn.execute(statement, chunk))
         conn.executemany(
             f"INSERT INTO {table} (uuid, name, state, worker, updated, received, started,"
-            " haystack, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (uuid) DO UPDATE"
-            " SET name = excluded.name, state = excluded.state, worker = excluded.worker,"
-            " updated = excluded.updated, received = excluded.received,"
-            " started = excluded.started, haystack = excluded.haystack,"
-            " record = excluded.record",
+            f" haystack, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) {_MERGE}",
             encoded,
         )
+    return replaced
 
 
-def _prune(conn: sqlite3.Connection, table: str, oldest: float, max_rows: int) -> int:
+def _prune(conn: sqlite3.Connection, table: str, oldest: float, max_rows: int) -> list[Counted]:
     with write_transaction(conn):
-        gone = conn.execute(f"DELETE FROM {table} WHERE updated < ?", (oldest,)).rowcount
+        gone = _delete(conn, table, "updated < ?", (oldest,))
         # The newest max_rows end at the updated time of the last of them: older rows go.
         # (Read through the index, not a sort of the table.)
         edge = conn.execute(
@@ -172,12 +210,22 @@ def _prune(conn: sqlite3.Connection, table: str, oldest: float, max_rows: int) -
             (max_rows - 1,),
         ).fetchone()
         if edge is not None:
-            gone += conn.execute(f"DELETE FROM {table} WHERE updated < ?", edge).rowcount
+            gone += _delete(conn, table, "updated < ?", edge)
             surplus = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] - max_rows
             if surplus > 0:  # rows tied with the edge: the same number of them
-                gone += conn.execute(
-                    f"DELETE FROM {table} WHERE uuid IN (SELECT uuid FROM {table}"
-                    " WHERE updated = ? LIMIT ?)",
-                    (edge[0], surplus),
-                ).rowcount
-    return int(gone)
+                tied = [uuid for (uuid,) in conn.execute(
+                    f"SELECT uuid FROM {table} WHERE updated = ? LIMIT ?", (edge[0], surplus)
+                )]  # fmt: skip
+                for first in range(0, len(tied), _CHUNK):
+                    chunk = tied[first : first + _CHUNK]
+                    gone += _delete(conn, table, f"uuid IN ({', '.join('?' * len(chunk))})", chunk)
+    return gone
+
+
+def _delete(conn: sqlite3.Connection, table: str, where: str, params: Any) -> list[Counted]:
+    """Delete the rows ``where`` selects; what they were, grouped."""
+    grouped = conn.execute(f"SELECT {_GROUPED} FROM {table} WHERE {where} GROUP BY 1, 2", params)
+    counted = [Counted(*group) for group in grouped]
+    if counted:
+        conn.execute(f"DELETE FROM {table} WHERE {where}", params)
+    return counted

@@ -106,12 +106,14 @@ async def overview(request: Request) -> Response:
     feed = dashboard_of(request).feed
     state = feed.state
     failures = select_tasks(state, TaskQuery(state="FAILURE", limit=RECENT_FAILURES))
+    totals = feed.totals
+    scope = "in the history" if feed.history is not None else "in memory (no history)"
     return render(
         request, "overview", "overview",
-        counts=feed.tally.by_state(),
+        counts=totals.by_state(), scope=scope,
         workers_up=sum(1 for _ in state.alive_workers()),
         workers_known=len(state.workers),
-        failures=failures, events=state.event_count, names=feed.tally.by_name(),
+        failures=failures, events=state.event_count, names=totals.by_name(),
         connected=feed.connected, **_charts(feed.series.points()),
     )  # fmt: skip
 

@@ -1,21 +1,42 @@
-"""Tasks in memory counted by name and state, kept current event by event.
+"""Tasks counted by name and state, kept current as they change.
 
-The overview shows how many of the tasks the dashboard holds are in each state, and per
-name how many succeeded and failed and their mean run time. Counting the whole state at
-each page view costs time in the number of tasks; a :class:`Tally` instead moves one task
-from its old ``(name, state)`` to its new one as each event is taken, and forgets the task
-the bounded state drops to make room for a new one, so a page reads a few dozen numbers.
+The overview shows how many tasks are in each state, and per name how many succeeded and
+failed and their mean run time. Counting them at each page view costs time in the number
+of tasks; a :class:`Tally` instead moves one task from its old ``(name, state)`` to its new
+one as it changes, so a page reads a few dozen numbers. Two are kept:
+
+* the feed's, of the tasks in memory (:meth:`Tally.take`, event by event: it forgets the
+  task the bounded state drops to make room for a new one): the counts without a history;
+* the history's, of every task its store holds (:class:`~celeriac.web.history.History`):
+  read from the store once at start (:class:`Counted` groups), then moved as each flush
+  replaces rows and each retention pass deletes them.
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from celeriac.events.state import State, Task
 
-__all__ = ["NameRow", "Tally"]
+__all__ = ["Counted", "Key", "NameRow", "Tally"]
+
+Key = tuple[str, str, float | None]
+"""A task as the tally counts it: its name (``?`` when unknown), its state, and its run
+time when it is finished and its events said it."""
+
+
+class Counted(NamedTuple):
+    """The tasks of one name in one state, as a store groups them."""
+
+    name: str
+    state: str
+    tasks: int
+    runtime: float
+    """The sum of the run times of those of them that have one (see :data:`Key`)."""
+    timed: int
 
 
 @dataclass
@@ -35,7 +56,7 @@ class NameRow:
         return self.runtime / self.timed if self.timed else None
 
 
-def _key(task: Task) -> tuple[str, str, float | None]:
+def _key(task: Task) -> Key:
     runtime = task.runtime if task.ready and isinstance(task.runtime, int | float) else None
     return task.name or "?", task.state, runtime
 
@@ -62,18 +83,27 @@ class Tally:
             evicted = next(iter(tasks.values()), None)  # the bounded state drops its oldest
         state.event(event)
         if evicted is not None and evicted.uuid not in tasks:
-            self._add(_key(evicted), -1)
+            self.count(_key(evicted), -1)
         if before is not None:
-            self._add(before, -1)
+            self.count(before, -1)
         task = tasks.get(uuid)
         if task is not None:
-            self._add(_key(task), +1)
+            self.count(_key(task), +1)
 
     def add(self, task: Task) -> None:
         """Count ``task``, put into the state without an event (restored from history)."""
-        self._add(_key(task), +1)
+        self.count(_key(task), +1)
 
-    def _add(self, key: tuple[str, str, float | None], sign: int) -> None:
+    def merge(self, groups: Iterable[Counted], sign: int) -> None:
+        """Add (``sign`` +1) or take away (-1) whole groups of tasks."""
+        for name, task_state, tasks, runtime, timed in groups:
+            self.counts[(name, task_state)] += sign * tasks
+            if timed:
+                self.runtime[name] += sign * runtime
+                self.timed[name] += sign * timed
+
+    def count(self, key: Key, sign: int) -> None:
+        """Add (``sign`` +1) or take away (-1) one task."""
         name, task_state, runtime = key
         self.counts[(name, task_state)] += sign
         if runtime is not None:

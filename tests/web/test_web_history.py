@@ -4,6 +4,7 @@ a task older than what memory holds is still found by id; retention drops old ro
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import json
@@ -334,7 +335,58 @@ async def test_a_restarted_dashboard_finds_yesterdays_failures_in_the_result_dat
         assert listed["fail-1"]["exception"] == "KeyError()"
         info = await client.get("/api/task/info/fail-1")
         assert info.status_code == 200 and info.json()["state"] == "FAILURE"
+
+        async def counted() -> str | None:  # once the history is read: its counts
+            page = (await client.get("/")).text
+            return page if "all 3 tasks in the history" in page else None
+
+        page = await until(counted, seconds=10)
+        assert page is not None, "the overview never counted the history's three tasks"
+        assert '<b data-state="FAILURE">2</b>' in page and '<b data-state="SUCCESS">1</b>' in page
     app.close()
+
+
+async def test_the_totals_count_the_whole_history_through_flushes_retention_and_a_restart(
+    store_url: str,
+) -> None:
+    history = _history_of(store_url, max_rows=4)
+    feed = Feed(Celery("h", broker="memory://"), history=history, max_tasks=2)
+    now = time.time()
+    for n in range(5):
+        for event in _task(f"id-{n}", now - 100 + n, "t.add", "still running"):
+            feed.take(event)
+    await history.flush(feed.state)
+    assert feed.totals.by_state() == {"STARTED": 5}
+    assert feed.tally.by_state() == {"STARTED": 2}  # memory holds the newest two
+    # id-0 ends long after memory dropped it: its row is completed, not counted again.
+    end = {"uuid": "id-0", "hostname": "w1@host", "type": "task-succeeded",
+           "timestamp": now - 10, "result": "1", "runtime": 2.5}  # fmt: skip
+    feed.take(end)
+    await history.flush(feed.state)
+    assert feed.totals.by_state() == {"STARTED": 4, "SUCCESS": 1}
+    by_name = {
+        row.name: (row.total, row.succeeded, row.mean_runtime) for row in feed.totals.by_name()
+    }
+    assert by_name == {"t.add": (5, 1, 2.5)}
+    stored = await history.find("id-0")
+    assert stored is not None
+    assert (stored["name"], stored["state"], stored["args"]) == (
+        "t.add",
+        "SUCCESS",
+        "('id-0-arg',)",
+    )
+    assert stored["received"] == now - 100 and stored["worker"] == "w1@host"
+    assert await history.prune() == 1  # the newest four by their last event: id-1 goes
+    assert feed.totals.by_state() == {"STARTED": 3, "SUCCESS": 1}
+    await history.close()
+
+    again = _history_of(store_url)  # a restart: the totals are read back from the store
+    await again.load(State(max_tasks_in_memory=1), Tally())
+    assert again.totals.by_state() == {"STARTED": 3, "SUCCESS": 1}
+    assert [(row.name, row.total, row.mean_runtime) for row in again.totals.by_name()] == [
+        ("t.add", 4, 2.5)
+    ]
+    await again.close()
 
 
 class _Failing:
@@ -355,3 +407,45 @@ async def test_a_failed_flush_keeps_the_changes_for_the_next_within_a_bound(
     with pytest.raises(OSError, match="gone"):
         await history.flush(feed.state)
     assert list(history.pending()) == ["y", "z"]  # kept for the next flush, the newest two
+
+
+class _Slow:
+    """A store whose writes wait until let go (a writer that is behind the events)."""
+
+    def __init__(self) -> None:
+        self.go = asyncio.Event()
+        self.batches: list[int] = []
+
+    async def write(self, rows: list[Any]) -> dict[str, Any]:
+        await self.go.wait()
+        self.batches.append(len(rows))
+        return {}
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_a_feed_ahead_of_the_history_writer_waits_for_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("celeriac.web.history.HIGH_WATER", 5)
+    store = _Slow()
+    history = History(store, interval=3600)  # type: ignore[arg-type]  # woken, or never
+    feed = Feed(Celery("h", broker="memory://"), history=history)
+    writer = asyncio.create_task(history.run(feed.state))
+    await asyncio.sleep(0)
+    for n in range(5):
+        feed.take(_task(f"a{n}", YESTERDAY, "t.add", "task-succeeded")[0])
+    await asyncio.wait_for(feed.keep_pace(), 5)  # the writer took them at once, not in an hour
+    for n in range(5):
+        feed.take(_task(f"b{n}", YESTERDAY, "t.add", "task-succeeded")[0])
+    pace = asyncio.create_task(feed.keep_pace())
+    await asyncio.sleep(0.1)
+    assert not pace.done()  # five being written and five more: the feed waits
+    assert len(history.pending()) == 10
+    store.go.set()
+    await asyncio.wait_for(pace, 5)
+    writer.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await writer
+    assert store.batches == [5, 5]
