@@ -44,13 +44,12 @@ from celeriac.cli.errors import USER_ERRORS, as_click_error
 from celeriac.engines import preload_engines
 from celeriac.worker.executors.processes import die_with_parent
 from celeriac.worker.slots import Slot, SlotBoard
-from celeriac.worker.worker import Worker, WorkerOptions, expand_hostname
+from celeriac.worker.worker import STOP_SIGNALS, Worker, WorkerOptions, expand_hostname
 
 __all__ = ["run_loops", "run_slots"]
 
 logger = logging.getLogger("celeriac.worker")
 
-_FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 _YOUNG = 5.0  # seconds: a worker dying sooner than this is restarted after a pause
 _RESTART_PAUSE = 1.0
 
@@ -83,7 +82,7 @@ class _Supervisor:
         self.exit_code = 0
 
     def run(self) -> int:
-        for sig in _FORWARDED:
+        for sig in STOP_SIGNALS:
             signal.signal(sig, self._forward)
         # What the supervisor imported is shared with the forked workers until written to;
         # the collector would write to every object's header, so it leaves these alone.
@@ -124,7 +123,7 @@ class _Supervisor:
         # The forwarded signals wait while forking: the child must not run the supervisor's
         # handler (it would pass the signal on to its siblings and go on working), and the
         # supervisor must know the child before it forwards anything.
-        mask = signal.pthread_sigmask(signal.SIG_BLOCK, _FORWARDED)
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         try:
             pid = os.fork()
             if pid == 0:  # pragma: no cover - runs in the child (covered by the tests' children)
@@ -143,7 +142,7 @@ class _Supervisor:
         stop sent while it starts up is a warm shutdown once it can have one."""
         code = 1
         try:
-            for sig in _FORWARDED:
+            for sig in STOP_SIGNALS:
                 signal.signal(sig, signal.SIG_DFL)
             # Its own process group: a Ctrl-C in the terminal reaches the supervisor
             # only, which passes it on once (twice would mean a cold shutdown).

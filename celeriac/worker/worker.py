@@ -41,12 +41,16 @@ from celeriac.worker.remote import WorkerRemote, start_remote_control
 from celeriac.worker.slots import DEFAULT_SHAPE, Slot
 from celeriac.worker.window import PrefetchWindow
 
-__all__ = ["Worker", "WorkerOptions"]
+__all__ = ["STOP_SIGNALS", "Worker", "WorkerOptions"]
 
 logger = logging.getLogger("celeriac.worker")
 
 FETCH_LINGER = 0.001
 """Seconds the consumer waits for room for a whole batch before fetching a smaller one."""
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+"""The signals that stop a worker (warm, then cold when sent again; SIGQUIT cold), and
+that a supervisor passes on to its workers."""
 
 
 @dataclass
@@ -254,14 +258,14 @@ class Worker:
     def _install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
         try:
-            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+            for signum in STOP_SIGNALS:
                 loop.add_signal_handler(signum, self._on_signal, signum)
             loop.add_signal_handler(signal.SIGUSR1, self._log_state)
         except (NotImplementedError, RuntimeError):  # not the main thread (tests)
             return
         # A supervisor (--loops, slots) forks its workers with these blocked, so that one
         # sent during start-up waits for the handlers above: let them in now.
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT))
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
     def _log_state(self) -> None:
         """SIGUSR1: log the worker's counters and what each asyncio task waits on."""

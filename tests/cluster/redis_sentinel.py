@@ -98,10 +98,15 @@ class SentinelTopology:
         )
         self._wait(lambda: listening(port), 15, f"sentinel :{port}")
 
+    @staticmethod
+    def _sentinel_fields(port: int) -> dict[str, str]:
+        """What sentinel ``port`` says of the master (``SENTINEL MASTER``), by field."""
+        info = ask(port, "sentinel", "master", MASTER).split()
+        return dict(zip(info[::2], info[1::2], strict=False))
+
     def _sentinels_agree(self) -> bool:
         for port in SENTINELS:
-            info = ask(port, "sentinel", "master", MASTER).split()
-            fields = dict(zip(info[::2], info[1::2], strict=False))
+            fields = self._sentinel_fields(port)
             if fields.get("num-other-sentinels") != "2" or fields.get("num-slaves") != "1":
                 return False
         return True
@@ -166,8 +171,7 @@ class SentinelTopology:
     def _gave_up(self) -> bool:
         """No sentinel is failing over, and the master is still the one before."""
         for port in SENTINELS:
-            info = ask(port, "sentinel", "master", MASTER).split()
-            flags = dict(zip(info[::2], info[1::2], strict=False)).get("flags", "")
+            flags = self._sentinel_fields(port).get("flags", "")
             if not flags or "failover_in_progress" in flags:
                 return False
         return "role:master" in ask(self.master(), "info", "replication")

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from celeriac.worker.supervisor import _FORWARDED, _Supervisor
+from celeriac.worker.supervisor import _Supervisor
+from celeriac.worker.worker import STOP_SIGNALS
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.timeout(30)
 @pytest.fixture
 def own_handlers() -> Iterator[None]:
     """The supervisor installs its handlers in this process: put the test's back."""
-    saved = {sig: signal.getsignal(sig) for sig in _FORWARDED}
+    saved = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
     try:
         yield
     finally:
@@ -42,7 +43,7 @@ class _StopsItsSupervisor:
         time.sleep(0.5)  # the supervisor forwards the stop meanwhile: it must wait for us
         heard: list[int] = []
         signal.signal(signal.SIGTERM, lambda signum, frame: heard.append(signum))
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, _FORWARDED)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         self.record.write_text(f"{sorted(int(s) for s in blocked)};{heard}")
         return 0
 
@@ -54,5 +55,5 @@ def test_a_stop_sent_while_a_worker_starts_up_waits_for_its_handler(
     make: Any = lambda index, first: _StopsItsSupervisor(record)  # noqa: E731
     assert _Supervisor(make, 1).run() == 0
     blocked, heard = record.read_text().split(";")
-    assert blocked == str(sorted(int(s) for s in _FORWARDED))  # born with them blocked
+    assert blocked == str(sorted(int(s) for s in STOP_SIGNALS))  # born with them blocked
     assert heard == f"[{int(signal.SIGTERM)}]"  # the forwarded stop, once, to its own handler
