@@ -65,22 +65,14 @@ async def _letters(request: Request, limit: int) -> list[DeadLetter]:
     return letters
 
 
-async def _requeue(request: Request, ids: list[str] | None) -> int:
+async def _act(request: Request, verb: str, ids: list[str] | None) -> int:
+    """``requeue`` or ``purge`` the dead letters ``ids`` (None: all); how many."""
     transport = await dashboard_of(request).app.aget_transport()
+    act = transport.requeue_dead if verb == "requeue" else transport.purge_dead
     try:
-        moved: int = await transport.requeue_dead(ids)
+        return int(await act(ids))
     except (OSError, CeleriacError) as exc:
-        raise ApiError(503, f"the broker did not requeue the dead letters: {exc}") from None
-    return moved
-
-
-async def _purge(request: Request, ids: list[str] | None) -> int:
-    transport = await dashboard_of(request).app.aget_transport()
-    try:
-        dropped: int = await transport.purge_dead(ids)
-    except (OSError, CeleriacError) as exc:
-        raise ApiError(503, f"the broker did not purge the dead letters: {exc}") from None
-    return dropped
+        raise ApiError(503, f"the broker did not {verb} the dead letters: {exc}") from None
 
 
 def _chosen(body: dict[str, Any], verb: str) -> list[str] | None:
@@ -118,16 +110,18 @@ async def list_letters(request: Request) -> Response:
 
 async def requeue_letters(request: Request) -> Response:
     """``POST /api/dead-letters/requeue`` with ``{"ids": [...]}`` or ``{"all": true}``."""
-    refuse_unless_allowed(request)
-    ids = _chosen(await read_body(request), "requeue")
-    return json_response({"requeued": await _requeue(request, ids)})
+    return await _api_action(request, "requeue", "requeued")
 
 
 async def purge_letters(request: Request) -> Response:
     """``POST /api/dead-letters/purge`` with ``{"ids": [...]}`` or ``{"all": true}``."""
+    return await _api_action(request, "purge", "purged")
+
+
+async def _api_action(request: Request, verb: str, done: str) -> Response:
     refuse_unless_allowed(request)
-    ids = _chosen(await read_body(request), "purge")
-    return json_response({"purged": await _purge(request, ids)})
+    ids = _chosen(await read_body(request), verb)
+    return json_response({done: await _act(request, verb, ids)})
 
 
 async def page(request: Request) -> Response:
@@ -142,18 +136,19 @@ async def page(request: Request) -> Response:
 
 async def requeue_form(request: Request) -> Response:
     """The page's form: requeue the ``id`` fields, or all with ``all``; back to the page."""
-    refuse_unless_allowed(request)
-    moved = await _requeue(request, _chosen_in_form(await read_form(request), "requeue"))
-    root = request.scope.get("root_path", "")
-    return RedirectResponse(f"{root}/dead-letters?requeued={moved}", status_code=303)
+    return await _form_action(request, "requeue", "requeued")
 
 
 async def purge_form(request: Request) -> Response:
     """The page's form: delete the ``id`` fields, or all with ``all``; back to the page."""
+    return await _form_action(request, "purge", "purged")
+
+
+async def _form_action(request: Request, verb: str, done: str) -> Response:
     refuse_unless_allowed(request)
-    dropped = await _purge(request, _chosen_in_form(await read_form(request), "purge"))
+    count = await _act(request, verb, _chosen_in_form(await read_form(request), verb))
     root = request.scope.get("root_path", "")
-    return RedirectResponse(f"{root}/dead-letters?purged={dropped}", status_code=303)
+    return RedirectResponse(f"{root}/dead-letters?{done}={count}", status_code=303)
 
 
 def routes() -> list[Route]:
