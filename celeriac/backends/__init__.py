@@ -34,6 +34,8 @@ def backend_from_url(
     options: Mapping[str, Any] | None = None,
 ) -> ResultBackend:
     """Create the backend for a result_backend URL (not yet connected)."""
+    if expires is not None and expires < 0:
+        raise ImproperlyConfigured(f"result_expires must not be negative: {expires!r}")
     _refuse_django_cache(url)
     if engine_for_name(url) is None:
         scheme_of(url)  # a clear error for something that is not a URL

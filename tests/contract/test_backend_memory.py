@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from celeriac import states
+from celeriac.backends import backend_from_url
 from celeriac.backends.base import ChordPart, ResultBackend
 from celeriac.engines.memory.results import MemoryBackend, reset_memory_stores
 from celeriac.exceptions import ImproperlyConfigured
@@ -165,6 +166,7 @@ async def test_close_fails_pending_waits() -> None:
 
 
 def test_negative_expires_refused() -> None:
-    """A negative result_expires is a configuration error."""
-    with pytest.raises(ImproperlyConfigured):
-        _new(_url(), -1)
+    """A negative result_expires is a configuration error (refused for every engine by the
+    one factory that makes backends)."""
+    with pytest.raises(ImproperlyConfigured, match="result_expires must not be negative"):
+        backend_from_url(_url(), serializer=JSON, expires=-1)

@@ -86,7 +86,7 @@ def test_urls_and_schemes() -> None:
     with pytest.raises(ImproperlyConfigured, match="PostgreSQL"):
         SQLBackend("mysql://root@localhost/test", serializer=JSON, expires=None)
     with pytest.raises(ImproperlyConfigured, match="negative"):
-        SQLBackend(PG_URL, serializer=JSON, expires=-1)
+        backend_from_url(PG_URL, serializer=JSON, expires=-1)
 
 
 async def test_tables_in_schema_given_by_url(

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from celeriac import states
+from celeriac.backends import backend_from_url
 from celeriac.backends.base import ChordPart, ResultBackend
 from celeriac.engines.sqlite.connection import file_in_url
 from celeriac.engines.sqlite.results import SQLiteBackend
@@ -275,6 +276,7 @@ async def test_writer_on_other_thread_wakes_waiter(
 
 
 def test_negative_expires_refused(tmp_path: Path) -> None:
-    """A negative result_expires is a configuration error."""
-    with pytest.raises(ImproperlyConfigured):
-        _new(tmp_path / "x.sqlite", -1)
+    """A negative result_expires is a configuration error (refused for every engine by the
+    one factory that makes backends)."""
+    with pytest.raises(ImproperlyConfigured, match="result_expires must not be negative"):
+        backend_from_url(_url(tmp_path / "x.sqlite"), serializer=JSON, expires=-1)

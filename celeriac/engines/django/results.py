@@ -41,7 +41,6 @@ from typing import Any, TypeVar
 
 from celeriac.backends.base import ChordPart, Meta
 from celeriac.engines.django.orm import OrmThread, load_app_models
-from celeriac.exceptions import ImproperlyConfigured
 from celeriac.protocol.serializers import Serializer, serializer_for_content_type
 from celeriac.states import READY_STATES, STARTED
 
@@ -104,8 +103,6 @@ class DjangoBackend:
         expires: float | None,
         options: Mapping[str, Any] | None = None,
     ) -> None:
-        if expires is not None and expires < 0:
-            raise ImproperlyConfigured(f"result_expires must not be negative: {expires!r}")
         opts = dict(options or {})
         self.url = url
         self._codec = serializer

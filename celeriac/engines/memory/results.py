@@ -19,7 +19,6 @@ from typing import Any
 from celeriac.backends.base import ChordPart, Meta
 from celeriac.backends.waiting import Waiters
 from celeriac.engines.memory.connection import Stores
-from celeriac.exceptions import ImproperlyConfigured
 from celeriac.protocol.serializers import Serializer
 from celeriac.states import READY_STATES
 
@@ -97,8 +96,6 @@ class MemoryBackend:
         expires: float | None,
         options: Mapping[str, Any] | None = None,
     ) -> None:
-        if expires is not None and expires < 0:
-            raise ImproperlyConfigured(f"result_expires must not be negative: {expires!r}")
         self.url = url
         self._serializer = serializer
         self._expires = expires or None

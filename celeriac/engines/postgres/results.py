@@ -197,8 +197,6 @@ class SQLBackend:
         expires: float | None,
         options: Mapping[str, Any] | None = None,
     ) -> None:
-        if expires is not None and expires < 0:
-            raise ImproperlyConfigured(f"result_expires must not be negative: {expires!r}")
         opts = dict(options or {})
         self.url = url
         self._settings: SQLSettings = parse_sql_settings(url, opts, role="task")

@@ -26,7 +26,6 @@ from typing import Any, TypeVar
 from celeriac.backends.base import ChordPart, Meta
 from celeriac.backends.waiting import PollLoop, Waiters
 from celeriac.engines.sqlite.connection import SQLiteFile, sqlite_path, write_transaction
-from celeriac.exceptions import ImproperlyConfigured
 from celeriac.protocol.serializers import Serializer
 from celeriac.states import READY_STATES
 
@@ -127,8 +126,6 @@ class SQLiteBackend:
         expires: float | None,
         options: Mapping[str, Any] | None = None,
     ) -> None:
-        if expires is not None and expires < 0:
-            raise ImproperlyConfigured(f"result_expires must not be negative: {expires!r}")
         opts = options or {}
         self.url = url
         self.path = sqlite_path(url)
