@@ -24,14 +24,20 @@ def test_a_slots_record_shows_its_running_task_until_it_ends() -> None:
     assert board.register(1, "consumer-b") == "consumer-a"  # the predecessor, to reclaim
 
 
-def test_a_task_whose_slot_died_is_lost_for_every_slot() -> None:
-    board = SlotBoard(2)
+def _died_running(board: SlotBoard, index: int, task_id: str) -> int:
+    """A process that takes slot ``index``, starts ``task_id`` and is SIGKILLed; its pid."""
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child dies running its task
-        board.register(2, "consumer")
-        board.running(2, "task-x")
+        board.register(index, "consumer")
+        board.running(index, task_id)
         os.kill(os.getpid(), signal.SIGKILL)
     os.waitpid(pid, 0)
+    return pid
+
+
+def test_a_task_whose_slot_died_is_lost_for_every_slot() -> None:
+    board = SlotBoard(2)
+    pid = _died_running(board, 2, "task-x")
     # Before the supervisor noticed: the dead process's record says it ran the task.
     assert board.lost_reason("task-x") == f"the slot running it (pid {pid}) died"
     assert board.lose(2, "signal 9 (SIGKILL)") == "task-x"
@@ -48,12 +54,7 @@ def test_a_lose_between_a_slots_reads_still_shows_the_task_lost(
     message back, is reading the board: whichever read the move falls between, the task
     is found (RabbitMQ redelivers at once, so this race is run in earnest)."""
     board = SlotBoard(1)
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child dies running its task
-        board.register(1, "consumer")
-        board.running(1, "task-z")
-        os.kill(os.getpid(), signal.SIGKILL)
-    os.waitpid(pid, 0)
+    _died_running(board, 1, "task-z")
     read_record, moved = SlotBoard.record, []
 
     def record_then_lose(self: SlotBoard, index: int) -> tuple[int, str]:
