@@ -31,7 +31,6 @@ from celeriac.cli.daemon import (
 )
 from celeriac.cli.daemon import detach as daemonize
 from celeriac.cli.params import log_format_option, loglevel_option
-from celeriac.engines import preload_engines
 from celeriac.exceptions import ImproperlyConfigured
 from celeriac.masking import mask_url
 from celeriac.worker.logging import setup_logging
@@ -161,9 +160,7 @@ def beat(
         daemonize()
     if pidfile:
         Pidfile(expand_node_format(pidfile, None)).acquire()
-    if uid or gid:
-        preload_engines(app)  # as the worker does: the new user may not read the code
-    drop_privileges(uid, gid)
+    drop_privileges(app, uid, gid)
     logfile = prepare_logfile(logfile and expand_node_format(logfile, None))
     path = scheduler or app.conf["beat_scheduler"]
     if not is_native(path):

@@ -24,6 +24,8 @@ from typing import Any, TypeVar
 
 import click
 
+from celeriac.engines import preload_engines
+
 __all__ = [
     "Pidfile",
     "daemon_options",
@@ -147,8 +149,12 @@ def _resolve(value: str, lookup: Callable[[str], Any], kind: str) -> int:
         raise click.BadParameter(f"no such {kind}: {value!r}") from None
 
 
-def drop_privileges(uid: str | None, gid: str | None) -> None:
-    """Become ``gid`` then ``uid`` (the group first, while we still may change it)."""
+def drop_privileges(app: Any, uid: str | None, gid: str | None) -> None:
+    """Become ``gid`` then ``uid`` (the group first, while we still may change it), once
+    ``app``'s engines are imported: they are otherwise imported when first used, and the
+    new user may not read the code's directory (a checkout under a private home)."""
+    if uid or gid:
+        preload_engines(app)
     if gid:
         os.setgid(_resolve(gid, grp.getgrnam, "group"))
     if uid:

@@ -25,7 +25,6 @@ from celeriac.cli.daemon import (
     prepare_logfile,
 )
 from celeriac.conf.defaults import default_concurrency
-from celeriac.engines import preload_engines
 from celeriac.worker.logging import setup_logging
 from celeriac.worker.supervisor import run_loops, run_slots
 from celeriac.worker.worker import Worker, WorkerOptions, expand_hostname
@@ -104,11 +103,7 @@ def _become_daemon(app: Any, flags: WorkerFlags, nodename: str) -> None:
         detach()
     if flags.pidfile:
         Pidfile(expand_node_format(flags.pidfile, nodename)).acquire()
-    if flags.uid or flags.gid:
-        # The engines are imported when first used; the new user may not read the
-        # directory they come from (a checkout under a private home), so import them now.
-        preload_engines(app)
-    drop_privileges(flags.uid, flags.gid)
+    drop_privileges(app, flags.uid, flags.gid)
 
 
 def _apply_settings(app: Any, flags: WorkerFlags) -> None:

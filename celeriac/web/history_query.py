@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from celeriac.states import READY_STATES
 from celeriac.web.records import TaskQuery
 
-__all__ = ["COLUMNS", "INDEXED", "select_statement"]
+__all__ = ["COLUMNS", "INDEXED", "READY_LIST", "select_statement"]
 
 COLUMNS = ("uuid", "name", "state", "worker", "updated", "received", "started", "haystack",
            "record")  # fmt: skip
@@ -22,6 +23,9 @@ COLUMNS = ("uuid", "name", "state", "worker", "updated", "received", "started", 
 
 INDEXED = ("name", "state", "worker")
 """The columns with an index of ``(column, updated)``; ``updated`` has one of its own."""
+
+READY_LIST = ", ".join(f"'{state}'" for state in sorted(READY_STATES))
+"""The finished states as an SQL list, for ``state IN (...)``."""
 
 _RANGES = (
     ("received", "received_start", ">"),

@@ -20,9 +20,8 @@ from celeriac.engines.postgres.connection import (
     parse_sql_settings,
     run_statement,
 )
-from celeriac.states import READY_STATES
 from celeriac.web.history import TABLE, Row, decode_record, encode_record
-from celeriac.web.history_query import INDEXED, select_statement
+from celeriac.web.history_query import INDEXED, READY_LIST, select_statement
 from celeriac.web.records import TaskQuery
 from celeriac.web.tally import Counted, Key
 
@@ -35,11 +34,10 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 __all__ = ["SQLHistory", "history_table"]
 
-_READY = ", ".join(f"'{state}'" for state in sorted(READY_STATES))
 # A row's run time as the tally counts it (celeriac.web.tally.Key): a finished task's, when
 # its record holds a number. (Nested: the record is parsed only for finished tasks.)
 _RUNTIME = (
-    f"CASE WHEN state IN ({_READY}) THEN CASE WHEN json_typeof(CAST(record AS json) ->"
+    f"CASE WHEN state IN ({READY_LIST}) THEN CASE WHEN json_typeof(CAST(record AS json) ->"
     " 'runtime') = 'number' THEN CAST(CAST(record AS json) ->> 'runtime' AS float8) END END"
 )
 _GROUPED = f"coalesce(name, '?'), state, count(*), coalesce(sum({_RUNTIME}), 0), count({_RUNTIME})"

@@ -8,13 +8,13 @@ neither (the file is in WAL mode: readers and the writer do not block each other
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from celeriac.engines.sqlite.connection import SQLiteFile, write_transaction
-from celeriac.states import READY_STATES
 from celeriac.web.history import Row, decode_record, encode_record
-from celeriac.web.history_query import INDEXED, select_statement
+from celeriac.web.history_query import INDEXED, READY_LIST, select_statement
 from celeriac.web.records import TaskQuery
 from celeriac.web.tally import Counted, Key
 
@@ -40,11 +40,10 @@ _ADDED = {
 }
 
 
-_READY = ", ".join(f"'{state}'" for state in sorted(READY_STATES))
 # A row's run time as the tally counts it (celeriac.web.tally.Key): a finished task's, when
 # its record holds a number. (Nested: the record is parsed only for finished tasks.)
 _RUNTIME = (
-    f"CASE WHEN state IN ({_READY}) THEN CASE WHEN json_type(record, '$.runtime')"
+    f"CASE WHEN state IN ({READY_LIST}) THEN CASE WHEN json_type(record, '$.runtime')"
     " IN ('integer', 'real') THEN json_extract(record, '$.runtime') END END"
 )
 _KEY = f"coalesce(name, '?'), state, {_RUNTIME}"
@@ -156,9 +155,7 @@ class SQLiteHistory:
     async def records(self, uuids: list[str]) -> dict[str, dict[str, Any]]:
         """The records of ``uuids`` held here, by id."""
         found: dict[str, dict[str, Any]] = {}
-        for first in range(0, len(uuids), _CHUNK):
-            chunk = uuids[first : first + _CHUNK]
-            marks = ", ".join("?" * len(chunk))
+        for marks, chunk in _id_lists(uuids):
             statement = f"SELECT uuid, record FROM {self.table} WHERE uuid IN ({marks})"
             for uuid, text in await self._read(statement, chunk):
                 found[str(uuid)] = decode_record(text)
@@ -175,6 +172,13 @@ class SQLiteHistory:
         await self._writer.close()
 
 
+def _id_lists(uuids: list[str]) -> Iterator[tuple[str, list[str]]]:
+    """``uuids`` in pieces of :data:`_CHUNK`, each with its ``?, ?, ...`` placeholders."""
+    for first in range(0, len(uuids), _CHUNK):
+        chunk = uuids[first : first + _CHUNK]
+        yield ", ".join("?" * len(chunk)), chunk
+
+
 def _fetch(conn: sqlite3.Connection, statement: str, params: Any) -> list[tuple[Any, ...]]:
     return list(conn.execute(statement, params))
 
@@ -187,9 +191,7 @@ def _upsert(conn: sqlite3.Connection, table: str, rows: list[Row]) -> dict[str, 
     ]  # fmt: skip
     replaced: dict[str, Key] = {}
     with write_transaction(conn):
-        for first in range(0, len(rows), _CHUNK):  # what the batch replaces, for the totals
-            chunk = [row.uuid for row in rows[first : first + _CHUNK]]
-            marks = ", ".join("?" * len(chunk))
+        for marks, chunk in _id_lists([row.uuid for row in rows]):  # replaced: the totals'
             statement = f"SELECT uuid, {_KEY} FROM {table} WHERE uuid IN ({marks})"
             replaced.update((uuid, key) for uuid, *key in conn.execute(statement, chunk))
         conn.executemany(
@@ -216,9 +218,8 @@ def _prune(conn: sqlite3.Connection, table: str, oldest: float, max_rows: int) -
                 tied = [uuid for (uuid,) in conn.execute(
                     f"SELECT uuid FROM {table} WHERE updated = ? LIMIT ?", (edge[0], surplus)
                 )]  # fmt: skip
-                for first in range(0, len(tied), _CHUNK):
-                    chunk = tied[first : first + _CHUNK]
-                    gone += _delete(conn, table, f"uuid IN ({', '.join('?' * len(chunk))})", chunk)
+                for marks, chunk in _id_lists(tied):
+                    gone += _delete(conn, table, f"uuid IN ({marks})", chunk)
     return gone
 
 
