@@ -511,7 +511,8 @@ def _deadline(conf: Mapping[str, Any] | None) -> float | None:
 
 async def _sleep_unless(stop: asyncio.Event, delay: float) -> None:
     try:
-        await asyncio.wait_for(stop.wait(), delay)
+        async with asyncio.timeout(delay):  # (not wait_for: a cancel may be lost)
+            await stop.wait()
     except TimeoutError:
         pass
 

@@ -363,7 +363,8 @@ async def _sse(feed: Any, prefix: str) -> AsyncIterator[str]:
         yield ": connected\n\n"
         while True:
             try:
-                event = await asyncio.wait_for(queue.get(), SSE_PING)
+                async with asyncio.timeout(SSE_PING):  # (not wait_for: see AMQPSubscription)
+                    event = await queue.get()
             except builtins.TimeoutError:
                 yield ": ping\n\n"
                 continue

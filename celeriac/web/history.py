@@ -322,8 +322,10 @@ class History:
         self._writer_runs = True
         try:
             while True:
+                # (Not wait_for, which may lose a cancel: see AMQPSubscription.receive.)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.interval)
+                    async with asyncio.timeout(self.interval):
+                        await self._wake.wait()
                 self._wake.clear()
                 try:
                     await self.flush(state)

@@ -322,7 +322,8 @@ class AMQPTransport:
                 await asyncio.sleep(min(backoff.next(), remaining))
                 continue
             try:
-                await asyncio.wait_for(consumer.wake.wait(), remaining)
+                async with asyncio.timeout(remaining):  # (not wait_for: see AMQPSubscription)
+                    await consumer.wake.wait()
             except TimeoutError:
                 return []
         return []

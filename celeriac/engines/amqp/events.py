@@ -89,7 +89,10 @@ class AMQPSubscription:
                 return []
             self.outage.ok()
         try:
-            first = await asyncio.wait_for(self._inbox.get(), timeout)
+            # Not wait_for: on 3.11 it returns the item and drops a cancel that comes as
+            # the item does, and the dashboard's feed, stopped so, received for ever.
+            async with asyncio.timeout(timeout):
+                first = await self._inbox.get()
         except TimeoutError:
             return []
         found = [first]

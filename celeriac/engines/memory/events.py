@@ -53,7 +53,8 @@ class MemorySubscription:
         if not self._inbox:
             self._arrived.clear()
             try:
-                await asyncio.wait_for(self._arrived.wait(), timeout)
+                async with asyncio.timeout(timeout):  # (not wait_for: a cancel may be lost)
+                    await self._arrived.wait()
             except TimeoutError:
                 return []
         with self._lock:
